@@ -1,0 +1,546 @@
+//! Signed envelopes: the unit that is stored and carried hop by hop.
+//!
+//! Wire layout (all integers big-endian; docs/protocol.md is the reference):
+//!
+//! ```text
+//! 0   u8    version (1)
+//! 1   u8    hops_left          -- not signed; relays decrement it
+//! 2   u8    kind               -- signed region starts here
+//! 3   u8    max_hops
+//! 4   [32]  origin Ed25519 public key
+//! 36  u64   created, unix seconds
+//! 44  u32   ttl, seconds
+//! 48  [16]  destination id (node id, channel id, or zero for broadcast)
+//! 64  u8    domain length L (0..=32)
+//! 65  [L]   destination domain, ASCII a-z 0-9 '-' '.'
+//! ..  u32   payload length P
+//! ..  [P]   payload             -- signed region ends here
+//! ..  [64]  Ed25519 signature over SIG_CONTEXT || version || signed region
+//! ```
+//!
+//! [`Envelope::decode`] is a pure function from bytes (and the caller's idea
+//! of the current time) to a verified envelope or a typed error. It does not
+//! decrypt payloads; see [`crate::e2e`].
+
+use core::fmt;
+use core::ops::Range;
+
+use crate::crypto::{kdf, to_hex};
+use crate::identity::{Identity, NodeId, verify};
+use crate::wire::{Put, Reader, Truncated};
+
+/// The only envelope version this code speaks.
+pub const VERSION: u8 = 1;
+/// Largest envelope on the wire, header and signature included.
+pub const MAX_ENVELOPE_LEN: usize = 65536;
+/// Largest hop limit an origin may sign.
+pub const MAX_HOPS: u8 = 32;
+/// Hop limit used when the sender does not choose one.
+pub const DEFAULT_HOPS: u8 = 8;
+/// Longest time to live, 30 days.
+pub const MAX_TTL: u32 = 30 * 24 * 3600;
+/// How far in the future `created` may lie before we call the clock wrong.
+pub const MAX_CLOCK_SKEW: u64 = 600;
+/// Longest domain name.
+pub const MAX_DOMAIN_LEN: usize = 32;
+/// Bytes before the payload, with an empty domain.
+pub const HEADER_LEN: usize = 65 + 4;
+/// Signature length.
+pub const SIG_LEN: usize = 64;
+/// Signatures are computed over this prefix, then the version and the signed
+/// region, so no other meshpost structure can be replayed as an envelope.
+pub const SIG_CONTEXT: &[u8] = b"meshpost envelope v1";
+
+/// What an envelope is for; decides how it is routed and what its payload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// To one node, payload end-to-end encrypted ([`crate::e2e`]).
+    Direct = 1,
+    /// To a channel (encrypted with the channel key).
+    Channel = 2,
+    /// A node's signed announce carrying its public keys ([`crate::card`]).
+    Announce = 3,
+}
+
+impl Kind {
+    fn from_u8(v: u8) -> Option<Kind> {
+        match v {
+            1 => Some(Kind::Direct),
+            2 => Some(Kind::Channel),
+            3 => Some(Kind::Announce),
+            _ => None,
+        }
+    }
+}
+
+/// The dedup id of an envelope: a labelled BLAKE2s hash of its version and
+/// signed region, truncated to 16 bytes. Hops-left does not change it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct EnvelopeId(pub [u8; 16]);
+
+impl fmt::Display for EnvelopeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&to_hex(&self.0))
+    }
+}
+
+impl fmt::Debug for EnvelopeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EnvelopeId({self})")
+    }
+}
+
+impl EnvelopeId {
+    pub fn parse(s: &str) -> Option<EnvelopeId> {
+        crate::crypto::from_hex::<16>(s.trim()).map(EnvelopeId)
+    }
+}
+
+/// Why bytes were not accepted as an envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvelopeError {
+    BadVersion { got: u8 },
+    Truncated { field: &'static str },
+    Oversize { len: usize, max: usize },
+    UnknownKind { got: u8 },
+    BadDomain,
+    BadTtl { ttl: u32 },
+    TrailingBytes { extra: usize },
+    BadSignature,
+    Expired { expired_at: u64, now: u64 },
+    FromTheFuture { created: u64, now: u64 },
+    TooManyHops { max_hops: u8, hops_left: u8 },
+}
+
+impl From<Truncated> for EnvelopeError {
+    fn from(t: Truncated) -> Self {
+        EnvelopeError::Truncated { field: t.0 }
+    }
+}
+
+impl fmt::Display for EnvelopeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use EnvelopeError::*;
+        match self {
+            BadVersion { got } => write!(f, "unsupported envelope version {got} (want {VERSION})"),
+            Truncated { field } => write!(f, "envelope truncated in field '{field}'"),
+            Oversize { len, max } => write!(f, "envelope of {len} bytes exceeds {max}"),
+            UnknownKind { got } => write!(f, "unknown envelope kind {got}"),
+            BadDomain => f.write_str("destination domain is not 0-32 chars of a-z 0-9 - ."),
+            BadTtl { ttl } => write!(f, "ttl {ttl}s is zero or above {MAX_TTL}s"),
+            TrailingBytes { extra } => write!(f, "{extra} bytes after the signature"),
+            BadSignature => f.write_str("origin signature does not verify"),
+            Expired { expired_at, now } => write!(f, "expired at {expired_at}, now {now}"),
+            FromTheFuture { created, now } => {
+                write!(f, "created at {created}, more than {MAX_CLOCK_SKEW}s after now {now}")
+            }
+            TooManyHops { max_hops, hops_left } => {
+                write!(f, "hops_left {hops_left} exceeds signed max_hops {max_hops} (or max {MAX_HOPS})")
+            }
+        }
+    }
+}
+
+/// Where an envelope is going.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// Node id, channel id, or all zero.
+    pub id: [u8; 16],
+    /// Empty for "this domain".
+    pub domain: String,
+}
+
+/// Fields an origin fills in before signing.
+#[derive(Debug, Clone)]
+pub struct Draft<'a> {
+    pub kind: Kind,
+    pub max_hops: u8,
+    pub created: u64,
+    pub ttl: u32,
+    pub dest: Destination,
+    pub payload: &'a [u8],
+}
+
+/// A decoded envelope whose signature has been verified.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Envelope {
+    bytes: Vec<u8>,
+    kind: Kind,
+    max_hops: u8,
+    origin: [u8; 32],
+    created: u64,
+    ttl: u32,
+    dest: Destination,
+    payload: Range<usize>,
+    id: EnvelopeId,
+}
+
+impl fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Envelope")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+fn valid_domain(d: &[u8]) -> bool {
+    d.len() <= MAX_DOMAIN_LEN
+        && d.iter().all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.'))
+}
+
+fn signed_message(version_and_region: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(SIG_CONTEXT.len() + version_and_region.len());
+    m.extend_from_slice(SIG_CONTEXT);
+    m.extend_from_slice(version_and_region);
+    m
+}
+
+fn id_of(version: u8, region: &[u8]) -> EnvelopeId {
+    let h = kdf(b"mp-envid", &[], &[&[version], region]);
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&h[..16]);
+    EnvelopeId(id)
+}
+
+impl Envelope {
+    /// Builds and signs an envelope, with hops_left set to max_hops.
+    pub fn seal(identity: &Identity, draft: &Draft<'_>) -> Result<Envelope, EnvelopeError> {
+        if draft.max_hops > MAX_HOPS {
+            return Err(EnvelopeError::TooManyHops { max_hops: draft.max_hops, hops_left: draft.max_hops });
+        }
+        if draft.ttl == 0 || draft.ttl > MAX_TTL {
+            return Err(EnvelopeError::BadTtl { ttl: draft.ttl });
+        }
+        if !valid_domain(draft.dest.domain.as_bytes()) {
+            return Err(EnvelopeError::BadDomain);
+        }
+        let len = HEADER_LEN + draft.dest.domain.len() + draft.payload.len() + SIG_LEN;
+        if len > MAX_ENVELOPE_LEN {
+            return Err(EnvelopeError::Oversize { len, max: MAX_ENVELOPE_LEN });
+        }
+        let mut b = Vec::with_capacity(len);
+        b.put_u8(VERSION);
+        b.put_u8(draft.max_hops);
+        b.put_u8(draft.kind as u8);
+        b.put_u8(draft.max_hops);
+        b.extend_from_slice(&identity.public_key());
+        b.put_u64(draft.created);
+        b.put_u32(draft.ttl);
+        b.extend_from_slice(&draft.dest.id);
+        b.put_u8(draft.dest.domain.len() as u8);
+        b.extend_from_slice(draft.dest.domain.as_bytes());
+        b.put_u32(draft.payload.len() as u32);
+        b.extend_from_slice(draft.payload);
+        let mut vr = Vec::with_capacity(b.len() - 1);
+        vr.push(VERSION);
+        vr.extend_from_slice(&b[2..]);
+        let sig = identity.sign(&signed_message(&vr));
+        b.extend_from_slice(&sig);
+        let payload_start = HEADER_LEN + draft.dest.domain.len();
+        Ok(Envelope {
+            id: id_of(VERSION, &b[2..payload_start + draft.payload.len()]),
+            kind: draft.kind,
+            max_hops: draft.max_hops,
+            origin: identity.public_key(),
+            created: draft.created,
+            ttl: draft.ttl,
+            dest: draft.dest.clone(),
+            payload: payload_start..payload_start + draft.payload.len(),
+            bytes: b,
+        })
+    }
+
+    /// Parses, validates and verifies envelope bytes. `now` is unix seconds.
+    ///
+    /// Checks, in order: size, version, structure, domain, ttl, hop counts,
+    /// signature, then time (expired, or created implausibly far ahead).
+    pub fn decode(bytes: &[u8], now: u64) -> Result<Envelope, EnvelopeError> {
+        if bytes.len() > MAX_ENVELOPE_LEN {
+            return Err(EnvelopeError::Oversize { len: bytes.len(), max: MAX_ENVELOPE_LEN });
+        }
+        let mut r = Reader::new(bytes);
+        let version = r.u8("version")?;
+        if version != VERSION {
+            return Err(EnvelopeError::BadVersion { got: version });
+        }
+        let hops_left = r.u8("hops_left")?;
+        let kind_byte = r.u8("kind")?;
+        let kind = Kind::from_u8(kind_byte).ok_or(EnvelopeError::UnknownKind { got: kind_byte })?;
+        let max_hops = r.u8("max_hops")?;
+        let origin = r.array::<32>("origin")?;
+        let created = r.u64("created")?;
+        let ttl = r.u32("ttl")?;
+        let dest_id = r.array::<16>("destination")?;
+        let dlen = r.u8("domain length")? as usize;
+        let domain = r.bytes(dlen, "domain")?;
+        if !valid_domain(domain) {
+            return Err(EnvelopeError::BadDomain);
+        }
+        let plen = r.u32("payload length")? as usize;
+        let payload_start = r.pos();
+        r.bytes(plen, "payload")?;
+        let region_end = r.pos();
+        let sig = r.array::<64>("signature")?;
+        if r.remaining() != 0 {
+            return Err(EnvelopeError::TrailingBytes { extra: r.remaining() });
+        }
+        if ttl == 0 || ttl > MAX_TTL {
+            return Err(EnvelopeError::BadTtl { ttl });
+        }
+        if max_hops > MAX_HOPS || hops_left > max_hops {
+            return Err(EnvelopeError::TooManyHops { max_hops, hops_left });
+        }
+        let mut vr = Vec::with_capacity(region_end - 1);
+        vr.push(version);
+        vr.extend_from_slice(&bytes[2..region_end]);
+        if !verify(&origin, &signed_message(&vr), &sig) {
+            return Err(EnvelopeError::BadSignature);
+        }
+        let expires_at = created.saturating_add(ttl as u64);
+        if expires_at <= now {
+            return Err(EnvelopeError::Expired { expired_at: expires_at, now });
+        }
+        if created > now.saturating_add(MAX_CLOCK_SKEW) {
+            return Err(EnvelopeError::FromTheFuture { created, now });
+        }
+        Ok(Envelope {
+            id: id_of(version, &bytes[2..region_end]),
+            kind,
+            max_hops,
+            origin,
+            created,
+            ttl,
+            // Invariant: valid_domain() accepted only ASCII bytes above.
+            dest: Destination {
+                id: dest_id,
+                domain: String::from_utf8_lossy(domain).into_owned(),
+            },
+            payload: payload_start..payload_start + plen,
+            bytes: bytes.to_vec(),
+        })
+    }
+
+    pub fn id(&self) -> EnvelopeId {
+        self.id
+    }
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+    pub fn origin(&self) -> &[u8; 32] {
+        &self.origin
+    }
+    pub fn origin_id(&self) -> NodeId {
+        NodeId::from_public_key(&self.origin)
+    }
+    pub fn created(&self) -> u64 {
+        self.created
+    }
+    pub fn ttl(&self) -> u32 {
+        self.ttl
+    }
+    /// Unix second at which the envelope must be gone everywhere.
+    pub fn expires_at(&self) -> u64 {
+        self.created.saturating_add(self.ttl as u64)
+    }
+    pub fn max_hops(&self) -> u8 {
+        self.max_hops
+    }
+    pub fn hops_left(&self) -> u8 {
+        self.bytes[1]
+    }
+    /// Lowers hops-left by one for the next hop; false if none are left.
+    pub fn take_hop(&mut self) -> bool {
+        if self.bytes[1] == 0 {
+            return false;
+        }
+        self.bytes[1] -= 1;
+        true
+    }
+    pub fn dest(&self) -> &Destination {
+        &self.dest
+    }
+    pub fn payload(&self) -> &[u8] {
+        &self.bytes[self.payload.clone()]
+    }
+    /// The bytes as sent on the wire, with the current hops-left.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::OsRng;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn draft(payload: &[u8]) -> Draft<'_> {
+        Draft {
+            kind: Kind::Direct,
+            max_hops: 4,
+            created: NOW,
+            ttl: 3600,
+            dest: Destination { id: [7; 16], domain: "ffa".into() },
+            payload,
+        }
+    }
+
+    fn sealed() -> (Identity, Envelope) {
+        let id = Identity::generate(&mut OsRng);
+        let env = Envelope::seal(&id, &draft(b"hello mesh")).unwrap();
+        (id, env)
+    }
+
+    #[test]
+    fn round_trip_keeps_every_field() {
+        let (id, env) = sealed();
+        let back = Envelope::decode(env.bytes(), NOW + 1).unwrap();
+        assert_eq!(back, env);
+        assert_eq!(back.payload(), b"hello mesh");
+        assert_eq!(back.origin(), &id.public_key());
+        assert_eq!(back.dest().domain, "ffa");
+        assert_eq!(back.hops_left(), 4);
+        assert_eq!(back.expires_at(), NOW + 3600);
+    }
+
+    #[test]
+    fn hops_left_is_outside_the_signature_and_the_id() {
+        let (_, mut env) = sealed();
+        let id = env.id();
+        assert!(env.take_hop());
+        let back = Envelope::decode(env.bytes(), NOW).unwrap();
+        assert_eq!(back.hops_left(), 3);
+        assert_eq!(back.id(), id);
+    }
+
+    #[test]
+    fn rejects_bad_version() {
+        let (_, env) = sealed();
+        let mut b = env.bytes().to_vec();
+        b[0] = 2;
+        assert_eq!(Envelope::decode(&b, NOW), Err(EnvelopeError::BadVersion { got: 2 }));
+    }
+
+    #[test]
+    fn rejects_every_truncation() {
+        let (_, env) = sealed();
+        let b = env.bytes();
+        for cut in 0..b.len() {
+            let err = Envelope::decode(&b[..cut], NOW).unwrap_err();
+            assert!(matches!(err, EnvelopeError::Truncated { .. }), "cut {cut}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_trailing_bytes() {
+        let (_, env) = sealed();
+        let mut b = env.bytes().to_vec();
+        b.push(0);
+        assert_eq!(Envelope::decode(&b, NOW), Err(EnvelopeError::TrailingBytes { extra: 1 }));
+    }
+
+    #[test]
+    fn rejects_oversize_on_decode_and_on_seal() {
+        let big = vec![0u8; MAX_ENVELOPE_LEN + 1];
+        assert!(matches!(Envelope::decode(&big, NOW), Err(EnvelopeError::Oversize { .. })));
+        let id = Identity::generate(&mut OsRng);
+        let payload = vec![0u8; MAX_ENVELOPE_LEN];
+        assert!(matches!(Envelope::seal(&id, &draft(&payload)), Err(EnvelopeError::Oversize { .. })));
+        // The largest payload that fits is accepted.
+        let fit = vec![1u8; MAX_ENVELOPE_LEN - HEADER_LEN - 3 - SIG_LEN];
+        let env = Envelope::seal(&id, &draft(&fit)).unwrap();
+        assert_eq!(env.len(), MAX_ENVELOPE_LEN);
+        assert!(Envelope::decode(env.bytes(), NOW).is_ok());
+    }
+
+    #[test]
+    fn rejects_forged_signature_and_tampered_fields() {
+        let (_, env) = sealed();
+        // Flip one bit in the payload, in the signature, and in the origin.
+        for pos in [env.payload.start, env.len() - 1, 10] {
+            let mut b = env.bytes().to_vec();
+            b[pos] ^= 0x01;
+            assert_eq!(Envelope::decode(&b, NOW), Err(EnvelopeError::BadSignature), "pos {pos}");
+        }
+        // Re-signing with another key under the same origin field fails too.
+        let other = Identity::generate(&mut OsRng);
+        let forged = Envelope::seal(&other, &draft(b"hello mesh")).unwrap();
+        let mut b = env.bytes().to_vec();
+        let n = b.len();
+        b[n - 64..].copy_from_slice(&forged.bytes()[forged.len() - 64..]);
+        assert_eq!(Envelope::decode(&b, NOW), Err(EnvelopeError::BadSignature));
+    }
+
+    #[test]
+    fn rejects_expired_and_future() {
+        let (_, env) = sealed();
+        assert_eq!(
+            Envelope::decode(env.bytes(), NOW + 3600),
+            Err(EnvelopeError::Expired { expired_at: NOW + 3600, now: NOW + 3600 })
+        );
+        assert!(matches!(
+            Envelope::decode(env.bytes(), NOW - MAX_CLOCK_SKEW - 1),
+            Err(EnvelopeError::FromTheFuture { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_too_many_hops() {
+        let (_, env) = sealed();
+        let mut b = env.bytes().to_vec();
+        b[1] = 5; // a relay raised hops_left above the signed max of 4
+        assert_eq!(
+            Envelope::decode(&b, NOW),
+            Err(EnvelopeError::TooManyHops { max_hops: 4, hops_left: 5 })
+        );
+        let id = Identity::generate(&mut OsRng);
+        let mut d = draft(b"x");
+        d.max_hops = MAX_HOPS + 1;
+        assert!(matches!(Envelope::seal(&id, &d), Err(EnvelopeError::TooManyHops { .. })));
+    }
+
+    #[test]
+    fn rejects_unknown_kind_bad_domain_and_bad_ttl() {
+        let id = Identity::generate(&mut OsRng);
+        let mut d = draft(b"x");
+        d.dest.domain = "Bad Domain".into();
+        assert_eq!(Envelope::seal(&id, &d).unwrap_err(), EnvelopeError::BadDomain);
+        let mut d = draft(b"x");
+        d.ttl = 0;
+        assert_eq!(Envelope::seal(&id, &d).unwrap_err(), EnvelopeError::BadTtl { ttl: 0 });
+        let (_, env) = sealed();
+        let mut b = env.bytes().to_vec();
+        b[2] = 9;
+        assert_eq!(Envelope::decode(&b, NOW), Err(EnvelopeError::UnknownKind { got: 9 }));
+        let mut b = env.bytes().to_vec();
+        b[65] = b'A';
+        assert_eq!(Envelope::decode(&b, NOW), Err(EnvelopeError::BadDomain));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut state = 0x1234_5678_9abc_def0u64;
+        for len in 0..2000 {
+            let mut b = Vec::with_capacity(len);
+            for _ in 0..len {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                b.push(state as u8);
+            }
+            if len > 1 {
+                b[0] = VERSION;
+            }
+            assert!(Envelope::decode(&b, NOW).is_err());
+        }
+    }
+}

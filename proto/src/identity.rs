@@ -1,0 +1,271 @@
+//! Node identity: one secret seed from which every key of a node is derived.
+//!
+//! A node's long-term secret is a single 32-byte Ed25519 seed. From it come:
+//! - the Ed25519 signing key (envelopes, announces);
+//! - the Noise static X25519 key, the standard Ed25519-to-X25519 conversion
+//!   (as libsodium's `crypto_sign_ed25519_sk_to_curve25519`), so a peer can
+//!   check that a Noise static key belongs to an Ed25519 key with
+//!   `to_montgomery()` and the link proves the identity with 32 bytes;
+//! - a separate X25519 key and an ML-KEM-768 key pair for end-to-end
+//!   encryption, each derived with [`kdf`] under its own label.
+//!
+//! This module parses and writes the identity file's bytes; it does not touch
+//! the file system (the daemon does, and enforces mode 0600).
+
+use core::fmt;
+
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use ml_kem::kem::DecapsulationKey;
+use ml_kem::{EncodedSizeUser, KemCore, MlKem768, MlKem768Params};
+use rand_core::CryptoRngCore;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::crypto::{from_hex, kdf, to_hex};
+
+/// Length of an ML-KEM-768 encapsulation (public) key.
+pub const KEM_EK_LEN: usize = 1184;
+/// Length of an ML-KEM-768 ciphertext.
+pub const KEM_CT_LEN: usize = 1088;
+
+/// The short, printable name of a node: the first 16 bytes of a labelled
+/// BLAKE2s hash of its Ed25519 public key, shown as 32 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct NodeId(pub [u8; 16]);
+
+impl NodeId {
+    /// The node id that belongs to an Ed25519 public key.
+    pub fn from_public_key(pk: &[u8; 32]) -> NodeId {
+        let h = kdf(b"mp-nodid", &[], &[pk]);
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&h[..16]);
+        NodeId(id)
+    }
+
+    /// Parses the 32-hex-digit form.
+    pub fn parse(s: &str) -> Option<NodeId> {
+        from_hex::<16>(s.trim()).map(NodeId)
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&to_hex(&self.0))
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({self})")
+    }
+}
+
+/// Why an identity file was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityError {
+    /// The first line is not `meshpost-identity v1`.
+    BadHeader,
+    /// The seed line is not 64 hex digits.
+    BadSeed,
+    /// The check line is missing or does not match the seed.
+    BadChecksum,
+}
+
+impl fmt::Display for IdentityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdentityError::BadHeader => f.write_str("first line is not 'meshpost-identity v1'"),
+            IdentityError::BadSeed => f.write_str("seed line is not 64 hex digits"),
+            IdentityError::BadChecksum => {
+                f.write_str("check line missing or wrong: the file is corrupt")
+            }
+        }
+    }
+}
+
+const FILE_HEADER: &str = "meshpost-identity v1";
+
+/// A node's secret keys. Secret material is zeroized on drop.
+pub struct Identity {
+    seed: Zeroizing<[u8; 32]>,
+    signing: SigningKey,
+    e2e_x25519: x25519_dalek::StaticSecret,
+    kem_dk: DecapsulationKey<MlKem768Params>,
+    kem_ek: Box<[u8; KEM_EK_LEN]>,
+}
+
+impl Identity {
+    /// Creates a fresh identity from the caller's randomness.
+    pub fn generate(rng: &mut impl CryptoRngCore) -> Identity {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut seed[..]);
+        Identity::from_seed(&seed)
+    }
+
+    /// Rebuilds every key from the 32-byte seed.
+    pub fn from_seed(seed: &[u8; 32]) -> Identity {
+        let signing = SigningKey::from_bytes(seed);
+        let mut x = kdf(b"mp-e2ex\0", seed, &[]);
+        let e2e_x25519 = x25519_dalek::StaticSecret::from(x);
+        x.zeroize();
+        let mut d = kdf(b"mp-kemd\0", seed, &[]);
+        let mut z = kdf(b"mp-kemz\0", seed, &[]);
+        let (kem_dk, ek) = MlKem768::generate_deterministic(&d.into(), &z.into());
+        d.zeroize();
+        z.zeroize();
+        let mut kem_ek = Box::new([0u8; KEM_EK_LEN]);
+        kem_ek.copy_from_slice(ek.as_bytes().as_slice());
+        Identity { seed: Zeroizing::new(*seed), signing, e2e_x25519, kem_dk, kem_ek }
+    }
+
+    /// Parses the identity file's bytes.
+    pub fn from_file_bytes(bytes: &[u8]) -> Result<Identity, IdentityError> {
+        let text = core::str::from_utf8(bytes).map_err(|_| IdentityError::BadHeader)?;
+        let mut lines = text.lines();
+        if lines.next().map(str::trim) != Some(FILE_HEADER) {
+            return Err(IdentityError::BadHeader);
+        }
+        let seed = lines
+            .next()
+            .and_then(|l| from_hex::<32>(l.trim()))
+            .map(Zeroizing::new)
+            .ok_or(IdentityError::BadSeed)?;
+        let check = lines
+            .next()
+            .and_then(|l| l.trim().strip_prefix("check "))
+            .and_then(from_hex::<8>)
+            .ok_or(IdentityError::BadChecksum)?;
+        if !crate::crypto::ct_eq(&check, &seed_check(&seed)) {
+            return Err(IdentityError::BadChecksum);
+        }
+        Ok(Identity::from_seed(&seed))
+    }
+
+    /// The identity file's bytes: a header, the hex seed and a check value.
+    pub fn to_file_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let text = format!(
+            "{FILE_HEADER}\n{}\ncheck {}\n",
+            to_hex(&self.seed[..]),
+            to_hex(&seed_check(&self.seed))
+        );
+        Zeroizing::new(text.into_bytes())
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        NodeId::from_public_key(&self.public_key())
+    }
+
+    /// The Ed25519 public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.signing.verifying_key().to_bytes()
+    }
+
+    pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        self.signing.sign(msg).to_bytes()
+    }
+
+    /// The Noise static private key (X25519), derived from the Ed25519 key.
+    pub fn noise_static_secret(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.signing.to_scalar_bytes())
+    }
+
+    /// The X25519 public key senders encrypt direct payloads to.
+    pub fn e2e_public(&self) -> [u8; 32] {
+        x25519_dalek::PublicKey::from(&self.e2e_x25519).to_bytes()
+    }
+
+    pub(crate) fn e2e_secret(&self) -> &x25519_dalek::StaticSecret {
+        &self.e2e_x25519
+    }
+
+    pub(crate) fn kem_dk(&self) -> &DecapsulationKey<MlKem768Params> {
+        &self.kem_dk
+    }
+
+    /// The ML-KEM-768 encapsulation key senders encapsulate to.
+    pub fn kem_public(&self) -> &[u8; KEM_EK_LEN] {
+        &self.kem_ek
+    }
+}
+
+fn seed_check(seed: &[u8; 32]) -> [u8; 8] {
+    let h = kdf(b"mp-idchk", &[], &[seed]);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&h[..8]);
+    out
+}
+
+/// The Noise static public key (Montgomery u) that belongs to an Ed25519
+/// public key, or `None` if the bytes are not a valid Edwards point.
+pub fn noise_static_for(ed_pk: &[u8; 32]) -> Option<[u8; 32]> {
+    VerifyingKey::from_bytes(ed_pk).ok().map(|vk| vk.to_montgomery().to_bytes())
+}
+
+/// Verifies an Ed25519 signature with strict checks (no malleable forms, no
+/// small-order keys).
+pub fn verify(pk: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
+    let Ok(vk) = VerifyingKey::from_bytes(pk) else {
+        return false;
+    };
+    if vk.is_weak() {
+        return false;
+    }
+    vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(sig)).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::OsRng;
+
+    #[test]
+    fn file_round_trip_restores_the_same_keys() {
+        let id = Identity::generate(&mut OsRng);
+        let back = Identity::from_file_bytes(&id.to_file_bytes()).unwrap();
+        assert_eq!(back.public_key(), id.public_key());
+        assert_eq!(back.e2e_public(), id.e2e_public());
+        assert_eq!(back.kem_public()[..], id.kem_public()[..]);
+        assert_eq!(back.node_id(), id.node_id());
+    }
+
+    #[test]
+    fn corrupt_files_are_refused_with_a_reason() {
+        let id = Identity::generate(&mut OsRng);
+        let good = id.to_file_bytes().to_vec();
+        assert_eq!(Identity::from_file_bytes(b"").err(), Some(IdentityError::BadHeader));
+        assert_eq!(
+            Identity::from_file_bytes(b"meshpost-identity v1\nzz\n").err(),
+            Some(IdentityError::BadSeed)
+        );
+        let mut flipped = good.clone();
+        flipped[FILE_HEADER.len() + 1] ^= 1; // change one seed digit
+        let flipped_ok = core::str::from_utf8(&flipped).is_ok();
+        assert!(flipped_ok);
+        assert!(matches!(
+            Identity::from_file_bytes(&flipped).err(),
+            Some(IdentityError::BadChecksum | IdentityError::BadSeed)
+        ));
+        let truncated = &good[..good.len() - 10];
+        assert_eq!(Identity::from_file_bytes(truncated).err(), Some(IdentityError::BadChecksum));
+    }
+
+    #[test]
+    fn noise_static_key_is_bound_to_the_ed25519_key() {
+        let id = Identity::generate(&mut OsRng);
+        let secret = id.noise_static_secret();
+        let derived_pub =
+            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(*secret)).to_bytes();
+        assert_eq!(noise_static_for(&id.public_key()), Some(derived_pub));
+        let other = Identity::generate(&mut OsRng);
+        assert_ne!(noise_static_for(&other.public_key()), Some(derived_pub));
+    }
+
+    #[test]
+    fn signatures_verify_only_for_their_message_and_key() {
+        let id = Identity::generate(&mut OsRng);
+        let sig = id.sign(b"hello");
+        assert!(verify(&id.public_key(), b"hello", &sig));
+        assert!(!verify(&id.public_key(), b"hellp", &sig));
+        let other = Identity::generate(&mut OsRng);
+        assert!(!verify(&other.public_key(), b"hello", &sig));
+    }
+}
