@@ -9,7 +9,10 @@
 //! take a `CryptoRngCore` from the caller, and snow draws its Noise ephemeral
 //! keys from the operating system's generator.
 
+pub mod card;
 pub mod crypto;
+pub mod e2e;
 pub mod envelope;
 pub mod identity;
+pub mod link;
 pub mod wire;

@@ -1,0 +1,206 @@
+//! A node's card: the public keys and names it announces.
+//!
+//! The card is the payload of an [`Kind::Announce`](crate::envelope::Kind)
+//! envelope, so it is signed by the node's Ed25519 key and self-certifying:
+//! the envelope's origin key is the card's identity. Layout (big-endian):
+//!
+//! ```text
+//! u8     card version (1)
+//! [32]   X25519 public key for end-to-end encryption
+//! u8     1 if an ML-KEM-768 key follows, else 0
+//! [1184] ML-KEM-768 encapsulation key (only if the flag is 1)
+//! u8 L + [L]  name, UTF-8, at most 32 bytes
+//! u8 L + [L]  domain, a-z 0-9 - . , at most 32 bytes
+//! u64    sequence number (newer cards replace older ones)
+//! ```
+//! It does not decide trust: callers check the envelope signature first.
+
+use core::fmt;
+
+use crate::identity::{KEM_EK_LEN, NodeId};
+use crate::wire::{Put, Reader, Truncated};
+
+pub const CARD_VERSION: u8 = 1;
+pub const MAX_NAME_LEN: usize = 32;
+
+/// The public half of a node, as announced.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Card {
+    /// The Ed25519 key (the announce envelope's origin).
+    pub ed_pk: [u8; 32],
+    pub x25519: [u8; 32],
+    pub kem_ek: Option<Box<[u8; KEM_EK_LEN]>>,
+    pub name: String,
+    pub domain: String,
+    pub seq: u64,
+}
+
+impl fmt::Debug for Card {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Card")
+            .field("node", &self.node_id())
+            .field("name", &self.name)
+            .field("domain", &self.domain)
+            .field("seq", &self.seq)
+            .field("kem", &self.kem_ek.is_some())
+            .finish()
+    }
+}
+
+/// Why a card payload was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CardError {
+    Truncated { field: &'static str },
+    BadVersion { got: u8 },
+    BadField { field: &'static str },
+    TrailingBytes { extra: usize },
+}
+
+impl From<Truncated> for CardError {
+    fn from(t: Truncated) -> Self {
+        CardError::Truncated { field: t.0 }
+    }
+}
+
+impl fmt::Display for CardError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CardError::Truncated { field } => write!(f, "card truncated in '{field}'"),
+            CardError::BadVersion { got } => write!(f, "unsupported card version {got}"),
+            CardError::BadField { field } => write!(f, "card field '{field}' is invalid"),
+            CardError::TrailingBytes { extra } => write!(f, "{extra} bytes after the card"),
+        }
+    }
+}
+
+impl Card {
+    pub fn node_id(&self) -> NodeId {
+        NodeId::from_public_key(&self.ed_pk)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(64 + KEM_EK_LEN + 80);
+        b.put_u8(CARD_VERSION);
+        b.extend_from_slice(&self.x25519);
+        match &self.kem_ek {
+            Some(ek) => {
+                b.put_u8(1);
+                b.extend_from_slice(&ek[..]);
+            }
+            None => b.put_u8(0),
+        }
+        let name = truncate_utf8(&self.name, MAX_NAME_LEN);
+        b.put_u8(name.len() as u8);
+        b.extend_from_slice(name.as_bytes());
+        b.put_u8(self.domain.len() as u8);
+        b.extend_from_slice(self.domain.as_bytes());
+        b.put_u64(self.seq);
+        b
+    }
+
+    /// Parses a card payload; `ed_pk` is the verified origin of its envelope.
+    pub fn decode(ed_pk: [u8; 32], payload: &[u8]) -> Result<Card, CardError> {
+        let mut r = Reader::new(payload);
+        let v = r.u8("version")?;
+        if v != CARD_VERSION {
+            return Err(CardError::BadVersion { got: v });
+        }
+        let x25519 = r.array::<32>("x25519")?;
+        let kem_ek = match r.u8("kem flag")? {
+            0 => None,
+            1 => Some(Box::new(r.array::<KEM_EK_LEN>("kem key")?)),
+            _ => return Err(CardError::BadField { field: "kem flag" }),
+        };
+        let nlen = r.u8("name length")? as usize;
+        if nlen > MAX_NAME_LEN {
+            return Err(CardError::BadField { field: "name" });
+        }
+        let name = core::str::from_utf8(r.bytes(nlen, "name")?)
+            .map_err(|_| CardError::BadField { field: "name" })?
+            .to_owned();
+        if name.chars().any(char::is_control) {
+            return Err(CardError::BadField { field: "name" });
+        }
+        let dlen = r.u8("domain length")? as usize;
+        let domain = r.bytes(dlen, "domain")?;
+        if dlen > crate::envelope::MAX_DOMAIN_LEN
+            || !domain.iter().all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.'))
+        {
+            return Err(CardError::BadField { field: "domain" });
+        }
+        let seq = r.u64("seq")?;
+        if r.remaining() != 0 {
+            return Err(CardError::TrailingBytes { extra: r.remaining() });
+        }
+        Ok(Card {
+            ed_pk,
+            x25519,
+            kem_ek,
+            name,
+            // Invariant: only ASCII bytes passed the check above.
+            domain: String::from_utf8_lossy(domain).into_owned(),
+            seq,
+        })
+    }
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card() -> Card {
+        Card {
+            ed_pk: [1; 32],
+            x25519: [2; 32],
+            kem_ek: Some(Box::new([3; KEM_EK_LEN])),
+            name: "router-äöü".into(),
+            domain: "ffhh".into(),
+            seq: 42,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let c = card();
+        assert_eq!(Card::decode([1; 32], &c.encode()), Ok(c));
+        let mut no_kem = card();
+        no_kem.kem_ek = None;
+        assert_eq!(Card::decode([1; 32], &no_kem.encode()), Ok(no_kem));
+    }
+
+    #[test]
+    fn long_names_are_cut_on_a_char_boundary() {
+        let mut c = card();
+        c.name = "ä".repeat(40);
+        let back = Card::decode([1; 32], &c.encode()).unwrap();
+        assert_eq!(back.name, "ä".repeat(16));
+    }
+
+    #[test]
+    fn rejects_truncation_and_bad_fields() {
+        let b = card().encode();
+        for cut in 0..b.len() {
+            assert!(Card::decode([1; 32], &b[..cut]).is_err());
+        }
+        let mut bad = b.clone();
+        bad[0] = 9;
+        assert_eq!(Card::decode([1; 32], &bad), Err(CardError::BadVersion { got: 9 }));
+        let mut bad = b.clone();
+        bad[33] = 2;
+        assert_eq!(Card::decode([1; 32], &bad), Err(CardError::BadField { field: "kem flag" }));
+        let mut bad = b;
+        bad.push(0);
+        assert_eq!(Card::decode([1; 32], &bad), Err(CardError::TrailingBytes { extra: 1 }));
+    }
+}

@@ -1,0 +1,138 @@
+//! Frames: what a transport datagram carries once decrypted.
+//!
+//! ```text
+//! 0 keepalive   (no body)
+//! 1 fragment    u32 transfer id, u16 index, u16 count, data
+//! 2 offer       u8 n, n x [16] envelope ids   "I hold these"
+//! 3 want        u8 n, n x [16]                "send me these"
+//! 4 have        u8 n, n x [16]                "I already have (or got) these"
+//! ```
+//! One frame per datagram. Parsing borrows from the plaintext.
+
+use crate::envelope::EnvelopeId;
+use crate::wire::{Put, Reader};
+
+use super::packet::MAX_FRAME;
+
+/// Most ids one offer/want/have frame carries.
+pub const MAX_IDS: usize = (MAX_FRAME - 2) / 16;
+/// Largest fragment data per datagram.
+pub const MAX_FRAGMENT_DATA: usize = MAX_FRAME - 9;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdList {
+    Offer = 2,
+    Want = 3,
+    Have = 4,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    Keepalive,
+    Fragment { xfer: u32, index: u16, count: u16, data: &'a [u8] },
+    Ids { list: IdList, ids: Vec<EnvelopeId> },
+}
+
+/// Why a decrypted frame was refused (only an authenticated peer can send one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameError(pub &'static str);
+
+impl<'a> Frame<'a> {
+    pub fn parse(b: &'a [u8]) -> Result<Frame<'a>, FrameError> {
+        let mut r = Reader::new(b);
+        let t = r.u8("type").map_err(|_| FrameError("empty frame"))?;
+        match t {
+            0 => Ok(Frame::Keepalive),
+            1 => {
+                let short = |_| FrameError("fragment header truncated");
+                let xfer = r.u32("xfer").map_err(short)?;
+                let index = r.u16("index").map_err(short)?;
+                let count = r.u16("count").map_err(short)?;
+                if count == 0 || index >= count {
+                    return Err(FrameError("fragment index out of range"));
+                }
+                Ok(Frame::Fragment { xfer, index, count, data: r.rest() })
+            }
+            2..=4 => {
+                let n = r.u8("n").map_err(|_| FrameError("id list truncated"))? as usize;
+                if n > MAX_IDS || r.remaining() != n * 16 {
+                    return Err(FrameError("id list length mismatch"));
+                }
+                let mut ids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    ids.push(EnvelopeId(r.array::<16>("id").map_err(|_| FrameError("id truncated"))?));
+                }
+                let list = match t {
+                    2 => IdList::Offer,
+                    3 => IdList::Want,
+                    _ => IdList::Have,
+                };
+                Ok(Frame::Ids { list, ids })
+            }
+            _ => Err(FrameError("unknown frame type")),
+        }
+    }
+}
+
+pub fn keepalive() -> Vec<u8> {
+    vec![0]
+}
+
+pub fn fragment(xfer: u32, index: u16, count: u16, data: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(9 + data.len());
+    v.put_u8(1);
+    v.put_u32(xfer);
+    v.put_u16(index);
+    v.put_u16(count);
+    v.extend_from_slice(data);
+    v
+}
+
+/// Encodes `ids` into as many frames as needed.
+pub fn id_frames(list: IdList, ids: &[EnvelopeId]) -> Vec<Vec<u8>> {
+    ids.chunks(MAX_IDS)
+        .map(|chunk| {
+            let mut v = Vec::with_capacity(2 + chunk.len() * 16);
+            v.put_u8(list as u8);
+            v.put_u8(chunk.len() as u8);
+            for id in chunk {
+                v.extend_from_slice(&id.0);
+            }
+            v
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        assert_eq!(Frame::parse(&keepalive()), Ok(Frame::Keepalive));
+        let f = fragment(5, 1, 3, b"abc");
+        assert_eq!(Frame::parse(&f), Ok(Frame::Fragment { xfer: 5, index: 1, count: 3, data: b"abc" }));
+        let ids: Vec<EnvelopeId> = (0..200u8).map(|i| EnvelopeId([i; 16])).collect();
+        let frames = id_frames(IdList::Want, &ids);
+        assert_eq!(frames.len(), ids.len().div_ceil(MAX_IDS));
+        let mut back = Vec::new();
+        for f in &frames {
+            assert!(f.len() <= MAX_FRAME);
+            match Frame::parse(f).unwrap() {
+                Frame::Ids { list: IdList::Want, ids } => back.extend(ids),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(back, ids);
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        assert!(Frame::parse(&[]).is_err());
+        assert!(Frame::parse(&[9]).is_err());
+        assert!(Frame::parse(&fragment(1, 3, 3, b"x")).is_err());
+        assert!(Frame::parse(&fragment(1, 0, 0, b"x")).is_err());
+        assert!(Frame::parse(&[2, 2, 0, 0]).is_err());
+        assert!(Frame::parse(&[1, 0, 0]).is_err());
+    }
+}
