@@ -124,13 +124,17 @@ impl Card {
         let dlen = r.u8("domain length")? as usize;
         let domain = r.bytes(dlen, "domain")?;
         if dlen > crate::envelope::MAX_DOMAIN_LEN
-            || !domain.iter().all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.'))
+            || !domain
+                .iter()
+                .all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.'))
         {
             return Err(CardError::BadField { field: "domain" });
         }
         let seq = r.u64("seq")?;
         if r.remaining() != 0 {
-            return Err(CardError::TrailingBytes { extra: r.remaining() });
+            return Err(CardError::TrailingBytes {
+                extra: r.remaining(),
+            });
         }
         Ok(Card {
             ed_pk,
@@ -195,12 +199,21 @@ mod tests {
         }
         let mut bad = b.clone();
         bad[0] = 9;
-        assert_eq!(Card::decode([1; 32], &bad), Err(CardError::BadVersion { got: 9 }));
+        assert_eq!(
+            Card::decode([1; 32], &bad),
+            Err(CardError::BadVersion { got: 9 })
+        );
         let mut bad = b.clone();
         bad[33] = 2;
-        assert_eq!(Card::decode([1; 32], &bad), Err(CardError::BadField { field: "kem flag" }));
+        assert_eq!(
+            Card::decode([1; 32], &bad),
+            Err(CardError::BadField { field: "kem flag" })
+        );
         let mut bad = b;
         bad.push(0);
-        assert_eq!(Card::decode([1; 32], &bad), Err(CardError::TrailingBytes { extra: 1 }));
+        assert_eq!(
+            Card::decode([1; 32], &bad),
+            Err(CardError::TrailingBytes { extra: 1 })
+        );
     }
 }

@@ -114,7 +114,13 @@ impl Identity {
         z.zeroize();
         let mut kem_ek = Box::new([0u8; KEM_EK_LEN]);
         kem_ek.copy_from_slice(ek.as_bytes().as_slice());
-        Identity { seed: Zeroizing::new(*seed), signing, e2e_x25519, kem_dk, kem_ek }
+        Identity {
+            seed: Zeroizing::new(*seed),
+            signing,
+            e2e_x25519,
+            kem_dk,
+            kem_ek,
+        }
     }
 
     /// Parses the identity file's bytes.
@@ -197,7 +203,9 @@ fn seed_check(seed: &[u8; 32]) -> [u8; 8] {
 /// The Noise static public key (Montgomery u) that belongs to an Ed25519
 /// public key, or `None` if the bytes are not a valid Edwards point.
 pub fn noise_static_for(ed_pk: &[u8; 32]) -> Option<[u8; 32]> {
-    VerifyingKey::from_bytes(ed_pk).ok().map(|vk| vk.to_montgomery().to_bytes())
+    VerifyingKey::from_bytes(ed_pk)
+        .ok()
+        .map(|vk| vk.to_montgomery().to_bytes())
 }
 
 /// Verifies an Ed25519 signature with strict checks (no malleable forms, no
@@ -209,7 +217,8 @@ pub fn verify(pk: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
     if vk.is_weak() {
         return false;
     }
-    vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(sig)).is_ok()
+    vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(sig))
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -231,7 +240,10 @@ mod tests {
     fn corrupt_files_are_refused_with_a_reason() {
         let id = Identity::generate(&mut OsRng);
         let good = id.to_file_bytes().to_vec();
-        assert_eq!(Identity::from_file_bytes(b"").err(), Some(IdentityError::BadHeader));
+        assert_eq!(
+            Identity::from_file_bytes(b"").err(),
+            Some(IdentityError::BadHeader)
+        );
         assert_eq!(
             Identity::from_file_bytes(b"meshpost-identity v1\nzz\n").err(),
             Some(IdentityError::BadSeed)
@@ -245,7 +257,10 @@ mod tests {
             Some(IdentityError::BadChecksum | IdentityError::BadSeed)
         ));
         let truncated = &good[..good.len() - 10];
-        assert_eq!(Identity::from_file_bytes(truncated).err(), Some(IdentityError::BadChecksum));
+        assert_eq!(
+            Identity::from_file_bytes(truncated).err(),
+            Some(IdentityError::BadChecksum)
+        );
     }
 
     #[test]

@@ -77,14 +77,23 @@ impl Session {
         out.extend_from_slice(frame);
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&self.send_key[..]));
         let tag = cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce(counter)), &header, &mut out[DATA_HEADER_LEN..])
+            .encrypt_in_place_detached(
+                Nonce::from_slice(&nonce(counter)),
+                &header,
+                &mut out[DATA_HEADER_LEN..],
+            )
             .ok()?;
         out.extend_from_slice(&tag);
         Some(out)
     }
 
     /// Decrypts a transport datagram's ciphertext, enforcing the replay window.
-    pub fn open(&mut self, counter: u64, header: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, OpenError> {
+    pub fn open(
+        &mut self,
+        counter: u64,
+        header: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>, OpenError> {
         if !self.replay.check(counter) {
             return Err(OpenError::Replayed);
         }
@@ -95,7 +104,12 @@ impl Session {
         let mut plain = body.to_vec();
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&self.recv_key[..]));
         cipher
-            .decrypt_in_place_detached(Nonce::from_slice(&nonce(counter)), header, &mut plain, Tag::from_slice(tag))
+            .decrypt_in_place_detached(
+                Nonce::from_slice(&nonce(counter)),
+                header,
+                &mut plain,
+                Tag::from_slice(tag),
+            )
             .map_err(|_| OpenError::Decrypt)?;
         self.replay.update(counter);
         Ok(plain)
@@ -110,14 +124,33 @@ mod tests {
     fn pair() -> (Session, Session) {
         let k1 = Zeroizing::new([1u8; 32]);
         let k2 = Zeroizing::new([2u8; 32]);
-        let a = SessionKeys { send: k1.clone(), recv: k2.clone(), remote_ed: [0; 32], local_idx: 10, remote_idx: 20, initiator: true };
-        let b = SessionKeys { send: k2, recv: k1, remote_ed: [0; 32], local_idx: 20, remote_idx: 10, initiator: false };
+        let a = SessionKeys {
+            send: k1.clone(),
+            recv: k2.clone(),
+            remote_ed: [0; 32],
+            local_idx: 10,
+            remote_idx: 20,
+            initiator: true,
+        };
+        let b = SessionKeys {
+            send: k2,
+            recv: k1,
+            remote_ed: [0; 32],
+            local_idx: 20,
+            remote_idx: 10,
+            initiator: false,
+        };
         (Session::new(a, 0), Session::new(b, 0))
     }
 
     fn deliver(to: &mut Session, d: &[u8]) -> Result<Vec<u8>, OpenError> {
         match Packet::parse(d).unwrap() {
-            Packet::Data { counter, header, ciphertext, receiver } => {
+            Packet::Data {
+                counter,
+                header,
+                ciphertext,
+                receiver,
+            } => {
                 assert_eq!(receiver, to.local_idx);
                 to.open(counter, header, ciphertext)
             }

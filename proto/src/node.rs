@@ -1,0 +1,1790 @@
+//! The node: every protocol rule of meshpost behind one poll API.
+//!
+//! The caller (the daemon, a test, the simulator) feeds it events —
+//! [`Node::handle_datagram`], [`Node::handle_timeout`], local commands — with
+//! the current time in unix milliseconds, then drains [`Node::poll_action`]
+//! **in order** and sleeps until [`Node::poll_timeout`]. Actions must be
+//! carried out in the order given: a `Persist` or `Deliver` comes before the
+//! `Transmit` that acknowledges it, which is what makes acknowledgements
+//! durable.
+//!
+//! It performs no I/O and reads no clock. It does not resolve host names or
+//! pick interfaces; addresses arrive already resolved.
+
+use core::fmt;
+use core::net::SocketAddr;
+use std::collections::{BTreeMap, VecDeque};
+
+use rand_core::CryptoRngCore;
+
+use crate::card::Card;
+use crate::e2e;
+use crate::envelope::{
+    DEFAULT_HOPS, Destination, Draft, Envelope, EnvelopeError, EnvelopeId, Kind,
+};
+use crate::fragment::{Reassembler, split};
+use crate::identity::{Identity, NodeId};
+use crate::link::frame::{Frame, IdList, id_frames, keepalive};
+use crate::link::handshake::{HandshakeError, Initiator, Responder, SessionKeys};
+use crate::link::packet::Packet;
+use crate::link::session::{OpenError, Session};
+use crate::store::{Bucket, SeenSet, Store, StoreError, StoreLimits};
+
+/// Tunables; defaults are documented in docs/configuration.md.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub domain: String,
+    pub store: StoreLimits,
+    /// Accept links from nodes that are not configured peers.
+    pub accept_unknown: bool,
+    pub default_ttl: u32,
+    pub default_hops: u8,
+    pub keepalive_ms: u64,
+    pub dead_after_ms: u64,
+    pub rekey_after_ms: u64,
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
+    pub sync_interval_ms: u64,
+    pub handshake_timeout_ms: u64,
+    pub max_links: usize,
+    pub max_pending_handshakes: usize,
+    pub max_cards: usize,
+    pub seen_capacity: usize,
+    pub reassembly_bytes_per_link: usize,
+    pub reassembly_transfers_per_link: usize,
+    pub reassembly_timeout_ms: u64,
+    /// Envelopes per second accepted from one link (and burst).
+    pub link_rate: u32,
+    pub link_burst: u32,
+    /// Envelopes per second accepted from one origin (and burst).
+    pub origin_rate: u32,
+    pub origin_burst: u32,
+    /// Most ids offered to a link per sync round.
+    pub offer_batch: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: String::new(),
+            domain: String::new(),
+            store: StoreLimits::default(),
+            accept_unknown: true,
+            default_ttl: 7 * 24 * 3600,
+            default_hops: DEFAULT_HOPS,
+            keepalive_ms: 10_000,
+            dead_after_ms: 35_000,
+            rekey_after_ms: 600_000,
+            retry_min_ms: 1_000,
+            retry_max_ms: 30_000,
+            sync_interval_ms: 15_000,
+            handshake_timeout_ms: 5_000,
+            max_links: 64,
+            max_pending_handshakes: 64,
+            max_cards: 4096,
+            seen_capacity: 65_536,
+            reassembly_bytes_per_link: 256 * 1024,
+            reassembly_transfers_per_link: 8,
+            reassembly_timeout_ms: 15_000,
+            link_rate: 200,
+            link_burst: 1000,
+            origin_rate: 50,
+            origin_burst: 500,
+            offer_batch: 1024,
+        }
+    }
+}
+
+/// A statically configured peer: an address and optionally a pinned key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSpec {
+    pub addr: SocketAddr,
+    pub pin: Option<[u8; 32]>,
+}
+
+/// A message delivered to this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: EnvelopeId,
+    pub from: NodeId,
+    pub from_name: String,
+    pub created: u64,
+    pub expires: u64,
+    pub content_type: u8,
+    pub body: Vec<u8>,
+}
+
+/// Something worth one log line for an admin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    LinkUp {
+        node: NodeId,
+        addr: SocketAddr,
+        initiator: bool,
+    },
+    LinkDown {
+        node: NodeId,
+        reason: &'static str,
+    },
+    Rekeyed {
+        node: NodeId,
+    },
+    PeerRefused {
+        addr: SocketAddr,
+        node: Option<NodeId>,
+        reason: String,
+    },
+    HandshakeFailed {
+        addr: SocketAddr,
+        reason: String,
+    },
+    EnvelopeDropped {
+        from: NodeId,
+        reason: String,
+    },
+    StoreEvicted {
+        id: EnvelopeId,
+    },
+    CardUpdated {
+        node: NodeId,
+        name: String,
+    },
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::LinkUp {
+                node,
+                addr,
+                initiator,
+            } => {
+                write!(
+                    f,
+                    "link up: {node} at {addr} ({})",
+                    if *initiator {
+                        "we initiated"
+                    } else {
+                        "they initiated"
+                    }
+                )
+            }
+            Event::LinkDown { node, reason } => write!(f, "link down: {node}: {reason}"),
+            Event::Rekeyed { node } => write!(f, "link rekeyed: {node}"),
+            Event::PeerRefused { addr, node, reason } => match node {
+                Some(n) => write!(f, "peer refused: {n} at {addr}: {reason}"),
+                None => write!(f, "peer refused: {addr}: {reason}"),
+            },
+            Event::HandshakeFailed { addr, reason } => {
+                write!(f, "handshake failed with {addr}: {reason}")
+            }
+            Event::EnvelopeDropped { from, reason } => {
+                write!(f, "envelope from link {from} dropped: {reason}")
+            }
+            Event::StoreEvicted { id } => write!(f, "store full: evicted envelope {id}"),
+            Event::CardUpdated { node, name } => write!(f, "learned keys of {node} ({name})"),
+        }
+    }
+}
+
+impl Event {
+    /// True for events an admin should see at warning level.
+    pub fn is_warning(&self) -> bool {
+        matches!(self, Event::PeerRefused { .. } | Event::StoreEvicted { .. })
+    }
+}
+
+/// What the caller must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Transmit {
+        to: SocketAddr,
+        data: Vec<u8>,
+    },
+    /// Make this envelope durable before carrying out any later action.
+    Persist {
+        id: EnvelopeId,
+        bytes: Vec<u8>,
+    },
+    /// The envelope left the store (delivered, expired, evicted).
+    Unpersist {
+        id: EnvelopeId,
+    },
+    /// Store in the inbox durably before carrying out any later action.
+    Deliver(Delivery),
+    /// A verified announce carrying a node's card; keep it to restore keys.
+    SaveCard {
+        node: NodeId,
+        envelope: Vec<u8>,
+    },
+    Event(Event),
+}
+
+/// Why a local send failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    UnknownRecipient(NodeId),
+    ToSelf,
+    Envelope(EnvelopeError),
+    Store(StoreError),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::UnknownRecipient(n) => {
+                write!(
+                    f,
+                    "no keys known for {n} yet: it must have been linked or announced at least once"
+                )
+            }
+            SendError::ToSelf => f.write_str("recipient is this node"),
+            SendError::Envelope(e) => write!(f, "{e}"),
+            SendError::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Counters exported as metrics; names match docs/metrics.md.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    pub datagrams_in: u64,
+    pub datagrams_out: u64,
+    pub datagrams_malformed: u64,
+    pub datagrams_unknown_session: u64,
+    pub datagrams_replayed: u64,
+    pub datagrams_decrypt_failed: u64,
+    pub handshakes_completed: u64,
+    pub handshakes_failed: u64,
+    pub peers_refused: u64,
+    pub envelopes_in: u64,
+    pub envelopes_duplicate: u64,
+    pub envelopes_bad_signature: u64,
+    pub envelopes_expired: u64,
+    pub envelopes_invalid: u64,
+    pub envelopes_rate_limited: u64,
+    pub envelopes_stored: u64,
+    pub envelopes_store_refused: u64,
+    pub envelopes_evicted: u64,
+    pub envelopes_expired_in_store: u64,
+    pub envelopes_forwarded: u64,
+    pub envelopes_delivered: u64,
+    pub envelopes_undecryptable: u64,
+    pub envelopes_acked: u64,
+    pub frames_invalid: u64,
+    pub fragments_dropped: u64,
+}
+
+impl Metrics {
+    /// (name, help, value) for every counter.
+    pub fn list(&self) -> Vec<(&'static str, &'static str, u64)> {
+        vec![
+            ("datagrams_in", "UDP datagrams received", self.datagrams_in),
+            ("datagrams_out", "UDP datagrams sent", self.datagrams_out),
+            (
+                "datagrams_malformed",
+                "datagrams that were not link packets",
+                self.datagrams_malformed,
+            ),
+            (
+                "datagrams_unknown_session",
+                "transport datagrams for no known session",
+                self.datagrams_unknown_session,
+            ),
+            (
+                "datagrams_replayed",
+                "transport datagrams refused by the replay window",
+                self.datagrams_replayed,
+            ),
+            (
+                "datagrams_decrypt_failed",
+                "transport datagrams failing authentication",
+                self.datagrams_decrypt_failed,
+            ),
+            (
+                "handshakes_completed",
+                "link handshakes completed",
+                self.handshakes_completed,
+            ),
+            (
+                "handshakes_failed",
+                "link handshakes failed",
+                self.handshakes_failed,
+            ),
+            (
+                "peers_refused",
+                "peers refused by pin or policy",
+                self.peers_refused,
+            ),
+            (
+                "envelopes_in",
+                "envelopes received from links",
+                self.envelopes_in,
+            ),
+            (
+                "envelopes_duplicate",
+                "envelopes already seen",
+                self.envelopes_duplicate,
+            ),
+            (
+                "envelopes_bad_signature",
+                "envelopes with a bad origin signature",
+                self.envelopes_bad_signature,
+            ),
+            (
+                "envelopes_expired",
+                "envelopes received already expired",
+                self.envelopes_expired,
+            ),
+            (
+                "envelopes_invalid",
+                "envelopes malformed in other ways",
+                self.envelopes_invalid,
+            ),
+            (
+                "envelopes_rate_limited",
+                "envelopes dropped by per-link or per-origin rate limits",
+                self.envelopes_rate_limited,
+            ),
+            (
+                "envelopes_stored",
+                "envelopes admitted to the store",
+                self.envelopes_stored,
+            ),
+            (
+                "envelopes_store_refused",
+                "envelopes refused by store limits",
+                self.envelopes_store_refused,
+            ),
+            (
+                "envelopes_evicted",
+                "envelopes evicted from a full store",
+                self.envelopes_evicted,
+            ),
+            (
+                "envelopes_expired_in_store",
+                "envelopes that expired in the store",
+                self.envelopes_expired_in_store,
+            ),
+            (
+                "envelopes_forwarded",
+                "envelopes sent on a link",
+                self.envelopes_forwarded,
+            ),
+            (
+                "envelopes_delivered",
+                "envelopes delivered to the local inbox",
+                self.envelopes_delivered,
+            ),
+            (
+                "envelopes_undecryptable",
+                "envelopes for us that failed to decrypt",
+                self.envelopes_undecryptable,
+            ),
+            (
+                "envelopes_acked",
+                "stored envelopes released after the recipient confirmed",
+                self.envelopes_acked,
+            ),
+            (
+                "frames_invalid",
+                "decrypted frames that were malformed",
+                self.frames_invalid,
+            ),
+            (
+                "fragments_dropped",
+                "fragments dropped by reassembly limits",
+                self.fragments_dropped,
+            ),
+        ]
+    }
+}
+
+/// A snapshot of one link for status output.
+#[derive(Debug, Clone)]
+pub struct LinkInfo {
+    pub node: NodeId,
+    pub name: String,
+    pub addr: SocketAddr,
+    pub initiator: bool,
+    pub established_ms: u64,
+    pub last_rx_ms: u64,
+    pub rx: u64,
+    pub tx: u64,
+}
+
+/// A snapshot of one configured peer for status output.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub addr: SocketAddr,
+    pub pin: Option<NodeId>,
+    pub linked: Option<NodeId>,
+    pub next_attempt_ms: u64,
+}
+
+struct Link {
+    addr: SocketAddr,
+    current: Session,
+    previous: Option<Session>,
+    last_rx: u64,
+    last_tx: u64,
+    next_sync: u64,
+    offer_cursor: Option<EnvelopeId>,
+    reasm: Reassembler,
+    bucket: Bucket,
+    rekey_started: bool,
+    rx: u64,
+    tx: u64,
+}
+
+struct StaticPeer {
+    spec: PeerSpec,
+    linked: Option<NodeId>,
+    next_attempt: u64,
+    backoff: u64,
+}
+
+struct PendingInit {
+    hs: Initiator,
+    addr: SocketAddr,
+    started: u64,
+    /// Key the peer must prove (pin, or the key of the link being rekeyed).
+    expect: Option<[u8; 32]>,
+}
+
+struct PendingResp {
+    hs: Responder,
+    addr: SocketAddr,
+    started: u64,
+}
+
+/// The whole protocol state of one meshpost node.
+pub struct Node {
+    identity: Identity,
+    me: NodeId,
+    cfg: Config,
+    announce: Option<Envelope>,
+    announce_made_ms: u64,
+    peers: Vec<StaticPeer>,
+    initiators: BTreeMap<u32, PendingInit>,
+    responders: BTreeMap<u32, PendingResp>,
+    links: BTreeMap<NodeId, Link>,
+    by_index: BTreeMap<u32, NodeId>,
+    cards: BTreeMap<NodeId, Card>,
+    origin_buckets: BTreeMap<NodeId, Bucket>,
+    store: Store,
+    seen: SeenSet,
+    actions: VecDeque<Action>,
+    metrics: Metrics,
+    next_xfer: u32,
+    next_index: u32,
+    /// The latest time any entry point was called with.
+    clock: u64,
+}
+
+const ANNOUNCE_TTL: u32 = 24 * 3600;
+const ANNOUNCE_REFRESH_MS: u64 = 6 * 3600 * 1000;
+
+impl Node {
+    pub fn new(identity: Identity, cfg: Config, now_ms: u64) -> Node {
+        let me = identity.node_id();
+        let store = Store::new(cfg.store);
+        let seen = SeenSet::new(cfg.seen_capacity);
+        let mut n = Node {
+            identity,
+            me,
+            cfg,
+            announce: None,
+            announce_made_ms: 0,
+            peers: Vec::new(),
+            initiators: BTreeMap::new(),
+            responders: BTreeMap::new(),
+            links: BTreeMap::new(),
+            by_index: BTreeMap::new(),
+            cards: BTreeMap::new(),
+            origin_buckets: BTreeMap::new(),
+            store,
+            seen,
+            actions: VecDeque::new(),
+            metrics: Metrics::default(),
+            next_xfer: 0,
+            next_index: (now_ms as u32) | 1,
+            clock: now_ms,
+        };
+        n.refresh_announce(now_ms);
+        n
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.me
+    }
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+    pub fn cards(&self) -> impl Iterator<Item = &Card> {
+        self.cards.values()
+    }
+    pub fn card(&self, id: &NodeId) -> Option<&Card> {
+        self.cards.get(id)
+    }
+
+    /// Replaces tunables (on reload). Links, store contents and peers stay.
+    pub fn set_config(&mut self, cfg: Config, now_ms: u64) {
+        let renamed = cfg.name != self.cfg.name || cfg.domain != self.cfg.domain;
+        self.store.set_limits(cfg.store);
+        self.cfg = cfg;
+        if renamed {
+            self.refresh_announce(now_ms);
+            let bytes = self.announce.as_ref().map(|e| e.bytes().to_vec());
+            if let Some(bytes) = bytes {
+                let ids: Vec<NodeId> = self.links.keys().copied().collect();
+                for id in ids {
+                    self.send_envelope_bytes(id, &bytes);
+                }
+            }
+        }
+    }
+
+    pub fn links(&self) -> Vec<LinkInfo> {
+        self.links
+            .iter()
+            .map(|(id, l)| LinkInfo {
+                node: *id,
+                name: self
+                    .cards
+                    .get(id)
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default(),
+                addr: l.addr,
+                initiator: l.current.initiator,
+                established_ms: l.current.established_at,
+                last_rx_ms: l.last_rx,
+                rx: l.rx,
+                tx: l.tx,
+            })
+            .collect()
+    }
+
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.peers
+            .iter()
+            .map(|p| PeerInfo {
+                addr: p.spec.addr,
+                pin: p.spec.pin.map(|k| NodeId::from_public_key(&k)),
+                linked: p.linked,
+                next_attempt_ms: p.next_attempt,
+            })
+            .collect()
+    }
+
+    pub fn is_linked(&self, id: &NodeId) -> bool {
+        self.links.contains_key(id)
+    }
+
+    /// Next action to carry out, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    fn emit(&mut self, e: Event) {
+        self.actions.push_back(Action::Event(e));
+    }
+
+    fn fresh_index(&mut self, rng: &mut impl CryptoRngCore) -> u32 {
+        loop {
+            let i = rng.next_u32();
+            if i != 0
+                && !self.by_index.contains_key(&i)
+                && !self.initiators.contains_key(&i)
+                && !self.responders.contains_key(&i)
+            {
+                self.next_index = i;
+                return i;
+            }
+        }
+    }
+
+    // ---- configuration of peers -------------------------------------------
+
+    /// Adds (or updates the pin of) a static peer.
+    pub fn add_peer(&mut self, spec: PeerSpec, now_ms: u64) {
+        if let Some(p) = self.peers.iter_mut().find(|p| p.spec.addr == spec.addr) {
+            if p.spec.pin != spec.pin {
+                p.spec.pin = spec.pin;
+                p.next_attempt = now_ms;
+            }
+            return;
+        }
+        self.peers.push(StaticPeer {
+            spec,
+            linked: None,
+            next_attempt: now_ms,
+            backoff: self.cfg.retry_min_ms,
+        });
+    }
+
+    /// Removes a static peer and closes its link.
+    pub fn remove_peer(&mut self, addr: SocketAddr) -> bool {
+        let Some(pos) = self.peers.iter().position(|p| p.spec.addr == addr) else {
+            return false;
+        };
+        let p = self.peers.remove(pos);
+        if let Some(id) = p.linked {
+            self.drop_link(id, "peer removed from configuration");
+        }
+        true
+    }
+
+    /// Makes the static peer list equal to `specs` (reload), keeping links
+    /// to peers that are still configured with the same pin.
+    pub fn set_peers(&mut self, specs: &[PeerSpec], now_ms: u64) {
+        let gone: Vec<SocketAddr> = self
+            .peers
+            .iter()
+            .filter(|p| !specs.iter().any(|s| s == &p.spec))
+            .map(|p| p.spec.addr)
+            .collect();
+        for addr in gone {
+            self.remove_peer(addr);
+        }
+        for s in specs {
+            self.add_peer(s.clone(), now_ms);
+        }
+    }
+
+    // ---- restoring persisted state ----------------------------------------
+
+    /// Re-admits a persisted envelope at start-up. Expired or invalid ones are
+    /// refused with the reason, and the caller deletes or quarantines them.
+    pub fn restore_envelope(&mut self, bytes: &[u8], now_ms: u64) -> Result<EnvelopeId, String> {
+        let env = Envelope::decode(bytes, now_ms / 1000).map_err(|e| e.to_string())?;
+        let id = env.id();
+        let local = env.origin() == &self.identity.public_key();
+        self.store
+            .insert(env, local, now_ms / 1000)
+            .map_err(|e| e.to_string())?;
+        Ok(id)
+    }
+
+    /// Restores a delivered id so it is never delivered again.
+    pub fn restore_seen(&mut self, id: EnvelopeId, expires: u64) {
+        self.seen.insert(id, expires);
+    }
+
+    /// Restores a saved announce; its age does not matter, keys do not expire.
+    pub fn restore_card(&mut self, bytes: &[u8]) -> Result<NodeId, String> {
+        let env = Envelope::decode_ignoring_time(bytes).map_err(|e| e.to_string())?;
+        self.learn_card(&env, false)
+            .ok_or_else(|| "not a valid announce".to_string())
+    }
+
+    // ---- local commands ---------------------------------------------------
+
+    /// Encrypts, signs and stores a direct message; it is sent at once if the
+    /// recipient is linked, otherwise when a path appears. The returned id is
+    /// final once the caller has carried out the `Persist` action.
+    pub fn send_direct(
+        &mut self,
+        now_ms: u64,
+        rng: &mut impl CryptoRngCore,
+        to: NodeId,
+        body: &[u8],
+        ttl: Option<u32>,
+        hops: Option<u8>,
+    ) -> Result<EnvelopeId, SendError> {
+        self.clock = self.clock.max(now_ms);
+        if to == self.me {
+            return Err(SendError::ToSelf);
+        }
+        let card = self.cards.get(&to).ok_or(SendError::UnknownRecipient(to))?;
+        let payload = e2e::seal(
+            rng,
+            card,
+            &self.identity.public_key(),
+            &to.0,
+            e2e::CONTENT_TEXT,
+            body,
+        );
+        let env = Envelope::seal(
+            &self.identity,
+            &Draft {
+                kind: Kind::Direct,
+                max_hops: hops.unwrap_or(self.cfg.default_hops),
+                created: now_ms / 1000,
+                ttl: ttl.unwrap_or(self.cfg.default_ttl),
+                dest: Destination {
+                    id: to.0,
+                    domain: String::new(),
+                },
+                payload: &payload,
+            },
+        )
+        .map_err(SendError::Envelope)?;
+        let id = env.id();
+        self.admit(env.clone(), true, now_ms)
+            .map_err(SendError::Store)?;
+        if self.links.contains_key(&to) {
+            self.send_envelope_bytes(to, env.bytes());
+        }
+        Ok(id)
+    }
+
+    /// Forgets a local envelope whose persistence failed.
+    pub fn forget(&mut self, id: &EnvelopeId) {
+        self.store.remove(id);
+    }
+
+    /// Sends raw envelope bytes to a linked node as they are, without any
+    /// check: for tools and tests that exercise a peer's validation.
+    pub fn send_raw_envelope(&mut self, to: NodeId, bytes: &[u8]) -> bool {
+        if !self.links.contains_key(&to) {
+            return false;
+        }
+        self.send_envelope_bytes(to, bytes);
+        true
+    }
+
+    // ---- announce ---------------------------------------------------------
+
+    fn my_card(&self, seq: u64) -> Card {
+        Card {
+            ed_pk: self.identity.public_key(),
+            x25519: self.identity.e2e_public(),
+            kem_ek: Some(Box::new(*self.identity.kem_public())),
+            name: self.cfg.name.clone(),
+            domain: self.cfg.domain.clone(),
+            seq,
+        }
+    }
+
+    fn refresh_announce(&mut self, now_ms: u64) {
+        let payload = self.my_card(now_ms).encode();
+        self.announce = Envelope::seal(
+            &self.identity,
+            &Draft {
+                kind: Kind::Announce,
+                max_hops: 0,
+                created: now_ms / 1000,
+                ttl: ANNOUNCE_TTL,
+                dest: Destination {
+                    id: [0; 16],
+                    domain: String::new(),
+                },
+                payload: &payload,
+            },
+        )
+        .ok();
+        self.announce_made_ms = now_ms;
+    }
+
+    /// Learns the card in a verified announce; returns its node id if valid.
+    fn learn_card(&mut self, env: &Envelope, save: bool) -> Option<NodeId> {
+        let card = Card::decode(*env.origin(), env.payload()).ok()?;
+        let node = card.node_id();
+        if node == self.me {
+            return Some(node);
+        }
+        if let Some(old) = self.cards.get(&node) {
+            if old.seq >= card.seq {
+                return Some(node);
+            }
+        } else if self.cards.len() >= self.cfg.max_cards {
+            // Forget a card of a node we have no link to.
+            let victim = self
+                .cards
+                .keys()
+                .find(|k| !self.links.contains_key(*k))
+                .copied();
+            match victim {
+                Some(v) => {
+                    self.cards.remove(&v);
+                }
+                None => return None,
+            }
+        }
+        let name = card.name.clone();
+        self.cards.insert(node, card);
+        if save {
+            self.actions.push_back(Action::SaveCard {
+                node,
+                envelope: env.bytes().to_vec(),
+            });
+            self.emit(Event::CardUpdated { node, name });
+        }
+        Some(node)
+    }
+
+    // ---- time -------------------------------------------------------------
+
+    /// When the caller should call [`handle_timeout`](Self::handle_timeout) next.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let mut t: Option<u64> = None;
+        let mut at = |x: u64| t = Some(t.map_or(x, |y| y.min(x)));
+        for p in &self.peers {
+            if p.linked.is_none() {
+                at(p.next_attempt);
+            }
+        }
+        for l in self.links.values() {
+            at(l.last_tx + self.cfg.keepalive_ms);
+            at(l.last_rx + self.cfg.dead_after_ms);
+            at(l.next_sync);
+            if l.current.initiator && !l.rekey_started {
+                at(l.current.established_at + self.cfg.rekey_after_ms);
+            }
+        }
+        for p in self.initiators.values() {
+            at(p.started + self.cfg.handshake_timeout_ms);
+        }
+        for p in self.responders.values() {
+            at(p.started + self.cfg.handshake_timeout_ms);
+        }
+        if let Some(e) = self.store.next_expiry() {
+            at(e.saturating_mul(1000));
+        }
+        at(self.announce_made_ms + ANNOUNCE_REFRESH_MS);
+        t
+    }
+
+    /// Runs every timer that is due at `now_ms`.
+    pub fn handle_timeout(&mut self, now_ms: u64, rng: &mut impl CryptoRngCore) {
+        self.clock = self.clock.max(now_ms);
+        let now_s = now_ms / 1000;
+        for id in self.store.expire(now_s) {
+            self.metrics.envelopes_expired_in_store += 1;
+            self.actions.push_back(Action::Unpersist { id });
+        }
+        self.seen.expire(now_s);
+        if now_ms >= self.announce_made_ms + ANNOUNCE_REFRESH_MS {
+            self.refresh_announce(now_ms);
+        }
+        let timeout = self.cfg.handshake_timeout_ms;
+        self.initiators.retain(|_, p| now_ms < p.started + timeout);
+        self.responders.retain(|_, p| now_ms < p.started + timeout);
+
+        // Dead links.
+        let dead: Vec<NodeId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| now_ms >= l.last_rx + self.cfg.dead_after_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in dead {
+            self.drop_link(id, "peer silent past the dead-peer timeout");
+        }
+
+        // Keepalives, syncs and rekeys on live links.
+        let ids: Vec<NodeId> = self.links.keys().copied().collect();
+        for id in ids {
+            let Some(l) = self.links.get(&id) else {
+                continue;
+            };
+            let (rekey, addr, remote_ed) = (
+                l.current.initiator
+                    && !l.rekey_started
+                    && now_ms >= l.current.established_at + self.cfg.rekey_after_ms,
+                l.addr,
+                l.current.remote_ed,
+            );
+            if now_ms >= l.next_sync {
+                self.offer(id, now_ms);
+            }
+            if rekey {
+                if let Some(l) = self.links.get_mut(&id) {
+                    l.rekey_started = true;
+                }
+                self.initiate(addr, Some(remote_ed), now_ms, rng);
+            }
+            if let Some(l) = self.links.get(&id) {
+                if now_ms >= l.last_tx + self.cfg.keepalive_ms {
+                    self.send_frame(id, &keepalive(), now_ms);
+                }
+            }
+        }
+
+        // Static peers without a link.
+        for i in 0..self.peers.len() {
+            let p = &self.peers[i];
+            if p.linked.is_some() || now_ms < p.next_attempt {
+                continue;
+            }
+            let (addr, pin) = (p.spec.addr, p.spec.pin);
+            let already = self.initiators.values().any(|x| x.addr == addr);
+            let backoff = p.backoff;
+            self.peers[i].next_attempt = now_ms + backoff;
+            self.peers[i].backoff = (backoff * 2).min(self.cfg.retry_max_ms);
+            if !already {
+                self.initiate(addr, pin, now_ms, rng);
+            }
+        }
+    }
+
+    fn initiate(
+        &mut self,
+        addr: SocketAddr,
+        expect: Option<[u8; 32]>,
+        now_ms: u64,
+        rng: &mut impl CryptoRngCore,
+    ) {
+        if self.initiators.len() >= self.cfg.max_pending_handshakes {
+            return;
+        }
+        let idx = self.fresh_index(rng);
+        match Initiator::start(&self.identity, rng, idx) {
+            Ok((hs, data)) => {
+                self.initiators.insert(
+                    idx,
+                    PendingInit {
+                        hs,
+                        addr,
+                        started: now_ms,
+                        expect,
+                    },
+                );
+                self.transmit(addr, data);
+            }
+            Err(e) => self.emit(Event::HandshakeFailed {
+                addr,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn transmit(&mut self, to: SocketAddr, data: Vec<u8>) {
+        self.metrics.datagrams_out += 1;
+        self.actions.push_back(Action::Transmit { to, data });
+    }
+
+    // ---- datagrams --------------------------------------------------------
+
+    /// Handles one UDP datagram from `from`. Never panics on any input.
+    pub fn handle_datagram(
+        &mut self,
+        now_ms: u64,
+        from: SocketAddr,
+        data: &[u8],
+        rng: &mut impl CryptoRngCore,
+    ) {
+        self.metrics.datagrams_in += 1;
+        self.clock = self.clock.max(now_ms);
+        let packet = match Packet::parse(data) {
+            Ok(p) => p,
+            Err(_) => {
+                self.metrics.datagrams_malformed += 1;
+                return;
+            }
+        };
+        match packet {
+            Packet::Init { sender, noise } => self.on_init(now_ms, from, sender, noise, rng),
+            Packet::Resp {
+                sender,
+                receiver,
+                noise,
+            } => self.on_resp(now_ms, from, sender, receiver, noise),
+            Packet::Final { receiver, noise } => self.on_final(now_ms, from, receiver, noise),
+            Packet::Data {
+                receiver,
+                counter,
+                header,
+                ciphertext,
+            } => self.on_data(now_ms, from, receiver, counter, header, ciphertext),
+        }
+    }
+
+    fn on_init(
+        &mut self,
+        now_ms: u64,
+        from: SocketAddr,
+        sender: u32,
+        noise: &[u8],
+        rng: &mut impl CryptoRngCore,
+    ) {
+        // One pending response per address, and a bounded total: message 1
+        // is unauthenticated, so this is all a stranger can make us hold.
+        self.responders.retain(|_, p| p.addr != from);
+        if self.responders.len() >= self.cfg.max_pending_handshakes {
+            let oldest = self
+                .responders
+                .iter()
+                .min_by_key(|(_, p)| p.started)
+                .map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.responders.remove(&k);
+            }
+        }
+        let idx = self.fresh_index(rng);
+        match Responder::respond(&self.identity, rng, idx, sender, noise) {
+            Ok((hs, data)) => {
+                self.responders.insert(
+                    idx,
+                    PendingResp {
+                        hs,
+                        addr: from,
+                        started: now_ms,
+                    },
+                );
+                self.transmit(from, data);
+            }
+            Err(e) => self.handshake_failed(from, e),
+        }
+    }
+
+    fn handshake_failed(&mut self, addr: SocketAddr, e: HandshakeError) {
+        self.metrics.handshakes_failed += 1;
+        self.emit(Event::HandshakeFailed {
+            addr,
+            reason: e.to_string(),
+        });
+    }
+
+    fn on_resp(&mut self, now_ms: u64, from: SocketAddr, sender: u32, receiver: u32, noise: &[u8]) {
+        let Some(p) = self.initiators.remove(&receiver) else {
+            self.metrics.datagrams_unknown_session += 1;
+            return;
+        };
+        if p.addr != from {
+            // Not from where we sent it: keep waiting for the real answer.
+            self.initiators.insert(receiver, p);
+            self.metrics.datagrams_unknown_session += 1;
+            return;
+        }
+        match p.hs.finish(&self.identity, sender, noise) {
+            Ok((keys, data)) => {
+                if let Err(reason) = self.check_policy(&keys, from, p.expect) {
+                    self.refuse(from, &keys, reason);
+                    return;
+                }
+                self.transmit(from, data);
+                self.establish(keys, from, now_ms);
+            }
+            Err(e) => self.handshake_failed(from, e),
+        }
+    }
+
+    fn on_final(&mut self, now_ms: u64, from: SocketAddr, receiver: u32, noise: &[u8]) {
+        let Some(p) = self.responders.remove(&receiver) else {
+            self.metrics.datagrams_unknown_session += 1;
+            return;
+        };
+        if p.addr != from {
+            self.responders.insert(receiver, p);
+            self.metrics.datagrams_unknown_session += 1;
+            return;
+        }
+        match p.hs.finish(noise) {
+            Ok(keys) => {
+                let expect = self
+                    .peers
+                    .iter()
+                    .find(|s| s.spec.addr == from)
+                    .and_then(|s| s.spec.pin);
+                if let Err(reason) = self.check_policy(&keys, from, expect) {
+                    self.refuse(from, &keys, reason);
+                    return;
+                }
+                let node = NodeId::from_public_key(&keys.remote_ed);
+                self.establish(keys, from, now_ms);
+                // Confirm at once so the initiator sees the session is live.
+                self.send_frame(node, &keepalive(), now_ms);
+            }
+            Err(e) => self.handshake_failed(from, e),
+        }
+    }
+
+    fn check_policy(
+        &self,
+        keys: &SessionKeys,
+        from: SocketAddr,
+        expect: Option<[u8; 32]>,
+    ) -> Result<(), String> {
+        let node = NodeId::from_public_key(&keys.remote_ed);
+        if node == self.me {
+            return Err("that is this node itself".into());
+        }
+        if let Some(pin) = expect {
+            if !crate::crypto::ct_eq(&pin, &keys.remote_ed) {
+                return Err(format!(
+                    "key does not match the pinned key of {}",
+                    NodeId::from_public_key(&pin)
+                ));
+            }
+        }
+        let configured = self
+            .peers
+            .iter()
+            .any(|p| p.spec.addr == from || p.spec.pin == Some(keys.remote_ed));
+        if !self.cfg.accept_unknown && !configured {
+            return Err("not a configured peer and accept_unknown is off".into());
+        }
+        if !self.links.contains_key(&node) && self.links.len() >= self.cfg.max_links {
+            return Err(format!("link limit of {} reached", self.cfg.max_links));
+        }
+        Ok(())
+    }
+
+    fn refuse(&mut self, addr: SocketAddr, keys: &SessionKeys, reason: String) {
+        self.metrics.peers_refused += 1;
+        let node = Some(NodeId::from_public_key(&keys.remote_ed));
+        self.emit(Event::PeerRefused { addr, node, reason });
+    }
+
+    fn establish(&mut self, keys: SessionKeys, addr: SocketAddr, now_ms: u64) {
+        self.metrics.handshakes_completed += 1;
+        let node = NodeId::from_public_key(&keys.remote_ed);
+        let initiator = keys.initiator;
+        let session = Session::new(keys, now_ms);
+        self.by_index.insert(session.local_idx, node);
+        let is_new = !self.links.contains_key(&node);
+        match self.links.get_mut(&node) {
+            Some(l) => {
+                let old = core::mem::replace(&mut l.current, session);
+                if let Some(prev) = l.previous.replace(old) {
+                    self.by_index.remove(&prev.local_idx);
+                }
+                l.addr = addr;
+                l.last_rx = now_ms;
+                l.rekey_started = false;
+                l.next_sync = now_ms;
+                self.emit(Event::Rekeyed { node });
+            }
+            None => {
+                self.links.insert(
+                    node,
+                    Link {
+                        addr,
+                        current: session,
+                        previous: None,
+                        last_rx: now_ms,
+                        last_tx: now_ms,
+                        next_sync: now_ms,
+                        offer_cursor: None,
+                        reasm: Reassembler::new(
+                            self.cfg.reassembly_transfers_per_link,
+                            self.cfg.reassembly_bytes_per_link,
+                            self.cfg.reassembly_timeout_ms,
+                        ),
+                        bucket: Bucket::full(self.cfg.link_burst, now_ms),
+                        rekey_started: false,
+                        rx: 0,
+                        tx: 0,
+                    },
+                );
+                self.emit(Event::LinkUp {
+                    node,
+                    addr,
+                    initiator,
+                });
+            }
+        }
+        for p in &mut self.peers {
+            if p.spec.addr == addr || p.spec.pin.map(|k| NodeId::from_public_key(&k)) == Some(node)
+            {
+                p.linked = Some(node);
+                p.backoff = self.cfg.retry_min_ms;
+            }
+        }
+        if is_new {
+            if let Some(a) = self.announce.as_ref().map(|e| e.bytes().to_vec()) {
+                self.send_envelope_bytes(node, &a);
+            }
+        }
+        self.offer(node, now_ms);
+    }
+
+    fn drop_link(&mut self, node: NodeId, reason: &'static str) {
+        if let Some(l) = self.links.remove(&node) {
+            self.by_index.remove(&l.current.local_idx);
+            if let Some(p) = l.previous {
+                self.by_index.remove(&p.local_idx);
+            }
+            for p in &mut self.peers {
+                if p.linked == Some(node) {
+                    p.linked = None;
+                }
+            }
+            self.emit(Event::LinkDown { node, reason });
+        }
+    }
+
+    fn on_data(
+        &mut self,
+        now_ms: u64,
+        from: SocketAddr,
+        receiver: u32,
+        counter: u64,
+        header: &[u8],
+        ct: &[u8],
+    ) {
+        let Some(&node) = self.by_index.get(&receiver) else {
+            self.metrics.datagrams_unknown_session += 1;
+            return;
+        };
+        let Some(l) = self.links.get_mut(&node) else {
+            self.metrics.datagrams_unknown_session += 1;
+            return;
+        };
+        let session = if l.current.local_idx == receiver {
+            &mut l.current
+        } else {
+            match l.previous.as_mut() {
+                Some(p) if p.local_idx == receiver => p,
+                _ => {
+                    self.metrics.datagrams_unknown_session += 1;
+                    return;
+                }
+            }
+        };
+        let plain = match session.open(counter, header, ct) {
+            Ok(p) => p,
+            Err(OpenError::Replayed) => {
+                self.metrics.datagrams_replayed += 1;
+                return;
+            }
+            Err(OpenError::Decrypt) => {
+                self.metrics.datagrams_decrypt_failed += 1;
+                return;
+            }
+        };
+        // Authenticated: the peer may have moved (roaming).
+        l.addr = from;
+        l.last_rx = now_ms;
+        l.rx += 1;
+        match Frame::parse(&plain) {
+            Ok(Frame::Keepalive) => {}
+            Ok(Frame::Fragment {
+                xfer,
+                index,
+                count,
+                data,
+            }) => match l.reasm.insert(now_ms, xfer, index, count, data) {
+                Ok(Some(bytes)) => self.on_envelope(now_ms, node, &bytes),
+                Ok(None) => {}
+                Err(_) => self.metrics.fragments_dropped += 1,
+            },
+            Ok(Frame::Ids { list, ids }) => self.on_ids(now_ms, node, list, ids),
+            Err(_) => self.metrics.frames_invalid += 1,
+        }
+    }
+
+    // ---- inventory sync ---------------------------------------------------
+
+    fn offer(&mut self, node: NodeId, now_ms: u64) {
+        let Some(l) = self.links.get_mut(&node) else {
+            return;
+        };
+        l.next_sync = now_ms + self.cfg.sync_interval_ms;
+        let ids = self.store.ids_after(l.offer_cursor, self.cfg.offer_batch);
+        // Only offer what the peer could want: not its own envelopes.
+        let ids: Vec<EnvelopeId> = ids
+            .into_iter()
+            .filter(|id| {
+                self.store
+                    .get(id)
+                    .is_some_and(|e| e.env.origin_id() != node)
+            })
+            .collect();
+        l.offer_cursor = ids.last().copied().or(l.offer_cursor);
+        if ids.is_empty() {
+            l.offer_cursor = None;
+            return;
+        }
+        for f in id_frames(IdList::Offer, &ids) {
+            self.send_frame(node, &f, now_ms);
+        }
+    }
+
+    fn on_ids(&mut self, now_ms: u64, node: NodeId, list: IdList, ids: Vec<EnvelopeId>) {
+        match list {
+            IdList::Offer => {
+                let (mut want, mut have) = (Vec::new(), Vec::new());
+                for id in ids {
+                    if self.seen.contains(&id) || self.store.contains(&id) {
+                        have.push(id);
+                    } else {
+                        want.push(id);
+                    }
+                }
+                for f in id_frames(IdList::Want, &want)
+                    .into_iter()
+                    .chain(id_frames(IdList::Have, &have))
+                {
+                    self.send_frame(node, &f, now_ms);
+                }
+            }
+            IdList::Want => {
+                for id in ids {
+                    let bytes = self.store.get(&id).map(|e| e.env.bytes().to_vec());
+                    if let Some(b) = bytes {
+                        self.send_envelope_bytes(node, &b);
+                    }
+                }
+            }
+            IdList::Have => {
+                for id in ids {
+                    // The recipient itself confirms: our copy has done its job.
+                    let delivered = self
+                        .store
+                        .get(&id)
+                        .is_some_and(|e| e.env.kind() == Kind::Direct && e.env.dest().id == node.0);
+                    if delivered {
+                        self.store.remove(&id);
+                        self.metrics.envelopes_acked += 1;
+                        self.actions.push_back(Action::Unpersist { id });
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- envelopes --------------------------------------------------------
+
+    fn on_envelope(&mut self, now_ms: u64, link: NodeId, bytes: &[u8]) {
+        self.metrics.envelopes_in += 1;
+        let allowed = self.links.get_mut(&link).is_some_and(|l| {
+            l.bucket
+                .take(self.cfg.link_rate, self.cfg.link_burst, now_ms)
+        });
+        if !allowed {
+            self.metrics.envelopes_rate_limited += 1;
+            return;
+        }
+        let env = match Envelope::decode(bytes, now_ms / 1000) {
+            Ok(e) => e,
+            Err(e) => {
+                match e {
+                    EnvelopeError::BadSignature => self.metrics.envelopes_bad_signature += 1,
+                    EnvelopeError::Expired { .. } => self.metrics.envelopes_expired += 1,
+                    _ => self.metrics.envelopes_invalid += 1,
+                }
+                self.emit(Event::EnvelopeDropped {
+                    from: link,
+                    reason: e.to_string(),
+                });
+                return;
+            }
+        };
+        let id = env.id();
+        if self.seen.contains(&id) || self.store.contains(&id) {
+            self.metrics.envelopes_duplicate += 1;
+            self.ack(link, id, now_ms);
+            return;
+        }
+        let origin = env.origin_id();
+        let (rate, burst) = (self.cfg.origin_rate, self.cfg.origin_burst);
+        if self.origin_buckets.len() >= self.cfg.max_cards
+            && !self.origin_buckets.contains_key(&origin)
+        {
+            // Bounded: forget the fullest (most idle) bucket first.
+            let idle = self
+                .origin_buckets
+                .iter()
+                .max_by(|a, b| a.1.tokens().total_cmp(&b.1.tokens()))
+                .map(|(k, _)| *k);
+            if let Some(k) = idle {
+                self.origin_buckets.remove(&k);
+            }
+        }
+        let bucket = self
+            .origin_buckets
+            .entry(origin)
+            .or_insert_with(|| Bucket::full(burst, now_ms));
+        if !bucket.take(rate, burst, now_ms) {
+            self.metrics.envelopes_rate_limited += 1;
+            return;
+        }
+        match env.kind() {
+            Kind::Announce => {
+                self.seen.insert(id, env.expires_at());
+                self.learn_card(&env, true);
+            }
+            Kind::Direct if env.dest().id == self.me.0 && self.for_my_domain(&env) => {
+                self.deliver(&env, now_ms);
+                self.ack(link, id, now_ms);
+            }
+            Kind::Direct | Kind::Channel => {
+                let mut env = env;
+                if !env.take_hop() {
+                    // No hops left: we may not pass it on, nothing to keep.
+                    self.seen.insert(id, env.expires_at());
+                    return;
+                }
+                if self.admit(env.clone(), false, now_ms).is_ok() {
+                    self.ack(link, id, now_ms);
+                    let dest = NodeId(env.dest().id);
+                    if env.kind() == Kind::Direct && self.links.contains_key(&dest) {
+                        self.send_envelope_bytes(dest, env.bytes());
+                    }
+                }
+            }
+        }
+    }
+
+    fn for_my_domain(&self, env: &Envelope) -> bool {
+        env.dest().domain.is_empty() || env.dest().domain == self.cfg.domain
+    }
+
+    fn deliver(&mut self, env: &Envelope, _now_ms: u64) {
+        self.seen.insert(env.id(), env.expires_at());
+        match e2e::open(&self.identity, env.origin(), &env.dest().id, env.payload()) {
+            Ok(opened) => {
+                self.metrics.envelopes_delivered += 1;
+                let from = env.origin_id();
+                let from_name = self
+                    .cards
+                    .get(&from)
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default();
+                self.actions.push_back(Action::Deliver(Delivery {
+                    id: env.id(),
+                    from,
+                    from_name,
+                    created: env.created(),
+                    expires: env.expires_at(),
+                    content_type: opened.content_type,
+                    body: opened.body,
+                }));
+            }
+            Err(e) => {
+                self.metrics.envelopes_undecryptable += 1;
+                self.emit(Event::EnvelopeDropped {
+                    from: env.origin_id(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+
+    fn ack(&mut self, link: NodeId, id: EnvelopeId, now_ms: u64) {
+        for f in id_frames(IdList::Have, &[id]) {
+            self.send_frame(link, &f, now_ms);
+        }
+    }
+
+    /// Puts an envelope in the store and asks the caller to persist it.
+    fn admit(&mut self, env: Envelope, local: bool, now_ms: u64) -> Result<(), StoreError> {
+        let id = env.id();
+        let bytes = env.bytes().to_vec();
+        match self.store.insert(env, local, now_ms / 1000) {
+            Ok(evicted) => {
+                for victim in evicted {
+                    self.metrics.envelopes_evicted += 1;
+                    self.actions.push_back(Action::Unpersist { id: victim });
+                    self.emit(Event::StoreEvicted { id: victim });
+                }
+                self.metrics.envelopes_stored += 1;
+                self.actions.push_back(Action::Persist { id, bytes });
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.envelopes_store_refused += 1;
+                Err(e)
+            }
+        }
+    }
+
+    fn send_envelope_bytes(&mut self, node: NodeId, bytes: &[u8]) {
+        let xfer = self.next_xfer;
+        self.next_xfer = self.next_xfer.wrapping_add(1);
+        self.metrics.envelopes_forwarded += 1;
+        let now = self.clock;
+        for f in split(xfer, bytes) {
+            self.send_frame(node, &f, now);
+        }
+    }
+
+    fn send_frame(&mut self, node: NodeId, frame: &[u8], now_ms: u64) {
+        let Some(l) = self.links.get_mut(&node) else {
+            return;
+        };
+        let Some(d) = l.current.seal(frame) else {
+            return;
+        };
+        l.last_tx = l.last_tx.max(now_ms);
+        l.tx += 1;
+        let addr = l.addr;
+        self.transmit(addr, d);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::net::{IpAddr, Ipv4Addr};
+    use rand_core::OsRng;
+
+    const T0: u64 = 1_800_000_000_000;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+    }
+
+    /// Two nodes wired together on virtual time; `up` says whether B exists.
+    struct Pair {
+        a: Node,
+        b: Node,
+        now: u64,
+        b_up: bool,
+        delivered_b: Vec<Delivery>,
+        events: Vec<Event>,
+        persisted_a: usize,
+        captured: Vec<(SocketAddr, Vec<u8>)>,
+    }
+
+    impl Pair {
+        fn new(pin_a_to: Option<[u8; 32]>) -> Pair {
+            let ia = Identity::generate(&mut OsRng);
+            let ib = Identity::generate(&mut OsRng);
+            let mut a = Node::new(
+                ia,
+                Config {
+                    name: "a".into(),
+                    ..Config::default()
+                },
+                T0,
+            );
+            let b = Node::new(
+                ib,
+                Config {
+                    name: "b".into(),
+                    ..Config::default()
+                },
+                T0,
+            );
+            a.add_peer(
+                PeerSpec {
+                    addr: addr(2),
+                    pin: pin_a_to,
+                },
+                T0,
+            );
+            Pair {
+                a,
+                b,
+                now: T0,
+                b_up: true,
+                delivered_b: vec![],
+                events: vec![],
+                persisted_a: 0,
+                captured: vec![],
+            }
+        }
+
+        /// Runs both nodes until quiet, advancing time in `step` ms up to `ms`.
+        fn run(&mut self, ms: u64, step: u64) {
+            let end = self.now + ms;
+            while self.now <= end {
+                self.a.handle_timeout(self.now, &mut OsRng);
+                if self.b_up {
+                    self.b.handle_timeout(self.now, &mut OsRng);
+                }
+                for _ in 0..1000 {
+                    let mut moved = false;
+                    while let Some(act) = self.a.poll_action() {
+                        moved = true;
+                        match act {
+                            Action::Transmit { to, data } if to == addr(2) => {
+                                self.captured.push((to, data.clone()));
+                                if self.b_up {
+                                    self.b.handle_datagram(self.now, addr(1), &data, &mut OsRng);
+                                }
+                            }
+                            Action::Persist { .. } => self.persisted_a += 1,
+                            Action::Event(e) => self.events.push(e),
+                            _ => {}
+                        }
+                    }
+                    while let Some(act) = self.b.poll_action() {
+                        moved = true;
+                        match act {
+                            Action::Transmit { data, .. } if self.b_up => {
+                                self.a.handle_datagram(self.now, addr(2), &data, &mut OsRng)
+                            }
+                            Action::Deliver(d) => self.delivered_b.push(d),
+                            Action::Event(e) => self.events.push(e),
+                            _ => {}
+                        }
+                    }
+                    if !moved {
+                        break;
+                    }
+                }
+                self.now += step;
+            }
+        }
+    }
+
+    #[test]
+    fn static_peers_link_learn_keys_and_deliver_exactly_once() {
+        let mut p = Pair::new(None);
+        p.run(2000, 100);
+        let bid = p.b.node_id();
+        assert!(p.a.is_linked(&bid) && p.b.is_linked(&p.a.node_id()));
+        assert!(
+            p.a.card(&bid).is_some(),
+            "A learned B's keys from its announce"
+        );
+        let id =
+            p.a.send_direct(p.now, &mut OsRng, bid, b"hello b", None, None)
+                .unwrap();
+        p.run(1000, 100);
+        assert_eq!(p.delivered_b.len(), 1);
+        assert_eq!(p.delivered_b[0].body, b"hello b");
+        assert_eq!(p.delivered_b[0].from, p.a.node_id());
+        assert_eq!(p.delivered_b[0].from_name, "a");
+        assert_eq!(p.delivered_b[0].id, id);
+        assert!(!p.a.store().contains(&id), "B's ack released A's copy");
+        // A later sync round re-offers nothing and delivers nothing twice.
+        p.run(40_000, 1000);
+        assert_eq!(p.delivered_b.len(), 1);
+    }
+
+    #[test]
+    fn messages_wait_while_the_peer_is_away() {
+        let mut p = Pair::new(None);
+        p.run(2000, 100);
+        let bid = p.b.node_id();
+        p.b_up = false;
+        let ids: Vec<_> = (0..20)
+            .map(|i| {
+                p.a.send_direct(
+                    p.now,
+                    &mut OsRng,
+                    bid,
+                    format!("m{i}").as_bytes(),
+                    None,
+                    None,
+                )
+                .unwrap()
+            })
+            .collect();
+        p.run(60_000, 1000);
+        assert!(!p.a.is_linked(&bid), "dead-peer detection dropped the link");
+        assert_eq!(p.a.store().len(), 20);
+        assert!(p.events.iter().any(|e| matches!(e, Event::LinkDown { .. })));
+        // B returns (same process state here, but its session is gone for A).
+        p.b_up = true;
+        p.run(40_000, 500);
+        assert!(p.a.is_linked(&bid));
+        let mut got: Vec<_> = p.delivered_b.iter().map(|d| d.id).collect();
+        got.sort();
+        let mut want = ids.clone();
+        want.sort();
+        assert_eq!(got, want, "each message exactly once");
+        assert!(p.a.store().is_empty());
+    }
+
+    #[test]
+    fn wrong_pinned_key_is_refused_and_logged() {
+        let wrong = Identity::generate(&mut OsRng).public_key();
+        let mut p = Pair::new(Some(wrong));
+        p.run(3000, 100);
+        assert!(!p.a.is_linked(&p.b.node_id()));
+        assert!(p.a.metrics().peers_refused >= 1);
+        assert!(
+            p.events.iter().any(
+                |e| matches!(e, Event::PeerRefused { reason, .. } if reason.contains("pinned"))
+            )
+        );
+    }
+
+    #[test]
+    fn right_pinned_key_links() {
+        let ib = Identity::generate(&mut OsRng);
+        let pin = ib.public_key();
+        let mut p = Pair::new(Some(pin));
+        p.b = Node::new(ib, Config::default(), T0);
+        p.run(2000, 100);
+        assert!(p.a.is_linked(&p.b.node_id()));
+    }
+
+    #[test]
+    fn replayed_and_garbage_datagrams_are_dropped() {
+        let mut p = Pair::new(None);
+        p.run(2000, 100);
+        let bid = p.b.node_id();
+        p.captured.clear();
+        p.a.send_direct(p.now, &mut OsRng, bid, b"once", None, None)
+            .unwrap();
+        p.run(500, 100);
+        assert_eq!(p.delivered_b.len(), 1);
+        let replay: Vec<_> = p.captured.clone();
+        for (_, d) in &replay {
+            p.b.handle_datagram(p.now, addr(1), d, &mut OsRng);
+        }
+        assert!(p.b.metrics().datagrams_replayed >= replay.len() as u64 - 1);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..2000 {
+            let len = i % 1300;
+            let d: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 7;
+                    x ^= x >> 9;
+                    x as u8
+                })
+                .collect();
+            p.b.handle_datagram(p.now, addr(9), &d, &mut OsRng);
+        }
+        p.run(500, 100);
+        assert_eq!(p.delivered_b.len(), 1);
+        assert!(p.b.is_linked(&p.a.node_id()));
+    }
+
+    #[test]
+    fn forged_envelopes_are_dropped_before_storing() {
+        let mut p = Pair::new(None);
+        p.run(2000, 100);
+        let bid = p.b.node_id();
+        // A builds a valid envelope to B, then corrupts its signature.
+        let id =
+            p.a.send_direct(p.now, &mut OsRng, bid, b"real", None, None)
+                .unwrap();
+        let bytes = p.a.store().get(&id).unwrap().env.bytes().to_vec();
+        p.run(500, 100);
+        let mut forged = bytes.clone();
+        let n = forged.len();
+        forged[n - 5] ^= 0x40;
+        assert!(p.a.send_raw_envelope(bid, &forged));
+        p.run(500, 100);
+        assert_eq!(p.b.metrics().envelopes_bad_signature, 1);
+        assert_eq!(p.delivered_b.len(), 1);
+    }
+
+    #[test]
+    fn rekey_replaces_the_session_without_losing_the_link() {
+        let mut p = Pair::new(None);
+        p.a.cfg.rekey_after_ms = 5_000;
+        p.run(12_000, 500);
+        assert!(p.events.iter().any(|e| matches!(e, Event::Rekeyed { .. })));
+        let bid = p.b.node_id();
+        p.a.send_direct(p.now, &mut OsRng, bid, b"after rekey", None, None)
+            .unwrap();
+        p.run(1000, 100);
+        assert_eq!(p.delivered_b.len(), 1);
+        assert_eq!(
+            p.events
+                .iter()
+                .filter(|e| matches!(e, Event::LinkDown { .. }))
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn unknown_recipient_is_a_clear_error() {
+        let mut p = Pair::new(None);
+        let err =
+            p.a.send_direct(p.now, &mut OsRng, NodeId([5; 16]), b"x", None, None)
+                .unwrap_err();
+        assert!(err.to_string().contains("no keys known"));
+    }
+}

@@ -1,0 +1,449 @@
+//! The bounded envelope store, and the bounded set of ids already seen.
+//!
+//! Limits: total bytes, total count, bytes per origin and bytes per
+//! recipient. Admission and eviction order (docs/store.md):
+//! 1. expired envelopes are dropped first;
+//! 2. an envelope over its origin's or recipient's quota is refused;
+//! 3. while the store is over its byte or count limit, relayed envelopes are
+//!    evicted, soonest-expiring first; envelopes this node originated are
+//!    never evicted to make room, so a full store refuses a new one instead.
+//!
+//! The store only keeps envelopes in memory; the node tells the daemon what
+//! to persist. It does not decide where envelopes go.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::envelope::{Envelope, EnvelopeId};
+use crate::identity::NodeId;
+
+/// Store limits; all configurable from UCI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    pub max_bytes: usize,
+    pub max_count: usize,
+    pub max_bytes_per_origin: usize,
+    pub max_bytes_per_recipient: usize,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            max_bytes: 8 << 20,
+            max_count: 4096,
+            max_bytes_per_origin: 2 << 20,
+            max_bytes_per_recipient: 2 << 20,
+        }
+    }
+}
+
+/// Why an envelope was not stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    OriginQuota,
+    RecipientQuota,
+    /// Full of envelopes that may not be evicted for this one.
+    Full,
+}
+
+impl core::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            StoreError::OriginQuota => "store quota for this origin is used up",
+            StoreError::RecipientQuota => "store quota for this recipient is used up",
+            StoreError::Full => "store is full",
+        })
+    }
+}
+
+/// One stored envelope and what the node knows about it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub env: Envelope,
+    /// Originated by this node (never evicted for relayed traffic).
+    pub local: bool,
+}
+
+/// Bounded in-memory envelope store with quotas and an expiry index.
+#[derive(Debug, Default)]
+pub struct Store {
+    limits: StoreLimits,
+    entries: BTreeMap<EnvelopeId, Entry>,
+    by_expiry: BTreeSet<(u64, EnvelopeId)>,
+    origin_bytes: BTreeMap<NodeId, usize>,
+    recipient_bytes: BTreeMap<[u8; 16], usize>,
+    bytes: usize,
+}
+
+impl Store {
+    pub fn new(limits: StoreLimits) -> Store {
+        Store {
+            limits,
+            ..Store::default()
+        }
+    }
+
+    pub fn limits(&self) -> StoreLimits {
+        self.limits
+    }
+
+    /// Applies new limits; envelopes already stored stay until they expire
+    /// or are evicted by later admissions.
+    pub fn set_limits(&mut self, limits: StoreLimits) {
+        self.limits = limits;
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+    pub fn contains(&self, id: &EnvelopeId) -> bool {
+        self.entries.contains_key(id)
+    }
+    pub fn get(&self, id: &EnvelopeId) -> Option<&Entry> {
+        self.entries.get(id)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&EnvelopeId, &Entry)> {
+        self.entries.iter()
+    }
+    /// Ids after `cursor` in id order, wrapping around once.
+    pub fn ids_after(&self, cursor: Option<EnvelopeId>, n: usize) -> Vec<EnvelopeId> {
+        use core::ops::Bound::{Excluded, Unbounded};
+        let start = cursor.map_or(Unbounded, Excluded);
+        let mut out: Vec<EnvelopeId> = self
+            .entries
+            .range((start, Unbounded))
+            .map(|(k, _)| *k)
+            .take(n)
+            .collect();
+        if out.len() < n {
+            for k in self.entries.keys() {
+                if out.len() >= n || Some(*k) > cursor || out.contains(k) {
+                    break;
+                }
+                out.push(*k);
+            }
+        }
+        out
+    }
+    /// Earliest expiry among stored envelopes.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.by_expiry.first().map(|(t, _)| *t)
+    }
+
+    /// Stores `env`. Returns the ids evicted to make room.
+    pub fn insert(
+        &mut self,
+        env: Envelope,
+        local: bool,
+        now: u64,
+    ) -> Result<Vec<EnvelopeId>, StoreError> {
+        if self.entries.contains_key(&env.id()) {
+            return Ok(Vec::new());
+        }
+        let mut evicted = self.expire(now);
+        let len = env.len();
+        let origin = env.origin_id();
+        let recipient = env.dest().id;
+        if self.origin_bytes.get(&origin).copied().unwrap_or(0) + len
+            > self.limits.max_bytes_per_origin
+        {
+            return Err(StoreError::OriginQuota);
+        }
+        if self.recipient_bytes.get(&recipient).copied().unwrap_or(0) + len
+            > self.limits.max_bytes_per_recipient
+        {
+            return Err(StoreError::RecipientQuota);
+        }
+        // Pick victims first, so a refusal leaves the store untouched.
+        let mut need_bytes = (self.bytes + len).saturating_sub(self.limits.max_bytes);
+        let mut need_count = (self.entries.len() + 1).saturating_sub(self.limits.max_count);
+        let mut victims = Vec::new();
+        for (_, id) in &self.by_expiry {
+            if need_bytes == 0 && need_count == 0 {
+                break;
+            }
+            let Some(e) = self.entries.get(id) else {
+                continue;
+            };
+            if e.local {
+                continue;
+            }
+            need_bytes = need_bytes.saturating_sub(e.env.len());
+            need_count = need_count.saturating_sub(1);
+            victims.push(*id);
+        }
+        if need_bytes > 0 || need_count > 0 || len > self.limits.max_bytes {
+            return Err(StoreError::Full);
+        }
+        for id in victims {
+            self.remove(&id);
+            evicted.push(id);
+        }
+        self.bytes += len;
+        *self.origin_bytes.entry(origin).or_insert(0) += len;
+        *self.recipient_bytes.entry(recipient).or_insert(0) += len;
+        self.by_expiry.insert((env.expires_at(), env.id()));
+        self.entries.insert(env.id(), Entry { env, local });
+        Ok(evicted)
+    }
+
+    pub fn remove(&mut self, id: &EnvelopeId) -> Option<Entry> {
+        let e = self.entries.remove(id)?;
+        let len = e.env.len();
+        self.bytes -= len;
+        self.by_expiry.remove(&(e.env.expires_at(), *id));
+        dec(&mut self.origin_bytes, e.env.origin_id(), len);
+        dec(&mut self.recipient_bytes, e.env.dest().id, len);
+        Some(e)
+    }
+
+    /// Drops every envelope expired at `now`; returns their ids.
+    pub fn expire(&mut self, now: u64) -> Vec<EnvelopeId> {
+        let mut out = Vec::new();
+        while let Some(&(t, id)) = self.by_expiry.first() {
+            if t > now {
+                break;
+            }
+            self.remove(&id);
+            out.push(id);
+        }
+        out
+    }
+}
+
+fn dec<K: Ord>(map: &mut BTreeMap<K, usize>, k: K, by: usize) {
+    if let Some(v) = map.get_mut(&k) {
+        *v = v.saturating_sub(by);
+        if *v == 0 {
+            map.remove(&k);
+        }
+    }
+}
+
+/// A bounded set of envelope ids with expiry: what this node has already
+/// seen or delivered, so nothing is processed or delivered twice. When full,
+/// the id that expires soonest is forgotten first.
+#[derive(Debug)]
+pub struct SeenSet {
+    cap: usize,
+    ids: BTreeMap<EnvelopeId, u64>,
+    by_expiry: BTreeSet<(u64, EnvelopeId)>,
+}
+
+impl SeenSet {
+    pub fn new(cap: usize) -> SeenSet {
+        SeenSet {
+            cap: cap.max(1),
+            ids: BTreeMap::new(),
+            by_expiry: BTreeSet::new(),
+        }
+    }
+    pub fn contains(&self, id: &EnvelopeId) -> bool {
+        self.ids.contains_key(id)
+    }
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+    pub fn insert(&mut self, id: EnvelopeId, expires: u64) {
+        if let Some(old) = self.ids.insert(id, expires) {
+            self.by_expiry.remove(&(old, id));
+        }
+        self.by_expiry.insert((expires, id));
+        while self.ids.len() > self.cap {
+            let Some((t, victim)) = self.by_expiry.pop_first() else {
+                break;
+            };
+            let _ = t;
+            self.ids.remove(&victim);
+        }
+    }
+    pub fn expire(&mut self, now: u64) {
+        while let Some(&(t, id)) = self.by_expiry.first() {
+            if t > now {
+                break;
+            }
+            self.by_expiry.pop_first();
+            self.ids.remove(&id);
+        }
+    }
+}
+
+/// A token bucket: `rate` tokens per second, at most `burst` saved.
+#[derive(Debug, Clone, Copy)]
+pub struct Bucket {
+    tokens: f32,
+    last_ms: u64,
+}
+
+impl Bucket {
+    pub fn full(burst: u32, now_ms: u64) -> Bucket {
+        Bucket {
+            tokens: burst as f32,
+            last_ms: now_ms,
+        }
+    }
+    /// Tokens saved at the last update.
+    pub fn tokens(&self) -> f32 {
+        self.tokens
+    }
+    /// Takes one token if available.
+    pub fn take(&mut self, rate: u32, burst: u32, now_ms: u64) -> bool {
+        let dt = now_ms.saturating_sub(self.last_ms) as f32 / 1000.0;
+        self.last_ms = self.last_ms.max(now_ms);
+        self.tokens = (self.tokens + dt * rate as f32).min(burst as f32);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{Destination, Draft, Kind};
+    use crate::identity::Identity;
+    use rand_core::OsRng;
+
+    fn env(id: &Identity, to: u8, ttl: u32, size: usize) -> Envelope {
+        let payload = vec![0u8; size];
+        Envelope::seal(
+            id,
+            &Draft {
+                kind: Kind::Direct,
+                max_hops: 4,
+                created: 1000,
+                ttl,
+                dest: Destination {
+                    id: [to; 16],
+                    domain: String::new(),
+                },
+                payload: &payload,
+            },
+        )
+        .unwrap()
+    }
+
+    fn limits(bytes: usize, count: usize) -> StoreLimits {
+        StoreLimits {
+            max_bytes: bytes,
+            max_count: count,
+            max_bytes_per_origin: bytes,
+            max_bytes_per_recipient: bytes,
+        }
+    }
+
+    #[test]
+    fn count_limit_evicts_soonest_expiring_relayed_first() {
+        let a = Identity::generate(&mut OsRng);
+        let mut s = Store::new(limits(1 << 20, 2));
+        let e1 = env(&a, 1, 500, 10);
+        let e2 = env(&a, 1, 100, 10);
+        let e3 = env(&a, 1, 900, 10);
+        s.insert(e1.clone(), false, 1000).unwrap();
+        s.insert(e2.clone(), false, 1000).unwrap();
+        assert_eq!(s.insert(e3.clone(), false, 1000).unwrap(), vec![e2.id()]);
+        assert!(s.contains(&e1.id()) && s.contains(&e3.id()) && !s.contains(&e2.id()));
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn local_envelopes_are_never_evicted() {
+        let a = Identity::generate(&mut OsRng);
+        let mut s = Store::new(limits(1 << 20, 1));
+        s.insert(env(&a, 1, 500, 10), true, 1000).unwrap();
+        assert_eq!(
+            s.insert(env(&a, 1, 600, 10), false, 1000),
+            Err(StoreError::Full)
+        );
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn byte_limit_and_quotas_are_enforced() {
+        let a = Identity::generate(&mut OsRng);
+        let b = Identity::generate(&mut OsRng);
+        let one = env(&a, 1, 500, 400).len();
+        let mut s = Store::new(StoreLimits {
+            max_bytes: one * 10,
+            max_count: 100,
+            max_bytes_per_origin: one * 2,
+            max_bytes_per_recipient: one * 3,
+        });
+        s.insert(env(&a, 1, 500, 400), false, 1000).unwrap();
+        s.insert(env(&a, 1, 501, 400), false, 1000).unwrap();
+        assert_eq!(
+            s.insert(env(&a, 2, 502, 400), false, 1000),
+            Err(StoreError::OriginQuota)
+        );
+        s.insert(env(&b, 1, 503, 400), false, 1000).unwrap();
+        assert_eq!(
+            s.insert(env(&b, 1, 504, 400), false, 1000),
+            Err(StoreError::RecipientQuota)
+        );
+        assert_eq!(s.bytes(), one * 3);
+        // Removing frees the quota again.
+        let first = *s.iter().next().unwrap().0;
+        s.remove(&first);
+        assert_eq!(s.bytes(), one * 2);
+    }
+
+    #[test]
+    fn expired_envelopes_go_first_and_are_reported() {
+        let a = Identity::generate(&mut OsRng);
+        let mut s = Store::new(limits(1 << 20, 10));
+        let e = env(&a, 1, 50, 10);
+        s.insert(e.clone(), true, 1000).unwrap();
+        assert_eq!(s.next_expiry(), Some(1050));
+        assert!(s.expire(1049).is_empty());
+        assert_eq!(s.expire(1050), vec![e.id()]);
+        assert!(s.is_empty());
+        assert_eq!(s.bytes(), 0);
+    }
+
+    #[test]
+    fn ids_after_wraps_around() {
+        let a = Identity::generate(&mut OsRng);
+        let mut s = Store::new(limits(1 << 20, 10));
+        for i in 0..5 {
+            s.insert(env(&a, 1, 100 + i, 1), false, 1000).unwrap();
+        }
+        let all = s.ids_after(None, 10);
+        assert_eq!(all.len(), 5);
+        let tail = s.ids_after(Some(all[3]), 3);
+        assert_eq!(tail, vec![all[4], all[0], all[1]]);
+    }
+
+    #[test]
+    fn seen_set_is_bounded_and_expires() {
+        let mut seen = SeenSet::new(3);
+        for i in 0..5u8 {
+            seen.insert(EnvelopeId([i; 16]), 100 + i as u64);
+        }
+        assert_eq!(seen.len(), 3);
+        assert!(!seen.contains(&EnvelopeId([0; 16])));
+        assert!(seen.contains(&EnvelopeId([4; 16])));
+        seen.expire(103);
+        assert_eq!(seen.len(), 1);
+    }
+
+    #[test]
+    fn bucket_limits_rate() {
+        let mut b = Bucket::full(2, 0);
+        assert!(b.take(1, 2, 0));
+        assert!(b.take(1, 2, 0));
+        assert!(!b.take(1, 2, 0));
+        assert!(b.take(1, 2, 1000));
+        assert!(!b.take(1, 2, 1000));
+    }
+}
