@@ -919,13 +919,13 @@ impl Node {
                 continue;
             }
             let (addr, pin) = (p.spec.addr, p.spec.pin);
-            let already = self.initiators.values().any(|x| x.addr == addr);
             let backoff = p.backoff;
             self.peers[i].next_attempt = now_ms + backoff;
             self.peers[i].backoff = (backoff * 2).min(self.cfg.retry_max_ms);
-            if !already {
-                self.initiate(addr, pin, now_ms, rng);
-            }
+            // A retry replaces an unanswered attempt to the same address.
+            self.initiators
+                .retain(|_, x| x.addr != addr || x.expect != pin);
+            self.initiate(addr, pin, now_ms, rng);
         }
     }
 

@@ -1,0 +1,450 @@
+//! The `meshpost` command line: argument parsing, socket client and output.
+//!
+//! Every subcommand except `daemon` (and `identity --state-dir`) is a client
+//! of the control socket. Output is a table or `key: value` lines for
+//! people, or the daemon's JSON with `--json`. Errors are one line on stderr
+//! with exit code 1.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::config::DEFAULT_SOCKET;
+
+pub const USAGE: &str = "\
+usage: meshpost [--socket PATH] [--json] COMMAND [ARGS]
+
+commands:
+  daemon [--foreground] [--config FILE] [--state-dir DIR] [--socket PATH]
+         [--port N] [--log-level LEVEL]     run the daemon
+  status                                    node, links, store and inbox summary
+  identity [--state-dir DIR]                node id and public keys
+  peers                                     links and configured peers
+  send TO [TEXT...]                         send a message (TEXT or stdin)
+      [--ttl SECS] [--hops N]               TO is a node id or a unique name
+  inbox [list | read ID | delete ID]        messages delivered to this node
+  subscribe                                 stream new messages as they arrive
+  store                                     store usage and limits
+  peer add HOST:PORT [KEY] | peer remove HOST:PORT
+  reload                                    re-read the configuration
+  metrics                                   Prometheus text metrics
+
+The socket defaults to $MESHPOST_SOCKET or /var/run/meshpost.sock.";
+
+/// Parsed global options and the remaining words.
+pub struct Cli {
+    pub socket: Option<PathBuf>,
+    pub json: bool,
+    pub words: Vec<String>,
+}
+
+pub fn parse(args: Vec<String>) -> Result<Cli, String> {
+    let mut cli = Cli {
+        socket: None,
+        json: false,
+        words: Vec::new(),
+    };
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--json" => cli.json = true,
+            "--socket" if cli.words.is_empty() || cli.words[0] != "daemon" => {
+                cli.socket = Some(PathBuf::from(it.next().ok_or("--socket needs a path")?))
+            }
+            _ => cli.words.push(a),
+        }
+    }
+    Ok(cli)
+}
+
+pub fn socket_path(cli: &Cli) -> PathBuf {
+    cli.socket
+        .clone()
+        .or_else(|| std::env::var_os("MESHPOST_SOCKET").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+}
+
+fn connect(cli: &Cli) -> Result<UnixStream, String> {
+    let path = socket_path(cli);
+    let s = UnixStream::connect(&path).map_err(|e| {
+        format!(
+            "cannot connect to {} ({e}); is the daemon running? (--socket or MESHPOST_SOCKET)",
+            path.display()
+        )
+    })?;
+    let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
+    Ok(s)
+}
+
+/// Sends one request and returns the response object, or its error text.
+pub fn request(cli: &Cli, req: &Value) -> Result<Value, String> {
+    let mut s = connect(cli)?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    writeln!(s, "{req}").map_err(|e| format!("cannot send request: {e}"))?;
+    let mut line = String::new();
+    BufReader::new(&s)
+        .read_line(&mut line)
+        .map_err(|e| format!("no response from daemon: {e}"))?;
+    let v: Value = serde_json::from_str(&line)
+        .map_err(|_| "daemon closed the connection without a response".to_string())?;
+    if v.get("ok") == Some(&Value::Bool(true)) {
+        Ok(v)
+    } else {
+        Err(v
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("request failed")
+            .to_string())
+    }
+}
+
+fn flag(words: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
+    match words.iter().position(|w| w == name) {
+        Some(i) if i + 1 < words.len() => {
+            let v = words.remove(i + 1);
+            words.remove(i);
+            Ok(Some(v))
+        }
+        Some(_) => Err(format!("{name} needs a value")),
+        None => Ok(None),
+    }
+}
+
+fn s(v: &Value, k: &str) -> String {
+    match v.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => "-".into(),
+        Some(x) => x.to_string(),
+    }
+}
+
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut w: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = line(headers.iter().map(|h| h.to_uppercase()).collect());
+    for r in rows {
+        out.push('\n');
+        out.push_str(&line(r.clone()));
+    }
+    out
+}
+
+/// Runs a client subcommand; returns what to print.
+pub fn run(cli: &Cli) -> Result<String, String> {
+    let mut words = cli.words.clone();
+    let cmd = if words.is_empty() {
+        String::new()
+    } else {
+        words.remove(0)
+    };
+    let req = match cmd.as_str() {
+        "status" => json!({"cmd": "status"}),
+        "identity" => {
+            if let Some(dir) = flag(&mut words, "--state-dir")? {
+                return offline_identity(cli, &dir);
+            }
+            json!({"cmd": "identity"})
+        }
+        "peers" => json!({"cmd": "peers"}),
+        "store" => json!({"cmd": "store"}),
+        "reload" => json!({"cmd": "reload"}),
+        "metrics" => json!({"cmd": "metrics"}),
+        "send" => {
+            let ttl = flag(&mut words, "--ttl")?
+                .map(|t| t.parse::<u64>().map_err(|_| "--ttl takes seconds"))
+                .transpose()?;
+            let hops = flag(&mut words, "--hops")?
+                .map(|t| t.parse::<u64>().map_err(|_| "--hops takes a number"))
+                .transpose()?;
+            if words.is_empty() {
+                return Err("send needs a recipient: meshpost send TO [TEXT...]".into());
+            }
+            let to = words.remove(0);
+            let text = if words.is_empty() || words == ["-"] {
+                let mut t = String::new();
+                std::io::stdin()
+                    .take(crate::runtime::MAX_TEXT as u64 + 1)
+                    .read_to_string(&mut t)
+                    .map_err(|e| format!("cannot read stdin: {e}"))?;
+                t
+            } else {
+                words.join(" ")
+            };
+            let mut r = json!({"cmd": "send", "to": to, "text": text});
+            if let Some(t) = ttl {
+                r["ttl"] = json!(t);
+            }
+            if let Some(h) = hops {
+                r["hops"] = json!(h);
+            }
+            r
+        }
+        "inbox" => match words.first().map(String::as_str) {
+            None | Some("list") => json!({"cmd": "inbox", "action": "list"}),
+            Some(a @ ("read" | "delete")) => {
+                let id = words
+                    .get(1)
+                    .ok_or(format!("inbox {a} needs a message id"))?;
+                json!({"cmd": "inbox", "action": a, "id": id})
+            }
+            Some(other) => {
+                return Err(format!(
+                    "unknown inbox action '{other}' (list, read ID, delete ID)"
+                ));
+            }
+        },
+        "peer" => match (words.first().map(String::as_str), words.get(1)) {
+            (Some("add"), Some(addr)) => {
+                json!({"cmd": "peer", "action": "add", "address": addr, "key": words.get(2)})
+            }
+            (Some("remove"), Some(addr)) => {
+                json!({"cmd": "peer", "action": "remove", "address": addr})
+            }
+            _ => {
+                return Err(
+                    "usage: meshpost peer add HOST:PORT [KEY] | peer remove HOST:PORT".into(),
+                );
+            }
+        },
+        "subscribe" => return subscribe(cli),
+        "" | "help" | "--help" | "-h" => return Ok(USAGE.to_string()),
+        other => return Err(format!("unknown command '{other}'; see meshpost --help")),
+    };
+    let v = request(cli, &req)?;
+    if cli.json {
+        return Ok(v.to_string());
+    }
+    Ok(human(&cmd, &words, &v))
+}
+
+fn human(cmd: &str, words: &[String], v: &Value) -> String {
+    match cmd {
+        "status" => format!(
+            "node:        {} ({})\ndomain:      {}\nversion:     {}\nuptime:      {}s\nudp port:    {}\nlinks:       {}\npeers:       {} configured\nknown nodes: {}\nstore:       {} envelopes, {} bytes\ninbox:       {} messages, {} unread",
+            s(v, "node_id"),
+            s(v, "name"),
+            s(v, "domain"),
+            s(v, "version"),
+            s(v, "uptime"),
+            s(v, "port"),
+            s(v, "links"),
+            s(v, "peers_configured"),
+            s(v, "known_nodes"),
+            s(&v["store"], "envelopes"),
+            s(&v["store"], "bytes"),
+            s(&v["inbox"], "messages"),
+            s(&v["inbox"], "unread")
+        ),
+        "identity" => format!(
+            "node_id:         {}\npublic_key:      {}\nx25519:          {}\nkem_fingerprint: {}\nname:            {}\ndomain:          {}",
+            s(v, "node_id"),
+            s(v, "public_key"),
+            s(v, "x25519"),
+            s(v, "kem_fingerprint"),
+            s(v, "name"),
+            s(v, "domain")
+        ),
+        "peers" => {
+            let rows: Vec<Vec<String>> = v["links"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|l| {
+                            vec![
+                                s(l, "node"),
+                                s(l, "name"),
+                                s(l, "address"),
+                                s(l, "state"),
+                                format!("{}s", s(l, "up_secs")),
+                                format!("{}s", s(l, "last_rx_secs")),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut out = table(
+                &["node", "name", "address", "state", "up", "last rx"],
+                &rows,
+            );
+            let conf: Vec<Vec<String>> = v["configured"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|p| {
+                            vec![
+                                s(p, "address"),
+                                s(p, "state"),
+                                s(p, "pinned"),
+                                s(p, "linked"),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !conf.is_empty() {
+                out.push_str("\n\n");
+                out.push_str(&table(
+                    &["configured peer", "state", "pinned", "linked node"],
+                    &conf,
+                ));
+            }
+            out
+        }
+        "send" => format!(
+            "queued {} to {}{}",
+            s(v, "id"),
+            s(v, "to"),
+            if v["linked"] == json!(true) {
+                " (linked, sending now)"
+            } else {
+                " (stored until a path appears)"
+            }
+        ),
+        "inbox" => match words.first().map(String::as_str) {
+            Some("read") => {
+                let m = &v["message"];
+                format!(
+                    "id:      {}\nfrom:    {} {}\ncreated: {}\n\n{}",
+                    s(m, "id"),
+                    s(m, "from"),
+                    s(m, "from_name"),
+                    s(m, "created"),
+                    s(m, "text")
+                )
+            }
+            Some("delete") => format!("deleted {}", s(v, "deleted")),
+            _ => {
+                let rows: Vec<Vec<String>> = v["messages"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|m| {
+                                let text = s(m, "text");
+                                let short: String = text
+                                    .chars()
+                                    .take(40)
+                                    .map(|c| if c.is_control() { ' ' } else { c })
+                                    .collect();
+                                let new = if m["read"] == json!(true) { "" } else { "new" };
+                                vec![
+                                    s(m, "id"),
+                                    s(m, "from"),
+                                    s(m, "from_name"),
+                                    new.into(),
+                                    short,
+                                ]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                table(&["id", "from", "name", "new", "text"], &rows)
+            }
+        },
+        "store" => format!(
+            "envelopes: {} of {} ({} local)\nbytes:     {} of {}\nquota:     {} bytes per origin, {} per recipient",
+            s(v, "envelopes"),
+            s(v, "max_count"),
+            s(v, "local"),
+            s(v, "bytes"),
+            s(v, "max_bytes"),
+            s(v, "max_bytes_per_origin"),
+            s(v, "max_bytes_per_recipient")
+        ),
+        "metrics" => v["text"].as_str().unwrap_or("").trim_end().to_string(),
+        "reload" => "configuration reloaded".into(),
+        "peer" => v
+            .get("added")
+            .or(v.get("removed"))
+            .map_or("done".into(), |a| {
+                format!(
+                    "{} {}",
+                    words.first().map_or("", |w| w),
+                    a.as_str().unwrap_or("")
+                )
+            }),
+        _ => v.to_string(),
+    }
+}
+
+fn subscribe(cli: &Cli) -> Result<String, String> {
+    let mut sock = connect(cli)?;
+    writeln!(sock, "{}", json!({"cmd": "subscribe"}))
+        .map_err(|e| format!("cannot send request: {e}"))?;
+    let mut rd = BufReader::new(&sock);
+    let mut first = String::new();
+    rd.read_line(&mut first)
+        .map_err(|e| format!("no response from daemon: {e}"))?;
+    let v: Value =
+        serde_json::from_str(&first).map_err(|_| "daemon closed the connection".to_string())?;
+    if v.get("ok") != Some(&Value::Bool(true)) {
+        return Err(s_err(&v));
+    }
+    let out = std::io::stdout();
+    for line in rd.lines() {
+        let Ok(line) = line else { break };
+        let mut o = out.lock();
+        let ok = if cli.json {
+            writeln!(o, "{line}")
+        } else {
+            let e: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if e["event"] == "dropped" {
+                writeln!(
+                    o,
+                    "[dropped {} messages: this subscriber was too slow]",
+                    s(&e, "count")
+                )
+            } else {
+                writeln!(
+                    o,
+                    "{} from {}: {}",
+                    s(&e, "id"),
+                    s(&e, "from"),
+                    s(&e, "text")
+                )
+            }
+        };
+        if ok.and_then(|_| o.flush()).is_err() {
+            break;
+        }
+    }
+    Ok(String::new())
+}
+
+fn s_err(v: &Value) -> String {
+    v.get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("request failed")
+        .to_string()
+}
+
+fn offline_identity(cli: &Cli, dir: &str) -> Result<String, String> {
+    let state = crate::persist::State::open(std::path::Path::new(dir))?;
+    let (id, created) = state.identity()?;
+    let v = json!({"ok": true, "node_id": id.node_id().to_string(),
+        "public_key": meshpost_proto::crypto::to_hex(&id.public_key()),
+        "x25519": meshpost_proto::crypto::to_hex(&id.e2e_public()),
+        "kem_fingerprint": meshpost_proto::crypto::to_hex(&meshpost_proto::crypto::kdf(b"mp-kemfp", &[], &[id.kem_public()])[..8]),
+        "created": created});
+    Ok(if cli.json {
+        v.to_string()
+    } else {
+        human("identity", &[], &v)
+    })
+}

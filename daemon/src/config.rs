@@ -1,0 +1,399 @@
+//! Typed configuration: UCI sections turned into validated settings.
+//!
+//! Every option has a built-in default (docs/configuration.md), so the
+//! daemon runs with no file at all. Errors name the file, line, option and
+//! reason. Unknown options are warnings, not errors, so a newer config file
+//! does not stop an older daemon. Host names are resolved elsewhere.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use meshpost_proto::crypto::from_hex;
+use meshpost_proto::node::Config as NodeConfig;
+
+use crate::log::Level;
+use crate::uci;
+
+pub const DEFAULT_CONFIG: &str = "/etc/config/meshpost";
+pub const DEFAULT_PORT: u16 = 4849;
+pub const DEFAULT_STATE_DIR: &str = "/tmp/meshpost";
+pub const DEFAULT_SOCKET: &str = "/var/run/meshpost.sock";
+
+/// A configured static peer, before name resolution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerEntry {
+    /// `host:port`, `[v6]:port`, or `name:port`.
+    pub address: String,
+    pub key: Option<[u8; 32]>,
+    pub line: usize,
+}
+
+/// Everything the daemon needs, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub file: Option<PathBuf>,
+    pub port: u16,
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub socket_group: Option<String>,
+    pub log_level: Level,
+    pub inbox_max: usize,
+    pub max_clients: usize,
+    pub node: NodeConfig,
+    pub peers: Vec<PeerEntry>,
+    pub warnings: Vec<String>,
+}
+
+/// A configuration error: where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub option: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.option.is_empty() {
+            write!(f, "{}:{}: {}", self.file, self.line, self.reason)
+        } else {
+            write!(
+                f,
+                "{}:{}: option '{}': {}",
+                self.file, self.line, self.option, self.reason
+            )
+        }
+    }
+}
+
+/// Values given on the command line; they win over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub state_dir: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub port: Option<u16>,
+    pub log_level: Option<Level>,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().chars().take(32).collect())
+        .unwrap_or_default()
+}
+
+impl Settings {
+    /// Built-in defaults.
+    pub fn defaults() -> Settings {
+        Settings {
+            file: None,
+            port: DEFAULT_PORT,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            socket_group: None,
+            log_level: Level::Info,
+            inbox_max: 1000,
+            max_clients: 16,
+            node: NodeConfig {
+                name: hostname(),
+                ..NodeConfig::default()
+            },
+            peers: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Loads `path` (or /etc/config/meshpost if it exists, or nothing) and
+    /// applies the overrides.
+    pub fn load(path: Option<&Path>, ov: &Overrides) -> Result<Settings, ConfigError> {
+        let mut s = Settings::defaults();
+        let chosen = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None if Path::new(DEFAULT_CONFIG).exists() => Some(PathBuf::from(DEFAULT_CONFIG)),
+            None => None,
+        };
+        if let Some(p) = &chosen {
+            let fname = p.display().to_string();
+            let text = std::fs::read(p).map_err(|e| ConfigError {
+                file: fname.clone(),
+                line: 0,
+                option: String::new(),
+                reason: format!("cannot read: {e}"),
+            })?;
+            let text = String::from_utf8(text).map_err(|e| ConfigError {
+                file: fname.clone(),
+                line: 0,
+                option: String::new(),
+                reason: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+            })?;
+            s.apply_text(&fname, &text)?;
+            s.file = chosen;
+        }
+        if let Some(v) = &ov.state_dir {
+            s.state_dir = v.clone();
+        }
+        if let Some(v) = &ov.socket {
+            s.socket = v.clone();
+        }
+        if let Some(v) = ov.port {
+            s.port = v;
+        }
+        if let Some(v) = ov.log_level {
+            s.log_level = v;
+        }
+        Ok(s)
+    }
+
+    /// Applies UCI text on top of the current values.
+    pub fn apply_text(&mut self, fname: &str, text: &str) -> Result<(), ConfigError> {
+        let sections = uci::parse(text).map_err(|e| ConfigError {
+            file: fname.into(),
+            line: e.line,
+            option: String::new(),
+            reason: e.reason,
+        })?;
+        for sec in &sections {
+            match sec.kind.as_str() {
+                "meshpost" => self.apply_main(fname, sec)?,
+                "peer" => self.apply_peer(fname, sec)?,
+                other => self.warnings.push(format!(
+                    "{fname}:{}: unknown section type '{other}' ignored",
+                    sec.line
+                )),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_main(&mut self, fname: &str, sec: &uci::Section) -> Result<(), ConfigError> {
+        for o in &sec.options {
+            let err = |reason: String| ConfigError {
+                file: fname.into(),
+                line: o.line,
+                option: o.name.clone(),
+                reason,
+            };
+            let v = o.value.as_str();
+            let n = &mut self.node;
+            match o.name.as_str() {
+                "enabled" => {
+                    parse_bool(v).map_err(err)?;
+                }
+                "name" => {
+                    if v.len() > 32 || v.chars().any(char::is_control) {
+                        return Err(err(
+                            "must be at most 32 bytes without control characters".into()
+                        ));
+                    }
+                    n.name = v.into();
+                }
+                "domain" => {
+                    if v.len() > 32
+                        || !v
+                            .bytes()
+                            .all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.'))
+                    {
+                        return Err(err("must be 0-32 characters of a-z 0-9 - .".into()));
+                    }
+                    n.domain = v.into();
+                }
+                "port" => self.port = parse_num(v, 1, 65535).map_err(err)? as u16,
+                "state_dir" => self.state_dir = parse_path(v).map_err(err)?,
+                "socket" => self.socket = parse_path(v).map_err(err)?,
+                "socket_group" => self.socket_group = (!v.is_empty()).then(|| v.to_string()),
+                "log_level" => {
+                    self.log_level = Level::parse(v).ok_or_else(|| {
+                        err("must be one of error, warning, notice, info, debug".into())
+                    })?
+                }
+                "accept_unknown" => n.accept_unknown = parse_bool(v).map_err(err)?,
+                "store_max_bytes" => {
+                    n.store.max_bytes = parse_num(v, 65_536, 1 << 30).map_err(err)? as usize
+                }
+                "store_max_count" => {
+                    n.store.max_count = parse_num(v, 1, 1_000_000).map_err(err)? as usize
+                }
+                "store_origin_quota" => {
+                    n.store.max_bytes_per_origin =
+                        parse_num(v, 65_536, 1 << 30).map_err(err)? as usize
+                }
+                "store_recipient_quota" => {
+                    n.store.max_bytes_per_recipient =
+                        parse_num(v, 65_536, 1 << 30).map_err(err)? as usize
+                }
+                "inbox_max" => self.inbox_max = parse_num(v, 1, 100_000).map_err(err)? as usize,
+                "max_clients" => self.max_clients = parse_num(v, 1, 1024).map_err(err)? as usize,
+                "default_ttl" => {
+                    n.default_ttl = parse_num(v, 60, meshpost_proto::envelope::MAX_TTL as u64)
+                        .map_err(err)? as u32
+                }
+                "default_hops" => {
+                    n.default_hops = parse_num(v, 1, meshpost_proto::envelope::MAX_HOPS as u64)
+                        .map_err(err)? as u8
+                }
+                "keepalive" => n.keepalive_ms = parse_num(v, 1, 3600).map_err(err)? * 1000,
+                "dead_after" => n.dead_after_ms = parse_num(v, 3, 86_400).map_err(err)? * 1000,
+                "rekey_after" => n.rekey_after_ms = parse_num(v, 10, 86_400).map_err(err)? * 1000,
+                "sync_interval" => n.sync_interval_ms = parse_num(v, 1, 3600).map_err(err)? * 1000,
+                "max_links" => n.max_links = parse_num(v, 1, 4096).map_err(err)? as usize,
+                "origin_rate" => n.origin_rate = parse_num(v, 1, 100_000).map_err(err)? as u32,
+                "link_rate" => n.link_rate = parse_num(v, 1, 100_000).map_err(err)? as u32,
+                other => self.warnings.push(format!(
+                    "{fname}:{}: unknown option '{other}' ignored",
+                    o.line
+                )),
+            }
+        }
+        if self.node.dead_after_ms <= self.node.keepalive_ms {
+            return Err(ConfigError {
+                file: fname.into(),
+                line: sec.get("dead_after").map_or(sec.line, |o| o.line),
+                option: "dead_after".into(),
+                reason: "must be longer than keepalive".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn apply_peer(&mut self, fname: &str, sec: &uci::Section) -> Result<(), ConfigError> {
+        let missing = ConfigError {
+            file: fname.into(),
+            line: sec.line,
+            option: "address".into(),
+            reason: "every 'config peer' needs an address (host:port)".into(),
+        };
+        let addr = sec.get("address").ok_or(missing)?;
+        if split_host_port(&addr.value).is_none() {
+            return Err(ConfigError {
+                file: fname.into(),
+                line: addr.line,
+                option: "address".into(),
+                reason: format!("'{}' is not host:port or [ipv6]:port", addr.value),
+            });
+        }
+        let key = match sec.get("key") {
+            None => None,
+            Some(k) => Some(parse_key(&k.value).ok_or_else(|| ConfigError {
+                file: fname.into(),
+                line: k.line,
+                option: "key".into(),
+                reason:
+                    "must be the peer's 64-hex-digit public key (see 'meshpost identity')".into(),
+            })?),
+        };
+        for o in &sec.options {
+            if !matches!(o.name.as_str(), "address" | "key") {
+                self.warnings.push(format!(
+                    "{fname}:{}: unknown peer option '{}' ignored",
+                    o.line, o.name
+                ));
+            }
+        }
+        self.peers.push(PeerEntry {
+            address: addr.value.clone(),
+            key,
+            line: addr.line,
+        });
+        Ok(())
+    }
+}
+
+/// Parses a 64-hex-digit Ed25519 public key.
+pub fn parse_key(s: &str) -> Option<[u8; 32]> {
+    from_hex::<32>(s.trim())
+}
+
+/// Splits `host:port` / `[v6]:port`; the host is not resolved.
+pub fn split_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, p) = rest.split_once("]:")?;
+        (h.to_string(), p)
+    } else {
+        let (h, p) = s.rsplit_once(':')?;
+        if h.contains(':') {
+            return None;
+        }
+        (h.to_string(), p)
+    };
+    let port: u16 = port.parse().ok()?;
+    (!host.is_empty() && port != 0).then_some((host, port))
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v {
+        "1" | "yes" | "on" | "true" | "enabled" => Ok(true),
+        "0" | "no" | "off" | "false" | "disabled" => Ok(false),
+        _ => Err(format!("'{v}' is not a boolean (use 1 or 0)")),
+    }
+}
+
+fn parse_num(v: &str, min: u64, max: u64) -> Result<u64, String> {
+    match v.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("'{v}' is not a whole number from {min} to {max}")),
+    }
+}
+
+fn parse_path(v: &str) -> Result<PathBuf, String> {
+    if v.is_empty() || v.contains('\0') {
+        return Err("must be a non-empty path".into());
+    }
+    Ok(PathBuf::from(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Settings, ConfigError> {
+        let mut s = Settings::defaults();
+        s.apply_text("/etc/config/meshpost", text).map(|_| s)
+    }
+
+    #[test]
+    fn reads_every_kind_of_option() {
+        let key = "ab".repeat(32);
+        let s = load(&format!(
+            "config meshpost 'main'\n option port '5000'\n option name 'r1'\n option domain 'ffhh'\n option log_level debug\n option store_max_count 10\n option accept_unknown 0\n option frob 1\nconfig peer\n option address '[fe80::1%eth0]:4849'\n option key '{key}'\nconfig peer\n option address 'gw.example:4849'\n"
+        ))
+        .unwrap();
+        assert_eq!(s.port, 5000);
+        assert_eq!(s.node.name, "r1");
+        assert_eq!(s.node.domain, "ffhh");
+        assert_eq!(s.log_level, Level::Debug);
+        assert_eq!(s.node.store.max_count, 10);
+        assert!(!s.node.accept_unknown);
+        assert_eq!(s.peers.len(), 2);
+        assert_eq!(s.peers[0].key, Some([0xab; 32]));
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    }
+
+    #[test]
+    fn errors_name_file_line_option_and_reason() {
+        let e = load("config meshpost 'main'\n\n option port 'ninety'\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/config/meshpost:3: option 'port': 'ninety' is not a whole number from 1 to 65535"
+        );
+        let e = load("config peer\n option address 'nocolon'\n").unwrap_err();
+        assert_eq!((e.line, e.option.as_str()), (2, "address"));
+        let e = load("config peer\n option address '1.2.3.4:1'\n option key 'zz'\n").unwrap_err();
+        assert_eq!((e.line, e.option.as_str()), (3, "key"));
+        let e = load("config meshpost\n option keepalive 30\n option dead_after 20\n").unwrap_err();
+        assert_eq!((e.line, e.option.as_str()), (3, "dead_after"));
+        let e = load("config meshpost\n option name 'x\n").unwrap_err();
+        assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(
+            split_host_port("10.0.0.1:4849"),
+            Some(("10.0.0.1".into(), 4849))
+        );
+        assert_eq!(split_host_port("[::1]:1"), Some(("::1".into(), 1)));
+        assert_eq!(split_host_port("::1:1"), None);
+        assert_eq!(split_host_port("host:0"), None);
+        assert_eq!(split_host_port(":5"), None);
+    }
+}

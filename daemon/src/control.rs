@@ -1,0 +1,321 @@
+//! The control socket: one JSON object per line on a Unix stream socket.
+//!
+//! Each client gets its own task. Requests go to the main loop through a
+//! bounded channel and come back through a oneshot, so the protocol state
+//! is only ever touched by the main loop. Limits: `max_clients` at once, a
+//! request line of at most [`MAX_REQUEST`] bytes that must arrive within
+//! [`REQUEST_TIMEOUT`], and writes that must drain within [`WRITE_TIMEOUT`];
+//! a client that breaks a limit gets a one-line error and is disconnected,
+//! and nobody else waits for it. Access is checked with SO_PEERCRED.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::timeout;
+
+pub const MAX_REQUEST: usize = 256 * 1024;
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A request on its way to the main loop.
+pub struct Request {
+    pub json: Value,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// The main loop's answer.
+pub enum Reply {
+    Json(Value),
+    /// First line, then every event from the receiver until the client leaves.
+    Stream(Value, broadcast::Receiver<Arc<str>>),
+}
+
+/// Who may connect, and how many at once; changed on reload.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub group_gid: Option<u32>,
+    pub max_clients: usize,
+}
+
+/// Counters the metrics command reports.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub clients: AtomicUsize,
+    pub refused_access: AtomicU64,
+    pub refused_busy: AtomicU64,
+    pub bad_requests: AtomicU64,
+}
+
+/// True if a peer with these credentials may use the socket: root, the
+/// daemon's own user, or a member (primary or supplementary) of the group.
+pub fn allowed(uid: u32, gid: u32, pid: Option<i32>, policy: &Policy) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if uid == 0 || uid == me {
+        return true;
+    }
+    let Some(g) = policy.group_gid else {
+        return false;
+    };
+    if gid == g {
+        return true;
+    }
+    // Supplementary groups are not in SO_PEERCRED; read them from /proc.
+    let Some(pid) = pid else { return false };
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .is_some_and(|gs| gs.split_whitespace().any(|x| x.parse::<u32>() == Ok(g)))
+}
+
+/// Looks up a group's gid by name.
+pub fn group_gid(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: c is a valid NUL-terminated string; getgrnam returns either
+    // null or a pointer to a static struct that we read immediately, on the
+    // single thread that calls it.
+    let gr = unsafe { libc::getgrnam(c.as_ptr()) };
+    if gr.is_null() {
+        return None;
+    }
+    // SAFETY: gr was checked non-null above.
+    Some(unsafe { (*gr).gr_gid })
+}
+
+/// Accepts clients forever.
+pub async fn serve(
+    listener: UnixListener,
+    tx: mpsc::Sender<Request>,
+    policy: Arc<Mutex<Policy>>,
+    stats: Arc<Stats>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let pol = policy.lock().map(|p| p.clone()).unwrap_or(Policy {
+            group_gid: None,
+            max_clients: 1,
+        });
+        let cred = stream.peer_cred().ok();
+        let ok = cred.is_some_and(|c| allowed(c.uid(), c.gid(), c.pid(), &pol));
+        let (rd, mut wr) = stream.into_split();
+        if !ok {
+            stats.refused_access.fetch_add(1, Ordering::Relaxed);
+            let who = cred.map_or("unknown".to_string(), |c| {
+                format!("uid {} gid {}", c.uid(), c.gid())
+            });
+            crate::warn!(
+                "control socket: refused {who}: not root, not the daemon's user, not in socket_group"
+            );
+            tokio::spawn(async move {
+                let _ = send_line(
+                    &mut wr,
+                    &error("permission denied: need root or membership of socket_group"),
+                )
+                .await;
+            });
+            continue;
+        }
+        if stats.clients.load(Ordering::Relaxed) >= pol.max_clients {
+            stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+            crate::warn!(
+                "control socket: refused a client: {} clients already connected (max_clients)",
+                pol.max_clients
+            );
+            tokio::spawn(async move {
+                let _ = send_line(
+                    &mut wr,
+                    &error("too many clients connected; try again later"),
+                )
+                .await;
+            });
+            continue;
+        }
+        stats.clients.fetch_add(1, Ordering::Relaxed);
+        let tx = tx.clone();
+        let stats2 = stats.clone();
+        tokio::spawn(async move {
+            client(rd, wr, tx, &stats2).await;
+            stats2.clients.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+pub fn error(msg: impl Into<String>) -> Value {
+    json!({"ok": false, "error": msg.into()})
+}
+
+async fn send_line(wr: &mut OwnedWriteHalf, v: &Value) -> Result<(), ()> {
+    let mut s = v.to_string();
+    s.push('\n');
+    send_raw(wr, s.as_bytes()).await
+}
+
+async fn send_raw(wr: &mut OwnedWriteHalf, b: &[u8]) -> Result<(), ()> {
+    match timeout(WRITE_TIMEOUT, wr.write_all(b)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+enum LineError {
+    TooLong,
+    Io,
+}
+
+/// Reads one line of at most `max` bytes; `Ok(None)` at a clean end.
+async fn read_line<R: AsyncBufReadExt + Unpin>(
+    rd: &mut R,
+    max: usize,
+) -> Result<Option<Vec<u8>>, LineError> {
+    let mut line = Vec::new();
+    loop {
+        let buf = rd.fill_buf().await.map_err(|_| LineError::Io)?;
+        if buf.is_empty() {
+            return if line.is_empty() {
+                Ok(None)
+            } else {
+                Err(LineError::Io)
+            };
+        }
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        if line.len() + chunk.len() > max {
+            return Err(LineError::TooLong);
+        }
+        line.extend_from_slice(chunk);
+        let used = done.unwrap_or(buf.len());
+        rd.consume(used);
+        if done.is_some() {
+            return Ok(Some(line));
+        }
+    }
+}
+
+async fn client(
+    rd: tokio::net::unix::OwnedReadHalf,
+    mut wr: OwnedWriteHalf,
+    tx: mpsc::Sender<Request>,
+    stats: &Stats,
+) {
+    let mut rd = BufReader::with_capacity(16 * 1024, rd);
+    loop {
+        let line = match timeout(REQUEST_TIMEOUT, read_line(&mut rd, MAX_REQUEST)).await {
+            Err(_) => {
+                stats.bad_requests.fetch_add(1, Ordering::Relaxed);
+                let _ = send_line(
+                    &mut wr,
+                    &error("timed out waiting for a complete request line"),
+                )
+                .await;
+                return;
+            }
+            Ok(Ok(None)) | Ok(Err(LineError::Io)) => return,
+            Ok(Err(LineError::TooLong)) => {
+                stats.bad_requests.fetch_add(1, Ordering::Relaxed);
+                let _ = send_line(
+                    &mut wr,
+                    &error(format!("request line longer than {MAX_REQUEST} bytes")),
+                )
+                .await;
+                return;
+            }
+            Ok(Ok(Some(line))) => line,
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let json = match serde_json::from_slice::<Value>(&line) {
+            Ok(v) if v.get("cmd").is_some_and(Value::is_string) => v,
+            Ok(_) => {
+                stats.bad_requests.fetch_add(1, Ordering::Relaxed);
+                if send_line(
+                    &mut wr,
+                    &error("request must be a JSON object with a string \"cmd\" field"),
+                )
+                .await
+                .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            Err(e) => {
+                stats.bad_requests.fetch_add(1, Ordering::Relaxed);
+                if send_line(&mut wr, &error(format!("request is not valid JSON: {e}")))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+        };
+        let (rtx, rrx) = oneshot::channel();
+        if tx.send(Request { json, reply: rtx }).await.is_err() {
+            return;
+        }
+        match rrx.await {
+            Ok(Reply::Json(v)) => {
+                if send_line(&mut wr, &v).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Reply::Stream(first, events)) => {
+                if send_line(&mut wr, &first).await.is_ok() {
+                    stream(rd, wr, events).await;
+                }
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Forwards events until the client closes, is too slow, or the daemon stops.
+/// A subscriber that falls behind by more than the channel holds gets a
+/// `{"event":"dropped","count":N}` line instead of the lost events.
+async fn stream(
+    mut rd: BufReader<tokio::net::unix::OwnedReadHalf>,
+    mut wr: OwnedWriteHalf,
+    mut events: broadcast::Receiver<Arc<str>>,
+) {
+    let mut scratch = [0u8; 256];
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(line) => {
+                    let mut s = line.to_string();
+                    s.push('\n');
+                    if send_raw(&mut wr, s.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    if send_line(&mut wr, &json!({"event": "dropped", "count": n})).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            r = rd.read(&mut scratch) => {
+                if matches!(r, Ok(0) | Err(_)) {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The state directory: identity, stored envelopes, inbox, delivered ids
+//! and known cards.
+//!
+//! ```text
+//! STATE/identity.key        the node's secret seed, mode 0600
+//! STATE/store/ID.env        one file per stored envelope (wire bytes)
+//! STATE/inbox/ID.json       one file per delivered message
+//! STATE/delivered.log       "ID EXPIRES" lines: never deliver twice
+//! STATE/cards/NODE.ann      verified announces: other nodes' public keys
+//! ```
+//! Writes that acknowledge something (a local send, a delivery) go to a
+//! temporary file, are fsynced, renamed into place, and the directory is
+//! fsynced, so a crash leaves either the old state or the new one. Files
+//! that fail to parse are renamed to `*.bad`, never deleted.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use meshpost_proto::envelope::{EnvelopeId, MAX_ENVELOPE_LEN};
+use meshpost_proto::identity::{Identity, NodeId};
+use rand_core::OsRng;
+
+/// Handle on the state directory.
+pub struct State {
+    dir: PathBuf,
+}
+
+fn mkdir(p: &Path) -> io::Result<()> {
+    match fs::create_dir(p) {
+        Ok(()) => fs::set_permissions(p, fs::Permissions::from_mode(0o700)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads a file of at most `max` bytes.
+fn read_limited(p: &Path, max: usize) -> io::Result<Vec<u8>> {
+    let f = File::open(p)?;
+    let mut buf = Vec::new();
+    f.take(max as u64 + 1).read_to_end(&mut buf)?;
+    if buf.len() > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    Ok(buf)
+}
+
+/// Writes `bytes` to `path` atomically and durably with `mode`.
+pub fn write_durable(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+impl State {
+    /// Opens (creating if needed) the state directory.
+    pub fn open(dir: &Path) -> Result<State, String> {
+        let s = State {
+            dir: dir.to_path_buf(),
+        };
+        fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create state directory {}: {e}", dir.display()))?;
+        // The directory holds the identity and private messages.
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot set mode 0700 on {}: {e}", dir.display()))?;
+        for sub in ["store", "inbox", "cards"] {
+            mkdir(&dir.join(sub))
+                .map_err(|e| format!("cannot create {}/{sub}: {e}", dir.display()))?;
+        }
+        Ok(s)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Loads the identity, or creates one on first start. Refuses a file
+    /// that others can read, or that is corrupt.
+    pub fn identity(&self) -> Result<(Identity, bool), String> {
+        let path = self.dir.join("identity.key");
+        match fs::metadata(&path) {
+            Ok(meta) => {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    return Err(format!(
+                        "identity file {} has mode {mode:04o}: it must not be readable by group or others; run: chmod 600 {}",
+                        path.display(),
+                        path.display()
+                    ));
+                }
+                let bytes = read_limited(&path, 4096)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let id = Identity::from_file_bytes(&bytes).map_err(|e| {
+                    format!(
+                        "identity file {} is corrupt ({e}); restore it from a backup, or move it away to create a new identity",
+                        path.display()
+                    )
+                })?;
+                Ok((id, false))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let id = Identity::generate(&mut OsRng);
+                write_durable(&path, &id.to_file_bytes(), 0o600)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                Ok((id, true))
+            }
+            Err(e) => Err(format!("cannot stat {}: {e}", path.display())),
+        }
+    }
+
+    fn envelope_path(&self, id: &EnvelopeId) -> PathBuf {
+        self.dir.join("store").join(format!("{id}.env"))
+    }
+
+    pub fn write_envelope(&self, id: &EnvelopeId, bytes: &[u8]) -> io::Result<()> {
+        write_durable(&self.envelope_path(id), bytes, 0o600)
+    }
+
+    pub fn remove_envelope(&self, id: &EnvelopeId) {
+        let _ = fs::remove_file(self.envelope_path(id));
+    }
+
+    /// Every stored envelope file with its bytes (or the read error).
+    pub fn envelopes(&self) -> Vec<(PathBuf, io::Result<Vec<u8>>)> {
+        list(&self.dir.join("store"), "env")
+            .into_iter()
+            .map(|p| {
+                let b = read_limited(&p, MAX_ENVELOPE_LEN);
+                (p, b)
+            })
+            .collect()
+    }
+
+    /// Moves a file that failed to load aside as `*.bad`.
+    pub fn quarantine(&self, p: &Path) {
+        let _ = fs::rename(p, p.with_extension("bad"));
+    }
+
+    pub fn remove_file(&self, p: &Path) {
+        let _ = fs::remove_file(p);
+    }
+
+    /// Records a delivered id durably.
+    pub fn append_delivered(&self, id: &EnvelopeId, expires: u64) -> io::Result<()> {
+        let mut f = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(self.dir.join("delivered.log"))?;
+        writeln!(f, "{id} {expires}")?;
+        f.sync_data()
+    }
+
+    /// Loads delivered ids still unexpired at `now` and compacts the log.
+    pub fn delivered(&self, now: u64, cap: usize) -> Vec<(EnvelopeId, u64)> {
+        let path = self.dir.join("delivered.log");
+        let Ok(bytes) = read_limited(&path, 64 << 20) else {
+            return Vec::new();
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let mut out: Vec<(EnvelopeId, u64)> = text
+            .lines()
+            .filter_map(|l| {
+                let (id, exp) = l.split_once(' ')?;
+                Some((EnvelopeId::parse(id)?, exp.trim().parse::<u64>().ok()?))
+            })
+            .filter(|(_, exp)| *exp > now)
+            .collect();
+        if out.len() > cap {
+            out.sort_by_key(|(_, e)| *e);
+            out.drain(..out.len() - cap);
+        }
+        let compact: String = out.iter().map(|(id, e)| format!("{id} {e}\n")).collect();
+        let _ = write_durable(&path, compact.as_bytes(), 0o600);
+        out
+    }
+
+    pub fn save_card(&self, node: &NodeId, bytes: &[u8]) {
+        let _ = write_durable(
+            &self.dir.join("cards").join(format!("{node}.ann")),
+            bytes,
+            0o644,
+        );
+    }
+
+    pub fn cards(&self) -> Vec<(PathBuf, io::Result<Vec<u8>>)> {
+        list(&self.dir.join("cards"), "ann")
+            .into_iter()
+            .map(|p| {
+                let b = read_limited(&p, 8192);
+                (p, b)
+            })
+            .collect()
+    }
+
+    pub fn inbox_path(&self, id: &str) -> PathBuf {
+        self.dir.join("inbox").join(format!("{id}.json"))
+    }
+
+    pub fn inbox_files(&self) -> Vec<(PathBuf, io::Result<Vec<u8>>)> {
+        list(&self.dir.join("inbox"), "json")
+            .into_iter()
+            .map(|p| {
+                let b = read_limited(&p, 4 * MAX_ENVELOPE_LEN);
+                (p, b)
+            })
+            .collect()
+    }
+}
+
+fn list(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    v.sort();
+    v
+}

@@ -1,0 +1,736 @@
+//! The daemon: real sockets, real time and the state directory around the
+//! sans-IO [`Node`].
+//!
+//! One tokio current-thread loop waits for a datagram, a control request, a
+//! signal or the node's next timer, hands the event to the node, and then
+//! carries out the node's actions in order (persist before acknowledging).
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use meshpost_proto::envelope::EnvelopeId;
+use meshpost_proto::identity::NodeId;
+use meshpost_proto::node::{Action, Node, PeerSpec};
+use rand_core::OsRng;
+use serde_json::{Value, json};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{UdpSocket, UnixListener};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::config::{Overrides, Settings, split_host_port};
+use crate::control::{self, Policy, Reply, Request, Stats, error};
+use crate::inbox::{Inbox, Message};
+use crate::persist::State;
+use crate::{debug, error, info, log, notice, warn};
+
+/// Events buffered per subscriber before it is marked as dropping.
+pub const SUBSCRIBER_BUFFER: usize = 256;
+/// Largest text a local `send` accepts.
+pub const MAX_TEXT: usize = 60 * 1024;
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Resolves configured peers; names that do not resolve are skipped with a
+/// warning so that a DNS outage does not stop the daemon.
+pub fn resolve_peers(settings: &Settings) -> Vec<PeerSpec> {
+    let mut out = Vec::new();
+    for p in &settings.peers {
+        match resolve(&p.address) {
+            Ok(addr) => out.push(PeerSpec { addr, pin: p.key }),
+            Err(e) => warn!(
+                "peer {} (config line {}): {e}; skipped until reload",
+                p.address, p.line
+            ),
+        }
+    }
+    out
+}
+
+fn resolve(address: &str) -> Result<SocketAddr, String> {
+    let (host, port) =
+        split_host_port(address).ok_or_else(|| format!("'{address}' is not host:port"))?;
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host} has no address"))
+}
+
+/// Maps v4-mapped IPv6 addresses back to IPv4 so peers compare equal.
+fn normalize(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => a,
+        },
+        v4 => v4,
+    }
+}
+
+/// Binds the link socket: dual-stack IPv6 if possible, else IPv4. Returns
+/// the tokio socket for receiving, a plain clone for non-blocking sends
+/// (tokio's `try_send_to` refuses until the reactor has seen the socket
+/// writable), and whether it is IPv6.
+fn bind_udp(port: u16) -> std::io::Result<(UdpSocket, std::net::UdpSocket, bool)> {
+    let dual = (|| {
+        let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_only_v6(false)?;
+        s.bind(&SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port).into())?;
+        Ok::<_, std::io::Error>(s)
+    })();
+    let (s, v6) = match dual {
+        Ok(s) => (s, true),
+        Err(_) => {
+            let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            s.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
+            (s, false)
+        }
+    };
+    let _ = s.set_recv_buffer_size(1 << 20);
+    let _ = s.set_send_buffer_size(1 << 20);
+    s.set_nonblocking(true)?;
+    let sender: std::net::UdpSocket = s.try_clone()?.into();
+    Ok((UdpSocket::from_std(s.into())?, sender, v6))
+}
+
+fn bind_control(path: &PathBuf) -> Result<UnixListener, String> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(format!(
+                "another daemon is already listening on {}",
+                path.display()
+            ));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    let l = UnixListener::bind(path)
+        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    // Access is decided per connection with SO_PEERCRED (see control.rs), so
+    // the socket file itself is open to all local users.
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));
+    Ok(l)
+}
+
+/// The running daemon.
+pub struct Daemon {
+    node: Node,
+    state: State,
+    inbox: Inbox,
+    settings: Settings,
+    config_path: Option<PathBuf>,
+    overrides: Overrides,
+    extra_peers: Vec<PeerSpec>,
+    udp: UdpSocket,
+    udp_send: std::net::UdpSocket,
+    udp_v6: bool,
+    events: broadcast::Sender<Arc<str>>,
+    policy: Arc<Mutex<Policy>>,
+    stats: Arc<Stats>,
+    started: Instant,
+    send_errors: u64,
+    persist_errors: u64,
+}
+
+fn policy_of(s: &Settings) -> Policy {
+    let group_gid = s.socket_group.as_deref().and_then(|g| {
+        let gid = control::group_gid(g);
+        if gid.is_none() {
+            warn!("socket_group '{g}' does not exist; only root and the daemon's user may connect");
+        }
+        gid
+    });
+    Policy {
+        group_gid,
+        max_clients: s.max_clients,
+    }
+}
+
+impl Daemon {
+    /// Runs the daemon until SIGTERM/SIGINT. Errors are start-up failures.
+    pub async fn run(
+        settings: Settings,
+        config_path: Option<PathBuf>,
+        overrides: Overrides,
+    ) -> Result<(), String> {
+        log::set_level(settings.log_level);
+        for w in &settings.warnings {
+            warn!("{w}");
+        }
+        let state = State::open(&settings.state_dir)?;
+        let (identity, created) = state.identity()?;
+        if created {
+            notice!(
+                "created a new node identity in {}",
+                state.dir().join("identity.key").display()
+            );
+        }
+        let now = now_ms();
+        let mut node = Node::new(identity, settings.node.clone(), now);
+        let restored = restore(&mut node, &state, now);
+        let (inbox, problems) = Inbox::load(&state, settings.inbox_max);
+        for p in problems {
+            warn!("{p}");
+        }
+        let (udp, udp_send, udp_v6) = bind_udp(settings.port)
+            .map_err(|e| format!("cannot bind UDP port {}: {e}", settings.port))?;
+        let listener = bind_control(&settings.socket)?;
+        for p in resolve_peers(&settings) {
+            node.add_peer(p, now);
+        }
+        let (events, _) = broadcast::channel(SUBSCRIBER_BUFFER);
+        let policy = Arc::new(Mutex::new(policy_of(&settings)));
+        let stats = Arc::new(Stats::default());
+        let (tx, mut rx) = mpsc::channel::<Request>(64);
+        tokio::spawn(control::serve(listener, tx, policy.clone(), stats.clone()));
+        notice!(
+            "started: node {} ({}), udp port {}, socket {}, state {}, {restored} envelopes restored",
+            node.node_id(),
+            if settings.node.name.is_empty() {
+                "unnamed"
+            } else {
+                &settings.node.name
+            },
+            settings.port,
+            settings.socket.display(),
+            settings.state_dir.display()
+        );
+        let mut d = Daemon {
+            node,
+            state,
+            inbox,
+            settings,
+            config_path,
+            overrides,
+            extra_peers: Vec::new(),
+            udp,
+            udp_send,
+            udp_v6,
+            events,
+            policy,
+            stats,
+            started: Instant::now(),
+            send_errors: 0,
+            persist_errors: 0,
+        };
+        let mut hup =
+            signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+        let mut term =
+            signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+        let mut int =
+            signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+        let mut buf = vec![0u8; 2048];
+        d.node.handle_timeout(now_ms(), &mut OsRng);
+        d.drain();
+        loop {
+            let now = now_ms();
+            // Wake at least once a second so wall-clock steps are noticed.
+            let wait = d
+                .node
+                .poll_timeout()
+                .map_or(1000, |t| t.saturating_sub(now))
+                .min(1000);
+            tokio::select! {
+                r = d.udp.recv_from(&mut buf) => {
+                    if let Ok((n, from)) = r {
+                        d.node.handle_datagram(now_ms(), normalize(from), &buf[..n], &mut OsRng);
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => {
+                    d.node.handle_timeout(now_ms(), &mut OsRng);
+                }
+                Some(req) = rx.recv() => {
+                    let reply = d.handle(req.json);
+                    let _ = req.reply.send(reply);
+                }
+                _ = hup.recv() => {
+                    let _ = d.reload();
+                }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+            d.drain();
+        }
+        notice!(
+            "stopping: {} envelopes kept in {}",
+            d.node.store().len(),
+            d.state.dir().display()
+        );
+        let _ = std::fs::remove_file(&d.settings.socket);
+        Ok(())
+    }
+
+    /// Carries out the node's actions in order.
+    fn drain(&mut self) {
+        while let Some(a) = self.node.poll_action() {
+            match a {
+                Action::Transmit { to, data } => {
+                    let to = match (to, self.udp_v6) {
+                        (SocketAddr::V4(v4), true) => {
+                            SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+                        }
+                        (a, _) => a,
+                    };
+                    // UDP is lossy anyway: a full socket buffer drops the
+                    // datagram and the sync protocol resends what matters.
+                    if self.udp_send.send_to(&data, to).is_err() {
+                        self.send_errors += 1;
+                    }
+                }
+                Action::Persist { id, bytes } => {
+                    if let Err(e) = self.state.write_envelope(&id, &bytes) {
+                        self.persist_errors += 1;
+                        error!("cannot persist envelope {id}: {e}");
+                    }
+                }
+                Action::Unpersist { id } => self.state.remove_envelope(&id),
+                Action::Deliver(d) => {
+                    let msg = Message {
+                        id: d.id.to_string(),
+                        from: d.from.to_string(),
+                        from_name: d.from_name.clone(),
+                        created: d.created,
+                        received: now_ms() / 1000,
+                        expires: d.expires,
+                        text: String::from_utf8_lossy(&d.body).into_owned(),
+                        read: false,
+                    };
+                    if let Err(e) = self.state.append_delivered(&d.id, d.expires) {
+                        self.persist_errors += 1;
+                        error!("cannot record delivery of {}: {e}", d.id);
+                    }
+                    match self.inbox.add(&self.state, msg.clone()) {
+                        Ok(dropped) => {
+                            for id in dropped {
+                                warn!(
+                                    "inbox full (inbox_max {}): dropped oldest message {id}",
+                                    self.settings.inbox_max
+                                );
+                            }
+                        }
+                        Err(e) => {
+                            self.persist_errors += 1;
+                            error!("cannot store delivered message {}: {e}", d.id);
+                        }
+                    }
+                    info!(
+                        "message {} from {} delivered ({} bytes)",
+                        d.id,
+                        d.from,
+                        d.body.len()
+                    );
+                    let mut ev = serde_json::to_value(&msg).unwrap_or(Value::Null);
+                    if let Some(o) = ev.as_object_mut() {
+                        o.insert("event".into(), json!("message"));
+                    }
+                    let _ = self.events.send(Arc::from(ev.to_string()));
+                }
+                Action::SaveCard { node, envelope } => self.state.save_card(&node, &envelope),
+                Action::Event(e) => {
+                    if e.is_warning() {
+                        warn!("{e}");
+                    } else if matches!(
+                        e,
+                        meshpost_proto::node::Event::EnvelopeDropped { .. }
+                            | meshpost_proto::node::Event::HandshakeFailed { .. }
+                    ) {
+                        debug!("{e}");
+                    } else {
+                        info!("{e}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn reload(&mut self) -> Result<(), String> {
+        let s = match Settings::load(self.config_path.as_deref(), &self.overrides) {
+            Ok(s) => s,
+            Err(e) => {
+                error!("reload failed, keeping the running configuration: {e}");
+                return Err(e.to_string());
+            }
+        };
+        for w in &s.warnings {
+            warn!("{w}");
+        }
+        if s.port != self.settings.port
+            || s.state_dir != self.settings.state_dir
+            || s.socket != self.settings.socket
+        {
+            warn!("reload: port, state_dir and socket changes take effect only after a restart");
+        }
+        log::set_level(s.log_level);
+        let now = now_ms();
+        self.node.set_config(s.node.clone(), now);
+        let mut peers = resolve_peers(&s);
+        peers.extend(self.extra_peers.iter().cloned());
+        self.node.set_peers(&peers, now);
+        self.inbox.set_max(s.inbox_max);
+        if let Ok(mut p) = self.policy.lock() {
+            *p = policy_of(&s);
+        }
+        let keep = (
+            self.settings.port,
+            self.settings.state_dir.clone(),
+            self.settings.socket.clone(),
+        );
+        self.settings = s;
+        (
+            self.settings.port,
+            self.settings.state_dir,
+            self.settings.socket,
+        ) = keep;
+        notice!(
+            "configuration reloaded: {} peers configured, {} links kept",
+            peers.len(),
+            self.node.links().len()
+        );
+        Ok(())
+    }
+
+    fn resolve_to(&self, to: &str) -> Result<NodeId, String> {
+        if let Some(id) = NodeId::parse(to) {
+            return Ok(id);
+        }
+        let matches: Vec<NodeId> = self
+            .node
+            .cards()
+            .filter(|c| c.name == to)
+            .map(|c| c.node_id())
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(format!(
+                "'{to}' is neither a 32-hex-digit node id nor the name of a known node"
+            )),
+            _ => Err(format!(
+                "the name '{to}' is used by {} nodes; use the node id",
+                matches.len()
+            )),
+        }
+    }
+
+    /// Answers one control request.
+    fn handle(&mut self, req: Value) -> Reply {
+        let cmd = req.get("cmd").and_then(Value::as_str).unwrap_or("");
+        let arg = |k: &str| req.get(k).and_then(Value::as_str);
+        let now = now_ms();
+        let v = match cmd {
+            "status" => self.status(),
+            "identity" => {
+                let id = self.node.identity();
+                json!({"ok": true, "node_id": self.node.node_id().to_string(),
+                    "public_key": meshpost_proto::crypto::to_hex(&id.public_key()),
+                    "x25519": meshpost_proto::crypto::to_hex(&id.e2e_public()),
+                    "kem_fingerprint": meshpost_proto::crypto::to_hex(&meshpost_proto::crypto::kdf(b"mp-kemfp", &[], &[id.kem_public()])[..8]),
+                    "name": self.node.config().name, "domain": self.node.config().domain})
+            }
+            "peers" => self.peers(now),
+            "send" => self.send(&req, now),
+            "inbox" => match arg("action").unwrap_or("list") {
+                "list" => json!({"ok": true, "messages": self.inbox.list()}),
+                "read" => match arg("id").and_then(|id| self.inbox.read(&self.state, id)) {
+                    Some(m) => json!({"ok": true, "message": m}),
+                    None => error("no such message in the inbox"),
+                },
+                "delete" => match arg("id") {
+                    Some(id) if self.inbox.delete(&self.state, id) => {
+                        json!({"ok": true, "deleted": id})
+                    }
+                    _ => error("no such message in the inbox"),
+                },
+                other => error(format!(
+                    "unknown inbox action '{other}' (list, read, delete)"
+                )),
+            },
+            "subscribe" => {
+                return Reply::Stream(
+                    json!({"ok": true, "subscribed": "messages"}),
+                    self.events.subscribe(),
+                );
+            }
+            "store" => {
+                let st = self.node.store();
+                let l = st.limits();
+                let local = st.iter().filter(|(_, e)| e.local).count();
+                json!({"ok": true, "envelopes": st.len(), "bytes": st.bytes(), "local": local,
+                    "max_bytes": l.max_bytes, "max_count": l.max_count,
+                    "max_bytes_per_origin": l.max_bytes_per_origin, "max_bytes_per_recipient": l.max_bytes_per_recipient,
+                    "next_expiry": st.next_expiry()})
+            }
+            "peer" => self.peer_cmd(&req, now),
+            "reload" => match self.reload() {
+                Ok(()) => json!({"ok": true, "reloaded": true}),
+                Err(e) => error(format!("reload failed, running configuration kept: {e}")),
+            },
+            "metrics" => json!({"ok": true, "text": self.metrics()}),
+            "" => error("missing \"cmd\""),
+            other => error(format!("unknown command '{other}'")),
+        };
+        Reply::Json(v)
+    }
+
+    fn status(&self) -> Value {
+        let c = self.node.config();
+        json!({"ok": true, "version": env!("CARGO_PKG_VERSION"), "node_id": self.node.node_id().to_string(),
+            "name": c.name, "domain": c.domain, "uptime": self.started.elapsed().as_secs(),
+            "port": self.settings.port, "links": self.node.links().len(), "peers_configured": self.node.peers().len(),
+            "store": {"envelopes": self.node.store().len(), "bytes": self.node.store().bytes()},
+            "inbox": {"messages": self.inbox.len(), "unread": self.inbox.unread()},
+            "known_nodes": self.node.cards().count()})
+    }
+
+    fn peers(&self, now: u64) -> Value {
+        let links: Vec<Value> = self
+            .node
+            .links()
+            .into_iter()
+            .map(|l| {
+                json!({"node": l.node.to_string(), "name": l.name, "address": l.addr.to_string(), "state": "up",
+                "initiator": l.initiator, "up_secs": now.saturating_sub(l.established_ms) / 1000,
+                "last_rx_secs": now.saturating_sub(l.last_rx_ms) / 1000, "rx": l.rx, "tx": l.tx})
+            })
+            .collect();
+        let configured: Vec<Value> = self
+            .node
+            .peers()
+            .into_iter()
+            .map(|p| {
+                json!({"address": p.addr.to_string(), "pinned": p.pin.map(|n| n.to_string()),
+                "linked": p.linked.map(|n| n.to_string()),
+                "state": if p.linked.is_some() { "up" } else { "connecting" }})
+            })
+            .collect();
+        json!({"ok": true, "links": links, "configured": configured})
+    }
+
+    fn send(&mut self, req: &Value, now: u64) -> Value {
+        let Some(to) = req.get("to").and_then(Value::as_str) else {
+            return error("send needs \"to\"");
+        };
+        let Some(text) = req.get("text").and_then(Value::as_str) else {
+            return error("send needs \"text\"");
+        };
+        if text.len() > MAX_TEXT {
+            return error(format!(
+                "message of {} bytes is larger than the maximum of {MAX_TEXT}",
+                text.len()
+            ));
+        }
+        let ttl = req
+            .get("ttl")
+            .and_then(Value::as_u64)
+            .map(|t| t.min(u32::MAX as u64) as u32);
+        let hops = req
+            .get("hops")
+            .and_then(Value::as_u64)
+            .map(|h| h.min(255) as u8);
+        let to = match self.resolve_to(to) {
+            Ok(t) => t,
+            Err(e) => return error(e),
+        };
+        match self
+            .node
+            .send_direct(now, &mut OsRng, to, text.as_bytes(), ttl, hops)
+        {
+            Ok(id) => {
+                // Persist before acknowledging: the Persist action comes first.
+                let before = self.persist_errors;
+                self.drain();
+                if self.persist_errors != before {
+                    self.node.forget(&id);
+                    self.state.remove_envelope(&id);
+                    return error("could not write the message to the state directory; not sent");
+                }
+                info!("queued message {id} to {to}");
+                json!({"ok": true, "id": id.to_string(), "to": to.to_string(), "linked": self.node.is_linked(&to)})
+            }
+            Err(e) => error(e.to_string()),
+        }
+    }
+
+    fn peer_cmd(&mut self, req: &Value, now: u64) -> Value {
+        let action = req.get("action").and_then(Value::as_str).unwrap_or("");
+        let Some(address) = req.get("address").and_then(Value::as_str) else {
+            return error("peer add/remove needs \"address\" (host:port)");
+        };
+        let addr = match resolve(address) {
+            Ok(a) => a,
+            Err(e) => return error(e),
+        };
+        match action {
+            "add" => {
+                let pin = match req.get("key").and_then(Value::as_str) {
+                    None | Some("") => None,
+                    Some(k) => match crate::config::parse_key(k) {
+                        Some(k) => Some(k),
+                        None => return error("key must be the peer's 64-hex-digit public key"),
+                    },
+                };
+                let spec = PeerSpec { addr, pin };
+                self.extra_peers.retain(|p| p.addr != addr);
+                self.extra_peers.push(spec.clone());
+                self.node.add_peer(spec, now);
+                info!("peer {addr} added at runtime");
+                json!({"ok": true, "added": addr.to_string()})
+            }
+            "remove" => {
+                self.extra_peers.retain(|p| p.addr != addr);
+                if self.node.remove_peer(addr) {
+                    info!("peer {addr} removed at runtime");
+                    json!({"ok": true, "removed": addr.to_string()})
+                } else {
+                    error(format!("{addr} is not a configured peer"))
+                }
+            }
+            other => error(format!("unknown peer action '{other}' (add, remove)")),
+        }
+    }
+
+    fn metrics(&self) -> String {
+        use std::fmt::Write;
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut s = String::new();
+        for (name, help, v) in self.node.metrics().list() {
+            let _ = writeln!(
+                s,
+                "# HELP meshpost_{name}_total {help}\n# TYPE meshpost_{name}_total counter\nmeshpost_{name}_total {v}"
+            );
+        }
+        let st = self.node.store();
+        let gauges = [
+            ("links", "established links", self.node.links().len() as u64),
+            ("store_envelopes", "envelopes in the store", st.len() as u64),
+            ("store_bytes", "bytes in the store", st.bytes() as u64),
+            (
+                "inbox_messages",
+                "messages in the inbox",
+                self.inbox.len() as u64,
+            ),
+            (
+                "known_nodes",
+                "nodes whose keys are known",
+                self.node.cards().count() as u64,
+            ),
+            (
+                "control_clients",
+                "connected control clients",
+                self.stats.clients.load(Relaxed) as u64,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let _ = writeln!(
+                s,
+                "# HELP meshpost_{name} {help}\n# TYPE meshpost_{name} gauge\nmeshpost_{name} {v}"
+            );
+        }
+        let counters = [
+            (
+                "control_refused_access",
+                "control clients refused by SO_PEERCRED",
+                self.stats.refused_access.load(Relaxed),
+            ),
+            (
+                "control_refused_busy",
+                "control clients refused by max_clients",
+                self.stats.refused_busy.load(Relaxed),
+            ),
+            (
+                "control_bad_requests",
+                "malformed, oversized or timed-out requests",
+                self.stats.bad_requests.load(Relaxed),
+            ),
+            (
+                "udp_send_errors",
+                "datagrams the socket refused",
+                self.send_errors,
+            ),
+            (
+                "persist_errors",
+                "failed writes to the state directory",
+                self.persist_errors,
+            ),
+            (
+                "log_dropped",
+                "log lines syslog did not accept",
+                log::dropped(),
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(
+                s,
+                "# HELP meshpost_{name}_total {help}\n# TYPE meshpost_{name}_total counter\nmeshpost_{name}_total {v}"
+            );
+        }
+        s
+    }
+}
+
+/// Loads envelopes, delivered ids and cards from the state directory.
+fn restore(node: &mut Node, state: &State, now: u64) -> usize {
+    let mut n = 0;
+    for (id, exp) in state.delivered(now / 1000, node.config().seen_capacity) {
+        node.restore_seen(id, exp);
+    }
+    for (path, bytes) in state.cards() {
+        match bytes
+            .map_err(|e| e.to_string())
+            .and_then(|b| node.restore_card(&b))
+        {
+            Ok(_) => {}
+            Err(e) => {
+                warn!(
+                    "card {} unreadable ({e}); moved aside as .bad",
+                    path.display()
+                );
+                state.quarantine(&path);
+            }
+        }
+    }
+    for (path, bytes) in state.envelopes() {
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(
+                    "stored envelope {} unreadable ({e}); moved aside as .bad",
+                    path.display()
+                );
+                state.quarantine(&path);
+                continue;
+            }
+        };
+        match node.restore_envelope(&bytes, now) {
+            Ok(id) => {
+                n += 1;
+                let expected = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .and_then(EnvelopeId::parse);
+                if expected != Some(id) {
+                    let _ = state.write_envelope(&id, &bytes);
+                    state.remove_file(&path);
+                }
+            }
+            Err(e) if e.contains("expired") => state.remove_file(&path),
+            Err(e) => {
+                warn!(
+                    "stored envelope {} refused ({e}); moved aside as .bad",
+                    path.display()
+                );
+                state.quarantine(&path);
+            }
+        }
+    }
+    n
+}
