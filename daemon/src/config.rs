@@ -39,6 +39,8 @@ pub struct Settings {
     pub log_level: Level,
     pub inbox_max: usize,
     pub max_clients: usize,
+    /// Seconds a control client has to send a complete request line.
+    pub control_timeout: u64,
     pub node: NodeConfig,
     pub peers: Vec<PeerEntry>,
     pub warnings: Vec<String>,
@@ -94,6 +96,7 @@ impl Settings {
             log_level: Level::Info,
             inbox_max: 1000,
             max_clients: 16,
+            control_timeout: 10,
             node: NodeConfig {
                 name: hostname(),
                 ..NodeConfig::default()
@@ -223,6 +226,7 @@ impl Settings {
                 }
                 "inbox_max" => self.inbox_max = parse_num(v, 1, 100_000).map_err(err)? as usize,
                 "max_clients" => self.max_clients = parse_num(v, 1, 1024).map_err(err)? as usize,
+                "control_timeout" => self.control_timeout = parse_num(v, 1, 3600).map_err(err)?,
                 "default_ttl" => {
                     n.default_ttl = parse_num(v, 60, meshpost_proto::envelope::MAX_TTL as u64)
                         .map_err(err)? as u32

@@ -4,7 +4,7 @@
 //! bounded channel and come back through a oneshot, so the protocol state
 //! is only ever touched by the main loop. Limits: `max_clients` at once, a
 //! request line of at most [`MAX_REQUEST`] bytes that must arrive within
-//! [`REQUEST_TIMEOUT`], and writes that must drain within [`WRITE_TIMEOUT`];
+//! `control_timeout` seconds, and writes that must drain within [`WRITE_TIMEOUT`];
 //! a client that breaks a limit gets a one-line error and is disconnected,
 //! and nobody else waits for it. Access is checked with SO_PEERCRED.
 
@@ -20,7 +20,6 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::timeout;
 
 pub const MAX_REQUEST: usize = 256 * 1024;
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A request on its way to the main loop.
@@ -41,6 +40,7 @@ pub enum Reply {
 pub struct Policy {
     pub group_gid: Option<u32>,
     pub max_clients: usize,
+    pub request_timeout: Duration,
 }
 
 /// Counters the metrics command reports.
@@ -106,6 +106,7 @@ pub async fn serve(
         let pol = policy.lock().map(|p| p.clone()).unwrap_or(Policy {
             group_gid: None,
             max_clients: 1,
+            request_timeout: Duration::from_secs(10),
         });
         let cred = stream.peer_cred().ok();
         let ok = cred.is_some_and(|c| allowed(c.uid(), c.gid(), c.pid(), &pol));
@@ -146,7 +147,7 @@ pub async fn serve(
         let tx = tx.clone();
         let stats2 = stats.clone();
         tokio::spawn(async move {
-            client(rd, wr, tx, &stats2).await;
+            client(rd, wr, tx, &stats2, pol.request_timeout).await;
             stats2.clients.fetch_sub(1, Ordering::Relaxed);
         });
     }
@@ -210,10 +211,11 @@ async fn client(
     mut wr: OwnedWriteHalf,
     tx: mpsc::Sender<Request>,
     stats: &Stats,
+    request_timeout: Duration,
 ) {
     let mut rd = BufReader::with_capacity(16 * 1024, rd);
     loop {
-        let line = match timeout(REQUEST_TIMEOUT, read_line(&mut rd, MAX_REQUEST)).await {
+        let line = match timeout(request_timeout, read_line(&mut rd, MAX_REQUEST)).await {
             Err(_) => {
                 stats.bad_requests.fetch_add(1, Ordering::Relaxed);
                 let _ = send_line(

@@ -80,6 +80,11 @@ pub fn use_syslog(path: &Path) -> bool {
     false
 }
 
+/// True when lines go to syslog rather than stderr.
+pub fn is_syslog() -> bool {
+    SINK.lock().map(|g| g.is_some()).unwrap_or(false)
+}
+
 /// Formats one RFC 3164 line: `<PRI>Mmm dd hh:mm:ss meshpost[pid]: msg`.
 pub fn rfc3164(level: Level, unix_secs: u64, pid: u32, msg: &str) -> String {
     const MONTHS: [&str; 12] = [

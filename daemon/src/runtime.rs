@@ -153,6 +153,7 @@ fn policy_of(s: &Settings) -> Policy {
     Policy {
         group_gid,
         max_clients: s.max_clients,
+        request_timeout: Duration::from_secs(s.control_timeout),
     }
 }
 

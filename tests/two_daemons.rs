@@ -1,0 +1,255 @@
+//! Two real daemons on loopback, driven through the CLI and the socket.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn send(a: &Node, to: &str, text: &str) -> Value {
+    let v = a.request(json!({"cmd": "send", "to": to, "text": text}));
+    assert_eq!(v["ok"], true, "send failed: {v}");
+    v
+}
+
+fn texts(n: &Node) -> Vec<String> {
+    n.inbox()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_sends_to_b_by_cli_and_b_inbox_shows_the_exact_text() {
+    let t = TempDir::new("exact");
+    let (a, b) = linked_pair(&t.0);
+    let text = "Grüße from A: it's \"quoted\", with\ttabs and ✓ emoji";
+    let out = a.cli(&["send", "b", text]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("queued "));
+    assert!(
+        wait_until(10, || b.inbox().len() == 1),
+        "B log:\n{}",
+        b.log()
+    );
+    let msg = &b.inbox()[0];
+    assert_eq!(msg["text"], text);
+    assert_eq!(msg["from"], a.node_id());
+    assert_eq!(msg["from_name"], "a");
+    // The CLI shows it to people too, and --json gives the same object.
+    let listed = b.cli(&["inbox"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("Grüße from A"));
+    let id = msg["id"].as_str().unwrap();
+    let read = b.cli(&["--json", "inbox", "read", id]);
+    let v: Value = serde_json::from_slice(&read.stdout).unwrap();
+    assert_eq!(v["message"]["text"], text);
+    assert_eq!(v["message"]["read"], true);
+    // A's copy was released once B confirmed delivery.
+    assert!(wait_until(5, || a.store_count() == 0));
+    let del = b.cli(&["inbox", "delete", id]);
+    assert!(del.status.success());
+    assert!(b.inbox().is_empty());
+}
+
+#[test]
+fn messages_wait_for_a_stopped_peer_and_arrive_exactly_once() {
+    let t = TempDir::new("restart");
+    let (a, mut b) = linked_pair(&t.0);
+    let bid = b.node_id();
+    b.stop();
+    let mut sent = BTreeSet::new();
+    for i in 0..100 {
+        let text = format!("message {i}");
+        send(&a, &bid, &text);
+        sent.insert(text);
+    }
+    assert_eq!(a.store_count(), 100, "A holds all 100 while B is away");
+    b.start();
+    assert!(
+        wait_until(30, || b.inbox().len() >= 100),
+        "B got {} of 100\nA:\n{}\nB:\n{}",
+        b.inbox().len(),
+        a.log(),
+        b.log()
+    );
+    // Give duplicates a chance to show up before judging "exactly once".
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let got = texts(&b);
+    assert_eq!(got.len(), 100, "exactly once");
+    assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), sent);
+    assert!(
+        wait_until(10, || a.store_count() == 0),
+        "acks released A's copies"
+    );
+    // A restart of B does not deliver anything again.
+    b.stop();
+    b.start();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(b.inbox().len(), 100);
+}
+
+#[test]
+fn acknowledged_sends_survive_kill_9() {
+    let t = TempDir::new("kill9");
+    let (mut a, mut b) = linked_pair(&t.0);
+    let bid = b.node_id();
+    b.stop();
+    let mut sent = BTreeSet::new();
+    for i in 0..100 {
+        let text = format!("durable {i}");
+        send(&a, &bid, &text);
+        sent.insert(text);
+    }
+    // Killed right after the 100th acknowledgement: no clean shutdown.
+    a.kill9();
+    a.start();
+    assert_eq!(
+        a.store_count(),
+        100,
+        "all acknowledged envelopes were on disk"
+    );
+    b.start();
+    assert!(
+        wait_until(30, || b.inbox().len() >= 100),
+        "B got {}\nA:\n{}",
+        b.inbox().len(),
+        a.log()
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let got: BTreeSet<String> = texts(&b).into_iter().collect();
+    assert_eq!(b.inbox().len(), 100);
+    assert_eq!(got, sent);
+}
+
+#[test]
+fn a_wrong_pinned_key_gets_no_link_and_is_logged() {
+    let t = TempDir::new("pin");
+    let mut a = Node::new(&t.0, "a");
+    let mut b = Node::new(&t.0, "b");
+    let impostor = Node::new(&t.0, "impostor");
+    // A expects the impostor's key at B's address.
+    a.peers.push((b.port, Some(impostor.key())));
+    b.peer(&a, false);
+    a.start();
+    b.start();
+    let bid = b.node_id();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(!a.linked_to(&bid));
+    assert!(a.metric("peers_refused_total") >= 1);
+    let log = a.log();
+    assert!(
+        log.contains("peer refused") && log.contains("pinned"),
+        "A log:\n{log}"
+    );
+    // Nothing can be sent to B: its keys were never accepted.
+    let v = a.request(json!({"cmd": "send", "to": bid, "text": "x"}));
+    assert_eq!(v["ok"], false);
+}
+
+#[test]
+fn sighup_and_reload_keep_the_store_and_the_link() {
+    let t = TempDir::new("reload");
+    let (mut a, mut b) = linked_pair(&t.0);
+    let bid = b.node_id();
+    let aid = a.node_id();
+    b.stop();
+    for i in 0..5 {
+        send(&a, &bid, &format!("kept {i}"));
+    }
+    b.start();
+    assert!(wait_until(15, || a.linked_to(&bid)));
+    // Hold the next messages: B goes away again, A reloads twice.
+    b.stop();
+    send(&a, &bid, "queued before reload");
+    let before = a.store_count();
+    a.extra = "\toption store_max_count '500'\n".into();
+    a.write_config();
+    a.signal(libc::SIGHUP);
+    assert!(wait_until(5, || a.log().contains("configuration reloaded")));
+    let v = a.request(json!({"cmd": "reload"}));
+    assert_eq!(v["ok"], true);
+    assert_eq!(a.store_count(), before, "reload keeps the store");
+    assert_eq!(a.request(json!({"cmd": "store"}))["max_count"], 500);
+    b.start();
+    assert!(
+        wait_until(15, || b.inbox().len() == 6),
+        "B got {}",
+        b.inbox().len()
+    );
+    // A reload with a broken file keeps the running configuration and links.
+    std::fs::write(&a.conf, "config meshpost 'main'\n\toption port 'many'\n").unwrap();
+    let v = a.request(json!({"cmd": "reload"}));
+    assert_eq!(v["ok"], false);
+    assert!(v["error"].as_str().unwrap().contains("option 'port'"));
+    assert!(a.linked_to(&bid) && b.linked_to(&aid));
+}
+
+#[test]
+fn identity_file_must_be_private_and_intact() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TempDir::new("ident");
+    let mut a = Node::new(&t.0, "a");
+    let key = a.dir.join("identity.key");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    a.write_config();
+    let out = std::process::Command::new(BIN)
+        .args(["daemon", "--foreground", "--config"])
+        .arg(&a.conf)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("mode 0644") && err.contains("chmod 600"),
+        "{err}"
+    );
+    // Corrupt: one seed digit changed.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut text = std::fs::read_to_string(&key).unwrap();
+    let pos = text.find('\n').unwrap() + 1;
+    let c = if &text[pos..pos + 1] == "0" { "1" } else { "0" };
+    text.replace_range(pos..pos + 1, c);
+    std::fs::write(&key, text).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["daemon", "--foreground", "--config"])
+        .arg(&a.conf)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt"));
+    a.child = None;
+}
+
+#[test]
+fn config_errors_name_file_line_and_option() {
+    let t = TempDir::new("conf");
+    let conf = t.0.join("bad.conf");
+    std::fs::write(
+        &conf,
+        "config meshpost 'main'\n\toption port '4849'\n\toption log_level 'loud'\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["daemon", "--foreground", "--config"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:3: option 'log_level'", conf.display())),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one error line: {err}");
+    assert!(err.starts_with("meshpost: error: "));
+}
