@@ -81,7 +81,10 @@ fn main() -> ExitCode {
     };
     let result = if cli.words.first().map(String::as_str) == Some("daemon") {
         run_daemon(&cli.words).map(|_| String::new()).map_err(|e| {
-            log::log(log::Level::Error, &e);
+            // Under syslog the admin reads logread; stderr gets it below.
+            if log::is_syslog() {
+                log::log(log::Level::Error, &e);
+            }
             e
         })
     } else {

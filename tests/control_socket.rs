@@ -1,0 +1,236 @@
+//! The control socket under misuse: garbage, oversized and half-sent
+//! requests, slow and excess clients, and users without permission.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+/// Runs the child as another user; `Command::groups` is not stable yet.
+trait AsUser {
+    fn as_user(&mut self, uid: u32, gid: u32, groups: &'static [u32]) -> &mut Self;
+}
+
+impl AsUser for std::process::Command {
+    fn as_user(&mut self, uid: u32, gid: u32, groups: &'static [u32]) -> &mut Self {
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            self.pre_exec(move || {
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        }
+    }
+}
+
+fn raw(sock: &std::path::Path, bytes: &[u8]) -> String {
+    let mut s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).unwrap();
+    line
+}
+
+fn one(root: &std::path::Path, extra: &str) -> Node {
+    let mut n = Node::new(root, "solo");
+    n.extra = extra.into();
+    n.start();
+    n
+}
+
+#[test]
+fn garbage_gets_an_error_and_the_next_client_is_served() {
+    let t = TempDir::new("garbage");
+    let n = one(&t.0, "");
+    for junk in [
+        &b"{not json\n"[..],
+        b"[1,2,3]\n",
+        b"{\"cmd\": 5}\n",
+        b"\xff\xfe\x00garbage\n",
+        b"{\"cmd\":\"frobnicate\"}\n",
+    ] {
+        let line = raw(&n.sock, junk);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["ok"], false, "{line}");
+        assert!(!v["error"].as_str().unwrap().is_empty());
+    }
+    // One connection can carry an error and then a good request.
+    let mut s = UnixStream::connect(&n.sock).unwrap();
+    s.write_all(b"nonsense\n{\"cmd\":\"status\"}\n").unwrap();
+    let mut r = BufReader::new(&s);
+    let mut l1 = String::new();
+    let mut l2 = String::new();
+    r.read_line(&mut l1).unwrap();
+    r.read_line(&mut l2).unwrap();
+    assert!(l1.contains("\"ok\":false"));
+    assert!(l2.contains("\"ok\":true"));
+    assert_eq!(n.request(json!({"cmd": "status"}))["ok"], true);
+    // Four malformed lines and "nonsense"; the unknown command was well-formed.
+    assert_eq!(n.metric("control_bad_requests_total"), 5);
+}
+
+#[test]
+fn oversized_and_half_sent_requests_are_cut_off() {
+    let t = TempDir::new("oversize");
+    let n = one(&t.0, "\toption control_timeout '1'\n");
+    let big = vec![b'a'; 300 * 1024];
+    let line = raw(&n.sock, &big);
+    assert!(line.contains("longer than"), "{line}");
+    // Half a request and then silence: an error after the timeout, and the
+    // daemon keeps serving others meanwhile.
+    let mut s = UnixStream::connect(&n.sock).unwrap();
+    s.write_all(b"{\"cmd\": \"sta").unwrap();
+    let started = Instant::now();
+    assert_eq!(n.request(json!({"cmd": "status"}))["ok"], true);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "others are not held up"
+    );
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).unwrap();
+    assert!(line.contains("timed out"), "{line}");
+}
+
+#[test]
+fn a_client_that_never_reads_does_not_stall_others() {
+    let t = TempDir::new("slow");
+    let n = one(&t.0, "");
+    let mut slow = UnixStream::connect(&n.sock).unwrap();
+    // Queue many requests whose answers the client never reads.
+    let req = b"{\"cmd\":\"metrics\"}\n".repeat(2000);
+    slow.set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let _ = slow.write_all(&req);
+    for _ in 0..20 {
+        let t0 = Instant::now();
+        assert_eq!(n.request(json!({"cmd": "status"}))["ok"], true);
+        assert!(t0.elapsed() < Duration::from_secs(2));
+    }
+    // Within the write timeout, the slow client is dropped.
+    assert!(wait_until(15, || {
+        n.request(json!({"cmd": "metrics"}))["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("meshpost_control_clients 1\n"))
+    }));
+    drop(slow);
+}
+
+#[test]
+fn client_limit_refuses_extra_clients_with_an_error() {
+    let t = TempDir::new("limit");
+    let n = one(
+        &t.0,
+        "\toption max_clients '3'\n\toption control_timeout '30'\n",
+    );
+    let held: Vec<UnixStream> = (0..3)
+        .map(|_| UnixStream::connect(&n.sock).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let line = raw(&n.sock, b"{\"cmd\":\"status\"}\n");
+    assert!(line.contains("too many clients"), "{line}");
+    drop(held);
+    assert!(wait_until(5, || n
+        .try_request(&json!({"cmd": "status"}))
+        .is_ok_and(|v| v["ok"] == true)));
+    assert!(n.metric("control_refused_busy_total") >= 1);
+}
+
+#[test]
+fn subscribers_stream_new_messages() {
+    let t = TempDir::new("sub");
+    let (a, b) = linked_pair(&t.0);
+    let mut s = UnixStream::connect(&b.sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.write_all(b"{\"cmd\":\"subscribe\"}\n").unwrap();
+    let mut r = BufReader::new(&s);
+    let mut first = String::new();
+    r.read_line(&mut first).unwrap();
+    assert!(first.contains("\"subscribed\""));
+    let v = a.request(json!({"cmd": "send", "to": b.node_id(), "text": "live"}));
+    assert_eq!(v["ok"], true);
+    let mut ev = String::new();
+    r.read_line(&mut ev).unwrap();
+    let e: Value = serde_json::from_str(&ev).unwrap();
+    assert_eq!(e["event"], "message");
+    assert_eq!(e["text"], "live");
+    assert_eq!(e["id"], v["id"]);
+}
+
+#[test]
+fn cli_errors_are_one_line_with_nonzero_exit() {
+    let out = std::process::Command::new(BIN)
+        .args(["--socket", "/nonexistent/meshpost.sock", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("meshpost: error: cannot connect"));
+    let out = std::process::Command::new(BIN)
+        .arg("frob")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown command"));
+}
+
+#[test]
+fn users_without_permission_are_refused() {
+    if !need_root("users_without_permission_are_refused") {
+        return;
+    }
+    let t = TempDir::new("perm");
+    // The daemon runs as root; 'nobody' (65534) is neither root nor in a group.
+    let n = one(&t.0, "");
+    let out = std::process::Command::new(BIN)
+        .args(["--socket"])
+        .arg(&n.sock)
+        .arg("status")
+        .as_user(65534, 65534, &[])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("permission denied"), "{err}");
+    assert!(n.metric("control_refused_access_total") >= 1);
+    assert!(n.log().contains("control socket: refused uid 65534"));
+}
+
+#[test]
+fn members_of_socket_group_are_allowed() {
+    if !need_root("members_of_socket_group_are_allowed") {
+        return;
+    }
+    let t = TempDir::new("group");
+    // Debian's 'nogroup' has gid 65534; a supplementary membership counts.
+    let n = one(&t.0, "\toption socket_group 'nogroup'\n");
+    let out = std::process::Command::new(BIN)
+        .args(["--json", "--socket"])
+        .arg(&n.sock)
+        .arg("status")
+        .as_user(65534, 100, &[65534])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut s = String::new();
+    out.stdout.as_slice().read_to_string(&mut s).unwrap();
+    let v: Value = serde_json::from_str(&s).unwrap();
+    assert_eq!(v["ok"], true);
+}
