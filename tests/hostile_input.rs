@@ -1,0 +1,199 @@
+//! A real daemon under attack from a peer on loopback: forged signatures,
+//! replayed datagrams and random garbage are dropped, and it keeps serving.
+//!
+//! The attacker is the sans-IO `Node` from meshpost-proto driven over a real
+//! UDP socket by this test, so it speaks the real protocol.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use meshpost_proto::e2e;
+use meshpost_proto::envelope::{Destination, Draft, Envelope, Kind};
+use meshpost_proto::identity::{Identity, NodeId};
+use meshpost_proto::node::{Action, Config, Node as ProtoNode, PeerSpec};
+use rand_core::{OsRng, RngCore};
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+struct Peer {
+    node: ProtoNode,
+    sock: UdpSocket,
+    captured: Vec<(SocketAddr, Vec<u8>)>,
+    capture: bool,
+}
+
+impl Peer {
+    fn pump(&mut self, ms: u64) {
+        let end = Instant::now() + Duration::from_millis(ms);
+        let mut buf = [0u8; 2048];
+        while Instant::now() < end {
+            self.node.handle_timeout(now_ms(), &mut OsRng);
+            while let Some(a) = self.node.poll_action() {
+                if let Action::Transmit { to, data } = a {
+                    if self.capture {
+                        self.captured.push((to, data.clone()));
+                    }
+                    let _ = self.sock.send_to(&data, to);
+                }
+            }
+            if let Ok((n, from)) = self.sock.recv_from(&mut buf) {
+                self.node
+                    .handle_datagram(now_ms(), from, &buf[..n], &mut OsRng);
+            }
+        }
+    }
+}
+
+#[test]
+fn forged_replayed_and_random_datagrams_are_dropped_and_the_daemon_keeps_serving() {
+    let t = TempDir::new("hostile");
+    let mut b = Node::new(&t.0, "b");
+    b.start();
+    let baddr: SocketAddr = format!("127.0.0.1:{}", b.port).parse().unwrap();
+    let bkey = meshpost_proto::crypto::from_hex::<32>(&b.key()).unwrap();
+    let bid = NodeId::from_public_key(&bkey);
+
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
+    let mut peer = Peer {
+        node: ProtoNode::new(
+            Identity::generate(&mut OsRng),
+            Config {
+                name: "mallory".into(),
+                ..Config::default()
+            },
+            now_ms(),
+        ),
+        sock,
+        captured: Vec::new(),
+        capture: false,
+    };
+    peer.node.add_peer(
+        PeerSpec {
+            addr: baddr,
+            pin: Some(bkey),
+        },
+        now_ms(),
+    );
+    let end = Instant::now() + Duration::from_secs(10);
+    while !(peer.node.is_linked(&bid) && peer.node.card(&bid).is_some()) {
+        assert!(
+            Instant::now() < end,
+            "test peer could not link; B log:\n{}",
+            b.log()
+        );
+        peer.pump(50);
+    }
+
+    // A genuine message arrives.
+    peer.capture = true;
+    peer.node
+        .send_direct(now_ms(), &mut OsRng, bid, b"genuine 1", None, None)
+        .unwrap();
+    peer.pump(300);
+    peer.capture = false;
+    assert!(wait_until(5, || b.inbox().len() == 1));
+
+    // Replaying every datagram of it changes nothing.
+    let replay = peer.captured.clone();
+    assert!(!replay.is_empty());
+    for (to, d) in &replay {
+        peer.sock.send_to(d, to).unwrap();
+    }
+    assert!(wait_until(5, || b.metric("datagrams_replayed_total")
+        >= replay.len() as u64));
+    assert_eq!(b.inbox().len(), 1);
+
+    // A correctly encrypted envelope whose signature is forged is dropped
+    // before it is stored or delivered.
+    let card = peer.node.card(&bid).unwrap().clone();
+    let me = peer.node.identity().public_key();
+    let payload = e2e::seal(&mut OsRng, &card, &me, &bid.0, e2e::CONTENT_TEXT, b"forged");
+    let env = Envelope::seal(
+        peer.node.identity(),
+        &Draft {
+            kind: Kind::Direct,
+            max_hops: 4,
+            created: now_ms() / 1000,
+            ttl: 3600,
+            dest: Destination {
+                id: bid.0,
+                domain: String::new(),
+            },
+            payload: &payload,
+        },
+    )
+    .unwrap();
+    let mut forged = env.bytes().to_vec();
+    let n = forged.len();
+    forged[n - 7] ^= 0x20;
+    assert!(peer.node.send_raw_envelope(bid, &forged));
+    peer.pump(300);
+    assert!(wait_until(5, || b.metric("envelopes_bad_signature_total") == 1));
+    assert_eq!(b.inbox().len(), 1);
+    assert_eq!(b.store_count(), 0, "nothing forged was stored");
+
+    // 10,000 random datagrams, a tenth shaped like link packets.
+    let junk = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut rng = OsRng;
+    let before = b.metric("datagrams_in_total");
+    for i in 0..10_000u32 {
+        let len = (rng.next_u32() % 1300) as usize;
+        let mut d = vec![0u8; len];
+        rng.fill_bytes(&mut d);
+        if i % 10 == 0 && len > 14 {
+            d[0] = 1 + (i / 10 % 4) as u8;
+            d[1] = 1;
+        }
+        if i % 97 == 0 {
+            // Exactly handshake-init sized: the costliest thing to answer.
+            d = vec![0u8; 1222];
+            rng.fill_bytes(&mut d);
+            d[0] = 1;
+            d[1] = 1;
+        }
+        let _ = junk.send_to(&d, baddr);
+        if i % 500 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    // It keeps serving the socket and the link.
+    assert_eq!(b.request(serde_json::json!({"cmd": "status"}))["ok"], true);
+    peer.node
+        .send_direct(now_ms(), &mut OsRng, bid, b"genuine 2", None, None)
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(15);
+    while b.inbox().len() < 2 {
+        assert!(
+            Instant::now() < end,
+            "B stopped delivering; log:\n{}",
+            b.log()
+        );
+        peer.pump(100);
+    }
+    let texts: Vec<String> = b
+        .inbox()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts, ["genuine 1", "genuine 2"]);
+    let got = b.metric("datagrams_in_total") - before;
+    assert!(got > 5_000, "most junk reached the daemon ({got})");
+    let dropped =
+        b.metric("datagrams_malformed_total") + b.metric("datagrams_unknown_session_total");
+    assert!(dropped > 4_000, "junk was counted as dropped ({dropped})");
+    assert!(
+        b.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "daemon still running"
+    );
+}
