@@ -123,17 +123,17 @@ pub fn log(level: Level, msg: &str) {
     if !enabled(level) {
         return;
     }
-    if let Ok(g) = SINK.lock() {
-        if let Some(sock) = g.as_ref() {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let line = rfc3164(level, now, std::process::id(), msg);
-            if sock.send(line.as_bytes()).is_err() {
-                DROPPED.fetch_add(1, Ordering::Relaxed);
-            }
-            return;
+    if let Ok(g) = SINK.lock()
+        && let Some(sock) = g.as_ref()
+    {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let line = rfc3164(level, now, std::process::id(), msg);
+        if sock.send(line.as_bytes()).is_err() {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
         }
+        return;
     }
     let _ = writeln!(std::io::stderr(), "meshpost: {}: {msg}", level.name());
 }

@@ -80,13 +80,14 @@ fn main() -> ExitCode {
         }
     };
     let result = if cli.words.first().map(String::as_str) == Some("daemon") {
-        run_daemon(&cli.words).map(|_| String::new()).map_err(|e| {
-            // Under syslog the admin reads logread; stderr gets it below.
-            if log::is_syslog() {
-                log::log(log::Level::Error, &e);
-            }
-            e
-        })
+        run_daemon(&cli.words)
+            .map(|_| String::new())
+            .inspect_err(|e| {
+                // Under syslog the admin reads logread; stderr gets it below.
+                if log::is_syslog() {
+                    log::log(log::Level::Error, e);
+                }
+            })
     } else {
         cli::run(&cli)
     };

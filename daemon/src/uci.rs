@@ -143,10 +143,10 @@ pub fn parse(text: &str) -> Result<Vec<Section>, UciError> {
                 if !valid_ident(&w[1]) {
                     return Err(err(format!("invalid section type '{}'", w[1])));
                 }
-                if let Some(n) = w.get(2) {
-                    if !valid_ident(n) {
-                        return Err(err(format!("invalid section name '{n}'")));
-                    }
+                if let Some(n) = w.get(2)
+                    && !valid_ident(n)
+                {
+                    return Err(err(format!("invalid section name '{n}'")));
                 }
                 sections.push(Section {
                     kind: w[1].clone(),

@@ -178,10 +178,9 @@ mod tests {
                 count,
                 data,
             } = Frame::parse(f).unwrap()
+                && let Some(done) = r.insert(now, xfer, index, count, data).unwrap()
             {
-                if let Some(done) = r.insert(now, xfer, index, count, data).unwrap() {
-                    out = Some(done);
-                }
+                out = Some(done);
             }
         }
         out
@@ -212,10 +211,9 @@ mod tests {
                 count,
                 data,
             } = Frame::parse(f).unwrap()
+                && r.insert(0, xfer, index, count, data).is_err()
             {
-                if r.insert(0, xfer, index, count, data).is_err() {
-                    errs += 1;
-                }
+                errs += 1;
             }
         }
         assert!(errs > 0);

@@ -905,10 +905,10 @@ impl Node {
                 }
                 self.initiate(addr, Some(remote_ed), now_ms, rng);
             }
-            if let Some(l) = self.links.get(&id) {
-                if now_ms >= l.last_tx + self.cfg.keepalive_ms {
-                    self.send_frame(id, &keepalive(), now_ms);
-                }
+            if let Some(l) = self.links.get(&id)
+                && now_ms >= l.last_tx + self.cfg.keepalive_ms
+            {
+                self.send_frame(id, &keepalive(), now_ms);
             }
         }
 
@@ -1111,13 +1111,13 @@ impl Node {
         if node == self.me {
             return Err("that is this node itself".into());
         }
-        if let Some(pin) = expect {
-            if !crate::crypto::ct_eq(&pin, &keys.remote_ed) {
-                return Err(format!(
-                    "key does not match the pinned key of {}",
-                    NodeId::from_public_key(&pin)
-                ));
-            }
+        if let Some(pin) = expect
+            && !crate::crypto::ct_eq(&pin, &keys.remote_ed)
+        {
+            return Err(format!(
+                "key does not match the pinned key of {}",
+                NodeId::from_public_key(&pin)
+            ));
         }
         let configured = self
             .peers
@@ -1193,10 +1193,8 @@ impl Node {
                 p.backoff = self.cfg.retry_min_ms;
             }
         }
-        if is_new {
-            if let Some(a) = self.announce.as_ref().map(|e| e.bytes().to_vec()) {
-                self.send_envelope_bytes(node, &a);
-            }
+        if is_new && let Some(a) = self.announce.as_ref().map(|e| e.bytes().to_vec()) {
+            self.send_envelope_bytes(node, &a);
         }
         self.offer(node, now_ms);
     }

@@ -72,7 +72,7 @@ fn builder(identity: &Identity) -> Result<HandshakeState, HandshakeError> {
         .map_err(|_| HandshakeError::Noise)?
         .prologue(PROLOGUE)
         .map_err(|_| HandshakeError::Noise)?;
-    Ok(b.build_initiator().map_err(|_| HandshakeError::Noise)?)
+    b.build_initiator().map_err(|_| HandshakeError::Noise)
 }
 
 fn responder_builder(identity: &Identity) -> Result<HandshakeState, HandshakeError> {
