@@ -206,7 +206,11 @@ fn users_without_permission_are_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("permission denied"), "{err}");
     assert!(n.metric("control_refused_access_total") >= 1);
-    assert!(n.log().contains("control socket: refused uid 65534"));
+    assert!(
+        wait_until(5, || n.log().contains("control socket: refused uid 65534")),
+        "{}",
+        n.log()
+    );
 }
 
 #[test]

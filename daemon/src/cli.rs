@@ -83,13 +83,21 @@ fn connect(cli: &Cli) -> Result<UnixStream, String> {
 pub fn request(cli: &Cli, req: &Value) -> Result<Value, String> {
     let mut s = connect(cli)?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-    writeln!(s, "{req}").map_err(|e| format!("cannot send request: {e}"))?;
+    // A refused client is told why and disconnected, possibly before our
+    // write: so read the answer even when the write failed.
+    let sent = writeln!(s, "{req}");
     let mut line = String::new();
-    BufReader::new(&s)
-        .read_line(&mut line)
-        .map_err(|e| format!("no response from daemon: {e}"))?;
-    let v: Value = serde_json::from_str(&line)
-        .map_err(|_| "daemon closed the connection without a response".to_string())?;
+    let read = BufReader::new(&s).read_line(&mut line);
+    let v: Value = match serde_json::from_str(&line) {
+        Ok(v) => v,
+        Err(_) => {
+            return Err(match (sent, read) {
+                (Err(e), _) => format!("cannot send request: {e}"),
+                (_, Err(e)) => format!("no response from daemon: {e}"),
+                _ => "daemon closed the connection without a response".to_string(),
+            });
+        }
+    };
     if v.get("ok") == Some(&Value::Bool(true)) {
         Ok(v)
     } else {
@@ -385,8 +393,7 @@ fn human(cmd: &str, words: &[String], v: &Value) -> String {
 
 fn subscribe(cli: &Cli) -> Result<String, String> {
     let mut sock = connect(cli)?;
-    writeln!(sock, "{}", json!({"cmd": "subscribe"}))
-        .map_err(|e| format!("cannot send request: {e}"))?;
+    let _ = writeln!(sock, "{}", json!({"cmd": "subscribe"}));
     let mut rd = BufReader::new(&sock);
     let mut first = String::new();
     rd.read_line(&mut first)
