@@ -1,13 +1,6 @@
 //! meshpost: the daemon and its command-line client in one binary.
 
-mod cli;
-mod config;
-mod control;
-mod inbox;
-mod log;
-mod persist;
-mod runtime;
-mod uci;
+use meshpost::{cli, config, log, runtime};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
