@@ -390,6 +390,22 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_parses_to_the_defaults() {
+        let s = load(include_str!("../../config/meshpost.example")).unwrap();
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        let d = Settings::defaults();
+        assert_eq!(s.port, d.port);
+        assert_eq!(s.node.store, d.node.store);
+        assert_eq!(s.node.keepalive_ms, d.node.keepalive_ms);
+        assert_eq!(s.node.dead_after_ms, d.node.dead_after_ms);
+        assert_eq!(s.node.default_ttl, d.node.default_ttl);
+        assert_eq!(
+            (s.inbox_max, s.max_clients, s.control_timeout),
+            (d.inbox_max, d.max_clients, d.control_timeout)
+        );
+    }
+
+    #[test]
     fn host_port_forms() {
         assert_eq!(
             split_host_port("10.0.0.1:4849"),

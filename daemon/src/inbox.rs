@@ -110,3 +110,47 @@ impl Inbox {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(i: u64) -> Message {
+        Message {
+            id: format!("{i:032x}"),
+            from: "f".into(),
+            from_name: String::new(),
+            created: i,
+            received: i,
+            expires: i + 100,
+            text: format!("m{i}"),
+            read: false,
+        }
+    }
+
+    #[test]
+    fn bounded_durable_and_quarantines_bad_files() {
+        let dir = std::env::temp_dir().join(format!("meshpost-inbox-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = State::open(&dir).unwrap();
+        let (mut inbox, problems) = Inbox::load(&state, 3);
+        assert!(problems.is_empty());
+        for i in 0..5 {
+            inbox.add(&state, msg(i)).unwrap();
+        }
+        assert_eq!(inbox.len(), 3, "inbox_max holds");
+        assert_eq!(inbox.list()[0].text, "m2", "oldest dropped first");
+        assert_eq!(inbox.read(&state, &msg(3).id).unwrap().text, "m3");
+        assert!(inbox.delete(&state, &msg(4).id));
+        std::fs::write(state.inbox_path("garbage"), b"{not json").unwrap();
+        let (back, problems) = Inbox::load(&state, 3);
+        assert_eq!(back.len(), 2);
+        assert_eq!(back.unread(), 1, "read flag persisted");
+        assert_eq!(problems.len(), 1);
+        assert!(
+            dir.join("inbox/garbage.bad").exists(),
+            "moved aside, not deleted"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -165,6 +165,35 @@ mod tests {
     }
 
     #[test]
+    fn lines_reach_a_real_syslog_socket_with_the_right_priority() {
+        let dir = std::env::temp_dir().join(format!("meshpost-log-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("log.sock");
+        let _ = std::fs::remove_file(&path);
+        let rx = UnixDatagram::bind(&path).unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        assert!(use_syslog(&path));
+        assert!(is_syslog());
+        set_level(Level::Info);
+        crate::warn!("peer refused: {}", 42);
+        crate::debug!("not shown at info");
+        crate::info!("second");
+        let mut buf = [0u8; 512];
+        let n = rx.recv(&mut buf).unwrap();
+        let line = std::str::from_utf8(&buf[..n]).unwrap();
+        let pid = std::process::id();
+        assert!(line.starts_with("<28>"), "{line}");
+        assert!(
+            line.ends_with(&format!(" meshpost[{pid}]: peer refused: 42")),
+            "{line}"
+        );
+        let n = rx.recv(&mut buf).unwrap();
+        assert!(std::str::from_utf8(&buf[..n]).unwrap().starts_with("<30>"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn civil_dates() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
