@@ -67,6 +67,10 @@ impl Inbox {
         self.msgs.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.msgs.is_empty()
+    }
+
     pub fn unread(&self) -> usize {
         self.msgs.iter().filter(|m| !m.read).count()
     }
