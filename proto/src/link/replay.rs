@@ -7,6 +7,8 @@
 const WORDS: usize = 32;
 /// How many counters behind the highest one are still accepted.
 pub const WINDOW: u64 = (WORDS * 64) as u64;
+/// The first counter no session may use (the send limit of `session`).
+pub const MAX_COUNTER: u64 = 1 << 60;
 
 /// Remembers which recent counters have been seen.
 #[derive(Debug, Clone)]
@@ -31,8 +33,13 @@ impl ReplayWindow {
         ((bit / 64) as usize, 1u64 << (bit % 64))
     }
 
-    /// True if `counter` is new and inside the window.
+    /// True if `counter` is new and inside the window. Counters at or above
+    /// [`MAX_COUNTER`] are never valid (senders stop before it), which also
+    /// keeps every sum below from overflowing.
     pub fn check(&self, counter: u64) -> bool {
+        if counter >= MAX_COUNTER {
+            return false;
+        }
         if counter >= self.top {
             return true;
         }
@@ -46,6 +53,9 @@ impl ReplayWindow {
     /// Records `counter` as seen; call only after [`check`](Self::check) and
     /// a successful decryption.
     pub fn update(&mut self, counter: u64) {
+        if counter >= MAX_COUNTER {
+            return;
+        }
         if counter >= self.top {
             let advance = counter - self.top + 1;
             if advance >= WINDOW {
@@ -113,6 +123,19 @@ mod tests {
         // The slot that counter 5 used is reused by 10*WINDOW+5: it must be free.
         assert!(accept(&mut w, 10 * WINDOW - 3));
         assert!(!accept(&mut w, 5));
+    }
+
+    #[test]
+    fn extreme_counters_do_not_overflow() {
+        let mut w = ReplayWindow::default();
+        assert!(!w.check(u64::MAX));
+        assert!(!w.check(MAX_COUNTER));
+        w.update(u64::MAX);
+        assert!(w.check(0), "refused counters do not move the window");
+        assert!(w.check(MAX_COUNTER - 1));
+        w.update(MAX_COUNTER - 1);
+        assert!(!w.check(MAX_COUNTER - 1));
+        assert!(!w.check(0));
     }
 
     #[test]

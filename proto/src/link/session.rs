@@ -15,7 +15,7 @@ use super::packet::{DATA_HEADER_LEN, TAG_LEN, data_header};
 use super::replay::ReplayWindow;
 
 /// A session never encrypts more messages than this.
-pub const REJECT_AFTER_MESSAGES: u64 = 1 << 60;
+pub const REJECT_AFTER_MESSAGES: u64 = super::replay::MAX_COUNTER;
 
 /// Why a transport datagram was dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
