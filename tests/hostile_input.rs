@@ -162,9 +162,17 @@ fn forged_replayed_and_random_datagrams_are_dropped_and_the_daemon_keeps_serving
             d[0] = 1;
             d[1] = 1;
         }
-        let _ = junk.send_to(&d, baddr);
-        if i % 500 == 0 {
-            std::thread::sleep(Duration::from_millis(5));
+        junk.send_to(&d, baddr).unwrap();
+        if i % 200 == 199 {
+            // Pace on the daemon's own counter so that no datagram is lost in
+            // the kernel: every one of the 10,000 must reach the parser.
+            // The test peer keeps its link alive meanwhile.
+            let want = before + u64::from(i) + 1;
+            let end = Instant::now() + Duration::from_secs(20);
+            while b.metric("datagrams_in_total") < want {
+                assert!(Instant::now() < end, "daemon stopped reading datagrams");
+                peer.pump(20);
+            }
         }
     }
     // It keeps serving the socket and the link.
@@ -188,10 +196,15 @@ fn forged_replayed_and_random_datagrams_are_dropped_and_the_daemon_keeps_serving
         .collect();
     assert_eq!(texts, ["genuine 1", "genuine 2"]);
     let got = b.metric("datagrams_in_total") - before;
-    assert!(got > 5_000, "most junk reached the daemon ({got})");
+    assert!(
+        got >= 10_000,
+        "every junk datagram reached the daemon ({got})"
+    );
+    // All but the ~104 handshake-init-shaped ones (which are answered, at a
+    // bounded cost) are dropped at parsing or session lookup.
     let dropped =
         b.metric("datagrams_malformed_total") + b.metric("datagrams_unknown_session_total");
-    assert!(dropped > 4_000, "junk was counted as dropped ({dropped})");
+    assert!(dropped >= 9_800, "junk was counted as dropped ({dropped})");
     assert!(
         b.child.as_mut().unwrap().try_wait().unwrap().is_none(),
         "daemon still running"

@@ -444,11 +444,8 @@ fn s_err(v: &Value) -> String {
 fn offline_identity(cli: &Cli, dir: &str) -> Result<String, String> {
     let state = crate::persist::State::open(std::path::Path::new(dir))?;
     let (id, created) = state.identity()?;
-    let v = json!({"ok": true, "node_id": id.node_id().to_string(),
-        "public_key": meshpost_proto::crypto::to_hex(&id.public_key()),
-        "x25519": meshpost_proto::crypto::to_hex(&id.e2e_public()),
-        "kem_fingerprint": meshpost_proto::crypto::to_hex(&meshpost_proto::crypto::kdf(b"mp-kemfp", &[], &[id.kem_public()])[..8]),
-        "created": created});
+    let mut v = crate::runtime::identity_json(&id, "", "");
+    v["created"] = json!(created);
     Ok(if cli.json {
         v.to_string()
     } else {

@@ -430,12 +430,8 @@ impl Daemon {
         let v = match cmd {
             "status" => self.status(),
             "identity" => {
-                let id = self.node.identity();
-                json!({"ok": true, "node_id": self.node.node_id().to_string(),
-                    "public_key": meshpost_proto::crypto::to_hex(&id.public_key()),
-                    "x25519": meshpost_proto::crypto::to_hex(&id.e2e_public()),
-                    "kem_fingerprint": meshpost_proto::crypto::to_hex(&meshpost_proto::crypto::kdf(b"mp-kemfp", &[], &[id.kem_public()])[..8]),
-                    "name": self.node.config().name, "domain": self.node.config().domain})
+                let c = self.node.config();
+                identity_json(self.node.identity(), &c.name, &c.domain)
             }
             "peers" => self.peers(now),
             "send" => self.send(&req, now),
@@ -676,6 +672,16 @@ impl Daemon {
         }
         s
     }
+}
+
+/// The public keys of an identity as the `identity` command shows them.
+pub fn identity_json(id: &meshpost_proto::identity::Identity, name: &str, domain: &str) -> Value {
+    use meshpost_proto::crypto::{kdf, to_hex};
+    json!({"ok": true, "node_id": id.node_id().to_string(),
+        "public_key": to_hex(&id.public_key()),
+        "x25519": to_hex(&id.e2e_public()),
+        "kem_fingerprint": to_hex(&kdf(b"mp-kemfp", &[], &[id.kem_public()])[..8]),
+        "name": name, "domain": domain})
 }
 
 /// Loads envelopes, delivered ids and cards from the state directory.

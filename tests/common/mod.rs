@@ -104,9 +104,15 @@ impl Node {
             extra: String::new(),
             peers: Vec::new(),
         };
+        n.identity();
+        n
+    }
+
+    /// `meshpost identity --state-dir` for this node, offline.
+    pub fn identity(&self) -> Value {
         let out = Command::new(BIN)
             .args(["--json", "identity", "--state-dir"])
-            .arg(&n.dir)
+            .arg(&self.dir)
             .output()
             .unwrap();
         assert!(
@@ -114,28 +120,16 @@ impl Node {
             "identity: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        n
+        serde_json::from_slice(&out.stdout).unwrap()
     }
 
     /// The node's Ed25519 public key, hex.
     pub fn key(&self) -> String {
-        let out = Command::new(BIN)
-            .args(["--json", "identity", "--state-dir"])
-            .arg(&self.dir)
-            .output()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["public_key"].as_str().unwrap().to_string()
+        self.identity()["public_key"].as_str().unwrap().to_string()
     }
 
     pub fn node_id(&self) -> String {
-        let out = Command::new(BIN)
-            .args(["--json", "identity", "--state-dir"])
-            .arg(&self.dir)
-            .output()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["node_id"].as_str().unwrap().to_string()
+        self.identity()["node_id"].as_str().unwrap().to_string()
     }
 
     pub fn peer(&mut self, other: &Node, pin: bool) {

@@ -64,7 +64,8 @@ pub struct SessionKeys {
     pub initiator: bool,
 }
 
-fn builder(identity: &Identity) -> Result<HandshakeState, HandshakeError> {
+/// A fresh Noise state for our side of the handshake.
+fn noise_state(identity: &Identity, initiator: bool) -> Result<HandshakeState, HandshakeError> {
     let params = PARAMS.parse().map_err(|_| HandshakeError::Noise)?;
     let sk = identity.noise_static_secret();
     let b = Builder::new(params)
@@ -72,19 +73,12 @@ fn builder(identity: &Identity) -> Result<HandshakeState, HandshakeError> {
         .map_err(|_| HandshakeError::Noise)?
         .prologue(PROLOGUE)
         .map_err(|_| HandshakeError::Noise)?;
-    b.build_initiator().map_err(|_| HandshakeError::Noise)
-}
-
-fn responder_builder(identity: &Identity) -> Result<HandshakeState, HandshakeError> {
-    let params = PARAMS.parse().map_err(|_| HandshakeError::Noise)?;
-    let sk = identity.noise_static_secret();
-    Builder::new(params)
-        .local_private_key(&sk[..])
-        .map_err(|_| HandshakeError::Noise)?
-        .prologue(PROLOGUE)
-        .map_err(|_| HandshakeError::Noise)?
-        .build_responder()
-        .map_err(|_| HandshakeError::Noise)
+    let hs = if initiator {
+        b.build_initiator()
+    } else {
+        b.build_responder()
+    };
+    hs.map_err(|_| HandshakeError::Noise)
 }
 
 /// Checks that the Noise remote static key is the X25519 form of `ed`.
@@ -127,7 +121,7 @@ impl Initiator {
         rng: &mut impl CryptoRngCore,
         local_idx: u32,
     ) -> Result<(Initiator, Vec<u8>), HandshakeError> {
-        let mut hs = builder(identity)?;
+        let mut hs = noise_state(identity, true)?;
         let (kem_dk, kem_ek) = MlKem768::generate(rng);
         let mut msg = vec![0u8; MSG1_LEN + 64];
         let n = hs
@@ -211,7 +205,7 @@ impl Responder {
         if msg1.len() != MSG1_LEN {
             return Err(HandshakeError::BadPayload);
         }
-        let mut hs = responder_builder(identity)?;
+        let mut hs = noise_state(identity, false)?;
         let mut payload = vec![0u8; MSG1_LEN];
         let n = hs
             .read_message(msg1, &mut payload)
@@ -347,7 +341,7 @@ mod tests {
             Identity::generate(&mut OsRng),
         );
         let (init, d1) = Initiator::start(&a, &mut OsRng, 1).unwrap();
-        let mut hs = responder_builder(&mallory).unwrap();
+        let mut hs = noise_state(&mallory, false).unwrap();
         let mut buf = vec![0u8; 4096];
         let n = hs.read_message(&noise(&d1), &mut buf).unwrap();
         let ek = EncapsulationKey::<MlKem768Params>::from_bytes(
