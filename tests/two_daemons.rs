@@ -253,3 +253,39 @@ fn config_errors_name_file_line_and_option() {
     assert_eq!(err.trim().lines().count(), 1, "one error line: {err}");
     assert!(err.starts_with("meshpost: error: "));
 }
+
+#[test]
+fn peers_added_and_removed_at_runtime_from_the_cli() {
+    let t = TempDir::new("peeradd");
+    let mut a = Node::new(&t.0, "a");
+    let mut b = Node::new(&t.0, "b");
+    a.start();
+    b.start();
+    let (aid, bid) = (a.node_id(), b.node_id());
+    let addr = format!("127.0.0.1:{}", b.port);
+    // A wrong pin is refused...
+    let wrong = "11".repeat(32);
+    let out = a.cli(&["peer", "add", &addr, &wrong]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(!a.linked_to(&bid));
+    // ...the right one links, and the table shows it.
+    let out = a.cli(&["peer", "add", &addr, &b.key()]);
+    assert!(out.status.success());
+    assert!(wait_until(10, || a.linked_to(&bid) && b.linked_to(&aid)));
+    let peers = String::from_utf8_lossy(&a.cli(&["peers"]).stdout).to_string();
+    assert!(peers.contains(&bid) && peers.contains(&addr), "{peers}");
+    // Removing the peer closes the link on A's side.
+    let out = a.cli(&["peer", "remove", &addr]);
+    assert!(out.status.success());
+    assert!(!a.linked_to(&bid));
+    let out = a.cli(&["peer", "remove", &addr]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a configured peer"));
+    let bad = a.cli(&["peer", "add", "nonsense"]);
+    assert_eq!(bad.status.code(), Some(1));
+}
