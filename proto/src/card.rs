@@ -12,6 +12,7 @@
 //! u8 L + [L]  name, UTF-8, at most 32 bytes
 //! u8 L + [L]  domain, a-z 0-9 - . , at most 32 bytes
 //! u64    sequence number (newer cards replace older ones)
+//! u8 N + N x [16]  node ids of current link neighbours, N <= 32
 //! ```
 //! It does not decide trust: callers check the envelope signature first.
 
@@ -22,6 +23,8 @@ use crate::wire::{Put, Reader, Truncated};
 
 pub const CARD_VERSION: u8 = 1;
 pub const MAX_NAME_LEN: usize = 32;
+/// Most neighbours listed in a card.
+pub const MAX_NEIGHBOURS: usize = 32;
 
 /// The public half of a node, as announced.
 #[derive(Clone, PartialEq, Eq)]
@@ -33,6 +36,8 @@ pub struct Card {
     pub name: String,
     pub domain: String,
     pub seq: u64,
+    /// Nodes this node had links to when it signed the card.
+    pub neighbours: Vec<NodeId>,
 }
 
 impl fmt::Debug for Card {
@@ -95,6 +100,11 @@ impl Card {
         b.put_u8(self.domain.len() as u8);
         b.extend_from_slice(self.domain.as_bytes());
         b.put_u64(self.seq);
+        let n = self.neighbours.len().min(MAX_NEIGHBOURS);
+        b.put_u8(n as u8);
+        for id in &self.neighbours[..n] {
+            b.extend_from_slice(&id.0);
+        }
         b
     }
 
@@ -131,6 +141,16 @@ impl Card {
             return Err(CardError::BadField { field: "domain" });
         }
         let seq = r.u64("seq")?;
+        let n = r.u8("neighbour count")? as usize;
+        if n > MAX_NEIGHBOURS {
+            return Err(CardError::BadField {
+                field: "neighbour count",
+            });
+        }
+        let mut neighbours = Vec::with_capacity(n);
+        for _ in 0..n {
+            neighbours.push(NodeId(r.array::<16>("neighbour")?));
+        }
         if r.remaining() != 0 {
             return Err(CardError::TrailingBytes {
                 extra: r.remaining(),
@@ -144,6 +164,7 @@ impl Card {
             // Invariant: only ASCII bytes passed the check above.
             domain: String::from_utf8_lossy(domain).into_owned(),
             seq,
+            neighbours,
         })
     }
 }
@@ -171,6 +192,7 @@ mod tests {
             name: "router-äöü".into(),
             domain: "ffhh".into(),
             seq: 42,
+            neighbours: vec![NodeId([5; 16]), NodeId([6; 16])],
         }
     }
 

@@ -211,6 +211,7 @@ mod tests {
             name: String::new(),
             domain: String::new(),
             seq: 1,
+            neighbours: Vec::new(),
         }
     }
 

@@ -60,6 +60,9 @@ pub enum Kind {
     Channel = 2,
     /// A node's signed announce carrying its public keys ([`crate::card`]).
     Announce = 3,
+    /// End-to-end acknowledgement: the recipient lists envelope ids it got,
+    /// so relays can free their copies ([`crate::node`]).
+    Ack = 4,
 }
 
 impl Kind {
@@ -68,6 +71,7 @@ impl Kind {
             1 => Some(Kind::Direct),
             2 => Some(Kind::Channel),
             3 => Some(Kind::Announce),
+            4 => Some(Kind::Ack),
             _ => None,
         }
     }

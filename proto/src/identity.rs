@@ -200,6 +200,15 @@ fn seed_check(seed: &[u8; 32]) -> [u8; 8] {
     out
 }
 
+/// A short fingerprint of an Ed25519 public key, as published in mDNS TXT
+/// records: the first 8 bytes of `KDF("mp-keyfp", "", [pk])`.
+pub fn fingerprint(pk: &[u8; 32]) -> [u8; 8] {
+    let h = kdf(b"mp-keyfp", &[], &[pk]);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&h[..8]);
+    out
+}
+
 /// The Noise static public key (Montgomery u) that belongs to an Ed25519
 /// public key, or `None` if the bytes are not a valid Edwards point.
 pub fn noise_static_for(ed_pk: &[u8; 32]) -> Option<[u8; 32]> {

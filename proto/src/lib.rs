@@ -9,6 +9,7 @@
 //! take a `CryptoRngCore` from the caller, and snow draws its Noise ephemeral
 //! keys from the operating system's generator.
 
+pub mod ack;
 pub mod card;
 pub mod crypto;
 pub mod e2e;
@@ -17,5 +18,6 @@ pub mod fragment;
 pub mod identity;
 pub mod link;
 pub mod node;
+pub mod routing;
 pub mod store;
 pub mod wire;

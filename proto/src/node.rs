@@ -23,11 +23,12 @@ use crate::envelope::{
     DEFAULT_HOPS, Destination, Draft, Envelope, EnvelopeError, EnvelopeId, Kind,
 };
 use crate::fragment::{Reassembler, split};
-use crate::identity::{Identity, NodeId};
+use crate::identity::{Identity, NodeId, fingerprint};
 use crate::link::frame::{Frame, IdList, id_frames, keepalive};
 use crate::link::handshake::{HandshakeError, Initiator, Responder, SessionKeys};
 use crate::link::packet::Packet;
 use crate::link::session::{OpenError, Session};
+use crate::routing::Table;
 use crate::store::{Bucket, SeenSet, Store, StoreError, StoreLimits};
 
 /// Tunables; defaults are documented in docs/configuration.md.
@@ -62,6 +63,20 @@ pub struct Config {
     pub origin_burst: u32,
     /// Most ids offered to a link per sync round.
     pub offer_batch: usize,
+    /// How often this node floods its announce.
+    pub announce_interval_ms: u64,
+    /// Hop limit of announces.
+    pub announce_hops: u8,
+    /// Announces from one origin arriving faster than this are dropped.
+    pub announce_min_interval_ms: u64,
+    /// Routes not refreshed by an announce within this time are dropped.
+    pub route_timeout_ms: u64,
+    /// Delay before delivered ids are acknowledged end to end (batching).
+    pub ack_delay_ms: u64,
+    /// Most peers remembered from discovery.
+    pub max_discovered: usize,
+    /// A discovered peer not heard of again within this time is forgotten.
+    pub discovery_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -92,6 +107,13 @@ impl Default for Config {
             origin_rate: 50,
             origin_burst: 500,
             offer_batch: 1024,
+            announce_interval_ms: 60_000,
+            announce_hops: 8,
+            announce_min_interval_ms: 1_000,
+            route_timeout_ms: 180_000,
+            ack_delay_ms: 1_000,
+            max_discovered: 256,
+            discovery_timeout_ms: 180_000,
         }
     }
 }
@@ -274,6 +296,10 @@ pub struct Metrics {
     pub envelopes_acked: u64,
     pub frames_invalid: u64,
     pub fragments_dropped: u64,
+    pub announces_in: u64,
+    pub announces_forwarded: u64,
+    pub acks_sent: u64,
+    pub acks_in: u64,
 }
 
 impl Metrics {
@@ -369,7 +395,7 @@ impl Metrics {
             ),
             (
                 "envelopes_forwarded",
-                "envelopes sent on a link",
+                "data envelopes sent on a link (announces not counted)",
                 self.envelopes_forwarded,
             ),
             (
@@ -393,6 +419,26 @@ impl Metrics {
                 self.frames_invalid,
             ),
             (
+                "announces_in",
+                "announces received (new ones)",
+                self.announces_in,
+            ),
+            (
+                "announces_forwarded",
+                "announces passed on to other links",
+                self.announces_forwarded,
+            ),
+            (
+                "acks_sent",
+                "end-to-end acknowledgements originated",
+                self.acks_sent,
+            ),
+            (
+                "acks_in",
+                "end-to-end acknowledgements received",
+                self.acks_in,
+            ),
+            (
                 "fragments_dropped",
                 "fragments dropped by reassembly limits",
                 self.fragments_dropped,
@@ -412,6 +458,16 @@ pub struct LinkInfo {
     pub last_rx_ms: u64,
     pub rx: u64,
     pub tx: u64,
+}
+
+/// A snapshot of one route for `meshpost routes`.
+#[derive(Debug, Clone)]
+pub struct RouteInfo {
+    pub dest: NodeId,
+    pub name: String,
+    pub via: NodeId,
+    pub hops: u8,
+    pub age_ms: u64,
 }
 
 /// A snapshot of one configured peer for status output.
@@ -436,7 +492,12 @@ struct Link {
     rekey_started: bool,
     rx: u64,
     tx: u64,
+    /// Ids the peer said it has; not offered to it again. Cleared when full.
+    peer_has: std::collections::BTreeSet<EnvelopeId>,
 }
+
+/// Most ids remembered per link as already held by the peer.
+const MAX_PEER_HAS: usize = 8192;
 
 struct StaticPeer {
     spec: PeerSpec,
@@ -451,6 +512,25 @@ struct PendingInit {
     started: u64,
     /// Key the peer must prove (pin, or the key of the link being rekeyed).
     expect: Option<[u8; 32]>,
+    /// Node id and key fingerprint the peer announced over mDNS.
+    expect_node: Option<(NodeId, [u8; 8])>,
+}
+
+/// A peer found by discovery, not necessarily linked.
+struct Discovered {
+    addr: SocketAddr,
+    fp: [u8; 8],
+    last_seen: u64,
+    next_attempt: u64,
+    backoff: u64,
+}
+
+/// A peer found by discovery, for status output.
+#[derive(Debug, Clone)]
+pub struct DiscoveredInfo {
+    pub node: NodeId,
+    pub addr: SocketAddr,
+    pub age_ms: u64,
 }
 
 struct PendingResp {
@@ -481,15 +561,26 @@ pub struct Node {
     next_index: u32,
     /// The latest time any entry point was called with.
     clock: u64,
+    routes: Table,
+    /// When the last accepted announce of each origin arrived.
+    announce_seen: BTreeMap<NodeId, u64>,
+    next_announce: u64,
+    pending_acks: BTreeMap<NodeId, Vec<(EnvelopeId, u64)>>,
+    next_ack_flush: Option<u64>,
+    discovered: BTreeMap<NodeId, Discovered>,
 }
 
 const ANNOUNCE_TTL: u32 = 24 * 3600;
-const ANNOUNCE_REFRESH_MS: u64 = 6 * 3600 * 1000;
+/// Most delivered ids waiting to be acknowledged.
+const MAX_PENDING_ACKS: usize = 4096;
+/// Soonest re-announce after a link change (debounce).
+const ANNOUNCE_SOON_MS: u64 = 1_000;
 
 impl Node {
     pub fn new(identity: Identity, cfg: Config, now_ms: u64) -> Node {
         let me = identity.node_id();
         let store = Store::new(cfg.store);
+        let max_routes = cfg.max_cards;
         let seen = SeenSet::new(cfg.seen_capacity);
         let mut n = Node {
             identity,
@@ -511,6 +602,12 @@ impl Node {
             next_xfer: 0,
             next_index: (now_ms as u32) | 1,
             clock: now_ms,
+            routes: Table::new(max_routes),
+            announce_seen: BTreeMap::new(),
+            next_announce: now_ms,
+            pending_acks: BTreeMap::new(),
+            next_ack_flush: None,
+            discovered: BTreeMap::new(),
         };
         n.refresh_announce(now_ms);
         n
@@ -733,9 +830,7 @@ impl Node {
         let id = env.id();
         self.admit(env.clone(), true, now_ms)
             .map_err(SendError::Store)?;
-        if self.links.contains_key(&to) {
-            self.send_envelope_bytes(to, env.bytes());
-        }
+        self.forward(&env, None);
         Ok(id)
     }
 
@@ -764,6 +859,12 @@ impl Node {
             name: self.cfg.name.clone(),
             domain: self.cfg.domain.clone(),
             seq,
+            neighbours: self
+                .links
+                .keys()
+                .take(crate::card::MAX_NEIGHBOURS)
+                .copied()
+                .collect(),
         }
     }
 
@@ -773,7 +874,7 @@ impl Node {
             &self.identity,
             &Draft {
                 kind: Kind::Announce,
-                max_hops: 0,
+                max_hops: self.cfg.announce_hops,
                 created: now_ms / 1000,
                 ttl: ANNOUNCE_TTL,
                 dest: Destination {
@@ -794,10 +895,15 @@ impl Node {
         if node == self.me {
             return Some(node);
         }
+        let mut changed = true;
         if let Some(old) = self.cards.get(&node) {
             if old.seq >= card.seq {
                 return Some(node);
             }
+            changed = old.x25519 != card.x25519
+                || old.kem_ek != card.kem_ek
+                || old.name != card.name
+                || old.domain != card.domain;
         } else if self.cards.len() >= self.cfg.max_cards {
             // Forget a card of a node we have no link to.
             let victim = self
@@ -814,7 +920,7 @@ impl Node {
         }
         let name = card.name.clone();
         self.cards.insert(node, card);
-        if save {
+        if save && changed {
             self.actions.push_back(Action::SaveCard {
                 node,
                 envelope: env.bytes().to_vec(),
@@ -852,7 +958,13 @@ impl Node {
         if let Some(e) = self.store.next_expiry() {
             at(e.saturating_mul(1000));
         }
-        at(self.announce_made_ms + ANNOUNCE_REFRESH_MS);
+        at(self.next_announce);
+        if let Some(f) = self.next_ack_flush {
+            at(f);
+        }
+        for d in self.discovered.values() {
+            at(d.next_attempt);
+        }
         t
     }
 
@@ -865,9 +977,14 @@ impl Node {
             self.actions.push_back(Action::Unpersist { id });
         }
         self.seen.expire(now_s);
-        if now_ms >= self.announce_made_ms + ANNOUNCE_REFRESH_MS {
-            self.refresh_announce(now_ms);
+        self.routes.expire(now_ms, self.cfg.route_timeout_ms);
+        if now_ms >= self.next_announce {
+            self.announce_now(now_ms);
         }
+        if self.next_ack_flush.is_some_and(|t| now_ms >= t) {
+            self.flush_acks(now_ms);
+        }
+        self.discovery_timers(now_ms, rng);
         let timeout = self.cfg.handshake_timeout_ms;
         self.initiators.retain(|_, p| now_ms < p.started + timeout);
         self.responders.retain(|_, p| now_ms < p.started + timeout);
@@ -903,7 +1020,7 @@ impl Node {
                 if let Some(l) = self.links.get_mut(&id) {
                     l.rekey_started = true;
                 }
-                self.initiate(addr, Some(remote_ed), now_ms, rng);
+                self.initiate(addr, Some(remote_ed), None, now_ms, rng);
             }
             if let Some(l) = self.links.get(&id)
                 && now_ms >= l.last_tx + self.cfg.keepalive_ms
@@ -925,7 +1042,7 @@ impl Node {
             // A retry replaces an unanswered attempt to the same address.
             self.initiators
                 .retain(|_, x| x.addr != addr || x.expect != pin);
-            self.initiate(addr, pin, now_ms, rng);
+            self.initiate(addr, pin, None, now_ms, rng);
         }
     }
 
@@ -933,6 +1050,7 @@ impl Node {
         &mut self,
         addr: SocketAddr,
         expect: Option<[u8; 32]>,
+        expect_node: Option<(NodeId, [u8; 8])>,
         now_ms: u64,
         rng: &mut impl CryptoRngCore,
     ) {
@@ -949,6 +1067,7 @@ impl Node {
                         addr,
                         started: now_ms,
                         expect,
+                        expect_node,
                     },
                 );
                 self.transmit(addr, data);
@@ -1060,7 +1179,21 @@ impl Node {
         }
         match p.hs.finish(&self.identity, sender, noise) {
             Ok((keys, data)) => {
-                if let Err(reason) = self.check_policy(&keys, from, p.expect) {
+                let announced = match p.expect_node {
+                    Some((id, fp))
+                        if NodeId::from_public_key(&keys.remote_ed) != id
+                            || fingerprint(&keys.remote_ed) != fp =>
+                    {
+                        Err(format!(
+                            "proved a key that does not match node {id} / fingerprint {} it announced over mDNS",
+                            crate::crypto::to_hex(&fp)
+                        ))
+                    }
+                    _ => Ok(()),
+                };
+                if let Err(reason) =
+                    announced.and_then(|_| self.check_policy(&keys, from, p.expect))
+                {
                     self.refuse(from, &keys, reason);
                     return;
                 }
@@ -1177,6 +1310,7 @@ impl Node {
                         rekey_started: false,
                         rx: 0,
                         tx: 0,
+                        peer_has: std::collections::BTreeSet::new(),
                     },
                 );
                 self.emit(Event::LinkUp {
@@ -1193,8 +1327,14 @@ impl Node {
                 p.backoff = self.cfg.retry_min_ms;
             }
         }
-        if is_new && let Some(a) = self.announce.as_ref().map(|e| e.bytes().to_vec()) {
-            self.send_envelope_bytes(node, &a);
+        if is_new {
+            if let Some(a) = self.announce.as_ref().map(|e| e.bytes().to_vec()) {
+                self.send_envelope_bytes(node, &a);
+            }
+            self.announce_soon();
+        }
+        if let Some(d) = self.discovered.get_mut(&node) {
+            d.backoff = self.cfg.retry_min_ms;
         }
         self.offer(node, now_ms);
     }
@@ -1210,6 +1350,8 @@ impl Node {
                     p.linked = None;
                 }
             }
+            self.routes.withdraw_via(&node);
+            self.announce_soon();
             self.emit(Event::LinkDown { node, reason });
         }
     }
@@ -1277,24 +1419,30 @@ impl Node {
     // ---- inventory sync ---------------------------------------------------
 
     fn offer(&mut self, node: NodeId, now_ms: u64) {
-        let Some(l) = self.links.get_mut(&node) else {
+        let Some(cursor) = self.links.get(&node).map(|l| l.offer_cursor) else {
             return;
         };
-        l.next_sync = now_ms + self.cfg.sync_interval_ms;
-        let ids = self.store.ids_after(l.offer_cursor, self.cfg.offer_batch);
-        // Only offer what the peer could want: not its own envelopes.
-        let ids: Vec<EnvelopeId> = ids
+        let batch = self.store.ids_after(cursor, self.cfg.offer_batch);
+        // A short batch covered the whole store: start from the top next time.
+        let next_cursor = if batch.len() < self.cfg.offer_batch {
+            None
+        } else {
+            batch.last().copied()
+        };
+        // Only offer what this link should carry (see should_offer).
+        let has = self.links.get(&node).map(|l| &l.peer_has);
+        let ids: Vec<EnvelopeId> = batch
             .into_iter()
+            .filter(|id| !has.is_some_and(|h| h.contains(id)))
             .filter(|id| {
                 self.store
                     .get(id)
-                    .is_some_and(|e| e.env.origin_id() != node)
+                    .is_some_and(|e| self.should_offer(&e.env, node))
             })
             .collect();
-        l.offer_cursor = ids.last().copied().or(l.offer_cursor);
-        if ids.is_empty() {
-            l.offer_cursor = None;
-            return;
+        if let Some(l) = self.links.get_mut(&node) {
+            l.next_sync = now_ms + self.cfg.sync_interval_ms;
+            l.offer_cursor = next_cursor;
         }
         for f in id_frames(IdList::Offer, &ids) {
             self.send_frame(node, &f, now_ms);
@@ -1323,21 +1471,26 @@ impl Node {
                 for id in ids {
                     let bytes = self.store.get(&id).map(|e| e.env.bytes().to_vec());
                     if let Some(b) = bytes {
+                        self.metrics.envelopes_forwarded += 1;
                         self.send_envelope_bytes(node, &b);
                     }
                 }
             }
             IdList::Have => {
+                if let Some(l) = self.links.get_mut(&node) {
+                    if l.peer_has.len() + ids.len() > MAX_PEER_HAS {
+                        l.peer_has.clear();
+                    }
+                    l.peer_has.extend(ids.iter().copied());
+                }
                 for id in ids {
                     // The recipient itself confirms: our copy has done its job.
-                    let delivered = self
-                        .store
-                        .get(&id)
-                        .is_some_and(|e| e.env.kind() == Kind::Direct && e.env.dest().id == node.0);
+                    let delivered = self.store.get(&id).is_some_and(|e| {
+                        matches!(e.env.kind(), Kind::Direct | Kind::Ack)
+                            && e.env.dest().id == node.0
+                    });
                     if delivered {
-                        self.store.remove(&id);
-                        self.metrics.envelopes_acked += 1;
-                        self.actions.push_back(Action::Unpersist { id });
+                        self.release(&id);
                     }
                 }
             }
@@ -1371,10 +1524,18 @@ impl Node {
                 return;
             }
         };
+        if env.kind() == Kind::Announce {
+            self.on_announce(now_ms, link, env);
+            return;
+        }
         let id = env.id();
         if self.seen.contains(&id) || self.store.contains(&id) {
             self.metrics.envelopes_duplicate += 1;
             self.ack(link, id, now_ms);
+            if env.kind() == Kind::Direct && env.dest().id == self.me.0 {
+                // The origin may have missed our acknowledgement.
+                self.queue_ack(env.origin_id(), id, env.expires_at(), now_ms);
+            }
             return;
         }
         let origin = env.origin_id();
@@ -1400,16 +1561,23 @@ impl Node {
             self.metrics.envelopes_rate_limited += 1;
             return;
         }
+        let for_me = env.dest().id == self.me.0 && self.for_my_domain(&env);
         match env.kind() {
-            Kind::Announce => {
-                self.seen.insert(id, env.expires_at());
-                self.learn_card(&env, true);
-            }
-            Kind::Direct if env.dest().id == self.me.0 && self.for_my_domain(&env) => {
+            Kind::Announce => {}
+            Kind::Direct if for_me => {
                 self.deliver(&env, now_ms);
                 self.ack(link, id, now_ms);
             }
-            Kind::Direct | Kind::Channel => {
+            Kind::Ack if for_me => {
+                self.on_ack(&env);
+                self.seen.insert(id, env.expires_at());
+                self.ack(link, id, now_ms);
+            }
+            Kind::Direct | Kind::Channel | Kind::Ack => {
+                if env.kind() == Kind::Ack {
+                    // Relays free their copies as the acknowledgement passes.
+                    self.on_ack(&env);
+                }
                 let mut env = env;
                 if !env.take_hop() {
                     // No hops left: we may not pass it on, nothing to keep.
@@ -1418,12 +1586,324 @@ impl Node {
                 }
                 if self.admit(env.clone(), false, now_ms).is_ok() {
                     self.ack(link, id, now_ms);
-                    let dest = NodeId(env.dest().id);
-                    if env.kind() == Kind::Direct && self.links.contains_key(&dest) {
-                        self.send_envelope_bytes(dest, env.bytes());
-                    }
+                    self.forward(&env, Some(link));
                 }
             }
+        }
+    }
+
+    // ---- announces, routing and forwarding ----------------------------------
+
+    /// Re-announce shortly after a link change, debounced.
+    fn announce_soon(&mut self) {
+        self.next_announce = self.next_announce.min(self.clock + ANNOUNCE_SOON_MS);
+    }
+
+    /// Signs a fresh announce and floods it to every link.
+    fn announce_now(&mut self, now_ms: u64) {
+        self.refresh_announce(now_ms);
+        self.next_announce = now_ms + self.cfg.announce_interval_ms;
+        let Some(bytes) = self.announce.as_ref().map(|e| e.bytes().to_vec()) else {
+            return;
+        };
+        let ids: Vec<NodeId> = self.links.keys().copied().collect();
+        for id in ids {
+            self.send_envelope_bytes(id, &bytes);
+        }
+    }
+
+    /// Learns a route and the card from an announce, and floods it on.
+    fn on_announce(&mut self, now_ms: u64, link: NodeId, env: Envelope) {
+        let origin = env.origin_id();
+        let id = env.id();
+        if origin == self.me {
+            self.seen.insert(id, env.expires_at());
+            return;
+        }
+        let Ok(card) = Card::decode(*env.origin(), env.payload()) else {
+            self.metrics.envelopes_invalid += 1;
+            return;
+        };
+        // Every copy teaches a route, also duplicates over other paths.
+        let hops = env
+            .max_hops()
+            .saturating_sub(env.hops_left())
+            .saturating_add(1);
+        self.routes.learn(origin, link, hops, card.seq, now_ms);
+        if self.seen.contains(&id) {
+            self.metrics.envelopes_duplicate += 1;
+            return;
+        }
+        self.seen.insert(id, env.expires_at());
+        if let Some(&t) = self.announce_seen.get(&origin)
+            && now_ms < t + self.cfg.announce_min_interval_ms
+        {
+            self.metrics.envelopes_rate_limited += 1;
+            return;
+        }
+        if self.announce_seen.len() >= self.cfg.max_cards * 2 {
+            let cutoff = now_ms.saturating_sub(self.cfg.route_timeout_ms);
+            self.announce_seen.retain(|_, t| *t >= cutoff);
+        }
+        self.announce_seen.insert(origin, now_ms);
+        self.metrics.announces_in += 1;
+        self.learn_card(&env, true);
+        let mut env = env;
+        if env.take_hop() {
+            let targets: Vec<NodeId> = self
+                .links
+                .keys()
+                .filter(|k| **k != link && **k != origin)
+                .copied()
+                .collect();
+            for t in targets {
+                self.metrics.announces_forwarded += 1;
+                self.send_envelope_bytes(t, env.bytes());
+            }
+        }
+    }
+
+    /// Whether the stored `env` should go to link `to`: a direct envelope
+    /// goes only to its recipient when linked, else only along the best
+    /// route, else (no route) to every link; channel envelopes go everywhere.
+    /// Nothing goes back to its origin, and nothing with no hops left goes to
+    /// anyone but its recipient.
+    fn should_offer(&self, env: &Envelope, to: NodeId) -> bool {
+        if env.origin_id() == to {
+            return false;
+        }
+        match env.kind() {
+            Kind::Direct | Kind::Ack => {
+                let dest = NodeId(env.dest().id);
+                if dest == to {
+                    return true;
+                }
+                if env.hops_left() == 0 || self.links.contains_key(&dest) {
+                    return false;
+                }
+                match self.routes.best(&dest) {
+                    Some(r) if self.links.contains_key(&r.via) => r.via == to,
+                    _ => true,
+                }
+            }
+            Kind::Channel => env.hops_left() > 0,
+            Kind::Announce => false,
+        }
+    }
+
+    /// Sends an envelope on at once to every link [`should_offer`] picks,
+    /// except the one it came from.
+    fn forward(&mut self, env: &Envelope, from: Option<NodeId>) {
+        let targets: Vec<NodeId> = self
+            .links
+            .keys()
+            .filter(|k| Some(**k) != from && self.should_offer(env, **k))
+            .copied()
+            .collect();
+        for t in targets {
+            self.metrics.envelopes_forwarded += 1;
+            self.send_envelope_bytes(t, env.bytes());
+        }
+    }
+
+    /// Routes for `meshpost routes`: neighbours, then learned routes.
+    pub fn routes(&self) -> Vec<RouteInfo> {
+        let now = self.clock;
+        let mut out: Vec<RouteInfo> = self
+            .links
+            .iter()
+            .map(|(n, l)| RouteInfo {
+                dest: *n,
+                name: self.name_of(n),
+                via: *n,
+                hops: 1,
+                age_ms: now.saturating_sub(l.last_rx),
+            })
+            .collect();
+        for (dest, r) in self.routes.iter() {
+            if self.links.contains_key(dest) || !self.links.contains_key(&r.via) {
+                continue;
+            }
+            out.push(RouteInfo {
+                dest: *dest,
+                name: self.name_of(dest),
+                via: r.via,
+                hops: r.hops,
+                age_ms: now.saturating_sub(r.updated),
+            });
+        }
+        out
+    }
+
+    fn name_of(&self, n: &NodeId) -> String {
+        self.cards
+            .get(n)
+            .map(|c| c.name.clone())
+            .unwrap_or_default()
+    }
+
+    // ---- end-to-end acknowledgements ----------------------------------------
+
+    /// Drops a stored envelope whose recipient confirmed it, and remembers
+    /// its id so it is not taken in again.
+    fn release(&mut self, id: &EnvelopeId) {
+        if let Some(e) = self.store.remove(id) {
+            self.seen.insert(*id, e.env.expires_at());
+            self.metrics.envelopes_acked += 1;
+            self.actions.push_back(Action::Unpersist { id: *id });
+        }
+    }
+
+    fn queue_ack(&mut self, origin: NodeId, id: EnvelopeId, expires: u64, now_ms: u64) {
+        let total: usize = self.pending_acks.values().map(Vec::len).sum();
+        if total >= MAX_PENDING_ACKS || origin == self.me {
+            return;
+        }
+        let q = self.pending_acks.entry(origin).or_default();
+        if !q.iter().any(|(x, _)| *x == id) {
+            q.push((id, expires));
+        }
+        if self.next_ack_flush.is_none() {
+            self.next_ack_flush = Some(now_ms + self.cfg.ack_delay_ms);
+        }
+    }
+
+    /// Sends one signed acknowledgement per origin for what was delivered.
+    fn flush_acks(&mut self, now_ms: u64) {
+        self.next_ack_flush = None;
+        let pending = core::mem::take(&mut self.pending_acks);
+        let now_s = now_ms / 1000;
+        for (origin, ids) in pending {
+            for chunk in ids.chunks(crate::ack::MAX_ACK_IDS) {
+                let list: Vec<EnvelopeId> = chunk.iter().map(|(id, _)| *id).collect();
+                let payload = crate::ack::encode(&list);
+                // It lives as long as the longest-lived envelope it confirms.
+                let expires = chunk.iter().map(|(_, e)| *e).max().unwrap_or(now_s);
+                let ttl = expires
+                    .saturating_sub(now_s)
+                    .clamp(60, crate::envelope::MAX_TTL as u64) as u32;
+                let Ok(env) = Envelope::seal(
+                    &self.identity,
+                    &Draft {
+                        kind: Kind::Ack,
+                        max_hops: self.cfg.default_hops,
+                        created: now_s,
+                        ttl,
+                        dest: Destination {
+                            id: origin.0,
+                            domain: String::new(),
+                        },
+                        payload: &payload,
+                    },
+                ) else {
+                    continue;
+                };
+                if self.admit(env.clone(), true, now_ms).is_ok() {
+                    self.metrics.acks_sent += 1;
+                    self.forward(&env, None);
+                }
+            }
+        }
+    }
+
+    /// Frees stored copies of what an acknowledgement lists, but only of
+    /// envelopes addressed to the acknowledgement's signer.
+    fn on_ack(&mut self, ack: &Envelope) {
+        self.metrics.acks_in += 1;
+        let Ok(ids) = crate::ack::decode(ack.payload()) else {
+            self.metrics.envelopes_invalid += 1;
+            return;
+        };
+        let recipient = ack.origin_id();
+        for id in ids {
+            let addressed = self
+                .store
+                .get(&id)
+                .is_some_and(|e| e.env.kind() == Kind::Direct && e.env.dest().id == recipient.0);
+            if addressed {
+                self.release(&id);
+            }
+        }
+    }
+
+    // ---- discovery ----------------------------------------------------------
+
+    /// Records a peer that discovery (mDNS) found at `addr`, announcing node
+    /// id `node` and key fingerprint `fp`; the node links to it unless it is
+    /// linked already. Call again whenever it is seen, to keep it fresh.
+    pub fn discovered(&mut self, addr: SocketAddr, node: NodeId, fp: [u8; 8], now_ms: u64) {
+        self.clock = self.clock.max(now_ms);
+        if node == self.me {
+            return;
+        }
+        if let Some(d) = self.discovered.get_mut(&node) {
+            d.last_seen = now_ms;
+            if d.addr != addr || d.fp != fp {
+                d.addr = addr;
+                d.fp = fp;
+                d.next_attempt = now_ms;
+                d.backoff = self.cfg.retry_min_ms;
+            }
+            return;
+        }
+        if self.discovered.len() >= self.cfg.max_discovered {
+            let oldest = self
+                .discovered
+                .iter()
+                .min_by_key(|(_, d)| d.last_seen)
+                .map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.discovered.remove(&k);
+            }
+        }
+        // Of two nodes that find each other, the lower id dials at once and
+        // the other a little later, so that they rarely both dial.
+        let wait = if self.me < node {
+            0
+        } else {
+            2 * self.cfg.retry_min_ms
+        };
+        self.discovered.insert(
+            node,
+            Discovered {
+                addr,
+                fp,
+                last_seen: now_ms,
+                next_attempt: now_ms + wait,
+                backoff: self.cfg.retry_min_ms,
+            },
+        );
+    }
+
+    /// Peers found by discovery, for status output.
+    pub fn discovered_peers(&self) -> Vec<DiscoveredInfo> {
+        self.discovered
+            .iter()
+            .map(|(n, d)| DiscoveredInfo {
+                node: *n,
+                addr: d.addr,
+                age_ms: self.clock.saturating_sub(d.last_seen),
+            })
+            .collect()
+    }
+
+    fn discovery_timers(&mut self, now_ms: u64, rng: &mut impl CryptoRngCore) {
+        let timeout = self.cfg.discovery_timeout_ms;
+        self.discovered
+            .retain(|_, d| d.last_seen + timeout > now_ms);
+        let due: Vec<(NodeId, SocketAddr, [u8; 8])> = self
+            .discovered
+            .iter()
+            .filter(|(n, d)| !self.links.contains_key(*n) && now_ms >= d.next_attempt)
+            .map(|(n, d)| (*n, d.addr, d.fp))
+            .collect();
+        for (node, addr, fp) in due {
+            if let Some(d) = self.discovered.get_mut(&node) {
+                d.next_attempt = now_ms + d.backoff;
+                d.backoff = (d.backoff * 2).min(self.cfg.retry_max_ms);
+            }
+            self.initiators.retain(|_, x| x.addr != addr);
+            self.initiate(addr, None, Some((node, fp)), now_ms, rng);
         }
     }
 
@@ -1437,6 +1917,7 @@ impl Node {
             Ok(opened) => {
                 self.metrics.envelopes_delivered += 1;
                 let from = env.origin_id();
+                self.queue_ack(from, env.id(), env.expires_at(), self.clock);
                 let from_name = self
                     .cards
                     .get(&from)
@@ -1493,7 +1974,6 @@ impl Node {
     fn send_envelope_bytes(&mut self, node: NodeId, bytes: &[u8]) {
         let xfer = self.next_xfer;
         self.next_xfer = self.next_xfer.wrapping_add(1);
-        self.metrics.envelopes_forwarded += 1;
         let now = self.clock;
         for f in split(xfer, bytes) {
             self.send_frame(node, &f, now);

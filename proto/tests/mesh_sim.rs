@@ -1,0 +1,307 @@
+//! Many nodes on virtual time, wired by an in-memory network whose links can
+//! be cut: routing, multi-hop forwarding, store-and-forward and expiry,
+//! driven only through the public poll API.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use meshpost_proto::envelope::EnvelopeId;
+use meshpost_proto::identity::{Identity, NodeId, fingerprint};
+use meshpost_proto::node::{Action, Config, Delivery, Node};
+use rand_core::OsRng;
+
+const T0: u64 = 1_800_000_000_000;
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8 + 1)), 4849)
+}
+
+struct Sim {
+    nodes: Vec<Node>,
+    keys: Vec<[u8; 32]>,
+    up: BTreeSet<(usize, usize)>,
+    now: u64,
+    delivered: Vec<Vec<Delivery>>,
+    /// Envelopes in each node's store as persisted (Persist minus Unpersist).
+    persisted: Vec<BTreeSet<String>>,
+}
+
+impl Sim {
+    fn new(n: usize, edges: &[(usize, usize)]) -> Sim {
+        let cfg = Config {
+            announce_interval_ms: 5_000,
+            sync_interval_ms: 2_000,
+            keepalive_ms: 2_000,
+            dead_after_ms: 6_000,
+            route_timeout_ms: 15_000,
+            ..Config::default()
+        };
+        let mut nodes = Vec::new();
+        let mut keys = Vec::new();
+        for i in 0..n {
+            let id = Identity::generate(&mut OsRng);
+            keys.push(id.public_key());
+            nodes.push(Node::new(
+                id,
+                Config {
+                    name: format!("n{i}"),
+                    ..cfg.clone()
+                },
+                T0,
+            ));
+        }
+        let mut sim = Sim {
+            nodes,
+            keys,
+            up: BTreeSet::new(),
+            now: T0,
+            delivered: vec![Vec::new(); n],
+            persisted: vec![BTreeSet::new(); n],
+        };
+        for &(a, b) in edges {
+            sim.connect(a, b);
+        }
+        sim
+    }
+
+    fn id(&self, i: usize) -> NodeId {
+        self.nodes[i].node_id()
+    }
+
+    fn connect(&mut self, a: usize, b: usize) {
+        self.up.insert((a.min(b), a.max(b)));
+    }
+
+    fn cut(&mut self, a: usize, b: usize) {
+        self.up.remove(&(a.min(b), a.max(b)));
+    }
+
+    fn linked(&self, a: usize, b: usize) -> bool {
+        self.up.contains(&(a.min(b), a.max(b)))
+    }
+
+    /// One tick: "mDNS" tells each node about its reachable neighbours, timers
+    /// run, and datagrams flow until the network is quiet.
+    fn step(&mut self, ms: u64) {
+        self.now += ms;
+        let n = self.nodes.len();
+        for i in 0..n {
+            for j in 0..n {
+                if i != j && self.linked(i, j) {
+                    let (id, fp) = (self.id(j), fingerprint(&self.keys[j]));
+                    self.nodes[i].discovered(addr(j), id, fp, self.now);
+                }
+            }
+            self.nodes[i].handle_timeout(self.now, &mut OsRng);
+        }
+        for _ in 0..10_000 {
+            let mut moved = false;
+            for i in 0..n {
+                while let Some(a) = self.nodes[i].poll_action() {
+                    moved = true;
+                    match a {
+                        Action::Transmit { to, data } => {
+                            if let Some(j) = (0..n).find(|&j| addr(j) == to)
+                                && self.linked(i, j)
+                            {
+                                self.nodes[j].handle_datagram(self.now, addr(i), &data, &mut OsRng);
+                            }
+                        }
+                        Action::Deliver(d) => self.delivered[i].push(d),
+                        Action::Persist { id, .. } => {
+                            self.persisted[i].insert(id.to_string());
+                        }
+                        Action::Unpersist { id } => {
+                            self.persisted[i].remove(&id.to_string());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn run(&mut self, ms: u64) {
+        let steps = ms / 250;
+        for _ in 0..steps {
+            self.step(250);
+        }
+    }
+
+    fn forwarded(&self) -> u64 {
+        self.nodes
+            .iter()
+            .map(|n| n.metrics().envelopes_forwarded)
+            .sum()
+    }
+
+    fn send(&mut self, from: usize, to: usize, text: &str, ttl: Option<u32>) -> EnvelopeId {
+        let dest = self.id(to);
+        self.nodes[from]
+            .send_direct(self.now, &mut OsRng, dest, text.as_bytes(), ttl, None)
+            .unwrap()
+    }
+}
+
+fn line(n: usize) -> Sim {
+    let edges: Vec<(usize, usize)> = (0..n - 1).map(|i| (i, i + 1)).collect();
+    Sim::new(n, &edges)
+}
+
+#[test]
+fn a_line_of_five_learns_routes_and_delivers_end_to_end_exactly_once() {
+    let mut s = line(5);
+    s.run(20_000);
+    for i in 0..5 {
+        let routes: BTreeMap<NodeId, u8> = s.nodes[i]
+            .routes()
+            .into_iter()
+            .map(|r| (r.dest, r.hops))
+            .collect();
+        for j in 0..5 {
+            if i != j {
+                let hops = routes.get(&s.id(j)).copied();
+                assert_eq!(
+                    hops,
+                    Some((i as i32 - j as i32).unsigned_abs() as u8),
+                    "route {i}->{j}"
+                );
+            }
+        }
+        // Next hop towards the far end is the neighbour on that side.
+        if i < 4 {
+            let r = s.nodes[i]
+                .routes()
+                .into_iter()
+                .find(|r| r.dest == s.id(4))
+                .unwrap();
+            assert_eq!(r.via, s.id(i + 1));
+        }
+    }
+    s.send(0, 4, "hello E", None);
+    s.run(3_000);
+    assert_eq!(s.delivered[4].len(), 1);
+    assert_eq!(s.delivered[4][0].body, b"hello E");
+    assert!(
+        s.delivered[1..4].iter().all(Vec::is_empty),
+        "relays deliver nothing"
+    );
+    // The end-to-end acknowledgement freed every relay's copy, and A's.
+    s.run(5_000);
+    for i in 0..4 {
+        let direct_left = s.nodes[i]
+            .store()
+            .iter()
+            .filter(|(_, e)| e.env.kind() == meshpost_proto::envelope::Kind::Direct)
+            .count();
+        assert_eq!(direct_left, 0, "node {i} still holds the message");
+    }
+    s.run(20_000);
+    assert_eq!(s.delivered[4].len(), 1, "never delivered twice");
+}
+
+#[test]
+fn partition_and_heal_delivers_all_fifty_once_and_the_flood_ends() {
+    let mut s = line(5);
+    s.run(20_000);
+    s.cut(2, 3);
+    s.run(10_000);
+    assert!(!s.nodes[2].is_linked(&s.id(3)));
+    for i in 0..50 {
+        s.send(0, 4, &format!("m{i}"), None);
+    }
+    s.run(10_000);
+    assert!(s.delivered[4].is_empty());
+    assert!(s.nodes[2].store().len() >= 50, "C holds them while cut off");
+    s.connect(2, 3);
+    s.run(30_000);
+    let got: BTreeSet<Vec<u8>> = s.delivered[4].iter().map(|d| d.body.clone()).collect();
+    assert_eq!(s.delivered[4].len(), 50, "exactly once");
+    assert_eq!(got.len(), 50);
+    // The flood ended: once quiet, no data envelope moves any more.
+    s.run(10_000);
+    let a = s.forwarded();
+    s.run(30_000);
+    assert_eq!(s.forwarded(), a, "envelopes still circulating");
+    for i in 0..5 {
+        let direct = s.nodes[i]
+            .store()
+            .iter()
+            .filter(|(_, e)| e.env.kind() == meshpost_proto::envelope::Kind::Direct)
+            .count();
+        assert_eq!(direct, 0, "node {i} freed its copies");
+    }
+}
+
+#[test]
+fn an_envelope_that_expires_during_a_partition_is_never_delivered_and_purged() {
+    let mut s = line(5);
+    s.run(20_000);
+    s.cut(2, 3);
+    s.run(10_000);
+    let late = s.send(0, 4, "too late", Some(60));
+    s.send(0, 4, "in time", None);
+    s.run(70_000);
+    s.connect(2, 3);
+    s.run(30_000);
+    let texts: Vec<Vec<u8>> = s.delivered[4].iter().map(|d| d.body.clone()).collect();
+    assert_eq!(texts, vec![b"in time".to_vec()]);
+    for i in 0..5 {
+        assert!(
+            !s.nodes[i].store().contains(&late),
+            "node {i} still holds the expired envelope"
+        );
+        assert!(
+            !s.persisted[i].contains(&late.to_string()),
+            "node {i} did not unpersist it"
+        );
+    }
+}
+
+#[test]
+fn when_a_link_fails_traffic_moves_to_the_other_path() {
+    // A square: 0-1-3 and 0-2-3.
+    let mut s = Sim::new(4, &[(0, 1), (1, 3), (0, 2), (2, 3)]);
+    s.run(20_000);
+    let via = s.nodes[0]
+        .routes()
+        .into_iter()
+        .find(|r| r.dest == s.id(3))
+        .unwrap()
+        .via;
+    let (first, other) = if via == s.id(1) { (1, 2) } else { (2, 1) };
+    s.cut(0, first);
+    s.run(8_000);
+    let r = s.nodes[0]
+        .routes()
+        .into_iter()
+        .find(|r| r.dest == s.id(3))
+        .unwrap();
+    assert_eq!(r.via, s.id(other), "route moved to the surviving path");
+    s.send(0, 3, "around", None);
+    s.run(3_000);
+    assert_eq!(s.delivered[3].len(), 1);
+}
+
+#[test]
+fn direct_envelopes_follow_the_route_instead_of_flooding() {
+    // A star around node 0 plus a tail: 1-0-2, 0-3, 3-4. A message 1->4
+    // must not visit node 2.
+    let mut s = Sim::new(5, &[(0, 1), (0, 2), (0, 3), (3, 4)]);
+    s.run(20_000);
+    let before = s.nodes[2].metrics().envelopes_in;
+    let announces_before = s.nodes[2].metrics().announces_in;
+    s.send(1, 4, "routed", None);
+    s.run(2_000);
+    assert_eq!(s.delivered[4].len(), 1);
+    let data_at_2 = (s.nodes[2].metrics().envelopes_in - before)
+        - (s.nodes[2].metrics().announces_in - announces_before)
+        - s.nodes[2].metrics().envelopes_duplicate;
+    assert_eq!(
+        data_at_2, 0,
+        "node 2 is off the route and got no data envelope"
+    );
+}
