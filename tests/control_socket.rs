@@ -54,13 +54,9 @@ fn one(root: &std::path::Path, extra: &str) -> Node {
 fn garbage_gets_an_error_and_the_next_client_is_served() {
     let t = TempDir::new("garbage");
     let n = one(&t.0, "");
-    for junk in [
-        &b"{not json\n"[..],
-        b"[1,2,3]\n",
-        b"{\"cmd\": 5}\n",
-        b"\xff\xfe\x00garbage\n",
-        b"{\"cmd\":\"frobnicate\"}\n",
-    ] {
+    for junk in
+        [&b"{not json\n"[..], b"[1,2,3]\n", b"{\"cmd\": 5}\n", b"\xff\xfe\x00garbage\n", b"{\"cmd\":\"frobnicate\"}\n"]
+    {
         let line = raw(&n.sock, junk);
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["ok"], false, "{line}");
@@ -94,10 +90,7 @@ fn oversized_and_half_sent_requests_are_cut_off() {
     s.write_all(b"{\"cmd\": \"sta").unwrap();
     let started = Instant::now();
     assert_eq!(n.request(json!({"cmd": "status"}))["ok"], true);
-    assert!(
-        started.elapsed() < Duration::from_millis(900),
-        "others are not held up"
-    );
+    assert!(started.elapsed() < Duration::from_millis(900), "others are not held up");
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut line = String::new();
     BufReader::new(&s).read_line(&mut line).unwrap();
@@ -111,8 +104,7 @@ fn a_client_that_never_reads_does_not_stall_others() {
     let mut slow = UnixStream::connect(&n.sock).unwrap();
     // Queue many requests whose answers the client never reads.
     let req = b"{\"cmd\":\"metrics\"}\n".repeat(2000);
-    slow.set_write_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
+    slow.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
     let _ = slow.write_all(&req);
     for _ in 0..20 {
         let t0 = Instant::now();
@@ -131,20 +123,13 @@ fn a_client_that_never_reads_does_not_stall_others() {
 #[test]
 fn client_limit_refuses_extra_clients_with_an_error() {
     let t = TempDir::new("limit");
-    let n = one(
-        &t.0,
-        "\toption max_clients '3'\n\toption control_timeout '30'\n",
-    );
-    let held: Vec<UnixStream> = (0..3)
-        .map(|_| UnixStream::connect(&n.sock).unwrap())
-        .collect();
+    let n = one(&t.0, "\toption max_clients '3'\n\toption control_timeout '30'\n");
+    let held: Vec<UnixStream> = (0..3).map(|_| UnixStream::connect(&n.sock).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(200));
     let line = raw(&n.sock, b"{\"cmd\":\"status\"}\n");
     assert!(line.contains("too many clients"), "{line}");
     drop(held);
-    assert!(wait_until(5, || n
-        .try_request(&json!({"cmd": "status"}))
-        .is_ok_and(|v| v["ok"] == true)));
+    assert!(wait_until(5, || n.try_request(&json!({"cmd": "status"})).is_ok_and(|v| v["ok"] == true)));
     assert!(n.metric("control_refused_busy_total") >= 1);
 }
 
@@ -171,18 +156,13 @@ fn subscribers_stream_new_messages() {
 
 #[test]
 fn cli_errors_are_one_line_with_nonzero_exit() {
-    let out = std::process::Command::new(BIN)
-        .args(["--socket", "/nonexistent/meshpost.sock", "status"])
-        .output()
-        .unwrap();
+    let out =
+        std::process::Command::new(BIN).args(["--socket", "/nonexistent/meshpost.sock", "status"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("meshpost: error: cannot connect"));
-    let out = std::process::Command::new(BIN)
-        .arg("frob")
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(BIN).arg("frob").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown command"));
 }
@@ -206,11 +186,7 @@ fn users_without_permission_are_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("permission denied"), "{err}");
     assert!(n.metric("control_refused_access_total") >= 1);
-    assert!(
-        wait_until(5, || n.log().contains("control socket: refused uid 65534")),
-        "{}",
-        n.log()
-    );
+    assert!(wait_until(5, || n.log().contains("control socket: refused uid 65534")), "{}", n.log());
 }
 
 #[test]
@@ -228,11 +204,7 @@ fn members_of_socket_group_are_allowed() {
         .as_user(65534, 100, &[65534])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut s = String::new();
     out.stdout.as_slice().read_to_string(&mut s).unwrap();
     let v: Value = serde_json::from_str(&s).unwrap();

@@ -18,10 +18,7 @@ use meshpost_proto::node::{Action, Config, Node as ProtoNode, PeerSpec};
 use rand_core::{OsRng, RngCore};
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 struct Peer {
@@ -46,8 +43,7 @@ impl Peer {
                 }
             }
             if let Ok((n, from)) = self.sock.recv_from(&mut buf) {
-                self.node
-                    .handle_datagram(now_ms(), from, &buf[..n], &mut OsRng);
+                self.node.handle_datagram(now_ms(), from, &buf[..n], &mut OsRng);
             }
         }
     }
@@ -63,43 +59,27 @@ fn forged_replayed_and_random_datagrams_are_dropped_and_the_daemon_keeps_serving
     let bid = NodeId::from_public_key(&bkey);
 
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(10)))
-        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
     let mut peer = Peer {
         node: ProtoNode::new(
             Identity::generate(&mut OsRng),
-            Config {
-                name: "mallory".into(),
-                ..Config::default()
-            },
+            Config { name: "mallory".into(), ..Config::default() },
             now_ms(),
         ),
         sock,
         captured: Vec::new(),
         capture: false,
     };
-    peer.node.add_peer(
-        PeerSpec {
-            addr: baddr,
-            pin: Some(bkey),
-        },
-        now_ms(),
-    );
+    peer.node.add_peer(PeerSpec { addr: baddr, pin: Some(bkey) }, now_ms());
     let end = Instant::now() + Duration::from_secs(10);
     while !(peer.node.is_linked(&bid) && peer.node.card(&bid).is_some()) {
-        assert!(
-            Instant::now() < end,
-            "test peer could not link; B log:\n{}",
-            b.log()
-        );
+        assert!(Instant::now() < end, "test peer could not link; B log:\n{}", b.log());
         peer.pump(50);
     }
 
     // A genuine message arrives.
     peer.capture = true;
-    peer.node
-        .send_direct(now_ms(), &mut OsRng, bid, b"genuine 1", None, None)
-        .unwrap();
+    peer.node.send_direct(now_ms(), &mut OsRng, bid, b"genuine 1", None, None).unwrap();
     peer.pump(300);
     peer.capture = false;
     assert!(wait_until(5, || b.inbox().len() == 1));
@@ -110,8 +90,7 @@ fn forged_replayed_and_random_datagrams_are_dropped_and_the_daemon_keeps_serving
     for (to, d) in &replay {
         peer.sock.send_to(d, to).unwrap();
     }
-    assert!(wait_until(5, || b.metric("datagrams_replayed_total")
-        >= replay.len() as u64));
+    assert!(wait_until(5, || b.metric("datagrams_replayed_total") >= replay.len() as u64));
     assert_eq!(b.inbox().len(), 1);
 
     // A correctly encrypted envelope whose signature is forged is dropped
@@ -126,10 +105,7 @@ fn forged_replayed_and_random_datagrams_are_dropped_and_the_daemon_keeps_serving
             max_hops: 4,
             created: now_ms() / 1000,
             ttl: 3600,
-            dest: Destination {
-                id: bid.0,
-                domain: String::new(),
-            },
+            dest: Destination { id: bid.0, domain: String::new() },
             payload: &payload,
         },
     )
@@ -177,36 +153,19 @@ fn forged_replayed_and_random_datagrams_are_dropped_and_the_daemon_keeps_serving
     }
     // It keeps serving the socket and the link.
     assert_eq!(b.request(serde_json::json!({"cmd": "status"}))["ok"], true);
-    peer.node
-        .send_direct(now_ms(), &mut OsRng, bid, b"genuine 2", None, None)
-        .unwrap();
+    peer.node.send_direct(now_ms(), &mut OsRng, bid, b"genuine 2", None, None).unwrap();
     let end = Instant::now() + Duration::from_secs(15);
     while b.inbox().len() < 2 {
-        assert!(
-            Instant::now() < end,
-            "B stopped delivering; log:\n{}",
-            b.log()
-        );
+        assert!(Instant::now() < end, "B stopped delivering; log:\n{}", b.log());
         peer.pump(100);
     }
-    let texts: Vec<String> = b
-        .inbox()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap().to_string())
-        .collect();
+    let texts: Vec<String> = b.inbox().iter().map(|m| m["text"].as_str().unwrap().to_string()).collect();
     assert_eq!(texts, ["genuine 1", "genuine 2"]);
     let got = b.metric("datagrams_in_total") - before;
-    assert!(
-        got >= 10_000,
-        "every junk datagram reached the daemon ({got})"
-    );
+    assert!(got >= 10_000, "every junk datagram reached the daemon ({got})");
     // All but the ~104 handshake-init-shaped ones (which are answered, at a
     // bounded cost) are dropped at parsing or session lookup.
-    let dropped =
-        b.metric("datagrams_malformed_total") + b.metric("datagrams_unknown_session_total");
+    let dropped = b.metric("datagrams_malformed_total") + b.metric("datagrams_unknown_session_total");
     assert!(dropped >= 9_800, "junk was counted as dropped ({dropped})");
-    assert!(
-        b.child.as_mut().unwrap().try_wait().unwrap().is_none(),
-        "daemon still running"
-    );
+    assert!(b.child.as_mut().unwrap().try_wait().unwrap().is_none(), "daemon still running");
 }

@@ -15,10 +15,7 @@ fn send(a: &Node, to: &str, text: &str) -> Value {
 }
 
 fn texts(n: &Node) -> Vec<String> {
-    n.inbox()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap().to_string())
-        .collect()
+    n.inbox().iter().map(|m| m["text"].as_str().unwrap().to_string()).collect()
 }
 
 #[test]
@@ -27,17 +24,9 @@ fn a_sends_to_b_by_cli_and_b_inbox_shows_the_exact_text() {
     let (a, b) = linked_pair(&t.0);
     let text = "Grüße from A: it's \"quoted\", with\ttabs and ✓ emoji";
     let out = a.cli(&["send", "b", text]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("queued "));
-    assert!(
-        wait_until(10, || b.inbox().len() == 1),
-        "B log:\n{}",
-        b.log()
-    );
+    assert!(wait_until(10, || b.inbox().len() == 1), "B log:\n{}", b.log());
     let msg = &b.inbox()[0];
     assert_eq!(msg["text"], text);
     assert_eq!(msg["from"], a.node_id());
@@ -83,10 +72,7 @@ fn messages_wait_for_a_stopped_peer_and_arrive_exactly_once() {
     let got = texts(&b);
     assert_eq!(got.len(), 100, "exactly once");
     assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), sent);
-    assert!(
-        wait_until(10, || a.store_count() == 0),
-        "acks released A's copies"
-    );
+    assert!(wait_until(10, || a.store_count() == 0), "acks released A's copies");
     // A restart of B does not deliver anything again.
     b.stop();
     b.start();
@@ -109,18 +95,9 @@ fn acknowledged_sends_survive_kill_9() {
     // Killed right after the 100th acknowledgement: no clean shutdown.
     a.kill9();
     a.start();
-    assert_eq!(
-        a.store_count(),
-        100,
-        "all acknowledged envelopes were on disk"
-    );
+    assert_eq!(a.store_count(), 100, "all acknowledged envelopes were on disk");
     b.start();
-    assert!(
-        wait_until(30, || b.inbox().len() >= 100),
-        "B got {}\nA:\n{}",
-        b.inbox().len(),
-        a.log()
-    );
+    assert!(wait_until(30, || b.inbox().len() >= 100), "B got {}\nA:\n{}", b.inbox().len(), a.log());
     std::thread::sleep(std::time::Duration::from_secs(2));
     let got: BTreeSet<String> = texts(&b).into_iter().collect();
     assert_eq!(b.inbox().len(), 100);
@@ -143,10 +120,7 @@ fn a_wrong_pinned_key_gets_no_link_and_is_logged() {
     assert!(!a.linked_to(&bid));
     assert!(a.metric("peers_refused_total") >= 1);
     let log = a.log();
-    assert!(
-        log.contains("peer refused") && log.contains("pinned"),
-        "A log:\n{log}"
-    );
+    assert!(log.contains("peer refused") && log.contains("pinned"), "A log:\n{log}");
     // Nothing can be sent to B: its keys were never accepted.
     let v = a.request(json!({"cmd": "send", "to": bid, "text": "x"}));
     assert_eq!(v["ok"], false);
@@ -177,11 +151,7 @@ fn sighup_and_reload_keep_the_store_and_the_link() {
     assert_eq!(a.store_count(), before, "reload keeps the store");
     assert_eq!(a.request(json!({"cmd": "store"}))["max_count"], 500);
     b.start();
-    assert!(
-        wait_until(15, || b.inbox().len() == 6),
-        "B got {}",
-        b.inbox().len()
-    );
+    assert!(wait_until(15, || b.inbox().len() == 6), "B got {}", b.inbox().len());
     // A reload with a broken file keeps the running configuration and links.
     std::fs::write(&a.conf, "config meshpost 'main'\n\toption port 'many'\n").unwrap();
     let v = a.request(json!({"cmd": "reload"}));
@@ -196,23 +166,14 @@ fn identity_file_must_be_private_and_intact() {
     let t = TempDir::new("ident");
     let mut a = Node::new(&t.0, "a");
     let key = a.dir.join("identity.key");
-    assert_eq!(
-        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     a.write_config();
-    let out = std::process::Command::new(BIN)
-        .args(["daemon", "--foreground", "--config"])
-        .arg(&a.conf)
-        .output()
-        .unwrap();
+    let out =
+        std::process::Command::new(BIN).args(["daemon", "--foreground", "--config"]).arg(&a.conf).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("mode 0644") && err.contains("chmod 600"),
-        "{err}"
-    );
+    assert!(err.contains("mode 0644") && err.contains("chmod 600"), "{err}");
     // Corrupt: one seed digit changed.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mut text = std::fs::read_to_string(&key).unwrap();
@@ -220,11 +181,8 @@ fn identity_file_must_be_private_and_intact() {
     let c = if &text[pos..pos + 1] == "0" { "1" } else { "0" };
     text.replace_range(pos..pos + 1, c);
     std::fs::write(&key, text).unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["daemon", "--foreground", "--config"])
-        .arg(&a.conf)
-        .output()
-        .unwrap();
+    let out =
+        std::process::Command::new(BIN).args(["daemon", "--foreground", "--config"]).arg(&a.conf).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt"));
     a.child = None;
@@ -234,22 +192,11 @@ fn identity_file_must_be_private_and_intact() {
 fn config_errors_name_file_line_and_option() {
     let t = TempDir::new("conf");
     let conf = t.0.join("bad.conf");
-    std::fs::write(
-        &conf,
-        "config meshpost 'main'\n\toption port '4849'\n\toption log_level 'loud'\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["daemon", "--foreground", "--config"])
-        .arg(&conf)
-        .output()
-        .unwrap();
+    std::fs::write(&conf, "config meshpost 'main'\n\toption port '4849'\n\toption log_level 'loud'\n").unwrap();
+    let out = std::process::Command::new(BIN).args(["daemon", "--foreground", "--config"]).arg(&conf).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!("{}:3: option 'log_level'", conf.display())),
-        "{err}"
-    );
+    assert!(err.contains(&format!("{}:3: option 'log_level'", conf.display())), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one error line: {err}");
     assert!(err.starts_with("meshpost: error: "));
 }
@@ -266,11 +213,7 @@ fn peers_added_and_removed_at_runtime_from_the_cli() {
     // A wrong pin is refused...
     let wrong = "11".repeat(32);
     let out = a.cli(&["peer", "add", &addr, &wrong]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert!(!a.linked_to(&bid));
     // ...the right one links, and the table shows it.

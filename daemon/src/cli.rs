@@ -42,11 +42,7 @@ pub struct Cli {
 }
 
 pub fn parse(args: Vec<String>) -> Result<Cli, String> {
-    let mut cli = Cli {
-        socket: None,
-        json: false,
-        words: Vec::new(),
-    };
+    let mut cli = Cli { socket: None, json: false, words: Vec::new() };
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -70,10 +66,7 @@ pub fn socket_path(cli: &Cli) -> PathBuf {
 fn connect(cli: &Cli) -> Result<UnixStream, String> {
     let path = socket_path(cli);
     let s = UnixStream::connect(&path).map_err(|e| {
-        format!(
-            "cannot connect to {} ({e}); is the daemon running? (--socket or MESHPOST_SOCKET)",
-            path.display()
-        )
+        format!("cannot connect to {} ({e}); is the daemon running? (--socket or MESHPOST_SOCKET)", path.display())
     })?;
     let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
     Ok(s)
@@ -101,11 +94,7 @@ pub fn request(cli: &Cli, req: &Value) -> Result<Value, String> {
     if v.get("ok") == Some(&Value::Bool(true)) {
         Ok(v)
     } else {
-        Err(v
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or("request failed")
-            .to_string())
+        Err(v.get("error").and_then(Value::as_str).unwrap_or("request failed").to_string())
     }
 }
 
@@ -157,11 +146,7 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 /// Runs a client subcommand; returns what to print.
 pub fn run(cli: &Cli) -> Result<String, String> {
     let mut words = cli.words.clone();
-    let cmd = if words.is_empty() {
-        String::new()
-    } else {
-        words.remove(0)
-    };
+    let cmd = if words.is_empty() { String::new() } else { words.remove(0) };
     let req = match cmd.as_str() {
         "status" => json!({"cmd": "status"}),
         "identity" => {
@@ -175,9 +160,8 @@ pub fn run(cli: &Cli) -> Result<String, String> {
         "reload" => json!({"cmd": "reload"}),
         "metrics" => json!({"cmd": "metrics"}),
         "send" => {
-            let ttl = flag(&mut words, "--ttl")?
-                .map(|t| t.parse::<u64>().map_err(|_| "--ttl takes seconds"))
-                .transpose()?;
+            let ttl =
+                flag(&mut words, "--ttl")?.map(|t| t.parse::<u64>().map_err(|_| "--ttl takes seconds")).transpose()?;
             let hops = flag(&mut words, "--hops")?
                 .map(|t| t.parse::<u64>().map_err(|_| "--hops takes a number"))
                 .transpose()?;
@@ -207,15 +191,11 @@ pub fn run(cli: &Cli) -> Result<String, String> {
         "inbox" => match words.first().map(String::as_str) {
             None | Some("list") => json!({"cmd": "inbox", "action": "list"}),
             Some(a @ ("read" | "delete")) => {
-                let id = words
-                    .get(1)
-                    .ok_or(format!("inbox {a} needs a message id"))?;
+                let id = words.get(1).ok_or(format!("inbox {a} needs a message id"))?;
                 json!({"cmd": "inbox", "action": a, "id": id})
             }
             Some(other) => {
-                return Err(format!(
-                    "unknown inbox action '{other}' (list, read ID, delete ID)"
-                ));
+                return Err(format!("unknown inbox action '{other}' (list, read ID, delete ID)"));
             }
         },
         "peer" => match (words.first().map(String::as_str), words.get(1)) {
@@ -226,9 +206,7 @@ pub fn run(cli: &Cli) -> Result<String, String> {
                 json!({"cmd": "peer", "action": "remove", "address": addr})
             }
             _ => {
-                return Err(
-                    "usage: meshpost peer add HOST:PORT [KEY] | peer remove HOST:PORT".into(),
-                );
+                return Err("usage: meshpost peer add HOST:PORT [KEY] | peer remove HOST:PORT".into());
             }
         },
         "subscribe" => return subscribe(cli),
@@ -287,31 +265,16 @@ fn human(cmd: &str, words: &[String], v: &Value) -> String {
                         .collect()
                 })
                 .unwrap_or_default();
-            let mut out = table(
-                &["node", "name", "address", "state", "up", "last rx"],
-                &rows,
-            );
+            let mut out = table(&["node", "name", "address", "state", "up", "last rx"], &rows);
             let conf: Vec<Vec<String>> = v["configured"]
                 .as_array()
                 .map(|a| {
-                    a.iter()
-                        .map(|p| {
-                            vec![
-                                s(p, "address"),
-                                s(p, "state"),
-                                s(p, "pinned"),
-                                s(p, "linked"),
-                            ]
-                        })
-                        .collect()
+                    a.iter().map(|p| vec![s(p, "address"), s(p, "state"), s(p, "pinned"), s(p, "linked")]).collect()
                 })
                 .unwrap_or_default();
             if !conf.is_empty() {
                 out.push_str("\n\n");
-                out.push_str(&table(
-                    &["configured peer", "state", "pinned", "linked node"],
-                    &conf,
-                ));
+                out.push_str(&table(&["configured peer", "state", "pinned", "linked node"], &conf));
             }
             out
         }
@@ -319,11 +282,7 @@ fn human(cmd: &str, words: &[String], v: &Value) -> String {
             "queued {} to {}{}",
             s(v, "id"),
             s(v, "to"),
-            if v["linked"] == json!(true) {
-                " (linked, sending now)"
-            } else {
-                " (stored until a path appears)"
-            }
+            if v["linked"] == json!(true) { " (linked, sending now)" } else { " (stored until a path appears)" }
         ),
         "inbox" => match words.first().map(String::as_str) {
             Some("read") => {
@@ -345,19 +304,10 @@ fn human(cmd: &str, words: &[String], v: &Value) -> String {
                         a.iter()
                             .map(|m| {
                                 let text = s(m, "text");
-                                let short: String = text
-                                    .chars()
-                                    .take(40)
-                                    .map(|c| if c.is_control() { ' ' } else { c })
-                                    .collect();
+                                let short: String =
+                                    text.chars().take(40).map(|c| if c.is_control() { ' ' } else { c }).collect();
                                 let new = if m["read"] == json!(true) { "" } else { "new" };
-                                vec![
-                                    s(m, "id"),
-                                    s(m, "from"),
-                                    s(m, "from_name"),
-                                    new.into(),
-                                    short,
-                                ]
+                                vec![s(m, "id"), s(m, "from"), s(m, "from_name"), new.into(), short]
                             })
                             .collect()
                     })
@@ -380,13 +330,7 @@ fn human(cmd: &str, words: &[String], v: &Value) -> String {
         "peer" => v
             .get("added")
             .or(v.get("removed"))
-            .map_or("done".into(), |a| {
-                format!(
-                    "{} {}",
-                    words.first().map_or("", |w| w),
-                    a.as_str().unwrap_or("")
-                )
-            }),
+            .map_or("done".into(), |a| format!("{} {}", words.first().map_or("", |w| w), a.as_str().unwrap_or(""))),
         _ => v.to_string(),
     }
 }
@@ -396,10 +340,8 @@ fn subscribe(cli: &Cli) -> Result<String, String> {
     let _ = writeln!(sock, "{}", json!({"cmd": "subscribe"}));
     let mut rd = BufReader::new(&sock);
     let mut first = String::new();
-    rd.read_line(&mut first)
-        .map_err(|e| format!("no response from daemon: {e}"))?;
-    let v: Value =
-        serde_json::from_str(&first).map_err(|_| "daemon closed the connection".to_string())?;
+    rd.read_line(&mut first).map_err(|e| format!("no response from daemon: {e}"))?;
+    let v: Value = serde_json::from_str(&first).map_err(|_| "daemon closed the connection".to_string())?;
     if v.get("ok") != Some(&Value::Bool(true)) {
         return Err(s_err(&v));
     }
@@ -412,19 +354,9 @@ fn subscribe(cli: &Cli) -> Result<String, String> {
         } else {
             let e: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
             if e["event"] == "dropped" {
-                writeln!(
-                    o,
-                    "[dropped {} messages: this subscriber was too slow]",
-                    s(&e, "count")
-                )
+                writeln!(o, "[dropped {} messages: this subscriber was too slow]", s(&e, "count"))
             } else {
-                writeln!(
-                    o,
-                    "{} from {}: {}",
-                    s(&e, "id"),
-                    s(&e, "from"),
-                    s(&e, "text")
-                )
+                writeln!(o, "{} from {}: {}", s(&e, "id"), s(&e, "from"), s(&e, "text"))
             }
         };
         if ok.and_then(|_| o.flush()).is_err() {
@@ -435,10 +367,7 @@ fn subscribe(cli: &Cli) -> Result<String, String> {
 }
 
 fn s_err(v: &Value) -> String {
-    v.get("error")
-        .and_then(Value::as_str)
-        .unwrap_or("request failed")
-        .to_string()
+    v.get("error").and_then(Value::as_str).unwrap_or("request failed").to_string()
 }
 
 fn offline_identity(cli: &Cli, dir: &str) -> Result<String, String> {
@@ -446,9 +375,5 @@ fn offline_identity(cli: &Cli, dir: &str) -> Result<String, String> {
     let (id, created) = state.identity()?;
     let mut v = crate::runtime::identity_json(&id, "", "");
     v["created"] = json!(created);
-    Ok(if cli.json {
-        v.to_string()
-    } else {
-        human("identity", &[], &v)
-    })
+    Ok(if cli.json { v.to_string() } else { human("identity", &[], &v) })
 }

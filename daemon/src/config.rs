@@ -43,6 +43,10 @@ pub struct Settings {
     pub control_timeout: u64,
     pub node: NodeConfig,
     pub peers: Vec<PeerEntry>,
+    /// Interfaces to discover neighbours on with mDNS.
+    pub interfaces: Vec<String>,
+    /// Longest gap between mDNS re-announcements, ms.
+    pub mdns_interval_ms: u64,
     pub warnings: Vec<String>,
 }
 
@@ -60,11 +64,7 @@ impl fmt::Display for ConfigError {
         if self.option.is_empty() {
             write!(f, "{}:{}: {}", self.file, self.line, self.reason)
         } else {
-            write!(
-                f,
-                "{}:{}: option '{}': {}",
-                self.file, self.line, self.option, self.reason
-            )
+            write!(f, "{}:{}: option '{}': {}", self.file, self.line, self.option, self.reason)
         }
     }
 }
@@ -97,11 +97,10 @@ impl Settings {
             inbox_max: 1000,
             max_clients: 16,
             control_timeout: 10,
-            node: NodeConfig {
-                name: hostname(),
-                ..NodeConfig::default()
-            },
+            node: NodeConfig { name: hostname(), ..NodeConfig::default() },
             peers: Vec::new(),
+            interfaces: Vec::new(),
+            mdns_interval_ms: 60_000,
             warnings: Vec::new(),
         }
     }
@@ -159,10 +158,7 @@ impl Settings {
             match sec.kind.as_str() {
                 "meshpost" => self.apply_main(fname, sec)?,
                 "peer" => self.apply_peer(fname, sec)?,
-                other => self.warnings.push(format!(
-                    "{fname}:{}: unknown section type '{other}' ignored",
-                    sec.line
-                )),
+                other => self.warnings.push(format!("{fname}:{}: unknown section type '{other}' ignored", sec.line)),
             }
         }
         Ok(())
@@ -170,12 +166,7 @@ impl Settings {
 
     fn apply_main(&mut self, fname: &str, sec: &uci::Section) -> Result<(), ConfigError> {
         for o in &sec.options {
-            let err = |reason: String| ConfigError {
-                file: fname.into(),
-                line: o.line,
-                option: o.name.clone(),
-                reason,
-            };
+            let err = |reason: String| ConfigError { file: fname.into(), line: o.line, option: o.name.clone(), reason };
             let v = o.value.as_str();
             let n = &mut self.node;
             match o.name.as_str() {
@@ -184,18 +175,12 @@ impl Settings {
                 }
                 "name" => {
                     if v.len() > 32 || v.chars().any(char::is_control) {
-                        return Err(err(
-                            "must be at most 32 bytes without control characters".into()
-                        ));
+                        return Err(err("must be at most 32 bytes without control characters".into()));
                     }
                     n.name = v.into();
                 }
                 "domain" => {
-                    if v.len() > 32
-                        || !v
-                            .bytes()
-                            .all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.'))
-                    {
+                    if v.len() > 32 || !v.bytes().all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.')) {
                         return Err(err("must be 0-32 characters of a-z 0-9 - .".into()));
                     }
                     n.domain = v.into();
@@ -205,35 +190,26 @@ impl Settings {
                 "socket" => self.socket = parse_path(v).map_err(err)?,
                 "socket_group" => self.socket_group = (!v.is_empty()).then(|| v.to_string()),
                 "log_level" => {
-                    self.log_level = Level::parse(v).ok_or_else(|| {
-                        err("must be one of error, warning, notice, info, debug".into())
-                    })?
+                    self.log_level = Level::parse(v)
+                        .ok_or_else(|| err("must be one of error, warning, notice, info, debug".into()))?
                 }
                 "accept_unknown" => n.accept_unknown = parse_bool(v).map_err(err)?,
-                "store_max_bytes" => {
-                    n.store.max_bytes = parse_num(v, 65_536, 1 << 30).map_err(err)? as usize
-                }
-                "store_max_count" => {
-                    n.store.max_count = parse_num(v, 1, 1_000_000).map_err(err)? as usize
-                }
+                "store_max_bytes" => n.store.max_bytes = parse_num(v, 65_536, 1 << 30).map_err(err)? as usize,
+                "store_max_count" => n.store.max_count = parse_num(v, 1, 1_000_000).map_err(err)? as usize,
                 "store_origin_quota" => {
-                    n.store.max_bytes_per_origin =
-                        parse_num(v, 65_536, 1 << 30).map_err(err)? as usize
+                    n.store.max_bytes_per_origin = parse_num(v, 65_536, 1 << 30).map_err(err)? as usize
                 }
                 "store_recipient_quota" => {
-                    n.store.max_bytes_per_recipient =
-                        parse_num(v, 65_536, 1 << 30).map_err(err)? as usize
+                    n.store.max_bytes_per_recipient = parse_num(v, 65_536, 1 << 30).map_err(err)? as usize
                 }
                 "inbox_max" => self.inbox_max = parse_num(v, 1, 100_000).map_err(err)? as usize,
                 "max_clients" => self.max_clients = parse_num(v, 1, 1024).map_err(err)? as usize,
                 "control_timeout" => self.control_timeout = parse_num(v, 1, 3600).map_err(err)?,
                 "default_ttl" => {
-                    n.default_ttl = parse_num(v, 60, meshpost_proto::envelope::MAX_TTL as u64)
-                        .map_err(err)? as u32
+                    n.default_ttl = parse_num(v, 60, meshpost_proto::envelope::MAX_TTL as u64).map_err(err)? as u32
                 }
                 "default_hops" => {
-                    n.default_hops = parse_num(v, 1, meshpost_proto::envelope::MAX_HOPS as u64)
-                        .map_err(err)? as u8
+                    n.default_hops = parse_num(v, 1, meshpost_proto::envelope::MAX_HOPS as u64).map_err(err)? as u8
                 }
                 "keepalive" => n.keepalive_ms = parse_num(v, 1, 3600).map_err(err)? * 1000,
                 "dead_after" => n.dead_after_ms = parse_num(v, 3, 86_400).map_err(err)? * 1000,
@@ -242,12 +218,29 @@ impl Settings {
                 "max_links" => n.max_links = parse_num(v, 1, 4096).map_err(err)? as usize,
                 "origin_rate" => n.origin_rate = parse_num(v, 1, 100_000).map_err(err)? as u32,
                 "link_rate" => n.link_rate = parse_num(v, 1, 100_000).map_err(err)? as u32,
-                other => self.warnings.push(format!(
-                    "{fname}:{}: unknown option '{other}' ignored",
-                    o.line
-                )),
+                "interface" if o.is_list => {
+                    if v.is_empty() || v.len() > 15 || v.contains(['/', ' ', '\0']) {
+                        return Err(err("must be a network interface name (at most 15 characters)".into()));
+                    }
+                    if !self.interfaces.iter().any(|i| i == v) {
+                        self.interfaces.push(v.to_string());
+                    }
+                }
+                "interface" => {
+                    return Err(err("use 'list interface', one line per interface".into()));
+                }
+                "mdns_interval" => self.mdns_interval_ms = parse_num(v, 2, 3600).map_err(err)? * 1000,
+                "announce_interval" => n.announce_interval_ms = parse_num(v, 2, 86_400).map_err(err)? * 1000,
+                "announce_hops" => {
+                    n.announce_hops = parse_num(v, 1, meshpost_proto::envelope::MAX_HOPS as u64).map_err(err)? as u8
+                }
+                other => self.warnings.push(format!("{fname}:{}: unknown option '{other}' ignored", o.line)),
             }
         }
+        // A discovered peer is forgotten after three silent announce periods,
+        // and a route after three missed announces.
+        self.node.discovery_timeout_ms = 3 * self.mdns_interval_ms;
+        self.node.route_timeout_ms = 3 * self.node.announce_interval_ms;
         if self.node.dead_after_ms <= self.node.keepalive_ms {
             return Err(ConfigError {
                 file: fname.into(),
@@ -281,23 +274,15 @@ impl Settings {
                 file: fname.into(),
                 line: k.line,
                 option: "key".into(),
-                reason:
-                    "must be the peer's 64-hex-digit public key (see 'meshpost identity')".into(),
+                reason: "must be the peer's 64-hex-digit public key (see 'meshpost identity')".into(),
             })?),
         };
         for o in &sec.options {
             if !matches!(o.name.as_str(), "address" | "key") {
-                self.warnings.push(format!(
-                    "{fname}:{}: unknown peer option '{}' ignored",
-                    o.line, o.name
-                ));
+                self.warnings.push(format!("{fname}:{}: unknown peer option '{}' ignored", o.line, o.name));
             }
         }
-        self.peers.push(PeerEntry {
-            address: addr.value.clone(),
-            key,
-            line: addr.line,
-        });
+        self.peers.push(PeerEntry { address: addr.value.clone(), key, line: addr.line });
         Ok(())
     }
 }
@@ -399,18 +384,12 @@ mod tests {
         assert_eq!(s.node.keepalive_ms, d.node.keepalive_ms);
         assert_eq!(s.node.dead_after_ms, d.node.dead_after_ms);
         assert_eq!(s.node.default_ttl, d.node.default_ttl);
-        assert_eq!(
-            (s.inbox_max, s.max_clients, s.control_timeout),
-            (d.inbox_max, d.max_clients, d.control_timeout)
-        );
+        assert_eq!((s.inbox_max, s.max_clients, s.control_timeout), (d.inbox_max, d.max_clients, d.control_timeout));
     }
 
     #[test]
     fn host_port_forms() {
-        assert_eq!(
-            split_host_port("10.0.0.1:4849"),
-            Some(("10.0.0.1".into(), 4849))
-        );
+        assert_eq!(split_host_port("10.0.0.1:4849"), Some(("10.0.0.1".into(), 4849)));
         assert_eq!(split_host_port("[::1]:1"), Some(("::1".into(), 1)));
         assert_eq!(split_host_port("::1:1"), None);
         assert_eq!(split_host_port("host:0"), None);

@@ -92,12 +92,7 @@ pub fn group_gid(name: &str) -> Option<u32> {
 }
 
 /// Accepts clients forever.
-pub async fn serve(
-    listener: UnixListener,
-    tx: mpsc::Sender<Request>,
-    policy: Arc<Mutex<Policy>>,
-    stats: Arc<Stats>,
-) {
+pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Request>, policy: Arc<Mutex<Policy>>, stats: Arc<Stats>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -113,18 +108,10 @@ pub async fn serve(
         let (rd, mut wr) = stream.into_split();
         if !ok {
             stats.refused_access.fetch_add(1, Ordering::Relaxed);
-            let who = cred.map_or("unknown".to_string(), |c| {
-                format!("uid {} gid {}", c.uid(), c.gid())
-            });
-            crate::warn!(
-                "control socket: refused {who}: not root, not the daemon's user, not in socket_group"
-            );
+            let who = cred.map_or("unknown".to_string(), |c| format!("uid {} gid {}", c.uid(), c.gid()));
+            crate::warn!("control socket: refused {who}: not root, not the daemon's user, not in socket_group");
             tokio::spawn(async move {
-                let _ = send_line(
-                    &mut wr,
-                    &error("permission denied: need root or membership of socket_group"),
-                )
-                .await;
+                let _ = send_line(&mut wr, &error("permission denied: need root or membership of socket_group")).await;
             });
             continue;
         }
@@ -135,11 +122,7 @@ pub async fn serve(
                 pol.max_clients
             );
             tokio::spawn(async move {
-                let _ = send_line(
-                    &mut wr,
-                    &error("too many clients connected; try again later"),
-                )
-                .await;
+                let _ = send_line(&mut wr, &error("too many clients connected; try again later")).await;
             });
             continue;
         }
@@ -176,19 +159,12 @@ enum LineError {
 }
 
 /// Reads one line of at most `max` bytes; `Ok(None)` at a clean end.
-async fn read_line<R: AsyncBufReadExt + Unpin>(
-    rd: &mut R,
-    max: usize,
-) -> Result<Option<Vec<u8>>, LineError> {
+async fn read_line<R: AsyncBufReadExt + Unpin>(rd: &mut R, max: usize) -> Result<Option<Vec<u8>>, LineError> {
     let mut line = Vec::new();
     loop {
         let buf = rd.fill_buf().await.map_err(|_| LineError::Io)?;
         if buf.is_empty() {
-            return if line.is_empty() {
-                Ok(None)
-            } else {
-                Err(LineError::Io)
-            };
+            return if line.is_empty() { Ok(None) } else { Err(LineError::Io) };
         }
         let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
             Some(i) => (&buf[..i], Some(i + 1)),
@@ -218,21 +194,13 @@ async fn client(
         let line = match timeout(request_timeout, read_line(&mut rd, MAX_REQUEST)).await {
             Err(_) => {
                 stats.bad_requests.fetch_add(1, Ordering::Relaxed);
-                let _ = send_line(
-                    &mut wr,
-                    &error("timed out waiting for a complete request line"),
-                )
-                .await;
+                let _ = send_line(&mut wr, &error("timed out waiting for a complete request line")).await;
                 return;
             }
             Ok(Ok(None)) | Ok(Err(LineError::Io)) => return,
             Ok(Err(LineError::TooLong)) => {
                 stats.bad_requests.fetch_add(1, Ordering::Relaxed);
-                let _ = send_line(
-                    &mut wr,
-                    &error(format!("request line longer than {MAX_REQUEST} bytes")),
-                )
-                .await;
+                let _ = send_line(&mut wr, &error(format!("request line longer than {MAX_REQUEST} bytes"))).await;
                 return;
             }
             Ok(Ok(Some(line))) => line,
@@ -244,12 +212,9 @@ async fn client(
             Ok(v) if v.get("cmd").is_some_and(Value::is_string) => v,
             Ok(_) => {
                 stats.bad_requests.fetch_add(1, Ordering::Relaxed);
-                if send_line(
-                    &mut wr,
-                    &error("request must be a JSON object with a string \"cmd\" field"),
-                )
-                .await
-                .is_err()
+                if send_line(&mut wr, &error("request must be a JSON object with a string \"cmd\" field"))
+                    .await
+                    .is_err()
                 {
                     return;
                 }
@@ -257,10 +222,7 @@ async fn client(
             }
             Err(e) => {
                 stats.bad_requests.fetch_add(1, Ordering::Relaxed);
-                if send_line(&mut wr, &error(format!("request is not valid JSON: {e}")))
-                    .await
-                    .is_err()
-                {
+                if send_line(&mut wr, &error(format!("request is not valid JSON: {e}"))).await.is_err() {
                     return;
                 }
                 continue;

@@ -41,22 +41,13 @@ impl Inbox {
             {
                 Ok(m) => msgs.push(m),
                 Err(e) => {
-                    problems.push(format!(
-                        "inbox file {} unreadable ({e}); moved aside as .bad",
-                        path.display()
-                    ));
+                    problems.push(format!("inbox file {} unreadable ({e}); moved aside as .bad", path.display()));
                     state.quarantine(&path);
                 }
             }
         }
         msgs.sort_by(|a, b| (a.received, &a.id).cmp(&(b.received, &b.id)));
-        (
-            Inbox {
-                max: max.max(1),
-                msgs,
-            },
-            problems,
-        )
+        (Inbox { max: max.max(1), msgs }, problems)
     }
 
     pub fn set_max(&mut self, max: usize) {
@@ -151,10 +142,7 @@ mod tests {
         assert_eq!(back.len(), 2);
         assert_eq!(back.unread(), 1, "read flag persisted");
         assert_eq!(problems.len(), 1);
-        assert!(
-            dir.join("inbox/garbage.bad").exists(),
-            "moved aside, not deleted"
-        );
+        assert!(dir.join("inbox/garbage.bad").exists(), "moved aside, not deleted");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -87,16 +87,11 @@ pub fn is_syslog() -> bool {
 
 /// Formats one RFC 3164 line: `<PRI>Mmm dd hh:mm:ss meshpost[pid]: msg`.
 pub fn rfc3164(level: Level, unix_secs: u64, pid: u32, msg: &str) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let (_, month, day) = civil_from_days((unix_secs / 86_400) as i64);
     let t = unix_secs % 86_400;
     let pri = FACILITY_DAEMON * 8 + level as u8;
-    let month = MONTHS
-        .get((month as usize).wrapping_sub(1))
-        .copied()
-        .unwrap_or("Jan");
+    let month = MONTHS.get((month as usize).wrapping_sub(1)).copied().unwrap_or("Jan");
     format!(
         "<{pri}>{month} {day:>2} {:02}:{:02}:{:02} meshpost[{pid}]: {}",
         t / 3600,
@@ -126,9 +121,7 @@ pub fn log(level: Level, msg: &str) {
     if let Ok(g) = SINK.lock()
         && let Some(sock) = g.as_ref()
     {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let line = rfc3164(level, now, std::process::id(), msg);
         if sock.send(line.as_bytes()).is_err() {
             DROPPED.fetch_add(1, Ordering::Relaxed);
@@ -171,8 +164,7 @@ mod tests {
         let path = dir.join("log.sock");
         let _ = std::fs::remove_file(&path);
         let rx = UnixDatagram::bind(&path).unwrap();
-        rx.set_read_timeout(Some(std::time::Duration::from_secs(2)))
-            .unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
         assert!(use_syslog(&path));
         assert!(is_syslog());
         set_level(Level::Info);
@@ -184,10 +176,7 @@ mod tests {
         let line = std::str::from_utf8(&buf[..n]).unwrap();
         let pid = std::process::id();
         assert!(line.starts_with("<28>"), "{line}");
-        assert!(
-            line.ends_with(&format!(" meshpost[{pid}]: peer refused: 42")),
-            "{line}"
-        );
+        assert!(line.ends_with(&format!(" meshpost[{pid}]: peer refused: 42")), "{line}");
         let n = rx.recv(&mut buf).unwrap();
         assert!(std::str::from_utf8(&buf[..n]).unwrap().starts_with("<30>"));
         let _ = std::fs::remove_dir_all(&dir);

@@ -19,22 +19,13 @@ fn daemon_args(words: &[String]) -> Result<(Option<PathBuf>, Overrides, bool), S
             "--config" | "-c" => config = Some(PathBuf::from(val("--config")?)),
             "--state-dir" => ov.state_dir = Some(PathBuf::from(val("--state-dir")?)),
             "--socket" => ov.socket = Some(PathBuf::from(val("--socket")?)),
-            "--port" => {
-                ov.port = Some(
-                    val("--port")?
-                        .parse()
-                        .map_err(|_| "--port takes a number from 1 to 65535")?,
-                )
-            }
+            "--port" => ov.port = Some(val("--port")?.parse().map_err(|_| "--port takes a number from 1 to 65535")?),
             "--log-level" => {
                 let v = val("--log-level")?;
-                ov.log_level =
-                    Some(log::Level::parse(&v).ok_or(format!("unknown log level '{v}'"))?)
+                ov.log_level = Some(log::Level::parse(&v).ok_or(format!("unknown log level '{v}'"))?)
             }
             other => {
-                return Err(format!(
-                    "unknown daemon option '{other}'; see meshpost --help"
-                ));
+                return Err(format!("unknown daemon option '{other}'; see meshpost --help"));
             }
         }
     }
@@ -46,10 +37,7 @@ fn run_daemon(words: &[String]) -> Result<(), String> {
     let settings = Settings::load(config.as_deref(), &ov).map_err(|e| e.to_string())?;
     // Syslog unless in the foreground; procd captures stderr itself.
     if !foreground && !log::use_syslog(std::path::Path::new("/dev/log")) {
-        log::log(
-            log::Level::Notice,
-            "/dev/log unavailable; logging to stderr",
-        );
+        log::log(log::Level::Notice, "/dev/log unavailable; logging to stderr");
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -73,14 +61,12 @@ fn main() -> ExitCode {
         }
     };
     let result = if cli.words.first().map(String::as_str) == Some("daemon") {
-        run_daemon(&cli.words)
-            .map(|_| String::new())
-            .inspect_err(|e| {
-                // Under syslog the admin reads logread; stderr gets it below.
-                if log::is_syslog() {
-                    log::log(log::Level::Error, e);
-                }
-            })
+        run_daemon(&cli.words).map(|_| String::new()).inspect_err(|e| {
+            // Under syslog the admin reads logread; stderr gets it below.
+            if log::is_syslog() {
+                log::log(log::Level::Error, e);
+            }
+        })
     } else {
         cli::run(&cli)
     };

@@ -41,10 +41,7 @@ fn read_limited(p: &Path, max: usize) -> io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     f.take(max as u64 + 1).read_to_end(&mut buf)?;
     if buf.len() > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("larger than {max} bytes"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {max} bytes")));
     }
     Ok(buf)
 }
@@ -53,12 +50,7 @@ fn read_limited(p: &Path, max: usize) -> io::Result<Vec<u8>> {
 pub fn write_durable(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -72,17 +64,13 @@ pub fn write_durable(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
 impl State {
     /// Opens (creating if needed) the state directory.
     pub fn open(dir: &Path) -> Result<State, String> {
-        let s = State {
-            dir: dir.to_path_buf(),
-        };
-        fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create state directory {}: {e}", dir.display()))?;
+        let s = State { dir: dir.to_path_buf() };
+        fs::create_dir_all(dir).map_err(|e| format!("cannot create state directory {}: {e}", dir.display()))?;
         // The directory holds the identity and private messages.
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
             .map_err(|e| format!("cannot set mode 0700 on {}: {e}", dir.display()))?;
         for sub in ["store", "inbox", "cards"] {
-            mkdir(&dir.join(sub))
-                .map_err(|e| format!("cannot create {}/{sub}: {e}", dir.display()))?;
+            mkdir(&dir.join(sub)).map_err(|e| format!("cannot create {}/{sub}: {e}", dir.display()))?;
         }
         Ok(s)
     }
@@ -105,8 +93,7 @@ impl State {
                         path.display()
                     ));
                 }
-                let bytes = read_limited(&path, 4096)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let bytes = read_limited(&path, 4096).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 let id = Identity::from_file_bytes(&bytes).map_err(|e| {
                     format!(
                         "identity file {} is corrupt ({e}); restore it from a backup, or move it away to create a new identity",
@@ -159,11 +146,7 @@ impl State {
 
     /// Records a delivered id durably.
     pub fn append_delivered(&self, id: &EnvelopeId, expires: u64) -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(self.dir.join("delivered.log"))?;
+        let mut f = OpenOptions::new().append(true).create(true).mode(0o600).open(self.dir.join("delivered.log"))?;
         writeln!(f, "{id} {expires}")?;
         f.sync_data()
     }
@@ -193,11 +176,7 @@ impl State {
     }
 
     pub fn save_card(&self, node: &NodeId, bytes: &[u8]) {
-        let _ = write_durable(
-            &self.dir.join("cards").join(format!("{node}.ann")),
-            bytes,
-            0o644,
-        );
+        let _ = write_durable(&self.dir.join("cards").join(format!("{node}.ann")), bytes, 0o644);
     }
 
     pub fn cards(&self) -> Vec<(PathBuf, io::Result<Vec<u8>>)> {
@@ -229,11 +208,8 @@ fn list(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let Ok(rd) = fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut v: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == ext))
-        .collect();
+    let mut v: Vec<PathBuf> =
+        rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == ext)).collect();
     v.sort();
     v
 }

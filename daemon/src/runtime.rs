@@ -32,9 +32,7 @@ pub const SUBSCRIBER_BUFFER: usize = 256;
 pub const MAX_TEXT: usize = 60 * 1024;
 
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Resolves configured peers; names that do not resolve are skipped with a
@@ -44,18 +42,14 @@ pub fn resolve_peers(settings: &Settings) -> Vec<PeerSpec> {
     for p in &settings.peers {
         match resolve(&p.address) {
             Ok(addr) => out.push(PeerSpec { addr, pin: p.key }),
-            Err(e) => warn!(
-                "peer {} (config line {}): {e}; skipped until reload",
-                p.address, p.line
-            ),
+            Err(e) => warn!("peer {} (config line {}): {e}; skipped until reload", p.address, p.line),
         }
     }
     out
 }
 
 fn resolve(address: &str) -> Result<SocketAddr, String> {
-    let (host, port) =
-        split_host_port(address).ok_or_else(|| format!("'{address}' is not host:port"))?;
+    let (host, port) = split_host_port(address).ok_or_else(|| format!("'{address}' is not host:port"))?;
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }
@@ -106,15 +100,11 @@ fn bind_udp(port: u16) -> std::io::Result<(UdpSocket, std::net::UdpSocket, bool)
 fn bind_control(path: &PathBuf) -> Result<UnixListener, String> {
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(format!(
-                "another daemon is already listening on {}",
-                path.display()
-            ));
+            return Err(format!("another daemon is already listening on {}", path.display()));
         }
         let _ = std::fs::remove_file(path);
     }
-    let l = UnixListener::bind(path)
-        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    let l = UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
     // Access is decided per connection with SO_PEERCRED (see control.rs), so
     // the socket file itself is open to all local users.
     use std::os::unix::fs::PermissionsExt;
@@ -150,20 +140,12 @@ fn policy_of(s: &Settings) -> Policy {
         }
         gid
     });
-    Policy {
-        group_gid,
-        max_clients: s.max_clients,
-        request_timeout: Duration::from_secs(s.control_timeout),
-    }
+    Policy { group_gid, max_clients: s.max_clients, request_timeout: Duration::from_secs(s.control_timeout) }
 }
 
 impl Daemon {
     /// Runs the daemon until SIGTERM/SIGINT. Errors are start-up failures.
-    pub async fn run(
-        settings: Settings,
-        config_path: Option<PathBuf>,
-        overrides: Overrides,
-    ) -> Result<(), String> {
+    pub async fn run(settings: Settings, config_path: Option<PathBuf>, overrides: Overrides) -> Result<(), String> {
         log::set_level(settings.log_level);
         for w in &settings.warnings {
             warn!("{w}");
@@ -171,10 +153,7 @@ impl Daemon {
         let state = State::open(&settings.state_dir)?;
         let (identity, created) = state.identity()?;
         if created {
-            notice!(
-                "created a new node identity in {}",
-                state.dir().join("identity.key").display()
-            );
+            notice!("created a new node identity in {}", state.dir().join("identity.key").display());
         }
         let now = now_ms();
         let mut node = Node::new(identity, settings.node.clone(), now);
@@ -183,8 +162,8 @@ impl Daemon {
         for p in problems {
             warn!("{p}");
         }
-        let (udp, udp_send, udp_v6) = bind_udp(settings.port)
-            .map_err(|e| format!("cannot bind UDP port {}: {e}", settings.port))?;
+        let (udp, udp_send, udp_v6) =
+            bind_udp(settings.port).map_err(|e| format!("cannot bind UDP port {}: {e}", settings.port))?;
         let listener = bind_control(&settings.socket)?;
         for p in resolve_peers(&settings) {
             node.add_peer(p, now);
@@ -197,11 +176,7 @@ impl Daemon {
         notice!(
             "started: node {} ({}), udp port {}, socket {}, state {}, {restored} envelopes restored",
             node.node_id(),
-            if settings.node.name.is_empty() {
-                "unnamed"
-            } else {
-                &settings.node.name
-            },
+            if settings.node.name.is_empty() { "unnamed" } else { &settings.node.name },
             settings.port,
             settings.socket.display(),
             settings.state_dir.display()
@@ -224,23 +199,16 @@ impl Daemon {
             send_errors: 0,
             persist_errors: 0,
         };
-        let mut hup =
-            signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
-        let mut term =
-            signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
-        let mut int =
-            signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+        let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+        let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+        let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
         let mut buf = vec![0u8; 2048];
         d.node.handle_timeout(now_ms(), &mut OsRng);
         d.drain();
         loop {
             let now = now_ms();
             // Wake at least once a second so wall-clock steps are noticed.
-            let wait = d
-                .node
-                .poll_timeout()
-                .map_or(1000, |t| t.saturating_sub(now))
-                .min(1000);
+            let wait = d.node.poll_timeout().map_or(1000, |t| t.saturating_sub(now)).min(1000);
             tokio::select! {
                 r = d.udp.recv_from(&mut buf) => {
                     if let Ok((n, from)) = r {
@@ -262,11 +230,7 @@ impl Daemon {
             }
             d.drain();
         }
-        notice!(
-            "stopping: {} envelopes kept in {}",
-            d.node.store().len(),
-            d.state.dir().display()
-        );
+        notice!("stopping: {} envelopes kept in {}", d.node.store().len(), d.state.dir().display());
         let _ = std::fs::remove_file(&d.settings.socket);
         Ok(())
     }
@@ -277,9 +241,7 @@ impl Daemon {
             match a {
                 Action::Transmit { to, data } => {
                     let to = match (to, self.udp_v6) {
-                        (SocketAddr::V4(v4), true) => {
-                            SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
-                        }
+                        (SocketAddr::V4(v4), true) => SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port()),
                         (a, _) => a,
                     };
                     // UDP is lossy anyway: a full socket buffer drops the
@@ -324,12 +286,7 @@ impl Daemon {
                             error!("cannot store delivered message {}: {e}", d.id);
                         }
                     }
-                    info!(
-                        "message {} from {} delivered ({} bytes)",
-                        d.id,
-                        d.from,
-                        d.body.len()
-                    );
+                    info!("message {} from {} delivered ({} bytes)", d.id, d.from, d.body.len());
                     let mut ev = serde_json::to_value(&msg).unwrap_or(Value::Null);
                     if let Some(o) = ev.as_object_mut() {
                         o.insert("event".into(), json!("message"));
@@ -365,10 +322,7 @@ impl Daemon {
         for w in &s.warnings {
             warn!("{w}");
         }
-        if s.port != self.settings.port
-            || s.state_dir != self.settings.state_dir
-            || s.socket != self.settings.socket
-        {
+        if s.port != self.settings.port || s.state_dir != self.settings.state_dir || s.socket != self.settings.socket {
             warn!("reload: port, state_dir and socket changes take effect only after a restart");
         }
         log::set_level(s.log_level);
@@ -381,22 +335,10 @@ impl Daemon {
         if let Ok(mut p) = self.policy.lock() {
             *p = policy_of(&s);
         }
-        let keep = (
-            self.settings.port,
-            self.settings.state_dir.clone(),
-            self.settings.socket.clone(),
-        );
+        let keep = (self.settings.port, self.settings.state_dir.clone(), self.settings.socket.clone());
         self.settings = s;
-        (
-            self.settings.port,
-            self.settings.state_dir,
-            self.settings.socket,
-        ) = keep;
-        notice!(
-            "configuration reloaded: {} peers configured, {} links kept",
-            peers.len(),
-            self.node.links().len()
-        );
+        (self.settings.port, self.settings.state_dir, self.settings.socket) = keep;
+        notice!("configuration reloaded: {} peers configured, {} links kept", peers.len(), self.node.links().len());
         Ok(())
     }
 
@@ -404,21 +346,11 @@ impl Daemon {
         if let Some(id) = NodeId::parse(to) {
             return Ok(id);
         }
-        let matches: Vec<NodeId> = self
-            .node
-            .cards()
-            .filter(|c| c.name == to)
-            .map(|c| c.node_id())
-            .collect();
+        let matches: Vec<NodeId> = self.node.cards().filter(|c| c.name == to).map(|c| c.node_id()).collect();
         match matches.as_slice() {
             [one] => Ok(*one),
-            [] => Err(format!(
-                "'{to}' is neither a 32-hex-digit node id nor the name of a known node"
-            )),
-            _ => Err(format!(
-                "the name '{to}' is used by {} nodes; use the node id",
-                matches.len()
-            )),
+            [] => Err(format!("'{to}' is neither a 32-hex-digit node id nor the name of a known node")),
+            _ => Err(format!("the name '{to}' is used by {} nodes; use the node id", matches.len())),
         }
     }
 
@@ -447,15 +379,10 @@ impl Daemon {
                     }
                     _ => error("no such message in the inbox"),
                 },
-                other => error(format!(
-                    "unknown inbox action '{other}' (list, read, delete)"
-                )),
+                other => error(format!("unknown inbox action '{other}' (list, read, delete)")),
             },
             "subscribe" => {
-                return Reply::Stream(
-                    json!({"ok": true, "subscribed": "messages"}),
-                    self.events.subscribe(),
-                );
+                return Reply::Stream(json!({"ok": true, "subscribed": "messages"}), self.events.subscribe());
             }
             "store" => {
                 let st = self.node.store();
@@ -520,27 +447,15 @@ impl Daemon {
             return error("send needs \"text\"");
         };
         if text.len() > MAX_TEXT {
-            return error(format!(
-                "message of {} bytes is larger than the maximum of {MAX_TEXT}",
-                text.len()
-            ));
+            return error(format!("message of {} bytes is larger than the maximum of {MAX_TEXT}", text.len()));
         }
-        let ttl = req
-            .get("ttl")
-            .and_then(Value::as_u64)
-            .map(|t| t.min(u32::MAX as u64) as u32);
-        let hops = req
-            .get("hops")
-            .and_then(Value::as_u64)
-            .map(|h| h.min(255) as u8);
+        let ttl = req.get("ttl").and_then(Value::as_u64).map(|t| t.min(u32::MAX as u64) as u32);
+        let hops = req.get("hops").and_then(Value::as_u64).map(|h| h.min(255) as u8);
         let to = match self.resolve_to(to) {
             Ok(t) => t,
             Err(e) => return error(e),
         };
-        match self
-            .node
-            .send_direct(now, &mut OsRng, to, text.as_bytes(), ttl, hops)
-        {
+        match self.node.send_direct(now, &mut OsRng, to, text.as_bytes(), ttl, hops) {
             Ok(id) => {
                 // Persist before acknowledging: the Persist action comes first.
                 let before = self.persist_errors;
@@ -610,27 +525,12 @@ impl Daemon {
             ("links", "established links", self.node.links().len() as u64),
             ("store_envelopes", "envelopes in the store", st.len() as u64),
             ("store_bytes", "bytes in the store", st.bytes() as u64),
-            (
-                "inbox_messages",
-                "messages in the inbox",
-                self.inbox.len() as u64,
-            ),
-            (
-                "known_nodes",
-                "nodes whose keys are known",
-                self.node.cards().count() as u64,
-            ),
-            (
-                "control_clients",
-                "connected control clients",
-                self.stats.clients.load(Relaxed) as u64,
-            ),
+            ("inbox_messages", "messages in the inbox", self.inbox.len() as u64),
+            ("known_nodes", "nodes whose keys are known", self.node.cards().count() as u64),
+            ("control_clients", "connected control clients", self.stats.clients.load(Relaxed) as u64),
         ];
         for (name, help, v) in gauges {
-            let _ = writeln!(
-                s,
-                "# HELP meshpost_{name} {help}\n# TYPE meshpost_{name} gauge\nmeshpost_{name} {v}"
-            );
+            let _ = writeln!(s, "# HELP meshpost_{name} {help}\n# TYPE meshpost_{name} gauge\nmeshpost_{name} {v}");
         }
         let counters = [
             (
@@ -638,31 +538,15 @@ impl Daemon {
                 "control clients refused by SO_PEERCRED",
                 self.stats.refused_access.load(Relaxed),
             ),
-            (
-                "control_refused_busy",
-                "control clients refused by max_clients",
-                self.stats.refused_busy.load(Relaxed),
-            ),
+            ("control_refused_busy", "control clients refused by max_clients", self.stats.refused_busy.load(Relaxed)),
             (
                 "control_bad_requests",
                 "malformed, oversized or timed-out requests",
                 self.stats.bad_requests.load(Relaxed),
             ),
-            (
-                "udp_send_errors",
-                "datagrams the socket refused",
-                self.send_errors,
-            ),
-            (
-                "persist_errors",
-                "failed writes to the state directory",
-                self.persist_errors,
-            ),
-            (
-                "log_dropped",
-                "log lines syslog did not accept",
-                log::dropped(),
-            ),
+            ("udp_send_errors", "datagrams the socket refused", self.send_errors),
+            ("persist_errors", "failed writes to the state directory", self.persist_errors),
+            ("log_dropped", "log lines syslog did not accept", log::dropped()),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(
@@ -691,16 +575,10 @@ fn restore(node: &mut Node, state: &State, now: u64) -> usize {
         node.restore_seen(id, exp);
     }
     for (path, bytes) in state.cards() {
-        match bytes
-            .map_err(|e| e.to_string())
-            .and_then(|b| node.restore_card(&b))
-        {
+        match bytes.map_err(|e| e.to_string()).and_then(|b| node.restore_card(&b)) {
             Ok(_) => {}
             Err(e) => {
-                warn!(
-                    "card {} unreadable ({e}); moved aside as .bad",
-                    path.display()
-                );
+                warn!("card {} unreadable ({e}); moved aside as .bad", path.display());
                 state.quarantine(&path);
             }
         }
@@ -709,10 +587,7 @@ fn restore(node: &mut Node, state: &State, now: u64) -> usize {
         let bytes = match bytes {
             Ok(b) => b,
             Err(e) => {
-                warn!(
-                    "stored envelope {} unreadable ({e}); moved aside as .bad",
-                    path.display()
-                );
+                warn!("stored envelope {} unreadable ({e}); moved aside as .bad", path.display());
                 state.quarantine(&path);
                 continue;
             }
@@ -720,10 +595,7 @@ fn restore(node: &mut Node, state: &State, now: u64) -> usize {
         match node.restore_envelope(&bytes, now) {
             Ok(id) => {
                 n += 1;
-                let expected = path
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .and_then(EnvelopeId::parse);
+                let expected = path.file_stem().and_then(|s| s.to_str()).and_then(EnvelopeId::parse);
                 if expected != Some(id) {
                     let _ = state.write_envelope(&id, &bytes);
                     state.remove_file(&path);
@@ -731,10 +603,7 @@ fn restore(node: &mut Node, state: &State, now: u64) -> usize {
             }
             Err(e) if e.contains("expired") => state.remove_file(&path),
             Err(e) => {
-                warn!(
-                    "stored envelope {} refused ({e}); moved aside as .bad",
-                    path.display()
-                );
+                warn!("stored envelope {} refused ({e}); moved aside as .bad", path.display());
                 state.quarantine(&path);
             }
         }

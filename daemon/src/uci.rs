@@ -29,10 +29,7 @@ pub struct Section {
 impl Section {
     /// The last value of a plain option, with its line.
     pub fn get(&self, name: &str) -> Option<&UciOption> {
-        self.options
-            .iter()
-            .rev()
-            .find(|o| o.name == name && !o.is_list)
+        self.options.iter().rev().find(|o| o.name == name && !o.is_list)
     }
 }
 
@@ -51,10 +48,7 @@ impl fmt::Display for UciError {
 
 /// Splits one line into words, honouring quotes and escapes.
 fn words(line: &str, lineno: usize) -> Result<Vec<String>, UciError> {
-    let err = |reason: &str| UciError {
-        line: lineno,
-        reason: reason.into(),
-    };
+    let err = |reason: &str| UciError { line: lineno, reason: reason.into() };
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;
@@ -114,9 +108,7 @@ fn words(line: &str, lineno: usize) -> Result<Vec<String>, UciError> {
 }
 
 fn valid_ident(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// Parses a whole UCI file into its sections.
@@ -126,10 +118,7 @@ pub fn parse(text: &str) -> Result<Vec<Section>, UciError> {
         let lineno = i + 1;
         let w = words(raw, lineno)?;
         let Some(keyword) = w.first() else { continue };
-        let err = |reason: String| UciError {
-            line: lineno,
-            reason,
-        };
+        let err = |reason: String| UciError { line: lineno, reason };
         match keyword.as_str() {
             "package" => {
                 if w.len() != 2 {
@@ -160,9 +149,7 @@ pub fn parse(text: &str) -> Result<Vec<Section>, UciError> {
                     return Err(err(format!("'{keyword}' before any 'config' section")));
                 };
                 if w.len() != 3 {
-                    return Err(err(format!(
-                        "'{keyword}' takes a name and one value (quote values with spaces)"
-                    )));
+                    return Err(err(format!("'{keyword}' takes a name and one value (quote values with spaces)")));
                 }
                 if !valid_ident(&w[1]) {
                     return Err(err(format!("invalid option name '{}'", w[1])));
@@ -193,12 +180,7 @@ mod tests {
         assert_eq!(s[0].name.as_deref(), Some("main"));
         assert_eq!(s[0].get("port").unwrap().value, "4849");
         assert_eq!(s[0].get("name").unwrap().value, "it's \"here\"");
-        let lists: Vec<_> = s[0]
-            .options
-            .iter()
-            .filter(|o| o.is_list)
-            .map(|o| o.value.as_str())
-            .collect();
+        let lists: Vec<_> = s[0].options.iter().filter(|o| o.is_list).map(|o| o.value.as_str()).collect();
         assert_eq!(lists, ["mesh0", "bat0"]);
         assert_eq!(s[1].name, None);
         assert_eq!(s[1].get("address").unwrap().value, "[fe80::1%mesh0]:4849");
@@ -210,27 +192,13 @@ mod tests {
         assert_eq!(parse("config a\n option x 'y\n").unwrap_err().line, 2);
         assert_eq!(parse("option x y\n").unwrap_err().line, 1);
         assert_eq!(parse("config a\n\n frob x y\n").unwrap_err().line, 3);
-        assert!(
-            parse("config a\n option x y z\n")
-                .unwrap_err()
-                .reason
-                .contains("quote")
-        );
+        assert!(parse("config a\n option x y z\n").unwrap_err().reason.contains("quote"));
         assert!(parse("config 'bad type'\n").is_err());
     }
 
     #[test]
     fn hostile_input_never_panics() {
-        for s in [
-            "'",
-            "\"",
-            "\\",
-            "config",
-            "config a b c d",
-            "option",
-            "\u{0}\u{ffff}",
-            "config a\noption x \"\\",
-        ] {
+        for s in ["'", "\"", "\\", "config", "config a b c d", "option", "\u{0}\u{ffff}", "config a\noption x \"\\"] {
             let _ = parse(s);
         }
     }

@@ -125,36 +125,29 @@ impl Card {
         if nlen > MAX_NAME_LEN {
             return Err(CardError::BadField { field: "name" });
         }
-        let name = core::str::from_utf8(r.bytes(nlen, "name")?)
-            .map_err(|_| CardError::BadField { field: "name" })?
-            .to_owned();
+        let name =
+            core::str::from_utf8(r.bytes(nlen, "name")?).map_err(|_| CardError::BadField { field: "name" })?.to_owned();
         if name.chars().any(char::is_control) {
             return Err(CardError::BadField { field: "name" });
         }
         let dlen = r.u8("domain length")? as usize;
         let domain = r.bytes(dlen, "domain")?;
         if dlen > crate::envelope::MAX_DOMAIN_LEN
-            || !domain
-                .iter()
-                .all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.'))
+            || !domain.iter().all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.'))
         {
             return Err(CardError::BadField { field: "domain" });
         }
         let seq = r.u64("seq")?;
         let n = r.u8("neighbour count")? as usize;
         if n > MAX_NEIGHBOURS {
-            return Err(CardError::BadField {
-                field: "neighbour count",
-            });
+            return Err(CardError::BadField { field: "neighbour count" });
         }
         let mut neighbours = Vec::with_capacity(n);
         for _ in 0..n {
             neighbours.push(NodeId(r.array::<16>("neighbour")?));
         }
         if r.remaining() != 0 {
-            return Err(CardError::TrailingBytes {
-                extra: r.remaining(),
-            });
+            return Err(CardError::TrailingBytes { extra: r.remaining() });
         }
         Ok(Card {
             ed_pk,
@@ -221,21 +214,12 @@ mod tests {
         }
         let mut bad = b.clone();
         bad[0] = 9;
-        assert_eq!(
-            Card::decode([1; 32], &bad),
-            Err(CardError::BadVersion { got: 9 })
-        );
+        assert_eq!(Card::decode([1; 32], &bad), Err(CardError::BadVersion { got: 9 }));
         let mut bad = b.clone();
         bad[33] = 2;
-        assert_eq!(
-            Card::decode([1; 32], &bad),
-            Err(CardError::BadField { field: "kem flag" })
-        );
+        assert_eq!(Card::decode([1; 32], &bad), Err(CardError::BadField { field: "kem flag" }));
         let mut bad = b;
         bad.push(0);
-        assert_eq!(
-            Card::decode([1; 32], &bad),
-            Err(CardError::TrailingBytes { extra: 1 })
-        );
+        assert_eq!(Card::decode([1; 32], &bad), Err(CardError::TrailingBytes { extra: 1 }));
     }
 }

@@ -87,10 +87,7 @@ mod tests {
         assert_ne!(a, c);
         assert_eq!(a, kdf(b"mp-test\0", b"k", &[b"ab", b"c"]));
         // Long keys are accepted and still matter.
-        assert_ne!(
-            kdf(b"mp-test\0", &[1; 40], &[]),
-            kdf(b"mp-test\0", &[2; 40], &[])
-        );
+        assert_ne!(kdf(b"mp-test\0", &[1; 40], &[]), kdf(b"mp-test\0", &[2; 40], &[]));
     }
 
     #[test]

@@ -74,13 +74,7 @@ fn aad(origin: &[u8; 32], dest: &[u8; 16]) -> [u8; 48] {
     a
 }
 
-fn message_key(
-    dh: &[u8],
-    kem_ss: &[u8],
-    eph: &[u8],
-    recip_x: &[u8],
-    kem_ct: &[u8],
-) -> Zeroizing<[u8; 32]> {
+fn message_key(dh: &[u8], kem_ss: &[u8], eph: &[u8], recip_x: &[u8], kem_ct: &[u8]) -> Zeroizing<[u8; 32]> {
     Zeroizing::new(kdf(b"mp-e2e\0\0", &[], &[dh, kem_ss, eph, recip_x, kem_ct]))
 }
 
@@ -114,11 +108,7 @@ pub fn seal(
         }
         None => (Vec::new(), Zeroizing::new(Vec::new())),
     };
-    out.put_u8(if kem_ct.is_empty() {
-        SUITE_X25519
-    } else {
-        SUITE_HYBRID
-    });
+    out.put_u8(if kem_ct.is_empty() { SUITE_X25519 } else { SUITE_HYBRID });
     out.extend_from_slice(&eph_pub);
     out.extend_from_slice(&kem_ct);
     let key = message_key(dh.as_bytes(), &kem_ss, &eph_pub, &recipient.x25519, &kem_ct);
@@ -131,67 +121,40 @@ pub fn seal(
     let cipher = ChaCha20Poly1305::new(Key::from_slice(&key[..]));
     let a = aad(origin, dest);
     // Encryption only fails for inputs beyond 256 GiB; ours are < 64 KiB.
-    if let Ok(ct) = cipher.encrypt(
-        Nonce::from_slice(&[0u8; 12]),
-        Payload {
-            msg: &plain,
-            aad: &a,
-        },
-    ) {
+    if let Ok(ct) = cipher.encrypt(Nonce::from_slice(&[0u8; 12]), Payload { msg: &plain, aad: &a }) {
         out.extend_from_slice(&ct);
     }
     out
 }
 
 /// Decrypts a direct payload addressed to `me`.
-pub fn open(
-    me: &Identity,
-    origin: &[u8; 32],
-    dest: &[u8; 16],
-    payload: &[u8],
-) -> Result<Opened, OpenError> {
+pub fn open(me: &Identity, origin: &[u8; 32], dest: &[u8; 16], payload: &[u8]) -> Result<Opened, OpenError> {
     let mut r = Reader::new(payload);
     let suite = r.u8("suite").map_err(|_| OpenError::Truncated)?;
     let eph_pub = r.array::<32>("eph").map_err(|_| OpenError::Truncated)?;
     let (kem_ct, kem_ss): (&[u8], Zeroizing<Vec<u8>>) = match suite {
         SUITE_X25519 => (&[], Zeroizing::new(Vec::new())),
         SUITE_HYBRID => {
-            let ct = r
-                .array::<KEM_CT_LEN>("kem ct")
-                .map_err(|_| OpenError::Truncated)?;
-            let ss = me
-                .kem_dk()
-                .decapsulate(&ct.into())
-                .map_err(|_| OpenError::Decrypt)?;
+            let ct = r.array::<KEM_CT_LEN>("kem ct").map_err(|_| OpenError::Truncated)?;
+            let ss = me.kem_dk().decapsulate(&ct.into()).map_err(|_| OpenError::Decrypt)?;
             (&payload[33..33 + KEM_CT_LEN], Zeroizing::new(ss.to_vec()))
         }
         other => return Err(OpenError::UnknownSuite(other)),
     };
     let sealed = r.rest();
-    let dh = me
-        .e2e_secret()
-        .diffie_hellman(&x25519_dalek::PublicKey::from(eph_pub));
+    let dh = me.e2e_secret().diffie_hellman(&x25519_dalek::PublicKey::from(eph_pub));
     let key = message_key(dh.as_bytes(), &kem_ss, &eph_pub, &me.e2e_public(), kem_ct);
     let cipher = ChaCha20Poly1305::new(Key::from_slice(&key[..]));
     let a = aad(origin, dest);
     let plain = Zeroizing::new(
         cipher
-            .decrypt(
-                Nonce::from_slice(&[0u8; 12]),
-                Payload {
-                    msg: sealed,
-                    aad: &a,
-                },
-            )
+            .decrypt(Nonce::from_slice(&[0u8; 12]), Payload { msg: sealed, aad: &a })
             .map_err(|_| OpenError::Decrypt)?,
     );
     let mut r = Reader::new(&plain);
     let content_type = r.u8("type").map_err(|_| OpenError::BadPadding)?;
     let len = r.u32("len").map_err(|_| OpenError::BadPadding)? as usize;
-    let body = r
-        .bytes(len, "body")
-        .map_err(|_| OpenError::BadPadding)?
-        .to_vec();
+    let body = r.bytes(len, "body").map_err(|_| OpenError::BadPadding)?.to_vec();
     if r.rest().iter().any(|&b| b != 0) {
         return Err(OpenError::BadPadding);
     }
@@ -219,14 +182,7 @@ mod tests {
     fn hybrid_and_classic_round_trip() {
         let bob = Identity::generate(&mut OsRng);
         for kem in [true, false] {
-            let ct = seal(
-                &mut OsRng,
-                &card_of(&bob, kem),
-                &[1; 32],
-                &[2; 16],
-                CONTENT_TEXT,
-                b"hi bob",
-            );
+            let ct = seal(&mut OsRng, &card_of(&bob, kem), &[1; 32], &[2; 16], CONTENT_TEXT, b"hi bob");
             assert_eq!(ct.len(), sealed_len(6, kem));
             let opened = open(&bob, &[1; 32], &[2; 16], &ct).unwrap();
             assert_eq!(opened.body, b"hi bob");
@@ -237,22 +193,8 @@ mod tests {
     #[test]
     fn sizes_are_bucketed() {
         let bob = Identity::generate(&mut OsRng);
-        let a = seal(
-            &mut OsRng,
-            &card_of(&bob, true),
-            &[1; 32],
-            &[2; 16],
-            1,
-            b"a",
-        );
-        let b = seal(
-            &mut OsRng,
-            &card_of(&bob, true),
-            &[1; 32],
-            &[2; 16],
-            1,
-            &[b'x'; 250],
-        );
+        let a = seal(&mut OsRng, &card_of(&bob, true), &[1; 32], &[2; 16], 1, b"a");
+        let b = seal(&mut OsRng, &card_of(&bob, true), &[1; 32], &[2; 16], 1, &[b'x'; 250]);
         assert_eq!(a.len(), b.len());
     }
 
@@ -260,14 +202,7 @@ mod tests {
     fn wrong_recipient_tamper_and_rebinding_fail() {
         let bob = Identity::generate(&mut OsRng);
         let eve = Identity::generate(&mut OsRng);
-        let ct = seal(
-            &mut OsRng,
-            &card_of(&bob, true),
-            &[1; 32],
-            &[2; 16],
-            1,
-            b"secret",
-        );
+        let ct = seal(&mut OsRng, &card_of(&bob, true), &[1; 32], &[2; 16], 1, b"secret");
         assert_eq!(open(&eve, &[1; 32], &[2; 16], &ct), Err(OpenError::Decrypt));
         let mut t = ct.clone();
         let last = t.len() - 1;
@@ -275,15 +210,9 @@ mod tests {
         assert_eq!(open(&bob, &[1; 32], &[2; 16], &t), Err(OpenError::Decrypt));
         // Same ciphertext presented as coming from another origin.
         assert_eq!(open(&bob, &[9; 32], &[2; 16], &ct), Err(OpenError::Decrypt));
-        assert_eq!(
-            open(&bob, &[1; 32], &[2; 16], &ct[..20]),
-            Err(OpenError::Truncated)
-        );
+        assert_eq!(open(&bob, &[1; 32], &[2; 16], &ct[..20]), Err(OpenError::Truncated));
         let mut s = ct;
         s[0] = 7;
-        assert_eq!(
-            open(&bob, &[1; 32], &[2; 16], &s),
-            Err(OpenError::UnknownSuite(7))
-        );
+        assert_eq!(open(&bob, &[1; 32], &[2; 16], &s), Err(OpenError::UnknownSuite(7)));
     }
 }

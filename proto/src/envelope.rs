@@ -136,19 +136,10 @@ impl fmt::Display for EnvelopeError {
             BadSignature => f.write_str("origin signature does not verify"),
             Expired { expired_at, now } => write!(f, "expired at {expired_at}, now {now}"),
             FromTheFuture { created, now } => {
-                write!(
-                    f,
-                    "created at {created}, more than {MAX_CLOCK_SKEW}s after now {now}"
-                )
+                write!(f, "created at {created}, more than {MAX_CLOCK_SKEW}s after now {now}")
             }
-            TooManyHops {
-                max_hops,
-                hops_left,
-            } => {
-                write!(
-                    f,
-                    "hops_left {hops_left} exceeds signed max_hops {max_hops} (or max {MAX_HOPS})"
-                )
+            TooManyHops { max_hops, hops_left } => {
+                write!(f, "hops_left {hops_left} exceeds signed max_hops {max_hops} (or max {MAX_HOPS})")
             }
         }
     }
@@ -199,9 +190,7 @@ impl fmt::Debug for Envelope {
 }
 
 fn valid_domain(d: &[u8]) -> bool {
-    d.len() <= MAX_DOMAIN_LEN
-        && d.iter()
-            .all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.'))
+    d.len() <= MAX_DOMAIN_LEN && d.iter().all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.'))
 }
 
 fn signed_message(version_and_region: &[u8]) -> Vec<u8> {
@@ -222,10 +211,7 @@ impl Envelope {
     /// Builds and signs an envelope, with hops_left set to max_hops.
     pub fn seal(identity: &Identity, draft: &Draft<'_>) -> Result<Envelope, EnvelopeError> {
         if draft.max_hops > MAX_HOPS {
-            return Err(EnvelopeError::TooManyHops {
-                max_hops: draft.max_hops,
-                hops_left: draft.max_hops,
-            });
+            return Err(EnvelopeError::TooManyHops { max_hops: draft.max_hops, hops_left: draft.max_hops });
         }
         if draft.ttl == 0 || draft.ttl > MAX_TTL {
             return Err(EnvelopeError::BadTtl { ttl: draft.ttl });
@@ -235,10 +221,7 @@ impl Envelope {
         }
         let len = HEADER_LEN + draft.dest.domain.len() + draft.payload.len() + SIG_LEN;
         if len > MAX_ENVELOPE_LEN {
-            return Err(EnvelopeError::Oversize {
-                len,
-                max: MAX_ENVELOPE_LEN,
-            });
+            return Err(EnvelopeError::Oversize { len, max: MAX_ENVELOPE_LEN });
         }
         let mut b = Vec::with_capacity(len);
         b.put_u8(VERSION);
@@ -288,10 +271,7 @@ impl Envelope {
 
     fn decode_at(bytes: &[u8], now: Option<u64>) -> Result<Envelope, EnvelopeError> {
         if bytes.len() > MAX_ENVELOPE_LEN {
-            return Err(EnvelopeError::Oversize {
-                len: bytes.len(),
-                max: MAX_ENVELOPE_LEN,
-            });
+            return Err(EnvelopeError::Oversize { len: bytes.len(), max: MAX_ENVELOPE_LEN });
         }
         let mut r = Reader::new(bytes);
         let version = r.u8("version")?;
@@ -317,18 +297,13 @@ impl Envelope {
         let region_end = r.pos();
         let sig = r.array::<64>("signature")?;
         if r.remaining() != 0 {
-            return Err(EnvelopeError::TrailingBytes {
-                extra: r.remaining(),
-            });
+            return Err(EnvelopeError::TrailingBytes { extra: r.remaining() });
         }
         if ttl == 0 || ttl > MAX_TTL {
             return Err(EnvelopeError::BadTtl { ttl });
         }
         if max_hops > MAX_HOPS || hops_left > max_hops {
-            return Err(EnvelopeError::TooManyHops {
-                max_hops,
-                hops_left,
-            });
+            return Err(EnvelopeError::TooManyHops { max_hops, hops_left });
         }
         let mut vr = Vec::with_capacity(region_end - 1);
         vr.push(version);
@@ -339,10 +314,7 @@ impl Envelope {
         if let Some(now) = now {
             let expires_at = created.saturating_add(ttl as u64);
             if expires_at <= now {
-                return Err(EnvelopeError::Expired {
-                    expired_at: expires_at,
-                    now,
-                });
+                return Err(EnvelopeError::Expired { expired_at: expires_at, now });
             }
             if created > now.saturating_add(MAX_CLOCK_SKEW) {
                 return Err(EnvelopeError::FromTheFuture { created, now });
@@ -356,10 +328,7 @@ impl Envelope {
             created,
             ttl,
             // Invariant: valid_domain() accepted only ASCII bytes above.
-            dest: Destination {
-                id: dest_id,
-                domain: String::from_utf8_lossy(domain).into_owned(),
-            },
+            dest: Destination { id: dest_id, domain: String::from_utf8_lossy(domain).into_owned() },
             payload: payload_start..payload_start + plen,
             bytes: bytes.to_vec(),
         })
@@ -432,10 +401,7 @@ mod tests {
             max_hops: 4,
             created: NOW,
             ttl: 3600,
-            dest: Destination {
-                id: [7; 16],
-                domain: "ffa".into(),
-            },
+            dest: Destination { id: [7; 16], domain: "ffa".into() },
             payload,
         }
     }
@@ -473,10 +439,7 @@ mod tests {
         let (_, env) = sealed();
         let mut b = env.bytes().to_vec();
         b[0] = 2;
-        assert_eq!(
-            Envelope::decode(&b, NOW),
-            Err(EnvelopeError::BadVersion { got: 2 })
-        );
+        assert_eq!(Envelope::decode(&b, NOW), Err(EnvelopeError::BadVersion { got: 2 }));
     }
 
     #[test]
@@ -485,10 +448,7 @@ mod tests {
         let b = env.bytes();
         for cut in 0..b.len() {
             let err = Envelope::decode(&b[..cut], NOW).unwrap_err();
-            assert!(
-                matches!(err, EnvelopeError::Truncated { .. }),
-                "cut {cut}: {err:?}"
-            );
+            assert!(matches!(err, EnvelopeError::Truncated { .. }), "cut {cut}: {err:?}");
         }
     }
 
@@ -497,25 +457,16 @@ mod tests {
         let (_, env) = sealed();
         let mut b = env.bytes().to_vec();
         b.push(0);
-        assert_eq!(
-            Envelope::decode(&b, NOW),
-            Err(EnvelopeError::TrailingBytes { extra: 1 })
-        );
+        assert_eq!(Envelope::decode(&b, NOW), Err(EnvelopeError::TrailingBytes { extra: 1 }));
     }
 
     #[test]
     fn rejects_oversize_on_decode_and_on_seal() {
         let big = vec![0u8; MAX_ENVELOPE_LEN + 1];
-        assert!(matches!(
-            Envelope::decode(&big, NOW),
-            Err(EnvelopeError::Oversize { .. })
-        ));
+        assert!(matches!(Envelope::decode(&big, NOW), Err(EnvelopeError::Oversize { .. })));
         let id = Identity::generate(&mut OsRng);
         let payload = vec![0u8; MAX_ENVELOPE_LEN];
-        assert!(matches!(
-            Envelope::seal(&id, &draft(&payload)),
-            Err(EnvelopeError::Oversize { .. })
-        ));
+        assert!(matches!(Envelope::seal(&id, &draft(&payload)), Err(EnvelopeError::Oversize { .. })));
         // The largest payload that fits is accepted.
         let fit = vec![1u8; MAX_ENVELOPE_LEN - HEADER_LEN - 3 - SIG_LEN];
         let env = Envelope::seal(&id, &draft(&fit)).unwrap();
@@ -530,11 +481,7 @@ mod tests {
         for pos in [env.payload.start, env.len() - 1, 10] {
             let mut b = env.bytes().to_vec();
             b[pos] ^= 0x01;
-            assert_eq!(
-                Envelope::decode(&b, NOW),
-                Err(EnvelopeError::BadSignature),
-                "pos {pos}"
-            );
+            assert_eq!(Envelope::decode(&b, NOW), Err(EnvelopeError::BadSignature), "pos {pos}");
         }
         // Re-signing with another key under the same origin field fails too.
         let other = Identity::generate(&mut OsRng);
@@ -550,10 +497,7 @@ mod tests {
         let (_, env) = sealed();
         assert_eq!(
             Envelope::decode(env.bytes(), NOW + 3600),
-            Err(EnvelopeError::Expired {
-                expired_at: NOW + 3600,
-                now: NOW + 3600
-            })
+            Err(EnvelopeError::Expired { expired_at: NOW + 3600, now: NOW + 3600 })
         );
         assert!(matches!(
             Envelope::decode(env.bytes(), NOW - MAX_CLOCK_SKEW - 1),
@@ -566,20 +510,11 @@ mod tests {
         let (_, env) = sealed();
         let mut b = env.bytes().to_vec();
         b[1] = 5; // a relay raised hops_left above the signed max of 4
-        assert_eq!(
-            Envelope::decode(&b, NOW),
-            Err(EnvelopeError::TooManyHops {
-                max_hops: 4,
-                hops_left: 5
-            })
-        );
+        assert_eq!(Envelope::decode(&b, NOW), Err(EnvelopeError::TooManyHops { max_hops: 4, hops_left: 5 }));
         let id = Identity::generate(&mut OsRng);
         let mut d = draft(b"x");
         d.max_hops = MAX_HOPS + 1;
-        assert!(matches!(
-            Envelope::seal(&id, &d),
-            Err(EnvelopeError::TooManyHops { .. })
-        ));
+        assert!(matches!(Envelope::seal(&id, &d), Err(EnvelopeError::TooManyHops { .. })));
     }
 
     #[test]
@@ -587,23 +522,14 @@ mod tests {
         let id = Identity::generate(&mut OsRng);
         let mut d = draft(b"x");
         d.dest.domain = "Bad Domain".into();
-        assert_eq!(
-            Envelope::seal(&id, &d).unwrap_err(),
-            EnvelopeError::BadDomain
-        );
+        assert_eq!(Envelope::seal(&id, &d).unwrap_err(), EnvelopeError::BadDomain);
         let mut d = draft(b"x");
         d.ttl = 0;
-        assert_eq!(
-            Envelope::seal(&id, &d).unwrap_err(),
-            EnvelopeError::BadTtl { ttl: 0 }
-        );
+        assert_eq!(Envelope::seal(&id, &d).unwrap_err(), EnvelopeError::BadTtl { ttl: 0 });
         let (_, env) = sealed();
         let mut b = env.bytes().to_vec();
         b[2] = 9;
-        assert_eq!(
-            Envelope::decode(&b, NOW),
-            Err(EnvelopeError::UnknownKind { got: 9 })
-        );
+        assert_eq!(Envelope::decode(&b, NOW), Err(EnvelopeError::UnknownKind { got: 9 }));
         let mut b = env.bytes().to_vec();
         b[65] = b'A';
         assert_eq!(Envelope::decode(&b, NOW), Err(EnvelopeError::BadDomain));

@@ -19,11 +19,7 @@ pub fn split(xfer: u32, bytes: &[u8]) -> Vec<Vec<u8>> {
     if bytes.is_empty() {
         return vec![fragment(xfer, 0, 1, &[])];
     }
-    bytes
-        .chunks(MAX_FRAGMENT_DATA)
-        .enumerate()
-        .map(|(i, c)| fragment(xfer, i as u16, count, c))
-        .collect()
+    bytes.chunks(MAX_FRAGMENT_DATA).enumerate().map(|(i, c)| fragment(xfer, i as u16, count, c)).collect()
 }
 
 #[derive(Debug)]
@@ -55,13 +51,7 @@ pub struct Reassembler {
 
 impl Reassembler {
     pub fn new(max_partials: usize, max_bytes: usize, timeout_ms: u64) -> Reassembler {
-        Reassembler {
-            partials: BTreeMap::new(),
-            bytes: 0,
-            max_partials,
-            max_bytes,
-            timeout_ms,
-        }
+        Reassembler { partials: BTreeMap::new(), bytes: 0, max_partials, max_bytes, timeout_ms }
     }
 
     /// Bytes held in incomplete transfers.
@@ -89,24 +79,13 @@ impl Reassembler {
             if self.partials.len() >= self.max_partials {
                 // Drop the oldest transfer to make room: a peer that starts many
                 // transfers only hurts itself.
-                let oldest = self
-                    .partials
-                    .iter()
-                    .min_by_key(|(_, p)| p.started_ms)
-                    .map(|(k, _)| *k);
+                let oldest = self.partials.iter().min_by_key(|(_, p)| p.started_ms).map(|(k, _)| *k);
                 if let Some(k) = oldest {
                     self.drop_partial(k);
                 }
             }
-            self.partials.insert(
-                xfer,
-                Partial {
-                    parts: vec![None; count as usize],
-                    have: 0,
-                    bytes: 0,
-                    started_ms: now_ms,
-                },
-            );
+            self.partials
+                .insert(xfer, Partial { parts: vec![None; count as usize], have: 0, bytes: 0, started_ms: now_ms });
         }
         let Some(p) = self.partials.get_mut(&xfer) else {
             return Ok(None);
@@ -172,12 +151,7 @@ mod tests {
     fn feed(r: &mut Reassembler, now: u64, frames: &[Vec<u8>]) -> Option<Vec<u8>> {
         let mut out = None;
         for f in frames {
-            if let Frame::Fragment {
-                xfer,
-                index,
-                count,
-                data,
-            } = Frame::parse(f).unwrap()
+            if let Frame::Fragment { xfer, index, count, data } = Frame::parse(f).unwrap()
                 && let Some(done) = r.insert(now, xfer, index, count, data).unwrap()
             {
                 out = Some(done);
@@ -205,12 +179,7 @@ mod tests {
         let mut r = Reassembler::new(4, 3000, 10_000);
         let mut errs = 0;
         for f in &frames {
-            if let Frame::Fragment {
-                xfer,
-                index,
-                count,
-                data,
-            } = Frame::parse(f).unwrap()
+            if let Frame::Fragment { xfer, index, count, data } = Frame::parse(f).unwrap()
                 && r.insert(0, xfer, index, count, data).is_err()
             {
                 errs += 1;
@@ -234,13 +203,7 @@ mod tests {
     fn inconsistent_counts_are_refused() {
         let mut r = Reassembler::new(4, 1 << 20, 10_000);
         assert_eq!(r.insert(0, 1, 0, 3, b"a"), Ok(None));
-        assert_eq!(
-            r.insert(0, 1, 1, 4, b"b"),
-            Err(ReassemblyError::Inconsistent)
-        );
-        assert_eq!(
-            r.insert(0, 2, 0, MAX_FRAGMENTS + 1, b"b"),
-            Err(ReassemblyError::TooManyFragments)
-        );
+        assert_eq!(r.insert(0, 1, 1, 4, b"b"), Err(ReassemblyError::Inconsistent));
+        assert_eq!(r.insert(0, 2, 0, MAX_FRAGMENTS + 1, b"b"), Err(ReassemblyError::TooManyFragments));
     }
 }

@@ -75,9 +75,7 @@ impl fmt::Display for IdentityError {
         match self {
             IdentityError::BadHeader => f.write_str("first line is not 'meshpost-identity v1'"),
             IdentityError::BadSeed => f.write_str("seed line is not 64 hex digits"),
-            IdentityError::BadChecksum => {
-                f.write_str("check line missing or wrong: the file is corrupt")
-            }
+            IdentityError::BadChecksum => f.write_str("check line missing or wrong: the file is corrupt"),
         }
     }
 }
@@ -114,13 +112,7 @@ impl Identity {
         z.zeroize();
         let mut kem_ek = Box::new([0u8; KEM_EK_LEN]);
         kem_ek.copy_from_slice(ek.as_bytes().as_slice());
-        Identity {
-            seed: Zeroizing::new(*seed),
-            signing,
-            e2e_x25519,
-            kem_dk,
-            kem_ek,
-        }
+        Identity { seed: Zeroizing::new(*seed), signing, e2e_x25519, kem_dk, kem_ek }
     }
 
     /// Parses the identity file's bytes.
@@ -130,11 +122,8 @@ impl Identity {
         if lines.next().map(str::trim) != Some(FILE_HEADER) {
             return Err(IdentityError::BadHeader);
         }
-        let seed = lines
-            .next()
-            .and_then(|l| from_hex::<32>(l.trim()))
-            .map(Zeroizing::new)
-            .ok_or(IdentityError::BadSeed)?;
+        let seed =
+            lines.next().and_then(|l| from_hex::<32>(l.trim())).map(Zeroizing::new).ok_or(IdentityError::BadSeed)?;
         let check = lines
             .next()
             .and_then(|l| l.trim().strip_prefix("check "))
@@ -148,11 +137,7 @@ impl Identity {
 
     /// The identity file's bytes: a header, the hex seed and a check value.
     pub fn to_file_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let text = format!(
-            "{FILE_HEADER}\n{}\ncheck {}\n",
-            to_hex(&self.seed[..]),
-            to_hex(&seed_check(&self.seed))
-        );
+        let text = format!("{FILE_HEADER}\n{}\ncheck {}\n", to_hex(&self.seed[..]), to_hex(&seed_check(&self.seed)));
         Zeroizing::new(text.into_bytes())
     }
 
@@ -212,9 +197,7 @@ pub fn fingerprint(pk: &[u8; 32]) -> [u8; 8] {
 /// The Noise static public key (Montgomery u) that belongs to an Ed25519
 /// public key, or `None` if the bytes are not a valid Edwards point.
 pub fn noise_static_for(ed_pk: &[u8; 32]) -> Option<[u8; 32]> {
-    VerifyingKey::from_bytes(ed_pk)
-        .ok()
-        .map(|vk| vk.to_montgomery().to_bytes())
+    VerifyingKey::from_bytes(ed_pk).ok().map(|vk| vk.to_montgomery().to_bytes())
 }
 
 /// Verifies an Ed25519 signature with strict checks (no malleable forms, no
@@ -226,8 +209,7 @@ pub fn verify(pk: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
     if vk.is_weak() {
         return false;
     }
-    vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(sig))
-        .is_ok()
+    vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(sig)).is_ok()
 }
 
 #[cfg(test)]
@@ -249,14 +231,8 @@ mod tests {
     fn corrupt_files_are_refused_with_a_reason() {
         let id = Identity::generate(&mut OsRng);
         let good = id.to_file_bytes().to_vec();
-        assert_eq!(
-            Identity::from_file_bytes(b"").err(),
-            Some(IdentityError::BadHeader)
-        );
-        assert_eq!(
-            Identity::from_file_bytes(b"meshpost-identity v1\nzz\n").err(),
-            Some(IdentityError::BadSeed)
-        );
+        assert_eq!(Identity::from_file_bytes(b"").err(), Some(IdentityError::BadHeader));
+        assert_eq!(Identity::from_file_bytes(b"meshpost-identity v1\nzz\n").err(), Some(IdentityError::BadSeed));
         let mut flipped = good.clone();
         flipped[FILE_HEADER.len() + 1] ^= 1; // change one seed digit
         let flipped_ok = core::str::from_utf8(&flipped).is_ok();
@@ -266,18 +242,14 @@ mod tests {
             Some(IdentityError::BadChecksum | IdentityError::BadSeed)
         ));
         let truncated = &good[..good.len() - 10];
-        assert_eq!(
-            Identity::from_file_bytes(truncated).err(),
-            Some(IdentityError::BadChecksum)
-        );
+        assert_eq!(Identity::from_file_bytes(truncated).err(), Some(IdentityError::BadChecksum));
     }
 
     #[test]
     fn noise_static_key_is_bound_to_the_ed25519_key() {
         let id = Identity::generate(&mut OsRng);
         let secret = id.noise_static_secret();
-        let derived_pub =
-            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(*secret)).to_bytes();
+        let derived_pub = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(*secret)).to_bytes();
         assert_eq!(noise_static_for(&id.public_key()), Some(derived_pub));
         let other = Identity::generate(&mut OsRng);
         assert_ne!(noise_static_for(&other.public_key()), Some(derived_pub));

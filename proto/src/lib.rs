@@ -17,6 +17,7 @@ pub mod envelope;
 pub mod fragment;
 pub mod identity;
 pub mod link;
+pub mod mdns;
 pub mod node;
 pub mod routing;
 pub mod store;

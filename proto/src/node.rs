@@ -19,9 +19,7 @@ use rand_core::CryptoRngCore;
 
 use crate::card::Card;
 use crate::e2e;
-use crate::envelope::{
-    DEFAULT_HOPS, Destination, Draft, Envelope, EnvelopeError, EnvelopeId, Kind,
-};
+use crate::envelope::{DEFAULT_HOPS, Destination, Draft, Envelope, EnvelopeError, EnvelopeId, Kind};
 use crate::fragment::{Reassembler, split};
 use crate::identity::{Identity, NodeId, fingerprint};
 use crate::link::frame::{Frame, IdList, id_frames, keepalive};
@@ -140,57 +138,21 @@ pub struct Delivery {
 /// Something worth one log line for an admin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    LinkUp {
-        node: NodeId,
-        addr: SocketAddr,
-        initiator: bool,
-    },
-    LinkDown {
-        node: NodeId,
-        reason: &'static str,
-    },
-    Rekeyed {
-        node: NodeId,
-    },
-    PeerRefused {
-        addr: SocketAddr,
-        node: Option<NodeId>,
-        reason: String,
-    },
-    HandshakeFailed {
-        addr: SocketAddr,
-        reason: String,
-    },
-    EnvelopeDropped {
-        from: NodeId,
-        reason: String,
-    },
-    StoreEvicted {
-        id: EnvelopeId,
-    },
-    CardUpdated {
-        node: NodeId,
-        name: String,
-    },
+    LinkUp { node: NodeId, addr: SocketAddr, initiator: bool },
+    LinkDown { node: NodeId, reason: &'static str },
+    Rekeyed { node: NodeId },
+    PeerRefused { addr: SocketAddr, node: Option<NodeId>, reason: String },
+    HandshakeFailed { addr: SocketAddr, reason: String },
+    EnvelopeDropped { from: NodeId, reason: String },
+    StoreEvicted { id: EnvelopeId },
+    CardUpdated { node: NodeId, name: String },
 }
 
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Event::LinkUp {
-                node,
-                addr,
-                initiator,
-            } => {
-                write!(
-                    f,
-                    "link up: {node} at {addr} ({})",
-                    if *initiator {
-                        "we initiated"
-                    } else {
-                        "they initiated"
-                    }
-                )
+            Event::LinkUp { node, addr, initiator } => {
+                write!(f, "link up: {node} at {addr} ({})", if *initiator { "we initiated" } else { "they initiated" })
             }
             Event::LinkDown { node, reason } => write!(f, "link down: {node}: {reason}"),
             Event::Rekeyed { node } => write!(f, "link rekeyed: {node}"),
@@ -256,10 +218,7 @@ impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SendError::UnknownRecipient(n) => {
-                write!(
-                    f,
-                    "no keys known for {n} yet: it must have been linked or announced at least once"
-                )
+                write!(f, "no keys known for {n} yet: it must have been linked or announced at least once")
             }
             SendError::ToSelf => f.write_str("recipient is this node"),
             SendError::Envelope(e) => write!(f, "{e}"),
@@ -308,141 +267,37 @@ impl Metrics {
         vec![
             ("datagrams_in", "UDP datagrams received", self.datagrams_in),
             ("datagrams_out", "UDP datagrams sent", self.datagrams_out),
-            (
-                "datagrams_malformed",
-                "datagrams that were not link packets",
-                self.datagrams_malformed,
-            ),
-            (
-                "datagrams_unknown_session",
-                "transport datagrams for no known session",
-                self.datagrams_unknown_session,
-            ),
-            (
-                "datagrams_replayed",
-                "transport datagrams refused by the replay window",
-                self.datagrams_replayed,
-            ),
-            (
-                "datagrams_decrypt_failed",
-                "transport datagrams failing authentication",
-                self.datagrams_decrypt_failed,
-            ),
-            (
-                "handshakes_completed",
-                "link handshakes completed",
-                self.handshakes_completed,
-            ),
-            (
-                "handshakes_failed",
-                "link handshakes failed",
-                self.handshakes_failed,
-            ),
-            (
-                "peers_refused",
-                "peers refused by pin or policy",
-                self.peers_refused,
-            ),
-            (
-                "envelopes_in",
-                "envelopes received from links",
-                self.envelopes_in,
-            ),
-            (
-                "envelopes_duplicate",
-                "envelopes already seen",
-                self.envelopes_duplicate,
-            ),
-            (
-                "envelopes_bad_signature",
-                "envelopes with a bad origin signature",
-                self.envelopes_bad_signature,
-            ),
-            (
-                "envelopes_expired",
-                "envelopes received already expired",
-                self.envelopes_expired,
-            ),
-            (
-                "envelopes_invalid",
-                "envelopes malformed in other ways",
-                self.envelopes_invalid,
-            ),
+            ("datagrams_malformed", "datagrams that were not link packets", self.datagrams_malformed),
+            ("datagrams_unknown_session", "transport datagrams for no known session", self.datagrams_unknown_session),
+            ("datagrams_replayed", "transport datagrams refused by the replay window", self.datagrams_replayed),
+            ("datagrams_decrypt_failed", "transport datagrams failing authentication", self.datagrams_decrypt_failed),
+            ("handshakes_completed", "link handshakes completed", self.handshakes_completed),
+            ("handshakes_failed", "link handshakes failed", self.handshakes_failed),
+            ("peers_refused", "peers refused by pin or policy", self.peers_refused),
+            ("envelopes_in", "envelopes received from links", self.envelopes_in),
+            ("envelopes_duplicate", "envelopes already seen", self.envelopes_duplicate),
+            ("envelopes_bad_signature", "envelopes with a bad origin signature", self.envelopes_bad_signature),
+            ("envelopes_expired", "envelopes received already expired", self.envelopes_expired),
+            ("envelopes_invalid", "envelopes malformed in other ways", self.envelopes_invalid),
             (
                 "envelopes_rate_limited",
                 "envelopes dropped by per-link or per-origin rate limits",
                 self.envelopes_rate_limited,
             ),
-            (
-                "envelopes_stored",
-                "envelopes admitted to the store",
-                self.envelopes_stored,
-            ),
-            (
-                "envelopes_store_refused",
-                "envelopes refused by store limits",
-                self.envelopes_store_refused,
-            ),
-            (
-                "envelopes_evicted",
-                "envelopes evicted from a full store",
-                self.envelopes_evicted,
-            ),
-            (
-                "envelopes_expired_in_store",
-                "envelopes that expired in the store",
-                self.envelopes_expired_in_store,
-            ),
-            (
-                "envelopes_forwarded",
-                "data envelopes sent on a link (announces not counted)",
-                self.envelopes_forwarded,
-            ),
-            (
-                "envelopes_delivered",
-                "envelopes delivered to the local inbox",
-                self.envelopes_delivered,
-            ),
-            (
-                "envelopes_undecryptable",
-                "envelopes for us that failed to decrypt",
-                self.envelopes_undecryptable,
-            ),
-            (
-                "envelopes_acked",
-                "stored envelopes released after the recipient confirmed",
-                self.envelopes_acked,
-            ),
-            (
-                "frames_invalid",
-                "decrypted frames that were malformed",
-                self.frames_invalid,
-            ),
-            (
-                "announces_in",
-                "announces received (new ones)",
-                self.announces_in,
-            ),
-            (
-                "announces_forwarded",
-                "announces passed on to other links",
-                self.announces_forwarded,
-            ),
-            (
-                "acks_sent",
-                "end-to-end acknowledgements originated",
-                self.acks_sent,
-            ),
-            (
-                "acks_in",
-                "end-to-end acknowledgements received",
-                self.acks_in,
-            ),
-            (
-                "fragments_dropped",
-                "fragments dropped by reassembly limits",
-                self.fragments_dropped,
-            ),
+            ("envelopes_stored", "envelopes admitted to the store", self.envelopes_stored),
+            ("envelopes_store_refused", "envelopes refused by store limits", self.envelopes_store_refused),
+            ("envelopes_evicted", "envelopes evicted from a full store", self.envelopes_evicted),
+            ("envelopes_expired_in_store", "envelopes that expired in the store", self.envelopes_expired_in_store),
+            ("envelopes_forwarded", "data envelopes sent on a link (announces not counted)", self.envelopes_forwarded),
+            ("envelopes_delivered", "envelopes delivered to the local inbox", self.envelopes_delivered),
+            ("envelopes_undecryptable", "envelopes for us that failed to decrypt", self.envelopes_undecryptable),
+            ("envelopes_acked", "stored envelopes released after the recipient confirmed", self.envelopes_acked),
+            ("frames_invalid", "decrypted frames that were malformed", self.frames_invalid),
+            ("announces_in", "announces received (new ones)", self.announces_in),
+            ("announces_forwarded", "announces passed on to other links", self.announces_forwarded),
+            ("acks_sent", "end-to-end acknowledgements originated", self.acks_sent),
+            ("acks_in", "end-to-end acknowledgements received", self.acks_in),
+            ("fragments_dropped", "fragments dropped by reassembly limits", self.fragments_dropped),
         ]
     }
 }
@@ -657,11 +512,7 @@ impl Node {
             .iter()
             .map(|(id, l)| LinkInfo {
                 node: *id,
-                name: self
-                    .cards
-                    .get(id)
-                    .map(|c| c.name.clone())
-                    .unwrap_or_default(),
+                name: self.cards.get(id).map(|c| c.name.clone()).unwrap_or_default(),
                 addr: l.addr,
                 initiator: l.current.initiator,
                 established_ms: l.current.established_at,
@@ -722,12 +573,7 @@ impl Node {
             }
             return;
         }
-        self.peers.push(StaticPeer {
-            spec,
-            linked: None,
-            next_attempt: now_ms,
-            backoff: self.cfg.retry_min_ms,
-        });
+        self.peers.push(StaticPeer { spec, linked: None, next_attempt: now_ms, backoff: self.cfg.retry_min_ms });
     }
 
     /// Removes a static peer and closes its link.
@@ -745,12 +591,8 @@ impl Node {
     /// Makes the static peer list equal to `specs` (reload), keeping links
     /// to peers that are still configured with the same pin.
     pub fn set_peers(&mut self, specs: &[PeerSpec], now_ms: u64) {
-        let gone: Vec<SocketAddr> = self
-            .peers
-            .iter()
-            .filter(|p| !specs.iter().any(|s| s == &p.spec))
-            .map(|p| p.spec.addr)
-            .collect();
+        let gone: Vec<SocketAddr> =
+            self.peers.iter().filter(|p| !specs.iter().any(|s| s == &p.spec)).map(|p| p.spec.addr).collect();
         for addr in gone {
             self.remove_peer(addr);
         }
@@ -767,9 +609,7 @@ impl Node {
         let env = Envelope::decode(bytes, now_ms / 1000).map_err(|e| e.to_string())?;
         let id = env.id();
         let local = env.origin() == &self.identity.public_key();
-        self.store
-            .insert(env, local, now_ms / 1000)
-            .map_err(|e| e.to_string())?;
+        self.store.insert(env, local, now_ms / 1000).map_err(|e| e.to_string())?;
         Ok(id)
     }
 
@@ -781,8 +621,7 @@ impl Node {
     /// Restores a saved announce; its age does not matter, keys do not expire.
     pub fn restore_card(&mut self, bytes: &[u8]) -> Result<NodeId, String> {
         let env = Envelope::decode_ignoring_time(bytes).map_err(|e| e.to_string())?;
-        self.learn_card(&env, false)
-            .ok_or_else(|| "not a valid announce".to_string())
+        self.learn_card(&env, false).ok_or_else(|| "not a valid announce".to_string())
     }
 
     // ---- local commands ---------------------------------------------------
@@ -804,14 +643,7 @@ impl Node {
             return Err(SendError::ToSelf);
         }
         let card = self.cards.get(&to).ok_or(SendError::UnknownRecipient(to))?;
-        let payload = e2e::seal(
-            rng,
-            card,
-            &self.identity.public_key(),
-            &to.0,
-            e2e::CONTENT_TEXT,
-            body,
-        );
+        let payload = e2e::seal(rng, card, &self.identity.public_key(), &to.0, e2e::CONTENT_TEXT, body);
         let env = Envelope::seal(
             &self.identity,
             &Draft {
@@ -819,17 +651,13 @@ impl Node {
                 max_hops: hops.unwrap_or(self.cfg.default_hops),
                 created: now_ms / 1000,
                 ttl: ttl.unwrap_or(self.cfg.default_ttl),
-                dest: Destination {
-                    id: to.0,
-                    domain: String::new(),
-                },
+                dest: Destination { id: to.0, domain: String::new() },
                 payload: &payload,
             },
         )
         .map_err(SendError::Envelope)?;
         let id = env.id();
-        self.admit(env.clone(), true, now_ms)
-            .map_err(SendError::Store)?;
+        self.admit(env.clone(), true, now_ms).map_err(SendError::Store)?;
         self.forward(&env, None);
         Ok(id)
     }
@@ -859,12 +687,7 @@ impl Node {
             name: self.cfg.name.clone(),
             domain: self.cfg.domain.clone(),
             seq,
-            neighbours: self
-                .links
-                .keys()
-                .take(crate::card::MAX_NEIGHBOURS)
-                .copied()
-                .collect(),
+            neighbours: self.links.keys().take(crate::card::MAX_NEIGHBOURS).copied().collect(),
         }
     }
 
@@ -877,10 +700,7 @@ impl Node {
                 max_hops: self.cfg.announce_hops,
                 created: now_ms / 1000,
                 ttl: ANNOUNCE_TTL,
-                dest: Destination {
-                    id: [0; 16],
-                    domain: String::new(),
-                },
+                dest: Destination { id: [0; 16], domain: String::new() },
                 payload: &payload,
             },
         )
@@ -906,11 +726,7 @@ impl Node {
                 || old.domain != card.domain;
         } else if self.cards.len() >= self.cfg.max_cards {
             // Forget a card of a node we have no link to.
-            let victim = self
-                .cards
-                .keys()
-                .find(|k| !self.links.contains_key(*k))
-                .copied();
+            let victim = self.cards.keys().find(|k| !self.links.contains_key(*k)).copied();
             match victim {
                 Some(v) => {
                     self.cards.remove(&v);
@@ -921,10 +737,7 @@ impl Node {
         let name = card.name.clone();
         self.cards.insert(node, card);
         if save && changed {
-            self.actions.push_back(Action::SaveCard {
-                node,
-                envelope: env.bytes().to_vec(),
-            });
+            self.actions.push_back(Action::SaveCard { node, envelope: env.bytes().to_vec() });
             self.emit(Event::CardUpdated { node, name });
         }
         Some(node)
@@ -1007,9 +820,7 @@ impl Node {
                 continue;
             };
             let (rekey, addr, remote_ed) = (
-                l.current.initiator
-                    && !l.rekey_started
-                    && now_ms >= l.current.established_at + self.cfg.rekey_after_ms,
+                l.current.initiator && !l.rekey_started && now_ms >= l.current.established_at + self.cfg.rekey_after_ms,
                 l.addr,
                 l.current.remote_ed,
             );
@@ -1040,8 +851,7 @@ impl Node {
             self.peers[i].next_attempt = now_ms + backoff;
             self.peers[i].backoff = (backoff * 2).min(self.cfg.retry_max_ms);
             // A retry replaces an unanswered attempt to the same address.
-            self.initiators
-                .retain(|_, x| x.addr != addr || x.expect != pin);
+            self.initiators.retain(|_, x| x.addr != addr || x.expect != pin);
             self.initiate(addr, pin, None, now_ms, rng);
         }
     }
@@ -1060,22 +870,10 @@ impl Node {
         let idx = self.fresh_index(rng);
         match Initiator::start(&self.identity, rng, idx) {
             Ok((hs, data)) => {
-                self.initiators.insert(
-                    idx,
-                    PendingInit {
-                        hs,
-                        addr,
-                        started: now_ms,
-                        expect,
-                        expect_node,
-                    },
-                );
+                self.initiators.insert(idx, PendingInit { hs, addr, started: now_ms, expect, expect_node });
                 self.transmit(addr, data);
             }
-            Err(e) => self.emit(Event::HandshakeFailed {
-                addr,
-                reason: e.to_string(),
-            }),
+            Err(e) => self.emit(Event::HandshakeFailed { addr, reason: e.to_string() }),
         }
     }
 
@@ -1087,13 +885,7 @@ impl Node {
     // ---- datagrams --------------------------------------------------------
 
     /// Handles one UDP datagram from `from`. Never panics on any input.
-    pub fn handle_datagram(
-        &mut self,
-        now_ms: u64,
-        from: SocketAddr,
-        data: &[u8],
-        rng: &mut impl CryptoRngCore,
-    ) {
+    pub fn handle_datagram(&mut self, now_ms: u64, from: SocketAddr, data: &[u8], rng: &mut impl CryptoRngCore) {
         self.metrics.datagrams_in += 1;
         self.clock = self.clock.max(now_ms);
         let packet = match Packet::parse(data) {
@@ -1105,38 +897,20 @@ impl Node {
         };
         match packet {
             Packet::Init { sender, noise } => self.on_init(now_ms, from, sender, noise, rng),
-            Packet::Resp {
-                sender,
-                receiver,
-                noise,
-            } => self.on_resp(now_ms, from, sender, receiver, noise),
+            Packet::Resp { sender, receiver, noise } => self.on_resp(now_ms, from, sender, receiver, noise),
             Packet::Final { receiver, noise } => self.on_final(now_ms, from, receiver, noise),
-            Packet::Data {
-                receiver,
-                counter,
-                header,
-                ciphertext,
-            } => self.on_data(now_ms, from, receiver, counter, header, ciphertext),
+            Packet::Data { receiver, counter, header, ciphertext } => {
+                self.on_data(now_ms, from, receiver, counter, header, ciphertext)
+            }
         }
     }
 
-    fn on_init(
-        &mut self,
-        now_ms: u64,
-        from: SocketAddr,
-        sender: u32,
-        noise: &[u8],
-        rng: &mut impl CryptoRngCore,
-    ) {
+    fn on_init(&mut self, now_ms: u64, from: SocketAddr, sender: u32, noise: &[u8], rng: &mut impl CryptoRngCore) {
         // One pending response per address, and a bounded total: message 1
         // is unauthenticated, so this is all a stranger can make us hold.
         self.responders.retain(|_, p| p.addr != from);
         if self.responders.len() >= self.cfg.max_pending_handshakes {
-            let oldest = self
-                .responders
-                .iter()
-                .min_by_key(|(_, p)| p.started)
-                .map(|(k, _)| *k);
+            let oldest = self.responders.iter().min_by_key(|(_, p)| p.started).map(|(k, _)| *k);
             if let Some(k) = oldest {
                 self.responders.remove(&k);
             }
@@ -1144,14 +918,7 @@ impl Node {
         let idx = self.fresh_index(rng);
         match Responder::respond(&self.identity, rng, idx, sender, noise) {
             Ok((hs, data)) => {
-                self.responders.insert(
-                    idx,
-                    PendingResp {
-                        hs,
-                        addr: from,
-                        started: now_ms,
-                    },
-                );
+                self.responders.insert(idx, PendingResp { hs, addr: from, started: now_ms });
                 self.transmit(from, data);
             }
             Err(e) => self.handshake_failed(from, e),
@@ -1160,10 +927,7 @@ impl Node {
 
     fn handshake_failed(&mut self, addr: SocketAddr, e: HandshakeError) {
         self.metrics.handshakes_failed += 1;
-        self.emit(Event::HandshakeFailed {
-            addr,
-            reason: e.to_string(),
-        });
+        self.emit(Event::HandshakeFailed { addr, reason: e.to_string() });
     }
 
     fn on_resp(&mut self, now_ms: u64, from: SocketAddr, sender: u32, receiver: u32, noise: &[u8]) {
@@ -1181,8 +945,7 @@ impl Node {
             Ok((keys, data)) => {
                 let announced = match p.expect_node {
                     Some((id, fp))
-                        if NodeId::from_public_key(&keys.remote_ed) != id
-                            || fingerprint(&keys.remote_ed) != fp =>
+                        if NodeId::from_public_key(&keys.remote_ed) != id || fingerprint(&keys.remote_ed) != fp =>
                     {
                         Err(format!(
                             "proved a key that does not match node {id} / fingerprint {} it announced over mDNS",
@@ -1191,9 +954,7 @@ impl Node {
                     }
                     _ => Ok(()),
                 };
-                if let Err(reason) =
-                    announced.and_then(|_| self.check_policy(&keys, from, p.expect))
-                {
+                if let Err(reason) = announced.and_then(|_| self.check_policy(&keys, from, p.expect)) {
                     self.refuse(from, &keys, reason);
                     return;
                 }
@@ -1216,11 +977,7 @@ impl Node {
         }
         match p.hs.finish(noise) {
             Ok(keys) => {
-                let expect = self
-                    .peers
-                    .iter()
-                    .find(|s| s.spec.addr == from)
-                    .and_then(|s| s.spec.pin);
+                let expect = self.peers.iter().find(|s| s.spec.addr == from).and_then(|s| s.spec.pin);
                 if let Err(reason) = self.check_policy(&keys, from, expect) {
                     self.refuse(from, &keys, reason);
                     return;
@@ -1234,12 +991,7 @@ impl Node {
         }
     }
 
-    fn check_policy(
-        &self,
-        keys: &SessionKeys,
-        from: SocketAddr,
-        expect: Option<[u8; 32]>,
-    ) -> Result<(), String> {
+    fn check_policy(&self, keys: &SessionKeys, from: SocketAddr, expect: Option<[u8; 32]>) -> Result<(), String> {
         let node = NodeId::from_public_key(&keys.remote_ed);
         if node == self.me {
             return Err("that is this node itself".into());
@@ -1247,15 +999,9 @@ impl Node {
         if let Some(pin) = expect
             && !crate::crypto::ct_eq(&pin, &keys.remote_ed)
         {
-            return Err(format!(
-                "key does not match the pinned key of {}",
-                NodeId::from_public_key(&pin)
-            ));
+            return Err(format!("key does not match the pinned key of {}", NodeId::from_public_key(&pin)));
         }
-        let configured = self
-            .peers
-            .iter()
-            .any(|p| p.spec.addr == from || p.spec.pin == Some(keys.remote_ed));
+        let configured = self.peers.iter().any(|p| p.spec.addr == from || p.spec.pin == Some(keys.remote_ed));
         if !self.cfg.accept_unknown && !configured {
             return Err("not a configured peer and accept_unknown is off".into());
         }
@@ -1313,16 +1059,11 @@ impl Node {
                         peer_has: std::collections::BTreeSet::new(),
                     },
                 );
-                self.emit(Event::LinkUp {
-                    node,
-                    addr,
-                    initiator,
-                });
+                self.emit(Event::LinkUp { node, addr, initiator });
             }
         }
         for p in &mut self.peers {
-            if p.spec.addr == addr || p.spec.pin.map(|k| NodeId::from_public_key(&k)) == Some(node)
-            {
+            if p.spec.addr == addr || p.spec.pin.map(|k| NodeId::from_public_key(&k)) == Some(node) {
                 p.linked = Some(node);
                 p.backoff = self.cfg.retry_min_ms;
             }
@@ -1356,15 +1097,7 @@ impl Node {
         }
     }
 
-    fn on_data(
-        &mut self,
-        now_ms: u64,
-        from: SocketAddr,
-        receiver: u32,
-        counter: u64,
-        header: &[u8],
-        ct: &[u8],
-    ) {
+    fn on_data(&mut self, now_ms: u64, from: SocketAddr, receiver: u32, counter: u64, header: &[u8], ct: &[u8]) {
         let Some(&node) = self.by_index.get(&receiver) else {
             self.metrics.datagrams_unknown_session += 1;
             return;
@@ -1401,16 +1134,13 @@ impl Node {
         l.rx += 1;
         match Frame::parse(&plain) {
             Ok(Frame::Keepalive) => {}
-            Ok(Frame::Fragment {
-                xfer,
-                index,
-                count,
-                data,
-            }) => match l.reasm.insert(now_ms, xfer, index, count, data) {
-                Ok(Some(bytes)) => self.on_envelope(now_ms, node, &bytes),
-                Ok(None) => {}
-                Err(_) => self.metrics.fragments_dropped += 1,
-            },
+            Ok(Frame::Fragment { xfer, index, count, data }) => {
+                match l.reasm.insert(now_ms, xfer, index, count, data) {
+                    Ok(Some(bytes)) => self.on_envelope(now_ms, node, &bytes),
+                    Ok(None) => {}
+                    Err(_) => self.metrics.fragments_dropped += 1,
+                }
+            }
             Ok(Frame::Ids { list, ids }) => self.on_ids(now_ms, node, list, ids),
             Err(_) => self.metrics.frames_invalid += 1,
         }
@@ -1424,21 +1154,13 @@ impl Node {
         };
         let batch = self.store.ids_after(cursor, self.cfg.offer_batch);
         // A short batch covered the whole store: start from the top next time.
-        let next_cursor = if batch.len() < self.cfg.offer_batch {
-            None
-        } else {
-            batch.last().copied()
-        };
+        let next_cursor = if batch.len() < self.cfg.offer_batch { None } else { batch.last().copied() };
         // Only offer what this link should carry (see should_offer).
         let has = self.links.get(&node).map(|l| &l.peer_has);
         let ids: Vec<EnvelopeId> = batch
             .into_iter()
             .filter(|id| !has.is_some_and(|h| h.contains(id)))
-            .filter(|id| {
-                self.store
-                    .get(id)
-                    .is_some_and(|e| self.should_offer(&e.env, node))
-            })
+            .filter(|id| self.store.get(id).is_some_and(|e| self.should_offer(&e.env, node)))
             .collect();
         if let Some(l) = self.links.get_mut(&node) {
             l.next_sync = now_ms + self.cfg.sync_interval_ms;
@@ -1460,10 +1182,7 @@ impl Node {
                         want.push(id);
                     }
                 }
-                for f in id_frames(IdList::Want, &want)
-                    .into_iter()
-                    .chain(id_frames(IdList::Have, &have))
-                {
+                for f in id_frames(IdList::Want, &want).into_iter().chain(id_frames(IdList::Have, &have)) {
                     self.send_frame(node, &f, now_ms);
                 }
             }
@@ -1485,10 +1204,10 @@ impl Node {
                 }
                 for id in ids {
                     // The recipient itself confirms: our copy has done its job.
-                    let delivered = self.store.get(&id).is_some_and(|e| {
-                        matches!(e.env.kind(), Kind::Direct | Kind::Ack)
-                            && e.env.dest().id == node.0
-                    });
+                    let delivered = self
+                        .store
+                        .get(&id)
+                        .is_some_and(|e| matches!(e.env.kind(), Kind::Direct | Kind::Ack) && e.env.dest().id == node.0);
                     if delivered {
                         self.release(&id);
                     }
@@ -1501,10 +1220,8 @@ impl Node {
 
     fn on_envelope(&mut self, now_ms: u64, link: NodeId, bytes: &[u8]) {
         self.metrics.envelopes_in += 1;
-        let allowed = self.links.get_mut(&link).is_some_and(|l| {
-            l.bucket
-                .take(self.cfg.link_rate, self.cfg.link_burst, now_ms)
-        });
+        let allowed =
+            self.links.get_mut(&link).is_some_and(|l| l.bucket.take(self.cfg.link_rate, self.cfg.link_burst, now_ms));
         if !allowed {
             self.metrics.envelopes_rate_limited += 1;
             return;
@@ -1517,10 +1234,7 @@ impl Node {
                     EnvelopeError::Expired { .. } => self.metrics.envelopes_expired += 1,
                     _ => self.metrics.envelopes_invalid += 1,
                 }
-                self.emit(Event::EnvelopeDropped {
-                    from: link,
-                    reason: e.to_string(),
-                });
+                self.emit(Event::EnvelopeDropped { from: link, reason: e.to_string() });
                 return;
             }
         };
@@ -1540,23 +1254,14 @@ impl Node {
         }
         let origin = env.origin_id();
         let (rate, burst) = (self.cfg.origin_rate, self.cfg.origin_burst);
-        if self.origin_buckets.len() >= self.cfg.max_cards
-            && !self.origin_buckets.contains_key(&origin)
-        {
+        if self.origin_buckets.len() >= self.cfg.max_cards && !self.origin_buckets.contains_key(&origin) {
             // Bounded: forget the fullest (most idle) bucket first.
-            let idle = self
-                .origin_buckets
-                .iter()
-                .max_by(|a, b| a.1.tokens().total_cmp(&b.1.tokens()))
-                .map(|(k, _)| *k);
+            let idle = self.origin_buckets.iter().max_by(|a, b| a.1.tokens().total_cmp(&b.1.tokens())).map(|(k, _)| *k);
             if let Some(k) = idle {
                 self.origin_buckets.remove(&k);
             }
         }
-        let bucket = self
-            .origin_buckets
-            .entry(origin)
-            .or_insert_with(|| Bucket::full(burst, now_ms));
+        let bucket = self.origin_buckets.entry(origin).or_insert_with(|| Bucket::full(burst, now_ms));
         if !bucket.take(rate, burst, now_ms) {
             self.metrics.envelopes_rate_limited += 1;
             return;
@@ -1625,10 +1330,7 @@ impl Node {
             return;
         };
         // Every copy teaches a route, also duplicates over other paths.
-        let hops = env
-            .max_hops()
-            .saturating_sub(env.hops_left())
-            .saturating_add(1);
+        let hops = env.max_hops().saturating_sub(env.hops_left()).saturating_add(1);
         self.routes.learn(origin, link, hops, card.seq, now_ms);
         if self.seen.contains(&id) {
             self.metrics.envelopes_duplicate += 1;
@@ -1650,12 +1352,7 @@ impl Node {
         self.learn_card(&env, true);
         let mut env = env;
         if env.take_hop() {
-            let targets: Vec<NodeId> = self
-                .links
-                .keys()
-                .filter(|k| **k != link && **k != origin)
-                .copied()
-                .collect();
+            let targets: Vec<NodeId> = self.links.keys().filter(|k| **k != link && **k != origin).copied().collect();
             for t in targets {
                 self.metrics.announces_forwarded += 1;
                 self.send_envelope_bytes(t, env.bytes());
@@ -1694,12 +1391,8 @@ impl Node {
     /// Sends an envelope on at once to every link [`should_offer`] picks,
     /// except the one it came from.
     fn forward(&mut self, env: &Envelope, from: Option<NodeId>) {
-        let targets: Vec<NodeId> = self
-            .links
-            .keys()
-            .filter(|k| Some(**k) != from && self.should_offer(env, **k))
-            .copied()
-            .collect();
+        let targets: Vec<NodeId> =
+            self.links.keys().filter(|k| Some(**k) != from && self.should_offer(env, **k)).copied().collect();
         for t in targets {
             self.metrics.envelopes_forwarded += 1;
             self.send_envelope_bytes(t, env.bytes());
@@ -1736,10 +1429,7 @@ impl Node {
     }
 
     fn name_of(&self, n: &NodeId) -> String {
-        self.cards
-            .get(n)
-            .map(|c| c.name.clone())
-            .unwrap_or_default()
+        self.cards.get(n).map(|c| c.name.clone()).unwrap_or_default()
     }
 
     // ---- end-to-end acknowledgements ----------------------------------------
@@ -1779,9 +1469,7 @@ impl Node {
                 let payload = crate::ack::encode(&list);
                 // It lives as long as the longest-lived envelope it confirms.
                 let expires = chunk.iter().map(|(_, e)| *e).max().unwrap_or(now_s);
-                let ttl = expires
-                    .saturating_sub(now_s)
-                    .clamp(60, crate::envelope::MAX_TTL as u64) as u32;
+                let ttl = expires.saturating_sub(now_s).clamp(60, crate::envelope::MAX_TTL as u64) as u32;
                 let Ok(env) = Envelope::seal(
                     &self.identity,
                     &Draft {
@@ -1789,10 +1477,7 @@ impl Node {
                         max_hops: self.cfg.default_hops,
                         created: now_s,
                         ttl,
-                        dest: Destination {
-                            id: origin.0,
-                            domain: String::new(),
-                        },
+                        dest: Destination { id: origin.0, domain: String::new() },
                         payload: &payload,
                     },
                 ) else {
@@ -1816,10 +1501,8 @@ impl Node {
         };
         let recipient = ack.origin_id();
         for id in ids {
-            let addressed = self
-                .store
-                .get(&id)
-                .is_some_and(|e| e.env.kind() == Kind::Direct && e.env.dest().id == recipient.0);
+            let addressed =
+                self.store.get(&id).is_some_and(|e| e.env.kind() == Kind::Direct && e.env.dest().id == recipient.0);
             if addressed {
                 self.release(&id);
             }
@@ -1838,40 +1521,28 @@ impl Node {
         }
         if let Some(d) = self.discovered.get_mut(&node) {
             d.last_seen = now_ms;
-            if d.addr != addr || d.fp != fp {
+            // A node seen over IPv6 and IPv4 keeps its IPv6 address, so the
+            // address does not flap between the two.
+            let downgrade = d.addr.is_ipv6() && addr.is_ipv4();
+            if (d.addr != addr && !downgrade) || d.fp != fp {
                 d.addr = addr;
                 d.fp = fp;
-                d.next_attempt = now_ms;
-                d.backoff = self.cfg.retry_min_ms;
+                d.next_attempt = d.next_attempt.min(now_ms + self.cfg.retry_min_ms);
             }
             return;
         }
         if self.discovered.len() >= self.cfg.max_discovered {
-            let oldest = self
-                .discovered
-                .iter()
-                .min_by_key(|(_, d)| d.last_seen)
-                .map(|(k, _)| *k);
+            let oldest = self.discovered.iter().min_by_key(|(_, d)| d.last_seen).map(|(k, _)| *k);
             if let Some(k) = oldest {
                 self.discovered.remove(&k);
             }
         }
         // Of two nodes that find each other, the lower id dials at once and
         // the other a little later, so that they rarely both dial.
-        let wait = if self.me < node {
-            0
-        } else {
-            2 * self.cfg.retry_min_ms
-        };
+        let wait = if self.me < node { 0 } else { 2 * self.cfg.retry_min_ms };
         self.discovered.insert(
             node,
-            Discovered {
-                addr,
-                fp,
-                last_seen: now_ms,
-                next_attempt: now_ms + wait,
-                backoff: self.cfg.retry_min_ms,
-            },
+            Discovered { addr, fp, last_seen: now_ms, next_attempt: now_ms + wait, backoff: self.cfg.retry_min_ms },
         );
     }
 
@@ -1879,18 +1550,13 @@ impl Node {
     pub fn discovered_peers(&self) -> Vec<DiscoveredInfo> {
         self.discovered
             .iter()
-            .map(|(n, d)| DiscoveredInfo {
-                node: *n,
-                addr: d.addr,
-                age_ms: self.clock.saturating_sub(d.last_seen),
-            })
+            .map(|(n, d)| DiscoveredInfo { node: *n, addr: d.addr, age_ms: self.clock.saturating_sub(d.last_seen) })
             .collect()
     }
 
     fn discovery_timers(&mut self, now_ms: u64, rng: &mut impl CryptoRngCore) {
         let timeout = self.cfg.discovery_timeout_ms;
-        self.discovered
-            .retain(|_, d| d.last_seen + timeout > now_ms);
+        self.discovered.retain(|_, d| d.last_seen + timeout > now_ms);
         let due: Vec<(NodeId, SocketAddr, [u8; 8])> = self
             .discovered
             .iter()
@@ -1918,11 +1584,7 @@ impl Node {
                 self.metrics.envelopes_delivered += 1;
                 let from = env.origin_id();
                 self.queue_ack(from, env.id(), env.expires_at(), self.clock);
-                let from_name = self
-                    .cards
-                    .get(&from)
-                    .map(|c| c.name.clone())
-                    .unwrap_or_default();
+                let from_name = self.cards.get(&from).map(|c| c.name.clone()).unwrap_or_default();
                 self.actions.push_back(Action::Deliver(Delivery {
                     id: env.id(),
                     from,
@@ -1935,10 +1597,7 @@ impl Node {
             }
             Err(e) => {
                 self.metrics.envelopes_undecryptable += 1;
-                self.emit(Event::EnvelopeDropped {
-                    from: env.origin_id(),
-                    reason: e.to_string(),
-                });
+                self.emit(Event::EnvelopeDropped { from: env.origin_id(), reason: e.to_string() });
             }
         }
     }
@@ -2022,39 +1681,10 @@ mod tests {
         fn new(pin_a_to: Option<[u8; 32]>) -> Pair {
             let ia = Identity::generate(&mut OsRng);
             let ib = Identity::generate(&mut OsRng);
-            let mut a = Node::new(
-                ia,
-                Config {
-                    name: "a".into(),
-                    ..Config::default()
-                },
-                T0,
-            );
-            let b = Node::new(
-                ib,
-                Config {
-                    name: "b".into(),
-                    ..Config::default()
-                },
-                T0,
-            );
-            a.add_peer(
-                PeerSpec {
-                    addr: addr(2),
-                    pin: pin_a_to,
-                },
-                T0,
-            );
-            Pair {
-                a,
-                b,
-                now: T0,
-                b_up: true,
-                delivered_b: vec![],
-                events: vec![],
-                persisted_a: 0,
-                captured: vec![],
-            }
+            let mut a = Node::new(ia, Config { name: "a".into(), ..Config::default() }, T0);
+            let b = Node::new(ib, Config { name: "b".into(), ..Config::default() }, T0);
+            a.add_peer(PeerSpec { addr: addr(2), pin: pin_a_to }, T0);
+            Pair { a, b, now: T0, b_up: true, delivered_b: vec![], events: vec![], persisted_a: 0, captured: vec![] }
         }
 
         /// Runs both nodes until quiet, advancing time in `step` ms up to `ms`.
@@ -2107,13 +1737,8 @@ mod tests {
         p.run(2000, 100);
         let bid = p.b.node_id();
         assert!(p.a.is_linked(&bid) && p.b.is_linked(&p.a.node_id()));
-        assert!(
-            p.a.card(&bid).is_some(),
-            "A learned B's keys from its announce"
-        );
-        let id =
-            p.a.send_direct(p.now, &mut OsRng, bid, b"hello b", None, None)
-                .unwrap();
+        assert!(p.a.card(&bid).is_some(), "A learned B's keys from its announce");
+        let id = p.a.send_direct(p.now, &mut OsRng, bid, b"hello b", None, None).unwrap();
         p.run(1000, 100);
         assert_eq!(p.delivered_b.len(), 1);
         assert_eq!(p.delivered_b[0].body, b"hello b");
@@ -2133,17 +1758,7 @@ mod tests {
         let bid = p.b.node_id();
         p.b_up = false;
         let ids: Vec<_> = (0..20)
-            .map(|i| {
-                p.a.send_direct(
-                    p.now,
-                    &mut OsRng,
-                    bid,
-                    format!("m{i}").as_bytes(),
-                    None,
-                    None,
-                )
-                .unwrap()
-            })
+            .map(|i| p.a.send_direct(p.now, &mut OsRng, bid, format!("m{i}").as_bytes(), None, None).unwrap())
             .collect();
         p.run(60_000, 1000);
         assert!(!p.a.is_linked(&bid), "dead-peer detection dropped the link");
@@ -2168,11 +1783,7 @@ mod tests {
         p.run(3000, 100);
         assert!(!p.a.is_linked(&p.b.node_id()));
         assert!(p.a.metrics().peers_refused >= 1);
-        assert!(
-            p.events.iter().any(
-                |e| matches!(e, Event::PeerRefused { reason, .. } if reason.contains("pinned"))
-            )
-        );
+        assert!(p.events.iter().any(|e| matches!(e, Event::PeerRefused { reason, .. } if reason.contains("pinned"))));
     }
 
     #[test]
@@ -2191,8 +1802,7 @@ mod tests {
         p.run(2000, 100);
         let bid = p.b.node_id();
         p.captured.clear();
-        p.a.send_direct(p.now, &mut OsRng, bid, b"once", None, None)
-            .unwrap();
+        p.a.send_direct(p.now, &mut OsRng, bid, b"once", None, None).unwrap();
         p.run(500, 100);
         assert_eq!(p.delivered_b.len(), 1);
         let replay: Vec<_> = p.captured.clone();
@@ -2223,9 +1833,7 @@ mod tests {
         p.run(2000, 100);
         let bid = p.b.node_id();
         // A builds a valid envelope to B, then corrupts its signature.
-        let id =
-            p.a.send_direct(p.now, &mut OsRng, bid, b"real", None, None)
-                .unwrap();
+        let id = p.a.send_direct(p.now, &mut OsRng, bid, b"real", None, None).unwrap();
         let bytes = p.a.store().get(&id).unwrap().env.bytes().to_vec();
         p.run(500, 100);
         let mut forged = bytes.clone();
@@ -2244,25 +1852,16 @@ mod tests {
         p.run(12_000, 500);
         assert!(p.events.iter().any(|e| matches!(e, Event::Rekeyed { .. })));
         let bid = p.b.node_id();
-        p.a.send_direct(p.now, &mut OsRng, bid, b"after rekey", None, None)
-            .unwrap();
+        p.a.send_direct(p.now, &mut OsRng, bid, b"after rekey", None, None).unwrap();
         p.run(1000, 100);
         assert_eq!(p.delivered_b.len(), 1);
-        assert_eq!(
-            p.events
-                .iter()
-                .filter(|e| matches!(e, Event::LinkDown { .. }))
-                .count(),
-            0
-        );
+        assert_eq!(p.events.iter().filter(|e| matches!(e, Event::LinkDown { .. })).count(), 0);
     }
 
     #[test]
     fn unknown_recipient_is_a_clear_error() {
         let mut p = Pair::new(None);
-        let err =
-            p.a.send_direct(p.now, &mut OsRng, NodeId([5; 16]), b"x", None, None)
-                .unwrap_err();
+        let err = p.a.send_direct(p.now, &mut OsRng, NodeId([5; 16]), b"x", None, None).unwrap_err();
         assert!(err.to_string().contains("no keys known"));
     }
 }

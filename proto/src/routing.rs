@@ -36,10 +36,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(max_destinations: usize) -> Table {
-        Table {
-            routes: BTreeMap::new(),
-            max_destinations,
-        }
+        Table { routes: BTreeMap::new(), max_destinations }
     }
 
     /// Learns that `dest` is `hops` links away through `via`. Returns true
@@ -47,11 +44,8 @@ impl Table {
     pub fn learn(&mut self, dest: NodeId, via: NodeId, hops: u8, seq: u64, now: u64) -> bool {
         if !self.routes.contains_key(&dest) && self.routes.len() >= self.max_destinations {
             // Full: forget the destination heard of longest ago.
-            let oldest = self
-                .routes
-                .iter()
-                .min_by_key(|(_, c)| c.iter().map(|r| r.updated).max().unwrap_or(0))
-                .map(|(k, _)| *k);
+            let oldest =
+                self.routes.iter().min_by_key(|(_, c)| c.iter().map(|r| r.updated).max().unwrap_or(0)).map(|(k, _)| *k);
             if let Some(k) = oldest {
                 self.routes.remove(&k);
             }
@@ -62,22 +56,12 @@ impl Table {
         match c.iter_mut().find(|r| r.via == via) {
             Some(r) => {
                 if seq > r.seq || (seq == r.seq && hops < r.hops) {
-                    *r = Route {
-                        via,
-                        hops,
-                        seq,
-                        updated: now,
-                    };
+                    *r = Route { via, hops, seq, updated: now };
                 } else if seq == r.seq {
                     r.updated = r.updated.max(now);
                 }
             }
-            None => c.push(Route {
-                via,
-                hops,
-                seq,
-                updated: now,
-            }),
+            None => c.push(Route { via, hops, seq, updated: now }),
         }
         // Newer announces outrank older ones; among equals, fewer hops win.
         let newest = c.iter().map(|r| r.seq).max().unwrap_or(0);
@@ -109,9 +93,7 @@ impl Table {
 
     /// Every destination with its best route.
     pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &Route)> {
-        self.routes
-            .iter()
-            .filter_map(|(d, c)| c.first().map(|r| (d, r)))
+        self.routes.iter().filter_map(|(d, c)| c.first().map(|r| (d, r)))
     }
 
     pub fn len(&self) -> usize {

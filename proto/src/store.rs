@@ -76,10 +76,7 @@ pub struct Store {
 
 impl Store {
     pub fn new(limits: StoreLimits) -> Store {
-        Store {
-            limits,
-            ..Store::default()
-        }
+        Store { limits, ..Store::default() }
     }
 
     pub fn limits(&self) -> StoreLimits {
@@ -114,12 +111,7 @@ impl Store {
     pub fn ids_after(&self, cursor: Option<EnvelopeId>, n: usize) -> Vec<EnvelopeId> {
         use core::ops::Bound::{Excluded, Unbounded};
         let start = cursor.map_or(Unbounded, Excluded);
-        let mut out: Vec<EnvelopeId> = self
-            .entries
-            .range((start, Unbounded))
-            .map(|(k, _)| *k)
-            .take(n)
-            .collect();
+        let mut out: Vec<EnvelopeId> = self.entries.range((start, Unbounded)).map(|(k, _)| *k).take(n).collect();
         if out.len() < n {
             for k in self.entries.keys() {
                 if out.len() >= n || Some(*k) > cursor || out.contains(k) {
@@ -136,12 +128,7 @@ impl Store {
     }
 
     /// Stores `env`. Returns the ids evicted to make room.
-    pub fn insert(
-        &mut self,
-        env: Envelope,
-        local: bool,
-        now: u64,
-    ) -> Result<Vec<EnvelopeId>, StoreError> {
+    pub fn insert(&mut self, env: Envelope, local: bool, now: u64) -> Result<Vec<EnvelopeId>, StoreError> {
         if self.entries.contains_key(&env.id()) {
             return Ok(Vec::new());
         }
@@ -149,14 +136,10 @@ impl Store {
         let len = env.len();
         let origin = env.origin_id();
         let recipient = env.dest().id;
-        if self.origin_bytes.get(&origin).copied().unwrap_or(0) + len
-            > self.limits.max_bytes_per_origin
-        {
+        if self.origin_bytes.get(&origin).copied().unwrap_or(0) + len > self.limits.max_bytes_per_origin {
             return Err(StoreError::OriginQuota);
         }
-        if self.recipient_bytes.get(&recipient).copied().unwrap_or(0) + len
-            > self.limits.max_bytes_per_recipient
-        {
+        if self.recipient_bytes.get(&recipient).copied().unwrap_or(0) + len > self.limits.max_bytes_per_recipient {
             return Err(StoreError::RecipientQuota);
         }
         // Pick victims first, so a refusal leaves the store untouched.
@@ -237,11 +220,7 @@ pub struct SeenSet {
 
 impl SeenSet {
     pub fn new(cap: usize) -> SeenSet {
-        SeenSet {
-            cap: cap.max(1),
-            ids: BTreeMap::new(),
-            by_expiry: BTreeSet::new(),
-        }
+        SeenSet { cap: cap.max(1), ids: BTreeMap::new(), by_expiry: BTreeSet::new() }
     }
     pub fn contains(&self, id: &EnvelopeId) -> bool {
         self.ids.contains_key(id)
@@ -285,10 +264,7 @@ pub struct Bucket {
 
 impl Bucket {
     pub fn full(burst: u32, now_ms: u64) -> Bucket {
-        Bucket {
-            tokens: burst as f32,
-            last_ms: now_ms,
-        }
+        Bucket { tokens: burst as f32, last_ms: now_ms }
     }
     /// Tokens saved at the last update.
     pub fn tokens(&self) -> f32 {
@@ -324,10 +300,7 @@ mod tests {
                 max_hops: 4,
                 created: 1000,
                 ttl,
-                dest: Destination {
-                    id: [to; 16],
-                    domain: String::new(),
-                },
+                dest: Destination { id: [to; 16], domain: String::new() },
                 payload: &payload,
             },
         )
@@ -335,12 +308,7 @@ mod tests {
     }
 
     fn limits(bytes: usize, count: usize) -> StoreLimits {
-        StoreLimits {
-            max_bytes: bytes,
-            max_count: count,
-            max_bytes_per_origin: bytes,
-            max_bytes_per_recipient: bytes,
-        }
+        StoreLimits { max_bytes: bytes, max_count: count, max_bytes_per_origin: bytes, max_bytes_per_recipient: bytes }
     }
 
     #[test]
@@ -362,10 +330,7 @@ mod tests {
         let a = Identity::generate(&mut OsRng);
         let mut s = Store::new(limits(1 << 20, 1));
         s.insert(env(&a, 1, 500, 10), true, 1000).unwrap();
-        assert_eq!(
-            s.insert(env(&a, 1, 600, 10), false, 1000),
-            Err(StoreError::Full)
-        );
+        assert_eq!(s.insert(env(&a, 1, 600, 10), false, 1000), Err(StoreError::Full));
         assert_eq!(s.len(), 1);
     }
 
@@ -382,15 +347,9 @@ mod tests {
         });
         s.insert(env(&a, 1, 500, 400), false, 1000).unwrap();
         s.insert(env(&a, 1, 501, 400), false, 1000).unwrap();
-        assert_eq!(
-            s.insert(env(&a, 2, 502, 400), false, 1000),
-            Err(StoreError::OriginQuota)
-        );
+        assert_eq!(s.insert(env(&a, 2, 502, 400), false, 1000), Err(StoreError::OriginQuota));
         s.insert(env(&b, 1, 503, 400), false, 1000).unwrap();
-        assert_eq!(
-            s.insert(env(&b, 1, 504, 400), false, 1000),
-            Err(StoreError::RecipientQuota)
-        );
+        assert_eq!(s.insert(env(&b, 1, 504, 400), false, 1000), Err(StoreError::RecipientQuota));
         assert_eq!(s.bytes(), one * 3);
         // Removing frees the quota again.
         let first = *s.iter().next().unwrap().0;

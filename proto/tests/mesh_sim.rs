@@ -41,14 +41,7 @@ impl Sim {
         for i in 0..n {
             let id = Identity::generate(&mut OsRng);
             keys.push(id.public_key());
-            nodes.push(Node::new(
-                id,
-                Config {
-                    name: format!("n{i}"),
-                    ..cfg.clone()
-                },
-                T0,
-            ));
+            nodes.push(Node::new(id, Config { name: format!("n{i}"), ..cfg.clone() }, T0));
         }
         let mut sim = Sim {
             nodes,
@@ -132,17 +125,12 @@ impl Sim {
     }
 
     fn forwarded(&self) -> u64 {
-        self.nodes
-            .iter()
-            .map(|n| n.metrics().envelopes_forwarded)
-            .sum()
+        self.nodes.iter().map(|n| n.metrics().envelopes_forwarded).sum()
     }
 
     fn send(&mut self, from: usize, to: usize, text: &str, ttl: Option<u32>) -> EnvelopeId {
         let dest = self.id(to);
-        self.nodes[from]
-            .send_direct(self.now, &mut OsRng, dest, text.as_bytes(), ttl, None)
-            .unwrap()
+        self.nodes[from].send_direct(self.now, &mut OsRng, dest, text.as_bytes(), ttl, None).unwrap()
     }
 }
 
@@ -156,28 +144,16 @@ fn a_line_of_five_learns_routes_and_delivers_end_to_end_exactly_once() {
     let mut s = line(5);
     s.run(20_000);
     for i in 0..5 {
-        let routes: BTreeMap<NodeId, u8> = s.nodes[i]
-            .routes()
-            .into_iter()
-            .map(|r| (r.dest, r.hops))
-            .collect();
+        let routes: BTreeMap<NodeId, u8> = s.nodes[i].routes().into_iter().map(|r| (r.dest, r.hops)).collect();
         for j in 0..5 {
             if i != j {
                 let hops = routes.get(&s.id(j)).copied();
-                assert_eq!(
-                    hops,
-                    Some((i as i32 - j as i32).unsigned_abs() as u8),
-                    "route {i}->{j}"
-                );
+                assert_eq!(hops, Some((i as i32 - j as i32).unsigned_abs() as u8), "route {i}->{j}");
             }
         }
         // Next hop towards the far end is the neighbour on that side.
         if i < 4 {
-            let r = s.nodes[i]
-                .routes()
-                .into_iter()
-                .find(|r| r.dest == s.id(4))
-                .unwrap();
+            let r = s.nodes[i].routes().into_iter().find(|r| r.dest == s.id(4)).unwrap();
             assert_eq!(r.via, s.id(i + 1));
         }
     }
@@ -185,18 +161,12 @@ fn a_line_of_five_learns_routes_and_delivers_end_to_end_exactly_once() {
     s.run(3_000);
     assert_eq!(s.delivered[4].len(), 1);
     assert_eq!(s.delivered[4][0].body, b"hello E");
-    assert!(
-        s.delivered[1..4].iter().all(Vec::is_empty),
-        "relays deliver nothing"
-    );
+    assert!(s.delivered[1..4].iter().all(Vec::is_empty), "relays deliver nothing");
     // The end-to-end acknowledgement freed every relay's copy, and A's.
     s.run(5_000);
     for i in 0..4 {
-        let direct_left = s.nodes[i]
-            .store()
-            .iter()
-            .filter(|(_, e)| e.env.kind() == meshpost_proto::envelope::Kind::Direct)
-            .count();
+        let direct_left =
+            s.nodes[i].store().iter().filter(|(_, e)| e.env.kind() == meshpost_proto::envelope::Kind::Direct).count();
         assert_eq!(direct_left, 0, "node {i} still holds the message");
     }
     s.run(20_000);
@@ -227,11 +197,8 @@ fn partition_and_heal_delivers_all_fifty_once_and_the_flood_ends() {
     s.run(30_000);
     assert_eq!(s.forwarded(), a, "envelopes still circulating");
     for i in 0..5 {
-        let direct = s.nodes[i]
-            .store()
-            .iter()
-            .filter(|(_, e)| e.env.kind() == meshpost_proto::envelope::Kind::Direct)
-            .count();
+        let direct =
+            s.nodes[i].store().iter().filter(|(_, e)| e.env.kind() == meshpost_proto::envelope::Kind::Direct).count();
         assert_eq!(direct, 0, "node {i} freed its copies");
     }
 }
@@ -250,14 +217,8 @@ fn an_envelope_that_expires_during_a_partition_is_never_delivered_and_purged() {
     let texts: Vec<Vec<u8>> = s.delivered[4].iter().map(|d| d.body.clone()).collect();
     assert_eq!(texts, vec![b"in time".to_vec()]);
     for i in 0..5 {
-        assert!(
-            !s.nodes[i].store().contains(&late),
-            "node {i} still holds the expired envelope"
-        );
-        assert!(
-            !s.persisted[i].contains(&late.to_string()),
-            "node {i} did not unpersist it"
-        );
+        assert!(!s.nodes[i].store().contains(&late), "node {i} still holds the expired envelope");
+        assert!(!s.persisted[i].contains(&late.to_string()), "node {i} did not unpersist it");
     }
 }
 
@@ -266,20 +227,11 @@ fn when_a_link_fails_traffic_moves_to_the_other_path() {
     // A square: 0-1-3 and 0-2-3.
     let mut s = Sim::new(4, &[(0, 1), (1, 3), (0, 2), (2, 3)]);
     s.run(20_000);
-    let via = s.nodes[0]
-        .routes()
-        .into_iter()
-        .find(|r| r.dest == s.id(3))
-        .unwrap()
-        .via;
+    let via = s.nodes[0].routes().into_iter().find(|r| r.dest == s.id(3)).unwrap().via;
     let (first, other) = if via == s.id(1) { (1, 2) } else { (2, 1) };
     s.cut(0, first);
     s.run(8_000);
-    let r = s.nodes[0]
-        .routes()
-        .into_iter()
-        .find(|r| r.dest == s.id(3))
-        .unwrap();
+    let r = s.nodes[0].routes().into_iter().find(|r| r.dest == s.id(3)).unwrap();
     assert_eq!(r.via, s.id(other), "route moved to the surviving path");
     s.send(0, 3, "around", None);
     s.run(3_000);
@@ -300,8 +252,5 @@ fn direct_envelopes_follow_the_route_instead_of_flooding() {
     let data_at_2 = (s.nodes[2].metrics().envelopes_in - before)
         - (s.nodes[2].metrics().announces_in - announces_before)
         - s.nodes[2].metrics().envelopes_duplicate;
-    assert_eq!(
-        data_at_2, 0,
-        "node 2 is off the route and got no data envelope"
-    );
+    assert_eq!(data_at_2, 0, "node 2 is off the route and got no data envelope");
 }

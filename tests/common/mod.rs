@@ -16,12 +16,8 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let n = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let p =
-            std::env::temp_dir().join(format!("meshpost-test-{tag}-{}-{n}", std::process::id()));
+        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let p = std::env::temp_dir().join(format!("meshpost-test-{tag}-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }
@@ -35,11 +31,7 @@ impl Drop for TempDir {
 
 /// A UDP port that was free a moment ago.
 pub fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Polls `f` every 50 ms until it returns true or `secs` pass.
@@ -70,10 +62,7 @@ pub fn need_root(test: &str) -> bool {
     if is_root() {
         return true;
     }
-    assert!(
-        !in_ci(),
-        "{test} needs root and CI is set: it must run, not skip"
-    );
+    assert!(!in_ci(), "{test} needs root and CI is set: it must run, not skip");
     eprintln!("SKIP {test}: needs root (run as root or in CI)");
     false
 }
@@ -110,16 +99,8 @@ impl Node {
 
     /// `meshpost identity --state-dir` for this node, offline.
     pub fn identity(&self) -> Value {
-        let out = Command::new(BIN)
-            .args(["--json", "identity", "--state-dir"])
-            .arg(&self.dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "identity: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = Command::new(BIN).args(["--json", "identity", "--state-dir"]).arg(&self.dir).output().unwrap();
+        assert!(out.status.success(), "identity: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -146,9 +127,7 @@ impl Node {
             self.extra
         );
         for (port, key) in &self.peers {
-            c.push_str(&format!(
-                "\nconfig peer\n\toption address '127.0.0.1:{port}'\n"
-            ));
+            c.push_str(&format!("\nconfig peer\n\toption address '127.0.0.1:{port}'\n"));
             if let Some(k) = key {
                 c.push_str(&format!("\toption key '{k}'\n"));
             }
@@ -167,11 +146,7 @@ impl Node {
     /// Starts the daemon and waits until its socket answers.
     pub fn start(&mut self) {
         self.write_config();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
         let child = Command::new(BIN)
             .args(["daemon", "--foreground", "--config"])
             .arg(&self.conf)
@@ -180,10 +155,7 @@ impl Node {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let ok = wait_until(15, || {
-            self.try_request(&serde_json::json!({"cmd": "status"}))
-                .is_ok()
-        });
+        let ok = wait_until(15, || self.try_request(&serde_json::json!({"cmd": "status"})).is_ok());
         assert!(ok, "{} did not start; log:\n{}", self.name, self.log());
     }
 
@@ -216,9 +188,7 @@ impl Node {
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         writeln!(s, "{req}").map_err(|e| e.to_string())?;
         let mut line = String::new();
-        BufReader::new(&s)
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
+        BufReader::new(&s).read_line(&mut line).map_err(|e| e.to_string())?;
         serde_json::from_str(&line).map_err(|e| format!("{e}: {line:?}"))
     }
 
@@ -228,12 +198,7 @@ impl Node {
 
     /// Runs the CLI against this node.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .arg("--socket")
-            .arg(&self.sock)
-            .args(args)
-            .output()
-            .unwrap()
+        Command::new(BIN).arg("--socket").arg(&self.sock).args(args).output().unwrap()
     }
 
     pub fn inbox(&self) -> Vec<Value> {
@@ -243,9 +208,7 @@ impl Node {
 
     pub fn linked_to(&self, other_id: &str) -> bool {
         let v = self.request(serde_json::json!({"cmd": "peers"}));
-        v["links"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|l| l["node"] == other_id))
+        v["links"].as_array().is_some_and(|a| a.iter().any(|l| l["node"] == other_id))
     }
 
     pub fn metric(&self, name: &str) -> u64 {
@@ -258,9 +221,7 @@ impl Node {
     }
 
     pub fn store_count(&self) -> u64 {
-        self.request(serde_json::json!({"cmd": "store"}))["envelopes"]
-            .as_u64()
-            .unwrap()
+        self.request(serde_json::json!({"cmd": "store"}))["envelopes"].as_u64().unwrap()
     }
 }
 
@@ -279,11 +240,6 @@ pub fn linked_pair(root: &Path) -> (Node, Node) {
     a.start();
     b.start();
     let (aid, bid) = (a.node_id(), b.node_id());
-    assert!(
-        wait_until(15, || a.linked_to(&bid) && b.linked_to(&aid)),
-        "no link\nA:\n{}\nB:\n{}",
-        a.log(),
-        b.log()
-    );
+    assert!(wait_until(15, || a.linked_to(&bid) && b.linked_to(&aid)), "no link\nA:\n{}\nB:\n{}", a.log(), b.log());
     (a, b)
 }

@@ -29,16 +29,8 @@ pub enum IdList {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
     Keepalive,
-    Fragment {
-        xfer: u32,
-        index: u16,
-        count: u16,
-        data: &'a [u8],
-    },
-    Ids {
-        list: IdList,
-        ids: Vec<EnvelopeId>,
-    },
+    Fragment { xfer: u32, index: u16, count: u16, data: &'a [u8] },
+    Ids { list: IdList, ids: Vec<EnvelopeId> },
 }
 
 /// Why a decrypted frame was refused (only an authenticated peer can send one).
@@ -59,12 +51,7 @@ impl<'a> Frame<'a> {
                 if count == 0 || index >= count {
                     return Err(FrameError("fragment index out of range"));
                 }
-                Ok(Frame::Fragment {
-                    xfer,
-                    index,
-                    count,
-                    data: r.rest(),
-                })
+                Ok(Frame::Fragment { xfer, index, count, data: r.rest() })
             }
             2..=4 => {
                 let n = r.u8("n").map_err(|_| FrameError("id list truncated"))? as usize;
@@ -73,10 +60,7 @@ impl<'a> Frame<'a> {
                 }
                 let mut ids = Vec::with_capacity(n);
                 for _ in 0..n {
-                    ids.push(EnvelopeId(
-                        r.array::<16>("id")
-                            .map_err(|_| FrameError("id truncated"))?,
-                    ));
+                    ids.push(EnvelopeId(r.array::<16>("id").map_err(|_| FrameError("id truncated"))?));
                 }
                 let list = match t {
                     2 => IdList::Offer,
@@ -127,15 +111,7 @@ mod tests {
     fn round_trips() {
         assert_eq!(Frame::parse(&keepalive()), Ok(Frame::Keepalive));
         let f = fragment(5, 1, 3, b"abc");
-        assert_eq!(
-            Frame::parse(&f),
-            Ok(Frame::Fragment {
-                xfer: 5,
-                index: 1,
-                count: 3,
-                data: b"abc"
-            })
-        );
+        assert_eq!(Frame::parse(&f), Ok(Frame::Fragment { xfer: 5, index: 1, count: 3, data: b"abc" }));
         let ids: Vec<EnvelopeId> = (0..200u8).map(|i| EnvelopeId([i; 16])).collect();
         let frames = id_frames(IdList::Want, &ids);
         assert_eq!(frames.len(), ids.len().div_ceil(MAX_IDS));
@@ -143,10 +119,7 @@ mod tests {
         for f in &frames {
             assert!(f.len() <= MAX_FRAME);
             match Frame::parse(f).unwrap() {
-                Frame::Ids {
-                    list: IdList::Want,
-                    ids,
-                } => back.extend(ids),
+                Frame::Ids { list: IdList::Want, ids } => back.extend(ids),
                 other => panic!("{other:?}"),
             }
         }

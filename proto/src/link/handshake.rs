@@ -46,9 +46,7 @@ impl fmt::Display for HandshakeError {
         match self {
             HandshakeError::Noise => f.write_str("noise handshake message failed to verify"),
             HandshakeError::BadPayload => f.write_str("handshake payload malformed"),
-            HandshakeError::IdentityMismatch => {
-                f.write_str("claimed identity key does not match the noise static key")
-            }
+            HandshakeError::IdentityMismatch => f.write_str("claimed identity key does not match the noise static key"),
         }
     }
 }
@@ -73,32 +71,18 @@ fn noise_state(identity: &Identity, initiator: bool) -> Result<HandshakeState, H
         .map_err(|_| HandshakeError::Noise)?
         .prologue(PROLOGUE)
         .map_err(|_| HandshakeError::Noise)?;
-    let hs = if initiator {
-        b.build_initiator()
-    } else {
-        b.build_responder()
-    };
+    let hs = if initiator { b.build_initiator() } else { b.build_responder() };
     hs.map_err(|_| HandshakeError::Noise)
 }
 
 /// Checks that the Noise remote static key is the X25519 form of `ed`.
 fn check_binding(hs: &HandshakeState, ed: &[u8; 32]) -> Result<(), HandshakeError> {
-    let remote = hs
-        .get_remote_static()
-        .ok_or(HandshakeError::IdentityMismatch)?;
+    let remote = hs.get_remote_static().ok_or(HandshakeError::IdentityMismatch)?;
     let expected = noise_static_for(ed).ok_or(HandshakeError::IdentityMismatch)?;
-    if ct_eq(remote, &expected) {
-        Ok(())
-    } else {
-        Err(HandshakeError::IdentityMismatch)
-    }
+    if ct_eq(remote, &expected) { Ok(()) } else { Err(HandshakeError::IdentityMismatch) }
 }
 
-fn derive(
-    hs: &mut HandshakeState,
-    kem_ss: &[u8],
-    initiator: bool,
-) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
+fn derive(hs: &mut HandshakeState, kem_ss: &[u8], initiator: bool) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
     let h = hs.get_handshake_hash().to_vec();
     let (k1, k2) = hs.dangerously_get_raw_split();
     let (k1, k2) = (Zeroizing::new(k1), Zeroizing::new(k2));
@@ -124,18 +108,9 @@ impl Initiator {
         let mut hs = noise_state(identity, true)?;
         let (kem_dk, kem_ek) = MlKem768::generate(rng);
         let mut msg = vec![0u8; MSG1_LEN + 64];
-        let n = hs
-            .write_message(kem_ek.as_bytes().as_slice(), &mut msg)
-            .map_err(|_| HandshakeError::Noise)?;
+        let n = hs.write_message(kem_ek.as_bytes().as_slice(), &mut msg).map_err(|_| HandshakeError::Noise)?;
         msg.truncate(n);
-        Ok((
-            Initiator {
-                hs,
-                kem_dk,
-                local_idx,
-            },
-            emit_init(local_idx, &msg),
-        ))
+        Ok((Initiator { hs, kem_dk, local_idx }, emit_init(local_idx, &msg)))
     }
 
     /// Consumes message 2; returns the session keys and the final datagram.
@@ -149,10 +124,7 @@ impl Initiator {
             return Err(HandshakeError::BadPayload);
         }
         let mut payload = vec![0u8; MSG2_LEN];
-        let n = self
-            .hs
-            .read_message(msg2, &mut payload)
-            .map_err(|_| HandshakeError::Noise)?;
+        let n = self.hs.read_message(msg2, &mut payload).map_err(|_| HandshakeError::Noise)?;
         if n != KEM_CT_LEN + 32 {
             return Err(HandshakeError::BadPayload);
         }
@@ -161,26 +133,13 @@ impl Initiator {
         let mut remote_ed = [0u8; 32];
         remote_ed.copy_from_slice(&payload[KEM_CT_LEN..n]);
         check_binding(&self.hs, &remote_ed)?;
-        let ss = self
-            .kem_dk
-            .decapsulate(&ct.into())
-            .map_err(|_| HandshakeError::BadPayload)?;
+        let ss = self.kem_dk.decapsulate(&ct.into()).map_err(|_| HandshakeError::BadPayload)?;
         let ss = Zeroizing::new(ss.to_vec());
         let mut msg3 = vec![0u8; MSG3_LEN + 16];
-        let n = self
-            .hs
-            .write_message(&identity.public_key(), &mut msg3)
-            .map_err(|_| HandshakeError::Noise)?;
+        let n = self.hs.write_message(&identity.public_key(), &mut msg3).map_err(|_| HandshakeError::Noise)?;
         msg3.truncate(n);
         let (send, recv) = derive(&mut self.hs, &ss, true);
-        let keys = SessionKeys {
-            send,
-            recv,
-            remote_ed,
-            local_idx: self.local_idx,
-            remote_idx,
-            initiator: true,
-        };
+        let keys = SessionKeys { send, recv, remote_ed, local_idx: self.local_idx, remote_idx, initiator: true };
         Ok((keys, emit_final(remote_idx, &msg3)))
     }
 }
@@ -207,32 +166,21 @@ impl Responder {
         }
         let mut hs = noise_state(identity, false)?;
         let mut payload = vec![0u8; MSG1_LEN];
-        let n = hs
-            .read_message(msg1, &mut payload)
-            .map_err(|_| HandshakeError::Noise)?;
+        let n = hs.read_message(msg1, &mut payload).map_err(|_| HandshakeError::Noise)?;
         if n != KEM_EK_LEN {
             return Err(HandshakeError::BadPayload);
         }
         let mut ek_bytes = [0u8; KEM_EK_LEN];
         ek_bytes.copy_from_slice(&payload[..n]);
         let ek = EncapsulationKey::<MlKem768Params>::from_bytes(&ek_bytes.into());
-        let (ct, ss) = ek
-            .encapsulate(rng)
-            .map_err(|_| HandshakeError::BadPayload)?;
+        let (ct, ss) = ek.encapsulate(rng).map_err(|_| HandshakeError::BadPayload)?;
         let mut out_payload = Vec::with_capacity(KEM_CT_LEN + 32);
         out_payload.extend_from_slice(ct.as_slice());
         out_payload.extend_from_slice(&identity.public_key());
         let mut msg2 = vec![0u8; MSG2_LEN + 16];
-        let n = hs
-            .write_message(&out_payload, &mut msg2)
-            .map_err(|_| HandshakeError::Noise)?;
+        let n = hs.write_message(&out_payload, &mut msg2).map_err(|_| HandshakeError::Noise)?;
         msg2.truncate(n);
-        let r = Responder {
-            hs,
-            kem_ss: Zeroizing::new(ss.to_vec()),
-            local_idx,
-            remote_idx,
-        };
+        let r = Responder { hs, kem_ss: Zeroizing::new(ss.to_vec()), local_idx, remote_idx };
         Ok((r, emit_resp(local_idx, remote_idx, &msg2)))
     }
 
@@ -242,10 +190,7 @@ impl Responder {
             return Err(HandshakeError::BadPayload);
         }
         let mut payload = [0u8; MSG3_LEN];
-        let n = self
-            .hs
-            .read_message(msg3, &mut payload)
-            .map_err(|_| HandshakeError::Noise)?;
+        let n = self.hs.read_message(msg3, &mut payload).map_err(|_| HandshakeError::Noise)?;
         if n != 32 {
             return Err(HandshakeError::BadPayload);
         }
@@ -272,19 +217,14 @@ mod tests {
 
     fn noise(d: &[u8]) -> Vec<u8> {
         match Packet::parse(d).unwrap() {
-            Packet::Init { noise, .. }
-            | Packet::Resp { noise, .. }
-            | Packet::Final { noise, .. } => noise.to_vec(),
+            Packet::Init { noise, .. } | Packet::Resp { noise, .. } | Packet::Final { noise, .. } => noise.to_vec(),
             Packet::Data { .. } => panic!("data"),
         }
     }
 
     #[test]
     fn both_sides_agree_and_prove_identities() {
-        let (a, b) = (
-            Identity::generate(&mut OsRng),
-            Identity::generate(&mut OsRng),
-        );
+        let (a, b) = (Identity::generate(&mut OsRng), Identity::generate(&mut OsRng));
         let (init, d1) = Initiator::start(&a, &mut OsRng, 1).unwrap();
         let (resp, d2) = Responder::respond(&b, &mut OsRng, 2, 1, &noise(&d1)).unwrap();
         let (ka, d3) = init.finish(&a, 2, &noise(&d2)).unwrap();
@@ -301,20 +241,14 @@ mod tests {
 
     #[test]
     fn tampered_messages_fail() {
-        let (a, b) = (
-            Identity::generate(&mut OsRng),
-            Identity::generate(&mut OsRng),
-        );
+        let (a, b) = (Identity::generate(&mut OsRng), Identity::generate(&mut OsRng));
         // Tamper with the KEM key in message 1: the responder accepts it (it is
         // cleartext), but the transcripts differ, so message 2 fails at A.
         let (init, d1) = Initiator::start(&a, &mut OsRng, 1).unwrap();
         let mut m1 = noise(&d1);
         m1[100] ^= 1;
         let (_, d2) = Responder::respond(&b, &mut OsRng, 2, 1, &m1).unwrap();
-        assert_eq!(
-            init.finish(&a, 2, &noise(&d2)).err(),
-            Some(HandshakeError::Noise)
-        );
+        assert_eq!(init.finish(&a, 2, &noise(&d2)).err(), Some(HandshakeError::Noise));
 
         // Tamper with message 2 and with message 3.
         let (init, d1) = Initiator::start(&a, &mut OsRng, 1).unwrap();
@@ -335,35 +269,25 @@ mod tests {
     fn a_peer_claiming_someone_elses_identity_is_refused() {
         // Mallory completes Noise with her own static key but claims Bob's
         // Ed25519 key in the payload: the binding check catches it.
-        let (a, bob, mallory) = (
-            Identity::generate(&mut OsRng),
-            Identity::generate(&mut OsRng),
-            Identity::generate(&mut OsRng),
-        );
+        let (a, bob, mallory) =
+            (Identity::generate(&mut OsRng), Identity::generate(&mut OsRng), Identity::generate(&mut OsRng));
         let (init, d1) = Initiator::start(&a, &mut OsRng, 1).unwrap();
         let mut hs = noise_state(&mallory, false).unwrap();
         let mut buf = vec![0u8; 4096];
         let n = hs.read_message(&noise(&d1), &mut buf).unwrap();
-        let ek = EncapsulationKey::<MlKem768Params>::from_bytes(
-            &<[u8; KEM_EK_LEN]>::try_from(&buf[..n]).unwrap().into(),
-        );
+        let ek =
+            EncapsulationKey::<MlKem768Params>::from_bytes(&<[u8; KEM_EK_LEN]>::try_from(&buf[..n]).unwrap().into());
         let (ct, _) = ek.encapsulate(&mut OsRng).unwrap();
         let mut payload = ct.to_vec();
         payload.extend_from_slice(&bob.public_key());
         let n = hs.write_message(&payload, &mut buf).unwrap();
-        assert_eq!(
-            init.finish(&a, 2, &buf[..n]).err(),
-            Some(HandshakeError::IdentityMismatch)
-        );
+        assert_eq!(init.finish(&a, 2, &buf[..n]).err(), Some(HandshakeError::IdentityMismatch));
     }
 
     #[test]
     fn wrong_sizes_are_bad_payloads() {
         let b = Identity::generate(&mut OsRng);
-        assert_eq!(
-            Responder::respond(&b, &mut OsRng, 2, 1, &[0u8; 10]).err(),
-            Some(HandshakeError::BadPayload)
-        );
+        assert_eq!(Responder::respond(&b, &mut OsRng, 2, 1, &[0u8; 10]).err(), Some(HandshakeError::BadPayload));
         // Message 1 is unauthenticated by design (XX): garbage of the right
         // size is answered, which is why the node bounds pending responders.
         assert!(Responder::respond(&b, &mut OsRng, 2, 1, &[0u8; MSG1_LEN]).is_ok());

@@ -38,25 +38,10 @@ const T_DATA: u8 = 4;
 /// A parsed link datagram.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Packet<'a> {
-    Init {
-        sender: u32,
-        noise: &'a [u8],
-    },
-    Resp {
-        sender: u32,
-        receiver: u32,
-        noise: &'a [u8],
-    },
-    Final {
-        receiver: u32,
-        noise: &'a [u8],
-    },
-    Data {
-        receiver: u32,
-        counter: u64,
-        header: &'a [u8],
-        ciphertext: &'a [u8],
-    },
+    Init { sender: u32, noise: &'a [u8] },
+    Resp { sender: u32, receiver: u32, noise: &'a [u8] },
+    Final { receiver: u32, noise: &'a [u8] },
+    Data { receiver: u32, counter: u64, header: &'a [u8], ciphertext: &'a [u8] },
 }
 
 /// Why a datagram was not a link packet.
@@ -103,10 +88,7 @@ impl<'a> Packet<'a> {
                     return Err(bad("handshake init"));
                 }
                 let sender = r.u32("sender").map_err(|_| bad("handshake init"))?;
-                Ok(Packet::Init {
-                    sender,
-                    noise: r.rest(),
-                })
+                Ok(Packet::Init { sender, noise: r.rest() })
             }
             T_RESP => {
                 if b.len() != 10 + MSG2_LEN {
@@ -114,21 +96,14 @@ impl<'a> Packet<'a> {
                 }
                 let sender = r.u32("sender").map_err(|_| bad("handshake response"))?;
                 let receiver = r.u32("receiver").map_err(|_| bad("handshake response"))?;
-                Ok(Packet::Resp {
-                    sender,
-                    receiver,
-                    noise: r.rest(),
-                })
+                Ok(Packet::Resp { sender, receiver, noise: r.rest() })
             }
             T_FINAL => {
                 if b.len() != 6 + MSG3_LEN {
                     return Err(bad("handshake final"));
                 }
                 let receiver = r.u32("receiver").map_err(|_| bad("handshake final"))?;
-                Ok(Packet::Final {
-                    receiver,
-                    noise: r.rest(),
-                })
+                Ok(Packet::Final { receiver, noise: r.rest() })
             }
             _ => {
                 if b.len() < DATA_HEADER_LEN + TAG_LEN {
@@ -136,12 +111,7 @@ impl<'a> Packet<'a> {
                 }
                 let receiver = r.u32("receiver").map_err(|_| bad("transport"))?;
                 let counter = r.u64("counter").map_err(|_| bad("transport"))?;
-                Ok(Packet::Data {
-                    receiver,
-                    counter,
-                    header: &b[..DATA_HEADER_LEN],
-                    ciphertext: r.rest(),
-                })
+                Ok(Packet::Data { receiver, counter, header: &b[..DATA_HEADER_LEN], ciphertext: r.rest() })
             }
         }
     }
@@ -198,17 +168,8 @@ mod tests {
     #[test]
     fn parse_round_trips_and_rejects() {
         let init = emit_init(7, &[0u8; MSG1_LEN]);
-        assert_eq!(
-            Packet::parse(&init),
-            Ok(Packet::Init {
-                sender: 7,
-                noise: &[0u8; MSG1_LEN][..]
-            })
-        );
-        assert!(matches!(
-            Packet::parse(&init[..100]),
-            Err(PacketError::BadLength { .. })
-        ));
+        assert_eq!(Packet::parse(&init), Ok(Packet::Init { sender: 7, noise: &[0u8; MSG1_LEN][..] }));
+        assert!(matches!(Packet::parse(&init[..100]), Err(PacketError::BadLength { .. })));
         let mut bad = init.clone();
         bad[1] = 9;
         assert_eq!(Packet::parse(&bad), Err(PacketError::BadVersion(9)));
@@ -217,12 +178,7 @@ mod tests {
         let mut data = data_header(3, 99).to_vec();
         data.extend_from_slice(&[0u8; 20]);
         match Packet::parse(&data) {
-            Ok(Packet::Data {
-                receiver: 3,
-                counter: 99,
-                ciphertext,
-                ..
-            }) => assert_eq!(ciphertext.len(), 20),
+            Ok(Packet::Data { receiver: 3, counter: 99, ciphertext, .. }) => assert_eq!(ciphertext.len(), 20),
             other => panic!("{other:?}"),
         }
         assert!(Packet::parse(&data[..DATA_HEADER_LEN + 5]).is_err());

@@ -20,10 +20,7 @@ pub struct ReplayWindow {
 
 impl Default for ReplayWindow {
     fn default() -> Self {
-        ReplayWindow {
-            top: 0,
-            bits: [0; WORDS],
-        }
+        ReplayWindow { top: 0, bits: [0; WORDS] }
     }
 }
 

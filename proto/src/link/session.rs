@@ -77,23 +77,14 @@ impl Session {
         out.extend_from_slice(frame);
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&self.send_key[..]));
         let tag = cipher
-            .encrypt_in_place_detached(
-                Nonce::from_slice(&nonce(counter)),
-                &header,
-                &mut out[DATA_HEADER_LEN..],
-            )
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce(counter)), &header, &mut out[DATA_HEADER_LEN..])
             .ok()?;
         out.extend_from_slice(&tag);
         Some(out)
     }
 
     /// Decrypts a transport datagram's ciphertext, enforcing the replay window.
-    pub fn open(
-        &mut self,
-        counter: u64,
-        header: &[u8],
-        ciphertext: &[u8],
-    ) -> Result<Vec<u8>, OpenError> {
+    pub fn open(&mut self, counter: u64, header: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, OpenError> {
         if !self.replay.check(counter) {
             return Err(OpenError::Replayed);
         }
@@ -104,12 +95,7 @@ impl Session {
         let mut plain = body.to_vec();
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&self.recv_key[..]));
         cipher
-            .decrypt_in_place_detached(
-                Nonce::from_slice(&nonce(counter)),
-                header,
-                &mut plain,
-                Tag::from_slice(tag),
-            )
+            .decrypt_in_place_detached(Nonce::from_slice(&nonce(counter)), header, &mut plain, Tag::from_slice(tag))
             .map_err(|_| OpenError::Decrypt)?;
         self.replay.update(counter);
         Ok(plain)
@@ -132,25 +118,13 @@ mod tests {
             remote_idx: 20,
             initiator: true,
         };
-        let b = SessionKeys {
-            send: k2,
-            recv: k1,
-            remote_ed: [0; 32],
-            local_idx: 20,
-            remote_idx: 10,
-            initiator: false,
-        };
+        let b = SessionKeys { send: k2, recv: k1, remote_ed: [0; 32], local_idx: 20, remote_idx: 10, initiator: false };
         (Session::new(a, 0), Session::new(b, 0))
     }
 
     fn deliver(to: &mut Session, d: &[u8]) -> Result<Vec<u8>, OpenError> {
         match Packet::parse(d).unwrap() {
-            Packet::Data {
-                counter,
-                header,
-                ciphertext,
-                receiver,
-            } => {
+            Packet::Data { counter, header, ciphertext, receiver } => {
                 assert_eq!(receiver, to.local_idx);
                 to.open(counter, header, ciphertext)
             }

@@ -1,0 +1,359 @@
+//! mDNS discovery on the interfaces listed in UCI (`list interface`).
+//!
+//! For each configured interface that is up, one IPv6 socket (link-local,
+//! group ff02::fb) and, if the interface has an IPv4 address, one IPv4
+//! socket (group 224.0.0.251) are bound to port 5353 on that device with
+//! SO_REUSEADDR and SO_REUSEPORT, so OpenWrt's umdns or avahi can keep
+//! running beside us. We announce our instance at once when an interface
+//! comes up, then again after 1, 2, 4 ... seconds up to `mdns_interval`;
+//! each announcement goes with a query so that nodes in their backoff
+//! answer at once. Queries from others are answered at most once a second
+//! per interface. Interfaces are re-scanned every few seconds, so ones that
+//! appear or come back later are picked up without a restart.
+//!
+//! It does not decide anything about peers: every announcement it hears is
+//! handed to the node (`Node::discovered`), which links, checks the key
+//! fingerprint, and forgets peers that fall silent. The wire format is in
+//! `meshpost_proto::mdns`. Why not libmdns: docs/discovery.md.
+
+use std::collections::BTreeMap;
+use std::ffi::CStr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+
+use meshpost_proto::identity::NodeId;
+use meshpost_proto::mdns::{self, Announcement, MDNS_PORT, RECORD_TTL};
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+const GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 251);
+const GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfb);
+/// How often the interface list is re-read.
+pub const RESCAN_MS: u64 = 2_000;
+/// First re-announcement delay; doubles up to `mdns_interval`.
+pub const FIRST_INTERVAL_MS: u64 = 1_000;
+/// Answers to queries are sent at most this often per interface.
+pub const ANSWER_GAP_MS: u64 = 1_000;
+/// Largest mDNS packet read.
+const MAX_PACKET: usize = 9000;
+
+/// A datagram received on a discovery socket.
+pub struct Packet {
+    pub iface: String,
+    pub index: u32,
+    pub from: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// What `getifaddrs` says about one interface.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct IfState {
+    up: bool,
+    v4: Option<Ipv4Addr>,
+    v6_link_local: bool,
+}
+
+struct Sock {
+    send: std::net::UdpSocket,
+    task: JoinHandle<()>,
+    v6: bool,
+}
+
+impl Drop for Sock {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Iface {
+    state: IfState,
+    socks: Vec<Sock>,
+    next_announce: u64,
+    interval: u64,
+    last_answer: u64,
+}
+
+/// Counters for metrics.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub sent: u64,
+    pub received: u64,
+    pub malformed: u64,
+    pub announcements: u64,
+}
+
+/// Discovery state for all configured interfaces.
+pub struct Discovery {
+    wanted: Vec<String>,
+    active: BTreeMap<String, Iface>,
+    me: Announcement,
+    max_interval: u64,
+    next_scan: u64,
+    tx: mpsc::Sender<Packet>,
+    pub stats: Stats,
+}
+
+impl Discovery {
+    pub fn new(interfaces: Vec<String>, me: Announcement, max_interval_ms: u64, tx: mpsc::Sender<Packet>) -> Discovery {
+        Discovery {
+            wanted: interfaces,
+            active: BTreeMap::new(),
+            me,
+            max_interval: max_interval_ms,
+            next_scan: 0,
+            tx,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Applies a new interface list or announcement (reload).
+    pub fn reconfigure(&mut self, interfaces: Vec<String>, me: Announcement, max_interval_ms: u64) {
+        let changed_me = me != self.me;
+        self.wanted = interfaces;
+        self.me = me;
+        self.max_interval = max_interval_ms;
+        self.active.retain(|name, _| self.wanted.contains(name));
+        self.next_scan = 0;
+        if changed_me {
+            for i in self.active.values_mut() {
+                i.next_announce = 0;
+                i.interval = FIRST_INTERVAL_MS;
+            }
+        }
+    }
+
+    /// Interfaces currently announced on.
+    pub fn active(&self) -> Vec<String> {
+        self.active.keys().cloned().collect()
+    }
+
+    /// When [`poll`](Self::poll) should run next.
+    pub fn next_timer(&self) -> Option<u64> {
+        if self.wanted.is_empty() {
+            return None;
+        }
+        let announce = self.active.values().map(|i| i.next_announce).min();
+        Some(announce.map_or(self.next_scan, |a| a.min(self.next_scan)))
+    }
+
+    /// Re-scans interfaces and sends due announcements.
+    pub fn poll(&mut self, now: u64) {
+        if self.wanted.is_empty() {
+            return;
+        }
+        if now >= self.next_scan {
+            self.next_scan = now + RESCAN_MS;
+            self.rescan(now);
+        }
+        let me = mdns::announce(&self.me, RECORD_TTL);
+        let q = mdns::query();
+        let max = self.max_interval;
+        let mut sent = 0;
+        for i in self.active.values_mut() {
+            if now < i.next_announce {
+                continue;
+            }
+            for s in &i.socks {
+                sent += send(s, &me) + send(s, &q);
+            }
+            i.next_announce = now + i.interval;
+            i.interval = (i.interval * 2).min(max);
+        }
+        self.stats.sent += sent;
+    }
+
+    fn rescan(&mut self, now: u64) {
+        let all = scan();
+        let wanted = self.wanted.clone();
+        for name in wanted {
+            let state = all.get(&name).cloned().unwrap_or_default();
+            let current = self.active.get(&name).map(|i| i.state.clone());
+            if current.as_ref() == Some(&state) {
+                continue;
+            }
+            self.active.remove(&name);
+            if !state.up {
+                if current.is_some() {
+                    crate::info!("discovery: interface {name} went down");
+                }
+                continue;
+            }
+            match self.open(&name, &state) {
+                Ok(iface) => {
+                    crate::info!(
+                        "discovery: announcing on {name} (IPv6 link-local{})",
+                        state.v4.map_or(String::new(), |a| format!(", IPv4 {a}"))
+                    );
+                    let mut iface = iface;
+                    iface.next_announce = now;
+                    self.active.insert(name, iface);
+                }
+                Err(e) => crate::warn!("discovery: cannot use interface {name}: {e}"),
+            }
+        }
+    }
+
+    fn open(&self, name: &str, state: &IfState) -> std::io::Result<Iface> {
+        let index = if_index(name).ok_or_else(|| std::io::Error::other("no such interface"))?;
+        let mut socks = Vec::new();
+        let mut errors = Vec::new();
+        if state.v6_link_local {
+            match self.socket(name, index, None) {
+                Ok(s) => socks.push(s),
+                Err(e) => errors.push(format!("IPv6: {e}")),
+            }
+        }
+        if let Some(v4) = state.v4 {
+            match self.socket(name, index, Some(v4)) {
+                Ok(s) => socks.push(s),
+                Err(e) => errors.push(format!("IPv4: {e}")),
+            }
+        }
+        if socks.is_empty() {
+            let why = if errors.is_empty() {
+                "no IPv6 link-local or IPv4 address yet".to_string()
+            } else {
+                errors.join("; ")
+            };
+            return Err(std::io::Error::other(why));
+        }
+        Ok(Iface { state: state.clone(), socks, next_announce: 0, interval: FIRST_INTERVAL_MS, last_answer: 0 })
+    }
+
+    fn socket(&self, name: &str, index: u32, v4: Option<Ipv4Addr>) -> std::io::Result<Sock> {
+        let v6 = v4.is_none();
+        let s = Socket::new(if v6 { Domain::IPV6 } else { Domain::IPV4 }, Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
+        s.bind_device(Some(name.as_bytes()))?;
+        if let Some(addr) = v4 {
+            s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, MDNS_PORT)).into())?;
+            s.join_multicast_v4_n(&GROUP_V4, &InterfaceIndexOrAddress::Index(index))?;
+            s.set_multicast_if_v4(&addr)?;
+            s.set_multicast_ttl_v4(255)?;
+            s.set_multicast_loop_v4(false)?;
+        } else {
+            s.set_only_v6(true)?;
+            s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, MDNS_PORT)).into())?;
+            s.join_multicast_v6(&GROUP_V6, index)?;
+            s.set_multicast_if_v6(index)?;
+            s.set_multicast_hops_v6(255)?;
+            s.set_multicast_loop_v6(false)?;
+        }
+        s.set_nonblocking(true)?;
+        let send: std::net::UdpSocket = s.try_clone()?.into();
+        let recv = tokio::net::UdpSocket::from_std(s.into())?;
+        let tx = self.tx.clone();
+        let iface = name.to_string();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; MAX_PACKET];
+            loop {
+                match recv.recv_from(&mut buf).await {
+                    // A full queue drops the packet: discovery repeats itself.
+                    Ok((n, from)) => {
+                        let _ = tx.try_send(Packet { iface: iface.clone(), index, from, data: buf[..n].to_vec() });
+                    }
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+                }
+            }
+        });
+        Ok(Sock { send, task, v6 })
+    }
+
+    /// Handles one received packet; returns the peers it announces, as
+    /// (address to link to, node id, key fingerprint).
+    pub fn on_packet(&mut self, p: Packet, now: u64) -> Vec<(SocketAddr, NodeId, [u8; 8])> {
+        self.stats.received += 1;
+        let parsed = match mdns::parse(&p.data) {
+            Ok(x) => x,
+            Err(e) => {
+                self.stats.malformed += 1;
+                crate::debug!("discovery: malformed mDNS packet from {} on {}: {}", p.from, p.iface, e.0);
+                return Vec::new();
+            }
+        };
+        if parsed.queries_service {
+            let me = mdns::announce(&self.me, RECORD_TTL);
+            if let Some(i) = self.active.get_mut(&p.iface) {
+                if now >= i.last_answer + ANSWER_GAP_MS {
+                    i.last_answer = now;
+                    let v6 = p.from.is_ipv6();
+                    let mut sent = 0;
+                    for s in i.socks.iter().filter(|s| s.v6 == v6) {
+                        sent += send(s, &me);
+                    }
+                    self.stats.sent += sent;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for a in parsed.announcements {
+            if a.node == self.me.node {
+                continue;
+            }
+            self.stats.announcements += 1;
+            let addr = match p.from.ip() {
+                IpAddr::V6(ip) => SocketAddr::V6(SocketAddrV6::new(ip, a.port, 0, p.index)),
+                IpAddr::V4(ip) => SocketAddr::new(IpAddr::V4(ip), a.port),
+            };
+            out.push((addr, a.node, a.fingerprint));
+        }
+        out
+    }
+}
+
+fn send(s: &Sock, data: &[u8]) -> u64 {
+    let to: SocketAddr = if s.v6 { (GROUP_V6, MDNS_PORT).into() } else { (GROUP_V4, MDNS_PORT).into() };
+    u64::from(s.send.send_to(data, to).is_ok())
+}
+
+fn if_index(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: c is a valid NUL-terminated string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+/// Reads every interface's flags and addresses with getifaddrs(3).
+fn scan() -> BTreeMap<String, IfState> {
+    let mut out: BTreeMap<String, IfState> = BTreeMap::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return out;
+    }
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: cur is a non-null node of the list getifaddrs returned,
+        // valid until freeifaddrs; its name is a NUL-terminated string.
+        let ifa = unsafe { &*cur };
+        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
+        let flags = ifa.ifa_flags;
+        let up = flags & (libc::IFF_UP as u32) != 0
+            && flags & (libc::IFF_RUNNING as u32) != 0
+            && flags & (libc::IFF_MULTICAST as u32) != 0;
+        let e = out.entry(name).or_default();
+        e.up = up;
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr is non-null and points to a sockaddr whose
+            // family says which larger struct it is.
+            let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+            if family == libc::AF_INET {
+                // SAFETY: AF_INET addresses are sockaddr_in.
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                e.v4.get_or_insert(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+            } else if family == libc::AF_INET6 {
+                // SAFETY: AF_INET6 addresses are sockaddr_in6.
+                let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                if ip.segments()[0] & 0xffc0 == 0xfe80 {
+                    e.v6_link_local = true;
+                }
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: head came from getifaddrs and is freed exactly once.
+    unsafe { libc::freeifaddrs(head) };
+    out
+}
