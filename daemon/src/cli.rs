@@ -22,7 +22,9 @@ commands:
          [--port N] [--log-level LEVEL]     run the daemon
   status                                    node, links, store and inbox summary
   identity [--state-dir DIR]                node id and public keys
-  peers                                     links and configured peers
+  peers                                     links, configured and discovered peers
+  routes                                    destinations, next hops, hop counts
+  graph                                     known topology as Graphviz DOT
   send TO [TEXT...]                         send a message (TEXT or stdin)
       [--ttl SECS] [--hops N]               TO is a node id or a unique name
   inbox [list | read ID | delete ID]        messages delivered to this node
@@ -156,6 +158,8 @@ pub fn run(cli: &Cli) -> Result<String, String> {
             json!({"cmd": "identity"})
         }
         "peers" => json!({"cmd": "peers"}),
+        "routes" => json!({"cmd": "routes"}),
+        "graph" => json!({"cmd": "graph"}),
         "store" => json!({"cmd": "store"}),
         "reload" => json!({"cmd": "reload"}),
         "metrics" => json!({"cmd": "metrics"}),
@@ -276,8 +280,40 @@ fn human(cmd: &str, words: &[String], v: &Value) -> String {
                 out.push_str("\n\n");
                 out.push_str(&table(&["configured peer", "state", "pinned", "linked node"], &conf));
             }
+            let disc: Vec<Vec<String>> = v["discovered"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|p| vec![s(p, "node"), s(p, "address"), format!("{}s", s(p, "seen_secs")), s(p, "linked")])
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !disc.is_empty() {
+                out.push_str("\n\n");
+                out.push_str(&table(&["discovered node", "address", "seen", "linked"], &disc));
+            }
             out
         }
+        "routes" => {
+            let rows: Vec<Vec<String>> = v["routes"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|r| {
+                            vec![
+                                s(r, "node"),
+                                s(r, "name"),
+                                s(r, "via"),
+                                s(r, "hops"),
+                                format!("{}s", s(r, "age_secs")),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            table(&["destination", "name", "next hop", "hops", "age"], &rows)
+        }
+        "graph" => v["dot"].as_str().unwrap_or("").trim_end().to_string(),
         "send" => format!(
             "queued {} to {}{}",
             s(v, "id"),

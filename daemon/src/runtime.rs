@@ -22,6 +22,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::config::{Overrides, Settings, split_host_port};
 use crate::control::{self, Policy, Reply, Request, Stats, error};
+use crate::discovery::{self, Discovery};
 use crate::inbox::{Inbox, Message};
 use crate::persist::State;
 use crate::{debug, error, info, log, notice, warn};
@@ -130,6 +131,17 @@ pub struct Daemon {
     started: Instant,
     send_errors: u64,
     persist_errors: u64,
+    discovery: Discovery,
+}
+
+/// What this node announces over mDNS.
+fn announcement(node: &Node, port: u16) -> meshpost_proto::mdns::Announcement {
+    meshpost_proto::mdns::Announcement {
+        node: node.node_id(),
+        fingerprint: meshpost_proto::identity::fingerprint(&node.identity().public_key()),
+        port,
+        domain: node.config().domain.clone(),
+    }
 }
 
 fn policy_of(s: &Settings) -> Policy {
@@ -172,6 +184,13 @@ impl Daemon {
         let policy = Arc::new(Mutex::new(policy_of(&settings)));
         let stats = Arc::new(Stats::default());
         let (tx, mut rx) = mpsc::channel::<Request>(64);
+        let (disc_tx, mut disc_rx) = mpsc::channel::<discovery::Packet>(256);
+        let discovery = Discovery::new(
+            settings.interfaces.clone(),
+            announcement(&node, settings.port),
+            settings.mdns_interval_ms,
+            disc_tx,
+        );
         tokio::spawn(control::serve(listener, tx, policy.clone(), stats.clone()));
         notice!(
             "started: node {} ({}), udp port {}, socket {}, state {}, {restored} envelopes restored",
@@ -198,6 +217,7 @@ impl Daemon {
             started: Instant::now(),
             send_errors: 0,
             persist_errors: 0,
+            discovery,
         };
         let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
         let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
@@ -207,8 +227,10 @@ impl Daemon {
         d.drain();
         loop {
             let now = now_ms();
+            d.discovery.poll(now);
             // Wake at least once a second so wall-clock steps are noticed.
-            let wait = d.node.poll_timeout().map_or(1000, |t| t.saturating_sub(now)).min(1000);
+            let next = [d.node.poll_timeout(), d.discovery.next_timer()].into_iter().flatten().min();
+            let wait = next.map_or(1000, |t| t.saturating_sub(now)).min(1000);
             tokio::select! {
                 r = d.udp.recv_from(&mut buf) => {
                     if let Ok((n, from)) = r {
@@ -217,6 +239,12 @@ impl Daemon {
                 }
                 _ = tokio::time::sleep(Duration::from_millis(wait)) => {
                     d.node.handle_timeout(now_ms(), &mut OsRng);
+                }
+                Some(p) = disc_rx.recv() => {
+                    let now = now_ms();
+                    for (addr, node, fp) in d.discovery.on_packet(p, now) {
+                        d.node.discovered(addr, node, fp, now);
+                    }
                 }
                 Some(req) = rx.recv() => {
                     let reply = d.handle(req.json);
@@ -332,6 +360,11 @@ impl Daemon {
         peers.extend(self.extra_peers.iter().cloned());
         self.node.set_peers(&peers, now);
         self.inbox.set_max(s.inbox_max);
+        self.discovery.reconfigure(
+            s.interfaces.clone(),
+            announcement(&self.node, self.settings.port),
+            s.mdns_interval_ms,
+        );
         if let Ok(mut p) = self.policy.lock() {
             *p = policy_of(&s);
         }
@@ -366,6 +399,19 @@ impl Daemon {
                 identity_json(self.node.identity(), &c.name, &c.domain)
             }
             "peers" => self.peers(now),
+            "routes" => {
+                let routes: Vec<Value> = self
+                    .node
+                    .routes()
+                    .into_iter()
+                    .map(|r| {
+                        json!({"node": r.dest.to_string(), "name": r.name, "via": r.via.to_string(),
+                        "hops": r.hops, "age_secs": r.age_ms / 1000})
+                    })
+                    .collect();
+                json!({"ok": true, "routes": routes})
+            }
+            "graph" => json!({"ok": true, "dot": self.graph()}),
             "send" => self.send(&req, now),
             "inbox" => match arg("action").unwrap_or("list") {
                 "list" => json!({"ok": true, "messages": self.inbox.list()}),
@@ -412,7 +458,44 @@ impl Daemon {
             "port": self.settings.port, "links": self.node.links().len(), "peers_configured": self.node.peers().len(),
             "store": {"envelopes": self.node.store().len(), "bytes": self.node.store().bytes()},
             "inbox": {"messages": self.inbox.len(), "unread": self.inbox.unread()},
-            "known_nodes": self.node.cards().count()})
+            "known_nodes": self.node.cards().count(), "routes": self.node.routes().len(),
+            "interfaces": self.discovery.active()})
+    }
+
+    /// The known topology as Graphviz DOT, from our links and the
+    /// neighbour lists in every known announce (as batadv-vis does).
+    fn graph(&self) -> String {
+        use std::collections::BTreeSet;
+        use std::fmt::Write;
+        let me = self.node.node_id();
+        let label = |id: &NodeId, name: &str| {
+            let short = &id.to_string()[..8];
+            let name: String = name.chars().filter(|c| *c != '"' && *c != '\\').collect();
+            if name.is_empty() { short.to_string() } else { format!("{name}\\n{short}") }
+        };
+        let mut nodes: BTreeSet<(NodeId, String)> = BTreeSet::new();
+        let mut edges: BTreeSet<(NodeId, NodeId)> = BTreeSet::new();
+        nodes.insert((me, self.node.config().name.clone()));
+        for l in self.node.links() {
+            edges.insert((me.min(l.node), me.max(l.node)));
+        }
+        for c in self.node.cards() {
+            let id = c.node_id();
+            nodes.insert((id, c.name.clone()));
+            for n in &c.neighbours {
+                edges.insert((id.min(*n), id.max(*n)));
+            }
+        }
+        let mut out = String::from("graph meshpost {\n");
+        for (id, name) in &nodes {
+            let style = if *id == me { ", style=bold" } else { "" };
+            let _ = writeln!(out, "  \"{id}\" [label=\"{}\"{style}];", label(id, name));
+        }
+        for (a, b) in &edges {
+            let _ = writeln!(out, "  \"{a}\" -- \"{b}\";");
+        }
+        out.push_str("}\n");
+        out
     }
 
     fn peers(&self, now: u64) -> Value {
@@ -436,7 +519,16 @@ impl Daemon {
                 "state": if p.linked.is_some() { "up" } else { "connecting" }})
             })
             .collect();
-        json!({"ok": true, "links": links, "configured": configured})
+        let discovered: Vec<Value> = self
+            .node
+            .discovered_peers()
+            .into_iter()
+            .map(|d| {
+                json!({"node": d.node.to_string(), "address": d.addr.to_string(),
+                "seen_secs": d.age_ms / 1000, "linked": self.node.is_linked(&d.node)})
+            })
+            .collect();
+        json!({"ok": true, "links": links, "configured": configured, "discovered": discovered})
     }
 
     fn send(&mut self, req: &Value, now: u64) -> Value {
@@ -527,6 +619,7 @@ impl Daemon {
             ("store_bytes", "bytes in the store", st.bytes() as u64),
             ("inbox_messages", "messages in the inbox", self.inbox.len() as u64),
             ("known_nodes", "nodes whose keys are known", self.node.cards().count() as u64),
+            ("routes", "destinations with a route", self.node.routes().len() as u64),
             ("control_clients", "connected control clients", self.stats.clients.load(Relaxed) as u64),
         ];
         for (name, help, v) in gauges {
@@ -547,6 +640,10 @@ impl Daemon {
             ("udp_send_errors", "datagrams the socket refused", self.send_errors),
             ("persist_errors", "failed writes to the state directory", self.persist_errors),
             ("log_dropped", "log lines syslog did not accept", log::dropped()),
+            ("mdns_sent", "mDNS packets sent", self.discovery.stats.sent),
+            ("mdns_received", "mDNS packets received", self.discovery.stats.received),
+            ("mdns_malformed", "mDNS packets that did not parse", self.discovery.stats.malformed),
+            ("mdns_announcements", "meshpost announcements heard over mDNS", self.discovery.stats.announcements),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(
