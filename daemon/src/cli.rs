@@ -29,7 +29,7 @@ commands:
       [--ttl SECS] [--hops N]               TO is a node id or a unique name
   inbox [list | read ID | delete ID]        messages delivered to this node
   subscribe                                 stream new messages as they arrive
-  store                                     store usage and limits
+  store [list]                              store usage and limits, or what it holds
   peer add HOST:PORT [KEY] | peer remove HOST:PORT
   reload                                    re-read the configuration
   metrics                                   Prometheus text metrics
@@ -160,6 +160,7 @@ pub fn run(cli: &Cli) -> Result<String, String> {
         "peers" => json!({"cmd": "peers"}),
         "routes" => json!({"cmd": "routes"}),
         "graph" => json!({"cmd": "graph"}),
+        "store" if words.first().map(String::as_str) == Some("list") => json!({"cmd": "store", "action": "list"}),
         "store" => json!({"cmd": "store"}),
         "reload" => json!({"cmd": "reload"}),
         "metrics" => json!({"cmd": "metrics"}),
@@ -351,6 +352,26 @@ fn human(cmd: &str, words: &[String], v: &Value) -> String {
                 table(&["id", "from", "name", "new", "text"], &rows)
             }
         },
+        "store" if words.first().map(String::as_str) == Some("list") => {
+            let rows: Vec<Vec<String>> = v["envelopes"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|e| {
+                            vec![
+                                s(e, "id"),
+                                s(e, "kind"),
+                                s(e, "dest"),
+                                s(e, "hops_left"),
+                                s(e, "expires"),
+                                s(e, "bytes"),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            table(&["id", "kind", "destination", "hops left", "expires", "bytes"], &rows)
+        }
         "store" => format!(
             "envelopes: {} of {} ({} local)\nbytes:     {} of {}\nquota:     {} bytes per origin, {} per recipient",
             s(v, "envelopes"),

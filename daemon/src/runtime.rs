@@ -430,6 +430,21 @@ impl Daemon {
             "subscribe" => {
                 return Reply::Stream(json!({"ok": true, "subscribed": "messages"}), self.events.subscribe());
             }
+            "store" if req.get("action").and_then(Value::as_str) == Some("list") => {
+                // Bounded: the first 1000 by id.
+                let list: Vec<Value> = self
+                    .node
+                    .store()
+                    .iter()
+                    .take(1000)
+                    .map(|(id, e)| {
+                        json!({"id": id.to_string(), "kind": format!("{:?}", e.env.kind()).to_lowercase(),
+                        "origin": e.env.origin_id().to_string(), "dest": meshpost_proto::crypto::to_hex(&e.env.dest().id),
+                        "expires": e.env.expires_at(), "hops_left": e.env.hops_left(), "bytes": e.env.len(), "local": e.local})
+                    })
+                    .collect();
+                json!({"ok": true, "envelopes": list})
+            }
             "store" => {
                 let st = self.node.store();
                 let l = st.limits();

@@ -77,6 +77,10 @@ pub struct Node {
     pub child: Option<Child>,
     pub extra: String,
     pub peers: Vec<(u16, Option<String>)>,
+    /// Network namespace to run the daemon in (`ip netns exec`).
+    pub netns: Option<String>,
+    /// Faster timers for tests (off for tests of the defaults).
+    pub fast: bool,
 }
 
 impl Node {
@@ -92,6 +96,8 @@ impl Node {
             child: None,
             extra: String::new(),
             peers: Vec::new(),
+            netns: None,
+            fast: true,
         };
         n.identity();
         n
@@ -118,8 +124,13 @@ impl Node {
     }
 
     pub fn write_config(&self) {
+        let timers = if self.fast {
+            "\toption keepalive '2'\n\toption dead_after '6'\n\toption sync_interval '2'\n"
+        } else {
+            ""
+        };
         let mut c = format!(
-            "config meshpost 'main'\n\toption name '{}'\n\toption port '{}'\n\toption state_dir '{}'\n\toption socket '{}'\n\toption log_level 'debug'\n\toption keepalive '2'\n\toption dead_after '6'\n\toption sync_interval '2'\n{}",
+            "config meshpost 'main'\n\toption name '{}'\n\toption port '{}'\n\toption state_dir '{}'\n\toption socket '{}'\n\toption log_level 'debug'\n{timers}{}",
             self.name,
             self.port,
             self.dir.display(),
@@ -147,7 +158,15 @@ impl Node {
     pub fn start(&mut self) {
         self.write_config();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
-        let child = Command::new(BIN)
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, BIN]);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = cmd
             .args(["daemon", "--foreground", "--config"])
             .arg(&self.conf)
             .stdout(Stdio::null())
