@@ -182,7 +182,10 @@ fn route_to(n: &Node, id: &str) -> Option<u64> {
 
 fn store_ids(n: &Node) -> BTreeSet<String> {
     let v = n.request(json!({"cmd": "store", "action": "list"}));
-    v["envelopes"].as_array().map(|a| a.iter().map(|e| e["id"].as_str().unwrap().to_string()).collect()).unwrap_or_default()
+    v["envelopes"]
+        .as_array()
+        .map(|a| a.iter().map(|e| e["id"].as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
 }
 
 fn forwarded(nodes: &[Node]) -> u64 {
@@ -367,7 +370,7 @@ fn an_envelope_expiring_during_a_partition_is_purged_everywhere() {
     assert_eq!(inbox[0]["id"], kept.as_str());
     for (i, n) in nodes.iter().enumerate() {
         assert!(!store_ids(n).contains(&doomed), "node {i} took the expired envelope back");
-        assert!(n.dir.join("store").join(format!("{doomed}.env")).exists() == false, "node {i} kept its file");
+        assert!(!n.dir.join("store").join(format!("{doomed}.env")).exists(), "node {i} kept its file");
     }
 }
 
@@ -393,7 +396,10 @@ fn two_hundred_messages_cross_lossy_delayed_links() {
         if netem {
             net.veth(&spaces[i], &a_if, &spaces[i + 1], &b_if, None);
             for (ns, dev) in [(&spaces[i], &a_if), (&spaces[i + 1], &b_if)] {
-                ip(&["netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "netem", "loss", "20%", "delay", "50ms"]);
+                ip(&[
+                    "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "netem", "loss", "20%", "delay",
+                    "50ms",
+                ]);
             }
         } else {
             emulators.push(lossy_link(&net, &spaces[i], &a_if, &spaces[i + 1], &b_if, 0.2, Duration::from_millis(50)));
@@ -438,7 +444,10 @@ fn two_hundred_messages_cross_lossy_delayed_links() {
     let got: BTreeSet<String> = nodes[4].inbox().iter().map(|m| m["text"].as_str().unwrap().to_string()).collect();
     assert_eq!(nodes[4].inbox().len(), 200, "exactly once");
     assert_eq!(got, sent);
-    eprintln!("FIGURE lossy-line: 200 messages A->E over 4 links with 20% loss and 50 ms delay each took {:.1} s", took.as_secs_f64());
+    eprintln!(
+        "FIGURE lossy-line: 200 messages A->E over 4 links with 20% loss and 50 ms delay each took {:.1} s",
+        took.as_secs_f64()
+    );
     drop(emulators);
 }
 
@@ -480,10 +489,11 @@ fn eight_nodes_on_one_segment_deliver_once_per_recipient() {
     );
     // Let announce flooding settle, then measure one full announce period.
     std::thread::sleep(Duration::from_secs(4));
-    let dup0: u64 = nodes.iter().map(|n| n.metric("envelopes_duplicate_total")).sum();
+    let dup0: u64 = nodes.iter().map(|n| n.metric("announces_duplicate_total")).sum();
+    let data0: u64 = nodes.iter().map(|n| n.metric("envelopes_duplicate_total")).sum();
     let ann0: u64 = nodes.iter().map(|n| n.metric("announces_in_total")).sum();
     std::thread::sleep(Duration::from_secs(12));
-    let dup = nodes.iter().map(|n| n.metric("envelopes_duplicate_total")).sum::<u64>() - dup0;
+    let dup = nodes.iter().map(|n| n.metric("announces_duplicate_total")).sum::<u64>() - dup0;
     let ann = nodes.iter().map(|n| n.metric("announces_in_total")).sum::<u64>() - ann0;
     // Node 0 writes to every other node; each gets its message exactly once.
     for j in 1..8 {
@@ -496,11 +506,150 @@ fn eight_nodes_on_one_segment_deliver_once_per_recipient() {
         assert_eq!(inbox.len(), 1, "n{j}");
         assert_eq!(inbox[0]["text"], format!("to n{j}"));
     }
-    let data_dups: u64 = nodes.iter().map(|n| n.metric("envelopes_duplicate_total")).sum::<u64>() - dup0 - dup;
+    let data_dups: u64 = nodes.iter().map(|n| n.metric("envelopes_duplicate_total")).sum::<u64>() - data0;
+    assert_eq!(data_dups, 0, "direct messages follow their one-hop route: no duplicates");
     eprintln!(
         "FIGURE segment-of-eight: {ann} announces accepted, {dup} duplicate receptions ({:.2} per accepted announce); \
          7 direct messages delivered once each with {data_dups} duplicate data receptions",
         dup as f64 / ann.max(1) as f64
     );
     assert!(ann > 0);
+}
+
+/// Runs `f` on a thread that has entered network namespace `ns`.
+fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let fd = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns on a valid namespace fd, on this thread only.
+        assert_eq!(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+fn if_index_in(ns: &str, name: &str) -> u32 {
+    let name = std::ffi::CString::new(name).unwrap();
+    in_ns(ns, move || {
+        // SAFETY: valid C string.
+        unsafe { libc::if_nametoindex(name.as_ptr()) }
+    })
+}
+
+fn discovered(n: &Node) -> Vec<Value> {
+    n.request(json!({"cmd": "peers"}))["discovered"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn discovery_coexists_ignores_junk_refuses_forged_fingerprints_and_times_out() {
+    if !need_root("discovery_coexists_ignores_junk_refuses_forged_fingerprints_and_times_out") {
+        return;
+    }
+    let _g = lock();
+    let t = TempDir::new("mdns");
+    let mut net = Net::new("m");
+    let (a_ns, b_ns) = (net.ns("a"), net.ns("b"));
+    net.veth(&a_ns, "mesh0", &b_ns, "mesh0", Some((20, 0)));
+    std::thread::sleep(Duration::from_secs(2)); // IPv6 link-local addresses
+    // Another mDNS responder (like umdns) already owns port 5353 in A.
+    let idx = if_index_in(&a_ns, "mesh0");
+    let other = in_ns(&a_ns, move || {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        s.set_reuse_address(true).unwrap();
+        s.bind(&std::net::SocketAddr::from(([0, 0, 0, 0], 5353)).into()).unwrap();
+        s.join_multicast_v4_n(&std::net::Ipv4Addr::new(224, 0, 0, 251), &socket2::InterfaceIndexOrAddress::Index(idx))
+            .unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        std::net::UdpSocket::from(s)
+    });
+    let mut a = mesh_node(&t, &a_ns, "a", &["mesh0"]);
+    let mut b = mesh_node(&t, &b_ns, "b", &["mesh0"]);
+    a.start();
+    b.start();
+    let (aid, bid) = (a.node_id(), b.node_id());
+    assert!(wait_until(30, || a.linked_to(&bid) && b.linked_to(&aid)), "A log:\n{}", a.log());
+    // The other responder still hears the mesh's mDNS traffic.
+    let mut buf = [0u8; 9000];
+    let heard = (0..50).any(|_| {
+        other.recv_from(&mut buf).is_ok_and(|(n, _)| {
+            meshpost_proto::mdns::parse(&buf[..n]).is_ok_and(|p| !p.announcements.is_empty() || p.queries_service)
+        })
+    });
+    assert!(heard, "the other responder on 5353 received nothing");
+
+    // Junk to the mDNS group is counted and ignored.
+    let before = a.metric("mdns_malformed_total");
+    in_ns(&b_ns, || {
+        let s = std::net::UdpSocket::bind("169.254.20.2:0").unwrap();
+        for i in 0..200u32 {
+            let junk: Vec<u8> = (0..(i % 40)).map(|x| (x * 7 + i) as u8).collect();
+            let _ = s.send_to(&junk, "224.0.0.251:5353");
+        }
+    });
+    assert!(wait_until(10, || a.metric("mdns_malformed_total") > before));
+    assert_eq!(a.request(json!({"cmd": "status"}))["ok"], true);
+
+    // A forged announcement: B's address and port, but an identity whose key
+    // B cannot prove. A tries it and refuses the key B proves.
+    let fake = meshpost_proto::identity::Identity::generate(&mut rand_core::OsRng);
+    let forged = meshpost_proto::mdns::announce(
+        &meshpost_proto::mdns::Announcement {
+            node: fake.node_id(),
+            fingerprint: meshpost_proto::identity::fingerprint(&fake.public_key()),
+            port: 4849,
+            domain: String::new(),
+        },
+        120,
+    );
+    in_ns(&b_ns, move || {
+        let s = std::net::UdpSocket::bind("169.254.20.2:0").unwrap();
+        for _ in 0..3 {
+            let _ = s.send_to(&forged, "224.0.0.251:5353");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let fake_id = fake.node_id().to_string();
+    assert!(
+        wait_until(20, || a.log().contains("announced over mDNS") && a.log().contains(&fake_id[..8])),
+        "no refusal logged:\n{}",
+        a.log()
+    );
+    assert!(a.linked_to(&bid), "the real link is untouched");
+
+    // B goes silent: A forgets the discovery entry (3 x mdns_interval).
+    b.stop();
+    assert!(
+        wait_until(30, || !discovered(&a).iter().any(|d| d["node"] == bid.as_str())),
+        "silent peer not forgotten: {:?}",
+        discovered(&a)
+    );
+}
+
+#[test]
+fn interfaces_that_appear_or_return_after_start_are_used_without_restart() {
+    if !need_root("interfaces_that_appear_or_return_after_start_are_used_without_restart") {
+        return;
+    }
+    let _g = lock();
+    let t = TempDir::new("late");
+    let mut net = Net::new("z");
+    let (a_ns, b_ns) = (net.ns("a"), net.ns("b"));
+    let mut a = mesh_node(&t, &a_ns, "a", &["late0"]);
+    let mut b = mesh_node(&t, &b_ns, "b", &["late0"]);
+    a.start();
+    b.start();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(a.request(json!({"cmd": "status"}))["interfaces"].as_array().unwrap().is_empty());
+    net.veth(&a_ns, "late0", &b_ns, "late0", None);
+    let (aid, bid) = (a.node_id(), b.node_id());
+    assert!(wait_until(30, || a.linked_to(&bid) && b.linked_to(&aid)), "A log:\n{}", a.log());
+    assert_eq!(a.request(json!({"cmd": "status"}))["interfaces"], json!(["late0"]));
+    // Down long enough for the link to die, then back up: it returns.
+    ip(&["-n", &a_ns, "link", "set", "late0", "down"]);
+    assert!(wait_until(20, || !a.linked_to(&bid)));
+    ip(&["-n", &a_ns, "link", "set", "late0", "up"]);
+    assert!(wait_until(30, || a.linked_to(&bid) && b.linked_to(&aid)), "A log:\n{}", a.log());
+    assert!(a.log().contains("interface late0 went down"));
 }

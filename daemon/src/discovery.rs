@@ -274,16 +274,16 @@ impl Discovery {
         };
         if parsed.queries_service {
             let me = mdns::announce(&self.me, RECORD_TTL);
-            if let Some(i) = self.active.get_mut(&p.iface) {
-                if now >= i.last_answer + ANSWER_GAP_MS {
-                    i.last_answer = now;
-                    let v6 = p.from.is_ipv6();
-                    let mut sent = 0;
-                    for s in i.socks.iter().filter(|s| s.v6 == v6) {
-                        sent += send(s, &me);
-                    }
-                    self.stats.sent += sent;
+            if let Some(i) = self.active.get_mut(&p.iface)
+                && now >= i.last_answer + ANSWER_GAP_MS
+            {
+                i.last_answer = now;
+                let v6 = p.from.is_ipv6();
+                let mut sent = 0;
+                for s in i.socks.iter().filter(|s| s.v6 == v6) {
+                    sent += send(s, &me);
                 }
+                self.stats.sent += sent;
             }
         }
         let mut out = Vec::new();

@@ -256,6 +256,7 @@ pub struct Metrics {
     pub frames_invalid: u64,
     pub fragments_dropped: u64,
     pub announces_in: u64,
+    pub announces_duplicate: u64,
     pub announces_forwarded: u64,
     pub acks_sent: u64,
     pub acks_in: u64,
@@ -275,7 +276,7 @@ impl Metrics {
             ("handshakes_failed", "link handshakes failed", self.handshakes_failed),
             ("peers_refused", "peers refused by pin or policy", self.peers_refused),
             ("envelopes_in", "envelopes received from links", self.envelopes_in),
-            ("envelopes_duplicate", "envelopes already seen", self.envelopes_duplicate),
+            ("envelopes_duplicate", "data envelopes already seen", self.envelopes_duplicate),
             ("envelopes_bad_signature", "envelopes with a bad origin signature", self.envelopes_bad_signature),
             ("envelopes_expired", "envelopes received already expired", self.envelopes_expired),
             ("envelopes_invalid", "envelopes malformed in other ways", self.envelopes_invalid),
@@ -294,6 +295,7 @@ impl Metrics {
             ("envelopes_acked", "stored envelopes released after the recipient confirmed", self.envelopes_acked),
             ("frames_invalid", "decrypted frames that were malformed", self.frames_invalid),
             ("announces_in", "announces received (new ones)", self.announces_in),
+            ("announces_duplicate", "announce copies already seen (flooding redundancy)", self.announces_duplicate),
             ("announces_forwarded", "announces passed on to other links", self.announces_forwarded),
             ("acks_sent", "end-to-end acknowledgements originated", self.acks_sent),
             ("acks_in", "end-to-end acknowledgements received", self.acks_in),
@@ -1333,7 +1335,7 @@ impl Node {
         let hops = env.max_hops().saturating_sub(env.hops_left()).saturating_add(1);
         self.routes.learn(origin, link, hops, card.seq, now_ms);
         if self.seen.contains(&id) {
-            self.metrics.envelopes_duplicate += 1;
+            self.metrics.announces_duplicate += 1;
             return;
         }
         self.seen.insert(id, env.expires_at());
