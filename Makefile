@@ -8,7 +8,7 @@ PORT         ?= 4849
 # Hard limit from the design brief: 5 MB for the stripped static binary.
 SIZE_LIMIT   ?= 5000000
 FUZZ_SECONDS ?= 20
-FUZZ_TARGETS := envelope card packet frame e2e_open identity_file uci node_datagrams reassembly
+FUZZ_TARGETS := envelope card packet frame e2e_open identity_file uci node_datagrams reassembly mdns ack
 
 .PHONY: run test check lint unit release size fuzz fuzz-build tools clean
 

@@ -496,13 +496,13 @@ fn eight_nodes_on_one_segment_deliver_once_per_recipient() {
     let dup = nodes.iter().map(|n| n.metric("announces_duplicate_total")).sum::<u64>() - dup0;
     let ann = nodes.iter().map(|n| n.metric("announces_in_total")).sum::<u64>() - ann0;
     // Node 0 writes to every other node; each gets its message exactly once.
-    for j in 1..8 {
-        send(&nodes[0], &ids[j], &format!("to n{j}"), None);
+    for (j, id) in ids.iter().enumerate().skip(1) {
+        send(&nodes[0], id, &format!("to n{j}"), None);
     }
     assert!(wait_until(30, || (1..8).all(|j| nodes[j].inbox().len() == 1)));
     std::thread::sleep(Duration::from_secs(4));
-    for j in 1..8 {
-        let inbox = nodes[j].inbox();
+    for (j, node) in nodes.iter().enumerate().skip(1) {
+        let inbox = node.inbox();
         assert_eq!(inbox.len(), 1, "n{j}");
         assert_eq!(inbox[0]["text"], format!("to n{j}"));
     }
