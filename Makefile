@@ -26,6 +26,13 @@ test: lint unit size
 
 tools:
 	@command -v rustup >/dev/null || { echo "rustup is required"; exit 1; }
+	@# file(1) checks the binary is static; ip(8) runs the namespace tests.
+	@missing=""; command -v file >/dev/null || missing="$$missing file"; \
+	 command -v ip >/dev/null || missing="$$missing iproute2"; \
+	 if [ -n "$$missing" ]; then \
+	   if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
+	   else echo "note: install$$missing (as root) for the size check and namespace tests"; fi; \
+	 fi
 	@cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	@cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 
