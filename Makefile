@@ -8,9 +8,12 @@ PORT         ?= 4849
 # Hard limit from the design brief: 5 MB for the stripped static binary.
 SIZE_LIMIT   ?= 5000000
 FUZZ_SECONDS ?= 20
+# OpenWrt package architecture for `make ipk`.
+ARCH         ?= x86_64
+CROSS_TARGETS := x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 FUZZ_TARGETS := envelope card packet frame e2e_open identity_file uci node_datagrams reassembly mdns ack
 
-.PHONY: run test check lint unit release size fuzz fuzz-build tools clean
+.PHONY: run test check lint unit release size cross cross-mips size-cross qemu-test mips-test packaging-test ipk fuzz fuzz-build tools clean
 
 ## run: build and run one daemon in the foreground on built-in defaults,
 ## with its state and control socket under ./$(STATE) (no root, no UCI file).
@@ -21,8 +24,9 @@ run:
 		--state-dir $(STATE)/state --socket $(STATE)/meshpost.sock
 
 ## test: everything CI runs: format, lint, all tests, the static release
-## build and its size check.
-test: lint unit size
+## builds for x86_64 and aarch64 with their size checks, the aarch64 binary
+## under qemu, and the OpenWrt packaging tests.
+test: lint unit size-cross qemu-test mips-test packaging-test
 
 tools:
 	@command -v rustup >/dev/null || { echo "rustup is required"; exit 1; }
@@ -49,6 +53,52 @@ release:
 
 size: release
 	scripts/size-check target/$(MUSL_TARGET)/release/meshpost $(SIZE_LIMIT)
+
+## cross: static, stripped release binaries for every router target that
+## builds with a prebuilt std (x86_64, aarch64; see cross-mips for MIPS).
+cross:
+	@for t in $(CROSS_TARGETS); do \
+		rustup target list --installed | grep -qx $$t || rustup target add $$t || exit 1; \
+		$(CARGO) build --release -p meshpost --target $$t || exit 1; \
+	done
+
+size-cross: cross
+	@for t in $(CROSS_TARGETS); do scripts/size-check target/$$t/release/meshpost $(SIZE_LIMIT) || exit 1; done
+
+## cross-mips: mipsel (ath79/ramips) with nightly -Z build-std; see cross/.
+cross-mips:
+	cross/build-mips.sh mipsel
+	scripts/size-check target/mipsel-unknown-linux-musl/release/meshpost $(SIZE_LIMIT)
+
+## qemu-test: two aarch64 daemons under qemu-aarch64-static exchange a message.
+qemu-test: cross
+	@command -v qemu-aarch64-static >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static; }
+	tests/packaging/qemu.sh aarch64
+
+## mips-test: the mipsel build, size-checked, exchanging a message under
+## qemu-mipsel-static (big-endian mips is built by cross/build-mips.sh mips,
+## but qemu-mips hangs in getifaddrs, see docs/openwrt.md).
+mips-test: cross-mips
+	@command -v qemu-mipsel-static >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static; }
+	tests/packaging/qemu.sh mipsel
+
+## ipk: build dist/meshpost_*_$(ARCH).ipk without the OpenWrt SDK.
+ipk:
+	@case "$(ARCH)" in \
+	  x86_64) t=x86_64-unknown-linux-musl;; \
+	  aarch64_generic|aarch64_cortex-a53|aarch64_cortex-a72) t=aarch64-unknown-linux-musl;; \
+	  mipsel_24kc|mipsel_74kc|mipsel_mips32) t=mipsel-unknown-linux-musl;; \
+	  *) echo "ARCH must be x86_64, aarch64_generic (or another aarch64_*), or mipsel_24kc"; exit 1;; \
+	esac; \
+	if [ "$$t" = mipsel-unknown-linux-musl ]; then $(MAKE) cross-mips; \
+	else rustup target list --installed | grep -qx $$t || rustup target add $$t; \
+	  $(CARGO) build --release -p meshpost --target $$t; fi; \
+	scripts/mkipk $(ARCH) target/$$t/release/meshpost dist
+
+packaging-test: release
+	tests/packaging/run-all.sh
 
 ## fuzz: run every fuzz target for FUZZ_SECONDS each (needs nightly).
 fuzz-build:

@@ -33,6 +33,7 @@ commands:
   peer add HOST:PORT [KEY] | peer remove HOST:PORT
   reload                                    re-read the configuration
   metrics                                   Prometheus text metrics
+  rpc list | rpc call METHOD                rpcd exec plugin protocol (ubus)
 
 The socket defaults to $MESHPOST_SOCKET or /var/run/meshpost.sock.";
 
@@ -76,6 +77,16 @@ fn connect(cli: &Cli) -> Result<UnixStream, String> {
 
 /// Sends one request and returns the response object, or its error text.
 pub fn request(cli: &Cli, req: &Value) -> Result<Value, String> {
+    let v = request_raw(cli, req)?;
+    if v.get("ok") == Some(&Value::Bool(true)) {
+        Ok(v)
+    } else {
+        Err(v.get("error").and_then(Value::as_str).unwrap_or("request failed").to_string())
+    }
+}
+
+/// Sends one request and returns the daemon's answer as it is, `ok` or not.
+pub fn request_raw(cli: &Cli, req: &Value) -> Result<Value, String> {
     let mut s = connect(cli)?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
     // A refused client is told why and disconnected, possibly before our
@@ -93,11 +104,7 @@ pub fn request(cli: &Cli, req: &Value) -> Result<Value, String> {
             });
         }
     };
-    if v.get("ok") == Some(&Value::Bool(true)) {
-        Ok(v)
-    } else {
-        Err(v.get("error").and_then(Value::as_str).unwrap_or("request failed").to_string())
-    }
+    Ok(v)
 }
 
 fn flag(words: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
@@ -215,6 +222,15 @@ pub fn run(cli: &Cli) -> Result<String, String> {
             }
         },
         "subscribe" => return subscribe(cli),
+        "rpc" => {
+            return match (words.first().map(String::as_str), words.get(1)) {
+                (Some("list"), _) => Ok(crate::rpcd::list()),
+                (Some("call"), Some(method)) => {
+                    Ok(crate::rpcd::call(cli, method, &crate::rpcd::read_stdin()).to_string())
+                }
+                _ => Err("usage: meshpost rpc list | rpc call METHOD (arguments as JSON on stdin)".into()),
+            };
+        }
         "" | "help" | "--help" | "-h" => return Ok(USAGE.to_string()),
         other => return Err(format!("unknown command '{other}'; see meshpost --help")),
     };

@@ -8,7 +8,7 @@
 //! a client that breaks a limit gets a one-line error and is disconnected,
 //! and nobody else waits for it. Access is checked with SO_PEERCRED.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,13 +43,13 @@ pub struct Policy {
     pub request_timeout: Duration,
 }
 
-/// Counters the metrics command reports.
+/// Counters the metrics command reports (usize: 32-bit MIPS has no 64-bit atomics).
 #[derive(Debug, Default)]
 pub struct Stats {
     pub clients: AtomicUsize,
-    pub refused_access: AtomicU64,
-    pub refused_busy: AtomicU64,
-    pub bad_requests: AtomicU64,
+    pub refused_access: AtomicUsize,
+    pub refused_busy: AtomicUsize,
+    pub bad_requests: AtomicUsize,
 }
 
 /// True if a peer with these credentials may use the socket: root, the

@@ -9,5 +9,6 @@ pub mod discovery;
 pub mod inbox;
 pub mod log;
 pub mod persist;
+pub mod rpcd;
 pub mod runtime;
 pub mod uci;

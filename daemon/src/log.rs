@@ -10,7 +10,7 @@ use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 /// Severity, ordered from most to least important.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,7 +48,8 @@ impl Level {
 const FACILITY_DAEMON: u8 = 3;
 
 static LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
-static DROPPED: AtomicU64 = AtomicU64::new(0);
+// usize, not u64: 32-bit MIPS routers have no 64-bit atomics.
+static DROPPED: AtomicUsize = AtomicUsize::new(0);
 static SINK: Mutex<Option<UnixDatagram>> = Mutex::new(None);
 
 pub fn set_level(l: Level) {
@@ -61,7 +62,7 @@ pub fn enabled(l: Level) -> bool {
 
 /// Log lines dropped because syslog was not accepting them.
 pub fn dropped() -> u64 {
-    DROPPED.load(Ordering::Relaxed)
+    DROPPED.load(Ordering::Relaxed) as u64
 }
 
 /// Sends logs to the syslog socket at `path`; returns false (and keeps

@@ -644,13 +644,17 @@ impl Daemon {
             (
                 "control_refused_access",
                 "control clients refused by SO_PEERCRED",
-                self.stats.refused_access.load(Relaxed),
+                self.stats.refused_access.load(Relaxed) as u64,
             ),
-            ("control_refused_busy", "control clients refused by max_clients", self.stats.refused_busy.load(Relaxed)),
+            (
+                "control_refused_busy",
+                "control clients refused by max_clients",
+                self.stats.refused_busy.load(Relaxed) as u64,
+            ),
             (
                 "control_bad_requests",
                 "malformed, oversized or timed-out requests",
-                self.stats.bad_requests.load(Relaxed),
+                self.stats.bad_requests.load(Relaxed) as u64,
             ),
             ("udp_send_errors", "datagrams the socket refused", self.send_errors),
             ("persist_errors", "failed writes to the state directory", self.persist_errors),

@@ -1,0 +1,91 @@
+//! The rpcd exec-plugin protocol, so `ubus call meshpost METHOD` works.
+//!
+//! rpcd runs `/usr/libexec/rpcd/meshpost list` to learn the methods and their
+//! argument types, and `... call METHOD` with the arguments as a JSON object
+//! on stdin. Each method maps onto one control-socket request; the answer is
+//! the daemon's JSON object (with `ok` and, on failure, `error`). The plugin
+//! file itself is a one-line wrapper around `meshpost rpc`.
+
+use std::io::Read;
+
+use serde_json::{Map, Value, json};
+
+use crate::cli::{Cli, request_raw};
+
+/// Method name, arguments (name and a sample of its type), socket command.
+const METHODS: &[(&str, &[(&str, &str)], &str)] = &[
+    ("status", &[], "status"),
+    ("identity", &[], "identity"),
+    ("peers", &[], "peers"),
+    ("routes", &[], "routes"),
+    ("store", &[], "store"),
+    ("send", &[("to", "str"), ("text", "str"), ("ttl", "int"), ("hops", "int")], "send"),
+    ("inbox", &[("action", "str"), ("id", "str")], "inbox"),
+];
+
+/// Output of `rpc list`.
+pub fn list() -> String {
+    let mut m = Map::new();
+    for (name, args, _) in METHODS {
+        let mut a = Map::new();
+        for (arg, ty) in *args {
+            a.insert(arg.to_string(), if *ty == "int" { json!(0) } else { json!("") });
+        }
+        m.insert(name.to_string(), Value::Object(a));
+    }
+    Value::Object(m).to_string()
+}
+
+/// Runs `rpc call METHOD` with the arguments in `input`.
+pub fn call(cli: &Cli, method: &str, input: &str) -> Value {
+    let Some((_, args, cmd)) = METHODS.iter().find(|(n, _, _)| *n == method) else {
+        return json!({"ok": false, "error": format!("unknown method '{method}'")});
+    };
+    let given: Map<String, Value> = match input.trim() {
+        "" => Map::new(),
+        text => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(o)) => o,
+            _ => return json!({"ok": false, "error": "arguments must be a JSON object"}),
+        },
+    };
+    let mut req = Map::new();
+    req.insert("cmd".into(), json!(cmd));
+    for (arg, _) in *args {
+        if let Some(v) = given.get(*arg) {
+            req.insert(arg.to_string(), v.clone());
+        }
+    }
+    match request_raw(cli, &Value::Object(req)) {
+        Ok(v) => v,
+        Err(e) => json!({"ok": false, "error": e}),
+    }
+}
+
+/// Reads the call arguments from stdin (at most 256 KiB).
+pub fn read_stdin() -> String {
+    let mut s = String::new();
+    let _ = std::io::stdin().take(256 * 1024).read_to_string(&mut s);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_names_every_method_with_typed_arguments() {
+        let v: Value = serde_json::from_str(&list()).unwrap();
+        assert_eq!(v["send"]["to"], "");
+        assert_eq!(v["send"]["ttl"], 0);
+        assert!(v["status"].as_object().unwrap().is_empty());
+        assert_eq!(v.as_object().unwrap().len(), METHODS.len());
+    }
+
+    #[test]
+    fn bad_calls_are_json_errors() {
+        let cli = Cli { socket: Some("/nonexistent.sock".into()), json: true, words: vec![] };
+        assert_eq!(call(&cli, "frob", "{}")["ok"], false);
+        assert!(call(&cli, "send", "[1]")["error"].as_str().unwrap().contains("JSON object"));
+        assert!(call(&cli, "status", "")["error"].as_str().unwrap().contains("cannot connect"));
+    }
+}

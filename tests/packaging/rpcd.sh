@@ -1,0 +1,78 @@
+#!/bin/sh
+# Sends the rpcd plugin's `list` and `call` through the real plugin script
+# against two running daemons on loopback, and checks the JSON.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+. "$here/lib.sh"
+bin=${MESHPOST_BIN:-$top/target/x86_64-unknown-linux-musl/release/meshpost}
+plugin=$top/packaging/openwrt/files/meshpost.rpcd
+work=$(mktemp -d)
+pids=""
+cleanup() { for p in $pids; do kill "$p" 2>/dev/null; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+json() { python3 -c "import json,sys; v=json.load(sys.stdin); print($1)"; }
+pa=$(port); pb=$(port)
+"$bin" identity --state-dir "$work/b" > /dev/null
+bkey=$("$bin" --json identity --state-dir "$work/b" | json 'v["public_key"]')
+cat > "$work/a.conf" <<CONF
+config meshpost 'main'
+	option name 'alpha'
+	option port '$pa'
+	option state_dir '$work/a'
+	option socket '$work/a.sock'
+config peer
+	option address '127.0.0.1:$pb'
+	option key '$bkey'
+CONF
+cat > "$work/b.conf" <<CONF
+config meshpost 'main'
+	option name 'beta'
+	option port '$pb'
+	option state_dir '$work/b'
+	option socket '$work/b.sock'
+config peer
+	option address '127.0.0.1:$pa'
+CONF
+"$bin" daemon --foreground --config "$work/a.conf" 2> "$work/a.log" & pids="$pids $!"
+"$bin" daemon --foreground --config "$work/b.conf" 2> "$work/b.log" & pids="$pids $!"
+
+rpc() { # rpc SOCKET ARGS... (stdin: call arguments)
+	sock=$1; shift
+	MESHPOST_BIN=$bin MESHPOST_SOCKET=$sock sh "$plugin" "$@"
+}
+i=0
+until echo "{}" | rpc "$work/b.sock" call peers 2>/dev/null | json 'len(v["links"])' 2>/dev/null | grep -qx 1; do
+	i=$((i + 1)); [ $i -lt 100 ] || break; sleep 0.1
+done
+
+list=$(rpc "$work/a.sock" list)
+check_eq "list names the methods" "$(echo "$list" | json '",".join(sorted(v))')" "identity,inbox,peers,routes,send,status,store"
+check_eq "list gives argument types" "$(echo "$list" | json 'v["send"]["to"] == "" and v["send"]["ttl"] == 0')" "True"
+
+status=$(echo '{}' | rpc "$work/a.sock" call status)
+check_eq "call status answers ok" "$(echo "$status" | json 'v["ok"]')" "True"
+check_eq "call status names the node" "$(echo "$status" | json 'v["name"]')" "alpha"
+check_eq "call status with no stdin works too" "$(rpc "$work/a.sock" call status < /dev/null | json 'v["ok"]')" "True"
+
+sent=$(echo '{"to": "beta", "text": "hello via ubus"}' | rpc "$work/a.sock" call send)
+check_eq "call send queues the message" "$(echo "$sent" | json 'v["ok"]')" "True"
+i=0
+until echo '{}' | rpc "$work/b.sock" call inbox | json 'len(v["messages"])' | grep -qx 1; do
+	i=$((i + 1)); [ $i -lt 100 ] || break; sleep 0.1
+done
+inbox=$(echo '{}' | rpc "$work/b.sock" call inbox)
+check_eq "call inbox on B shows the text" "$(echo "$inbox" | json 'v["messages"][0]["text"]')" "hello via ubus"
+id=$(echo "$inbox" | json 'v["messages"][0]["id"]')
+read=$(printf '{"action": "read", "id": "%s"}' "$id" | rpc "$work/b.sock" call inbox)
+check_eq "call inbox read" "$(echo "$read" | json 'v["message"]["read"]')" "True"
+routes=$(echo '{}' | rpc "$work/a.sock" call routes)
+check_eq "call routes lists B" "$(echo "$routes" | json 'v["routes"][0]["name"]')" "beta"
+
+bad=$(echo '{"to": "nobody", "text": "x"}' | rpc "$work/a.sock" call send)
+check_eq "errors come back as JSON" "$(echo "$bad" | json 'v["ok"] is False and "nobody" in v["error"]')" "True"
+check_eq "unknown methods are JSON errors" "$(echo '{}' | rpc "$work/a.sock" call frob | json 'v["ok"]')" "False"
+check_eq "a dead socket is a JSON error" "$(echo '{}' | rpc "$work/none.sock" call status | json 'v["ok"]')" "False"
+finish
