@@ -12,8 +12,11 @@ use serde_json::{Map, Value, json};
 
 use crate::cli::{Cli, request_raw};
 
-/// Method name, arguments (name and a sample of its type), socket command.
-const METHODS: &[(&str, &[(&str, &str)], &str)] = &[
+/// An argument's name and type ("str" or "int").
+type Arg = (&'static str, &'static str);
+
+/// Method name, its arguments, and the control-socket command it maps to.
+const METHODS: &[(&str, &[Arg], &str)] = &[
     ("status", &[], "status"),
     ("identity", &[], "identity"),
     ("peers", &[], "peers"),
