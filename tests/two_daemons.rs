@@ -232,3 +232,46 @@ fn peers_added_and_removed_at_runtime_from_the_cli() {
     let bad = a.cli(&["peer", "add", "nonsense"]);
     assert_eq!(bad.status.code(), Some(1));
 }
+
+#[test]
+fn the_daemon_logs_rfc3164_lines_to_the_syslog_socket() {
+    use std::os::unix::net::UnixDatagram;
+    let t = TempDir::new("syslog");
+    let mut a = Node::new(&t.0, "a");
+    let log_sock = t.0.join("log.sock");
+    let rx = UnixDatagram::bind(&log_sock).unwrap();
+    rx.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    // A pinned peer that will not match: one warning-level event to see.
+    let impostor = Node::new(&t.0, "impostor");
+    let b = Node::new(&t.0, "b");
+    a.peers.push((b.port, Some(impostor.key())));
+    a.extra = format!("\toption log_socket '{}'\n\toption log_level 'info'\n", log_sock.display());
+    a.write_config();
+    // Not --foreground: the daemon must use the syslog socket.
+    let mut child = std::process::Command::new(BIN).args(["daemon", "--config"]).arg(&a.conf).spawn().unwrap();
+    let mut b = b;
+    b.peer(&a, false);
+    b.start();
+    let pid = child.id();
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 2048];
+    while let Ok(n) = rx.recv(&mut buf) {
+        let line = String::from_utf8_lossy(&buf[..n]).to_string();
+        let done = line.contains("peer refused");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let started = lines.iter().find(|l| l.contains("started: node")).expect("a start line");
+    // <29> = facility daemon (3) * 8 + notice (5); then "Mmm dd hh:mm:ss".
+    assert!(started.starts_with("<29>"), "{started}");
+    let tag = format!(" meshpost[{pid}]: started: node ");
+    assert!(started.contains(&tag), "{started}");
+    let stamp = &started[4..19];
+    assert!(stamp.as_bytes()[3] == b' ' && stamp.as_bytes()[9] == b':' && stamp.as_bytes()[12] == b':', "{stamp}");
+    let refused = lines.iter().find(|l| l.contains("peer refused")).expect("a warning line");
+    assert!(refused.starts_with("<28>"), "warning is severity 4: {refused}");
+}

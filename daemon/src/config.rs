@@ -37,6 +37,8 @@ pub struct Settings {
     pub socket: PathBuf,
     pub socket_group: Option<String>,
     pub log_level: Level,
+    /// The syslog socket (logd's /dev/log on OpenWrt).
+    pub log_socket: PathBuf,
     pub inbox_max: usize,
     pub max_clients: usize,
     /// Seconds a control client has to send a complete request line.
@@ -94,6 +96,7 @@ impl Settings {
             socket: PathBuf::from(DEFAULT_SOCKET),
             socket_group: None,
             log_level: Level::Info,
+            log_socket: PathBuf::from("/dev/log"),
             inbox_max: 1000,
             max_clients: 16,
             control_timeout: 10,
@@ -193,6 +196,7 @@ impl Settings {
                     self.log_level = Level::parse(v)
                         .ok_or_else(|| err("must be one of error, warning, notice, info, debug".into()))?
                 }
+                "log_socket" => self.log_socket = parse_path(v).map_err(err)?,
                 "accept_unknown" => n.accept_unknown = parse_bool(v).map_err(err)?,
                 "store_max_bytes" => n.store.max_bytes = parse_num(v, 65_536, 1 << 30).map_err(err)? as usize,
                 "store_max_count" => n.store.max_count = parse_num(v, 1, 1_000_000).map_err(err)? as usize,

@@ -36,8 +36,9 @@ fn run_daemon(words: &[String]) -> Result<(), String> {
     let (config, ov, foreground) = daemon_args(words)?;
     let settings = Settings::load(config.as_deref(), &ov).map_err(|e| e.to_string())?;
     // Syslog unless in the foreground; procd captures stderr itself.
-    if !foreground && !log::use_syslog(std::path::Path::new("/dev/log")) {
-        log::log(log::Level::Notice, "/dev/log unavailable; logging to stderr");
+    if !foreground && !log::use_syslog(&settings.log_socket) {
+        let msg = format!("{} unavailable; logging to stderr", settings.log_socket.display());
+        log::log(log::Level::Notice, &msg);
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
