@@ -12,14 +12,18 @@ use subtle::ConstantTimeEq;
 ///
 /// This is keyed BLAKE2s-256 with the label as the BLAKE2 personalisation
 /// string, over the concatenation of `parts`, each prefixed by its length as
-/// a big-endian u32 so that no two part lists collide. `key` may be empty.
-/// Keys longer than 32 bytes are first hashed (the same construction, label
+/// a big-endian u32 so that no two part lists collide. An empty `key` means
+/// 32 zero bytes: the blake2 crate's MAC always adds a key block, which RFC
+/// 7693 omits for an empty key, so an empty key would not be portable. Keys
+/// longer than 32 bytes are first hashed (the same construction, label
 /// `mp-lkey`), so every input is accepted.
 pub fn kdf(label: &[u8; 8], key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     let hashed;
     let key = if key.len() > 32 {
         hashed = kdf(b"mp-lkey\0", &[], &[key]);
         &hashed[..]
+    } else if key.is_empty() {
+        &[0u8; 32][..]
     } else {
         key
     };

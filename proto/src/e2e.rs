@@ -112,12 +112,7 @@ pub fn seal(
     out.extend_from_slice(&eph_pub);
     out.extend_from_slice(&kem_ct);
     let key = message_key(dh.as_bytes(), &kem_ss, &eph_pub, &recipient.x25519, &kem_ct);
-    let mut plain = Zeroizing::new(Vec::with_capacity(sealed_len(body.len(), false)));
-    plain.put_u8(content_type);
-    plain.put_u32(body.len() as u32);
-    plain.extend_from_slice(body);
-    let padded = plain.len().div_ceil(PAD_BUCKET) * PAD_BUCKET;
-    plain.resize(padded, 0);
+    let plain = pad(content_type, body);
     let cipher = ChaCha20Poly1305::new(Key::from_slice(&key[..]));
     let a = aad(origin, dest);
     // Encryption only fails for inputs beyond 256 GiB; ours are < 64 KiB.
@@ -151,12 +146,29 @@ pub fn open(me: &Identity, origin: &[u8; 32], dest: &[u8; 16], payload: &[u8]) -
             .decrypt(Nonce::from_slice(&[0u8; 12]), Payload { msg: sealed, aad: &a })
             .map_err(|_| OpenError::Decrypt)?,
     );
-    let mut r = Reader::new(&plain);
-    let content_type = r.u8("type").map_err(|_| OpenError::BadPadding)?;
-    let len = r.u32("len").map_err(|_| OpenError::BadPadding)? as usize;
-    let body = r.bytes(len, "body").map_err(|_| OpenError::BadPadding)?.to_vec();
+    unpad(&plain).map_err(|_| OpenError::BadPadding)
+}
+
+/// Frames and pads a plaintext: `u8 content type`, `u32 length`, body, zero
+/// bytes up to the next multiple of [`PAD_BUCKET`].
+pub fn pad(content_type: u8, body: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut plain = Zeroizing::new(Vec::with_capacity((5 + body.len()).div_ceil(PAD_BUCKET) * PAD_BUCKET));
+    plain.put_u8(content_type);
+    plain.put_u32(body.len() as u32);
+    plain.extend_from_slice(body);
+    let padded = plain.len().div_ceil(PAD_BUCKET) * PAD_BUCKET;
+    plain.resize(padded, 0);
+    plain
+}
+
+/// Reverses [`pad`]; refuses short framing and non-zero padding.
+pub fn unpad(plain: &[u8]) -> Result<Opened, ()> {
+    let mut r = Reader::new(plain);
+    let content_type = r.u8("type").map_err(|_| ())?;
+    let len = r.u32("len").map_err(|_| ())? as usize;
+    let body = r.bytes(len, "body").map_err(|_| ())?.to_vec();
     if r.rest().iter().any(|&b| b != 0) {
-        return Err(OpenError::BadPadding);
+        return Err(());
     }
     Ok(Opened { content_type, body })
 }

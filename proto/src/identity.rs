@@ -256,6 +256,15 @@ mod tests {
     }
 
     #[test]
+    fn node_id_and_fingerprint_vectors() {
+        // Computed independently with Python's hashlib.blake2s from the
+        // definition in docs/protocol.md.
+        let pk: [u8; 32] = core::array::from_fn(|i| i as u8);
+        assert_eq!(NodeId::from_public_key(&pk).to_string(), "80452af8c8084ddf74f1223065a292b8");
+        assert_eq!(to_hex(&fingerprint(&pk)), "e5b9621a24a0169d");
+    }
+
+    #[test]
     fn signatures_verify_only_for_their_message_and_key() {
         let id = Identity::generate(&mut OsRng);
         let sig = id.sign(b"hello");

@@ -11,6 +11,7 @@
 
 pub mod ack;
 pub mod card;
+pub mod channel;
 pub mod crypto;
 pub mod e2e;
 pub mod envelope;
