@@ -28,7 +28,9 @@ commands:
   send TO [TEXT...]                         send a message (TEXT or stdin)
       [--ttl SECS] [--hops N]               TO is a node id or a unique name
   inbox [list | read ID | delete ID]        messages delivered to this node
-  subscribe                                 stream new messages as they arrive
+  subscribe [CHANNEL]                       stream new messages (inbox, or a channel)
+  publish CHANNEL [TEXT...]                 publish to a channel (TEXT or stdin)
+  channel list | create NAME | join NAME KEY | leave NAME | history NAME
   store [list]                              store usage and limits, or what it holds
   peer add HOST:PORT [KEY] | peer remove HOST:PORT
   reload                                    re-read the configuration
@@ -181,16 +183,7 @@ pub fn run(cli: &Cli) -> Result<String, String> {
                 return Err("send needs a recipient: meshpost send TO [TEXT...]".into());
             }
             let to = words.remove(0);
-            let text = if words.is_empty() || words == ["-"] {
-                let mut t = String::new();
-                std::io::stdin()
-                    .take(crate::runtime::MAX_TEXT as u64 + 1)
-                    .read_to_string(&mut t)
-                    .map_err(|e| format!("cannot read stdin: {e}"))?;
-                t
-            } else {
-                words.join(" ")
-            };
+            let text = text_arg(&words)?;
             let mut r = json!({"cmd": "send", "to": to, "text": text});
             if let Some(t) = ttl {
                 r["ttl"] = json!(t);
@@ -221,7 +214,28 @@ pub fn run(cli: &Cli) -> Result<String, String> {
                 return Err("usage: meshpost peer add HOST:PORT [KEY] | peer remove HOST:PORT".into());
             }
         },
-        "subscribe" => return subscribe(cli),
+        "subscribe" => return subscribe(cli, words.first().map(String::as_str)),
+        "publish" => {
+            if words.is_empty() {
+                return Err("publish needs a channel: meshpost publish CHANNEL [TEXT...]".into());
+            }
+            let channel = words.remove(0);
+            json!({"cmd": "publish", "channel": channel, "text": text_arg(&words)?})
+        }
+        "channel" => match (words.first().map(String::as_str), words.get(1), words.get(2)) {
+            (None | Some("list"), _, _) => json!({"cmd": "channel", "action": "list"}),
+            (Some("create"), Some(name), _) => json!({"cmd": "channel", "action": "create", "name": name}),
+            (Some("join"), Some(name), Some(key)) => {
+                json!({"cmd": "channel", "action": "join", "name": name, "key": key})
+            }
+            (Some("leave"), Some(name), _) => json!({"cmd": "channel", "action": "leave", "name": name}),
+            (Some("history"), Some(name), _) => json!({"cmd": "channel", "action": "history", "name": name}),
+            _ => {
+                return Err(
+                    "usage: meshpost channel list | create NAME | join NAME KEY | leave NAME | history NAME".into()
+                );
+            }
+        },
         "rpc" => {
             return match (words.first().map(String::as_str), words.get(1)) {
                 (Some("list"), _) => Ok(crate::rpcd::list()),
@@ -239,6 +253,23 @@ pub fn run(cli: &Cli) -> Result<String, String> {
         return Ok(v.to_string());
     }
     Ok(human(&cmd, &words, &v))
+}
+
+/// The message text: the remaining words, or stdin when there are none (or "-").
+fn text_arg(words: &[String]) -> Result<String, String> {
+    if !words.is_empty() && words != ["-"] {
+        return Ok(words.join(" "));
+    }
+    let mut t = String::new();
+    std::io::stdin()
+        .take(crate::runtime::MAX_TEXT as u64 + 1)
+        .read_to_string(&mut t)
+        .map_err(|e| format!("cannot read stdin: {e}"))?;
+    // `echo text | meshpost ...` adds one newline that is not the message's.
+    if t.ends_with('\n') {
+        t.pop();
+    }
+    Ok(t)
 }
 
 fn human(cmd: &str, words: &[String], v: &Value) -> String {
@@ -399,6 +430,36 @@ fn human(cmd: &str, words: &[String], v: &Value) -> String {
             s(v, "max_bytes_per_recipient")
         ),
         "metrics" => v["text"].as_str().unwrap_or("").trim_end().to_string(),
+        "publish" => format!("published {} to {}", s(v, "id"), s(v, "channel")),
+        "channel" => match words.first().map(String::as_str) {
+            Some("create") => {
+                format!("created channel {}; share this key only with its members:\n{}", s(v, "name"), s(v, "key"))
+            }
+            Some("join") => format!("joined {}", s(v, "joined")),
+            Some("leave") => format!("left {}", s(v, "left")),
+            Some("history") => v["messages"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|m| format!("{} {}: {}", s(m, "created"), s(m, "from"), s(m, "text")))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+                .unwrap_or_default(),
+            _ => {
+                let rows: Vec<Vec<String>> = v["channels"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|c| {
+                                vec![s(c, "name"), s(c, "id"), s(c, "source"), s(c, "history"), s(c, "subscribers")]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                table(&["channel", "id", "source", "history", "subscribers"], &rows)
+            }
+        },
         "reload" => "configuration reloaded".into(),
         "peer" => v
             .get("added")
@@ -408,9 +469,13 @@ fn human(cmd: &str, words: &[String], v: &Value) -> String {
     }
 }
 
-fn subscribe(cli: &Cli) -> Result<String, String> {
+fn subscribe(cli: &Cli, channel: Option<&str>) -> Result<String, String> {
     let mut sock = connect(cli)?;
-    let _ = writeln!(sock, "{}", json!({"cmd": "subscribe"}));
+    let req = match channel {
+        Some(c) => json!({"cmd": "subscribe", "channel": c}),
+        None => json!({"cmd": "subscribe"}),
+    };
+    let _ = writeln!(sock, "{req}");
     let mut rd = BufReader::new(&sock);
     let mut first = String::new();
     rd.read_line(&mut first).map_err(|e| format!("no response from daemon: {e}"))?;
@@ -429,7 +494,12 @@ fn subscribe(cli: &Cli) -> Result<String, String> {
             if e["event"] == "dropped" {
                 writeln!(o, "[dropped {} messages: this subscriber was too slow]", s(&e, "count"))
             } else {
-                writeln!(o, "{} from {}: {}", s(&e, "id"), s(&e, "from"), s(&e, "text"))
+                let who = if s(&e, "from_name").is_empty() || s(&e, "from_name") == "-" {
+                    s(&e, "from")
+                } else {
+                    s(&e, "from_name")
+                };
+                writeln!(o, "{} from {}: {}", s(&e, "id"), who, s(&e, "text"))
             }
         };
         if ok.and_then(|_| o.flush()).is_err() {

@@ -28,6 +28,25 @@ pub struct PeerEntry {
     pub line: usize,
 }
 
+/// A channel from a `config channel` section.
+#[derive(Clone)]
+pub struct ChannelEntry {
+    pub name: String,
+    pub key: meshpost_proto::channel::ChannelKey,
+    pub line: usize,
+}
+
+impl std::fmt::Debug for ChannelEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ChannelEntry({} at line {})", self.name, self.line)
+    }
+}
+
+/// True for a usable channel name: 1-32 of A-Z a-z 0-9 _ - .
+pub fn valid_channel_name(n: &str) -> bool {
+    (1..=32).contains(&n.len()) && n.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+}
+
 /// Everything the daemon needs, validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -47,6 +66,10 @@ pub struct Settings {
     pub peers: Vec<PeerEntry>,
     /// Interfaces to discover neighbours on with mDNS.
     pub interfaces: Vec<String>,
+    pub channels: Vec<ChannelEntry>,
+    /// Messages kept per channel, and for how long (seconds).
+    pub channel_history: usize,
+    pub channel_history_age: u64,
     /// Longest gap between mDNS re-announcements, ms.
     pub mdns_interval_ms: u64,
     pub warnings: Vec<String>,
@@ -103,6 +126,9 @@ impl Settings {
             node: NodeConfig { name: hostname(), ..NodeConfig::default() },
             peers: Vec::new(),
             interfaces: Vec::new(),
+            channels: Vec::new(),
+            channel_history: 100,
+            channel_history_age: 24 * 3600,
             mdns_interval_ms: 60_000,
             warnings: Vec::new(),
         }
@@ -161,6 +187,7 @@ impl Settings {
             match sec.kind.as_str() {
                 "meshpost" => self.apply_main(fname, sec)?,
                 "peer" => self.apply_peer(fname, sec)?,
+                "channel" => self.apply_channel(fname, sec)?,
                 other => self.warnings.push(format!("{fname}:{}: unknown section type '{other}' ignored", sec.line)),
             }
         }
@@ -233,6 +260,12 @@ impl Settings {
                 "interface" => {
                     return Err(err("use 'list interface', one line per interface".into()));
                 }
+                "channel_history" => self.channel_history = parse_num(v, 1, 10_000).map_err(err)? as usize,
+                "channel_history_age" => self.channel_history_age = parse_num(v, 60, 30 * 86_400).map_err(err)?,
+                "channel_ttl" => {
+                    n.channel_ttl = parse_num(v, 60, meshpost_proto::envelope::MAX_TTL as u64).map_err(err)? as u32
+                }
+                "channel_rate" => n.channel_rate = parse_num(v, 1, 10_000).map_err(err)? as u32,
                 "mdns_interval" => self.mdns_interval_ms = parse_num(v, 2, 3600).map_err(err)? * 1000,
                 "announce_interval" => n.announce_interval_ms = parse_num(v, 2, 86_400).map_err(err)? * 1000,
                 "announce_hops" => {
@@ -287,6 +320,30 @@ impl Settings {
             }
         }
         self.peers.push(PeerEntry { address: addr.value.clone(), key, line: addr.line });
+        Ok(())
+    }
+}
+
+impl Settings {
+    fn apply_channel(&mut self, fname: &str, sec: &uci::Section) -> Result<(), ConfigError> {
+        let err = |line: usize, option: &str, reason: &str| ConfigError {
+            file: fname.into(),
+            line,
+            option: option.into(),
+            reason: reason.into(),
+        };
+        let name = sec.get("name").ok_or_else(|| err(sec.line, "name", "every 'config channel' needs a name"))?;
+        if !valid_channel_name(&name.value) {
+            return Err(err(name.line, "name", "must be 1-32 characters of A-Z a-z 0-9 _ - ."));
+        }
+        let key = sec.get("key").ok_or_else(|| err(sec.line, "key", "every 'config channel' needs a key"))?;
+        let parsed = meshpost_proto::channel::ChannelKey::parse(&key.value).ok_or_else(|| {
+            err(key.line, "key", "must be a channel key (mpch1- and 64 hex digits, from 'meshpost channel create')")
+        })?;
+        if self.channels.iter().any(|c| c.name == name.value) {
+            return Err(err(name.line, "name", "another channel has the same name"));
+        }
+        self.channels.push(ChannelEntry { name: name.value.clone(), key: parsed, line: name.line });
         Ok(())
     }
 }

@@ -189,6 +189,29 @@ impl State {
             .collect()
     }
 
+    /// Channels joined at run time: `name key` lines, mode 0600 (secret).
+    pub fn channels(&self) -> Vec<(String, meshpost_proto::channel::ChannelKey)> {
+        let Ok(bytes) = read_limited(&self.dir.join("channels"), 1 << 20) else { return Vec::new() };
+        let text = String::from_utf8_lossy(&bytes);
+        text.lines()
+            .filter_map(|l| {
+                let (name, key) = l.split_once(' ')?;
+                Some((name.to_string(), meshpost_proto::channel::ChannelKey::parse(key)?))
+            })
+            .collect()
+    }
+
+    pub fn save_channels(&self, list: &[(String, meshpost_proto::channel::ChannelKey)]) -> io::Result<()> {
+        let mut text = zeroize::Zeroizing::new(String::new());
+        for (name, key) in list {
+            text.push_str(name);
+            text.push(' ');
+            text.push_str(&key.to_share_string());
+            text.push('\n');
+        }
+        write_durable(&self.dir.join("channels"), text.as_bytes(), 0o600)
+    }
+
     pub fn inbox_path(&self, id: &str) -> PathBuf {
         self.dir.join("inbox").join(format!("{id}.json"))
     }

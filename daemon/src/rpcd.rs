@@ -15,21 +15,25 @@ use crate::cli::{Cli, request_raw};
 /// An argument's name and type ("str" or "int").
 type Arg = (&'static str, &'static str);
 
-/// Method name, its arguments, and the control-socket command it maps to.
-const METHODS: &[(&str, &[Arg], &str)] = &[
-    ("status", &[], "status"),
-    ("identity", &[], "identity"),
-    ("peers", &[], "peers"),
-    ("routes", &[], "routes"),
-    ("store", &[], "store"),
-    ("send", &[("to", "str"), ("text", "str"), ("ttl", "int"), ("hops", "int")], "send"),
-    ("inbox", &[("action", "str"), ("id", "str")], "inbox"),
+/// Method name, its arguments, the control-socket command it maps to, and
+/// the request's fixed action, if any.
+const METHODS: &[(&str, &[Arg], &str, Option<&str>)] = &[
+    ("status", &[], "status", None),
+    ("identity", &[], "identity", None),
+    ("peers", &[], "peers", None),
+    ("routes", &[], "routes", None),
+    ("store", &[], "store", None),
+    ("send", &[("to", "str"), ("text", "str"), ("ttl", "int"), ("hops", "int")], "send", None),
+    ("inbox", &[("action", "str"), ("id", "str")], "inbox", None),
+    ("channel_list", &[], "channel", Some("list")),
+    ("channel_history", &[("name", "str")], "channel", Some("history")),
+    ("publish", &[("channel", "str"), ("text", "str")], "publish", None),
 ];
 
 /// Output of `rpc list`.
 pub fn list() -> String {
     let mut m = Map::new();
-    for (name, args, _) in METHODS {
+    for (name, args, _, _) in METHODS {
         let mut a = Map::new();
         for (arg, ty) in *args {
             a.insert(arg.to_string(), if *ty == "int" { json!(0) } else { json!("") });
@@ -41,7 +45,7 @@ pub fn list() -> String {
 
 /// Runs `rpc call METHOD` with the arguments in `input`.
 pub fn call(cli: &Cli, method: &str, input: &str) -> Value {
-    let Some((_, args, cmd)) = METHODS.iter().find(|(n, _, _)| *n == method) else {
+    let Some((_, args, cmd, action)) = METHODS.iter().find(|(n, _, _, _)| *n == method) else {
         return json!({"ok": false, "error": format!("unknown method '{method}'")});
     };
     let given: Map<String, Value> = match input.trim() {
@@ -53,6 +57,9 @@ pub fn call(cli: &Cli, method: &str, input: &str) -> Value {
     };
     let mut req = Map::new();
     req.insert("cmd".into(), json!(cmd));
+    if let Some(a) = action {
+        req.insert("action".into(), json!(a));
+    }
     for (arg, _) in *args {
         if let Some(v) = given.get(*arg) {
             req.insert(arg.to_string(), v.clone());

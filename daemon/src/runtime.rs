@@ -31,6 +31,19 @@ use crate::{debug, error, info, log, notice, warn};
 pub const SUBSCRIBER_BUFFER: usize = 256;
 /// Largest text a local `send` accepts.
 pub const MAX_TEXT: usize = 60 * 1024;
+/// Most channels one node can be in.
+pub const MAX_CHANNELS: usize = 64;
+
+/// A joined channel as the daemon keeps it: bounded history and a stream
+/// for subscribers.
+struct Channel {
+    name: String,
+    id: [u8; 16],
+    key: meshpost_proto::channel::ChannelKey,
+    from_config: bool,
+    history: std::collections::VecDeque<Value>,
+    tx: broadcast::Sender<Arc<str>>,
+}
 
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -132,6 +145,7 @@ pub struct Daemon {
     send_errors: u64,
     persist_errors: u64,
     discovery: Discovery,
+    channels: Vec<Channel>,
 }
 
 /// What this node announces over mDNS.
@@ -218,7 +232,9 @@ impl Daemon {
             send_errors: 0,
             persist_errors: 0,
             discovery,
+            channels: Vec::new(),
         };
+        d.apply_channels();
         let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
         let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
         let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
@@ -322,6 +338,17 @@ impl Daemon {
                     let _ = self.events.send(Arc::from(ev.to_string()));
                 }
                 Action::SaveCard { node, envelope } => self.state.save_card(&node, &envelope),
+                Action::ChannelDeliver(d) => {
+                    let (max, age) = (self.settings.channel_history, self.settings.channel_history_age);
+                    let Some(c) = self.channels.iter_mut().find(|c| c.id == d.channel) else { continue };
+                    let msg = json!({"event": "channel", "channel": c.name, "id": d.id.to_string(),
+                        "from": d.from.to_string(), "from_name": d.from_name, "created": d.created,
+                        "text": String::from_utf8_lossy(&d.body)});
+                    debug!("channel {}: message {} from {}", c.name, d.id, d.from);
+                    c.history.push_back(msg.clone());
+                    prune(&mut c.history, max, age, now_ms() / 1000);
+                    let _ = c.tx.send(Arc::from(msg.to_string()));
+                }
                 Action::Event(e) => {
                     if e.is_warning() {
                         warn!("{e}");
@@ -336,6 +363,173 @@ impl Daemon {
                     }
                 }
             }
+        }
+    }
+
+    /// Joins the channels from the config file and the state directory;
+    /// leaves config channels that are no longer configured.
+    fn apply_channels(&mut self) {
+        if let Some(f) = &self.settings.file {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(f).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+            if !self.settings.channels.is_empty() && mode & 0o044 != 0 {
+                warn!(
+                    "{} holds channel keys and has mode {mode:04o}: other local users can read them; run: chmod 600 {}",
+                    f.display(),
+                    f.display()
+                );
+            }
+        }
+        let configured: Vec<String> = self.settings.channels.iter().map(|c| c.name.clone()).collect();
+        let gone: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|c| c.from_config && !configured.contains(&c.name))
+            .map(|c| c.name.clone())
+            .collect();
+        for name in gone {
+            let _ = self.leave(&name);
+        }
+        for c in self.settings.channels.clone() {
+            if let Err(e) = self.join(&c.name, c.key, true) {
+                warn!("channel {} (config line {}): {e}", c.name, c.line);
+            }
+        }
+        for (name, key) in self.state.channels() {
+            if let Err(e) = self.join(&name, key, false) {
+                warn!("channel {name} from the state directory: {e}");
+            }
+        }
+    }
+
+    fn join(
+        &mut self,
+        name: &str,
+        key: meshpost_proto::channel::ChannelKey,
+        from_config: bool,
+    ) -> Result<bool, String> {
+        let id = key.id();
+        if let Some(c) = self.channels.iter_mut().find(|c| c.name == name) {
+            if c.id != id {
+                return Err(format!("a different channel is already called '{name}'"));
+            }
+            c.from_config |= from_config;
+            return Ok(false);
+        }
+        if let Some(c) = self.channels.iter().find(|c| c.id == id) {
+            return Err(format!("already joined under the name '{}'", c.name));
+        }
+        if self.channels.len() >= MAX_CHANNELS {
+            return Err(format!("at most {MAX_CHANNELS} channels"));
+        }
+        let (tx, _) = broadcast::channel(SUBSCRIBER_BUFFER);
+        self.channels.push(Channel {
+            name: name.to_string(),
+            id,
+            key: key.clone(),
+            from_config,
+            history: Default::default(),
+            tx,
+        });
+        self.node.join_channel(key);
+        self.drain();
+        info!("joined channel {name}");
+        Ok(true)
+    }
+
+    fn leave(&mut self, name: &str) -> Result<(), String> {
+        let pos =
+            self.channels.iter().position(|c| c.name == name).ok_or_else(|| format!("not in a channel '{name}'"))?;
+        let c = self.channels.remove(pos);
+        self.node.leave_channel(&c.id);
+        self.save_joined()?;
+        info!("left channel {name}");
+        Ok(())
+    }
+
+    /// Writes the channels joined at run time (not from config), 0600.
+    fn save_joined(&self) -> Result<(), String> {
+        let list: Vec<(String, meshpost_proto::channel::ChannelKey)> =
+            self.channels.iter().filter(|c| !c.from_config).map(|c| (c.name.clone(), c.key.clone())).collect();
+        self.state.save_channels(&list).map_err(|e| format!("cannot save joined channels: {e}"))
+    }
+
+    fn channel_cmd(&mut self, req: &Value, now: u64) -> Value {
+        let arg = |k: &str| req.get(k).and_then(Value::as_str).map(str::to_string);
+        let name = arg("name").unwrap_or_default();
+        match arg("action").as_deref().unwrap_or("list") {
+            "list" => {
+                let list: Vec<Value> = self
+                    .channels
+                    .iter()
+                    .map(|c| {
+                        json!({"name": c.name, "id": meshpost_proto::crypto::to_hex(&c.id),
+                        "source": if c.from_config { "config" } else { "joined" }, "history": c.history.len(),
+                        "subscribers": c.tx.receiver_count()})
+                    })
+                    .collect();
+                json!({"ok": true, "channels": list})
+            }
+            "create" | "join" if !crate::config::valid_channel_name(&name) => {
+                error("a channel name is 1-32 characters of A-Z a-z 0-9 _ - .")
+            }
+            "create" => {
+                let key = meshpost_proto::channel::ChannelKey::generate(&mut OsRng);
+                let share = key.to_share_string();
+                match self.join(&name, key, false).and_then(|_| self.save_joined().map(|_| true)) {
+                    Ok(_) => json!({"ok": true, "name": name, "key": share.as_str()}),
+                    Err(e) => error(e),
+                }
+            }
+            "join" => {
+                let Some(key) = arg("key").as_deref().and_then(meshpost_proto::channel::ChannelKey::parse) else {
+                    return error("join needs the channel key (mpch1- and 64 hex digits)");
+                };
+                match self.join(&name, key, false).and_then(|_| self.save_joined().map(|_| true)) {
+                    Ok(_) => json!({"ok": true, "joined": name}),
+                    Err(e) => error(e),
+                }
+            }
+            "leave" => match self.channels.iter().find(|c| c.name == name).map(|c| c.from_config) {
+                Some(true) => error(format!("'{name}' comes from the config file; remove it there")),
+                Some(false) => match self.leave(&name) {
+                    Ok(()) => json!({"ok": true, "left": name}),
+                    Err(e) => error(e),
+                },
+                None => error(format!("not in a channel '{name}'")),
+            },
+            "history" => {
+                let age = self.settings.channel_history_age;
+                match self.channels.iter_mut().find(|c| c.name == name) {
+                    Some(c) => {
+                        prune(&mut c.history, usize::MAX, age, now / 1000);
+                        json!({"ok": true, "channel": name, "messages": c.history.iter().cloned().collect::<Vec<_>>()})
+                    }
+                    None => error(format!("not in a channel '{name}'")),
+                }
+            }
+            other => error(format!("unknown channel action '{other}' (list, create, join, leave, history)")),
+        }
+    }
+
+    fn publish(&mut self, req: &Value, now: u64) -> Value {
+        let Some(name) = req.get("channel").and_then(Value::as_str) else { return error("publish needs \"channel\"") };
+        let Some(text) = req.get("text").and_then(Value::as_str) else { return error("publish needs \"text\"") };
+        let Some(id) = self.channels.iter().find(|c| c.name == name).map(|c| c.id) else {
+            return error(format!("not in a channel '{name}' (meshpost channel join NAME KEY)"));
+        };
+        match self.node.publish(now, &mut OsRng, id, text.as_bytes()) {
+            Ok(eid) => {
+                let before = self.persist_errors;
+                self.drain();
+                if self.persist_errors != before {
+                    self.node.forget(&eid);
+                    self.state.remove_envelope(&eid);
+                    return error("could not write the message to the state directory; not published");
+                }
+                json!({"ok": true, "id": eid.to_string(), "channel": name})
+            }
+            Err(e) => error(e.to_string()),
         }
     }
 
@@ -371,6 +565,7 @@ impl Daemon {
         let keep = (self.settings.port, self.settings.state_dir.clone(), self.settings.socket.clone());
         self.settings = s;
         (self.settings.port, self.settings.state_dir, self.settings.socket) = keep;
+        self.apply_channels();
         notice!("configuration reloaded: {} peers configured, {} links kept", peers.len(), self.node.links().len());
         Ok(())
     }
@@ -427,9 +622,15 @@ impl Daemon {
                 },
                 other => error(format!("unknown inbox action '{other}' (list, read, delete)")),
             },
-            "subscribe" => {
-                return Reply::Stream(json!({"ok": true, "subscribed": "messages"}), self.events.subscribe());
-            }
+            "subscribe" => match arg("channel") {
+                None => return Reply::Stream(json!({"ok": true, "subscribed": "messages"}), self.events.subscribe()),
+                Some(name) => match self.channels.iter().find(|c| c.name == name) {
+                    Some(c) => return Reply::Stream(json!({"ok": true, "subscribed": name}), c.tx.subscribe()),
+                    None => error(format!("not in a channel '{name}'")),
+                },
+            },
+            "channel" => self.channel_cmd(&req, now),
+            "publish" => self.publish(&req, now),
             "store" if req.get("action").and_then(Value::as_str) == Some("list") => {
                 // Bounded: the first 1000 by id.
                 let list: Vec<Value> = self
@@ -474,7 +675,7 @@ impl Daemon {
             "store": {"envelopes": self.node.store().len(), "bytes": self.node.store().bytes()},
             "inbox": {"messages": self.inbox.len(), "unread": self.inbox.unread()},
             "known_nodes": self.node.cards().count(), "routes": self.node.routes().len(),
-            "interfaces": self.discovery.active()})
+            "interfaces": self.discovery.active(), "channels": self.channels.len()})
     }
 
     /// The known topology as Graphviz DOT, from our links and the
@@ -682,6 +883,14 @@ pub fn identity_json(id: &meshpost_proto::identity::Identity, name: &str, domain
         "x25519": to_hex(&id.e2e_public()),
         "kem_fingerprint": to_hex(&kdf(b"mp-kemfp", &[], &[id.kem_public()])[..8]),
         "name": name, "domain": domain})
+}
+
+/// Keeps at most `max` history entries, none created before `now - age`.
+fn prune(h: &mut std::collections::VecDeque<Value>, max: usize, age: u64, now: u64) {
+    h.retain(|m| m["created"].as_u64().unwrap_or(0) + age > now);
+    while h.len() > max {
+        h.pop_front();
+    }
 }
 
 /// Loads envelopes, delivered ids and cards from the state directory.

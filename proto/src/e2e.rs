@@ -146,7 +146,7 @@ pub fn open(me: &Identity, origin: &[u8; 32], dest: &[u8; 16], payload: &[u8]) -
             .decrypt(Nonce::from_slice(&[0u8; 12]), Payload { msg: sealed, aad: &a })
             .map_err(|_| OpenError::Decrypt)?,
     );
-    unpad(&plain).map_err(|_| OpenError::BadPadding)
+    unpad(&plain)
 }
 
 /// Frames and pads a plaintext: `u8 content type`, `u32 length`, body, zero
@@ -162,13 +162,13 @@ pub fn pad(content_type: u8, body: &[u8]) -> Zeroizing<Vec<u8>> {
 }
 
 /// Reverses [`pad`]; refuses short framing and non-zero padding.
-pub fn unpad(plain: &[u8]) -> Result<Opened, ()> {
+pub fn unpad(plain: &[u8]) -> Result<Opened, OpenError> {
     let mut r = Reader::new(plain);
-    let content_type = r.u8("type").map_err(|_| ())?;
-    let len = r.u32("len").map_err(|_| ())? as usize;
-    let body = r.bytes(len, "body").map_err(|_| ())?.to_vec();
+    let content_type = r.u8("type").map_err(|_| OpenError::BadPadding)?;
+    let len = r.u32("len").map_err(|_| OpenError::BadPadding)? as usize;
+    let body = r.bytes(len, "body").map_err(|_| OpenError::BadPadding)?.to_vec();
     if r.rest().iter().any(|&b| b != 0) {
-        return Err(());
+        return Err(OpenError::BadPadding);
     }
     Ok(Opened { content_type, body })
 }

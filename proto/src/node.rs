@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, VecDeque};
 use rand_core::CryptoRngCore;
 
 use crate::card::Card;
+use crate::channel::{ChannelKey, MAX_CHANNEL_BODY};
 use crate::e2e;
 use crate::envelope::{DEFAULT_HOPS, Destination, Draft, Envelope, EnvelopeError, EnvelopeId, Kind};
 use crate::fragment::{Reassembler, split};
@@ -75,6 +76,11 @@ pub struct Config {
     pub max_discovered: usize,
     /// A discovered peer not heard of again within this time is forgotten.
     pub discovery_timeout_ms: u64,
+    /// Channel messages per second accepted from one origin on one channel.
+    pub channel_rate: u32,
+    pub channel_burst: u32,
+    /// Lifetime of published channel messages, seconds.
+    pub channel_ttl: u32,
 }
 
 impl Default for Config {
@@ -112,6 +118,9 @@ impl Default for Config {
             ack_delay_ms: 1_000,
             max_discovered: 256,
             discovery_timeout_ms: 180_000,
+            channel_rate: 5,
+            channel_burst: 50,
+            channel_ttl: 24 * 3600,
         }
     }
 }
@@ -126,6 +135,19 @@ pub struct PeerSpec {
 /// A message delivered to this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
+    pub id: EnvelopeId,
+    pub from: NodeId,
+    pub from_name: String,
+    pub created: u64,
+    pub expires: u64,
+    pub content_type: u8,
+    pub body: Vec<u8>,
+}
+
+/// A channel message for a channel this node has joined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelDelivery {
+    pub channel: [u8; 16],
     pub id: EnvelopeId,
     pub from: NodeId,
     pub from_name: String,
@@ -197,6 +219,9 @@ pub enum Action {
     },
     /// Store in the inbox durably before carrying out any later action.
     Deliver(Delivery),
+    /// A message on a joined channel (also for messages found in the store
+    /// when a channel is joined, and for this node's own publications).
+    ChannelDeliver(ChannelDelivery),
     /// A verified announce carrying a node's card; keep it to restore keys.
     SaveCard {
         node: NodeId,
@@ -212,6 +237,8 @@ pub enum SendError {
     ToSelf,
     Envelope(EnvelopeError),
     Store(StoreError),
+    NotJoined,
+    TooLarge { len: usize, max: usize },
 }
 
 impl fmt::Display for SendError {
@@ -223,6 +250,10 @@ impl fmt::Display for SendError {
             SendError::ToSelf => f.write_str("recipient is this node"),
             SendError::Envelope(e) => write!(f, "{e}"),
             SendError::Store(e) => write!(f, "{e}"),
+            SendError::NotJoined => f.write_str("this node has not joined that channel"),
+            SendError::TooLarge { len, max } => {
+                write!(f, "message of {len} bytes is larger than the channel maximum of {max} bytes")
+            }
         }
     }
 }
@@ -260,6 +291,10 @@ pub struct Metrics {
     pub announces_forwarded: u64,
     pub acks_sent: u64,
     pub acks_in: u64,
+    pub channel_published: u64,
+    pub channel_delivered: u64,
+    pub channel_undecryptable: u64,
+    pub channel_rate_limited: u64,
 }
 
 impl Metrics {
@@ -299,6 +334,18 @@ impl Metrics {
             ("announces_forwarded", "announces passed on to other links", self.announces_forwarded),
             ("acks_sent", "end-to-end acknowledgements originated", self.acks_sent),
             ("acks_in", "end-to-end acknowledgements received", self.acks_in),
+            ("channel_published", "channel messages published here", self.channel_published),
+            ("channel_delivered", "channel messages delivered to joined channels", self.channel_delivered),
+            (
+                "channel_undecryptable",
+                "messages on joined channels that failed to decrypt (dropped)",
+                self.channel_undecryptable,
+            ),
+            (
+                "channel_rate_limited",
+                "channel messages over the per-origin, per-channel rate",
+                self.channel_rate_limited,
+            ),
             ("fragments_dropped", "fragments dropped by reassembly limits", self.fragments_dropped),
         ]
     }
@@ -425,6 +472,8 @@ pub struct Node {
     pending_acks: BTreeMap<NodeId, Vec<(EnvelopeId, u64)>>,
     next_ack_flush: Option<u64>,
     discovered: BTreeMap<NodeId, Discovered>,
+    channels: BTreeMap<[u8; 16], ChannelKey>,
+    channel_buckets: BTreeMap<(NodeId, [u8; 16]), Bucket>,
 }
 
 const ANNOUNCE_TTL: u32 = 24 * 3600;
@@ -465,6 +514,8 @@ impl Node {
             pending_acks: BTreeMap::new(),
             next_ack_flush: None,
             discovered: BTreeMap::new(),
+            channels: BTreeMap::new(),
+            channel_buckets: BTreeMap::new(),
         };
         n.refresh_announce(now_ms);
         n
@@ -1280,6 +1331,11 @@ impl Node {
                 self.seen.insert(id, env.expires_at());
                 self.ack(link, id, now_ms);
             }
+            Kind::Channel if !self.on_channel(&env, now_ms) => {
+                // Undecryptable on a channel we hold the key for, or over the
+                // rate: dropped, not relayed.
+                self.seen.insert(id, env.expires_at());
+            }
             Kind::Direct | Kind::Channel | Kind::Ack => {
                 if env.kind() == Kind::Ack {
                     // Relays free their copies as the acknowledgement passes.
@@ -1507,6 +1563,117 @@ impl Node {
                 self.store.get(&id).is_some_and(|e| e.env.kind() == Kind::Direct && e.env.dest().id == recipient.0);
             if addressed {
                 self.release(&id);
+            }
+        }
+    }
+
+    // ---- channels -----------------------------------------------------------
+
+    /// Joins a channel; messages already in the store for it are delivered
+    /// at once (this is how a late joiner gets the recent history).
+    pub fn join_channel(&mut self, key: ChannelKey) -> [u8; 16] {
+        let id = key.id();
+        self.channels.insert(id, key);
+        let stored: Vec<Envelope> = self
+            .store
+            .iter()
+            .filter(|(_, e)| e.env.kind() == Kind::Channel && e.env.dest().id == id)
+            .map(|(_, e)| e.env.clone())
+            .collect();
+        for env in stored {
+            self.deliver_channel(&env);
+        }
+        id
+    }
+
+    pub fn leave_channel(&mut self, id: &[u8; 16]) -> bool {
+        self.channels.remove(id).is_some()
+    }
+
+    pub fn joined_channels(&self) -> impl Iterator<Item = &[u8; 16]> {
+        self.channels.keys()
+    }
+
+    /// Encrypts, signs, stores and floods a message to a joined channel.
+    pub fn publish(
+        &mut self,
+        now_ms: u64,
+        rng: &mut impl CryptoRngCore,
+        channel: [u8; 16],
+        body: &[u8],
+    ) -> Result<EnvelopeId, SendError> {
+        self.clock = self.clock.max(now_ms);
+        if body.len() > MAX_CHANNEL_BODY {
+            return Err(SendError::TooLarge { len: body.len(), max: MAX_CHANNEL_BODY });
+        }
+        let key = self.channels.get(&channel).ok_or(SendError::NotJoined)?;
+        let payload = key.seal(rng, &self.identity.public_key(), e2e::CONTENT_TEXT, body);
+        let env = Envelope::seal(
+            &self.identity,
+            &Draft {
+                kind: Kind::Channel,
+                max_hops: self.cfg.default_hops,
+                created: now_ms / 1000,
+                ttl: self.cfg.channel_ttl,
+                dest: Destination { id: channel, domain: String::new() },
+                payload: &payload,
+            },
+        )
+        .map_err(SendError::Envelope)?;
+        let id = env.id();
+        self.admit(env.clone(), true, now_ms).map_err(SendError::Store)?;
+        self.metrics.channel_published += 1;
+        self.deliver_channel(&env);
+        self.forward(&env, None);
+        Ok(id)
+    }
+
+    /// Applies the per-origin, per-channel rate limit and, for joined
+    /// channels, decrypts and delivers. False means: drop, do not relay.
+    fn on_channel(&mut self, env: &Envelope, now_ms: u64) -> bool {
+        let key = (env.origin_id(), env.dest().id);
+        let (rate, burst) = (self.cfg.channel_rate, self.cfg.channel_burst);
+        if self.channel_buckets.len() >= self.cfg.max_cards && !self.channel_buckets.contains_key(&key) {
+            let idle =
+                self.channel_buckets.iter().max_by(|a, b| a.1.tokens().total_cmp(&b.1.tokens())).map(|(k, _)| *k);
+            if let Some(k) = idle {
+                self.channel_buckets.remove(&k);
+            }
+        }
+        let bucket = self.channel_buckets.entry(key).or_insert_with(|| Bucket::full(burst, now_ms));
+        if !bucket.take(rate, burst, now_ms) {
+            self.metrics.channel_rate_limited += 1;
+            return false;
+        }
+        if self.channels.contains_key(&env.dest().id) {
+            return self.deliver_channel(env);
+        }
+        true
+    }
+
+    /// Decrypts a message of a joined channel and hands it to the caller.
+    fn deliver_channel(&mut self, env: &Envelope) -> bool {
+        let Some(key) = self.channels.get(&env.dest().id) else { return false };
+        match key.open(env.origin(), env.payload()) {
+            Ok(opened) => {
+                self.metrics.channel_delivered += 1;
+                let from = env.origin_id();
+                self.actions.push_back(Action::ChannelDeliver(ChannelDelivery {
+                    channel: env.dest().id,
+                    id: env.id(),
+                    from,
+                    from_name: self.name_of(&from),
+                    created: env.created(),
+                    expires: env.expires_at(),
+                    content_type: opened.content_type,
+                    body: opened.body,
+                }));
+                true
+            }
+            Err(e) => {
+                self.metrics.channel_undecryptable += 1;
+                self.emit(Event::EnvelopeDropped { from: env.origin_id(), reason: e.to_string() });
+                false
             }
         }
     }

@@ -5,9 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use meshpost_proto::channel::ChannelKey;
 use meshpost_proto::envelope::EnvelopeId;
+use meshpost_proto::envelope::{Destination, Draft, Envelope, Kind};
 use meshpost_proto::identity::{Identity, NodeId, fingerprint};
-use meshpost_proto::node::{Action, Config, Delivery, Node};
+use meshpost_proto::node::{Action, ChannelDelivery, Config, Delivery, Node};
 use rand_core::OsRng;
 
 const T0: u64 = 1_800_000_000_000;
@@ -22,6 +24,9 @@ struct Sim {
     up: BTreeSet<(usize, usize)>,
     now: u64,
     delivered: Vec<Vec<Delivery>>,
+    channel: Vec<Vec<ChannelDelivery>>,
+    /// Every datagram sent, for replay tests.
+    wire: Vec<(usize, usize, Vec<u8>)>,
     /// Envelopes in each node's store as persisted (Persist minus Unpersist).
     persisted: Vec<BTreeSet<String>>,
 }
@@ -49,6 +54,8 @@ impl Sim {
             up: BTreeSet::new(),
             now: T0,
             delivered: vec![Vec::new(); n],
+            channel: vec![Vec::new(); n],
+            wire: Vec::new(),
             persisted: vec![BTreeSet::new(); n],
         };
         for &(a, b) in edges {
@@ -98,9 +105,11 @@ impl Sim {
                                 && self.linked(i, j)
                             {
                                 self.nodes[j].handle_datagram(self.now, addr(i), &data, &mut OsRng);
+                                self.wire.push((i, j, data));
                             }
                         }
                         Action::Deliver(d) => self.delivered[i].push(d),
+                        Action::ChannelDeliver(d) => self.channel[i].push(d),
                         Action::Persist { id, .. } => {
                             self.persisted[i].insert(id.to_string());
                         }
@@ -253,4 +262,82 @@ fn direct_envelopes_follow_the_route_instead_of_flooding() {
         - (s.nodes[2].metrics().announces_in - announces_before)
         - s.nodes[2].metrics().envelopes_duplicate;
     assert_eq!(data_at_2, 0, "node 2 is off the route and got no data envelope");
+}
+
+#[test]
+fn channel_messages_reach_every_member_once_and_keyless_relays_cannot_read_them() {
+    let mut s = line(5);
+    let key = ChannelKey::generate(&mut OsRng);
+    // Everyone but C (index 2) holds the key.
+    for i in [0, 1, 3, 4] {
+        s.nodes[i].join_channel(key.clone());
+    }
+    s.run(20_000);
+    let ch = key.id();
+    s.nodes[1].publish(s.now, &mut OsRng, ch, b"from B").unwrap();
+    s.nodes[3].publish(s.now, &mut OsRng, ch, b"from D").unwrap();
+    s.run(5_000);
+    for i in [0, 1, 3, 4] {
+        let mut got: Vec<Vec<u8>> = s.channel[i].iter().map(|d| d.body.clone()).collect();
+        got.sort();
+        assert_eq!(got, vec![b"from B".to_vec(), b"from D".to_vec()], "node {i}");
+    }
+    assert!(s.channel[2].is_empty(), "C has no key and reads nothing");
+    let c_holds = s.nodes[2].store().iter().filter(|(_, e)| e.env.dest().id == ch).count();
+    assert_eq!(c_holds, 2, "C relays and stores the ciphertext");
+    // Replaying every datagram changes nothing.
+    let wire = std::mem::take(&mut s.wire);
+    for (from, to, d) in &wire {
+        s.nodes[*to].handle_datagram(s.now, addr(*from), d, &mut OsRng);
+    }
+    s.run(5_000);
+    assert_eq!(s.channel[4].len(), 2, "no duplicates after replay");
+    // Joining late delivers what the store already holds.
+    s.nodes[2].join_channel(key.clone());
+    s.step(250);
+    assert_eq!(s.channel[2].len(), 2, "late joiner gets the history from its store");
+}
+
+#[test]
+fn bad_mac_messages_are_dropped_and_counted_and_floods_are_rate_limited() {
+    let mut s = line(3);
+    let key = ChannelKey::generate(&mut OsRng);
+    for i in 0..3 {
+        s.nodes[i].join_channel(key.clone());
+    }
+    s.run(20_000);
+    // A validly signed envelope on the real channel id, sealed with another key.
+    let wrong = ChannelKey::generate(&mut OsRng);
+    let me = s.nodes[0].identity().public_key();
+    let payload = wrong.seal(&mut OsRng, &me, 1, b"bad mac");
+    let env = Envelope::seal(
+        s.nodes[0].identity(),
+        &Draft {
+            kind: Kind::Channel,
+            max_hops: 4,
+            created: s.now / 1000,
+            ttl: 600,
+            dest: Destination { id: key.id(), domain: String::new() },
+            payload: &payload,
+        },
+    )
+    .unwrap();
+    let to = s.id(1);
+    assert!(s.nodes[0].send_raw_envelope(to, env.bytes()));
+    s.run(2_000);
+    assert_eq!(s.nodes[1].metrics().channel_undecryptable, 1);
+    assert!(s.channel[1].is_empty() && s.channel[2].is_empty(), "not delivered");
+    assert!(!s.nodes[1].store().contains(&env.id()), "not stored or relayed");
+    // A flood of 200 from node 0: members take the burst (50), then ~5/s.
+    for i in 0..200 {
+        s.nodes[0].publish(s.now, &mut OsRng, key.id(), format!("m{i}").as_bytes()).unwrap();
+    }
+    s.run(2_000);
+    let got = s.channel[2].len();
+    assert!((50..120).contains(&got), "rate limit held ({got} of 200 got through)");
+    assert!(s.nodes[1].metrics().channel_rate_limited > 0);
+    // Oversized messages are refused at publish.
+    let big = vec![b'x'; meshpost_proto::channel::MAX_CHANNEL_BODY + 1];
+    let err = s.nodes[0].publish(s.now, &mut OsRng, key.id(), &big).unwrap_err();
+    assert!(err.to_string().contains("larger than the channel maximum"));
 }

@@ -49,7 +49,7 @@ until echo "{}" | rpc "$work/b.sock" call peers 2>/dev/null | json 'len(v["links
 done
 
 list=$(rpc "$work/a.sock" list)
-check_eq "list names the methods" "$(echo "$list" | json '",".join(sorted(v))')" "identity,inbox,peers,routes,send,status,store"
+check_eq "list names the methods" "$(echo "$list" | json '",".join(sorted(v))')" "channel_history,channel_list,identity,inbox,peers,publish,routes,send,status,store"
 check_eq "list gives argument types" "$(echo "$list" | json 'v["send"]["to"] == "" and v["send"]["ttl"] == 0')" "True"
 
 status=$(echo '{}' | rpc "$work/a.sock" call status)
@@ -70,6 +70,20 @@ read=$(printf '{"action": "read", "id": "%s"}' "$id" | rpc "$work/b.sock" call i
 check_eq "call inbox read" "$(echo "$read" | json 'v["message"]["read"]')" "True"
 routes=$(echo '{}' | rpc "$work/a.sock" call routes)
 check_eq "call routes lists B" "$(echo "$routes" | json 'v["routes"][0]["name"]')" "beta"
+
+# Channels: create on A, join on B through the socket, publish via ubus.
+key=$(MESHPOST_SOCKET=$work/a.sock "$bin" --json channel create notfall | json 'v["key"]')
+MESHPOST_SOCKET=$work/b.sock "$bin" channel join notfall "$key" > /dev/null
+chans=$(echo '{}' | rpc "$work/b.sock" call channel_list)
+check_eq "call channel_list shows the joined channel" "$(echo "$chans" | json 'v["channels"][0]["name"]')" "notfall"
+pub=$(echo '{"channel": "notfall", "text": "Deich bricht"}' | rpc "$work/a.sock" call publish)
+check_eq "call publish" "$(echo "$pub" | json 'v["ok"]')" "True"
+i=0
+until echo '{"name": "notfall"}' | rpc "$work/b.sock" call channel_history | json 'len(v["messages"])' | grep -qx 1; do
+	i=$((i + 1)); [ $i -lt 100 ] || break; sleep 0.1
+done
+hist=$(echo '{"name": "notfall"}' | rpc "$work/b.sock" call channel_history)
+check_eq "call channel_history on B shows it" "$(echo "$hist" | json 'v["messages"][0]["text"]')" "Deich bricht"
 
 bad=$(echo '{"to": "nobody", "text": "x"}' | rpc "$work/a.sock" call send)
 check_eq "errors come back as JSON" "$(echo "$bad" | json 'v["ok"] is False and "nobody" in v["error"]')" "True"
