@@ -653,3 +653,148 @@ fn interfaces_that_appear_or_return_after_start_are_used_without_restart() {
     assert!(wait_until(30, || a.linked_to(&bid) && b.linked_to(&aid)), "A log:\n{}", a.log());
     assert!(a.log().contains("interface late0 went down"));
 }
+
+/// A subscriber stream on `n` for `channel`, collected on a thread until
+/// `want` messages arrived or `secs` passed.
+fn collect(n: &Node, channel: &str, want: usize, secs: u64) -> std::thread::JoinHandle<Vec<String>> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(&n.sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    writeln!(s, "{}", json!({"cmd": "subscribe", "channel": channel})).unwrap();
+    let mut r = BufReader::new(s);
+    let mut first = String::new();
+    r.read_line(&mut first).unwrap();
+    assert!(first.contains("\"subscribed\""), "{first}");
+    std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(secs);
+        let mut got = Vec::new();
+        let mut line = String::new();
+        while got.len() < want && Instant::now() < end {
+            line.clear();
+            if r.read_line(&mut line).is_ok_and(|n| n > 0) {
+                let e: Value = serde_json::from_str(&line).unwrap();
+                got.push(e["text"].as_str().unwrap_or("").to_string());
+            }
+        }
+        // A little longer, to catch duplicates.
+        let end = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < end {
+            line.clear();
+            if r.read_line(&mut line).is_ok_and(|n| n > 0) {
+                let e: Value = serde_json::from_str(&line).unwrap();
+                got.push(e["text"].as_str().unwrap_or("").to_string());
+            }
+        }
+        got
+    })
+}
+
+fn join(n: &Node, name: &str, key: &str) {
+    let v = n.request(json!({"cmd": "channel", "action": "join", "name": name, "key": key}));
+    assert_eq!(v["ok"], true, "{v}");
+}
+
+fn create(n: &Node, name: &str) -> String {
+    let v = n.request(json!({"cmd": "channel", "action": "create", "name": name}));
+    v["key"].as_str().unwrap().to_string()
+}
+
+fn channel_envelopes(n: &Node, id: &str) -> usize {
+    let v = n.request(json!({"cmd": "store", "action": "list"}));
+    v["envelopes"].as_array().unwrap().iter().filter(|e| e["kind"] == "channel" && e["dest"] == id).count()
+}
+
+fn channel_id(n: &Node, name: &str) -> String {
+    let v = n.request(json!({"cmd": "channel", "action": "list"}));
+    v["channels"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap()["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn channels_reach_every_subscriber_once_and_keyless_relays_only_carry_ciphertext() {
+    if !need_root("channels_reach_every_subscriber_once_and_keyless_relays_only_carry_ciphertext") {
+        return;
+    }
+    let _g = lock();
+    let t = TempDir::new("chline");
+    let mut net = Net::new("c");
+    let nodes = line(&mut net, &t);
+    let ids: Vec<String> = nodes.iter().map(Node::node_id).collect();
+    assert!(wait_until(60, || all_routes_learned(&nodes, &ids)));
+    // "notfall": every node. "vorstand": everyone but C.
+    let notfall = create(&nodes[1], "notfall");
+    let vorstand = create(&nodes[1], "vorstand");
+    for (i, n) in nodes.iter().enumerate() {
+        if i != 1 {
+            join(n, "notfall", &notfall);
+            if i != 2 {
+                join(n, "vorstand", &vorstand);
+            }
+        }
+    }
+    let streams: Vec<(usize, &str, std::thread::JoinHandle<Vec<String>>)> = vec![
+        (0, "notfall", collect(&nodes[0], "notfall", 10, 60)),
+        (2, "notfall", collect(&nodes[2], "notfall", 10, 60)),
+        (4, "notfall", collect(&nodes[4], "notfall", 10, 60)),
+        (0, "vorstand", collect(&nodes[0], "vorstand", 10, 60)),
+        (4, "vorstand", collect(&nodes[4], "vorstand", 10, 60)),
+    ];
+    for i in 0..5 {
+        for (node, who) in [(1, "B"), (3, "D")] {
+            for ch in ["notfall", "vorstand"] {
+                let v =
+                    nodes[node].request(json!({"cmd": "publish", "channel": ch, "text": format!("{ch} {who} {i}")}));
+                assert_eq!(v["ok"], true, "{v}");
+            }
+        }
+    }
+    for (node, ch, h) in streams {
+        let mut got = h.join().unwrap();
+        got.sort();
+        let mut want: Vec<String> = (0..5).flat_map(|i| ["B", "D"].map(move |w| format!("{ch} {w} {i}"))).collect();
+        want.sort();
+        assert_eq!(got, want, "node {node} on {ch}: every message exactly once");
+    }
+    // C carried "vorstand" but has no key: it stores only ciphertext.
+    let vid = channel_id(&nodes[0], "vorstand");
+    assert!(channel_envelopes(&nodes[2], &vid) >= 5, "C relays and stores vorstand envelopes");
+    let c_channels = nodes[2].request(json!({"cmd": "channel", "action": "list"}));
+    assert_eq!(c_channels["channels"].as_array().unwrap().len(), 1, "C is only in notfall");
+    let v = nodes[2].request(json!({"cmd": "subscribe", "channel": "vorstand"}));
+    assert_eq!(v["ok"], false);
+    let c_store = nodes[2].request(json!({"cmd": "store", "action": "list"})).to_string();
+    assert!(!c_store.contains("vorstand B"), "no plaintext on C");
+}
+
+#[test]
+fn a_member_joining_after_a_partition_heals_receives_the_history() {
+    if !need_root("a_member_joining_after_a_partition_heals_receives_the_history") {
+        return;
+    }
+    let _g = lock();
+    let t = TempDir::new("chlate");
+    let mut net = Net::new("h");
+    let nodes = line(&mut net, &t);
+    let ids: Vec<String> = nodes.iter().map(Node::node_id).collect();
+    assert!(wait_until(60, || all_routes_learned(&nodes, &ids)));
+    let key = create(&nodes[1], "notfall");
+    join(&nodes[0], "notfall", &key);
+    let c_ns = format!("{}-c", net.prefix);
+    ip(&["-n", &c_ns, "link", "set", "tod", "down"]);
+    assert!(wait_until(20, || !nodes[2].linked_to(&ids[3])));
+    for i in 0..3 {
+        let v = nodes[1].request(json!({"cmd": "publish", "channel": "notfall", "text": format!("while cut {i}")}));
+        assert_eq!(v["ok"], true);
+    }
+    let cid = channel_id(&nodes[1], "notfall");
+    assert!(wait_until(20, || channel_envelopes(&nodes[2], &cid) == 3));
+    assert_eq!(channel_envelopes(&nodes[4], &cid), 0, "E is cut off");
+    ip(&["-n", &c_ns, "link", "set", "tod", "up"]);
+    assert!(wait_until(60, || channel_envelopes(&nodes[4], &cid) == 3), "E never got the envelopes");
+    // E joins only now and finds the history in what it relayed.
+    join(&nodes[4], "notfall", &key);
+    let h = nodes[4].request(json!({"cmd": "channel", "action": "history", "name": "notfall"}));
+    let mut texts: Vec<String> =
+        h["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap().to_string()).collect();
+    texts.sort();
+    assert_eq!(texts, ["while cut 0", "while cut 1", "while cut 2"]);
+}
