@@ -239,6 +239,30 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A started five-node line whose routes are all learned, or None (after
+/// saying why) where root is missing outside CI.
+struct Line {
+    // Held for the whole test: the serial lock and the state directories.
+    _serial: std::sync::MutexGuard<'static, ()>,
+    _t: TempDir,
+    net: Net,
+    nodes: Vec<Node>,
+    ids: Vec<String>,
+}
+
+fn routed_line(test: &str, tag: &str) -> Option<Line> {
+    if !need_root(test) {
+        return None;
+    }
+    let serial = lock();
+    let t = TempDir::new(tag);
+    let mut net = Net::new(tag);
+    let nodes = line(&mut net, &t);
+    let ids: Vec<String> = nodes.iter().map(Node::node_id).collect();
+    assert!(wait_until(60, || all_routes_learned(&nodes, &ids)), "routes incomplete");
+    Some(Line { _serial: serial, _t: t, net, nodes, ids })
+}
+
 #[test]
 fn five_in_a_line_discover_route_and_deliver_end_to_end() {
     if !need_root("five_in_a_line_discover_route_and_deliver_end_to_end") {
@@ -292,15 +316,11 @@ fn five_in_a_line_discover_route_and_deliver_end_to_end() {
 
 #[test]
 fn partition_and_heal_delivers_fifty_once_and_the_flood_ends() {
-    if !need_root("partition_and_heal_delivers_fifty_once_and_the_flood_ends") {
+    let Some(l) = routed_line("partition_and_heal_delivers_fifty_once_and_the_flood_ends", "p") else {
         return;
-    }
-    let _g = lock();
-    let t = TempDir::new("part");
-    let mut net = Net::new("p");
-    let nodes = line(&mut net, &t);
-    let ids: Vec<String> = nodes.iter().map(Node::node_id).collect();
-    assert!(wait_until(60, || all_routes_learned(&nodes, &ids)));
+    };
+    let (nodes, ids, net) = (&l.nodes, &l.ids, &l.net);
+
     let (c_ns, d_ns) = (format!("{}-c", net.prefix), format!("{}-d", net.prefix));
     ip(&["-n", &c_ns, "link", "set", "tod", "down"]);
     assert!(wait_until(20, || !nodes[2].linked_to(&ids[3])), "C-D link did not drop");
@@ -327,9 +347,9 @@ fn partition_and_heal_delivers_fifty_once_and_the_flood_ends() {
     assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), sent);
     // The flood ended: no data envelope moves once the network is quiet.
     std::thread::sleep(Duration::from_secs(5));
-    let before = forwarded(&nodes);
+    let before = forwarded(nodes);
     std::thread::sleep(Duration::from_secs(15));
-    assert_eq!(forwarded(&nodes), before, "envelopes still circulating");
+    assert_eq!(forwarded(nodes), before, "envelopes still circulating");
     for (i, n) in nodes.iter().enumerate() {
         let direct = n.request(json!({"cmd": "store", "action": "list"}))["envelopes"]
             .as_array()
@@ -343,15 +363,11 @@ fn partition_and_heal_delivers_fifty_once_and_the_flood_ends() {
 
 #[test]
 fn an_envelope_expiring_during_a_partition_is_purged_everywhere() {
-    if !need_root("an_envelope_expiring_during_a_partition_is_purged_everywhere") {
+    let Some(l) = routed_line("an_envelope_expiring_during_a_partition_is_purged_everywhere", "x") else {
         return;
-    }
-    let _g = lock();
-    let t = TempDir::new("expiry");
-    let mut net = Net::new("x");
-    let nodes = line(&mut net, &t);
-    let ids: Vec<String> = nodes.iter().map(Node::node_id).collect();
-    assert!(wait_until(60, || all_routes_learned(&nodes, &ids)));
+    };
+    let (nodes, ids, net) = (&l.nodes, &l.ids, &l.net);
+
     let c_ns = format!("{}-c", net.prefix);
     ip(&["-n", &c_ns, "link", "set", "tod", "down"]);
     assert!(wait_until(20, || !nodes[2].linked_to(&ids[3])));
@@ -711,15 +727,12 @@ fn channel_id(n: &Node, name: &str) -> String {
 
 #[test]
 fn channels_reach_every_subscriber_once_and_keyless_relays_only_carry_ciphertext() {
-    if !need_root("channels_reach_every_subscriber_once_and_keyless_relays_only_carry_ciphertext") {
+    let Some(l) = routed_line("channels_reach_every_subscriber_once_and_keyless_relays_only_carry_ciphertext", "c")
+    else {
         return;
-    }
-    let _g = lock();
-    let t = TempDir::new("chline");
-    let mut net = Net::new("c");
-    let nodes = line(&mut net, &t);
-    let ids: Vec<String> = nodes.iter().map(Node::node_id).collect();
-    assert!(wait_until(60, || all_routes_learned(&nodes, &ids)));
+    };
+    let nodes = &l.nodes;
+
     // "notfall": every node. "vorstand": everyone but C.
     let notfall = create(&nodes[1], "notfall");
     let vorstand = create(&nodes[1], "vorstand");
@@ -767,15 +780,11 @@ fn channels_reach_every_subscriber_once_and_keyless_relays_only_carry_ciphertext
 
 #[test]
 fn a_member_joining_after_a_partition_heals_receives_the_history() {
-    if !need_root("a_member_joining_after_a_partition_heals_receives_the_history") {
+    let Some(l) = routed_line("a_member_joining_after_a_partition_heals_receives_the_history", "h") else {
         return;
-    }
-    let _g = lock();
-    let t = TempDir::new("chlate");
-    let mut net = Net::new("h");
-    let nodes = line(&mut net, &t);
-    let ids: Vec<String> = nodes.iter().map(Node::node_id).collect();
-    assert!(wait_until(60, || all_routes_learned(&nodes, &ids)));
+    };
+    let (nodes, ids, net) = (&l.nodes, &l.ids, &l.net);
+
     let key = create(&nodes[1], "notfall");
     join(&nodes[0], "notfall", &key);
     let c_ns = format!("{}-c", net.prefix);

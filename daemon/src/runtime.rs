@@ -520,17 +520,27 @@ impl Daemon {
         };
         match self.node.publish(now, &mut OsRng, id, text.as_bytes()) {
             Ok(eid) => {
-                let before = self.persist_errors;
-                self.drain();
-                if self.persist_errors != before {
-                    self.node.forget(&eid);
-                    self.state.remove_envelope(&eid);
+                if !self.make_durable(&eid) {
                     return error("could not write the message to the state directory; not published");
                 }
                 json!({"ok": true, "id": eid.to_string(), "channel": name})
             }
             Err(e) => error(e.to_string()),
         }
+    }
+
+    /// Carries out the actions of a local send or publish, whose `Persist`
+    /// comes first, and says whether the envelope is durable. If not, it is
+    /// taken back, so nothing is acknowledged that a crash could lose.
+    fn make_durable(&mut self, id: &EnvelopeId) -> bool {
+        let before = self.persist_errors;
+        self.drain();
+        if self.persist_errors == before {
+            return true;
+        }
+        self.node.forget(id);
+        self.state.remove_envelope(id);
+        false
     }
 
     fn reload(&mut self) -> Result<(), String> {
@@ -765,12 +775,7 @@ impl Daemon {
         };
         match self.node.send_direct(now, &mut OsRng, to, text.as_bytes(), ttl, hops) {
             Ok(id) => {
-                // Persist before acknowledging: the Persist action comes first.
-                let before = self.persist_errors;
-                self.drain();
-                if self.persist_errors != before {
-                    self.node.forget(&id);
-                    self.state.remove_envelope(&id);
+                if !self.make_durable(&id) {
                     return error("could not write the message to the state directory; not sent");
                 }
                 info!("queued message {id} to {to}");
