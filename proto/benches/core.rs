@@ -1,0 +1,197 @@
+//! Hot paths of a relay, measured: `cargo bench -p meshpost-proto`.
+//! Numbers and the machine they came from are in docs/performance.md.
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use meshpost_proto::card::Card;
+use meshpost_proto::e2e;
+use meshpost_proto::envelope::{Destination, Draft, Envelope, Kind};
+use meshpost_proto::identity::Identity;
+use meshpost_proto::link::handshake::{Initiator, Responder};
+use meshpost_proto::link::packet::Packet;
+use meshpost_proto::node::{Action, Config, Node, PeerSpec};
+use meshpost_proto::store::{Store, StoreLimits};
+use rand_core::OsRng;
+
+const NOW: u64 = 1_800_000_000;
+
+fn draft(payload: &[u8]) -> Draft<'_> {
+    Draft {
+        kind: Kind::Direct,
+        max_hops: 8,
+        created: NOW,
+        ttl: 3600,
+        dest: Destination { id: [7; 16], domain: String::new() },
+        payload,
+    }
+}
+
+fn card(id: &Identity) -> Card {
+    Card {
+        ed_pk: id.public_key(),
+        x25519: id.e2e_public(),
+        kem_ek: Some(Box::new(*id.kem_public())),
+        name: String::new(),
+        domain: String::new(),
+        seq: 1,
+        neighbours: Vec::new(),
+    }
+}
+
+fn noise(d: &[u8]) -> Vec<u8> {
+    match Packet::parse(d) {
+        Ok(Packet::Init { noise, .. } | Packet::Resp { noise, .. } | Packet::Final { noise, .. }) => noise.to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+fn envelopes(c: &mut Criterion) {
+    let id = Identity::generate(&mut OsRng);
+    let payload = vec![0u8; 300];
+    let env = Envelope::seal(&id, &draft(&payload)).unwrap();
+    c.bench_function("envelope seal (300 B payload)", |b| b.iter(|| Envelope::seal(&id, &draft(black_box(&payload)))));
+    c.bench_function("envelope decode+verify (300 B payload)", |b| {
+        b.iter(|| Envelope::decode(black_box(env.bytes()), NOW))
+    });
+    let bob = Identity::generate(&mut OsRng);
+    let bob_card = card(&bob);
+    let ct = e2e::seal(&mut OsRng, &bob_card, &[1; 32], &[2; 16], 1, &[b'x'; 200]);
+    c.bench_function("e2e seal, X25519+ML-KEM-768 (200 B)", |b| {
+        b.iter(|| e2e::seal(&mut OsRng, &bob_card, &[1; 32], &[2; 16], 1, black_box(&[b'x'; 200])))
+    });
+    c.bench_function("e2e open, X25519+ML-KEM-768 (200 B)", |b| {
+        b.iter(|| e2e::open(&bob, &[1; 32], &[2; 16], black_box(&ct)))
+    });
+}
+
+fn handshake(c: &mut Criterion) {
+    let (a, b) = (Identity::generate(&mut OsRng), Identity::generate(&mut OsRng));
+    c.bench_function("hybrid handshake, both sides", |bch| {
+        bch.iter(|| {
+            let (init, d1) = Initiator::start(&a, &mut OsRng, 1).unwrap();
+            let (resp, d2) = Responder::respond(&b, &mut OsRng, 2, 1, &noise(&d1)).unwrap();
+            let (_, d3) = init.finish(&a, 2, &noise(&d2)).unwrap();
+            resp.finish(&noise(&d3)).unwrap()
+        })
+    });
+}
+
+fn store(c: &mut Criterion) {
+    let id = Identity::generate(&mut OsRng);
+    let envs: Vec<Envelope> = (0..4096u32)
+        .map(|i| {
+            let p = i.to_be_bytes();
+            Envelope::seal(&id, &draft(&p)).unwrap()
+        })
+        .collect();
+    let limits = StoreLimits {
+        max_bytes: 1 << 30,
+        max_count: 2048,
+        max_bytes_per_origin: 1 << 30,
+        max_bytes_per_recipient: 1 << 30,
+    };
+    c.bench_function("store: admit 4096 into a 2048-slot store (evicting)", |b| {
+        b.iter(|| {
+            let mut s = Store::new(limits);
+            for e in &envs {
+                let _ = s.insert(e.clone(), false, NOW);
+            }
+            s.len()
+        })
+    });
+}
+
+/// A relay between two linked nodes: how many direct envelopes per second
+/// it takes in, verifies, stores and passes on, through the Node API.
+fn relay(c: &mut Criterion) {
+    let addr = |i: u8| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)), 4849);
+    let t0 = NOW * 1000;
+    // Rate limits off: this measures the work per envelope, not the limiter.
+    let cfg = Config {
+        link_rate: 10_000_000,
+        link_burst: 10_000_000,
+        origin_rate: 10_000_000,
+        origin_burst: 10_000_000,
+        ..Config::default()
+    };
+    let mk = |n: &str| Node::new(Identity::generate(&mut OsRng), Config { name: n.into(), ..cfg.clone() }, t0);
+    let (mut a, mut r, mut z) = (mk("a"), mk("r"), mk("z"));
+    a.add_peer(PeerSpec { addr: addr(2), pin: None }, t0);
+    z.add_peer(PeerSpec { addr: addr(2), pin: None }, t0);
+    // Wire a-r-z until quiet.
+    /// Returns how many messages were delivered to an inbox.
+    fn pump(nodes: &mut [&mut Node; 3], now: u64, addr: &dyn Fn(u8) -> SocketAddr) -> usize {
+        let mut delivered = 0;
+        for _ in 0..200 {
+            let mut any = false;
+            for i in 0..3 {
+                while let Some(act) = nodes[i].poll_action() {
+                    match act {
+                        Action::Transmit { to, data } => {
+                            any = true;
+                            let j = (0..3).find(|&j| addr(j as u8 + 1) == to);
+                            if let Some(j) = j {
+                                nodes[j].handle_datagram(now, addr(i as u8 + 1), &data, &mut OsRng);
+                            }
+                        }
+                        Action::Deliver(_) => delivered += 1,
+                        _ => {}
+                    }
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+        delivered
+    }
+    let mut now = t0;
+    for _ in 0..20 {
+        now += 500;
+        for n in [&mut a, &mut r, &mut z] {
+            n.handle_timeout(now, &mut OsRng);
+        }
+        pump(&mut [&mut a, &mut r, &mut z], now, &addr);
+    }
+    let zid = z.node_id();
+    let rid = r.node_id();
+    let nodes = std::cell::RefCell::new((a, r, z, now));
+    let mut group = c.benchmark_group("relay");
+    group.sample_size(10);
+    group.bench_function("200 envelopes a -> relay -> z (link crypto, verify, store, forward, deliver)", |b| {
+        b.iter_batched(
+            // Fresh envelopes each time (not timed), so none is a duplicate.
+            || {
+                let mut g = nodes.borrow_mut();
+                let (a, _, _, now) = &mut *g;
+                let envs: Vec<Vec<u8>> = (0..200)
+                    .map(|i| {
+                        let id = a.send_direct(*now, &mut OsRng, zid, format!("m{i}").as_bytes(), None, None).unwrap();
+                        let bytes = a.store().get(&id).unwrap().env.bytes().to_vec();
+                        a.forget(&id);
+                        bytes
+                    })
+                    .collect();
+                while a.poll_action().is_some() {}
+                envs
+            },
+            |envs| {
+                let mut g = nodes.borrow_mut();
+                let (a, r, z, now) = &mut *g;
+                for e in &envs {
+                    a.send_raw_envelope(rid, e);
+                }
+                *now += 1;
+                let delivered = pump(&mut [a, r, z], *now, &addr);
+                assert_eq!(delivered, 200, "every envelope crossed the relay");
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, envelopes, handshake, store, relay);
+criterion_main!(benches);
