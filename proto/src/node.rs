@@ -1087,6 +1087,10 @@ impl Node {
                 l.last_rx = now_ms;
                 l.rekey_started = false;
                 l.next_sync = now_ms;
+                // A new session may mean the peer restarted with an empty
+                // (RAM) store: what it had before proves nothing now.
+                l.peer_has.clear();
+                l.offer_cursor = None;
                 self.emit(Event::Rekeyed { node });
             }
             None => {
