@@ -67,11 +67,28 @@ fn resolve(address: &str) -> Result<SocketAddr, String> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }
+    // IPv6 with a zone, as link-local peers need: fe80::1%mesh0.
+    if let Some((ip, zone)) = host.split_once('%') {
+        let ip: Ipv6Addr = ip.parse().map_err(|_| format!("'{ip}' is not an IPv6 address"))?;
+        let scope = zone
+            .parse::<u32>()
+            .ok()
+            .or_else(|| interface_index(zone))
+            .ok_or_else(|| format!("no interface '{zone}' for {address}"))?;
+        return Ok(SocketAddr::V6(std::net::SocketAddrV6::new(ip, port, 0, scope)));
+    }
     (host.as_str(), port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
         .next()
         .ok_or_else(|| format!("{host} has no address"))
+}
+
+fn interface_index(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: c is a valid NUL-terminated string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
 }
 
 /// Maps v4-mapped IPv6 addresses back to IPv4 so peers compare equal.
@@ -939,4 +956,26 @@ fn restore(node: &mut Node, state: &State, now: u64) -> usize {
         }
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_addresses_resolve_with_ipv6_zones() {
+        assert_eq!(resolve("127.0.0.1:4849").unwrap(), "127.0.0.1:4849".parse().unwrap());
+        assert_eq!(resolve("[::1]:5").unwrap(), "[::1]:5".parse().unwrap());
+        let lo = interface_index("lo").unwrap();
+        match resolve("[fe80::1%lo]:4849").unwrap() {
+            SocketAddr::V6(v6) => {
+                assert_eq!(v6.scope_id(), lo);
+                assert_eq!(v6.port(), 4849);
+            }
+            other => panic!("{other}"),
+        }
+        assert_eq!(resolve("[fe80::1%7]:1").map(|a| matches!(a, SocketAddr::V6(v) if v.scope_id() == 7)), Ok(true));
+        assert!(resolve("[fe80::1%nosuchif0]:1").unwrap_err().contains("no interface"));
+        assert!(resolve("nonsense").is_err());
+    }
 }
