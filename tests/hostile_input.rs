@@ -70,7 +70,7 @@ fn forged_replayed_and_random_datagrams_are_dropped_and_the_daemon_keeps_serving
         captured: Vec::new(),
         capture: false,
     };
-    peer.node.add_peer(PeerSpec { addr: baddr, pin: Some(bkey) }, now_ms());
+    peer.node.add_peer(PeerSpec { addr: baddr, pin: Some(bkey), federation: None }, now_ms());
     let end = Instant::now() + Duration::from_secs(10);
     while !(peer.node.is_linked(&bid) && peer.node.card(&bid).is_some()) {
         assert!(Instant::now() < end, "test peer could not link; B log:\n{}", b.log());

@@ -55,7 +55,7 @@ pub fn resolve_peers(settings: &Settings) -> Vec<PeerSpec> {
     let mut out = Vec::new();
     for p in &settings.peers {
         match resolve(&p.address) {
-            Ok(addr) => out.push(PeerSpec { addr, pin: p.key }),
+            Ok(addr) => out.push(PeerSpec { addr, pin: p.key, federation: None }),
             Err(e) => warn!("peer {} (config line {}): {e}; skipped until reload", p.address, p.line),
         }
     }
@@ -820,7 +820,7 @@ impl Daemon {
                         None => return error("key must be the peer's 64-hex-digit public key"),
                     },
                 };
-                let spec = PeerSpec { addr, pin };
+                let spec = PeerSpec { addr, pin, federation: None };
                 self.extra_peers.retain(|p| p.addr != addr);
                 self.extra_peers.push(spec.clone());
                 self.node.add_peer(spec, now);

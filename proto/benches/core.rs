@@ -37,6 +37,7 @@ fn card(id: &Identity) -> Card {
         domain: String::new(),
         seq: 1,
         neighbours: Vec::new(),
+        gateway_for: Vec::new(),
     }
 }
 
@@ -118,8 +119,8 @@ fn relay(c: &mut Criterion) {
     };
     let mk = |n: &str| Node::new(Identity::generate(&mut OsRng), Config { name: n.into(), ..cfg.clone() }, t0);
     let (mut a, mut r, mut z) = (mk("a"), mk("r"), mk("z"));
-    a.add_peer(PeerSpec { addr: addr(2), pin: None }, t0);
-    z.add_peer(PeerSpec { addr: addr(2), pin: None }, t0);
+    a.add_peer(PeerSpec { addr: addr(2), pin: None, federation: None }, t0);
+    z.add_peer(PeerSpec { addr: addr(2), pin: None, federation: None }, t0);
     // Wire a-r-z until quiet.
     /// Returns how many messages were delivered to an inbox.
     fn pump(nodes: &mut [&mut Node; 3], now: u64, addr: &dyn Fn(u8) -> SocketAddr) -> usize {

@@ -13,6 +13,7 @@
 //! u8 L + [L]  domain, a-z 0-9 - . , at most 32 bytes
 //! u64    sequence number (newer cards replace older ones)
 //! u8 N + N x [16]  node ids of current link neighbours, N <= 32
+//! u8 G + G x (u8 L + [L])  remote domains this node is a gateway for, G <= 8
 //! ```
 //! It does not decide trust: callers check the envelope signature first.
 
@@ -25,6 +26,8 @@ pub const CARD_VERSION: u8 = 1;
 pub const MAX_NAME_LEN: usize = 32;
 /// Most neighbours listed in a card.
 pub const MAX_NEIGHBOURS: usize = 32;
+/// Most gateway domains listed in a card.
+pub const MAX_GATEWAY_DOMAINS: usize = 8;
 
 /// The public half of a node, as announced.
 #[derive(Clone, PartialEq, Eq)]
@@ -38,6 +41,8 @@ pub struct Card {
     pub seq: u64,
     /// Nodes this node had links to when it signed the card.
     pub neighbours: Vec<NodeId>,
+    /// Remote domains this node relays to (it is a federation gateway).
+    pub gateway_for: Vec<String>,
 }
 
 impl fmt::Debug for Card {
@@ -105,6 +110,12 @@ impl Card {
         for id in &self.neighbours[..n] {
             b.extend_from_slice(&id.0);
         }
+        let g = self.gateway_for.len().min(MAX_GATEWAY_DOMAINS);
+        b.put_u8(g as u8);
+        for d in &self.gateway_for[..g] {
+            b.put_u8(d.len() as u8);
+            b.extend_from_slice(d.as_bytes());
+        }
         b
     }
 
@@ -146,6 +157,23 @@ impl Card {
         for _ in 0..n {
             neighbours.push(NodeId(r.array::<16>("neighbour")?));
         }
+        let g = r.u8("gateway count")? as usize;
+        if g > MAX_GATEWAY_DOMAINS {
+            return Err(CardError::BadField { field: "gateway count" });
+        }
+        let mut gateway_for = Vec::with_capacity(g);
+        for _ in 0..g {
+            let l = r.u8("gateway domain length")? as usize;
+            let d = r.bytes(l, "gateway domain")?;
+            if l == 0
+                || l > crate::envelope::MAX_DOMAIN_LEN
+                || !d.iter().all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.'))
+            {
+                return Err(CardError::BadField { field: "gateway domain" });
+            }
+            // Invariant: only ASCII bytes passed the check above.
+            gateway_for.push(String::from_utf8_lossy(d).into_owned());
+        }
         if r.remaining() != 0 {
             return Err(CardError::TrailingBytes { extra: r.remaining() });
         }
@@ -158,6 +186,7 @@ impl Card {
             domain: String::from_utf8_lossy(domain).into_owned(),
             seq,
             neighbours,
+            gateway_for,
         })
     }
 }
@@ -186,6 +215,7 @@ mod tests {
             domain: "ffhh".into(),
             seq: 42,
             neighbours: vec![NodeId([5; 16]), NodeId([6; 16])],
+            gateway_for: vec!["ffb".into()],
         }
     }
 

@@ -187,6 +187,7 @@ mod tests {
             domain: String::new(),
             seq: 1,
             neighbours: Vec::new(),
+            gateway_for: Vec::new(),
         }
     }
 

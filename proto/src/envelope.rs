@@ -370,6 +370,11 @@ impl Envelope {
         self.bytes[1] -= 1;
         true
     }
+    /// Lowers hops-left to at most `max` (a mesh's own hop limit, for
+    /// envelopes that arrive from another mesh).
+    pub fn clamp_hops(&mut self, max: u8) {
+        self.bytes[1] = self.bytes[1].min(max);
+    }
     pub fn dest(&self) -> &Destination {
         &self.dest
     }

@@ -15,6 +15,7 @@ pub mod channel;
 pub mod crypto;
 pub mod e2e;
 pub mod envelope;
+pub mod federation;
 pub mod fragment;
 pub mod identity;
 pub mod link;

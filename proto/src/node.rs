@@ -21,6 +21,7 @@ use crate::card::Card;
 use crate::channel::{ChannelKey, MAX_CHANNEL_BODY};
 use crate::e2e;
 use crate::envelope::{DEFAULT_HOPS, Destination, Draft, Envelope, EnvelopeError, EnvelopeId, Kind};
+use crate::federation::{self, Meter};
 use crate::fragment::{Reassembler, split};
 use crate::identity::{Identity, NodeId, fingerprint};
 use crate::link::frame::{Frame, IdList, id_frames, keepalive};
@@ -130,6 +131,8 @@ impl Default for Config {
 pub struct PeerSpec {
     pub addr: SocketAddr,
     pub pin: Option<[u8; 32]>,
+    /// Set for a federation peer: the remote domain and what may cross.
+    pub federation: Option<federation::Policy>,
 }
 
 /// A message delivered to this node.
@@ -364,6 +367,25 @@ pub struct LinkInfo {
     pub tx: u64,
 }
 
+/// A snapshot of one federation link.
+#[derive(Debug, Clone)]
+pub struct FederationInfo {
+    pub node: NodeId,
+    pub domain: String,
+    pub addr: SocketAddr,
+    pub established_ms: u64,
+    pub counters: federation::Counters,
+}
+
+/// Whether `env` may cross a federation link with `policy`.
+fn may_cross(env: &Envelope, policy: &federation::Policy) -> bool {
+    match env.kind() {
+        Kind::Direct | Kind::Ack => policy.direct && env.dest().domain == policy.domain,
+        Kind::Channel => policy.channels.contains(&env.dest().id),
+        Kind::Announce => false,
+    }
+}
+
 /// A snapshot of one route for `meshpost routes`.
 #[derive(Debug, Clone)]
 pub struct RouteInfo {
@@ -398,6 +420,8 @@ struct Link {
     tx: u64,
     /// Ids the peer said it has; not offered to it again. Cleared when full.
     peer_has: std::collections::BTreeSet<EnvelopeId>,
+    /// Set when this is a federation link.
+    fed: Option<Meter>,
 }
 
 /// Most ids remembered per link as already held by the peer.
@@ -696,6 +720,8 @@ impl Node {
             return Err(SendError::ToSelf);
         }
         let card = self.cards.get(&to).ok_or(SendError::UnknownRecipient(to))?;
+        // A node of another community is addressed as node@domain.
+        let domain = if card.domain != self.cfg.domain { card.domain.clone() } else { String::new() };
         let payload = e2e::seal(rng, card, &self.identity.public_key(), &to.0, e2e::CONTENT_TEXT, body);
         let env = Envelope::seal(
             &self.identity,
@@ -704,7 +730,7 @@ impl Node {
                 max_hops: hops.unwrap_or(self.cfg.default_hops),
                 created: now_ms / 1000,
                 ttl: ttl.unwrap_or(self.cfg.default_ttl),
-                dest: Destination { id: to.0, domain: String::new() },
+                dest: Destination { id: to.0, domain },
                 payload: &payload,
             },
         )
@@ -741,6 +767,7 @@ impl Node {
             domain: self.cfg.domain.clone(),
             seq,
             neighbours: self.links.keys().take(crate::card::MAX_NEIGHBOURS).copied().collect(),
+            gateway_for: self.gateway_domains(),
         }
     }
 
@@ -1114,6 +1141,7 @@ impl Node {
                         rx: 0,
                         tx: 0,
                         peer_has: std::collections::BTreeSet::new(),
+                        fed: None,
                     },
                 );
                 self.emit(Event::LinkUp { node, addr, initiator });
@@ -1133,6 +1161,18 @@ impl Node {
         }
         if let Some(d) = self.discovered.get_mut(&node) {
             d.backoff = self.cfg.retry_min_ms;
+        }
+        // A federation link is a configured peer with a policy and a pin.
+        let policy = self
+            .peers
+            .iter()
+            .find(|p| p.spec.pin.map(|k| NodeId::from_public_key(&k)) == Some(node))
+            .and_then(|p| p.spec.federation.clone());
+        if let Some(l) = self.links.get_mut(&node) {
+            match (&mut l.fed, policy) {
+                (Some(m), Some(p)) => m.policy = p,
+                (slot, p) => *slot = p.map(|p| Meter::new(p, now_ms)),
+            }
         }
         self.offer(node, now_ms);
     }
@@ -1246,7 +1286,9 @@ impl Node {
             IdList::Want => {
                 for id in ids {
                     let bytes = self.store.get(&id).map(|e| e.env.bytes().to_vec());
-                    if let Some(b) = bytes {
+                    if let Some(b) = bytes
+                        && self.take_out(node)
+                    {
                         self.metrics.envelopes_forwarded += 1;
                         self.send_envelope_bytes(node, &b);
                     }
@@ -1295,6 +1337,14 @@ impl Node {
                 return;
             }
         };
+        let mut env = env;
+        let mut share: Option<(String, usize)> = None;
+        if self.links.get(&link).is_some_and(|l| l.fed.is_some()) {
+            match self.federation_inbound(now_ms, link, &mut env) {
+                Some(s) => share = Some(s),
+                None => return,
+            }
+        }
         if env.kind() == Kind::Announce {
             self.on_announce(now_ms, link, env);
             return;
@@ -1351,7 +1401,8 @@ impl Node {
                     self.seen.insert(id, env.expires_at());
                     return;
                 }
-                if self.admit(env.clone(), false, now_ms).is_ok() {
+                let share = share.as_ref().map(|(d, n)| (d.as_str(), *n));
+                if self.admit_shared(env.clone(), false, share, now_ms).is_ok() {
                     self.ack(link, id, now_ms);
                     self.forward(&env, Some(link));
                 }
@@ -1414,8 +1465,18 @@ impl Node {
         self.learn_card(&env, true);
         let mut env = env;
         if env.take_hop() {
-            let targets: Vec<NodeId> = self.links.keys().filter(|k| **k != link && **k != origin).copied().collect();
+            // Over federation links only our own community's announces go.
+            let ours = card.domain == self.cfg.domain;
+            let targets: Vec<NodeId> = self
+                .links
+                .iter()
+                .filter(|(k, l)| **k != link && **k != origin && (l.fed.is_none() || ours))
+                .map(|(k, _)| *k)
+                .collect();
             for t in targets {
+                if !self.take_out(t) {
+                    continue;
+                }
                 self.metrics.announces_forwarded += 1;
                 self.send_envelope_bytes(t, env.bytes());
             }
@@ -1430,6 +1491,20 @@ impl Node {
     fn should_offer(&self, env: &Envelope, to: NodeId) -> bool {
         if env.origin_id() == to {
             return false;
+        }
+        if let Some(m) = self.links.get(&to).and_then(|l| l.fed.as_ref()) {
+            return may_cross(env, &m.policy);
+        }
+        if let Some(domain) = self.foreign_domain(env) {
+            // Another community's: only towards a gateway for it.
+            if self.is_gateway_for(domain) {
+                return false; // it leaves here over federation, or waits here
+            }
+            return match self.best_gateway(domain) {
+                Some(gw) if gw == to => true,
+                Some(gw) => self.routes.best(&gw).is_some_and(|r| r.via == to && self.links.contains_key(&r.via)),
+                None => false,
+            };
         }
         match env.kind() {
             Kind::Direct | Kind::Ack => {
@@ -1456,9 +1531,73 @@ impl Node {
         let targets: Vec<NodeId> =
             self.links.keys().filter(|k| Some(**k) != from && self.should_offer(env, **k)).copied().collect();
         for t in targets {
+            if !self.take_out(t) {
+                continue;
+            }
             self.metrics.envelopes_forwarded += 1;
             self.send_envelope_bytes(t, env.bytes());
         }
+    }
+
+    /// Charges the out-quota of a federation link; true for mesh links.
+    /// An envelope over quota stays in the store and is offered again.
+    fn take_out(&mut self, to: NodeId) -> bool {
+        let now = self.clock;
+        match self.links.get_mut(&to).and_then(|l| l.fed.as_mut()) {
+            Some(m) => m.take_out(now),
+            None => true,
+        }
+    }
+
+    /// The destination domain of `env` if it is another community's.
+    fn foreign_domain<'e>(&self, env: &'e Envelope) -> Option<&'e str> {
+        let d = env.dest().domain.as_str();
+        (!d.is_empty() && d != self.cfg.domain).then_some(d)
+    }
+
+    /// Domains this node has federation peers for.
+    fn gateway_domains(&self) -> Vec<String> {
+        let mut v: Vec<String> =
+            self.peers.iter().filter_map(|p| p.spec.federation.as_ref().map(|f| f.domain.clone())).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    fn is_gateway_for(&self, domain: &str) -> bool {
+        self.peers.iter().any(|p| p.spec.federation.as_ref().is_some_and(|f| f.domain == domain))
+    }
+
+    /// The nearest node of our own domain that announces itself as a
+    /// gateway for `domain`.
+    fn best_gateway(&self, domain: &str) -> Option<NodeId> {
+        self.cards
+            .iter()
+            .filter(|(_, c)| c.domain == self.cfg.domain && c.gateway_for.iter().any(|d| d == domain))
+            .filter_map(|(id, _)| {
+                if self.links.contains_key(id) {
+                    return Some((1, *id));
+                }
+                self.routes.best(id).filter(|r| self.links.contains_key(&r.via)).map(|r| (r.hops, *id))
+            })
+            .min()
+            .map(|(_, id)| id)
+    }
+
+    /// Federation links, for `meshpost federation`.
+    pub fn federation_links(&self) -> Vec<FederationInfo> {
+        self.links
+            .iter()
+            .filter_map(|(id, l)| {
+                l.fed.as_ref().map(|m| FederationInfo {
+                    node: *id,
+                    domain: m.policy.domain.clone(),
+                    addr: l.addr,
+                    established_ms: l.current.established_at,
+                    counters: m.counters.clone(),
+                })
+            })
+            .collect()
     }
 
     /// Routes for `meshpost routes`: neighbours, then learned routes.
@@ -1569,6 +1708,54 @@ impl Node {
                 self.release(&id);
             }
         }
+    }
+
+    // ---- federation ---------------------------------------------------------
+
+    /// Applies a federation link's policy to an envelope that came over it:
+    /// quotas, what may cross, and no re-injection of our own domain. It
+    /// also lowers the hop limit to this mesh's. Returns the store share to
+    /// charge, or None to drop the envelope.
+    fn federation_inbound(&mut self, now_ms: u64, link: NodeId, env: &mut Envelope) -> Option<(String, usize)> {
+        let my_domain = self.cfg.domain.clone();
+        let origin_domain = match env.kind() {
+            Kind::Announce => Card::decode(*env.origin(), env.payload()).ok().map(|c| c.domain),
+            _ => self.cards.get(&env.origin_id()).map(|c| c.domain.clone()),
+        };
+        let addr = self.links.get(&link).map(|l| l.addr)?;
+        let m = self.links.get_mut(&link).and_then(|l| l.fed.as_mut())?;
+        let remote = m.policy.domain.clone();
+        if !m.take_in(env.len(), now_ms) {
+            // One log line per thousand drops, not one per envelope.
+            if m.counters.quota_drops % 1000 == 1 {
+                let reason = format!(
+                    "federation peer for {remote} is over its inbound quota ({} dropped so far)",
+                    m.counters.quota_drops
+                );
+                self.emit(Event::PeerRefused { addr, node: Some(link), reason });
+            }
+            return None;
+        }
+        // Nothing that claims to come from our own domain may come back in.
+        if origin_domain.as_deref() == Some(my_domain.as_str()) {
+            m.counters.refused_spoofed += 1;
+            let reason = format!("federation peer for {remote} sent an envelope claiming to come from our domain");
+            self.emit(Event::EnvelopeDropped { from: link, reason });
+            return None;
+        }
+        let allowed = match env.kind() {
+            // Announces of the remote community only: they carry its keys.
+            Kind::Announce => origin_domain.as_deref() == Some(remote.as_str()),
+            Kind::Direct | Kind::Ack => m.policy.direct && env.dest().domain == my_domain,
+            Kind::Channel => m.policy.channels.contains(&env.dest().id),
+        };
+        if !allowed {
+            m.counters.refused_class += 1;
+            return None;
+        }
+        let share = (remote, m.policy.store_share);
+        env.clamp_hops(self.cfg.default_hops.max(self.cfg.announce_hops));
+        Some(share)
     }
 
     // ---- channels -----------------------------------------------------------
@@ -1783,9 +1970,19 @@ impl Node {
 
     /// Puts an envelope in the store and asks the caller to persist it.
     fn admit(&mut self, env: Envelope, local: bool, now_ms: u64) -> Result<(), StoreError> {
+        self.admit_shared(env, local, None, now_ms)
+    }
+
+    fn admit_shared(
+        &mut self,
+        env: Envelope,
+        local: bool,
+        share: Option<(&str, usize)>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         let id = env.id();
         let bytes = env.bytes().to_vec();
-        match self.store.insert(env, local, now_ms / 1000) {
+        match self.store.insert_shared(env, local, share, now_ms / 1000) {
             Ok(evicted) => {
                 for victim in evicted {
                     self.metrics.envelopes_evicted += 1;
@@ -1856,7 +2053,7 @@ mod tests {
             let ib = Identity::generate(&mut OsRng);
             let mut a = Node::new(ia, Config { name: "a".into(), ..Config::default() }, T0);
             let b = Node::new(ib, Config { name: "b".into(), ..Config::default() }, T0);
-            a.add_peer(PeerSpec { addr: addr(2), pin: pin_a_to }, T0);
+            a.add_peer(PeerSpec { addr: addr(2), pin: pin_a_to, federation: None }, T0);
             Pair { a, b, now: T0, b_up: true, delivered_b: vec![], events: vec![], persisted_a: 0, captured: vec![] }
         }
 

@@ -41,6 +41,8 @@ impl Default for StoreLimits {
 pub enum StoreError {
     OriginQuota,
     RecipientQuota,
+    /// The share of the store for one federation peer is used up.
+    ShareQuota,
     /// Full of envelopes that may not be evicted for this one.
     Full,
 }
@@ -50,6 +52,7 @@ impl core::fmt::Display for StoreError {
         f.write_str(match self {
             StoreError::OriginQuota => "store quota for this origin is used up",
             StoreError::RecipientQuota => "store quota for this recipient is used up",
+            StoreError::ShareQuota => "store share for this federation peer is used up",
             StoreError::Full => "store is full",
         })
     }
@@ -61,6 +64,8 @@ pub struct Entry {
     pub env: Envelope,
     /// Originated by this node (never evicted for relayed traffic).
     pub local: bool,
+    /// The federation domain it came in from, which has its own share.
+    pub share: Option<String>,
 }
 
 /// Bounded in-memory envelope store with quotas and an expiry index.
@@ -71,6 +76,7 @@ pub struct Store {
     by_expiry: BTreeSet<(u64, EnvelopeId)>,
     origin_bytes: BTreeMap<NodeId, usize>,
     recipient_bytes: BTreeMap<[u8; 16], usize>,
+    share_bytes: BTreeMap<String, usize>,
     bytes: usize,
 }
 
@@ -129,6 +135,18 @@ impl Store {
 
     /// Stores `env`. Returns the ids evicted to make room.
     pub fn insert(&mut self, env: Envelope, local: bool, now: u64) -> Result<Vec<EnvelopeId>, StoreError> {
+        self.insert_shared(env, local, None, now)
+    }
+
+    /// Like [`insert`](Self::insert), charging `share` (a federation
+    /// domain and its byte limit) as well.
+    pub fn insert_shared(
+        &mut self,
+        env: Envelope,
+        local: bool,
+        share: Option<(&str, usize)>,
+        now: u64,
+    ) -> Result<Vec<EnvelopeId>, StoreError> {
         if self.entries.contains_key(&env.id()) {
             return Ok(Vec::new());
         }
@@ -141,6 +159,11 @@ impl Store {
         }
         if self.recipient_bytes.get(&recipient).copied().unwrap_or(0) + len > self.limits.max_bytes_per_recipient {
             return Err(StoreError::RecipientQuota);
+        }
+        if let Some((tag, limit)) = share
+            && self.share_bytes.get(tag).copied().unwrap_or(0) + len > limit
+        {
+            return Err(StoreError::ShareQuota);
         }
         // Pick victims first, so a refusal leaves the store untouched.
         let mut need_bytes = (self.bytes + len).saturating_sub(self.limits.max_bytes);
@@ -170,8 +193,11 @@ impl Store {
         self.bytes += len;
         *self.origin_bytes.entry(origin).or_insert(0) += len;
         *self.recipient_bytes.entry(recipient).or_insert(0) += len;
+        if let Some((tag, _)) = share {
+            *self.share_bytes.entry(tag.to_string()).or_insert(0) += len;
+        }
         self.by_expiry.insert((env.expires_at(), env.id()));
-        self.entries.insert(env.id(), Entry { env, local });
+        self.entries.insert(env.id(), Entry { env, local, share: share.map(|(t, _)| t.to_string()) });
         Ok(evicted)
     }
 
@@ -182,6 +208,9 @@ impl Store {
         self.by_expiry.remove(&(e.env.expires_at(), *id));
         dec(&mut self.origin_bytes, e.env.origin_id(), len);
         dec(&mut self.recipient_bytes, e.env.dest().id, len);
+        if let Some(tag) = &e.share {
+            dec(&mut self.share_bytes, tag.clone(), len);
+        }
         Some(e)
     }
 
@@ -272,11 +301,16 @@ impl Bucket {
     }
     /// Takes one token if available.
     pub fn take(&mut self, rate: u32, burst: u32, now_ms: u64) -> bool {
+        self.take_n(1, rate, burst, now_ms)
+    }
+
+    /// Takes `n` tokens if available (for byte budgets).
+    pub fn take_n(&mut self, n: u32, rate: u32, burst: u32, now_ms: u64) -> bool {
         let dt = now_ms.saturating_sub(self.last_ms) as f32 / 1000.0;
         self.last_ms = self.last_ms.max(now_ms);
         self.tokens = (self.tokens + dt * rate as f32).min(burst as f32);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= n as f32 {
+            self.tokens -= n as f32;
             true
         } else {
             false
@@ -355,6 +389,24 @@ mod tests {
         let first = *s.iter().next().unwrap().0;
         s.remove(&first);
         assert_eq!(s.bytes(), one * 2);
+    }
+
+    #[test]
+    fn a_federation_share_is_enforced_and_freed() {
+        let a = Identity::generate(&mut OsRng);
+        let mut s = Store::new(limits(1 << 20, 100));
+        let e1 = env(&a, 1, 500, 100);
+        let one = e1.len();
+        s.insert_shared(e1.clone(), false, Some(("ffb", one * 2)), 1000).unwrap();
+        s.insert_shared(env(&a, 1, 501, 100), false, Some(("ffb", one * 2)), 1000).unwrap();
+        assert_eq!(
+            s.insert_shared(env(&a, 1, 502, 100), false, Some(("ffb", one * 2)), 1000),
+            Err(StoreError::ShareQuota)
+        );
+        // Other traffic is not charged to the share.
+        s.insert(env(&a, 1, 503, 100), false, 1000).unwrap();
+        s.remove(&e1.id());
+        s.insert_shared(env(&a, 1, 504, 100), false, Some(("ffb", one * 2)), 1000).unwrap();
     }
 
     #[test]

@@ -22,6 +22,8 @@ struct Sim {
     nodes: Vec<Node>,
     keys: Vec<[u8; 32]>,
     up: BTreeSet<(usize, usize)>,
+    /// Links that carry datagrams but are not found by discovery (federation).
+    wan: BTreeSet<(usize, usize)>,
     now: u64,
     delivered: Vec<Vec<Delivery>>,
     channel: Vec<Vec<ChannelDelivery>>,
@@ -52,6 +54,7 @@ impl Sim {
             nodes,
             keys,
             up: BTreeSet::new(),
+            wan: BTreeSet::new(),
             now: T0,
             delivered: vec![Vec::new(); n],
             channel: vec![Vec::new(); n],
@@ -80,6 +83,10 @@ impl Sim {
         self.up.contains(&(a.min(b), a.max(b)))
     }
 
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        self.linked(a, b) || self.wan.contains(&(a.min(b), a.max(b)))
+    }
+
     /// One tick: "mDNS" tells each node about its reachable neighbours, timers
     /// run, and datagrams flow until the network is quiet.
     fn step(&mut self, ms: u64) {
@@ -102,7 +109,7 @@ impl Sim {
                     match a {
                         Action::Transmit { to, data } => {
                             if let Some(j) = (0..n).find(|&j| addr(j) == to)
-                                && self.linked(i, j)
+                                && self.reachable(i, j)
                             {
                                 self.nodes[j].handle_datagram(self.now, addr(i), &data, &mut OsRng);
                                 self.wire.push((i, j, data));
@@ -340,4 +347,140 @@ fn bad_mac_messages_are_dropped_and_counted_and_floods_are_rate_limited() {
     let big = vec![b'x'; meshpost_proto::channel::MAX_CHANNEL_BODY + 1];
     let err = s.nodes[0].publish(s.now, &mut OsRng, key.id(), &big).unwrap_err();
     assert!(err.to_string().contains("larger than the channel maximum"));
+}
+
+// ---- federation -------------------------------------------------------------
+
+use meshpost_proto::federation::Policy;
+use meshpost_proto::node::PeerSpec;
+
+/// Domain ffa: A1(0) - A2(1) - GA(2); domain ffb: GB(3) - B2(4) - B1(5).
+/// GA and GB are federation peers over a "wan" link, pinned both ways.
+fn two_domains(pin_ok: bool, tweak: impl Fn(&mut Policy)) -> Sim {
+    let mut s = Sim::new(6, &[(0, 1), (1, 2), (3, 4), (4, 5)]);
+    let cfg = |domain: &str, n: &Node| Config { domain: domain.into(), ..n.config().clone() };
+    for i in 0..6 {
+        let c = cfg(if i < 3 { "ffa" } else { "ffb" }, &s.nodes[i]);
+        s.nodes[i].set_config(c, s.now);
+    }
+    let wrong = Identity::generate(&mut OsRng).public_key();
+    let mut pa = Policy::new("ffb");
+    let mut pb = Policy::new("ffa");
+    tweak(&mut pa);
+    tweak(&mut pb);
+    let gb_key = if pin_ok { s.keys[3] } else { wrong };
+    s.nodes[2].add_peer(PeerSpec { addr: addr(3), pin: Some(gb_key), federation: Some(pa) }, s.now);
+    s.nodes[3].add_peer(PeerSpec { addr: addr(2), pin: Some(s.keys[2]), federation: Some(pb) }, s.now);
+    s.wan.insert((2, 3));
+    s
+}
+
+#[test]
+fn a_message_crosses_to_another_domain_and_the_reply_comes_back() {
+    let mut s = two_domains(true, |_| {});
+    s.run(30_000);
+    let b1 = s.id(5);
+    assert!(s.nodes[0].card(&b1).is_some(), "A1 learned B1's keys through the gateways");
+    let id = s.send(0, 5, "hello ffb", None);
+    s.run(5_000);
+    assert_eq!(s.delivered[5].len(), 1);
+    assert_eq!(s.delivered[5][0].body, b"hello ffb");
+    assert_eq!(s.delivered[5][0].from, s.id(0), "origin signature intact across gateways");
+    assert_eq!(s.delivered[5][0].id, id);
+    // The reply finds its way back.
+    s.send(5, 0, "hello ffa", None);
+    s.run(5_000);
+    assert_eq!(s.delivered[0].len(), 1);
+    assert_eq!(s.delivered[0][0].body, b"hello ffa");
+    // Gateways carried ciphertext only and delivered nothing themselves.
+    assert!(s.delivered[2].is_empty() && s.delivered[3].is_empty());
+    let fed = s.nodes[2].federation_links();
+    assert_eq!(fed.len(), 1);
+    assert_eq!(fed[0].domain, "ffb");
+    assert!(fed[0].counters.envelopes_out >= 1 && fed[0].counters.envelopes_in >= 1);
+    s.run(10_000);
+    assert_eq!(s.delivered[5].len(), 1, "exactly once");
+}
+
+#[test]
+fn with_the_gateway_link_down_fifty_wait_and_all_arrive_later() {
+    let mut s = two_domains(true, |p| {
+        p.in_burst = 1000;
+        p.out_burst = 1000;
+    });
+    s.run(30_000);
+    s.wan.clear();
+    s.run(10_000);
+    for i in 0..50 {
+        s.send(0, 5, &format!("m{i}"), None);
+    }
+    s.run(10_000);
+    assert!(s.delivered[5].is_empty());
+    assert!(s.nodes[2].store().len() >= 50, "GA holds them while the gateway link is down");
+    s.wan.insert((2, 3));
+    s.run(60_000);
+    let got: BTreeSet<Vec<u8>> = s.delivered[5].iter().map(|d| d.body.clone()).collect();
+    assert_eq!(s.delivered[5].len(), 50, "exactly once");
+    assert_eq!(got.len(), 50);
+}
+
+#[test]
+fn a_wrong_pinned_gateway_key_gets_no_link_and_nothing_crosses() {
+    let mut s = two_domains(false, |_| {});
+    s.run(30_000);
+    assert!(!s.nodes[2].is_linked(&s.id(3)));
+    assert!(s.nodes[2].metrics().peers_refused > 0);
+    assert!(s.nodes[0].card(&s.id(5)).is_none(), "no keys from ffb reached ffa");
+    assert!(s.nodes[2].federation_links().is_empty());
+}
+
+#[test]
+fn a_flood_over_quota_is_cut_at_the_gateway_and_local_traffic_flows() {
+    let mut s = two_domains(true, |p| {
+        p.in_rate = 5;
+        p.in_burst = 20;
+    });
+    s.run(30_000);
+    // B1 floods A1; GA lets in 20 at once and then 5 a second.
+    for i in 0..200 {
+        s.send(5, 0, &format!("flood {i}"), None);
+    }
+    for i in 0..10 {
+        s.send(0, 1, &format!("local {i}"), None);
+    }
+    s.run(3_000);
+    assert_eq!(s.delivered[1].len(), 10, "A1 -> A2 kept flowing during the flood");
+    let drops = s.nodes[2].federation_links()[0].counters.quota_drops;
+    assert!(drops > 0, "GA cut the flood");
+    assert!(s.delivered[0].len() < 100, "only what the quota allows crossed so far ({})", s.delivered[0].len());
+}
+
+#[test]
+fn only_federated_channels_cross_and_spoofed_reinjection_is_refused() {
+    let inside = ChannelKey::generate(&mut OsRng);
+    let shared = ChannelKey::generate(&mut OsRng);
+    let shared_id = shared.id();
+    let mut s = two_domains(true, move |p| p.channels = vec![shared_id]);
+    for i in [0, 5] {
+        s.nodes[i].join_channel(inside.clone());
+        s.nodes[i].join_channel(shared.clone());
+    }
+    s.run(30_000);
+    s.nodes[0].publish(s.now, &mut OsRng, inside.id(), b"inside only").unwrap();
+    s.nodes[0].publish(s.now, &mut OsRng, shared.id(), b"for both communities").unwrap();
+    s.run(5_000);
+    let got: Vec<Vec<u8>> = s.channel[5].iter().map(|d| d.body.clone()).collect();
+    assert_eq!(got, vec![b"for both communities".to_vec()]);
+    assert!(s.nodes[3].store().iter().all(|(_, e)| e.env.dest().id != inside.id()), "GB never saw it");
+    // GB re-injects an envelope from ffa back into ffa: GA refuses it.
+    let a1_env = s.nodes[2]
+        .store()
+        .iter()
+        .find(|(_, e)| e.env.origin_id() == s.id(0))
+        .map(|(_, e)| e.env.bytes().to_vec())
+        .unwrap();
+    let ga = s.id(2);
+    assert!(s.nodes[3].send_raw_envelope(ga, &a1_env));
+    s.run(1_000);
+    assert_eq!(s.nodes[2].federation_links()[0].counters.refused_spoofed, 1);
 }
