@@ -25,6 +25,7 @@ commands:
   peers                                     links, configured and discovered peers
   routes                                    destinations, next hops, hop counts
   graph                                     known topology as Graphviz DOT
+  federation                                federation peers, state, traffic, quota drops
   send TO [TEXT...]                         send a message (TEXT or stdin)
       [--ttl SECS] [--hops N]               TO is a node id or a unique name
   inbox [list | read ID | delete ID]        messages delivered to this node
@@ -169,6 +170,7 @@ pub fn run(cli: &Cli) -> Result<String, String> {
         "peers" => json!({"cmd": "peers"}),
         "routes" => json!({"cmd": "routes"}),
         "graph" => json!({"cmd": "graph"}),
+        "federation" => json!({"cmd": "federation"}),
         "store" if words.first().map(String::as_str) == Some("list") => json!({"cmd": "store", "action": "list"}),
         "store" => json!({"cmd": "store"}),
         "reload" => json!({"cmd": "reload"}),
@@ -362,6 +364,31 @@ fn human(cmd: &str, words: &[String], v: &Value) -> String {
             table(&["destination", "name", "next hop", "hops", "age"], &rows)
         }
         "graph" => v["dot"].as_str().unwrap_or("").trim_end().to_string(),
+        "federation" => {
+            let rows: Vec<Vec<String>> = v["federation"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|f| {
+                            vec![
+                                s(f, "domain"),
+                                s(f, "address"),
+                                s(f, "state"),
+                                s(f, "last_handshake_secs"),
+                                format!("{}/{}", s(f, "envelopes_in"), s(f, "envelopes_out")),
+                                s(f, "quota_drops"),
+                                format!(
+                                    "{}",
+                                    f["refused_class"].as_u64().unwrap_or(0)
+                                        + f["refused_spoofed"].as_u64().unwrap_or(0)
+                                ),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            table(&["domain", "address", "state", "handshake age s", "in/out", "quota drops", "refused"], &rows)
+        }
         "send" => format!(
             "queued {} to {}{}",
             s(v, "id"),

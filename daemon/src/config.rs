@@ -28,6 +28,18 @@ pub struct PeerEntry {
     pub line: usize,
 }
 
+/// A federation peer from a `config federation` section.
+#[derive(Debug, Clone)]
+pub struct FederationEntry {
+    pub address: String,
+    pub key: [u8; 32],
+    /// The policy; its channel ids are filled in from `channels` at start.
+    pub policy: meshpost_proto::federation::Policy,
+    /// Channel names or 32-hex channel ids that may cross.
+    pub channels: Vec<String>,
+    pub line: usize,
+}
+
 /// A channel from a `config channel` section.
 #[derive(Clone)]
 pub struct ChannelEntry {
@@ -67,6 +79,7 @@ pub struct Settings {
     /// Interfaces to discover neighbours on with mDNS.
     pub interfaces: Vec<String>,
     pub channels: Vec<ChannelEntry>,
+    pub federation: Vec<FederationEntry>,
     /// Messages kept per channel, and for how long (seconds).
     pub channel_history: usize,
     pub channel_history_age: u64,
@@ -127,6 +140,7 @@ impl Settings {
             peers: Vec::new(),
             interfaces: Vec::new(),
             channels: Vec::new(),
+            federation: Vec::new(),
             channel_history: 100,
             channel_history_age: 24 * 3600,
             mdns_interval_ms: 60_000,
@@ -188,6 +202,7 @@ impl Settings {
                 "meshpost" => self.apply_main(fname, sec)?,
                 "peer" => self.apply_peer(fname, sec)?,
                 "channel" => self.apply_channel(fname, sec)?,
+                "federation" => self.apply_federation(fname, sec)?,
                 other => self.warnings.push(format!("{fname}:{}: unknown section type '{other}' ignored", sec.line)),
             }
         }
@@ -325,6 +340,62 @@ impl Settings {
 }
 
 impl Settings {
+    fn apply_federation(&mut self, fname: &str, sec: &uci::Section) -> Result<(), ConfigError> {
+        let err = |line: usize, option: &str, reason: String| ConfigError {
+            file: fname.into(),
+            line,
+            option: option.into(),
+            reason,
+        };
+        let domain = sec
+            .get("domain")
+            .ok_or_else(|| err(sec.line, "domain", "every 'config federation' needs the remote domain".into()))?;
+        let d = domain.value.as_str();
+        if d.is_empty() || d.len() > 32 || !d.bytes().all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.')) {
+            return Err(err(domain.line, "domain", "must be 1-32 characters of a-z 0-9 - .".into()));
+        }
+        if d == self.node.domain {
+            return Err(err(domain.line, "domain", "is this node's own domain; federation links other domains".into()));
+        }
+        let address = sec
+            .get("address")
+            .ok_or_else(|| err(sec.line, "address", "every 'config federation' needs an address".into()))?;
+        if split_host_port(&address.value).is_none() {
+            return Err(err(address.line, "address", format!("'{}' is not host:port or [ipv6]:port", address.value)));
+        }
+        let key = sec.get("key").ok_or_else(|| {
+            err(sec.line, "key", "federation peers must be pinned: the remote gateway's public key".into())
+        })?;
+        let key_bytes = parse_key(&key.value)
+            .ok_or_else(|| err(key.line, "key", "must be the gateway's 64-hex-digit public key".into()))?;
+        let mut policy = meshpost_proto::federation::Policy::new(d);
+        let mut channels = Vec::new();
+        for o in &sec.options {
+            let bad = |reason: String| err(o.line, &o.name, reason);
+            let v = o.value.as_str();
+            match o.name.as_str() {
+                "domain" | "address" | "key" => {}
+                "in_rate" => policy.in_rate = parse_num(v, 1, 100_000).map_err(bad)? as u32,
+                "in_burst" => policy.in_burst = parse_num(v, 1, 1_000_000).map_err(bad)? as u32,
+                "in_bytes" => policy.in_bytes = parse_num(v, 1024, 1 << 30).map_err(bad)? as u32,
+                "out_rate" => policy.out_rate = parse_num(v, 1, 100_000).map_err(bad)? as u32,
+                "out_burst" => policy.out_burst = parse_num(v, 1, 1_000_000).map_err(bad)? as u32,
+                "store_share" => policy.store_share = parse_num(v, 65_536, 1 << 30).map_err(bad)? as usize,
+                "direct" => policy.direct = parse_bool(v).map_err(bad)?,
+                "channel" if o.is_list => channels.push(v.to_string()),
+                other => self.warnings.push(format!("{fname}:{}: unknown federation option '{other}' ignored", o.line)),
+            }
+        }
+        self.federation.push(FederationEntry {
+            address: address.value.clone(),
+            key: key_bytes,
+            policy,
+            channels,
+            line: sec.line,
+        });
+        Ok(())
+    }
+
     fn apply_channel(&mut self, fname: &str, sec: &uci::Section) -> Result<(), ConfigError> {
         let err = |line: usize, option: &str, reason: &str| ConfigError {
             file: fname.into(),

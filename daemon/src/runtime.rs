@@ -49,14 +49,33 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Resolves configured peers; names that do not resolve are skipped with a
-/// warning so that a DNS outage does not stop the daemon.
-pub fn resolve_peers(settings: &Settings) -> Vec<PeerSpec> {
+/// Resolves configured peers and federation peers; names that do not
+/// resolve are skipped with a warning so that a DNS outage does not stop
+/// the daemon. Federated channel names are looked up in `channel_ids`.
+pub fn resolve_peers(settings: &Settings, channel_ids: &[(String, [u8; 16])]) -> Vec<PeerSpec> {
     let mut out = Vec::new();
     for p in &settings.peers {
         match resolve(&p.address) {
             Ok(addr) => out.push(PeerSpec { addr, pin: p.key, federation: None }),
             Err(e) => warn!("peer {} (config line {}): {e}; skipped until reload", p.address, p.line),
+        }
+    }
+    for f in &settings.federation {
+        let mut policy = f.policy.clone();
+        for c in &f.channels {
+            let id = meshpost_proto::crypto::from_hex::<16>(c)
+                .or_else(|| channel_ids.iter().find(|(n, _)| n == c).map(|(_, id)| *id));
+            match id {
+                Some(id) => policy.channels.push(id),
+                None => warn!(
+                    "federation {} (config line {}): no channel '{c}' here; it will not cross",
+                    f.policy.domain, f.line
+                ),
+            }
+        }
+        match resolve(&f.address) {
+            Ok(addr) => out.push(PeerSpec { addr, pin: Some(f.key), federation: Some(policy) }),
+            Err(e) => warn!("federation peer {} (config line {}): {e}; skipped until reload", f.address, f.line),
         }
     }
     out
@@ -208,7 +227,10 @@ impl Daemon {
         let (udp, udp_send, udp_v6) =
             bind_udp(settings.port).map_err(|e| format!("cannot bind UDP port {}: {e}", settings.port))?;
         let listener = bind_control(&settings.socket)?;
-        for p in resolve_peers(&settings) {
+        let mut names: Vec<(String, [u8; 16])> =
+            settings.channels.iter().map(|c| (c.name.clone(), c.key.id())).collect();
+        names.extend(state.channels().into_iter().map(|(n, k)| (n, k.id())));
+        for p in resolve_peers(&settings, &names) {
             node.add_peer(p, now);
         }
         let (events, _) = broadcast::channel(SUBSCRIBER_BUFFER);
@@ -577,7 +599,8 @@ impl Daemon {
         log::set_level(s.log_level);
         let now = now_ms();
         self.node.set_config(s.node.clone(), now);
-        let mut peers = resolve_peers(&s);
+        let names: Vec<(String, [u8; 16])> = self.channels.iter().map(|c| (c.name.clone(), c.id)).collect();
+        let mut peers = resolve_peers(&s, &names);
         peers.extend(self.extra_peers.iter().cloned());
         self.node.set_peers(&peers, now);
         self.inbox.set_max(s.inbox_max);
@@ -597,7 +620,20 @@ impl Daemon {
         Ok(())
     }
 
+    /// A recipient: a node id, or a unique announced name, either optionally
+    /// followed by `@domain`, which must be the domain the node announced.
     fn resolve_to(&self, to: &str) -> Result<NodeId, String> {
+        if let Some((who, domain)) = to.split_once('@') {
+            let id = self.resolve_to(who)?;
+            let announced = self.node.card(&id).map(|c| c.domain.clone());
+            return match announced {
+                Some(d) if d == domain || (domain == self.node.config().domain && d.is_empty()) => Ok(id),
+                Some(d) => Err(format!("{who} announced domain '{d}', not '{domain}'")),
+                None => {
+                    Err(format!("no keys known for {who}@{domain} yet: its gateway has not passed on its announce"))
+                }
+            };
+        }
         if let Some(id) = NodeId::parse(to) {
             return Ok(id);
         }
@@ -634,6 +670,7 @@ impl Daemon {
                 json!({"ok": true, "routes": routes})
             }
             "graph" => json!({"ok": true, "dot": self.graph()}),
+            "federation" => self.federation(now),
             "send" => self.send(&req, now),
             "inbox" => match arg("action").unwrap_or("list") {
                 "list" => json!({"ok": true, "messages": self.inbox.list()}),
@@ -702,7 +739,8 @@ impl Daemon {
             "store": {"envelopes": self.node.store().len(), "bytes": self.node.store().bytes()},
             "inbox": {"messages": self.inbox.len(), "unread": self.inbox.unread()},
             "known_nodes": self.node.cards().count(), "routes": self.node.routes().len(),
-            "interfaces": self.discovery.active(), "channels": self.channels.len()})
+            "interfaces": self.discovery.active(), "channels": self.channels.len(),
+            "federation_links": self.node.federation_links().len()})
     }
 
     /// The known topology as Graphviz DOT, from our links and the
@@ -739,6 +777,27 @@ impl Daemon {
         }
         out.push_str("}\n");
         out
+    }
+
+    /// Federation peers: configured, with their state and traffic.
+    fn federation(&self, now: u64) -> Value {
+        let links = self.node.federation_links();
+        let list: Vec<Value> = self
+            .settings
+            .federation
+            .iter()
+            .map(|f| {
+                let node = NodeId::from_public_key(&f.key);
+                let l = links.iter().find(|l| l.node == node);
+                let c = l.map(|l| l.counters.clone()).unwrap_or_default();
+                json!({"domain": f.policy.domain, "address": f.address, "node": node.to_string(),
+                    "state": if l.is_some() { "up" } else { "connecting" },
+                    "last_handshake_secs": l.map(|l| now.saturating_sub(l.established_ms) / 1000),
+                    "envelopes_in": c.envelopes_in, "bytes_in": c.bytes_in, "envelopes_out": c.envelopes_out,
+                    "quota_drops": c.quota_drops, "refused_class": c.refused_class, "refused_spoofed": c.refused_spoofed})
+            })
+            .collect();
+        json!({"ok": true, "federation": list})
     }
 
     fn peers(&self, now: u64) -> Value {
@@ -863,6 +922,18 @@ impl Daemon {
         for (name, help, v) in gauges {
             let _ = writeln!(s, "# HELP meshpost_{name} {help}\n# TYPE meshpost_{name} gauge\nmeshpost_{name} {v}");
         }
+        let fed = self.node.federation_links().into_iter().fold(
+            meshpost_proto::federation::Counters::default(),
+            |mut a, l| {
+                a.envelopes_in += l.counters.envelopes_in;
+                a.bytes_in += l.counters.bytes_in;
+                a.envelopes_out += l.counters.envelopes_out;
+                a.quota_drops += l.counters.quota_drops;
+                a.refused_class += l.counters.refused_class;
+                a.refused_spoofed += l.counters.refused_spoofed;
+                a
+            },
+        );
         let counters = [
             (
                 "control_refused_access",
@@ -882,6 +953,15 @@ impl Daemon {
             ("udp_send_errors", "datagrams the socket refused", self.send_errors),
             ("persist_errors", "failed writes to the state directory", self.persist_errors),
             ("log_dropped", "log lines syslog did not accept", log::dropped()),
+            ("federation_envelopes_in", "envelopes accepted from federation peers", fed.envelopes_in),
+            ("federation_bytes_in", "bytes accepted from federation peers", fed.bytes_in),
+            ("federation_envelopes_out", "envelopes sent to federation peers", fed.envelopes_out),
+            ("federation_quota_drops", "envelopes from federation peers over their quota", fed.quota_drops),
+            (
+                "federation_refused",
+                "envelopes from federation peers refused by class or as spoofed",
+                fed.refused_class + fed.refused_spoofed,
+            ),
             ("mdns_sent", "mDNS packets sent", self.discovery.stats.sent),
             ("mdns_received", "mDNS packets received", self.discovery.stats.received),
             ("mdns_malformed", "mDNS packets that did not parse", self.discovery.stats.malformed),
