@@ -1442,6 +1442,26 @@ impl Node {
             self.metrics.envelopes_invalid += 1;
             return;
         };
+        // Only federation links join two communities: a neighbour of another
+        // domain on a plain mesh link is dropped, so its announces do not
+        // flood ours.
+        let federated = self.links.get(&link).is_some_and(|l| l.fed.is_some());
+        if origin == link
+            && !federated
+            && !card.domain.is_empty()
+            && !self.cfg.domain.is_empty()
+            && card.domain != self.cfg.domain
+        {
+            self.metrics.peers_refused += 1;
+            let addr = self.links.get(&link).map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |l| l.addr);
+            let reason = format!(
+                "announces domain '{}', not ours ('{}'): other communities link only as configured federation peers",
+                card.domain, self.cfg.domain
+            );
+            self.emit(Event::PeerRefused { addr, node: Some(link), reason });
+            self.drop_link(link, "neighbour of another domain on a mesh link");
+            return;
+        }
         // Every copy teaches a route, also duplicates over other paths.
         let hops = env.max_hops().saturating_sub(env.hops_left()).saturating_add(1);
         self.routes.learn(origin, link, hops, card.seq, now_ms);

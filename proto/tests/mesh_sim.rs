@@ -484,3 +484,16 @@ fn only_federated_channels_cross_and_spoofed_reinjection_is_refused() {
     s.run(1_000);
     assert_eq!(s.nodes[2].federation_links()[0].counters.refused_spoofed, 1);
 }
+
+#[test]
+fn a_node_of_another_domain_cannot_join_as_a_plain_mesh_neighbour() {
+    // GA and GB reach each other but neither has a federation section.
+    let mut s = Sim::new(2, &[(0, 1)]);
+    for (i, d) in [(0, "ffa"), (1, "ffb")] {
+        let c = Config { domain: d.into(), ..s.nodes[i].config().clone() };
+        s.nodes[i].set_config(c, s.now);
+    }
+    s.run(10_000);
+    assert!(s.nodes[0].metrics().peers_refused > 0);
+    assert!(s.nodes[0].card(&s.id(1)).is_none(), "its keys were not learned");
+}
