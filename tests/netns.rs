@@ -807,3 +807,245 @@ fn a_member_joining_after_a_partition_heals_receives_the_history() {
     texts.sort();
     assert_eq!(texts, ["while cut 0", "while cut 1", "while cut 2"]);
 }
+
+// ---- federation: two meshes and an "internet" ----------------------------
+
+/// Domain ffa: A1 - A2 - GA; domain ffb: GB - B2 - B1, each a line of veth
+/// pairs with mDNS discovery. GA and GB reach each other only through a
+/// router namespace "inet" (routed IPv4 and IPv6, no multicast), with 50 ms
+/// delay each way on GA's leg. Returns nodes in the order A1 A2 GA GB B2 B1.
+struct TwoMeshes {
+    _serial: std::sync::MutexGuard<'static, ()>,
+    _t: TempDir,
+    net: Net,
+    nodes: Vec<Node>,
+    _delay: Option<LossyLink>,
+}
+
+fn two_meshes(test: &str, tag: &str, ga_pins_gb: bool, fed_extra: &str, v6: bool) -> Option<TwoMeshes> {
+    if !need_root(test) {
+        return None;
+    }
+    let serial = lock();
+    let t = TempDir::new(tag);
+    let mut net = Net::new(tag);
+    let names = ["a1", "a2", "ga", "gb", "b2", "b1"];
+    let spaces: Vec<String> = names.iter().map(|n| net.ns(n)).collect();
+    let inet = net.ns("inet");
+    for (a, b) in [(0, 1), (1, 2), (3, 4), (4, 5)] {
+        net.veth(&spaces[a], &format!("to{}", names[b]), &spaces[b], &format!("to{}", names[a]), None);
+    }
+    // GA's leg to the router carries 50 ms of delay (netem if the kernel has
+    // it, else the TAP emulator); GB's leg is a plain veth.
+    net.veth(&spaces[0], "probe", &spaces[1], "probe", None);
+    let netem = has_netem(&spaces[0], "probe");
+    ip(&["-n", &spaces[0], "link", "del", "probe"]);
+    let delay = if netem {
+        net.veth(&spaces[2], "wan", &inet, "ga", None);
+        ip(&["netns", "exec", &spaces[2], "tc", "qdisc", "add", "dev", "wan", "root", "netem", "delay", "50ms"]);
+        ip(&["netns", "exec", &inet, "tc", "qdisc", "add", "dev", "ga", "root", "netem", "delay", "50ms"]);
+        None
+    } else {
+        Some(lossy_link(&net, &spaces[2], "wan", &inet, "ga", 0.0, Duration::from_millis(50)))
+    };
+    net.veth(&spaces[3], "wan", &inet, "gb", None);
+    for (ns, dev, v4, v6a) in [
+        (&spaces[2], "wan", "198.18.1.2/24", "fd00:1::2/64"),
+        (&inet, "ga", "198.18.1.1/24", "fd00:1::1/64"),
+        (&spaces[3], "wan", "198.18.2.2/24", "fd00:2::2/64"),
+        (&inet, "gb", "198.18.2.1/24", "fd00:2::1/64"),
+    ] {
+        ip(&["-n", ns, "addr", "add", v4, "dev", dev]);
+        ip(&["-n", ns, "addr", "add", v6a, "dev", dev, "nodad"]);
+    }
+    for cmd in [["-w", "net.ipv4.ip_forward=1"], ["-w", "net.ipv6.conf.all.forwarding=1"]] {
+        let ok = Command::new("ip").args(["netns", "exec", &inet, "sysctl", "-q"]).args(cmd).output().unwrap();
+        assert!(ok.status.success());
+    }
+    ip(&["-n", &spaces[2], "route", "add", "198.18.2.0/24", "via", "198.18.1.1"]);
+    ip(&["-n", &spaces[3], "route", "add", "198.18.1.0/24", "via", "198.18.2.1"]);
+    ip(&["-n", &spaces[2], "-6", "route", "add", "fd00:2::/64", "via", "fd00:1::1"]);
+    ip(&["-n", &spaces[3], "-6", "route", "add", "fd00:1::/64", "via", "fd00:2::1"]);
+    let mut nodes: Vec<Node> = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let mut ifaces = Vec::new();
+        let same_side = |j: usize| (i < 3) == (j < 3);
+        if i > 0 && same_side(i - 1) {
+            ifaces.push(format!("to{}", names[i - 1]));
+        }
+        if i < 5 && same_side(i + 1) {
+            ifaces.push(format!("to{}", names[i + 1]));
+        }
+        let refs: Vec<&str> = ifaces.iter().map(String::as_str).collect();
+        let mut node = mesh_node(&t, &spaces[i], n, &refs);
+        node.extra.push_str(&format!("\toption domain '{}'\n", if i < 3 { "ffa" } else { "ffb" }));
+        nodes.push(node);
+    }
+    let wrong = Node::new(&t.0, "wrong").key();
+    let (ga_key, gb_key) = (nodes[2].key(), nodes[3].key());
+    let (ga_addr, gb_addr) =
+        if v6 { ("[fd00:1::2]:4849", "[fd00:2::2]:4849") } else { ("198.18.1.2:4849", "198.18.2.2:4849") };
+    let pin = if ga_pins_gb { gb_key } else { wrong };
+    nodes[2].extra.push_str(&format!(
+        "config federation\n\toption domain 'ffb'\n\toption address '{gb_addr}'\n\toption key '{pin}'\n{fed_extra}"
+    ));
+    nodes[3].extra.push_str(&format!(
+        "config federation\n\toption domain 'ffa'\n\toption address '{ga_addr}'\n\toption key '{ga_key}'\n{fed_extra}"
+    ));
+    for n in &mut nodes {
+        n.start();
+    }
+    Some(TwoMeshes { _serial: serial, _t: t, net, nodes, _delay: delay })
+}
+
+fn fed_state(n: &Node) -> String {
+    n.request(json!({"cmd": "federation"}))["federation"][0]["state"].as_str().unwrap_or("").to_string()
+}
+
+fn send_when_keys_known(n: &Node, to: &str, text: &str, secs: u64) -> bool {
+    wait_until(secs, || n.request(json!({"cmd": "send", "to": to, "text": text}))["ok"] == true)
+}
+
+#[test]
+fn two_communities_exchange_messages_over_a_routed_delayed_path_and_wait_out_an_outage() {
+    let Some(m) = two_meshes(
+        "two_communities_exchange_messages_over_a_routed_delayed_path_and_wait_out_an_outage",
+        "f",
+        true,
+        "",
+        false,
+    ) else {
+        return;
+    };
+    let n = &m.nodes;
+    let a1 = n[0].node_id();
+    assert!(wait_until(60, || fed_state(&n[2]) == "up"), "GA log:\n{}", n[2].log());
+    assert!(send_when_keys_known(&n[0], "b1@ffb", "moin ffb", 60), "A1 never learned B1's keys");
+    assert!(wait_until(30, || n[5].inbox().len() == 1), "GA:\n{}", n[2].log());
+    assert_eq!(n[5].inbox()[0]["from"], a1.as_str());
+    assert!(send_when_keys_known(&n[5], &format!("{a1}@ffa"), "moin ffa", 60));
+    assert!(wait_until(30, || n[0].inbox().len() == 1));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(n[5].inbox().len(), 1, "exactly once");
+    assert_eq!(n[0].inbox().len(), 1, "exactly once");
+    // No multicast crossed: each gateway discovered only its own side.
+    for (gw, other) in [(2, 3), (3, 2)] {
+        let d = n[gw].request(json!({"cmd": "peers"}))["discovered"].clone();
+        assert!(!d.to_string().contains(&n[other].node_id()), "gateway {gw} discovered the other side");
+    }
+
+    // The internet link goes down; 50 messages wait; all arrive once after.
+    let ga_ns = format!("{}-ga", m.net.prefix);
+    ip(&["-n", &ga_ns, "link", "set", "wan", "down"]);
+    assert!(wait_until(30, || fed_state(&n[2]) != "up"));
+    let mut sent = std::collections::BTreeSet::new();
+    for i in 0..50 {
+        let text = format!("during the outage {i}");
+        send(&n[0], &n[5].node_id(), &text, None);
+        sent.insert(text);
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(n[5].inbox().len(), 1, "nothing crossed while the link was down");
+    ip(&["-n", &ga_ns, "link", "set", "wan", "up"]);
+    ip(&["-n", &ga_ns, "route", "replace", "198.18.2.0/24", "via", "198.18.1.1"]);
+    assert!(wait_until(90, || n[5].inbox().len() >= 51), "B1 got {}", n[5].inbox().len() - 1);
+    std::thread::sleep(Duration::from_secs(3));
+    let got: std::collections::BTreeSet<String> =
+        n[5].inbox().iter().skip(1).map(|m| m["text"].as_str().unwrap().to_string()).collect();
+    assert_eq!(n[5].inbox().len(), 51, "exactly once");
+    assert_eq!(got, sent);
+}
+
+#[test]
+fn federation_works_over_ipv6_too() {
+    let Some(m) = two_meshes("federation_works_over_ipv6_too", "6", true, "", true) else {
+        return;
+    };
+    let n = &m.nodes;
+    assert!(wait_until(60, || fed_state(&n[2]) == "up"), "GA log:\n{}", n[2].log());
+    let addr = n[2].request(json!({"cmd": "federation"}))["federation"][0]["address"].as_str().unwrap().to_string();
+    assert!(addr.starts_with("[fd00:2::2]"), "{addr}");
+    assert!(send_when_keys_known(&n[0], "b1@ffb", "over ipv6", 60));
+    assert!(wait_until(30, || n[5].inbox().len() == 1));
+}
+
+#[test]
+fn a_gateway_with_a_wrong_pin_gets_no_link_and_nothing_crosses() {
+    let Some(m) = two_meshes("a_gateway_with_a_wrong_pin_gets_no_link_and_nothing_crosses", "w", false, "", false)
+    else {
+        return;
+    };
+    let n = &m.nodes;
+    std::thread::sleep(Duration::from_secs(15));
+    assert_eq!(fed_state(&n[2]), "connecting");
+    assert!(n[2].log().contains("pinned"), "{}", n[2].log());
+    let v = n[0].request(json!({"cmd": "send", "to": "b1@ffb", "text": "x"}));
+    assert_eq!(v["ok"], false, "no keys crossed: {v}");
+    assert_eq!(n[3].metric("federation_envelopes_in_total"), 0);
+}
+
+#[test]
+fn a_flood_over_quota_is_cut_and_only_federated_channels_cross() {
+    let Some(m) = two_meshes(
+        "a_flood_over_quota_is_cut_and_only_federated_channels_cross",
+        "q",
+        true,
+        "\toption in_rate '5'\n\toption in_burst '20'\n\tlist channel 'shared'\n",
+        false,
+    ) else {
+        return;
+    };
+    let n = &m.nodes;
+    assert!(wait_until(60, || fed_state(&n[2]) == "up"));
+    let a1 = n[0].node_id();
+    assert!(send_when_keys_known(&n[5], &format!("{a1}@ffa"), "first", 60));
+    // Channels: "inside" is not federated, "shared" is (by name on both gateways).
+    let inside = create(&n[0], "inside");
+    let shared = create(&n[0], "shared");
+    for i in [1, 2, 3, 5] {
+        join(&n[i], "inside", &inside);
+        join(&n[i], "shared", &shared);
+    }
+    // Restart the gateways so the federated channel name resolves to its id.
+    let mut nodes = m.nodes;
+    for i in [2, 3] {
+        nodes[i].stop();
+        nodes[i].start();
+    }
+    let n = &nodes;
+    assert!(wait_until(60, || fed_state(&n[2]) == "up"));
+    let b_inside = collect(&n[5], "inside", 1, 20);
+    let b_shared = collect(&n[5], "shared", 1, 20);
+    for ch in ["inside", "shared"] {
+        assert_eq!(
+            n[0].request(json!({"cmd": "publish", "channel": ch, "text": format!("{ch} from ffa")}))["ok"],
+            true
+        );
+    }
+    assert_eq!(b_shared.join().unwrap(), ["shared from ffa"]);
+    assert!(b_inside.join().unwrap().is_empty(), "a non-federated channel stayed in ffa");
+
+    // B1 floods A1 far above GA's inbound quota; A1 -> A2 keeps flowing.
+    let flood = std::thread::spawn({
+        let sock = n[5].sock.clone();
+        let a1 = a1.clone();
+        move || {
+            use std::io::{BufRead, BufReader, Write};
+            let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            for i in 0..300 {
+                writeln!(s, "{}", json!({"cmd": "send", "to": format!("{a1}@ffa"), "text": format!("flood {i}")}))
+                    .unwrap();
+                line.clear();
+                r.read_line(&mut line).unwrap();
+            }
+        }
+    });
+    for i in 0..10 {
+        send(&n[0], &n[1].node_id(), &format!("local {i}"), None);
+    }
+    assert!(wait_until(20, || n[1].inbox().len() == 10), "local traffic stalled during the flood");
+    flood.join().unwrap();
+    assert!(wait_until(20, || n[2].metric("federation_quota_drops_total") > 0), "GA never cut the flood");
+}
