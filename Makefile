@@ -43,6 +43,8 @@ tools:
 lint: tools
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	@# The fuzz crate is outside the workspace: check that it still builds.
+	$(CARGO) check --quiet --manifest-path fuzz/Cargo.toml
 
 unit:
 	$(CARGO) test --workspace

@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let mut now = 1_800_000_000_000u64;
     let mut node = Node::new(Identity::from_seed(&[3; 32]), Config::default(), now);
     let peer = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4849);
-    node.add_peer(PeerSpec { addr: peer, pin: None }, now);
+    node.add_peer(PeerSpec { addr: peer, pin: None, federation: None }, now);
     let mut rest = data;
     while let Some((&len, tail)) = rest.split_first() {
         if len == 0xff {
