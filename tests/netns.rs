@@ -201,22 +201,67 @@ fn line(net: &mut Net, t: &TempDir) -> Vec<Node> {
         let (l, r) = (names[i], names[i + 1]);
         net.veth(&spaces[i], &format!("to{r}"), &spaces[i + 1], &format!("to{l}"), Some((i as u8 + 1, 0)));
     }
-    let mut nodes = Vec::new();
-    for (i, n) in names.iter().enumerate() {
-        let mut ifaces = Vec::new();
-        if i > 0 {
-            ifaces.push(format!("to{}", names[i - 1]));
-        }
-        if i < 4 {
-            ifaces.push(format!("to{}", names[i + 1]));
-        }
-        let refs: Vec<&str> = ifaces.iter().map(String::as_str).collect();
-        nodes.push(mesh_node(t, &spaces[i], n, &refs));
-    }
+    let mut nodes = line_nodes(t, &spaces, &names, "");
     for n in &mut nodes {
         n.start();
     }
     nodes
+}
+
+/// Nodes (not started) for namespaces in a line: each discovers on its
+/// interfaces `to<left>` and `to<right>`, and gets `extra` config.
+fn line_nodes(t: &TempDir, spaces: &[String], names: &[&str], extra: &str) -> Vec<Node> {
+    let last = names.len() - 1;
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut ifaces = Vec::new();
+            if i > 0 {
+                ifaces.push(format!("to{}", names[i - 1]));
+            }
+            if i < last {
+                ifaces.push(format!("to{}", names[i + 1]));
+            }
+            let refs: Vec<&str> = ifaces.iter().map(String::as_str).collect();
+            let mut node = mesh_node(t, &spaces[i], n, &refs);
+            node.extra.push_str(extra);
+            node
+        })
+        .collect()
+}
+
+/// A link from `a` to `b` with `loss` (0..1) and `delay` each way: tc netem
+/// on a veth pair where the kernel has it, else the TAP link emulator, which
+/// the caller must keep alive.
+fn impaired_link(net: &Net, a: &str, a_if: &str, b: &str, b_if: &str, loss: f64, delay: Duration) -> Option<LossyLink> {
+    if netem_available(net, a, b) {
+        net.veth(a, a_if, b, b_if, None);
+        let (loss_pct, ms) = (format!("{}%", loss * 100.0), format!("{}ms", delay.as_millis()));
+        for (ns, dev) in [(a, a_if), (b, b_if)] {
+            ip(&[
+                "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "netem", "loss", &loss_pct, "delay", &ms,
+            ]);
+        }
+        None
+    } else {
+        Some(lossy_link(net, a, a_if, b, b_if, loss, delay))
+    }
+}
+
+/// Whether this kernel has tc netem, probed once on a scratch veth pair.
+fn netem_available(net: &Net, a: &str, b: &str) -> bool {
+    static NETEM: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *NETEM.get_or_init(|| {
+        net.veth(a, "probe", b, "probe", None);
+        let ok = has_netem(a, "probe");
+        ip(&["-n", a, "link", "del", "probe"]);
+        eprintln!(
+            "impaired links via {}",
+            if ok { "tc netem" } else { "the TAP link emulator (no netem in this kernel)" }
+        );
+        ok
+    })
 }
 
 fn all_routes_learned(nodes: &[Node], ids: &[String]) -> bool {
@@ -400,43 +445,14 @@ fn two_hundred_messages_cross_lossy_delayed_links() {
     let mut net = Net::new("y");
     let names = ["a", "b", "c", "d", "e"];
     let spaces: Vec<String> = names.iter().map(|n| net.ns(n)).collect();
-    // Probe for tc netem once; without it every link goes through the TAP
-    // emulator with the same loss and delay.
-    net.veth(&spaces[0], "probe", &spaces[1], "probe", None);
-    let netem = has_netem(&spaces[0], "probe");
-    ip(&["-n", &spaces[0], "link", "del", "probe"]);
     let mut emulators = Vec::new();
     for i in 0..4 {
         let (l, r) = (names[i], names[i + 1]);
         let (a_if, b_if) = (format!("to{r}"), format!("to{l}"));
-        if netem {
-            net.veth(&spaces[i], &a_if, &spaces[i + 1], &b_if, None);
-            for (ns, dev) in [(&spaces[i], &a_if), (&spaces[i + 1], &b_if)] {
-                ip(&[
-                    "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "netem", "loss", "20%", "delay",
-                    "50ms",
-                ]);
-            }
-        } else {
-            emulators.push(lossy_link(&net, &spaces[i], &a_if, &spaces[i + 1], &b_if, 0.2, Duration::from_millis(50)));
-        }
+        emulators.extend(impaired_link(&net, &spaces[i], &a_if, &spaces[i + 1], &b_if, 0.2, Duration::from_millis(50)));
     }
-    eprintln!("lossy links via {}", if netem { "tc netem" } else { "the TAP link emulator (no netem in this kernel)" });
-    let mut nodes = Vec::new();
-    for (i, n) in names.iter().enumerate() {
-        let mut ifaces = Vec::new();
-        if i > 0 {
-            ifaces.push(format!("to{}", names[i - 1]));
-        }
-        if i < 4 {
-            ifaces.push(format!("to{}", names[i + 1]));
-        }
-        let refs: Vec<&str> = ifaces.iter().map(String::as_str).collect();
-        let mut node = mesh_node(&t, &spaces[i], n, &refs);
-        // Lossy links need more patience before a link is declared dead.
-        node.extra.push_str("\toption dead_after '10'\n");
-        nodes.push(node);
-    }
+    // Lossy links need more patience before a link is declared dead.
+    let mut nodes = line_nodes(&t, &spaces, &names, "\toption dead_after '10'\n");
     for n in &mut nodes {
         n.start();
     }
@@ -835,19 +851,8 @@ fn two_meshes(test: &str, tag: &str, ga_pins_gb: bool, fed_extra: &str, v6: bool
     for (a, b) in [(0, 1), (1, 2), (3, 4), (4, 5)] {
         net.veth(&spaces[a], &format!("to{}", names[b]), &spaces[b], &format!("to{}", names[a]), None);
     }
-    // GA's leg to the router carries 50 ms of delay (netem if the kernel has
-    // it, else the TAP emulator); GB's leg is a plain veth.
-    net.veth(&spaces[0], "probe", &spaces[1], "probe", None);
-    let netem = has_netem(&spaces[0], "probe");
-    ip(&["-n", &spaces[0], "link", "del", "probe"]);
-    let delay = if netem {
-        net.veth(&spaces[2], "wan", &inet, "ga", None);
-        ip(&["netns", "exec", &spaces[2], "tc", "qdisc", "add", "dev", "wan", "root", "netem", "delay", "50ms"]);
-        ip(&["netns", "exec", &inet, "tc", "qdisc", "add", "dev", "ga", "root", "netem", "delay", "50ms"]);
-        None
-    } else {
-        Some(lossy_link(&net, &spaces[2], "wan", &inet, "ga", 0.0, Duration::from_millis(50)))
-    };
+    // GA's leg to the router carries 50 ms of delay each way.
+    let delay = impaired_link(&net, &spaces[2], "wan", &inet, "ga", 0.0, Duration::from_millis(50));
     net.veth(&spaces[3], "wan", &inet, "gb", None);
     for (ns, dev, v4, v6a) in [
         (&spaces[2], "wan", "198.18.1.2/24", "fd00:1::2/64"),
