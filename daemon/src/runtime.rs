@@ -231,7 +231,9 @@ impl Daemon {
             settings.channels.iter().map(|c| (c.name.clone(), c.key.id())).collect();
         names.extend(state.channels().into_iter().map(|(n, k)| (n, k.id())));
         for p in resolve_peers(&settings, &names) {
-            node.add_peer(p, now);
+            if !node.add_peer(p.clone(), now) {
+                warn!("peer {} not used: at most {} peers", p.addr, meshpost_proto::node::MAX_STATIC_PEERS);
+            }
         }
         let (events, _) = broadcast::channel(SUBSCRIBER_BUFFER);
         let policy = Arc::new(Mutex::new(policy_of(&settings)));
@@ -880,9 +882,14 @@ impl Daemon {
                     },
                 };
                 let spec = PeerSpec { addr, pin, federation: None };
+                if !self.node.add_peer(spec.clone(), now) {
+                    return error(format!(
+                        "at most {} peers; remove one first",
+                        meshpost_proto::node::MAX_STATIC_PEERS
+                    ));
+                }
                 self.extra_peers.retain(|p| p.addr != addr);
-                self.extra_peers.push(spec.clone());
-                self.node.add_peer(spec, now);
+                self.extra_peers.push(spec);
                 info!("peer {addr} added at runtime");
                 json!({"ok": true, "added": addr.to_string()})
             }

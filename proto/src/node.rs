@@ -503,6 +503,8 @@ pub struct Node {
 const ANNOUNCE_TTL: u32 = 24 * 3600;
 /// Most delivered ids waiting to be acknowledged.
 const MAX_PENDING_ACKS: usize = 4096;
+/// Most static and federation peers a node keeps.
+pub const MAX_STATIC_PEERS: usize = 256;
 /// Soonest re-announce after a link change (debounce).
 const ANNOUNCE_SOON_MS: u64 = 1_000;
 
@@ -642,15 +644,20 @@ impl Node {
     // ---- configuration of peers -------------------------------------------
 
     /// Adds (or updates the pin of) a static peer.
-    pub fn add_peer(&mut self, spec: PeerSpec, now_ms: u64) {
+    /// Returns false if [`MAX_STATIC_PEERS`] are configured already.
+    pub fn add_peer(&mut self, spec: PeerSpec, now_ms: u64) -> bool {
         if let Some(p) = self.peers.iter_mut().find(|p| p.spec.addr == spec.addr) {
             if p.spec.pin != spec.pin {
                 p.spec.pin = spec.pin;
                 p.next_attempt = now_ms;
             }
-            return;
+            return true;
+        }
+        if self.peers.len() >= MAX_STATIC_PEERS {
+            return false;
         }
         self.peers.push(StaticPeer { spec, linked: None, next_attempt: now_ms, backoff: self.cfg.retry_min_ms });
+        true
     }
 
     /// Removes a static peer and closes its link.
@@ -674,7 +681,13 @@ impl Node {
             self.remove_peer(addr);
         }
         for s in specs {
-            self.add_peer(s.clone(), now_ms);
+            if !self.add_peer(s.clone(), now_ms) {
+                self.emit(Event::PeerRefused {
+                    addr: s.addr,
+                    node: None,
+                    reason: format!("more than {MAX_STATIC_PEERS} peers configured"),
+                });
+            }
         }
     }
 
@@ -1479,6 +1492,11 @@ impl Node {
         if self.announce_seen.len() >= self.cfg.max_cards * 2 {
             let cutoff = now_ms.saturating_sub(self.cfg.route_timeout_ms);
             self.announce_seen.retain(|_, t| *t >= cutoff);
+            // Still full of recent origins: forget the one heard longest ago.
+            while self.announce_seen.len() >= self.cfg.max_cards * 2 {
+                let Some(oldest) = self.announce_seen.iter().min_by_key(|(_, t)| **t).map(|(k, _)| *k) else { break };
+                self.announce_seen.remove(&oldest);
+            }
         }
         self.announce_seen.insert(origin, now_ms);
         self.metrics.announces_in += 1;
@@ -2246,6 +2264,20 @@ mod tests {
         p.run(1000, 100);
         assert_eq!(p.delivered_b.len(), 1);
         assert_eq!(p.events.iter().filter(|e| matches!(e, Event::LinkDown { .. })).count(), 0);
+    }
+
+    #[test]
+    fn static_peers_are_bounded() {
+        let mut p = Pair::new(None);
+        let mut kept = 0;
+        for i in 0..300u16 {
+            let spec = PeerSpec { addr: addr(1000 + i), pin: None, federation: None };
+            if p.a.add_peer(spec, T0) {
+                kept += 1;
+            }
+        }
+        assert_eq!(p.a.peers().len(), MAX_STATIC_PEERS);
+        assert_eq!(kept, MAX_STATIC_PEERS - 1, "one slot was taken by B");
     }
 
     #[test]
