@@ -792,6 +792,15 @@ fn channels_reach_every_subscriber_once_and_keyless_relays_only_carry_ciphertext
     assert_eq!(v["ok"], false);
     let c_store = nodes[2].request(json!({"cmd": "store", "action": "list"})).to_string();
     assert!(!c_store.contains("vorstand B"), "no plaintext on C");
+    // The real check: the envelopes C keeps on disk hold only ciphertext.
+    let mut files = 0;
+    for f in std::fs::read_dir(nodes[2].dir.join("store")).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        files += 1;
+        assert!(!bytes.windows(10).any(|w| w == b"vorstand B"), "plaintext in C's stored envelopes");
+        assert!(!bytes.windows(9).any(|w| w == b"notfall B"), "plaintext in C's stored envelopes");
+    }
+    assert!(files >= 10, "C stored the channel envelopes it relayed ({files})");
 }
 
 #[test]
