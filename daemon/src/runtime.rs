@@ -929,18 +929,10 @@ impl Daemon {
         for (name, help, v) in gauges {
             let _ = writeln!(s, "# HELP meshpost_{name} {help}\n# TYPE meshpost_{name} gauge\nmeshpost_{name} {v}");
         }
-        let fed = self.node.federation_links().into_iter().fold(
-            meshpost_proto::federation::Counters::default(),
-            |mut a, l| {
-                a.envelopes_in += l.counters.envelopes_in;
-                a.bytes_in += l.counters.bytes_in;
-                a.envelopes_out += l.counters.envelopes_out;
-                a.quota_drops += l.counters.quota_drops;
-                a.refused_class += l.counters.refused_class;
-                a.refused_spoofed += l.counters.refused_spoofed;
-                a
-            },
-        );
+        let mut fed = meshpost_proto::federation::Counters::default();
+        for l in self.node.federation_links() {
+            fed.add(&l.counters);
+        }
         let counters = [
             (
                 "control_refused_access",

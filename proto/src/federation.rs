@@ -58,6 +58,18 @@ pub struct Counters {
     pub refused_spoofed: u64,
 }
 
+impl Counters {
+    /// Adds another link's counters (for totals).
+    pub fn add(&mut self, o: &Counters) {
+        self.envelopes_in += o.envelopes_in;
+        self.bytes_in += o.bytes_in;
+        self.envelopes_out += o.envelopes_out;
+        self.quota_drops += o.quota_drops;
+        self.refused_class += o.refused_class;
+        self.refused_spoofed += o.refused_spoofed;
+    }
+}
+
 /// Meters of one established federation link.
 #[derive(Debug, Clone)]
 pub struct Meter {

@@ -43,10 +43,15 @@ rpc() { # rpc SOCKET ARGS... (stdin: call arguments)
 	sock=$1; shift
 	MESHPOST_BIN=$bin MESHPOST_SOCKET=$sock sh "$plugin" "$@"
 }
-i=0
-until echo "{}" | rpc "$work/b.sock" call peers 2>/dev/null | json 'len(v["links"])' 2>/dev/null | grep -qx 1; do
-	i=$((i + 1)); [ $i -lt 100 ] || break; sleep 0.1
-done
+# wait_for SOCKET METHOD ARGS EXPR: polls (up to 10 s) until EXPR of the
+# answer prints 1.
+wait_for() {
+	i=0
+	until echo "$3" | rpc "$1" call "$2" 2>/dev/null | json "$4" 2>/dev/null | grep -qx 1; do
+		i=$((i + 1)); [ $i -lt 100 ] || break; sleep 0.1
+	done
+}
+wait_for "$work/b.sock" peers '{}' 'len(v["links"])'
 
 list=$(rpc "$work/a.sock" list)
 check_eq "list names the methods" "$(echo "$list" | json '",".join(sorted(v))')" "channel_history,channel_list,identity,inbox,peers,publish,routes,send,status,store"
@@ -59,10 +64,7 @@ check_eq "call status with no stdin works too" "$(rpc "$work/a.sock" call status
 
 sent=$(echo '{"to": "beta", "text": "hello via ubus"}' | rpc "$work/a.sock" call send)
 check_eq "call send queues the message" "$(echo "$sent" | json 'v["ok"]')" "True"
-i=0
-until echo '{}' | rpc "$work/b.sock" call inbox | json 'len(v["messages"])' | grep -qx 1; do
-	i=$((i + 1)); [ $i -lt 100 ] || break; sleep 0.1
-done
+wait_for "$work/b.sock" inbox '{}' 'len(v["messages"])'
 inbox=$(echo '{}' | rpc "$work/b.sock" call inbox)
 check_eq "call inbox on B shows the text" "$(echo "$inbox" | json 'v["messages"][0]["text"]')" "hello via ubus"
 id=$(echo "$inbox" | json 'v["messages"][0]["id"]')
@@ -78,10 +80,7 @@ chans=$(echo '{}' | rpc "$work/b.sock" call channel_list)
 check_eq "call channel_list shows the joined channel" "$(echo "$chans" | json 'v["channels"][0]["name"]')" "notfall"
 pub=$(echo '{"channel": "notfall", "text": "Deich bricht"}' | rpc "$work/a.sock" call publish)
 check_eq "call publish" "$(echo "$pub" | json 'v["ok"]')" "True"
-i=0
-until echo '{"name": "notfall"}' | rpc "$work/b.sock" call channel_history | json 'len(v["messages"])' | grep -qx 1; do
-	i=$((i + 1)); [ $i -lt 100 ] || break; sleep 0.1
-done
+wait_for "$work/b.sock" channel_history '{"name": "notfall"}' 'len(v["messages"])'
 hist=$(echo '{"name": "notfall"}' | rpc "$work/b.sock" call channel_history)
 check_eq "call channel_history on B shows it" "$(echo "$hist" | json 'v["messages"][0]["text"]')" "Deich bricht"
 
