@@ -379,9 +379,9 @@ impl Daemon {
                     let _ = self.events.send(Arc::from(ev.to_string()));
                 }
                 Action::SaveCard { node, envelope } => self.state.save_card(&node, &envelope),
-                Action::ChannelDeliver(d) => {
+                Action::ChannelDeliver { channel, message: d } => {
                     let (max, age) = (self.settings.channel_history, self.settings.channel_history_age);
-                    let Some(c) = self.channels.iter_mut().find(|c| c.id == d.channel) else { continue };
+                    let Some(c) = self.channels.iter_mut().find(|c| c.id == channel) else { continue };
                     let msg = json!({"event": "channel", "channel": c.name, "id": d.id.to_string(),
                         "from": d.from.to_string(), "from_name": d.from_name, "created": d.created,
                         "text": String::from_utf8_lossy(&d.body)});

@@ -147,19 +147,6 @@ pub struct Delivery {
     pub body: Vec<u8>,
 }
 
-/// A channel message for a channel this node has joined.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelDelivery {
-    pub channel: [u8; 16],
-    pub id: EnvelopeId,
-    pub from: NodeId,
-    pub from_name: String,
-    pub created: u64,
-    pub expires: u64,
-    pub content_type: u8,
-    pub body: Vec<u8>,
-}
-
 /// Something worth one log line for an admin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -224,7 +211,10 @@ pub enum Action {
     Deliver(Delivery),
     /// A message on a joined channel (also for messages found in the store
     /// when a channel is joined, and for this node's own publications).
-    ChannelDeliver(ChannelDelivery),
+    ChannelDeliver {
+        channel: [u8; 16],
+        message: Delivery,
+    },
     /// A verified announce carrying a node's card; keep it to restore keys.
     SaveCard {
         node: NodeId,
@@ -1886,17 +1876,8 @@ impl Node {
         match key.open(env.origin(), env.payload()) {
             Ok(opened) => {
                 self.metrics.channel_delivered += 1;
-                let from = env.origin_id();
-                self.actions.push_back(Action::ChannelDeliver(ChannelDelivery {
-                    channel: env.dest().id,
-                    id: env.id(),
-                    from,
-                    from_name: self.name_of(&from),
-                    created: env.created(),
-                    expires: env.expires_at(),
-                    content_type: opened.content_type,
-                    body: opened.body,
-                }));
+                let message = self.delivery(env, opened);
+                self.actions.push_back(Action::ChannelDeliver { channel: env.dest().id, message });
                 true
             }
             Err(e) => {
@@ -1971,6 +1952,20 @@ impl Node {
         }
     }
 
+    /// What the caller gets for a decrypted envelope.
+    fn delivery(&self, env: &Envelope, opened: e2e::Opened) -> Delivery {
+        let from = env.origin_id();
+        Delivery {
+            id: env.id(),
+            from,
+            from_name: self.name_of(&from),
+            created: env.created(),
+            expires: env.expires_at(),
+            content_type: opened.content_type,
+            body: opened.body,
+        }
+    }
+
     fn for_my_domain(&self, env: &Envelope) -> bool {
         env.dest().domain.is_empty() || env.dest().domain == self.cfg.domain
     }
@@ -1980,18 +1975,9 @@ impl Node {
         match e2e::open(&self.identity, env.origin(), &env.dest().id, env.payload()) {
             Ok(opened) => {
                 self.metrics.envelopes_delivered += 1;
-                let from = env.origin_id();
-                self.queue_ack(from, env.id(), env.expires_at(), self.clock);
-                let from_name = self.cards.get(&from).map(|c| c.name.clone()).unwrap_or_default();
-                self.actions.push_back(Action::Deliver(Delivery {
-                    id: env.id(),
-                    from,
-                    from_name,
-                    created: env.created(),
-                    expires: env.expires_at(),
-                    content_type: opened.content_type,
-                    body: opened.body,
-                }));
+                self.queue_ack(env.origin_id(), env.id(), env.expires_at(), self.clock);
+                let message = self.delivery(env, opened);
+                self.actions.push_back(Action::Deliver(message));
             }
             Err(e) => {
                 self.metrics.envelopes_undecryptable += 1;

@@ -9,7 +9,7 @@ use meshpost_proto::channel::ChannelKey;
 use meshpost_proto::envelope::EnvelopeId;
 use meshpost_proto::envelope::{Destination, Draft, Envelope, Kind};
 use meshpost_proto::identity::{Identity, NodeId, fingerprint};
-use meshpost_proto::node::{Action, ChannelDelivery, Config, Delivery, Node};
+use meshpost_proto::node::{Action, Config, Delivery, Node};
 use rand_core::OsRng;
 
 const T0: u64 = 1_800_000_000_000;
@@ -26,7 +26,7 @@ struct Sim {
     wan: BTreeSet<(usize, usize)>,
     now: u64,
     delivered: Vec<Vec<Delivery>>,
-    channel: Vec<Vec<ChannelDelivery>>,
+    channel: Vec<Vec<Delivery>>,
     /// Every datagram sent, for replay tests.
     wire: Vec<(usize, usize, Vec<u8>)>,
     /// Envelopes in each node's store as persisted (Persist minus Unpersist).
@@ -116,7 +116,7 @@ impl Sim {
                             }
                         }
                         Action::Deliver(d) => self.delivered[i].push(d),
-                        Action::ChannelDeliver(d) => self.channel[i].push(d),
+                        Action::ChannelDeliver { message, .. } => self.channel[i].push(message),
                         Action::Persist { id, .. } => {
                             self.persisted[i].insert(id.to_string());
                         }
