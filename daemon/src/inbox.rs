@@ -143,6 +143,15 @@ mod tests {
         assert_eq!(back.unread(), 1, "read flag persisted");
         assert_eq!(problems.len(), 1);
         assert!(dir.join("inbox/garbage.bad").exists(), "moved aside, not deleted");
+        // Joined channel keys: a corrupt line keeps the whole file aside.
+        let key = meshpost_proto::channel::ChannelKey::from_bytes([7; 32]);
+        state.save_channels(&[("ok".into(), key.clone())]).unwrap();
+        let good = std::fs::read_to_string(dir.join("channels")).unwrap();
+        std::fs::write(dir.join("channels"), format!("{good}broken line\n")).unwrap();
+        let loaded = state.channels();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].1, key);
+        assert!(std::fs::read_to_string(dir.join("channels.bad")).unwrap().contains("broken line"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -190,15 +190,30 @@ impl State {
     }
 
     /// Channels joined at run time: `name key` lines, mode 0600 (secret).
+    /// If any line does not parse, the file is first copied to
+    /// `channels.bad` (mode 0600), so the next save cannot lose a key.
     pub fn channels(&self) -> Vec<(String, meshpost_proto::channel::ChannelKey)> {
-        let Ok(bytes) = read_limited(&self.dir.join("channels"), 1 << 20) else { return Vec::new() };
+        let path = self.dir.join("channels");
+        let Ok(bytes) = read_limited(&path, 1 << 20) else { return Vec::new() };
         let text = String::from_utf8_lossy(&bytes);
-        text.lines()
+        let mut bad = 0;
+        let list = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
             .filter_map(|l| {
-                let (name, key) = l.split_once(' ')?;
-                Some((name.to_string(), meshpost_proto::channel::ChannelKey::parse(key)?))
+                let parsed = l
+                    .split_once(' ')
+                    .and_then(|(n, k)| Some((n.to_string(), meshpost_proto::channel::ChannelKey::parse(k)?)));
+                bad += usize::from(parsed.is_none());
+                parsed
             })
-            .collect()
+            .collect();
+        if bad > 0 {
+            let kept = path.with_extension("bad");
+            let _ = write_durable(&kept, &bytes, 0o600);
+            crate::warn!("{}: {bad} unreadable lines; the file was kept as {}", path.display(), kept.display());
+        }
+        list
     }
 
     pub fn save_channels(&self, list: &[(String, meshpost_proto::channel::ChannelKey)]) -> io::Result<()> {
