@@ -7,6 +7,7 @@
 //! STATE/inbox/ID.json       one file per delivered message
 //! STATE/delivered.log       "ID EXPIRES" lines: never deliver twice
 //! STATE/cards/NODE.ann      verified announces: other nodes' public keys
+//! STATE/channels            channels joined at run time: name and key, 0600
 //! ```
 //! Writes that acknowledge something (a local send, a delivery) go to a
 //! temporary file, are fsynced, renamed into place, and the directory is
