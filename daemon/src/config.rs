@@ -71,6 +71,8 @@ pub struct Settings {
     /// The syslog socket (logd's /dev/log on OpenWrt).
     pub log_socket: PathBuf,
     pub inbox_max: usize,
+    /// Most message body bytes kept in the inbox.
+    pub inbox_max_bytes: usize,
     pub max_clients: usize,
     /// Seconds a control client has to send a complete request line.
     pub control_timeout: u64,
@@ -134,6 +136,7 @@ impl Settings {
             log_level: Level::Info,
             log_socket: PathBuf::from("/dev/log"),
             inbox_max: 1000,
+            inbox_max_bytes: 16 << 20,
             max_clients: 16,
             control_timeout: 10,
             node: NodeConfig { name: hostname(), ..NodeConfig::default() },
@@ -249,6 +252,7 @@ impl Settings {
                     n.store.max_bytes_per_recipient = parse_num(v, 65_536, 1 << 30).map_err(err)? as usize
                 }
                 "inbox_max" => self.inbox_max = parse_num(v, 1, 100_000).map_err(err)? as usize,
+                "inbox_max_bytes" => self.inbox_max_bytes = parse_num(v, 65_536, 1 << 30).map_err(err)? as usize,
                 "max_clients" => self.max_clients = parse_num(v, 1, 1024).map_err(err)? as usize,
                 "control_timeout" => self.control_timeout = parse_num(v, 1, 3600).map_err(err)?,
                 "default_ttl" => {

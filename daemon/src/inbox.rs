@@ -1,12 +1,41 @@
 //! The local inbox: messages delivered to this node, kept until deleted.
 //!
-//! Bounded by `inbox_max` messages; when full, the oldest message is
-//! dropped with a warning. Each message is one JSON file in STATE/inbox, so
-//! a delivery is durable before the sender is told it arrived.
+//! Each message is one file, `STATE/inbox/ID.msg`, written atomically and
+//! durably before anyone is told it arrived:
+//!
+//! ```text
+//! meshpost-inbox 1\n
+//! {"id":…,"from":…,"from_name":…,"created":…,"received":…,"expires":…,"read":false}\n
+//! <the message body, raw bytes>
+//! ```
+//! The body is stored as it arrived, not escaped, so a file is never larger
+//! than the protocol's maximum envelope plus a bounded header, whatever the
+//! body contains.
+//!
+//! Bounded by `inbox_max` messages and `inbox_max_bytes` body bytes. To make
+//! room, read messages go first, oldest first. An inbox full of unread
+//! messages refuses the new one ([`InboxError::Full`]): the node then does
+//! not acknowledge it and the sender keeps it. The inbox never drops an
+//! unread message by itself.
+//!
+//! It does not record delivered ids (persist.rs keeps `delivered.log`, and
+//! the inbox files themselves count as delivery records at start-up).
 
+use std::fmt;
+use std::io;
+use std::path::Path;
+
+use meshpost_proto::envelope::MAX_ENVELOPE_LEN;
 use serde::{Deserialize, Serialize};
 
 use crate::persist::{State, write_durable};
+
+/// The first line of every inbox file.
+const MAGIC: &[u8] = b"meshpost-inbox 1\n";
+/// Largest header line (the JSON fields without the body).
+const MAX_HEADER: usize = 4096;
+/// Largest inbox file this version writes or reads.
+pub const MAX_FILE: usize = MAGIC.len() + MAX_HEADER + 1 + MAX_ENVELOPE_LEN;
 
 /// One delivered message, as stored and as shown to clients.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -18,26 +47,123 @@ pub struct Message {
     pub created: u64,
     pub received: u64,
     pub expires: u64,
+    /// The body as text (invalid UTF-8 shown with replacement characters);
+    /// the file keeps the exact bytes.
+    #[serde(default)]
     pub text: String,
     #[serde(default)]
     pub read: bool,
 }
 
+/// The header line: everything but the body.
+#[derive(Serialize, Deserialize)]
+struct Header {
+    id: String,
+    from: String,
+    #[serde(default)]
+    from_name: String,
+    created: u64,
+    received: u64,
+    expires: u64,
+    #[serde(default)]
+    read: bool,
+}
+
+/// Why a message could not be added.
+#[derive(Debug)]
+pub enum InboxError {
+    /// Count or byte limit reached and every message is unread.
+    Full { messages: usize, bytes: usize },
+    /// The file could not be written.
+    Io(io::Error),
+}
+
+impl fmt::Display for InboxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InboxError::Full { messages, bytes } => write!(
+                f,
+                "inbox full of unread messages ({messages} messages, {bytes} bytes); read or delete some to receive more"
+            ),
+            InboxError::Io(e) => write!(f, "cannot write the inbox file: {e}"),
+        }
+    }
+}
+
+/// Encodes a message file: magic, header line, raw body.
+pub fn encode(m: &Message, body: &[u8]) -> io::Result<Vec<u8>> {
+    let h = Header {
+        id: m.id.clone(),
+        from: m.from.clone(),
+        from_name: m.from_name.clone(),
+        created: m.created,
+        received: m.received,
+        expires: m.expires,
+        read: m.read,
+    };
+    let header = serde_json::to_vec(&h).map_err(io::Error::other)?;
+    if header.len() > MAX_HEADER || body.len() > MAX_ENVELOPE_LEN {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "inbox message larger than the protocol allows"));
+    }
+    let mut out = Vec::with_capacity(MAGIC.len() + header.len() + 1 + body.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&header);
+    out.push(b'\n');
+    out.extend_from_slice(body);
+    Ok(out)
+}
+
+/// Decodes a message file into the message and its body length.
+pub fn decode(bytes: &[u8]) -> Result<(Message, usize), String> {
+    let rest = bytes.strip_prefix(MAGIC).ok_or("not an inbox file (bad first line)")?;
+    let nl = rest.iter().take(MAX_HEADER + 1).position(|b| *b == b'\n').ok_or("header line missing or too long")?;
+    let h: Header = serde_json::from_slice(&rest[..nl]).map_err(|e| format!("header: {e}"))?;
+    let body = &rest[nl + 1..];
+    if body.len() > MAX_ENVELOPE_LEN {
+        return Err("body larger than the protocol allows".into());
+    }
+    let m = Message {
+        id: h.id,
+        from: h.from,
+        from_name: h.from_name,
+        created: h.created,
+        received: h.received,
+        expires: h.expires,
+        text: String::from_utf8_lossy(body).into_owned(),
+        read: h.read,
+    };
+    Ok((m, body.len()))
+}
+
 /// Delivered messages in arrival order.
 pub struct Inbox {
     max: usize,
-    msgs: Vec<Message>,
+    max_bytes: usize,
+    /// Each message with its body length.
+    msgs: Vec<(Message, usize)>,
+    bytes: usize,
 }
 
 impl Inbox {
     /// Loads the inbox; unreadable files are quarantined and reported.
-    pub fn load(state: &State, max: usize) -> (Inbox, Vec<String>) {
+    /// Files of the earlier JSON format are converted.
+    pub fn load(state: &State, max: usize, max_bytes: usize) -> (Inbox, Vec<String>) {
         let mut msgs = Vec::new();
         let mut problems = Vec::new();
         for (path, bytes) in state.inbox_files() {
+            match bytes.map_err(|e| e.to_string()).and_then(|b| decode(&b)) {
+                Ok(m) => msgs.push(m),
+                Err(e) => {
+                    problems.push(format!("inbox file {} unreadable ({e}); moved aside as .bad", path.display()));
+                    state.quarantine(&path);
+                }
+            }
+        }
+        for (path, bytes) in state.legacy_inbox_files() {
             match bytes
                 .map_err(|e| e.to_string())
                 .and_then(|b| serde_json::from_slice::<Message>(&b).map_err(|e| e.to_string()))
+                .and_then(|m| convert(state, &path, m))
             {
                 Ok(m) => msgs.push(m),
                 Err(e) => {
@@ -46,12 +172,15 @@ impl Inbox {
                 }
             }
         }
-        msgs.sort_by(|a, b| (a.received, &a.id).cmp(&(b.received, &b.id)));
-        (Inbox { max: max.max(1), msgs }, problems)
+        msgs.sort_by(|a, b| (a.0.received, &a.0.id).cmp(&(b.0.received, &b.0.id)));
+        msgs.dedup_by(|a, b| a.0.id == b.0.id);
+        let bytes = msgs.iter().map(|(_, n)| n).sum();
+        (Inbox { max: max.max(1), max_bytes: max_bytes.max(1), msgs, bytes }, problems)
     }
 
-    pub fn set_max(&mut self, max: usize) {
+    pub fn set_limits(&mut self, max: usize, max_bytes: usize) {
         self.max = max.max(1);
+        self.max_bytes = max_bytes.max(1);
     }
 
     pub fn len(&self) -> usize {
@@ -62,22 +191,55 @@ impl Inbox {
         self.msgs.is_empty()
     }
 
+    /// Body bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     pub fn unread(&self) -> usize {
-        self.msgs.iter().filter(|m| !m.read).count()
+        self.msgs.iter().filter(|(m, _)| !m.read).count()
     }
 
-    pub fn list(&self) -> &[Message] {
-        &self.msgs
+    /// True when the next message of `body_len` bytes would be refused.
+    pub fn is_full_for(&self, body_len: usize) -> bool {
+        let readable = self.msgs.iter().filter(|(m, _)| m.read).count();
+        let read_bytes: usize = self.msgs.iter().filter(|(m, _)| m.read).map(|(_, n)| n).sum();
+        self.msgs.len() - readable >= self.max || self.bytes - read_bytes + body_len > self.max_bytes
     }
 
-    /// Stores a message durably; returns the ids dropped to make room.
-    pub fn add(&mut self, state: &State, m: Message) -> std::io::Result<Vec<String>> {
-        let bytes = serde_json::to_vec(&m).map_err(std::io::Error::other)?;
-        write_durable(&state.inbox_path(&m.id), &bytes, 0o600)?;
-        self.msgs.push(m);
+    pub fn list(&self) -> impl Iterator<Item = &Message> {
+        self.msgs.iter().map(|(m, _)| m)
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.msgs.iter().any(|(m, _)| m.id == id)
+    }
+
+    /// Stores a message durably. To make room it removes read messages,
+    /// oldest first, and returns their ids (after `forget` has recorded
+    /// each as delivered); it refuses rather than drop an unread one.
+    pub fn add(
+        &mut self,
+        state: &State,
+        m: Message,
+        body: &[u8],
+        mut forget: impl FnMut(&Message) -> io::Result<()>,
+    ) -> Result<Vec<String>, InboxError> {
+        if self.is_full_for(body.len()) {
+            return Err(InboxError::Full { messages: self.msgs.len(), bytes: self.bytes });
+        }
+        let bytes = encode(&m, body).map_err(InboxError::Io)?;
+        write_durable(&state.inbox_path(&m.id), &bytes, 0o600).map_err(InboxError::Io)?;
+        self.bytes += body.len();
+        self.msgs.push((m, body.len()));
         let mut dropped = Vec::new();
-        while self.msgs.len() > self.max {
-            let old = self.msgs.remove(0);
+        while self.msgs.len() > self.max || self.bytes > self.max_bytes {
+            let Some(pos) = self.msgs.iter().position(|(m, _)| m.read) else { break };
+            if forget(&self.msgs[pos].0).is_err() {
+                break;
+            }
+            let (old, n) = self.msgs.remove(pos);
+            self.bytes -= n;
             state.remove_file(&state.inbox_path(&old.id));
             dropped.push(old.id);
         }
@@ -86,24 +248,58 @@ impl Inbox {
 
     /// Marks a message read and returns it.
     pub fn read(&mut self, state: &State, id: &str) -> Option<Message> {
-        let m = self.msgs.iter_mut().find(|m| m.id == id)?;
+        let (m, _) = self.msgs.iter_mut().find(|(m, _)| m.id == id)?;
         if !m.read {
-            m.read = true;
-            if let Ok(bytes) = serde_json::to_vec(&*m) {
-                let _ = write_durable(&state.inbox_path(id), &bytes, 0o600);
+            let path = state.inbox_path(id);
+            // Rewrite the file with the flag set; the body is re-read so
+            // the stored bytes stay exact.
+            if let Ok(b) = state.read_inbox_file(&path)
+                && let Some(body) = body_of(&b)
+            {
+                let mut marked = m.clone();
+                marked.read = true;
+                if let Ok(bytes) = encode(&marked, body)
+                    && write_durable(&path, &bytes, 0o600).is_ok()
+                {
+                    m.read = true;
+                }
             }
         }
         Some(m.clone())
     }
 
-    pub fn delete(&mut self, state: &State, id: &str) -> bool {
-        let Some(pos) = self.msgs.iter().position(|m| m.id == id) else {
-            return false;
+    /// Deletes a message after `forget` has recorded it as delivered.
+    pub fn delete(
+        &mut self,
+        state: &State,
+        id: &str,
+        forget: impl FnOnce(&Message) -> io::Result<()>,
+    ) -> Result<bool, io::Error> {
+        let Some(pos) = self.msgs.iter().position(|(m, _)| m.id == id) else {
+            return Ok(false);
         };
-        self.msgs.remove(pos);
+        forget(&self.msgs[pos].0)?;
+        let (_, n) = self.msgs.remove(pos);
+        self.bytes -= n;
         state.remove_file(&state.inbox_path(id));
-        true
+        Ok(true)
     }
+}
+
+/// The body of an encoded message file.
+fn body_of(bytes: &[u8]) -> Option<&[u8]> {
+    let rest = bytes.strip_prefix(MAGIC)?;
+    let nl = rest.iter().position(|b| *b == b'\n')?;
+    Some(&rest[nl + 1..])
+}
+
+/// Rewrites a message of the earlier JSON format as an `.msg` file.
+fn convert(state: &State, old: &Path, m: Message) -> Result<(Message, usize), String> {
+    let body = m.text.clone().into_bytes();
+    let bytes = encode(&m, &body).map_err(|e| e.to_string())?;
+    write_durable(&state.inbox_path(&m.id), &bytes, 0o600).map_err(|e| format!("cannot convert: {e}"))?;
+    state.remove_file(old);
+    Ok((m, body.len()))
 }
 
 #[cfg(test)]
@@ -123,35 +319,60 @@ mod tests {
         }
     }
 
+    fn add(inbox: &mut Inbox, state: &State, i: u64) -> Result<Vec<String>, InboxError> {
+        let m = msg(i);
+        let body = m.text.clone().into_bytes();
+        inbox.add(state, m, &body, |_| Ok(()))
+    }
+
     #[test]
-    fn bounded_durable_and_quarantines_bad_files() {
+    fn bounded_never_drops_unread_and_quarantines_bad_files() {
         let dir = std::env::temp_dir().join(format!("meshpost-inbox-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let state = State::open(&dir).unwrap();
-        let (mut inbox, problems) = Inbox::load(&state, 3);
+        let (mut inbox, problems) = Inbox::load(&state, 3, 1 << 20);
         assert!(problems.is_empty());
-        for i in 0..5 {
-            inbox.add(&state, msg(i)).unwrap();
+        for i in 0..3 {
+            add(&mut inbox, &state, i).unwrap();
         }
-        assert_eq!(inbox.len(), 3, "inbox_max holds");
-        assert_eq!(inbox.list()[0].text, "m2", "oldest dropped first");
-        assert_eq!(inbox.read(&state, &msg(3).id).unwrap().text, "m3");
-        assert!(inbox.delete(&state, &msg(4).id));
-        std::fs::write(state.inbox_path("garbage"), b"{not json").unwrap();
-        let (back, problems) = Inbox::load(&state, 3);
+        assert!(matches!(add(&mut inbox, &state, 3), Err(InboxError::Full { .. })), "unread mail is not dropped");
+        assert_eq!(inbox.len(), 3);
+        assert_eq!(inbox.read(&state, &msg(1).id).unwrap().text, "m1");
+        assert_eq!(add(&mut inbox, &state, 3).unwrap(), vec![msg(1).id], "a read message makes room");
+        assert!(inbox.delete(&state, &msg(3).id, |_| Ok(())).unwrap());
+        assert!(!inbox.delete(&state, &msg(3).id, |_| Ok(())).unwrap());
+        assert!(inbox.delete(&state, &msg(2).id, |_| Err(io::Error::other("no"))).is_err(), "kept if unrecorded");
+        std::fs::write(state.inbox_path("garbage"), b"{not an inbox file").unwrap();
+        let (back, problems) = Inbox::load(&state, 3, 1 << 20);
         assert_eq!(back.len(), 2);
-        assert_eq!(back.unread(), 1, "read flag persisted");
         assert_eq!(problems.len(), 1);
         assert!(dir.join("inbox/garbage.bad").exists(), "moved aside, not deleted");
-        // Joined channel keys: a corrupt line keeps the whole file aside.
-        let key = meshpost_proto::channel::ChannelKey::from_bytes([7; 32]);
-        state.save_channels(&[("ok".into(), key.clone())]).unwrap();
-        let good = std::fs::read_to_string(dir.join("channels")).unwrap();
-        std::fs::write(dir.join("channels"), format!("{good}broken line\n")).unwrap();
-        let loaded = state.channels();
-        assert_eq!(loaded.len(), 1);
-        assert_eq!(loaded[0].1, key);
-        assert!(std::fs::read_to_string(dir.join("channels.bad")).unwrap().contains("broken line"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bodies_are_stored_raw_within_the_protocol_bound() {
+        let m = msg(1);
+        let body: Vec<u8> = (0..MAX_ENVELOPE_LEN).map(|i| (i % 32) as u8).collect();
+        let bytes = encode(&m, &body).unwrap();
+        assert!(bytes.len() <= MAX_FILE, "control characters are not escaped");
+        let (back, n) = decode(&bytes).unwrap();
+        assert_eq!((back.id, n), (m.id, body.len()));
+        assert_eq!(body_of(&bytes).unwrap(), &body[..]);
+        assert!(decode(b"meshpost-inbox 1\n{}").is_err());
+        assert!(decode(&bytes[..10]).is_err());
+    }
+
+    #[test]
+    fn the_byte_limit_holds_too() {
+        let dir = std::env::temp_dir().join(format!("meshpost-inbox-b-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = State::open(&dir).unwrap();
+        let (mut inbox, _) = Inbox::load(&state, 100, 5);
+        add(&mut inbox, &state, 1).unwrap();
+        add(&mut inbox, &state, 2).unwrap();
+        assert!(matches!(add(&mut inbox, &state, 3), Err(InboxError::Full { .. })));
+        assert_eq!(inbox.bytes(), 4);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

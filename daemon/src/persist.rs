@@ -4,15 +4,21 @@
 //! ```text
 //! STATE/identity.key        the node's secret seed, mode 0600
 //! STATE/store/ID.env        one file per stored envelope (wire bytes)
-//! STATE/inbox/ID.json       one file per delivered message
-//! STATE/delivered.log       "ID EXPIRES" lines: never deliver twice
+//! STATE/inbox/ID.msg        one file per delivered message (inbox.rs)
+//! STATE/delivered.log       "ID EXPIRES ORIGIN" lines: never deliver twice
 //! STATE/cards/NODE.ann      verified announces: other nodes' public keys
 //! STATE/channels            channels joined at run time: name and key, 0600
 //! ```
 //! Writes that acknowledge something (a local send, a delivery) go to a
 //! temporary file, are fsynced, renamed into place, and the directory is
-//! fsynced, so a crash leaves either the old state or the new one. Files
-//! that fail to parse are renamed to `*.bad`, never deleted.
+//! fsynced, so a crash leaves either the old state or the new one. A
+//! `*.tmp` left by a crash was never acknowledged and is removed at start.
+//! Files that fail to parse are renamed to `*.bad`, never deleted.
+//!
+//! A delivery is recorded by one atomic step, the inbox file; the
+//! delivered.log line follows it and outlives the inbox file (a message is
+//! deleted only after its line is written). At start the delivered ids are
+//! the union of both, so the two can never disagree about a delivery.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -78,6 +84,20 @@ impl State {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Removes `*.tmp` files that interrupted writes left behind; none of
+    /// them was acknowledged. Returns how many there were.
+    pub fn clean_tmp(&self) -> usize {
+        let mut n = 0;
+        for sub in ["", "store", "inbox", "cards"] {
+            for p in list(&self.dir.join(sub), "tmp") {
+                if fs::remove_file(&p).is_ok() {
+                    n += 1;
+                }
+            }
+        }
+        n
     }
 
     /// Loads the identity, or creates one on first start. Refuses a file
@@ -146,34 +166,55 @@ impl State {
     }
 
     /// Records a delivered id durably.
-    pub fn append_delivered(&self, id: &EnvelopeId, expires: u64) -> io::Result<()> {
+    pub fn append_delivered(&self, id: &EnvelopeId, expires: u64, origin: &NodeId) -> io::Result<()> {
         let mut f = OpenOptions::new().append(true).create(true).mode(0o600).open(self.dir.join("delivered.log"))?;
-        writeln!(f, "{id} {expires}")?;
+        writeln!(f, "{id} {expires} {origin}")?;
         f.sync_data()
     }
 
     /// Loads delivered ids still unexpired at `now` and compacts the log.
-    pub fn delivered(&self, now: u64, cap: usize) -> Vec<(EnvelopeId, u64)> {
+    /// Lines that do not parse are kept in `delivered.log.bad` first (a
+    /// lost id could let a re-sent copy be delivered twice), and reported.
+    /// Lines of the earlier "ID EXPIRES" form have an all-zero origin.
+    pub fn delivered(&self, now: u64) -> (Vec<(EnvelopeId, u64, NodeId)>, Option<String>) {
         let path = self.dir.join("delivered.log");
-        let Ok(bytes) = read_limited(&path, 64 << 20) else {
-            return Vec::new();
+        let bytes = match read_limited(&path, 64 << 20) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return (Vec::new(), None),
+            Err(e) => return (Vec::new(), Some(format!("cannot read {}: {e}", path.display()))),
         };
         let text = String::from_utf8_lossy(&bytes);
-        let mut out: Vec<(EnvelopeId, u64)> = text
-            .lines()
-            .filter_map(|l| {
-                let (id, exp) = l.split_once(' ')?;
-                Some((EnvelopeId::parse(id)?, exp.trim().parse::<u64>().ok()?))
-            })
-            .filter(|(_, exp)| *exp > now)
-            .collect();
-        if out.len() > cap {
-            out.sort_by_key(|(_, e)| *e);
-            out.drain(..out.len() - cap);
+        let mut bad = 0usize;
+        let mut out: Vec<(EnvelopeId, u64, NodeId)> = Vec::new();
+        for l in text.lines().filter(|l| !l.trim().is_empty()) {
+            let mut w = l.split(' ');
+            let id = w.next().and_then(EnvelopeId::parse);
+            let exp = w.next().and_then(|e| e.trim().parse::<u64>().ok());
+            let origin = match w.next() {
+                None => Some(NodeId([0; 16])),
+                Some(o) => NodeId::parse(o.trim()),
+            };
+            match (id, exp, origin) {
+                (Some(id), Some(exp), Some(origin)) => {
+                    if exp > now {
+                        out.push((id, exp, origin));
+                    }
+                }
+                _ => bad += 1,
+            }
         }
-        let compact: String = out.iter().map(|(id, e)| format!("{id} {e}\n")).collect();
+        out.sort_by_key(|(id, _, _)| *id);
+        out.dedup_by_key(|(id, _, _)| *id);
+        let mut problem = None;
+        if bad > 0 {
+            let kept = path.with_extension("log.bad");
+            let _ = write_durable(&kept, &bytes, 0o600);
+            problem =
+                Some(format!("{}: {bad} unreadable lines; the file was kept as {}", path.display(), kept.display()));
+        }
+        let compact: String = out.iter().map(|(id, e, o)| format!("{id} {e} {o}\n")).collect();
         let _ = write_durable(&path, compact.as_bytes(), 0o600);
-        out
+        (out, problem)
     }
 
     pub fn save_card(&self, node: &NodeId, bytes: &[u8]) {
@@ -229,14 +270,30 @@ impl State {
     }
 
     pub fn inbox_path(&self, id: &str) -> PathBuf {
-        self.dir.join("inbox").join(format!("{id}.json"))
+        self.dir.join("inbox").join(format!("{id}.msg"))
+    }
+
+    pub fn read_inbox_file(&self, p: &Path) -> io::Result<Vec<u8>> {
+        read_limited(p, crate::inbox::MAX_FILE)
     }
 
     pub fn inbox_files(&self) -> Vec<(PathBuf, io::Result<Vec<u8>>)> {
+        list(&self.dir.join("inbox"), "msg")
+            .into_iter()
+            .map(|p| {
+                let b = self.read_inbox_file(&p);
+                (p, b)
+            })
+            .collect()
+    }
+
+    /// Inbox files of the earlier JSON format (a body escaped as JSON can
+    /// be six times its size), to be converted.
+    pub fn legacy_inbox_files(&self) -> Vec<(PathBuf, io::Result<Vec<u8>>)> {
         list(&self.dir.join("inbox"), "json")
             .into_iter()
             .map(|p| {
-                let b = read_limited(&p, 4 * MAX_ENVELOPE_LEN);
+                let b = read_limited(&p, 6 * MAX_ENVELOPE_LEN + 4096);
                 (p, b)
             })
             .collect()

@@ -23,7 +23,7 @@ use tokio::sync::{broadcast, mpsc};
 use crate::config::{Overrides, Settings, split_host_port};
 use crate::control::{self, Policy, Reply, Request, Stats, error};
 use crate::discovery::{self, Discovery};
-use crate::inbox::{Inbox, Message};
+use crate::inbox::{Inbox, InboxError, Message};
 use crate::persist::State;
 use crate::{debug, error, info, log, notice, warn};
 
@@ -180,6 +180,10 @@ pub struct Daemon {
     started: Instant,
     send_errors: u64,
     persist_errors: u64,
+    /// Writes that failed during the current drain (for local sends).
+    failed_writes: Vec<EnvelopeId>,
+    /// Set while the inbox refuses deliveries (logged once).
+    inbox_full_since: Option<u64>,
     discovery: Discovery,
     channels: Vec<Channel>,
 }
@@ -213,17 +217,21 @@ impl Daemon {
             warn!("{w}");
         }
         let state = State::open(&settings.state_dir)?;
+        let tmp = state.clean_tmp();
+        if tmp > 0 {
+            notice!("removed {tmp} unfinished writes (*.tmp) left by an earlier stop; none had been acknowledged");
+        }
         let (identity, created) = state.identity()?;
         if created {
             notice!("created a new node identity in {}", state.dir().join("identity.key").display());
         }
         let now = now_ms();
         let mut node = Node::new(identity, settings.node.clone(), now);
-        let restored = restore(&mut node, &state, now);
-        let (inbox, problems) = Inbox::load(&state, settings.inbox_max);
+        let (inbox, problems) = Inbox::load(&state, settings.inbox_max, settings.inbox_max_bytes);
         for p in problems {
             warn!("{p}");
         }
+        let restored = restore(&mut node, &state, &inbox, now);
         let (udp, udp_send, udp_v6) =
             bind_udp(settings.port).map_err(|e| format!("cannot bind UDP port {}: {e}", settings.port))?;
         let listener = bind_control(&settings.socket)?;
@@ -272,6 +280,8 @@ impl Daemon {
             started: Instant::now(),
             send_errors: 0,
             persist_errors: 0,
+            failed_writes: Vec::new(),
+            inbox_full_since: None,
             discovery,
             channels: Vec::new(),
         };
@@ -335,49 +345,18 @@ impl Daemon {
                         self.send_errors += 1;
                     }
                 }
-                Action::Persist { id, bytes } => {
-                    if let Err(e) = self.state.write_envelope(&id, &bytes) {
+                Action::Persist { id, bytes } => match self.state.write_envelope(&id, &bytes) {
+                    Ok(()) => self.node.persisted(id),
+                    Err(e) => {
                         self.persist_errors += 1;
+                        self.failed_writes.push(id);
+                        self.state.remove_envelope(&id);
+                        self.node.persist_failed(id);
                         error!("cannot persist envelope {id}: {e}");
                     }
-                }
+                },
                 Action::Unpersist { id } => self.state.remove_envelope(&id),
-                Action::Deliver(d) => {
-                    let msg = Message {
-                        id: d.id.to_string(),
-                        from: d.from.to_string(),
-                        from_name: d.from_name.clone(),
-                        created: d.created,
-                        received: now_ms() / 1000,
-                        expires: d.expires,
-                        text: String::from_utf8_lossy(&d.body).into_owned(),
-                        read: false,
-                    };
-                    if let Err(e) = self.state.append_delivered(&d.id, d.expires) {
-                        self.persist_errors += 1;
-                        error!("cannot record delivery of {}: {e}", d.id);
-                    }
-                    match self.inbox.add(&self.state, msg.clone()) {
-                        Ok(dropped) => {
-                            for id in dropped {
-                                warn!(
-                                    "inbox full (inbox_max {}): dropped oldest message {id}",
-                                    self.settings.inbox_max
-                                );
-                            }
-                        }
-                        Err(e) => {
-                            self.persist_errors += 1;
-                            error!("cannot store delivered message {}: {e}", d.id);
-                        }
-                    }
-                    info!("message {} from {} delivered ({} bytes)", d.id, d.from, d.body.len());
-                    let mut ev = serde_json::to_value(&msg).unwrap_or(Value::Null);
-                    if let Some(o) = ev.as_object_mut() {
-                        o.insert("event".into(), json!("message"));
-                    }
-                    let _ = self.events.send(Arc::from(ev.to_string()));
-                }
+                Action::Deliver(d) => self.deliver(d),
                 Action::SaveCard { node, envelope } => self.state.save_card(&node, &envelope),
                 Action::ChannelDeliver { channel, message: d } => {
                     let (max, age) = (self.settings.channel_history, self.settings.channel_history_age);
@@ -401,6 +380,63 @@ impl Daemon {
                         debug!("{e}");
                     } else {
                         info!("{e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes a delivered message to the inbox and tells the node whether
+    /// it is durable; only then does the node acknowledge it.
+    fn deliver(&mut self, d: meshpost_proto::node::Delivery) {
+        let msg = Message {
+            id: d.id.to_string(),
+            from: d.from.to_string(),
+            from_name: d.from_name.clone(),
+            created: d.created,
+            received: now_ms() / 1000,
+            expires: d.expires,
+            text: String::from_utf8_lossy(&d.body).into_owned(),
+            read: false,
+        };
+        let state = &self.state;
+        // A read message that makes room keeps its delivered.log line.
+        let forget = |m: &Message| record_delivered(state, m);
+        match self.inbox.add(&self.state, msg.clone(), &d.body, forget) {
+            Ok(dropped) => {
+                for id in dropped {
+                    debug!("inbox: removed read message {id} to make room");
+                }
+                if self.inbox_full_since.take().is_some() {
+                    notice!("inbox has room again; messages left with senders will now arrive");
+                }
+                // The inbox file is the delivery record; this line lets the
+                // id outlive the file. If it fails, the file still counts.
+                if let Err(e) = self.state.append_delivered(&d.id, d.expires, &d.from) {
+                    self.persist_errors += 1;
+                    warn!("cannot append to delivered.log ({e}); the inbox file records message {}", d.id);
+                }
+                self.node.persisted(d.id);
+                debug!("message {} from {} delivered ({} bytes)", d.id, d.from, d.body.len());
+                let mut ev = serde_json::to_value(&msg).unwrap_or(Value::Null);
+                if let Some(o) = ev.as_object_mut() {
+                    o.insert("event".into(), json!("message"));
+                }
+                let _ = self.events.send(Arc::from(ev.to_string()));
+            }
+            Err(e) => {
+                self.state.remove_file(&self.state.inbox_path(&msg.id));
+                self.node.persist_failed(d.id);
+                match e {
+                    InboxError::Full { .. } => {
+                        if self.inbox_full_since.is_none() {
+                            self.inbox_full_since = Some(now_ms());
+                            warn!("{e}: new messages stay with their senders until there is room");
+                        }
+                    }
+                    InboxError::Io(_) => {
+                        self.persist_errors += 1;
+                        error!("cannot store delivered message {} ({e}); not acknowledged, the sender keeps it", d.id);
                     }
                 }
             }
@@ -574,14 +610,11 @@ impl Daemon {
     /// comes first, and says whether the envelope is durable. If not, it is
     /// taken back, so nothing is acknowledged that a crash could lose.
     fn make_durable(&mut self, id: &EnvelopeId) -> bool {
-        let before = self.persist_errors;
+        self.failed_writes.clear();
         self.drain();
-        if self.persist_errors == before {
-            return true;
-        }
-        self.node.forget(id);
-        self.state.remove_envelope(id);
-        false
+        // The node forwards nothing before `persisted`, and took the
+        // envelope back on `persist_failed`: a retry makes no duplicate.
+        !self.failed_writes.contains(id) && !self.node.is_pending_write(id)
     }
 
     fn reload(&mut self) -> Result<(), String> {
@@ -605,7 +638,7 @@ impl Daemon {
         let mut peers = resolve_peers(&s, &names);
         peers.extend(self.extra_peers.iter().cloned());
         self.node.set_peers(&peers, now);
-        self.inbox.set_max(s.inbox_max);
+        self.inbox.set_limits(s.inbox_max, s.inbox_max_bytes);
         self.discovery.reconfigure(
             s.interfaces.clone(),
             announcement(&self.node, self.settings.port),
@@ -675,17 +708,19 @@ impl Daemon {
             "federation" => self.federation(now),
             "send" => self.send(&req, now),
             "inbox" => match arg("action").unwrap_or("list") {
-                "list" => json!({"ok": true, "messages": self.inbox.list()}),
+                "list" => json!({"ok": true, "messages": self.inbox.list().collect::<Vec<_>>()}),
                 "read" => match arg("id").and_then(|id| self.inbox.read(&self.state, id)) {
                     Some(m) => json!({"ok": true, "message": m}),
                     None => error("no such message in the inbox"),
                 },
-                "delete" => match arg("id") {
-                    Some(id) if self.inbox.delete(&self.state, id) => {
-                        json!({"ok": true, "deleted": id})
+                "delete" => {
+                    let state = &self.state;
+                    match arg("id").map(|id| (id, self.inbox.delete(state, id, |m| record_delivered(state, m)))) {
+                        Some((id, Ok(true))) => json!({"ok": true, "deleted": id}),
+                        Some((_, Err(e))) => error(format!("cannot record the message as delivered ({e}); kept")),
+                        _ => error("no such message in the inbox"),
                     }
-                    _ => error("no such message in the inbox"),
-                },
+                }
                 other => error(format!("unknown inbox action '{other}' (list, read, delete)")),
             },
             "subscribe" => match arg("channel") {
@@ -739,7 +774,9 @@ impl Daemon {
             "name": c.name, "domain": c.domain, "uptime": self.started.elapsed().as_secs(),
             "port": self.settings.port, "links": self.node.links().len(), "peers_configured": self.node.peers().len(),
             "store": {"envelopes": self.node.store().len(), "bytes": self.node.store().bytes()},
-            "inbox": {"messages": self.inbox.len(), "unread": self.inbox.unread()},
+            "inbox": {"messages": self.inbox.len(), "unread": self.inbox.unread(), "bytes": self.inbox.bytes(),
+                "full": self.inbox_full_since.is_some(), "max_messages": self.settings.inbox_max,
+                "max_bytes": self.settings.inbox_max_bytes},
             "known_nodes": self.node.cards().count(), "routes": self.node.routes().len(),
             "interfaces": self.discovery.active(), "channels": self.channels.len(),
             "federation_links": self.node.federation_links().len()})
@@ -922,6 +959,13 @@ impl Daemon {
             ("store_envelopes", "envelopes in the store", st.len() as u64),
             ("store_bytes", "bytes in the store", st.bytes() as u64),
             ("inbox_messages", "messages in the inbox", self.inbox.len() as u64),
+            ("inbox_bytes", "message bytes in the inbox", self.inbox.bytes() as u64),
+            (
+                "inbox_full",
+                "1 while the inbox refuses new messages (all unread)",
+                self.inbox_full_since.is_some() as u64,
+            ),
+            ("delivered_ids", "ids of delivered messages remembered for dedup", self.node.delivered_ids().len() as u64),
             ("known_nodes", "nodes whose keys are known", self.node.cards().count() as u64),
             ("routes", "destinations with a route", self.node.routes().len() as u64),
             ("control_clients", "connected control clients", self.stats.clients.load(Relaxed) as u64),
@@ -994,11 +1038,31 @@ fn prune(h: &mut std::collections::VecDeque<Value>, max: usize, age: u64, now: u
     }
 }
 
-/// Loads envelopes, delivered ids and cards from the state directory.
-fn restore(node: &mut Node, state: &State, now: u64) -> usize {
+/// Appends a message's id to delivered.log, so it stays a delivery after
+/// its inbox file is gone.
+fn record_delivered(state: &State, m: &Message) -> std::io::Result<()> {
+    let id = EnvelopeId::parse(&m.id).ok_or_else(|| std::io::Error::other("inbox message id is not an envelope id"))?;
+    let from = NodeId::parse(&m.from).unwrap_or(NodeId([0; 16]));
+    state.append_delivered(&id, m.expires, &from)
+}
+
+/// Loads envelopes, delivered ids and cards from the state directory. The
+/// delivered ids are those in delivered.log and those in the inbox.
+fn restore(node: &mut Node, state: &State, inbox: &Inbox, now: u64) -> usize {
     let mut n = 0;
-    for (id, exp) in state.delivered(now / 1000, node.config().seen_capacity) {
-        node.restore_seen(id, exp);
+    let (delivered, problem) = state.delivered(now / 1000);
+    if let Some(p) = problem {
+        warn!("{p}");
+    }
+    for (id, exp, origin) in delivered {
+        node.restore_delivered(id, origin, exp);
+    }
+    for m in inbox.list() {
+        if let Some(id) = EnvelopeId::parse(&m.id)
+            && m.expires > now / 1000
+        {
+            node.restore_delivered(id, NodeId::parse(&m.from).unwrap_or(NodeId([0; 16])), m.expires);
+        }
     }
     for (path, bytes) in state.cards() {
         match bytes.map_err(|e| e.to_string()).and_then(|b| node.restore_card(&b)) {

@@ -137,7 +137,15 @@ fn relay(c: &mut Criterion) {
                                 nodes[j].handle_datagram(now, addr(i as u8 + 1), &data, &mut OsRng);
                             }
                         }
-                        Action::Deliver(_) => delivered += 1,
+                        Action::Deliver(d) => {
+                            any = true;
+                            delivered += 1;
+                            nodes[i].persisted(d.id);
+                        }
+                        Action::Persist { id, .. } => {
+                            any = true;
+                            nodes[i].persisted(id);
+                        }
                         _ => {}
                     }
                 }
@@ -171,7 +179,7 @@ fn relay(c: &mut Criterion) {
                     .map(|i| {
                         let id = a.send_direct(*now, &mut OsRng, zid, format!("m{i}").as_bytes(), None, None).unwrap();
                         let bytes = a.store().get(&id).unwrap().env.bytes().to_vec();
-                        a.forget(&id);
+                        a.persist_failed(id);
                         bytes
                     })
                     .collect();

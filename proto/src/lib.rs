@@ -13,6 +13,7 @@ pub mod ack;
 pub mod card;
 pub mod channel;
 pub mod crypto;
+pub mod delivered;
 pub mod e2e;
 pub mod envelope;
 pub mod federation;

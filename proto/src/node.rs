@@ -3,10 +3,14 @@
 //! The caller (the daemon, a test, the simulator) feeds it events —
 //! [`Node::handle_datagram`], [`Node::handle_timeout`], local commands — with
 //! the current time in unix milliseconds, then drains [`Node::poll_action`]
-//! **in order** and sleeps until [`Node::poll_timeout`]. Actions must be
-//! carried out in the order given: a `Persist` or `Deliver` comes before the
-//! `Transmit` that acknowledges it, which is what makes acknowledgements
-//! durable.
+//! and sleeps until [`Node::poll_timeout`].
+//!
+//! Durability is a protocol, not a drain order: every `Persist` and
+//! `Deliver` is a write the caller must answer with [`Node::persisted`] or
+//! [`Node::persist_failed`]. Everything that depends on the write (the
+//! link-level `have`, the end-to-end acknowledgement, the forwarding of a
+//! local send) waits inside the node until the write is confirmed, and is
+//! dropped if it failed. Nothing is acknowledged that is not on disk.
 //!
 //! It performs no I/O and reads no clock. It does not resolve host names or
 //! pick interfaces; addresses arrive already resolved.
@@ -19,6 +23,7 @@ use rand_core::CryptoRngCore;
 
 use crate::card::Card;
 use crate::channel::{ChannelKey, MAX_CHANNEL_BODY};
+use crate::delivered::Delivered;
 use crate::e2e;
 use crate::envelope::{DEFAULT_HOPS, Destination, Draft, Envelope, EnvelopeError, EnvelopeId, Kind};
 use crate::federation::{self, Meter};
@@ -52,6 +57,9 @@ pub struct Config {
     pub max_pending_handshakes: usize,
     pub max_cards: usize,
     pub seen_capacity: usize,
+    /// Most ids of delivered messages remembered (never evicted before
+    /// they expire; when full, new deliveries wait).
+    pub delivered_capacity: usize,
     pub reassembly_bytes_per_link: usize,
     pub reassembly_transfers_per_link: usize,
     pub reassembly_timeout_ms: u64,
@@ -104,6 +112,7 @@ impl Default for Config {
             max_pending_handshakes: 64,
             max_cards: 4096,
             seen_capacity: 65_536,
+            delivered_capacity: 65_536,
             reassembly_bytes_per_link: 256 * 1024,
             reassembly_transfers_per_link: 8,
             reassembly_timeout_ms: 15_000,
@@ -150,14 +159,42 @@ pub struct Delivery {
 /// Something worth one log line for an admin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    LinkUp { node: NodeId, addr: SocketAddr, initiator: bool },
-    LinkDown { node: NodeId, reason: &'static str },
-    Rekeyed { node: NodeId },
-    PeerRefused { addr: SocketAddr, node: Option<NodeId>, reason: String },
-    HandshakeFailed { addr: SocketAddr, reason: String },
-    EnvelopeDropped { from: NodeId, reason: String },
-    StoreEvicted { id: EnvelopeId },
-    CardUpdated { node: NodeId, name: String },
+    LinkUp {
+        node: NodeId,
+        addr: SocketAddr,
+        initiator: bool,
+    },
+    LinkDown {
+        node: NodeId,
+        reason: &'static str,
+    },
+    Rekeyed {
+        node: NodeId,
+    },
+    PeerRefused {
+        addr: SocketAddr,
+        node: Option<NodeId>,
+        reason: String,
+    },
+    HandshakeFailed {
+        addr: SocketAddr,
+        reason: String,
+    },
+    EnvelopeDropped {
+        from: NodeId,
+        reason: String,
+    },
+    StoreEvicted {
+        id: EnvelopeId,
+    },
+    CardUpdated {
+        node: NodeId,
+        name: String,
+    },
+    /// Messages for us are being left with their senders for now.
+    DeliveryDeferred {
+        reason: String,
+    },
 }
 
 impl fmt::Display for Event {
@@ -180,6 +217,9 @@ impl fmt::Display for Event {
             }
             Event::StoreEvicted { id } => write!(f, "store full: evicted envelope {id}"),
             Event::CardUpdated { node, name } => write!(f, "learned keys of {node} ({name})"),
+            Event::DeliveryDeferred { reason } => {
+                write!(f, "messages for this node are left with their senders for now: {reason}")
+            }
         }
     }
 }
@@ -187,7 +227,7 @@ impl fmt::Display for Event {
 impl Event {
     /// True for events an admin should see at warning level.
     pub fn is_warning(&self) -> bool {
-        matches!(self, Event::PeerRefused { .. } | Event::StoreEvicted { .. })
+        matches!(self, Event::PeerRefused { .. } | Event::StoreEvicted { .. } | Event::DeliveryDeferred { .. })
     }
 }
 
@@ -198,7 +238,8 @@ pub enum Action {
         to: SocketAddr,
         data: Vec<u8>,
     },
-    /// Make this envelope durable before carrying out any later action.
+    /// Make this envelope durable, then call [`Node::persisted`] (or
+    /// [`Node::persist_failed`]) with its id.
     Persist {
         id: EnvelopeId,
         bytes: Vec<u8>,
@@ -207,7 +248,10 @@ pub enum Action {
     Unpersist {
         id: EnvelopeId,
     },
-    /// Store in the inbox durably before carrying out any later action.
+    /// Store in the inbox durably, then call [`Node::persisted`] with the
+    /// message id; call [`Node::persist_failed`] if it cannot be stored
+    /// (disk full, inbox full): the message is then not acknowledged and
+    /// its sender offers it again later.
     Deliver(Delivery),
     /// A message on a joined channel (also for messages found in the store
     /// when a channel is joined, and for this node's own publications).
@@ -288,6 +332,8 @@ pub struct Metrics {
     pub channel_delivered: u64,
     pub channel_undecryptable: u64,
     pub channel_rate_limited: u64,
+    pub deliveries_deferred: u64,
+    pub writes_failed: u64,
 }
 
 impl Metrics {
@@ -340,6 +386,12 @@ impl Metrics {
                 self.channel_rate_limited,
             ),
             ("fragments_dropped", "fragments dropped by reassembly limits", self.fragments_dropped),
+            (
+                "deliveries_deferred",
+                "messages for us not taken yet (inbox or delivered-id table full); the sender keeps them",
+                self.deliveries_deferred,
+            ),
+            ("writes_failed", "store or inbox writes the caller reported as failed", self.writes_failed),
         ]
     }
 }
@@ -417,6 +469,36 @@ struct Link {
 /// Most ids remembered per link as already held by the peer.
 const MAX_PEER_HAS: usize = 8192;
 
+/// What waits for a write to be confirmed durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterWrite {
+    /// Send the stored envelope on (a local send, our own acknowledgement,
+    /// a relayed envelope), except back to `from`.
+    Forward { from: Option<NodeId> },
+    /// Tell the link it came from that we hold it.
+    Have { link: NodeId },
+    /// Acknowledge a delivery to its origin, end to end.
+    Ack { origin: NodeId, expires: u64 },
+}
+
+/// Which write an id is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteKind {
+    Store,
+    Inbox,
+}
+
+/// A write the caller has not confirmed yet, and what depends on it.
+#[derive(Debug)]
+struct PendingWrite {
+    kind: WriteKind,
+    then: Vec<AfterWrite>,
+}
+
+/// Most writes awaiting confirmation; the daemon confirms each in the same
+/// loop turn, so reaching this means the caller stopped answering.
+const MAX_PENDING_WRITES: usize = 4096;
+
 struct StaticPeer {
     spec: PeerSpec,
     linked: Option<NodeId>,
@@ -473,6 +555,8 @@ pub struct Node {
     origin_buckets: BTreeMap<NodeId, Bucket>,
     store: Store,
     seen: SeenSet,
+    delivered: Delivered,
+    writes: BTreeMap<EnvelopeId, PendingWrite>,
     actions: VecDeque<Action>,
     metrics: Metrics,
     next_xfer: u32,
@@ -504,6 +588,7 @@ impl Node {
         let store = Store::new(cfg.store);
         let max_routes = cfg.max_cards;
         let seen = SeenSet::new(cfg.seen_capacity);
+        let delivered = Delivered::new(cfg.delivered_capacity);
         let mut n = Node {
             identity,
             me,
@@ -519,6 +604,8 @@ impl Node {
             origin_buckets: BTreeMap::new(),
             store,
             seen,
+            delivered,
+            writes: BTreeMap::new(),
             actions: VecDeque::new(),
             metrics: Metrics::default(),
             next_xfer: 0,
@@ -563,6 +650,7 @@ impl Node {
     pub fn set_config(&mut self, cfg: Config, now_ms: u64) {
         let renamed = cfg.name != self.cfg.name || cfg.domain != self.cfg.domain;
         self.store.set_limits(cfg.store);
+        self.delivered.set_capacity(cfg.delivered_capacity);
         self.cfg = cfg;
         if renamed {
             self.refresh_announce(now_ms);
@@ -694,8 +782,64 @@ impl Node {
     }
 
     /// Restores a delivered id so it is never delivered again.
-    pub fn restore_seen(&mut self, id: EnvelopeId, expires: u64) {
-        self.seen.insert(id, expires);
+    pub fn restore_delivered(&mut self, id: EnvelopeId, origin: NodeId, expires: u64) {
+        self.delivered.restore(id, origin, expires);
+    }
+
+    /// Ids of messages delivered here (durable or being written).
+    pub fn delivered_ids(&self) -> &Delivered {
+        &self.delivered
+    }
+
+    // ---- durability ---------------------------------------------------------
+
+    /// The caller made the write for `id` (a `Persist` or a `Deliver`)
+    /// durable: what waited on it goes out now.
+    pub fn persisted(&mut self, id: EnvelopeId) {
+        let Some(w) = self.writes.remove(&id) else { return };
+        if w.kind == WriteKind::Inbox {
+            self.delivered.confirm(&id);
+        }
+        let now = self.clock;
+        for then in w.then {
+            match then {
+                AfterWrite::Forward { from } => {
+                    if let Some(env) = self.store.get(&id).map(|e| e.env.clone()) {
+                        self.forward(&env, from);
+                    }
+                }
+                AfterWrite::Have { link } => self.ack(link, id, now),
+                AfterWrite::Ack { origin, expires } => self.queue_ack(origin, id, expires, now),
+            }
+        }
+    }
+
+    /// The write for `id` failed: nothing that waited on it is sent. A
+    /// stored envelope is taken out of the store (a local sender is told it
+    /// was not sent; a relayed copy is offered to us again later); a
+    /// delivery is forgotten, so the sender keeps its copy and retries.
+    pub fn persist_failed(&mut self, id: EnvelopeId) {
+        let Some(w) = self.writes.remove(&id) else { return };
+        self.metrics.writes_failed += 1;
+        match w.kind {
+            WriteKind::Store => {
+                self.store.remove(&id);
+            }
+            WriteKind::Inbox => {
+                self.metrics.envelopes_delivered = self.metrics.envelopes_delivered.saturating_sub(1);
+                self.metrics.deliveries_deferred += 1;
+                self.delivered.abort(&id);
+            }
+        }
+    }
+
+    /// Whether a write for `id` is still waiting for the caller.
+    pub fn is_pending_write(&self, id: &EnvelopeId) -> bool {
+        self.writes.contains_key(id)
+    }
+
+    fn await_write(&mut self, id: EnvelopeId, kind: WriteKind, then: Vec<AfterWrite>) {
+        self.writes.entry(id).or_insert(PendingWrite { kind, then: Vec::new() }).then.extend(then);
     }
 
     /// Restores a saved announce; its age does not matter, keys do not expire.
@@ -739,14 +883,8 @@ impl Node {
         )
         .map_err(SendError::Envelope)?;
         let id = env.id();
-        self.admit(env.clone(), true, now_ms).map_err(SendError::Store)?;
-        self.forward(&env, None);
+        self.admit(env, true, now_ms, vec![AfterWrite::Forward { from: None }]).map_err(SendError::Store)?;
         Ok(id)
-    }
-
-    /// Forgets a local envelope whose persistence failed.
-    pub fn forget(&mut self, id: &EnvelopeId) {
-        self.store.remove(id);
     }
 
     /// Sends raw envelope bytes to a linked node as they are, without any
@@ -858,8 +996,12 @@ impl Node {
         if let Some(f) = self.next_ack_flush {
             at(f);
         }
-        for d in self.discovered.values() {
-            at(d.next_attempt);
+        // Only unlinked discoveries have a dial pending: a linked one keeps
+        // its old `next_attempt`, which would be a timer in the past.
+        for (n, d) in &self.discovered {
+            if !self.links.contains_key(n) {
+                at(d.next_attempt);
+            }
         }
         t
     }
@@ -869,10 +1011,12 @@ impl Node {
         self.clock = self.clock.max(now_ms);
         let now_s = now_ms / 1000;
         for id in self.store.expire(now_s) {
+            self.writes.remove(&id);
             self.metrics.envelopes_expired_in_store += 1;
             self.actions.push_back(Action::Unpersist { id });
         }
         self.seen.expire(now_s);
+        self.delivered.expire(now_s);
         self.routes.expire(now_ms, self.cfg.route_timeout_ms);
         if now_ms >= self.next_announce {
             self.announce_now(now_ms);
@@ -1276,9 +1420,16 @@ impl Node {
             IdList::Offer => {
                 let (mut want, mut have) = (Vec::new(), Vec::new());
                 for id in ids {
-                    if self.seen.contains(&id) || self.store.contains(&id) {
+                    if let Some(d) = self.delivered.get(&id).copied() {
+                        // Delivered here: say so once it is durable, and
+                        // remind the origin, which may have missed our ack.
+                        if d.durable {
+                            have.push(id);
+                            self.queue_ack(d.origin, id, d.expires, now_ms);
+                        }
+                    } else if self.seen.contains(&id) || self.store.contains(&id) {
                         have.push(id);
-                    } else {
+                    } else if !self.writes.contains_key(&id) {
                         want.push(id);
                     }
                 }
@@ -1353,12 +1504,19 @@ impl Node {
             return;
         }
         let id = env.id();
-        if self.seen.contains(&id) || self.store.contains(&id) {
+        if let Some(d) = self.delivered.get(&id).copied() {
             self.metrics.envelopes_duplicate += 1;
-            self.ack(link, id, now_ms);
-            if env.kind() == Kind::Direct && env.dest().id == self.me.0 {
+            if d.durable {
+                self.ack(link, id, now_ms);
                 // The origin may have missed our acknowledgement.
-                self.queue_ack(env.origin_id(), id, env.expires_at(), now_ms);
+                self.queue_ack(d.origin, id, d.expires, now_ms);
+            }
+            return;
+        }
+        if self.seen.contains(&id) || self.store.contains(&id) || self.writes.contains_key(&id) {
+            self.metrics.envelopes_duplicate += 1;
+            if !self.writes.contains_key(&id) {
+                self.ack(link, id, now_ms);
             }
             return;
         }
@@ -1379,10 +1537,7 @@ impl Node {
         let for_me = env.dest().id == self.me.0 && self.for_my_domain(&env);
         match env.kind() {
             Kind::Announce => {}
-            Kind::Direct if for_me => {
-                self.deliver(&env, now_ms);
-                self.ack(link, id, now_ms);
-            }
+            Kind::Direct if for_me => self.deliver(&env, link),
             Kind::Ack if for_me => {
                 self.on_ack(&env);
                 self.seen.insert(id, env.expires_at());
@@ -1405,10 +1560,8 @@ impl Node {
                     return;
                 }
                 let share = share.as_ref().map(|(d, n)| (d.as_str(), *n));
-                if self.admit_shared(env.clone(), false, share, now_ms).is_ok() {
-                    self.ack(link, id, now_ms);
-                    self.forward(&env, Some(link));
-                }
+                let then = vec![AfterWrite::Have { link }, AfterWrite::Forward { from: Some(link) }];
+                let _ = self.admit_shared(env, false, share, now_ms, then);
             }
         }
     }
@@ -1666,6 +1819,7 @@ impl Node {
     /// Drops a stored envelope whose recipient confirmed it, and remembers
     /// its id so it is not taken in again.
     fn release(&mut self, id: &EnvelopeId) {
+        self.writes.remove(id);
         if let Some(e) = self.store.remove(id) {
             self.seen.insert(*id, e.env.expires_at());
             self.metrics.envelopes_acked += 1;
@@ -1712,9 +1866,8 @@ impl Node {
                 ) else {
                     continue;
                 };
-                if self.admit(env.clone(), true, now_ms).is_ok() {
+                if self.admit(env, true, now_ms, vec![AfterWrite::Forward { from: None }]).is_ok() {
                     self.metrics.acks_sent += 1;
-                    self.forward(&env, None);
                 }
             }
         }
@@ -1840,10 +1993,9 @@ impl Node {
         )
         .map_err(SendError::Envelope)?;
         let id = env.id();
-        self.admit(env.clone(), true, now_ms).map_err(SendError::Store)?;
-        self.metrics.channel_published += 1;
         self.deliver_channel(&env);
-        self.forward(&env, None);
+        self.admit(env, true, now_ms, vec![AfterWrite::Forward { from: None }]).map_err(SendError::Store)?;
+        self.metrics.channel_published += 1;
         Ok(id)
     }
 
@@ -1970,20 +2122,36 @@ impl Node {
         env.dest().domain.is_empty() || env.dest().domain == self.cfg.domain
     }
 
-    fn deliver(&mut self, env: &Envelope, _now_ms: u64) {
-        self.seen.insert(env.id(), env.expires_at());
-        match e2e::open(&self.identity, env.origin(), &env.dest().id, env.payload()) {
-            Ok(opened) => {
-                self.metrics.envelopes_delivered += 1;
-                self.queue_ack(env.origin_id(), env.id(), env.expires_at(), self.clock);
-                let message = self.delivery(env, opened);
-                self.actions.push_back(Action::Deliver(message));
-            }
+    /// Decrypts a message for us and asks the caller to write it to the
+    /// inbox. The link `have` and the end-to-end ack wait for the write.
+    fn deliver(&mut self, env: &Envelope, link: NodeId) {
+        let (id, origin, expires) = (env.id(), env.origin_id(), env.expires_at());
+        let opened = match e2e::open(&self.identity, env.origin(), &env.dest().id, env.payload()) {
+            Ok(o) => o,
             Err(e) => {
+                // Nobody else can read it either: remember it as seen.
+                self.seen.insert(id, expires);
                 self.metrics.envelopes_undecryptable += 1;
-                self.emit(Event::EnvelopeDropped { from: env.origin_id(), reason: e.to_string() });
+                self.emit(Event::EnvelopeDropped { from: origin, reason: e.to_string() });
+                return;
             }
+        };
+        if self.writes.len() >= MAX_PENDING_WRITES {
+            self.metrics.deliveries_deferred += 1;
+            return;
         }
+        if let Err(e) = self.delivered.begin(id, origin, expires) {
+            // Not acknowledged: the sender keeps it and offers it again.
+            self.metrics.deliveries_deferred += 1;
+            if self.metrics.deliveries_deferred % 1000 == 1 {
+                self.emit(Event::DeliveryDeferred { reason: e.to_string() });
+            }
+            return;
+        }
+        self.metrics.envelopes_delivered += 1;
+        let message = self.delivery(env, opened);
+        self.await_write(id, WriteKind::Inbox, vec![AfterWrite::Have { link }, AfterWrite::Ack { origin, expires }]);
+        self.actions.push_back(Action::Deliver(message));
     }
 
     fn ack(&mut self, link: NodeId, id: EnvelopeId, now_ms: u64) {
@@ -1992,9 +2160,10 @@ impl Node {
         }
     }
 
-    /// Puts an envelope in the store and asks the caller to persist it.
-    fn admit(&mut self, env: Envelope, local: bool, now_ms: u64) -> Result<(), StoreError> {
-        self.admit_shared(env, local, None, now_ms)
+    /// Puts an envelope in the store and asks the caller to persist it;
+    /// `then` happens once the caller confirms the write.
+    fn admit(&mut self, env: Envelope, local: bool, now_ms: u64, then: Vec<AfterWrite>) -> Result<(), StoreError> {
+        self.admit_shared(env, local, None, now_ms, then)
     }
 
     fn admit_shared(
@@ -2003,17 +2172,24 @@ impl Node {
         local: bool,
         share: Option<(&str, usize)>,
         now_ms: u64,
+        then: Vec<AfterWrite>,
     ) -> Result<(), StoreError> {
+        if self.writes.len() >= MAX_PENDING_WRITES {
+            self.metrics.envelopes_store_refused += 1;
+            return Err(StoreError::Busy);
+        }
         let id = env.id();
         let bytes = env.bytes().to_vec();
         match self.store.insert_shared(env, local, share, now_ms / 1000) {
             Ok(evicted) => {
                 for victim in evicted {
                     self.metrics.envelopes_evicted += 1;
+                    self.writes.remove(&victim);
                     self.actions.push_back(Action::Unpersist { id: victim });
                     self.emit(Event::StoreEvicted { id: victim });
                 }
                 self.metrics.envelopes_stored += 1;
+                self.await_write(id, WriteKind::Store, then);
                 self.actions.push_back(Action::Persist { id, bytes });
                 Ok(())
             }
@@ -2069,6 +2245,8 @@ mod tests {
         events: Vec<Event>,
         persisted_a: usize,
         captured: Vec<(SocketAddr, Vec<u8>)>,
+        /// B's inbox refuses every delivery (disk full, inbox full).
+        b_inbox_fails: bool,
     }
 
     impl Pair {
@@ -2078,7 +2256,17 @@ mod tests {
             let mut a = Node::new(ia, Config { name: "a".into(), ..Config::default() }, T0);
             let b = Node::new(ib, Config { name: "b".into(), ..Config::default() }, T0);
             a.add_peer(PeerSpec { addr: addr(2), pin: pin_a_to, federation: None }, T0);
-            Pair { a, b, now: T0, b_up: true, delivered_b: vec![], events: vec![], persisted_a: 0, captured: vec![] }
+            Pair {
+                a,
+                b,
+                now: T0,
+                b_up: true,
+                delivered_b: vec![],
+                events: vec![],
+                persisted_a: 0,
+                captured: vec![],
+                b_inbox_fails: false,
+            }
         }
 
         /// Runs both nodes until quiet, advancing time in `step` ms up to `ms`.
@@ -2100,7 +2288,10 @@ mod tests {
                                     self.b.handle_datagram(self.now, addr(1), &data, &mut OsRng);
                                 }
                             }
-                            Action::Persist { .. } => self.persisted_a += 1,
+                            Action::Persist { id, .. } => {
+                                self.persisted_a += 1;
+                                self.a.persisted(id);
+                            }
                             Action::Event(e) => self.events.push(e),
                             _ => {}
                         }
@@ -2111,7 +2302,15 @@ mod tests {
                             Action::Transmit { data, .. } if self.b_up => {
                                 self.a.handle_datagram(self.now, addr(2), &data, &mut OsRng)
                             }
-                            Action::Deliver(d) => self.delivered_b.push(d),
+                            Action::Deliver(d) => {
+                                if self.b_inbox_fails {
+                                    self.b.persist_failed(d.id);
+                                } else {
+                                    self.b.persisted(d.id);
+                                    self.delivered_b.push(d);
+                                }
+                            }
+                            Action::Persist { id, .. } => self.b.persisted(id),
                             Action::Event(e) => self.events.push(e),
                             _ => {}
                         }
@@ -2264,6 +2463,139 @@ mod tests {
         }
         assert_eq!(p.a.peers().len(), MAX_STATIC_PEERS);
         assert_eq!(kept, MAX_STATIC_PEERS - 1, "one slot was taken by B");
+    }
+
+    /// Drains A's actions without carrying them out.
+    fn take_actions(n: &mut Node) -> Vec<Action> {
+        core::iter::from_fn(|| n.poll_action()).collect()
+    }
+
+    #[test]
+    fn a_local_send_goes_out_only_after_its_write_is_confirmed() {
+        let mut p = Pair::new(None);
+        p.run(2000, 100);
+        let bid = p.b.node_id();
+        let id = p.a.send_direct(p.now, &mut OsRng, bid, b"durable first", None, None).unwrap();
+        let acts = take_actions(&mut p.a);
+        assert!(matches!(acts.as_slice(), [Action::Persist { id: x, .. }] if *x == id), "only the write: {acts:?}");
+        // The disk is full: the write fails, nothing goes out, and the
+        // envelope is taken back, so a retry cannot make a duplicate.
+        p.a.persist_failed(id);
+        assert!(take_actions(&mut p.a).iter().all(|a| !matches!(a, Action::Transmit { .. })));
+        assert!(!p.a.store().contains(&id));
+        p.run(20_000, 1000);
+        assert!(p.delivered_b.is_empty(), "a failed send never reaches anyone");
+        // The retry is a new envelope, sent once its write is confirmed.
+        let id2 = p.a.send_direct(p.now, &mut OsRng, bid, b"durable first", None, None).unwrap();
+        let acts = take_actions(&mut p.a);
+        assert_eq!(acts.len(), 1);
+        p.a.persisted(id2);
+        let mut sent = 0;
+        for a in take_actions(&mut p.a) {
+            if let Action::Transmit { data, .. } = a {
+                sent += 1;
+                p.b.handle_datagram(p.now, addr(1), &data, &mut OsRng);
+            }
+        }
+        assert!(sent > 0, "confirmed: now it goes out");
+        p.run(1000, 100);
+        assert_eq!(p.delivered_b.iter().map(|d| d.id).collect::<Vec<_>>(), vec![id2]);
+    }
+
+    #[test]
+    fn a_delivery_that_cannot_be_stored_is_not_acknowledged_and_arrives_later() {
+        let mut p = Pair::new(None);
+        p.run(2000, 100);
+        let bid = p.b.node_id();
+        p.b_inbox_fails = true;
+        let id = p.a.send_direct(p.now, &mut OsRng, bid, b"wait for room", None, None).unwrap();
+        p.run(40_000, 1000);
+        assert!(p.delivered_b.is_empty());
+        assert!(p.a.store().contains(&id), "the sender keeps what was not acknowledged");
+        assert_eq!(p.a.metrics().acks_in, 0, "no end-to-end ack for an unstored message");
+        assert!(p.b.metrics().deliveries_deferred >= 2, "offered again by every sync round");
+        p.b_inbox_fails = false;
+        p.run(20_000, 1000);
+        assert_eq!(p.delivered_b.iter().map(|d| d.id).collect::<Vec<_>>(), vec![id], "exactly once");
+        assert!(!p.a.store().contains(&id), "released once it was stored and acknowledged");
+    }
+
+    #[test]
+    fn a_flood_of_relay_ids_cannot_evict_a_delivered_one() {
+        let mut p = Pair::new(None);
+        p.run(2000, 100);
+        let bid = p.b.node_id();
+        let id = p.a.send_direct(p.now, &mut OsRng, bid, b"only once", None, None).unwrap();
+        let original = p.a.store().get(&id).unwrap().env.bytes().to_vec();
+        p.run(2000, 100);
+        assert_eq!(p.delivered_b.len(), 1);
+        // 70,000 valid envelopes with no hops left, 30-day TTL, from many
+        // origins: more than the whole relay seen set holds.
+        p.b.cfg.link_rate = u32::MAX;
+        p.b.cfg.link_burst = u32::MAX;
+        let origins: Vec<Identity> = (0..64u8).map(|i| Identity::from_seed(&[i; 32])).collect();
+        let flood = 70_000;
+        for i in 0..flood {
+            let env = Envelope::seal(
+                &origins[i % origins.len()],
+                &Draft {
+                    kind: Kind::Direct,
+                    max_hops: 0,
+                    created: p.now / 1000,
+                    ttl: crate::envelope::MAX_TTL,
+                    dest: Destination { id: (i as u128).to_le_bytes(), domain: String::new() },
+                    payload: b"x",
+                },
+            )
+            .unwrap();
+            p.a.send_raw_envelope(bid, env.bytes());
+            if i % 500 == 499 {
+                p.run(0, 1);
+                p.now += 1000;
+            }
+        }
+        p.run(0, 1);
+        assert!(p.b.metrics().envelopes_in >= flood as u64);
+        assert!(p.b.seen.len() <= p.b.cfg.seen_capacity, "the relay set stays bounded");
+        assert!(p.b.seen.len() == p.b.cfg.seen_capacity, "and it was flooded to the brim");
+        p.a.send_raw_envelope(bid, &original);
+        p.run(1000, 100);
+        assert_eq!(p.delivered_b.len(), 1, "the replayed message is not delivered again");
+    }
+
+    #[test]
+    fn a_full_delivered_table_defers_instead_of_forgetting() {
+        let mut p = Pair::new(None);
+        p.b.cfg.delivered_capacity = 2;
+        p.b.delivered.set_capacity(2);
+        p.run(2000, 100);
+        let bid = p.b.node_id();
+        for i in 0..3 {
+            p.a.send_direct(p.now, &mut OsRng, bid, format!("m{i}").as_bytes(), None, None).unwrap();
+        }
+        p.run(2000, 100);
+        assert_eq!(p.delivered_b.len(), 2);
+        assert_eq!(p.a.store().len(), 1, "the third waits with its sender");
+        assert!(p.events.iter().any(|e| matches!(e, Event::DeliveryDeferred { .. })));
+    }
+
+    #[test]
+    fn no_timer_is_left_in_the_past_once_linked_by_discovery() {
+        let mut p = Pair::new(None);
+        p.a.remove_peer(addr(2));
+        let (aid, bid) = (p.a.node_id(), p.b.node_id());
+        let (afp, bfp) = (fingerprint(&p.a.identity.public_key()), fingerprint(&p.b.identity.public_key()));
+        for _ in 0..20 {
+            p.a.discovered(addr(2), bid, bfp, p.now);
+            p.b.discovered(addr(1), aid, afp, p.now);
+            p.run(500, 100);
+        }
+        assert!(p.a.is_linked(&bid));
+        let now = p.now;
+        p.a.handle_timeout(now, &mut OsRng);
+        p.b.handle_timeout(now, &mut OsRng);
+        assert!(p.a.poll_timeout().unwrap() > now, "a linked discovery must not wake the caller at once");
+        assert!(p.b.poll_timeout().unwrap() > now);
     }
 
     #[test]

@@ -45,12 +45,15 @@ pub enum StoreError {
     ShareQuota,
     /// Full of envelopes that may not be evicted for this one.
     Full,
+    /// Too many writes are waiting for the caller to confirm them.
+    Busy,
 }
 
 impl core::fmt::Display for StoreError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {
             StoreError::OriginQuota => "store quota for this origin is used up",
+            StoreError::Busy => "too many writes to the state directory are still unconfirmed",
             StoreError::RecipientQuota => "store quota for this recipient is used up",
             StoreError::ShareQuota => "store share for this federation peer is used up",
             StoreError::Full => "store is full",
@@ -238,8 +241,10 @@ fn dec<K: Ord>(map: &mut BTreeMap<K, usize>, k: K, by: usize) {
 }
 
 /// A bounded set of envelope ids with expiry: what this node has already
-/// seen or delivered, so nothing is processed or delivered twice. When full,
-/// the id that expires soonest is forgotten first.
+/// relayed, dropped or released, so it is not processed twice. When full,
+/// the id that expires soonest is forgotten first. Ids of messages
+/// delivered here are not kept in it (see [`crate::delivered`]), so no
+/// neighbour can evict them.
 #[derive(Debug)]
 pub struct SeenSet {
     cap: usize,

@@ -115,10 +115,14 @@ impl Sim {
                                 self.wire.push((i, j, data));
                             }
                         }
-                        Action::Deliver(d) => self.delivered[i].push(d),
+                        Action::Deliver(d) => {
+                            self.nodes[i].persisted(d.id);
+                            self.delivered[i].push(d);
+                        }
                         Action::ChannelDeliver { message, .. } => self.channel[i].push(message),
                         Action::Persist { id, .. } => {
                             self.persisted[i].insert(id.to_string());
+                            self.nodes[i].persisted(id);
                         }
                         Action::Unpersist { id } => {
                             self.persisted[i].remove(&id.to_string());
