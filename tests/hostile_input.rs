@@ -15,10 +15,16 @@ use meshpost_proto::e2e;
 use meshpost_proto::envelope::{Destination, Draft, Envelope, Kind};
 use meshpost_proto::identity::{Identity, NodeId};
 use meshpost_proto::node::{Action, Config, Node as ProtoNode, PeerSpec};
+use meshpost_proto::time::Timestamp;
 use rand_core::{OsRng, RngCore};
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// Mallory's clocks: the daemon's own reading of both.
+fn now() -> Timestamp {
+    meshpost::runtime::timestamp()
 }
 
 struct Peer {
@@ -33,17 +39,23 @@ impl Peer {
         let end = Instant::now() + Duration::from_millis(ms);
         let mut buf = [0u8; 2048];
         while Instant::now() < end {
-            self.node.handle_timeout(now_ms(), &mut OsRng);
+            self.node.handle_timeout(now());
             while let Some(a) = self.node.poll_action() {
-                if let Action::Transmit { to, data } = a {
-                    if self.capture {
-                        self.captured.push((to, data.clone()));
+                match a {
+                    Action::Transmit { to, data } => {
+                        if self.capture {
+                            self.captured.push((to, data.clone()));
+                        }
+                        let _ = self.sock.send_to(&data, to);
                     }
-                    let _ = self.sock.send_to(&data, to);
+                    // Mallory keeps nothing, but says it did.
+                    Action::Persist { id, .. } => self.node.persisted(id),
+                    Action::Deliver(d) => self.node.persisted(d.id),
+                    _ => {}
                 }
             }
             if let Ok((n, from)) = self.sock.recv_from(&mut buf) {
-                self.node.handle_datagram(now_ms(), from, &buf[..n], &mut OsRng);
+                self.node.handle_datagram(now(), from, &buf[..n]);
             }
         }
     }
@@ -64,13 +76,14 @@ fn forged_replayed_and_random_datagrams_are_dropped_and_the_daemon_keeps_serving
         node: ProtoNode::new(
             Identity::generate(&mut OsRng),
             Config { name: "mallory".into(), ..Config::default() },
-            now_ms(),
+            [9; 32],
+            now(),
         ),
         sock,
         captured: Vec::new(),
         capture: false,
     };
-    peer.node.add_peer(PeerSpec { addr: baddr, pin: Some(bkey), federation: None }, now_ms());
+    peer.node.add_peer(PeerSpec { addr: baddr, pin: Some(bkey), federation: None }, now());
     let end = Instant::now() + Duration::from_secs(10);
     while !(peer.node.is_linked(&bid) && peer.node.card(&bid).is_some()) {
         assert!(Instant::now() < end, "test peer could not link; B log:\n{}", b.log());
@@ -79,7 +92,7 @@ fn forged_replayed_and_random_datagrams_are_dropped_and_the_daemon_keeps_serving
 
     // A genuine message arrives.
     peer.capture = true;
-    peer.node.send_direct(now_ms(), &mut OsRng, bid, b"genuine 1", None, None).unwrap();
+    peer.node.send_direct(now(), bid, b"genuine 1", None, None).unwrap();
     peer.pump(300);
     peer.capture = false;
     assert!(wait_until(5, || b.inbox().len() == 1));
@@ -153,7 +166,7 @@ fn forged_replayed_and_random_datagrams_are_dropped_and_the_daemon_keeps_serving
     }
     // It keeps serving the socket and the link.
     assert_eq!(b.request(serde_json::json!({"cmd": "status"}))["ok"], true);
-    peer.node.send_direct(now_ms(), &mut OsRng, bid, b"genuine 2", None, None).unwrap();
+    peer.node.send_direct(now(), bid, b"genuine 2", None, None).unwrap();
     let end = Instant::now() + Duration::from_secs(15);
     while b.inbox().len() < 2 {
         assert!(Instant::now() < end, "B stopped delivering; log:\n{}", b.log());

@@ -1,5 +1,6 @@
 //! Hot paths of a relay, measured: `cargo bench -p meshpost-proto`.
 //! Numbers and the machine they came from are in docs/performance.md.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)] // tests may use the OS generator
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -12,7 +13,9 @@ use meshpost_proto::identity::Identity;
 use meshpost_proto::link::handshake::{Initiator, Responder};
 use meshpost_proto::link::packet::Packet;
 use meshpost_proto::node::{Action, Config, Node, PeerSpec};
+use meshpost_proto::rng::NodeRng;
 use meshpost_proto::store::{Store, StoreLimits};
+use meshpost_proto::time::Timestamp;
 use rand_core::OsRng;
 
 const NOW: u64 = 1_800_000_000;
@@ -71,8 +74,8 @@ fn handshake(c: &mut Criterion) {
     let (a, b) = (Identity::generate(&mut OsRng), Identity::generate(&mut OsRng));
     c.bench_function("hybrid handshake, both sides", |bch| {
         bch.iter(|| {
-            let (init, d1) = Initiator::start(&a, &mut OsRng, 1).unwrap();
-            let (resp, d2) = Responder::respond(&b, &mut OsRng, 2, 1, &noise(&d1)).unwrap();
+            let (init, d1) = Initiator::start(&a, &mut NodeRng::from_seed([1; 32]), 1).unwrap();
+            let (resp, d2) = Responder::respond(&b, &mut NodeRng::from_seed([2; 32]), 2, 1, &noise(&d1)).unwrap();
             let (_, d3) = init.finish(&a, 2, &noise(&d2)).unwrap();
             resp.finish(&noise(&d3)).unwrap()
         })
@@ -117,10 +120,17 @@ fn relay(c: &mut Criterion) {
         origin_burst: 10_000_000,
         ..Config::default()
     };
-    let mk = |n: &str| Node::new(Identity::generate(&mut OsRng), Config { name: n.into(), ..cfg.clone() }, t0);
+    let mk = |n: &str| {
+        Node::new(
+            Identity::generate(&mut OsRng),
+            Config { name: n.into(), ..cfg.clone() },
+            [n.len() as u8; 32],
+            Timestamp::from(t0),
+        )
+    };
     let (mut a, mut r, mut z) = (mk("a"), mk("r"), mk("z"));
-    a.add_peer(PeerSpec { addr: addr(2), pin: None, federation: None }, t0);
-    z.add_peer(PeerSpec { addr: addr(2), pin: None, federation: None }, t0);
+    a.add_peer(PeerSpec { addr: addr(2), pin: None, federation: None }, Timestamp::from(t0));
+    z.add_peer(PeerSpec { addr: addr(2), pin: None, federation: None }, Timestamp::from(t0));
     // Wire a-r-z until quiet.
     /// Returns how many messages were delivered to an inbox.
     fn pump(nodes: &mut [&mut Node; 3], now: u64, addr: &dyn Fn(u8) -> SocketAddr) -> usize {
@@ -134,7 +144,7 @@ fn relay(c: &mut Criterion) {
                             any = true;
                             let j = (0..3).find(|&j| addr(j as u8 + 1) == to);
                             if let Some(j) = j {
-                                nodes[j].handle_datagram(now, addr(i as u8 + 1), &data, &mut OsRng);
+                                nodes[j].handle_datagram(Timestamp::from(now), addr(i as u8 + 1), &data);
                             }
                         }
                         Action::Deliver(d) => {
@@ -160,7 +170,7 @@ fn relay(c: &mut Criterion) {
     for _ in 0..20 {
         now += 500;
         for n in [&mut a, &mut r, &mut z] {
-            n.handle_timeout(now, &mut OsRng);
+            n.handle_timeout(Timestamp::from(now));
         }
         pump(&mut [&mut a, &mut r, &mut z], now, &addr);
     }
@@ -177,7 +187,8 @@ fn relay(c: &mut Criterion) {
                 let (a, _, _, now) = &mut *g;
                 let envs: Vec<Vec<u8>> = (0..200)
                     .map(|i| {
-                        let id = a.send_direct(*now, &mut OsRng, zid, format!("m{i}").as_bytes(), None, None).unwrap();
+                        let id =
+                            a.send_direct(Timestamp::from(*now), zid, format!("m{i}").as_bytes(), None, None).unwrap();
                         let bytes = a.store().get(&id).unwrap().env.bytes().to_vec();
                         a.persist_failed(id);
                         bytes

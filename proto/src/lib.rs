@@ -5,9 +5,15 @@
 //! opens no sockets, reads no files and no clock. The daemon drives it with
 //! real I/O; tests, the simulator and the fuzzers drive the same code.
 //!
-//! Randomness is the one outside input besides time: functions that need it
-//! take a `CryptoRngCore` from the caller, and snow draws its Noise ephemeral
-//! keys from the operating system's generator.
+//! Time and randomness are inputs: the caller passes a [`time::Timestamp`]
+//! (a monotonic clock for link timers, unix time for envelope validity) to
+//! every entry point, and seeds the node's CSPRNG ([`rng::NodeRng`]) once;
+//! snow's Noise ephemeral keys come from that generator too. So a
+//! simulation or fuzz run is reproducible from its seed. Clippy refuses
+//! clock reads and OS randomness in this crate (proto/clippy.toml).
+
+// Tests may use the OS generator and clock; the library may not.
+#![cfg_attr(test, allow(clippy::disallowed_types, clippy::disallowed_methods))]
 
 pub mod ack;
 pub mod card;
@@ -22,6 +28,8 @@ pub mod identity;
 pub mod link;
 pub mod mdns;
 pub mod node;
+pub mod rng;
 pub mod routing;
 pub mod store;
+pub mod time;
 pub mod wire;

@@ -2,8 +2,12 @@
 //!
 //! The caller (the daemon, a test, the simulator) feeds it events —
 //! [`Node::handle_datagram`], [`Node::handle_timeout`], local commands — with
-//! the current time in unix milliseconds, then drains [`Node::poll_action`]
-//! and sleeps until [`Node::poll_timeout`].
+//! the current [`Timestamp`] (monotonic and unix clocks), then drains
+//! [`Node::poll_action`] and sleeps until [`Node::poll_timeout`], which is
+//! on the monotonic clock. Link timers never read the unix clock, so a
+//! wall-clock step neither drops links nor stalls rekeys; envelope creation
+//! and expiry use the unix clock. All randomness comes from the node's own
+//! generator, seeded once by the caller.
 //!
 //! Durability is a protocol, not a drain order: every `Persist` and
 //! `Deliver` is a write the caller must answer with [`Node::persisted`] or
@@ -19,7 +23,7 @@ use core::fmt;
 use core::net::SocketAddr;
 use std::collections::{BTreeMap, VecDeque};
 
-use rand_core::CryptoRngCore;
+use rand_core::RngCore;
 
 use crate::card::Card;
 use crate::channel::{ChannelKey, MAX_CHANNEL_BODY};
@@ -33,8 +37,10 @@ use crate::link::frame::{Frame, IdList, id_frames, keepalive};
 use crate::link::handshake::{HandshakeError, Initiator, Responder, SessionKeys};
 use crate::link::packet::Packet;
 use crate::link::session::{OpenError, Session};
+use crate::rng::NodeRng;
 use crate::routing::Table;
 use crate::store::{Bucket, SeenSet, Store, StoreError, StoreLimits};
+use crate::time::Timestamp;
 
 /// Tunables; defaults are documented in docs/configuration.md.
 #[derive(Debug, Clone)]
@@ -457,7 +463,9 @@ struct Link {
     offer_cursor: Option<EnvelopeId>,
     reasm: Reassembler,
     bucket: Bucket,
-    rekey_started: bool,
+    /// When the initiator of this session starts the next rekey (retried
+    /// if the new handshake is lost).
+    rekey_at: u64,
     rx: u64,
     tx: u64,
     /// Ids the peer said it has; not offered to it again. Cleared when full.
@@ -557,12 +565,21 @@ pub struct Node {
     seen: SeenSet,
     delivered: Delivered,
     writes: BTreeMap<EnvelopeId, PendingWrite>,
+    /// False while the caller's inbox cannot take messages (see
+    /// [`Node::set_inbox_open`]).
+    inbox_open: bool,
     actions: VecDeque<Action>,
     metrics: Metrics,
     next_xfer: u32,
     next_index: u32,
-    /// The latest time any entry point was called with.
+    /// The latest monotonic time any entry point was called with (ms).
     clock: u64,
+    /// The unix time given with it (ms).
+    unix_ms: u64,
+    /// Highest announce sequence number used (never goes back, even when
+    /// the wall clock does).
+    card_seq: u64,
+    rng: NodeRng,
     routes: Table,
     /// When the last accepted announce of each origin arrived.
     announce_seen: BTreeMap<NodeId, u64>,
@@ -583,7 +600,12 @@ pub const MAX_STATIC_PEERS: usize = 256;
 const ANNOUNCE_SOON_MS: u64 = 1_000;
 
 impl Node {
-    pub fn new(identity: Identity, cfg: Config, now_ms: u64) -> Node {
+    /// A node with its identity, tunables, the seed of its random number
+    /// generator (from the OS in the daemon, fixed in simulations), and
+    /// the time.
+    pub fn new(identity: Identity, cfg: Config, seed: [u8; 32], now: Timestamp) -> Node {
+        let now_ms = now.mono_ms;
+        let mut rng = NodeRng::from_seed(seed);
         let me = identity.node_id();
         let store = Store::new(cfg.store);
         let max_routes = cfg.max_cards;
@@ -606,11 +628,15 @@ impl Node {
             seen,
             delivered,
             writes: BTreeMap::new(),
+            inbox_open: true,
             actions: VecDeque::new(),
             metrics: Metrics::default(),
             next_xfer: 0,
-            next_index: (now_ms as u32) | 1,
+            next_index: rng.next_u32() | 1,
             clock: now_ms,
+            unix_ms: now.unix_ms,
+            card_seq: 0,
+            rng,
             routes: Table::new(max_routes),
             announce_seen: BTreeMap::new(),
             next_announce: now_ms,
@@ -647,7 +673,8 @@ impl Node {
     }
 
     /// Replaces tunables (on reload). Links, store contents and peers stay.
-    pub fn set_config(&mut self, cfg: Config, now_ms: u64) {
+    pub fn set_config(&mut self, cfg: Config, now: Timestamp) {
+        let now_ms = self.tick(now);
         let renamed = cfg.name != self.cfg.name || cfg.domain != self.cfg.domain;
         self.store.set_limits(cfg.store);
         self.delivered.set_capacity(cfg.delivered_capacity);
@@ -705,9 +732,22 @@ impl Node {
         self.actions.push_back(Action::Event(e));
     }
 
-    fn fresh_index(&mut self, rng: &mut impl CryptoRngCore) -> u32 {
+    /// Takes the caller's time: the monotonic clock never goes back here,
+    /// the unix clock is taken as given. Returns the monotonic ms.
+    fn tick(&mut self, now: Timestamp) -> u64 {
+        self.clock = self.clock.max(now.mono_ms);
+        self.unix_ms = now.unix_ms;
+        self.clock
+    }
+
+    /// The caller's unix time in seconds, as envelopes carry it.
+    fn unix_s(&self) -> u64 {
+        self.unix_ms / 1000
+    }
+
+    fn fresh_index(&mut self) -> u32 {
         loop {
-            let i = rng.next_u32();
+            let i = self.rng.next_u32();
             if i != 0
                 && !self.by_index.contains_key(&i)
                 && !self.initiators.contains_key(&i)
@@ -723,7 +763,8 @@ impl Node {
 
     /// Adds (or updates the pin of) a static peer.
     /// Returns false if [`MAX_STATIC_PEERS`] are configured already.
-    pub fn add_peer(&mut self, spec: PeerSpec, now_ms: u64) -> bool {
+    pub fn add_peer(&mut self, spec: PeerSpec, now: Timestamp) -> bool {
+        let now_ms = self.tick(now);
         if let Some(p) = self.peers.iter_mut().find(|p| p.spec.addr == spec.addr) {
             if p.spec.pin != spec.pin {
                 p.spec.pin = spec.pin;
@@ -752,14 +793,15 @@ impl Node {
 
     /// Makes the static peer list equal to `specs` (reload), keeping links
     /// to peers that are still configured with the same pin.
-    pub fn set_peers(&mut self, specs: &[PeerSpec], now_ms: u64) {
+    pub fn set_peers(&mut self, specs: &[PeerSpec], now: Timestamp) {
+        self.tick(now);
         let gone: Vec<SocketAddr> =
             self.peers.iter().filter(|p| !specs.iter().any(|s| s == &p.spec)).map(|p| p.spec.addr).collect();
         for addr in gone {
             self.remove_peer(addr);
         }
         for s in specs {
-            if !self.add_peer(s.clone(), now_ms) {
+            if !self.add_peer(s.clone(), now) {
                 self.emit(Event::PeerRefused {
                     addr: s.addr,
                     node: None,
@@ -773,11 +815,12 @@ impl Node {
 
     /// Re-admits a persisted envelope at start-up. Expired or invalid ones are
     /// refused with the reason, and the caller deletes or quarantines them.
-    pub fn restore_envelope(&mut self, bytes: &[u8], now_ms: u64) -> Result<EnvelopeId, String> {
-        let env = Envelope::decode(bytes, now_ms / 1000).map_err(|e| e.to_string())?;
+    pub fn restore_envelope(&mut self, bytes: &[u8], now: Timestamp) -> Result<EnvelopeId, String> {
+        self.tick(now);
+        let env = Envelope::decode(bytes, now.unix_s()).map_err(|e| e.to_string())?;
         let id = env.id();
         let local = env.origin() == &self.identity.public_key();
-        self.store.insert(env, local, now_ms / 1000).map_err(|e| e.to_string())?;
+        self.store.insert(env, local, now.unix_s()).map_err(|e| e.to_string())?;
         Ok(id)
     }
 
@@ -833,6 +876,13 @@ impl Node {
         }
     }
 
+    /// The caller's inbox is full (`false`) or has room again (`true`).
+    /// While it is full, messages for this node are left with their
+    /// senders before any decryption work is spent on them.
+    pub fn set_inbox_open(&mut self, open: bool) {
+        self.inbox_open = open;
+    }
+
     /// Whether a write for `id` is still waiting for the caller.
     pub fn is_pending_write(&self, id: &EnvelopeId) -> bool {
         self.writes.contains_key(id)
@@ -855,27 +905,26 @@ impl Node {
     /// final once the caller has carried out the `Persist` action.
     pub fn send_direct(
         &mut self,
-        now_ms: u64,
-        rng: &mut impl CryptoRngCore,
+        now: Timestamp,
         to: NodeId,
         body: &[u8],
         ttl: Option<u32>,
         hops: Option<u8>,
     ) -> Result<EnvelopeId, SendError> {
-        self.clock = self.clock.max(now_ms);
+        let now_ms = self.tick(now);
         if to == self.me {
             return Err(SendError::ToSelf);
         }
         let card = self.cards.get(&to).ok_or(SendError::UnknownRecipient(to))?;
         // A node of another community is addressed as node@domain.
         let domain = if card.domain != self.cfg.domain { card.domain.clone() } else { String::new() };
-        let payload = e2e::seal(rng, card, &self.identity.public_key(), &to.0, e2e::CONTENT_TEXT, body);
+        let payload = e2e::seal(&mut self.rng, card, &self.identity.public_key(), &to.0, e2e::CONTENT_TEXT, body);
         let env = Envelope::seal(
             &self.identity,
             &Draft {
                 kind: Kind::Direct,
                 max_hops: hops.unwrap_or(self.cfg.default_hops),
-                created: now_ms / 1000,
+                created: self.unix_s(),
                 ttl: ttl.unwrap_or(self.cfg.default_ttl),
                 dest: Destination { id: to.0, domain },
                 payload: &payload,
@@ -913,13 +962,16 @@ impl Node {
     }
 
     fn refresh_announce(&mut self, now_ms: u64) {
-        let payload = self.my_card(now_ms).encode();
+        // Sequence numbers follow the wall clock across restarts, but never
+        // go back within a run when the clock is stepped back.
+        self.card_seq = self.unix_ms.max(self.card_seq + 1);
+        let payload = self.my_card(self.card_seq).encode();
         self.announce = Envelope::seal(
             &self.identity,
             &Draft {
                 kind: Kind::Announce,
                 max_hops: self.cfg.announce_hops,
-                created: now_ms / 1000,
+                created: self.unix_s(),
                 ttl: ANNOUNCE_TTL,
                 dest: Destination { id: [0; 16], domain: String::new() },
                 payload: &payload,
@@ -979,8 +1031,8 @@ impl Node {
             at(l.last_tx + self.cfg.keepalive_ms);
             at(l.last_rx + self.cfg.dead_after_ms);
             at(l.next_sync);
-            if l.current.initiator && !l.rekey_started {
-                at(l.current.established_at + self.cfg.rekey_after_ms);
+            if l.current.initiator {
+                at(l.rekey_at);
             }
         }
         for p in self.initiators.values() {
@@ -990,7 +1042,11 @@ impl Node {
             at(p.started + self.cfg.handshake_timeout_ms);
         }
         if let Some(e) = self.store.next_expiry() {
-            at(e.saturating_mul(1000));
+            // Expiry is unix time; wake on the monotonic clock when the
+            // wall clock will read it (a later step is caught at the next
+            // wake-up, see handle_timeout).
+            let now = Timestamp::new(self.clock, self.unix_ms);
+            at(now.mono_at(e.saturating_mul(1000)).max(self.clock + 1));
         }
         at(self.next_announce);
         if let Some(f) = self.next_ack_flush {
@@ -1007,9 +1063,9 @@ impl Node {
     }
 
     /// Runs every timer that is due at `now_ms`.
-    pub fn handle_timeout(&mut self, now_ms: u64, rng: &mut impl CryptoRngCore) {
-        self.clock = self.clock.max(now_ms);
-        let now_s = now_ms / 1000;
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let now_ms = self.tick(now);
+        let now_s = self.unix_s();
         for id in self.store.expire(now_s) {
             self.writes.remove(&id);
             self.metrics.envelopes_expired_in_store += 1;
@@ -1024,7 +1080,7 @@ impl Node {
         if self.next_ack_flush.is_some_and(|t| now_ms >= t) {
             self.flush_acks(now_ms);
         }
-        self.discovery_timers(now_ms, rng);
+        self.discovery_timers(now_ms);
         let timeout = self.cfg.handshake_timeout_ms;
         self.initiators.retain(|_, p| now_ms < p.started + timeout);
         self.responders.retain(|_, p| now_ms < p.started + timeout);
@@ -1046,19 +1102,17 @@ impl Node {
             let Some(l) = self.links.get(&id) else {
                 continue;
             };
-            let (rekey, addr, remote_ed) = (
-                l.current.initiator && !l.rekey_started && now_ms >= l.current.established_at + self.cfg.rekey_after_ms,
-                l.addr,
-                l.current.remote_ed,
-            );
+            let (rekey, addr, remote_ed) = (l.current.initiator && now_ms >= l.rekey_at, l.addr, l.current.remote_ed);
             if now_ms >= l.next_sync {
                 self.offer(id, now_ms);
             }
             if rekey {
+                // If this handshake is lost, try again after a while.
+                let retry = now_ms + self.cfg.retry_max_ms.max(2 * self.cfg.handshake_timeout_ms);
                 if let Some(l) = self.links.get_mut(&id) {
-                    l.rekey_started = true;
+                    l.rekey_at = retry;
                 }
-                self.initiate(addr, Some(remote_ed), None, now_ms, rng);
+                self.initiate(addr, Some(remote_ed), None, now_ms);
             }
             if let Some(l) = self.links.get(&id)
                 && now_ms >= l.last_tx + self.cfg.keepalive_ms
@@ -1079,7 +1133,7 @@ impl Node {
             self.peers[i].backoff = (backoff * 2).min(self.cfg.retry_max_ms);
             // A retry replaces an unanswered attempt to the same address.
             self.initiators.retain(|_, x| x.addr != addr || x.expect != pin);
-            self.initiate(addr, pin, None, now_ms, rng);
+            self.initiate(addr, pin, None, now_ms);
         }
     }
 
@@ -1089,13 +1143,12 @@ impl Node {
         expect: Option<[u8; 32]>,
         expect_node: Option<(NodeId, [u8; 8])>,
         now_ms: u64,
-        rng: &mut impl CryptoRngCore,
     ) {
         if self.initiators.len() >= self.cfg.max_pending_handshakes {
             return;
         }
-        let idx = self.fresh_index(rng);
-        match Initiator::start(&self.identity, rng, idx) {
+        let idx = self.fresh_index();
+        match Initiator::start(&self.identity, &mut self.rng, idx) {
             Ok((hs, data)) => {
                 self.initiators.insert(idx, PendingInit { hs, addr, started: now_ms, expect, expect_node });
                 self.transmit(addr, data);
@@ -1112,9 +1165,9 @@ impl Node {
     // ---- datagrams --------------------------------------------------------
 
     /// Handles one UDP datagram from `from`. Never panics on any input.
-    pub fn handle_datagram(&mut self, now_ms: u64, from: SocketAddr, data: &[u8], rng: &mut impl CryptoRngCore) {
+    pub fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, data: &[u8]) {
         self.metrics.datagrams_in += 1;
-        self.clock = self.clock.max(now_ms);
+        let now_ms = self.tick(now);
         let packet = match Packet::parse(data) {
             Ok(p) => p,
             Err(_) => {
@@ -1123,7 +1176,7 @@ impl Node {
             }
         };
         match packet {
-            Packet::Init { sender, noise } => self.on_init(now_ms, from, sender, noise, rng),
+            Packet::Init { sender, noise } => self.on_init(now_ms, from, sender, noise),
             Packet::Resp { sender, receiver, noise } => self.on_resp(now_ms, from, sender, receiver, noise),
             Packet::Final { receiver, noise } => self.on_final(now_ms, from, receiver, noise),
             Packet::Data { receiver, counter, header, ciphertext } => {
@@ -1132,7 +1185,7 @@ impl Node {
         }
     }
 
-    fn on_init(&mut self, now_ms: u64, from: SocketAddr, sender: u32, noise: &[u8], rng: &mut impl CryptoRngCore) {
+    fn on_init(&mut self, now_ms: u64, from: SocketAddr, sender: u32, noise: &[u8]) {
         // One pending response per address, and a bounded total: message 1
         // is unauthenticated, so this is all a stranger can make us hold.
         self.responders.retain(|_, p| p.addr != from);
@@ -1142,8 +1195,8 @@ impl Node {
                 self.responders.remove(&k);
             }
         }
-        let idx = self.fresh_index(rng);
-        match Responder::respond(&self.identity, rng, idx, sender, noise) {
+        let idx = self.fresh_index();
+        match Responder::respond(&self.identity, &mut self.rng, idx, sender, noise) {
             Ok((hs, data)) => {
                 self.responders.insert(idx, PendingResp { hs, addr: from, started: now_ms });
                 self.transmit(from, data);
@@ -1259,7 +1312,7 @@ impl Node {
                 }
                 l.addr = addr;
                 l.last_rx = now_ms;
-                l.rekey_started = false;
+                l.rekey_at = now_ms + self.cfg.rekey_after_ms;
                 l.next_sync = now_ms;
                 // A new session may mean the peer restarted with an empty
                 // (RAM) store: what it had before proves nothing now.
@@ -1284,7 +1337,7 @@ impl Node {
                             self.cfg.reassembly_timeout_ms,
                         ),
                         bucket: Bucket::full(self.cfg.link_burst, now_ms),
-                        rekey_started: false,
+                        rekey_at: now_ms + self.cfg.rekey_after_ms,
                         rx: 0,
                         tx: 0,
                         peer_has: std::collections::BTreeSet::new(),
@@ -1479,7 +1532,7 @@ impl Node {
             self.metrics.envelopes_rate_limited += 1;
             return;
         }
-        let env = match Envelope::decode(bytes, now_ms / 1000) {
+        let env = match Envelope::decode(bytes, self.unix_s()) {
             Ok(e) => e,
             Err(e) => {
                 match e {
@@ -1845,7 +1898,7 @@ impl Node {
     fn flush_acks(&mut self, now_ms: u64) {
         self.next_ack_flush = None;
         let pending = core::mem::take(&mut self.pending_acks);
-        let now_s = now_ms / 1000;
+        let now_s = self.unix_s();
         for (origin, ids) in pending {
             for chunk in ids.chunks(crate::ack::MAX_ACK_IDS) {
                 let list: Vec<EnvelopeId> = chunk.iter().map(|(id, _)| *id).collect();
@@ -1967,25 +2020,19 @@ impl Node {
     }
 
     /// Encrypts, signs, stores and floods a message to a joined channel.
-    pub fn publish(
-        &mut self,
-        now_ms: u64,
-        rng: &mut impl CryptoRngCore,
-        channel: [u8; 16],
-        body: &[u8],
-    ) -> Result<EnvelopeId, SendError> {
-        self.clock = self.clock.max(now_ms);
+    pub fn publish(&mut self, now: Timestamp, channel: [u8; 16], body: &[u8]) -> Result<EnvelopeId, SendError> {
+        let now_ms = self.tick(now);
         if body.len() > MAX_CHANNEL_BODY {
             return Err(SendError::TooLarge { len: body.len(), max: MAX_CHANNEL_BODY });
         }
         let key = self.channels.get(&channel).ok_or(SendError::NotJoined)?;
-        let payload = key.seal(rng, &self.identity.public_key(), e2e::CONTENT_TEXT, body);
+        let payload = key.seal(&mut self.rng, &self.identity.public_key(), e2e::CONTENT_TEXT, body);
         let env = Envelope::seal(
             &self.identity,
             &Draft {
                 kind: Kind::Channel,
                 max_hops: self.cfg.default_hops,
-                created: now_ms / 1000,
+                created: self.unix_s(),
                 ttl: self.cfg.channel_ttl,
                 dest: Destination { id: channel, domain: String::new() },
                 payload: &payload,
@@ -2045,8 +2092,8 @@ impl Node {
     /// Records a peer that discovery (mDNS) found at `addr`, announcing node
     /// id `node` and key fingerprint `fp`; the node links to it unless it is
     /// linked already. Call again whenever it is seen, to keep it fresh.
-    pub fn discovered(&mut self, addr: SocketAddr, node: NodeId, fp: [u8; 8], now_ms: u64) {
-        self.clock = self.clock.max(now_ms);
+    pub fn discovered(&mut self, addr: SocketAddr, node: NodeId, fp: [u8; 8], now: Timestamp) {
+        let now_ms = self.tick(now);
         if node == self.me {
             return;
         }
@@ -2085,7 +2132,7 @@ impl Node {
             .collect()
     }
 
-    fn discovery_timers(&mut self, now_ms: u64, rng: &mut impl CryptoRngCore) {
+    fn discovery_timers(&mut self, now_ms: u64) {
         let timeout = self.cfg.discovery_timeout_ms;
         self.discovered.retain(|_, d| d.last_seen + timeout > now_ms);
         let due: Vec<(NodeId, SocketAddr, [u8; 8])> = self
@@ -2100,7 +2147,7 @@ impl Node {
                 d.backoff = (d.backoff * 2).min(self.cfg.retry_max_ms);
             }
             self.initiators.retain(|_, x| x.addr != addr);
-            self.initiate(addr, None, Some((node, fp)), now_ms, rng);
+            self.initiate(addr, None, Some((node, fp)), now_ms);
         }
     }
 
@@ -2126,6 +2173,10 @@ impl Node {
     /// inbox. The link `have` and the end-to-end ack wait for the write.
     fn deliver(&mut self, env: &Envelope, link: NodeId) {
         let (id, origin, expires) = (env.id(), env.origin_id(), env.expires_at());
+        if !self.inbox_open || self.writes.len() >= MAX_PENDING_WRITES {
+            self.metrics.deliveries_deferred += 1;
+            return;
+        }
         let opened = match e2e::open(&self.identity, env.origin(), &env.dest().id, env.payload()) {
             Ok(o) => o,
             Err(e) => {
@@ -2136,10 +2187,6 @@ impl Node {
                 return;
             }
         };
-        if self.writes.len() >= MAX_PENDING_WRITES {
-            self.metrics.deliveries_deferred += 1;
-            return;
-        }
         if let Err(e) = self.delivered.begin(id, origin, expires) {
             // Not acknowledged: the sender keeps it and offers it again.
             self.metrics.deliveries_deferred += 1;
@@ -2180,7 +2227,8 @@ impl Node {
         }
         let id = env.id();
         let bytes = env.bytes().to_vec();
-        match self.store.insert_shared(env, local, share, now_ms / 1000) {
+        let _ = now_ms;
+        match self.store.insert_shared(env, local, share, self.unix_s()) {
             Ok(evicted) => {
                 for victim in evicted {
                     self.metrics.envelopes_evicted += 1;
@@ -2253,9 +2301,9 @@ mod tests {
         fn new(pin_a_to: Option<[u8; 32]>) -> Pair {
             let ia = Identity::generate(&mut OsRng);
             let ib = Identity::generate(&mut OsRng);
-            let mut a = Node::new(ia, Config { name: "a".into(), ..Config::default() }, T0);
-            let b = Node::new(ib, Config { name: "b".into(), ..Config::default() }, T0);
-            a.add_peer(PeerSpec { addr: addr(2), pin: pin_a_to, federation: None }, T0);
+            let mut a = Node::new(ia, Config { name: "a".into(), ..Config::default() }, [1; 32], Timestamp::from(T0));
+            let b = Node::new(ib, Config { name: "b".into(), ..Config::default() }, [2; 32], Timestamp::from(T0));
+            a.add_peer(PeerSpec { addr: addr(2), pin: pin_a_to, federation: None }, Timestamp::from(T0));
             Pair {
                 a,
                 b,
@@ -2273,9 +2321,9 @@ mod tests {
         fn run(&mut self, ms: u64, step: u64) {
             let end = self.now + ms;
             while self.now <= end {
-                self.a.handle_timeout(self.now, &mut OsRng);
+                self.a.handle_timeout(Timestamp::from(self.now));
                 if self.b_up {
-                    self.b.handle_timeout(self.now, &mut OsRng);
+                    self.b.handle_timeout(Timestamp::from(self.now));
                 }
                 for _ in 0..1000 {
                     let mut moved = false;
@@ -2285,7 +2333,7 @@ mod tests {
                             Action::Transmit { to, data } if to == addr(2) => {
                                 self.captured.push((to, data.clone()));
                                 if self.b_up {
-                                    self.b.handle_datagram(self.now, addr(1), &data, &mut OsRng);
+                                    self.b.handle_datagram(Timestamp::from(self.now), addr(1), &data);
                                 }
                             }
                             Action::Persist { id, .. } => {
@@ -2300,7 +2348,7 @@ mod tests {
                         moved = true;
                         match act {
                             Action::Transmit { data, .. } if self.b_up => {
-                                self.a.handle_datagram(self.now, addr(2), &data, &mut OsRng)
+                                self.a.handle_datagram(Timestamp::from(self.now), addr(2), &data)
                             }
                             Action::Deliver(d) => {
                                 if self.b_inbox_fails {
@@ -2331,7 +2379,7 @@ mod tests {
         let bid = p.b.node_id();
         assert!(p.a.is_linked(&bid) && p.b.is_linked(&p.a.node_id()));
         assert!(p.a.card(&bid).is_some(), "A learned B's keys from its announce");
-        let id = p.a.send_direct(p.now, &mut OsRng, bid, b"hello b", None, None).unwrap();
+        let id = p.a.send_direct(Timestamp::from(p.now), bid, b"hello b", None, None).unwrap();
         p.run(1000, 100);
         assert_eq!(p.delivered_b.len(), 1);
         assert_eq!(p.delivered_b[0].body, b"hello b");
@@ -2351,7 +2399,7 @@ mod tests {
         let bid = p.b.node_id();
         p.b_up = false;
         let ids: Vec<_> = (0..20)
-            .map(|i| p.a.send_direct(p.now, &mut OsRng, bid, format!("m{i}").as_bytes(), None, None).unwrap())
+            .map(|i| p.a.send_direct(Timestamp::from(p.now), bid, format!("m{i}").as_bytes(), None, None).unwrap())
             .collect();
         p.run(60_000, 1000);
         assert!(!p.a.is_linked(&bid), "dead-peer detection dropped the link");
@@ -2384,7 +2432,7 @@ mod tests {
         let ib = Identity::generate(&mut OsRng);
         let pin = ib.public_key();
         let mut p = Pair::new(Some(pin));
-        p.b = Node::new(ib, Config::default(), T0);
+        p.b = Node::new(ib, Config::default(), [2; 32], Timestamp::from(T0));
         p.run(2000, 100);
         assert!(p.a.is_linked(&p.b.node_id()));
     }
@@ -2395,12 +2443,12 @@ mod tests {
         p.run(2000, 100);
         let bid = p.b.node_id();
         p.captured.clear();
-        p.a.send_direct(p.now, &mut OsRng, bid, b"once", None, None).unwrap();
+        p.a.send_direct(Timestamp::from(p.now), bid, b"once", None, None).unwrap();
         p.run(500, 100);
         assert_eq!(p.delivered_b.len(), 1);
         let replay: Vec<_> = p.captured.clone();
         for (_, d) in &replay {
-            p.b.handle_datagram(p.now, addr(1), d, &mut OsRng);
+            p.b.handle_datagram(Timestamp::from(p.now), addr(1), d);
         }
         assert!(p.b.metrics().datagrams_replayed >= replay.len() as u64 - 1);
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
@@ -2413,7 +2461,7 @@ mod tests {
                     x as u8
                 })
                 .collect();
-            p.b.handle_datagram(p.now, addr(9), &d, &mut OsRng);
+            p.b.handle_datagram(Timestamp::from(p.now), addr(9), &d);
         }
         p.run(500, 100);
         assert_eq!(p.delivered_b.len(), 1);
@@ -2426,7 +2474,7 @@ mod tests {
         p.run(2000, 100);
         let bid = p.b.node_id();
         // A builds a valid envelope to B, then corrupts its signature.
-        let id = p.a.send_direct(p.now, &mut OsRng, bid, b"real", None, None).unwrap();
+        let id = p.a.send_direct(Timestamp::from(p.now), bid, b"real", None, None).unwrap();
         let bytes = p.a.store().get(&id).unwrap().env.bytes().to_vec();
         p.run(500, 100);
         let mut forged = bytes.clone();
@@ -2445,7 +2493,7 @@ mod tests {
         p.run(12_000, 500);
         assert!(p.events.iter().any(|e| matches!(e, Event::Rekeyed { .. })));
         let bid = p.b.node_id();
-        p.a.send_direct(p.now, &mut OsRng, bid, b"after rekey", None, None).unwrap();
+        p.a.send_direct(Timestamp::from(p.now), bid, b"after rekey", None, None).unwrap();
         p.run(1000, 100);
         assert_eq!(p.delivered_b.len(), 1);
         assert_eq!(p.events.iter().filter(|e| matches!(e, Event::LinkDown { .. })).count(), 0);
@@ -2457,7 +2505,7 @@ mod tests {
         let mut kept = 0;
         for i in 0..300u16 {
             let spec = PeerSpec { addr: addr(1000 + i), pin: None, federation: None };
-            if p.a.add_peer(spec, T0) {
+            if p.a.add_peer(spec, Timestamp::from(T0)) {
                 kept += 1;
             }
         }
@@ -2475,7 +2523,7 @@ mod tests {
         let mut p = Pair::new(None);
         p.run(2000, 100);
         let bid = p.b.node_id();
-        let id = p.a.send_direct(p.now, &mut OsRng, bid, b"durable first", None, None).unwrap();
+        let id = p.a.send_direct(Timestamp::from(p.now), bid, b"durable first", None, None).unwrap();
         let acts = take_actions(&mut p.a);
         assert!(matches!(acts.as_slice(), [Action::Persist { id: x, .. }] if *x == id), "only the write: {acts:?}");
         // The disk is full: the write fails, nothing goes out, and the
@@ -2486,7 +2534,7 @@ mod tests {
         p.run(20_000, 1000);
         assert!(p.delivered_b.is_empty(), "a failed send never reaches anyone");
         // The retry is a new envelope, sent once its write is confirmed.
-        let id2 = p.a.send_direct(p.now, &mut OsRng, bid, b"durable first", None, None).unwrap();
+        let id2 = p.a.send_direct(Timestamp::from(p.now), bid, b"durable first", None, None).unwrap();
         let acts = take_actions(&mut p.a);
         assert_eq!(acts.len(), 1);
         p.a.persisted(id2);
@@ -2494,7 +2542,7 @@ mod tests {
         for a in take_actions(&mut p.a) {
             if let Action::Transmit { data, .. } = a {
                 sent += 1;
-                p.b.handle_datagram(p.now, addr(1), &data, &mut OsRng);
+                p.b.handle_datagram(Timestamp::from(p.now), addr(1), &data);
             }
         }
         assert!(sent > 0, "confirmed: now it goes out");
@@ -2508,7 +2556,7 @@ mod tests {
         p.run(2000, 100);
         let bid = p.b.node_id();
         p.b_inbox_fails = true;
-        let id = p.a.send_direct(p.now, &mut OsRng, bid, b"wait for room", None, None).unwrap();
+        let id = p.a.send_direct(Timestamp::from(p.now), bid, b"wait for room", None, None).unwrap();
         p.run(40_000, 1000);
         assert!(p.delivered_b.is_empty());
         assert!(p.a.store().contains(&id), "the sender keeps what was not acknowledged");
@@ -2525,7 +2573,7 @@ mod tests {
         let mut p = Pair::new(None);
         p.run(2000, 100);
         let bid = p.b.node_id();
-        let id = p.a.send_direct(p.now, &mut OsRng, bid, b"only once", None, None).unwrap();
+        let id = p.a.send_direct(Timestamp::from(p.now), bid, b"only once", None, None).unwrap();
         let original = p.a.store().get(&id).unwrap().env.bytes().to_vec();
         p.run(2000, 100);
         assert_eq!(p.delivered_b.len(), 1);
@@ -2571,7 +2619,7 @@ mod tests {
         p.run(2000, 100);
         let bid = p.b.node_id();
         for i in 0..3 {
-            p.a.send_direct(p.now, &mut OsRng, bid, format!("m{i}").as_bytes(), None, None).unwrap();
+            p.a.send_direct(Timestamp::from(p.now), bid, format!("m{i}").as_bytes(), None, None).unwrap();
         }
         p.run(2000, 100);
         assert_eq!(p.delivered_b.len(), 2);
@@ -2586,14 +2634,14 @@ mod tests {
         let (aid, bid) = (p.a.node_id(), p.b.node_id());
         let (afp, bfp) = (fingerprint(&p.a.identity.public_key()), fingerprint(&p.b.identity.public_key()));
         for _ in 0..20 {
-            p.a.discovered(addr(2), bid, bfp, p.now);
-            p.b.discovered(addr(1), aid, afp, p.now);
+            p.a.discovered(addr(2), bid, bfp, Timestamp::from(p.now));
+            p.b.discovered(addr(1), aid, afp, Timestamp::from(p.now));
             p.run(500, 100);
         }
         assert!(p.a.is_linked(&bid));
         let now = p.now;
-        p.a.handle_timeout(now, &mut OsRng);
-        p.b.handle_timeout(now, &mut OsRng);
+        p.a.handle_timeout(Timestamp::from(now));
+        p.b.handle_timeout(Timestamp::from(now));
         assert!(p.a.poll_timeout().unwrap() > now, "a linked discovery must not wake the caller at once");
         assert!(p.b.poll_timeout().unwrap() > now);
     }
@@ -2601,7 +2649,7 @@ mod tests {
     #[test]
     fn unknown_recipient_is_a_clear_error() {
         let mut p = Pair::new(None);
-        let err = p.a.send_direct(p.now, &mut OsRng, NodeId([5; 16]), b"x", None, None).unwrap_err();
+        let err = p.a.send_direct(Timestamp::from(p.now), NodeId([5; 16]), b"x", None, None).unwrap_err();
         assert!(err.to_string().contains("no keys known"));
     }
 }

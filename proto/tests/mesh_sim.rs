@@ -1,6 +1,7 @@
 //! Many nodes on virtual time, wired by an in-memory network whose links can
 //! be cut: routing, multi-hop forwarding, store-and-forward and expiry,
 //! driven only through the public poll API.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)] // tests may use the OS generator
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -9,7 +10,8 @@ use meshpost_proto::channel::ChannelKey;
 use meshpost_proto::envelope::EnvelopeId;
 use meshpost_proto::envelope::{Destination, Draft, Envelope, Kind};
 use meshpost_proto::identity::{Identity, NodeId, fingerprint};
-use meshpost_proto::node::{Action, Config, Delivery, Node};
+use meshpost_proto::node::{Action, Config, Delivery, Event, Node};
+use meshpost_proto::time::Timestamp;
 use rand_core::OsRng;
 
 const T0: u64 = 1_800_000_000_000;
@@ -29,12 +31,23 @@ struct Sim {
     channel: Vec<Vec<Delivery>>,
     /// Every datagram sent, for replay tests.
     wire: Vec<(usize, usize, Vec<u8>)>,
+    /// How far the nodes' wall clocks are from the monotonic one (ms): a
+    /// step of this models NTP setting the clock of an RTC-less router.
+    unix_offset: i64,
+    /// Link-down events seen, all nodes together.
+    link_downs: usize,
     /// Envelopes in each node's store as persisted (Persist minus Unpersist).
     persisted: Vec<BTreeSet<String>>,
 }
 
 impl Sim {
     fn new(n: usize, edges: &[(usize, usize)]) -> Sim {
+        Sim::seeded(n, edges, 0)
+    }
+
+    /// Node identities and generators derive from `seed` and the index, so
+    /// two runs with the same seed are the same run.
+    fn seeded(n: usize, edges: &[(usize, usize)], seed: u8) -> Sim {
         let cfg = Config {
             announce_interval_ms: 5_000,
             sync_interval_ms: 2_000,
@@ -46,9 +59,21 @@ impl Sim {
         let mut nodes = Vec::new();
         let mut keys = Vec::new();
         for i in 0..n {
-            let id = Identity::generate(&mut OsRng);
+            // Keys and generators from the index: every run is the same.
+            let mut key_seed = [i as u8 + 1; 32];
+            key_seed[0] = seed;
+            let id = Identity::from_seed(&key_seed);
             keys.push(id.public_key());
-            nodes.push(Node::new(id, Config { name: format!("n{i}"), ..cfg.clone() }, T0));
+            nodes.push(Node::new(
+                id,
+                Config { name: format!("n{i}"), ..cfg.clone() },
+                {
+                    let mut rng_seed = [i as u8 + 101; 32];
+                    rng_seed[0] = seed;
+                    rng_seed
+                },
+                Timestamp::from(T0),
+            ));
         }
         let mut sim = Sim {
             nodes,
@@ -59,6 +84,8 @@ impl Sim {
             delivered: vec![Vec::new(); n],
             channel: vec![Vec::new(); n],
             wire: Vec::new(),
+            unix_offset: 0,
+            link_downs: 0,
             persisted: vec![BTreeSet::new(); n],
         };
         for &(a, b) in edges {
@@ -89,17 +116,23 @@ impl Sim {
 
     /// One tick: "mDNS" tells each node about its reachable neighbours, timers
     /// run, and datagrams flow until the network is quiet.
+    /// Both clocks of every node now.
+    fn ts(&self) -> Timestamp {
+        Timestamp::new(self.now, self.now.saturating_add_signed(self.unix_offset))
+    }
+
     fn step(&mut self, ms: u64) {
         self.now += ms;
+        let ts = self.ts();
         let n = self.nodes.len();
         for i in 0..n {
             for j in 0..n {
                 if i != j && self.linked(i, j) {
                     let (id, fp) = (self.id(j), fingerprint(&self.keys[j]));
-                    self.nodes[i].discovered(addr(j), id, fp, self.now);
+                    self.nodes[i].discovered(addr(j), id, fp, ts);
                 }
             }
-            self.nodes[i].handle_timeout(self.now, &mut OsRng);
+            self.nodes[i].handle_timeout(ts);
         }
         for _ in 0..10_000 {
             let mut moved = false;
@@ -111,7 +144,7 @@ impl Sim {
                             if let Some(j) = (0..n).find(|&j| addr(j) == to)
                                 && self.reachable(i, j)
                             {
-                                self.nodes[j].handle_datagram(self.now, addr(i), &data, &mut OsRng);
+                                self.nodes[j].handle_datagram(ts, addr(i), &data);
                                 self.wire.push((i, j, data));
                             }
                         }
@@ -124,6 +157,7 @@ impl Sim {
                             self.persisted[i].insert(id.to_string());
                             self.nodes[i].persisted(id);
                         }
+                        Action::Event(Event::LinkDown { .. }) => self.link_downs += 1,
                         Action::Unpersist { id } => {
                             self.persisted[i].remove(&id.to_string());
                         }
@@ -150,7 +184,8 @@ impl Sim {
 
     fn send(&mut self, from: usize, to: usize, text: &str, ttl: Option<u32>) -> EnvelopeId {
         let dest = self.id(to);
-        self.nodes[from].send_direct(self.now, &mut OsRng, dest, text.as_bytes(), ttl, None).unwrap()
+        let ts = self.ts();
+        self.nodes[from].send_direct(ts, dest, text.as_bytes(), ttl, None).unwrap()
     }
 }
 
@@ -285,8 +320,8 @@ fn channel_messages_reach_every_member_once_and_keyless_relays_cannot_read_them(
     }
     s.run(20_000);
     let ch = key.id();
-    s.nodes[1].publish(s.now, &mut OsRng, ch, b"from B").unwrap();
-    s.nodes[3].publish(s.now, &mut OsRng, ch, b"from D").unwrap();
+    s.nodes[1].publish(Timestamp::from(s.now), ch, b"from B").unwrap();
+    s.nodes[3].publish(Timestamp::from(s.now), ch, b"from D").unwrap();
     s.run(5_000);
     for i in [0, 1, 3, 4] {
         let mut got: Vec<Vec<u8>> = s.channel[i].iter().map(|d| d.body.clone()).collect();
@@ -299,7 +334,7 @@ fn channel_messages_reach_every_member_once_and_keyless_relays_cannot_read_them(
     // Replaying every datagram changes nothing.
     let wire = std::mem::take(&mut s.wire);
     for (from, to, d) in &wire {
-        s.nodes[*to].handle_datagram(s.now, addr(*from), d, &mut OsRng);
+        s.nodes[*to].handle_datagram(Timestamp::from(s.now), addr(*from), d);
     }
     s.run(5_000);
     assert_eq!(s.channel[4].len(), 2, "no duplicates after replay");
@@ -341,7 +376,7 @@ fn bad_mac_messages_are_dropped_and_counted_and_floods_are_rate_limited() {
     assert!(!s.nodes[1].store().contains(&env.id()), "not stored or relayed");
     // A flood of 200 from node 0: members take the burst (50), then ~5/s.
     for i in 0..200 {
-        s.nodes[0].publish(s.now, &mut OsRng, key.id(), format!("m{i}").as_bytes()).unwrap();
+        s.nodes[0].publish(Timestamp::from(s.now), key.id(), format!("m{i}").as_bytes()).unwrap();
     }
     s.run(2_000);
     let got = s.channel[2].len();
@@ -349,7 +384,7 @@ fn bad_mac_messages_are_dropped_and_counted_and_floods_are_rate_limited() {
     assert!(s.nodes[1].metrics().channel_rate_limited > 0);
     // Oversized messages are refused at publish.
     let big = vec![b'x'; meshpost_proto::channel::MAX_CHANNEL_BODY + 1];
-    let err = s.nodes[0].publish(s.now, &mut OsRng, key.id(), &big).unwrap_err();
+    let err = s.nodes[0].publish(Timestamp::from(s.now), key.id(), &big).unwrap_err();
     assert!(err.to_string().contains("larger than the channel maximum"));
 }
 
@@ -365,7 +400,7 @@ fn two_domains(pin_ok: bool, tweak: impl Fn(&mut Policy)) -> Sim {
     let cfg = |domain: &str, n: &Node| Config { domain: domain.into(), ..n.config().clone() };
     for i in 0..6 {
         let c = cfg(if i < 3 { "ffa" } else { "ffb" }, &s.nodes[i]);
-        s.nodes[i].set_config(c, s.now);
+        s.nodes[i].set_config(c, Timestamp::from(s.now));
     }
     let wrong = Identity::generate(&mut OsRng).public_key();
     let mut pa = Policy::new("ffb");
@@ -373,8 +408,8 @@ fn two_domains(pin_ok: bool, tweak: impl Fn(&mut Policy)) -> Sim {
     tweak(&mut pa);
     tweak(&mut pb);
     let gb_key = if pin_ok { s.keys[3] } else { wrong };
-    s.nodes[2].add_peer(PeerSpec { addr: addr(3), pin: Some(gb_key), federation: Some(pa) }, s.now);
-    s.nodes[3].add_peer(PeerSpec { addr: addr(2), pin: Some(s.keys[2]), federation: Some(pb) }, s.now);
+    s.nodes[2].add_peer(PeerSpec { addr: addr(3), pin: Some(gb_key), federation: Some(pa) }, Timestamp::from(s.now));
+    s.nodes[3].add_peer(PeerSpec { addr: addr(2), pin: Some(s.keys[2]), federation: Some(pb) }, Timestamp::from(s.now));
     s.wan.insert((2, 3));
     s
 }
@@ -470,8 +505,8 @@ fn only_federated_channels_cross_and_spoofed_reinjection_is_refused() {
         s.nodes[i].join_channel(shared.clone());
     }
     s.run(30_000);
-    s.nodes[0].publish(s.now, &mut OsRng, inside.id(), b"inside only").unwrap();
-    s.nodes[0].publish(s.now, &mut OsRng, shared.id(), b"for both communities").unwrap();
+    s.nodes[0].publish(Timestamp::from(s.now), inside.id(), b"inside only").unwrap();
+    s.nodes[0].publish(Timestamp::from(s.now), shared.id(), b"for both communities").unwrap();
     s.run(5_000);
     let got: Vec<Vec<u8>> = s.channel[5].iter().map(|d| d.body.clone()).collect();
     assert_eq!(got, vec![b"for both communities".to_vec()]);
@@ -495,9 +530,65 @@ fn a_node_of_another_domain_cannot_join_as_a_plain_mesh_neighbour() {
     let mut s = Sim::new(2, &[(0, 1)]);
     for (i, d) in [(0, "ffa"), (1, "ffb")] {
         let c = Config { domain: d.into(), ..s.nodes[i].config().clone() };
-        s.nodes[i].set_config(c, s.now);
+        s.nodes[i].set_config(c, Timestamp::from(s.now));
     }
     s.run(10_000);
     assert!(s.nodes[0].metrics().peers_refused > 0);
     assert!(s.nodes[0].card(&s.id(1)).is_none(), "its keys were not learned");
+}
+
+#[test]
+fn wall_clock_steps_keep_links_up_and_rekeys_going() {
+    let mut s = line(3);
+    for n in &mut s.nodes {
+        let mut c = n.config().clone();
+        c.rekey_after_ms = 20_000;
+        n.set_config(c, Timestamp::from(s.now));
+    }
+    s.run(10_000);
+    let linked = |s: &Sim| s.nodes[0].is_linked(&s.id(1)) && s.nodes[1].is_linked(&s.id(2));
+    assert!(linked(&s));
+    let handshakes = |s: &Sim| s.nodes.iter().map(|n| n.metrics().handshakes_completed).sum::<u64>();
+    for step in [86_400_000i64, -86_400_000, -86_400_000] {
+        // NTP steps every node's wall clock (+1 day, back, then -1 day).
+        s.unix_offset += step;
+        let before = handshakes(&s);
+        for _ in 0..240 {
+            s.step(250);
+            assert!(linked(&s), "links stay up across a wall-clock step of {step} ms");
+        }
+        assert_eq!(s.link_downs, 0, "no link was dropped (and re-made) across a step of {step} ms");
+        assert!(handshakes(&s) >= before + 4, "rekeys continued (2 links, 60 s, every 20 s)");
+        let id = s.send(0, 2, &format!("after a step of {step}"), None);
+        s.run(2_000);
+        assert!(s.delivered[2].iter().any(|d| d.id == id), "messages still flow after a step of {step}");
+    }
+}
+
+/// A hash of every datagram, in order, with who sent it to whom.
+fn transcript(seed: u8) -> (u64, usize) {
+    use std::hash::{Hash, Hasher};
+    let mut s = Sim::seeded(4, &[(0, 1), (1, 2), (2, 3)], seed);
+    s.run(10_000);
+    for i in 0..5 {
+        s.send(0, 3, &format!("m{i}"), None);
+        s.send(3, 1, &format!("r{i}"), None);
+    }
+    s.cut(1, 2);
+    s.run(8_000);
+    s.connect(1, 2);
+    s.run(10_000);
+    assert_eq!(s.delivered[3].len() + s.delivered[1].len(), 10, "the scenario delivers everything");
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.wire.hash(&mut h);
+    (h.finish(), s.wire.len())
+}
+
+#[test]
+fn the_same_seed_gives_the_same_transcript() {
+    let (a, n) = transcript(7);
+    let (b, m) = transcript(7);
+    assert_eq!((a, n), (b, m), "every datagram of the run is the same");
+    let (c, _) = transcript(8);
+    assert_ne!(a, c, "another seed is another run");
 }
