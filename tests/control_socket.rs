@@ -81,7 +81,7 @@ fn garbage_gets_an_error_and_the_next_client_is_served() {
 fn oversized_and_half_sent_requests_are_cut_off() {
     let t = TempDir::new("oversize");
     let n = one(&t.0, "\toption control_timeout '1'\n");
-    let big = vec![b'a'; 300 * 1024];
+    let big = vec![b'a'; 400 * 1024];
     let line = raw(&n.sock, &big);
     assert!(line.contains("longer than"), "{line}");
     // Half a request and then silence: an error after the timeout, and the
@@ -125,9 +125,17 @@ fn client_limit_refuses_extra_clients_with_an_error() {
     let t = TempDir::new("limit");
     let n = one(&t.0, "\toption max_clients '3'\n\toption control_timeout '30'\n");
     let held: Vec<UnixStream> = (0..3).map(|_| UnixStream::connect(&n.sock).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(200));
-    let line = raw(&n.sock, b"{\"cmd\":\"status\"}\n");
-    assert!(line.contains("too many clients"), "{line}");
+    // The refusal is sent on accept: a refused client only reads (writing
+    // could race the server's close and fail with EPIPE). Until the server
+    // has accepted the three held ones, a fourth may still be served.
+    let mut line = String::new();
+    let refused = wait_until(10, || {
+        let Ok(s) = UnixStream::connect(&n.sock) else { return false };
+        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        line.clear();
+        BufReader::new(&s).read_line(&mut line).is_ok() && line.contains("too many clients")
+    });
+    assert!(refused, "{line}");
     drop(held);
     assert!(wait_until(5, || n.try_request(&json!({"cmd": "status"})).is_ok_and(|v| v["ok"] == true)));
     assert!(n.metric("control_refused_busy_total") >= 1);

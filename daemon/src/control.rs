@@ -19,7 +19,9 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::timeout;
 
-pub const MAX_REQUEST: usize = 256 * 1024;
+/// Big enough for the largest `send` text (`MAX_TEXT`) even when every
+/// character is a control character that JSON escapes as six bytes.
+pub const MAX_REQUEST: usize = 6 * crate::runtime::MAX_TEXT + 4096;
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A request on its way to the main loop.

@@ -56,12 +56,17 @@ fn read_limited(p: &Path, max: usize) -> io::Result<Vec<u8>> {
 /// Writes `bytes` to `path` atomically and durably with `mode`.
 pub fn write_durable(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
-    {
+    let written = (|| {
         let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        // A full disk keeps no half-written file.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
-    fs::rename(&tmp, path)?;
     if let Some(parent) = path.parent() {
         File::open(parent)?.sync_all()?;
     }

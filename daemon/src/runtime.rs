@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use meshpost_proto::envelope::EnvelopeId;
 use meshpost_proto::identity::NodeId;
 use meshpost_proto::node::{Action, Node, PeerSpec};
+use meshpost_proto::time::Timestamp;
 use rand_core::OsRng;
 use serde_json::{Value, json};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -27,6 +28,8 @@ use crate::inbox::{Inbox, InboxError, Message};
 use crate::persist::State;
 use crate::{debug, error, info, log, notice, warn};
 
+/// Longest sleep of the event loop when no timer is due sooner.
+const MAX_SLEEP_MS: u64 = 5_000;
 /// Events buffered per subscriber before it is marked as dropping.
 pub const SUBSCRIBER_BUFFER: usize = 256;
 /// Largest text a local `send` accepts.
@@ -45,8 +48,26 @@ struct Channel {
     tx: broadcast::Sender<Arc<str>>,
 }
 
+/// Wall-clock (unix) time in ms: for envelope validity and for what
+/// people read (received times, history ages).
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Both clocks for the node: monotonic ms since this process started
+/// (timers, which must not follow a wall-clock step) and unix ms.
+pub fn timestamp() -> Timestamp {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    Timestamp::new(start.elapsed().as_millis() as u64 + 1, now_ms())
+}
+
+/// A seed for the node's generator from the operating system.
+fn os_seed() -> [u8; 32] {
+    use rand_core::RngCore;
+    let mut seed = [0u8; 32];
+    OsRng.fill_bytes(&mut seed);
+    seed
 }
 
 /// Resolves configured peers and federation peers; names that do not
@@ -182,7 +203,8 @@ pub struct Daemon {
     persist_errors: u64,
     /// Writes that failed during the current drain (for local sends).
     failed_writes: Vec<EnvelopeId>,
-    /// Set while the inbox refuses deliveries (logged once).
+    /// Set while deliveries cannot be stored: the inbox is full of unread
+    /// mail or its files cannot be written (logged once per episode).
     inbox_full_since: Option<u64>,
     discovery: Discovery,
     channels: Vec<Channel>,
@@ -225,8 +247,8 @@ impl Daemon {
         if created {
             notice!("created a new node identity in {}", state.dir().join("identity.key").display());
         }
-        let now = now_ms();
-        let mut node = Node::new(identity, settings.node.clone(), now);
+        let now = timestamp();
+        let mut node = Node::new(identity, settings.node.clone(), os_seed(), now);
         let (inbox, problems) = Inbox::load(&state, settings.inbox_max, settings.inbox_max_bytes);
         for p in problems {
             warn!("{p}");
@@ -286,30 +308,40 @@ impl Daemon {
             channels: Vec::new(),
         };
         d.apply_channels();
+        let changes = match crate::netlink::Changes::open() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                warn!("no netlink notifications of interface changes ({e}); polling interfaces instead");
+                d.discovery.set_rescan_interval(discovery::RESCAN_POLL_MS);
+                None
+            }
+        };
         let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
         let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
         let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
         let mut buf = vec![0u8; 2048];
-        d.node.handle_timeout(now_ms(), &mut OsRng);
+        d.node.handle_timeout(timestamp());
         d.drain();
         loop {
-            let now = now_ms();
+            let now = timestamp().mono_ms;
             d.discovery.poll(now);
-            // Wake at least once a second so wall-clock steps are noticed.
+            // Both are on the monotonic clock. Wake at least every few
+            // seconds anyway, so a wall-clock step is seen soon by the
+            // envelope expiry timers (the only ones on unix time).
             let next = [d.node.poll_timeout(), d.discovery.next_timer()].into_iter().flatten().min();
-            let wait = next.map_or(1000, |t| t.saturating_sub(now)).min(1000);
+            let wait = next.map_or(MAX_SLEEP_MS, |t| t.saturating_sub(now)).min(MAX_SLEEP_MS);
             tokio::select! {
                 r = d.udp.recv_from(&mut buf) => {
                     if let Ok((n, from)) = r {
-                        d.node.handle_datagram(now_ms(), normalize(from), &buf[..n], &mut OsRng);
+                        d.node.handle_datagram(timestamp(), normalize(from), &buf[..n]);
                     }
                 }
                 _ = tokio::time::sleep(Duration::from_millis(wait)) => {
-                    d.node.handle_timeout(now_ms(), &mut OsRng);
+                    d.node.handle_timeout(timestamp());
                 }
                 Some(p) = disc_rx.recv() => {
-                    let now = now_ms();
-                    for (addr, node, fp) in d.discovery.on_packet(p, now) {
+                    let now = timestamp();
+                    for (addr, node, fp) in d.discovery.on_packet(p, now.mono_ms) {
                         d.node.discovered(addr, node, fp, now);
                     }
                 }
@@ -317,6 +349,12 @@ impl Daemon {
                     let reply = d.handle(req.json);
                     let _ = req.reply.send(reply);
                 }
+                _ = async {
+                    match &changes {
+                        Some(c) => c.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => d.discovery.rescan_soon(),
                 _ = hup.recv() => {
                     let _ = d.reload();
                 }
@@ -408,7 +446,7 @@ impl Daemon {
                     debug!("inbox: removed read message {id} to make room");
                 }
                 if self.inbox_full_since.take().is_some() {
-                    notice!("inbox has room again; messages left with senders will now arrive");
+                    notice!("inbox writable and with room again; messages left with senders will now arrive");
                 }
                 // The inbox file is the delivery record; this line lets the
                 // id outlive the file. If it fails, the file still counts.
@@ -428,18 +466,28 @@ impl Daemon {
                 self.state.remove_file(&self.state.inbox_path(&msg.id));
                 self.node.persist_failed(d.id);
                 match e {
-                    InboxError::Full { .. } => {
-                        if self.inbox_full_since.is_none() {
-                            self.inbox_full_since = Some(now_ms());
-                            warn!("{e}: new messages stay with their senders until there is room");
-                        }
-                    }
-                    InboxError::Io(_) => {
-                        self.persist_errors += 1;
-                        error!("cannot store delivered message {} ({e}); not acknowledged, the sender keeps it", d.id);
-                    }
+                    InboxError::Io(_) => self.persist_errors += 1,
+                    // Nothing for us is decrypted until a message is read
+                    // or deleted (see reopen_inbox).
+                    InboxError::Full { .. } => self.node.set_inbox_open(false),
+                }
+                // One line per episode, not one per retry of each message.
+                if self.inbox_full_since.is_none() {
+                    self.inbox_full_since = Some(now_ms());
+                    error!("cannot store delivered message {} ({e}); not acknowledged, the sender keeps it", d.id);
+                } else {
+                    debug!("message {} still cannot be stored ({e})", d.id);
                 }
             }
+        }
+    }
+
+    /// After a read or delete: if the inbox has room again, take messages.
+    fn reopen_inbox(&mut self) {
+        if self.inbox_full_since.is_some() && !self.inbox.is_full_for(0) {
+            self.inbox_full_since = None;
+            self.node.set_inbox_open(true);
+            notice!("inbox has room again; messages left with senders will arrive at their next offer");
         }
     }
 
@@ -531,7 +579,7 @@ impl Daemon {
         self.state.save_channels(&list).map_err(|e| format!("cannot save joined channels: {e}"))
     }
 
-    fn channel_cmd(&mut self, req: &Value, now: u64) -> Value {
+    fn channel_cmd(&mut self, req: &Value, now: Timestamp) -> Value {
         let arg = |k: &str| req.get(k).and_then(Value::as_str).map(str::to_string);
         let name = arg("name").unwrap_or_default();
         match arg("action").as_deref().unwrap_or("list") {
@@ -579,7 +627,7 @@ impl Daemon {
                 let age = self.settings.channel_history_age;
                 match self.channels.iter_mut().find(|c| c.name == name) {
                     Some(c) => {
-                        prune(&mut c.history, usize::MAX, age, now / 1000);
+                        prune(&mut c.history, usize::MAX, age, now.unix_s());
                         json!({"ok": true, "channel": name, "messages": c.history.iter().cloned().collect::<Vec<_>>()})
                     }
                     None => error(format!("not in a channel '{name}'")),
@@ -589,13 +637,13 @@ impl Daemon {
         }
     }
 
-    fn publish(&mut self, req: &Value, now: u64) -> Value {
+    fn publish(&mut self, req: &Value, now: Timestamp) -> Value {
         let Some(name) = req.get("channel").and_then(Value::as_str) else { return error("publish needs \"channel\"") };
         let Some(text) = req.get("text").and_then(Value::as_str) else { return error("publish needs \"text\"") };
         let Some(id) = self.channels.iter().find(|c| c.name == name).map(|c| c.id) else {
             return error(format!("not in a channel '{name}' (meshpost channel join NAME KEY)"));
         };
-        match self.node.publish(now, &mut OsRng, id, text.as_bytes()) {
+        match self.node.publish(now, id, text.as_bytes()) {
             Ok(eid) => {
                 if !self.make_durable(&eid) {
                     return error("could not write the message to the state directory; not published");
@@ -632,13 +680,14 @@ impl Daemon {
             warn!("reload: port, state_dir and socket changes take effect only after a restart");
         }
         log::set_level(s.log_level);
-        let now = now_ms();
+        let now = timestamp();
         self.node.set_config(s.node.clone(), now);
         let names: Vec<(String, [u8; 16])> = self.channels.iter().map(|c| (c.name.clone(), c.id)).collect();
         let mut peers = resolve_peers(&s, &names);
         peers.extend(self.extra_peers.iter().cloned());
         self.node.set_peers(&peers, now);
         self.inbox.set_limits(s.inbox_max, s.inbox_max_bytes);
+        self.reopen_inbox();
         self.discovery.reconfigure(
             s.interfaces.clone(),
             announcement(&self.node, self.settings.port),
@@ -684,7 +733,7 @@ impl Daemon {
     fn handle(&mut self, req: Value) -> Reply {
         let cmd = req.get("cmd").and_then(Value::as_str).unwrap_or("");
         let arg = |k: &str| req.get(k).and_then(Value::as_str);
-        let now = now_ms();
+        let now = timestamp();
         let v = match cmd {
             "status" => self.status(),
             "identity" => {
@@ -710,13 +759,20 @@ impl Daemon {
             "inbox" => match arg("action").unwrap_or("list") {
                 "list" => json!({"ok": true, "messages": self.inbox.list().collect::<Vec<_>>()}),
                 "read" => match arg("id").and_then(|id| self.inbox.read(&self.state, id)) {
-                    Some(m) => json!({"ok": true, "message": m}),
+                    Some(m) => {
+                        self.reopen_inbox();
+                        json!({"ok": true, "message": m})
+                    }
                     None => error("no such message in the inbox"),
                 },
                 "delete" => {
                     let state = &self.state;
                     match arg("id").map(|id| (id, self.inbox.delete(state, id, |m| record_delivered(state, m)))) {
-                        Some((id, Ok(true))) => json!({"ok": true, "deleted": id}),
+                        Some((id, Ok(true))) => {
+                            let v = json!({"ok": true, "deleted": id});
+                            self.reopen_inbox();
+                            v
+                        }
                         Some((_, Err(e))) => error(format!("cannot record the message as delivered ({e}); kept")),
                         _ => error("no such message in the inbox"),
                     }
@@ -819,7 +875,8 @@ impl Daemon {
     }
 
     /// Federation peers: configured, with their state and traffic.
-    fn federation(&self, now: u64) -> Value {
+    fn federation(&self, now: Timestamp) -> Value {
+        let now = now.mono_ms;
         let links = self.node.federation_links();
         let list: Vec<Value> = self
             .settings
@@ -839,7 +896,8 @@ impl Daemon {
         json!({"ok": true, "federation": list})
     }
 
-    fn peers(&self, now: u64) -> Value {
+    fn peers(&self, now: Timestamp) -> Value {
+        let now = now.mono_ms;
         let links: Vec<Value> = self
             .node
             .links()
@@ -872,7 +930,7 @@ impl Daemon {
         json!({"ok": true, "links": links, "configured": configured, "discovered": discovered})
     }
 
-    fn send(&mut self, req: &Value, now: u64) -> Value {
+    fn send(&mut self, req: &Value, now: Timestamp) -> Value {
         let Some(to) = req.get("to").and_then(Value::as_str) else {
             return error("send needs \"to\"");
         };
@@ -888,7 +946,7 @@ impl Daemon {
             Ok(t) => t,
             Err(e) => return error(e),
         };
-        match self.node.send_direct(now, &mut OsRng, to, text.as_bytes(), ttl, hops) {
+        match self.node.send_direct(now, to, text.as_bytes(), ttl, hops) {
             Ok(id) => {
                 if !self.make_durable(&id) {
                     return error("could not write the message to the state directory; not sent");
@@ -900,7 +958,7 @@ impl Daemon {
         }
     }
 
-    fn peer_cmd(&mut self, req: &Value, now: u64) -> Value {
+    fn peer_cmd(&mut self, req: &Value, now: Timestamp) -> Value {
         let action = req.get("action").and_then(Value::as_str).unwrap_or("");
         let Some(address) = req.get("address").and_then(Value::as_str) else {
             return error("peer add/remove needs \"address\" (host:port)");
@@ -1048,9 +1106,10 @@ fn record_delivered(state: &State, m: &Message) -> std::io::Result<()> {
 
 /// Loads envelopes, delivered ids and cards from the state directory. The
 /// delivered ids are those in delivered.log and those in the inbox.
-fn restore(node: &mut Node, state: &State, inbox: &Inbox, now: u64) -> usize {
+fn restore(node: &mut Node, state: &State, inbox: &Inbox, now: Timestamp) -> usize {
+    let now_s = now.unix_s();
     let mut n = 0;
-    let (delivered, problem) = state.delivered(now / 1000);
+    let (delivered, problem) = state.delivered(now_s);
     if let Some(p) = problem {
         warn!("{p}");
     }
@@ -1059,7 +1118,7 @@ fn restore(node: &mut Node, state: &State, inbox: &Inbox, now: u64) -> usize {
     }
     for m in inbox.list() {
         if let Some(id) = EnvelopeId::parse(&m.id)
-            && m.expires > now / 1000
+            && m.expires > now_s
         {
             node.restore_delivered(id, NodeId::parse(&m.from).unwrap_or(NodeId([0; 16])), m.expires);
         }
