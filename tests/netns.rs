@@ -10,61 +10,13 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::net::*;
 use common::*;
 use serde_json::{Value, json};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip(8) from iproute2 is needed");
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-}
-
-/// Namespaces made by one test; all are deleted on drop.
-struct Net {
-    prefix: String,
-    spaces: Vec<String>,
-}
-
-impl Net {
-    fn new(tag: &str) -> Net {
-        let prefix = format!("mp{}{tag}", std::process::id() % 100_000);
-        Net { prefix, spaces: Vec::new() }
-    }
-
-    fn ns(&mut self, name: &str) -> String {
-        let ns = format!("{}-{name}", self.prefix);
-        let _ = Command::new("ip").args(["netns", "del", &ns]).output();
-        ip(&["netns", "add", &ns]);
-        ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        self.spaces.push(ns.clone());
-        ns
-    }
-
-    /// A veth pair between two namespaces; each end is named after the
-    /// other side. `v4` adds IPv4 link-local addresses too.
-    fn veth(&self, a: &str, a_if: &str, b: &str, b_if: &str, v4: Option<(u8, u8)>) {
-        ip(&["link", "add", a_if, "netns", a, "type", "veth", "peer", "name", b_if, "netns", b]);
-        for (ns, ifname, host) in [(a, a_if, 1), (b, b_if, 2)] {
-            if let Some((x, _)) = v4 {
-                ip(&["-n", ns, "addr", "add", &format!("169.254.{x}.{host}/24"), "dev", ifname]);
-            }
-            ip(&["-n", ns, "link", "set", ifname, "up"]);
-        }
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for ns in &self.spaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
 
 /// A userspace stand-in for `tc netem` on kernels without it: two TAP
 /// devices, one in each namespace, and a thread per direction that drops a
@@ -155,21 +107,6 @@ fn has_netem(ns: &str, dev: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
         && Command::new("ip").args(["netns", "exec", ns, "tc", "qdisc", "del", "dev", dev, "root"]).output().is_ok()
-}
-
-const FAST: &str = "\toption announce_interval '3'\n\toption mdns_interval '4'\n\toption keepalive '1'\n\toption dead_after '4'\n\toption sync_interval '2'\n";
-
-/// A mesh node in namespace `ns` discovering on `ifaces`.
-fn mesh_node(t: &TempDir, ns: &str, name: &str, ifaces: &[&str]) -> Node {
-    let mut n = Node::new(&t.0, name);
-    n.netns = Some(ns.to_string());
-    n.fast = false;
-    n.port = 4849;
-    n.extra = FAST.to_string();
-    for i in ifaces {
-        n.extra.push_str(&format!("\tlist interface '{i}'\n"));
-    }
-    n
 }
 
 fn routes(n: &Node) -> Vec<Value> {
@@ -278,10 +215,6 @@ fn send(n: &Node, to: &str, text: &str, ttl: Option<u64>) -> String {
     let v = n.request(req);
     assert_eq!(v["ok"], true, "send: {v}");
     v["id"].as_str().unwrap().to_string()
-}
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A started five-node line whose routes are all learned, or None (after

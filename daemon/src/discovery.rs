@@ -8,8 +8,9 @@
 //! comes up, then again after 1, 2, 4 ... seconds up to `mdns_interval`;
 //! each announcement goes with a query so that nodes in their backoff
 //! answer at once. Queries from others are answered at most once a second
-//! per interface. Interfaces are re-scanned every few seconds, so ones that
-//! appear or come back later are picked up without a restart.
+//! per interface. Interfaces are re-scanned when the kernel reports a link
+//! or address change (netlink.rs), and every [`RESCAN_MS`] anyway, so ones
+//! that appear or come back later are picked up without a restart.
 //!
 //! It does not decide anything about peers: every announcement it hears is
 //! handed to the node (`Node::discovered`), which links, checks the key
@@ -28,8 +29,11 @@ use tokio::task::JoinHandle;
 
 const GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 251);
 const GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfb);
-/// How often the interface list is re-read.
-pub const RESCAN_MS: u64 = 2_000;
+/// How often the interface list is re-read when no change was reported
+/// (netlink notifications make this a fallback).
+pub const RESCAN_MS: u64 = 30_000;
+/// The same without netlink notifications: polling is then the only way.
+pub const RESCAN_POLL_MS: u64 = 2_000;
 /// First re-announcement delay; doubles up to `mdns_interval`.
 pub const FIRST_INTERVAL_MS: u64 = 1_000;
 /// Answers to queries are sent at most this often per interface.
@@ -89,6 +93,7 @@ pub struct Discovery {
     me: Announcement,
     max_interval: u64,
     next_scan: u64,
+    rescan_ms: u64,
     tx: mpsc::Sender<Packet>,
     pub stats: Stats,
 }
@@ -101,6 +106,7 @@ impl Discovery {
             me,
             max_interval: max_interval_ms,
             next_scan: 0,
+            rescan_ms: RESCAN_MS,
             tx,
             stats: Stats::default(),
         }
@@ -120,6 +126,17 @@ impl Discovery {
                 i.interval = FIRST_INTERVAL_MS;
             }
         }
+    }
+
+    /// Re-read the interface list at the next [`poll`](Self::poll): the
+    /// kernel reported a change.
+    pub fn rescan_soon(&mut self) {
+        self.next_scan = 0;
+    }
+
+    /// How often to re-read interfaces when no change is reported.
+    pub fn set_rescan_interval(&mut self, ms: u64) {
+        self.rescan_ms = ms;
     }
 
     /// Interfaces currently announced on.
@@ -142,7 +159,7 @@ impl Discovery {
             return;
         }
         if now >= self.next_scan {
-            self.next_scan = now + RESCAN_MS;
+            self.next_scan = now + self.rescan_ms;
             self.rescan(now);
         }
         let me = mdns::announce(&self.me, RECORD_TTL);

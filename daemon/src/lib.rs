@@ -8,6 +8,7 @@ pub mod control;
 pub mod discovery;
 pub mod inbox;
 pub mod log;
+pub mod netlink;
 pub mod persist;
 pub mod rpcd;
 pub mod runtime;

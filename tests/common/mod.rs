@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod net;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_meshpost");
 
 /// A fresh directory under the system temp dir, removed on drop.

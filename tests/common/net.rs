@@ -1,0 +1,77 @@
+//! Network namespaces for tests: creating them, joining them with veth
+//! pairs, and mesh nodes that run inside them. Root only; the callers
+//! check `need_root` first. It does not start daemons by itself.
+
+use std::process::Command;
+use std::sync::Mutex;
+
+use super::{Node, TempDir};
+
+/// Tests that start several daemons in namespaces run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip(8) from iproute2 is needed");
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
+/// Namespaces made by one test; all are deleted on drop.
+pub struct Net {
+    pub prefix: String,
+    pub spaces: Vec<String>,
+}
+
+impl Net {
+    pub fn new(tag: &str) -> Net {
+        let prefix = format!("mp{}{tag}", std::process::id() % 100_000);
+        Net { prefix, spaces: Vec::new() }
+    }
+
+    pub fn ns(&mut self, name: &str) -> String {
+        let ns = format!("{}-{name}", self.prefix);
+        let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        ip(&["netns", "add", &ns]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        self.spaces.push(ns.clone());
+        ns
+    }
+
+    /// A veth pair between two namespaces; each end is named after the
+    /// other side. `v4` adds IPv4 link-local addresses too.
+    pub fn veth(&self, a: &str, a_if: &str, b: &str, b_if: &str, v4: Option<(u8, u8)>) {
+        ip(&["link", "add", a_if, "netns", a, "type", "veth", "peer", "name", b_if, "netns", b]);
+        for (ns, ifname, host) in [(a, a_if, 1), (b, b_if, 2)] {
+            if let Some((x, _)) = v4 {
+                ip(&["-n", ns, "addr", "add", &format!("169.254.{x}.{host}/24"), "dev", ifname]);
+            }
+            ip(&["-n", ns, "link", "set", ifname, "up"]);
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for ns in &self.spaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+pub const FAST: &str = "\toption announce_interval '3'\n\toption mdns_interval '4'\n\toption keepalive '1'\n\toption dead_after '4'\n\toption sync_interval '2'\n";
+
+/// A mesh node in namespace `ns` discovering on `ifaces`.
+pub fn mesh_node(t: &TempDir, ns: &str, name: &str, ifaces: &[&str]) -> Node {
+    let mut n = Node::new(&t.0, name);
+    n.netns = Some(ns.to_string());
+    n.fast = false;
+    n.port = 4849;
+    n.extra = FAST.to_string();
+    for i in ifaces {
+        n.extra.push_str(&format!("\tlist interface '{i}'\n"));
+    }
+    n
+}
+
+pub fn lock() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
