@@ -1124,7 +1124,7 @@ fn restore(node: &mut Node, state: &State, inbox: &Inbox, now: Timestamp) -> usi
         }
     }
     for (path, bytes) in state.cards() {
-        match bytes.map_err(|e| e.to_string()).and_then(|b| node.restore_card(&b)) {
+        match bytes.map_err(|e| e.to_string()).and_then(|b| node.restore_card(&b).map_err(|e| e.to_string())) {
             Ok(_) => {}
             Err(e) => {
                 warn!("card {} unreadable ({e}); moved aside as .bad", path.display());
@@ -1150,7 +1150,7 @@ fn restore(node: &mut Node, state: &State, inbox: &Inbox, now: Timestamp) -> usi
                     state.remove_file(&path);
                 }
             }
-            Err(e) if e.contains("expired") => state.remove_file(&path),
+            Err(e) if e.is_expired() => state.remove_file(&path),
             Err(e) => {
                 warn!("stored envelope {} refused ({e}); moved aside as .bad", path.display());
                 state.quarantine(&path);

@@ -169,6 +169,11 @@ impl Sim {
                 break;
             }
         }
+        // Whatever happened, no node asks to be woken in the past (a timer
+        // left behind once made an idle daemon spin).
+        for (i, n) in self.nodes.iter().enumerate() {
+            assert!(n.poll_timeout().is_none_or(|t| t > self.now), "node {i} has a timer in the past");
+        }
     }
 
     fn run(&mut self, ms: u64) {

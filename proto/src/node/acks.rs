@@ -1,0 +1,90 @@
+//! End-to-end acknowledgements: batching ids delivered here into signed
+//! ack envelopes, releasing stored copies an ack confirms, and the
+//! per-link `have`. Acks of writes wait in durability.rs first.
+
+use super::*;
+
+/// Most delivered ids waiting to be acknowledged.
+pub(super) const MAX_PENDING_ACKS: usize = 4096;
+impl Node {
+    /// Drops a stored envelope whose recipient confirmed it, and remembers
+    /// its id so it is not taken in again.
+    pub(super) fn release(&mut self, id: &EnvelopeId) {
+        self.writes.remove(id);
+        if let Some(e) = self.store.remove(id) {
+            self.seen.insert(*id, e.env.expires_at());
+            self.metrics.envelopes_acked += 1;
+            self.actions.push_back(Action::Unpersist { id: *id });
+        }
+    }
+
+    pub(super) fn queue_ack(&mut self, origin: NodeId, id: EnvelopeId, expires: u64, now_ms: u64) {
+        let total: usize = self.pending_acks.values().map(Vec::len).sum();
+        if total >= MAX_PENDING_ACKS || origin == self.me {
+            return;
+        }
+        let q = self.pending_acks.entry(origin).or_default();
+        if !q.iter().any(|(x, _)| *x == id) {
+            q.push((id, expires));
+        }
+        if self.next_ack_flush.is_none() {
+            self.next_ack_flush = Some(now_ms + self.cfg.ack_delay_ms);
+        }
+    }
+
+    /// Sends one signed acknowledgement per origin for what was delivered.
+    pub(super) fn flush_acks(&mut self, now_ms: u64) {
+        self.next_ack_flush = None;
+        let pending = core::mem::take(&mut self.pending_acks);
+        let now_s = self.unix_s();
+        for (origin, ids) in pending {
+            for chunk in ids.chunks(crate::ack::MAX_ACK_IDS) {
+                let list: Vec<EnvelopeId> = chunk.iter().map(|(id, _)| *id).collect();
+                let payload = crate::ack::encode(&list);
+                // It lives as long as the longest-lived envelope it confirms.
+                let expires = chunk.iter().map(|(_, e)| *e).max().unwrap_or(now_s);
+                let ttl = expires.saturating_sub(now_s).clamp(60, crate::envelope::MAX_TTL as u64) as u32;
+                let Ok(env) = Envelope::seal(
+                    &self.identity,
+                    &Draft {
+                        kind: Kind::Ack,
+                        max_hops: self.cfg.default_hops,
+                        created: now_s,
+                        ttl,
+                        dest: Destination { id: origin.0, domain: String::new() },
+                        payload: &payload,
+                    },
+                ) else {
+                    continue;
+                };
+                if self.admit(env, true, now_ms, vec![AfterWrite::Forward { from: None }]).is_ok() {
+                    self.metrics.acks_sent += 1;
+                }
+            }
+        }
+    }
+
+    /// Frees stored copies of what an acknowledgement lists, but only of
+    /// envelopes addressed to the acknowledgement's signer.
+    pub(super) fn on_ack(&mut self, ack: &Envelope) {
+        self.metrics.acks_in += 1;
+        let Ok(ids) = crate::ack::decode(ack.payload()) else {
+            self.metrics.envelopes_invalid += 1;
+            return;
+        };
+        let recipient = ack.origin_id();
+        for id in ids {
+            let addressed =
+                self.store.get(&id).is_some_and(|e| e.env.kind() == Kind::Direct && e.env.dest().id == recipient.0);
+            if addressed {
+                self.release(&id);
+            }
+        }
+    }
+
+    pub(super) fn ack(&mut self, link: NodeId, id: EnvelopeId, now_ms: u64) {
+        for f in id_frames(IdList::Have, &[id]) {
+            self.send_frame(link, &f, now_ms);
+        }
+    }
+}

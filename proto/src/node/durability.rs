@@ -1,0 +1,141 @@
+//! Durability as a protocol between the node and its caller. Every write
+//! the caller must make (a stored envelope, an inbox entry) is recorded
+//! with what depends on it (the link `have`, the end-to-end ack, the
+//! forwarding of a local send); those go out only on `persisted`, and are
+//! dropped on `persist_failed`. It does not write anything itself.
+
+use super::*;
+
+/// What waits for a write to be confirmed durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AfterWrite {
+    /// Send the stored envelope on (a local send, our own acknowledgement,
+    /// a relayed envelope), except back to `from`.
+    Forward { from: Option<NodeId> },
+    /// Tell the link it came from that we hold it.
+    Have { link: NodeId },
+    /// Acknowledge a delivery to its origin, end to end.
+    Ack { origin: NodeId, expires: u64 },
+}
+
+/// Which write an id is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WriteKind {
+    Store,
+    Inbox,
+}
+
+/// A write the caller has not confirmed yet, and what depends on it.
+#[derive(Debug)]
+pub(super) struct PendingWrite {
+    pub(super) kind: WriteKind,
+    pub(super) then: Vec<AfterWrite>,
+}
+
+/// Most writes awaiting confirmation; the daemon confirms each in the same
+/// loop turn, so reaching this means the caller stopped answering.
+pub(super) const MAX_PENDING_WRITES: usize = 4096;
+impl Node {
+    /// The caller made the write for `id` (a `Persist` or a `Deliver`)
+    /// durable: what waited on it goes out now.
+    pub fn persisted(&mut self, id: EnvelopeId) {
+        let Some(w) = self.writes.remove(&id) else { return };
+        if w.kind == WriteKind::Inbox {
+            self.delivered.confirm(&id);
+        }
+        let now = self.clock;
+        for then in w.then {
+            match then {
+                AfterWrite::Forward { from } => {
+                    if let Some(env) = self.store.get(&id).map(|e| e.env.clone()) {
+                        self.forward(&env, from);
+                    }
+                }
+                AfterWrite::Have { link } => self.ack(link, id, now),
+                AfterWrite::Ack { origin, expires } => self.queue_ack(origin, id, expires, now),
+            }
+        }
+    }
+
+    /// The write for `id` failed: nothing that waited on it is sent. A
+    /// stored envelope is taken out of the store (a local sender is told it
+    /// was not sent; a relayed copy is offered to us again later); a
+    /// delivery is forgotten, so the sender keeps its copy and retries.
+    pub fn persist_failed(&mut self, id: EnvelopeId) {
+        let Some(w) = self.writes.remove(&id) else { return };
+        self.metrics.writes_failed += 1;
+        match w.kind {
+            WriteKind::Store => {
+                self.store.remove(&id);
+            }
+            WriteKind::Inbox => {
+                self.metrics.envelopes_delivered = self.metrics.envelopes_delivered.saturating_sub(1);
+                self.metrics.deliveries_deferred += 1;
+                self.delivered.abort(&id);
+            }
+        }
+    }
+
+    /// The caller's inbox is full (`false`) or has room again (`true`).
+    /// While it is full, messages for this node are left with their
+    /// senders before any decryption work is spent on them.
+    pub fn set_inbox_open(&mut self, open: bool) {
+        self.inbox_open = open;
+    }
+
+    /// Whether a write for `id` is still waiting for the caller.
+    pub fn is_pending_write(&self, id: &EnvelopeId) -> bool {
+        self.writes.contains_key(id)
+    }
+
+    pub(super) fn await_write(&mut self, id: EnvelopeId, kind: WriteKind, then: Vec<AfterWrite>) {
+        self.writes.entry(id).or_insert(PendingWrite { kind, then: Vec::new() }).then.extend(then);
+    }
+
+    /// Puts an envelope in the store and asks the caller to persist it;
+    /// `then` happens once the caller confirms the write.
+    pub(super) fn admit(
+        &mut self,
+        env: Envelope,
+        local: bool,
+        now_ms: u64,
+        then: Vec<AfterWrite>,
+    ) -> Result<(), StoreError> {
+        self.admit_shared(env, local, None, now_ms, then)
+    }
+
+    pub(super) fn admit_shared(
+        &mut self,
+        env: Envelope,
+        local: bool,
+        share: Option<(&str, usize)>,
+        now_ms: u64,
+        then: Vec<AfterWrite>,
+    ) -> Result<(), StoreError> {
+        if self.writes.len() >= MAX_PENDING_WRITES {
+            self.metrics.envelopes_store_refused += 1;
+            return Err(StoreError::Busy);
+        }
+        let id = env.id();
+        let bytes = env.bytes().to_vec();
+        let _ = now_ms;
+        match self.store.insert_shared(env, local, share, self.unix_s()) {
+            Ok(evicted) => {
+                for victim in evicted {
+                    self.metrics.envelopes_evicted += 1;
+                    self.writes.remove(&victim);
+                    self.actions.push_back(Action::Unpersist { id: victim });
+                    self.emit(Event::StoreEvicted { id: victim });
+                }
+                self.metrics.envelopes_stored += 1;
+                self.await_write(id, WriteKind::Store, then);
+                self.actions.push_back(Action::Persist { id, bytes });
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.envelopes_store_refused += 1;
+                Err(e)
+            }
+        }
+    }
+}

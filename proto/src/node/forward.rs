@@ -1,0 +1,116 @@
+//! Forwarding rules: which links an envelope goes to (route, flood within
+//! the hop limit, gateways towards other domains) and the out-quota of
+//! federation links. It does not learn routes (announce.rs, routing.rs).
+
+use super::*;
+
+/// Whether `env` may cross a federation link with `policy`.
+pub(super) fn may_cross(env: &Envelope, policy: &federation::Policy) -> bool {
+    match env.kind() {
+        Kind::Direct | Kind::Ack => policy.direct && env.dest().domain == policy.domain,
+        Kind::Channel => policy.channels.contains(&env.dest().id),
+        Kind::Announce => false,
+    }
+}
+impl Node {
+    /// Whether the stored `env` should go to link `to`: a direct envelope
+    /// goes only to its recipient when linked, else only along the best
+    /// route, else (no route) to every link; channel envelopes go everywhere.
+    /// Nothing goes back to its origin, and nothing with no hops left goes to
+    /// anyone but its recipient.
+    pub(super) fn should_offer(&self, env: &Envelope, to: NodeId) -> bool {
+        if env.origin_id() == to {
+            return false;
+        }
+        if let Some(m) = self.links.get(&to).and_then(|l| l.fed.as_ref()) {
+            return may_cross(env, &m.policy);
+        }
+        if let Some(domain) = self.foreign_domain(env) {
+            // Another community's: only towards a gateway for it.
+            if self.is_gateway_for(domain) {
+                return false; // it leaves here over federation, or waits here
+            }
+            return match self.best_gateway(domain) {
+                Some(gw) if gw == to => true,
+                Some(gw) => self.routes.best(&gw).is_some_and(|r| r.via == to && self.links.contains_key(&r.via)),
+                None => false,
+            };
+        }
+        match env.kind() {
+            Kind::Direct | Kind::Ack => {
+                let dest = NodeId(env.dest().id);
+                if dest == to {
+                    return true;
+                }
+                if env.hops_left() == 0 || self.links.contains_key(&dest) {
+                    return false;
+                }
+                match self.routes.best(&dest) {
+                    Some(r) if self.links.contains_key(&r.via) => r.via == to,
+                    _ => true,
+                }
+            }
+            Kind::Channel => env.hops_left() > 0,
+            Kind::Announce => false,
+        }
+    }
+
+    /// Sends an envelope on at once to every link [`should_offer`] picks,
+    /// except the one it came from.
+    pub(super) fn forward(&mut self, env: &Envelope, from: Option<NodeId>) {
+        let targets: Vec<NodeId> =
+            self.links.keys().filter(|k| Some(**k) != from && self.should_offer(env, **k)).copied().collect();
+        for t in targets {
+            if !self.take_out(t) {
+                continue;
+            }
+            self.metrics.envelopes_forwarded += 1;
+            self.send_envelope_bytes(t, env.bytes());
+        }
+    }
+
+    /// Charges the out-quota of a federation link; true for mesh links.
+    /// An envelope over quota stays in the store and is offered again.
+    pub(super) fn take_out(&mut self, to: NodeId) -> bool {
+        let now = self.clock;
+        match self.links.get_mut(&to).and_then(|l| l.fed.as_mut()) {
+            Some(m) => m.take_out(now),
+            None => true,
+        }
+    }
+
+    /// The destination domain of `env` if it is another community's.
+    pub(super) fn foreign_domain<'e>(&self, env: &'e Envelope) -> Option<&'e str> {
+        let d = env.dest().domain.as_str();
+        (!d.is_empty() && d != self.cfg.domain).then_some(d)
+    }
+
+    /// Domains this node has federation peers for.
+    pub(super) fn gateway_domains(&self) -> Vec<String> {
+        let mut v: Vec<String> =
+            self.peers.iter().filter_map(|p| p.spec.federation.as_ref().map(|f| f.domain.clone())).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    pub(super) fn is_gateway_for(&self, domain: &str) -> bool {
+        self.peers.iter().any(|p| p.spec.federation.as_ref().is_some_and(|f| f.domain == domain))
+    }
+
+    /// The nearest node of our own domain that announces itself as a
+    /// gateway for `domain`.
+    pub(super) fn best_gateway(&self, domain: &str) -> Option<NodeId> {
+        self.cards
+            .iter()
+            .filter(|(_, c)| c.domain == self.cfg.domain && c.gateway_for.iter().any(|d| d == domain))
+            .filter_map(|(id, _)| {
+                if self.links.contains_key(id) {
+                    return Some((1, *id));
+                }
+                self.routes.best(id).filter(|r| self.links.contains_key(&r.via)).map(|r| (r.hops, *id))
+            })
+            .min()
+            .map(|(_, id)| id)
+    }
+}

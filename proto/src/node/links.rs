@@ -1,0 +1,448 @@
+//! Links: the hybrid handshake in both roles, pinning and link policy,
+//! sessions and their replacement on rekey, and sealing frames onto a
+//! link. It does not decide what to send over a link (sync, forward,
+//! announce do) and keeps no peer addresses beyond the live links.
+
+use super::*;
+
+/// Why a peer that completed a handshake is not linked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Refusal {
+    Myself,
+    PinMismatch { pinned: NodeId },
+    NotConfigured,
+    LinkLimit(usize),
+    NotAnnounced { node: NodeId, fp: [u8; 8] },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Myself => f.write_str("that is this node itself"),
+            Refusal::PinMismatch { pinned } => write!(f, "key does not match the pinned key of {pinned}"),
+            Refusal::NotConfigured => f.write_str("not a configured peer and accept_unknown is off"),
+            Refusal::LinkLimit(n) => write!(f, "link limit of {n} reached"),
+            Refusal::NotAnnounced { node, fp } => write!(
+                f,
+                "proved a key that does not match node {node} / fingerprint {} it announced over mDNS",
+                crate::crypto::to_hex(fp)
+            ),
+        }
+    }
+}
+
+pub(super) struct Link {
+    pub(super) addr: SocketAddr,
+    pub(super) current: Session,
+    pub(super) previous: Option<Session>,
+    pub(super) last_rx: u64,
+    pub(super) last_tx: u64,
+    pub(super) next_sync: u64,
+    pub(super) offer_cursor: Option<EnvelopeId>,
+    pub(super) reasm: Reassembler,
+    pub(super) bucket: Bucket,
+    /// When the initiator of this session starts the next rekey (retried
+    /// if the new handshake is lost).
+    pub(super) rekey_at: u64,
+    pub(super) rx: u64,
+    pub(super) tx: u64,
+    /// Ids the peer said it has; not offered to it again. Cleared when full.
+    pub(super) peer_has: std::collections::BTreeSet<EnvelopeId>,
+    /// Set when this is a federation link.
+    pub(super) fed: Option<Meter>,
+}
+
+/// Most ids remembered per link as already held by the peer.
+pub(super) const MAX_PEER_HAS: usize = 8192;
+
+pub(super) struct PendingInit {
+    pub(super) hs: Initiator,
+    pub(super) addr: SocketAddr,
+    pub(super) started: u64,
+    /// Key the peer must prove (pin, or the key of the link being rekeyed).
+    pub(super) expect: Option<[u8; 32]>,
+    /// Node id and key fingerprint the peer announced over mDNS.
+    pub(super) expect_node: Option<(NodeId, [u8; 8])>,
+}
+
+pub(super) struct PendingResp {
+    pub(super) hs: Responder,
+    pub(super) addr: SocketAddr,
+    pub(super) started: u64,
+}
+/// Every timer a live link runs, named (as boringtun's timers.rs names
+/// its own). [`Link::timers`] is the one place their deadlines are
+/// computed: `poll_timeout` sleeps until the earliest, `link_timers` fires
+/// the due ones, so the two cannot disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LinkTimer {
+    /// Nothing sent for `keepalive_ms`: send a keepalive.
+    Keepalive,
+    /// Nothing heard for `dead_after_ms`: drop the link.
+    DeadPeer,
+    /// Offer the store's ids again.
+    Sync,
+    /// The initiator replaces the session (retried if it is lost).
+    Rekey,
+}
+
+impl Link {
+    /// The deadline (monotonic ms) of each timer this link runs.
+    pub(super) fn timers(&self, cfg: &Config) -> impl Iterator<Item = (LinkTimer, u64)> {
+        [
+            Some((LinkTimer::Keepalive, self.last_tx + cfg.keepalive_ms)),
+            Some((LinkTimer::DeadPeer, self.last_rx + cfg.dead_after_ms)),
+            Some((LinkTimer::Sync, self.next_sync)),
+            self.current.initiator.then_some((LinkTimer::Rekey, self.rekey_at)),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+impl Node {
+    /// Fires every link timer that is due, and ends handshakes that timed
+    /// out.
+    pub(super) fn link_timers(&mut self, now_ms: u64) {
+        let timeout = self.cfg.handshake_timeout_ms;
+        self.initiators.retain(|_, p| now_ms < p.started + timeout);
+        self.responders.retain(|_, p| now_ms < p.started + timeout);
+        let ids: Vec<NodeId> = self.links.keys().copied().collect();
+        for id in ids {
+            let Some(l) = self.links.get(&id) else { continue };
+            let due: Vec<LinkTimer> = l.timers(&self.cfg).filter(|(_, t)| now_ms >= *t).map(|(k, _)| k).collect();
+            let (addr, remote_ed) = (l.addr, l.current.remote_ed);
+            if due.contains(&LinkTimer::DeadPeer) {
+                self.drop_link(id, "peer silent past the dead-peer timeout");
+                continue;
+            }
+            if due.contains(&LinkTimer::Sync) {
+                self.offer(id, now_ms);
+            }
+            if due.contains(&LinkTimer::Rekey) {
+                // If this handshake is lost, try again after a while.
+                let retry = now_ms + self.cfg.retry_max_ms.max(2 * self.cfg.handshake_timeout_ms);
+                if let Some(l) = self.links.get_mut(&id) {
+                    l.rekey_at = retry;
+                }
+                self.initiate(addr, Some(remote_ed), None, now_ms);
+            }
+            // Anything sent above counts as a keepalive.
+            if let Some(l) = self.links.get(&id)
+                && now_ms >= l.last_tx + self.cfg.keepalive_ms
+            {
+                self.send_frame(id, &keepalive(), now_ms);
+            }
+        }
+    }
+
+    pub(super) fn initiate(
+        &mut self,
+        addr: SocketAddr,
+        expect: Option<[u8; 32]>,
+        expect_node: Option<(NodeId, [u8; 8])>,
+        now_ms: u64,
+    ) {
+        if self.initiators.len() >= self.cfg.max_pending_handshakes {
+            return;
+        }
+        let idx = self.fresh_index();
+        match Initiator::start(&self.identity, &mut self.rng, idx) {
+            Ok((hs, data)) => {
+                self.initiators.insert(idx, PendingInit { hs, addr, started: now_ms, expect, expect_node });
+                self.transmit(addr, data);
+            }
+            Err(e) => self.emit(Event::HandshakeFailed { addr, reason: e.to_string() }),
+        }
+    }
+
+    pub(super) fn on_init(&mut self, now_ms: u64, from: SocketAddr, sender: u32, noise: &[u8]) {
+        // One pending response per address, and a bounded total: message 1
+        // is unauthenticated, so this is all a stranger can make us hold.
+        self.responders.retain(|_, p| p.addr != from);
+        if self.responders.len() >= self.cfg.max_pending_handshakes {
+            let oldest = self.responders.iter().min_by_key(|(_, p)| p.started).map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.responders.remove(&k);
+            }
+        }
+        let idx = self.fresh_index();
+        match Responder::respond(&self.identity, &mut self.rng, idx, sender, noise) {
+            Ok((hs, data)) => {
+                self.responders.insert(idx, PendingResp { hs, addr: from, started: now_ms });
+                self.transmit(from, data);
+            }
+            Err(e) => self.handshake_failed(from, e),
+        }
+    }
+
+    pub(super) fn handshake_failed(&mut self, addr: SocketAddr, e: HandshakeError) {
+        self.metrics.handshakes_failed += 1;
+        self.emit(Event::HandshakeFailed { addr, reason: e.to_string() });
+    }
+
+    pub(super) fn on_resp(&mut self, now_ms: u64, from: SocketAddr, sender: u32, receiver: u32, noise: &[u8]) {
+        let Some(p) = self.initiators.remove(&receiver) else {
+            self.metrics.datagrams_unknown_session += 1;
+            return;
+        };
+        if p.addr != from {
+            // Not from where we sent it: keep waiting for the real answer.
+            self.initiators.insert(receiver, p);
+            self.metrics.datagrams_unknown_session += 1;
+            return;
+        }
+        match p.hs.finish(&self.identity, sender, noise) {
+            Ok((keys, data)) => {
+                let announced = match p.expect_node {
+                    Some((id, fp))
+                        if NodeId::from_public_key(&keys.remote_ed) != id || fingerprint(&keys.remote_ed) != fp =>
+                    {
+                        Err(Refusal::NotAnnounced { node: id, fp })
+                    }
+                    _ => Ok(()),
+                };
+                if let Err(reason) = announced.and_then(|_| self.check_policy(&keys, from, p.expect)) {
+                    self.refuse(from, &keys, reason);
+                    return;
+                }
+                self.transmit(from, data);
+                self.establish(keys, from, now_ms);
+            }
+            Err(e) => self.handshake_failed(from, e),
+        }
+    }
+
+    pub(super) fn on_final(&mut self, now_ms: u64, from: SocketAddr, receiver: u32, noise: &[u8]) {
+        let Some(p) = self.responders.remove(&receiver) else {
+            self.metrics.datagrams_unknown_session += 1;
+            return;
+        };
+        if p.addr != from {
+            self.responders.insert(receiver, p);
+            self.metrics.datagrams_unknown_session += 1;
+            return;
+        }
+        match p.hs.finish(noise) {
+            Ok(keys) => {
+                let expect = self.peers.iter().find(|s| s.spec.addr == from).and_then(|s| s.spec.pin);
+                if let Err(reason) = self.check_policy(&keys, from, expect) {
+                    self.refuse(from, &keys, reason);
+                    return;
+                }
+                let node = NodeId::from_public_key(&keys.remote_ed);
+                self.establish(keys, from, now_ms);
+                // Confirm at once so the initiator sees the session is live.
+                self.send_frame(node, &keepalive(), now_ms);
+            }
+            Err(e) => self.handshake_failed(from, e),
+        }
+    }
+
+    pub(super) fn check_policy(
+        &self,
+        keys: &SessionKeys,
+        from: SocketAddr,
+        expect: Option<[u8; 32]>,
+    ) -> Result<(), Refusal> {
+        let node = NodeId::from_public_key(&keys.remote_ed);
+        if node == self.me {
+            return Err(Refusal::Myself);
+        }
+        if let Some(pin) = expect
+            && !crate::crypto::ct_eq(&pin, &keys.remote_ed)
+        {
+            return Err(Refusal::PinMismatch { pinned: NodeId::from_public_key(&pin) });
+        }
+        let configured = self.peers.iter().any(|p| p.spec.addr == from || p.spec.pin == Some(keys.remote_ed));
+        if !self.cfg.accept_unknown && !configured {
+            return Err(Refusal::NotConfigured);
+        }
+        if !self.links.contains_key(&node) && self.links.len() >= self.cfg.max_links {
+            return Err(Refusal::LinkLimit(self.cfg.max_links));
+        }
+        Ok(())
+    }
+
+    pub(super) fn refuse(&mut self, addr: SocketAddr, keys: &SessionKeys, reason: Refusal) {
+        self.metrics.peers_refused += 1;
+        let node = Some(NodeId::from_public_key(&keys.remote_ed));
+        self.emit(Event::PeerRefused { addr, node, reason: reason.to_string() });
+    }
+
+    pub(super) fn establish(&mut self, keys: SessionKeys, addr: SocketAddr, now_ms: u64) {
+        self.metrics.handshakes_completed += 1;
+        let node = NodeId::from_public_key(&keys.remote_ed);
+        let initiator = keys.initiator;
+        let session = Session::new(keys, now_ms);
+        self.by_index.insert(session.local_idx, node);
+        let is_new = !self.links.contains_key(&node);
+        match self.links.get_mut(&node) {
+            Some(l) => {
+                let old = core::mem::replace(&mut l.current, session);
+                if let Some(prev) = l.previous.replace(old) {
+                    self.by_index.remove(&prev.local_idx);
+                }
+                l.addr = addr;
+                l.last_rx = now_ms;
+                l.rekey_at = now_ms + self.cfg.rekey_after_ms;
+                l.next_sync = now_ms;
+                // A new session may mean the peer restarted with an empty
+                // (RAM) store: what it had before proves nothing now.
+                l.peer_has.clear();
+                l.offer_cursor = None;
+                self.emit(Event::Rekeyed { node });
+            }
+            None => {
+                self.links.insert(
+                    node,
+                    Link {
+                        addr,
+                        current: session,
+                        previous: None,
+                        last_rx: now_ms,
+                        last_tx: now_ms,
+                        next_sync: now_ms,
+                        offer_cursor: None,
+                        reasm: Reassembler::new(
+                            self.cfg.reassembly_transfers_per_link,
+                            self.cfg.reassembly_bytes_per_link,
+                            self.cfg.reassembly_timeout_ms,
+                        ),
+                        bucket: Bucket::full(self.cfg.link_burst, now_ms),
+                        rekey_at: now_ms + self.cfg.rekey_after_ms,
+                        rx: 0,
+                        tx: 0,
+                        peer_has: std::collections::BTreeSet::new(),
+                        fed: None,
+                    },
+                );
+                self.emit(Event::LinkUp { node, addr, initiator });
+            }
+        }
+        for p in &mut self.peers {
+            if p.spec.addr == addr || p.spec.pin.map(|k| NodeId::from_public_key(&k)) == Some(node) {
+                p.linked = Some(node);
+                p.backoff = self.cfg.retry_min_ms;
+            }
+        }
+        if is_new {
+            if let Some(a) = self.announce.as_ref().map(|e| e.bytes().to_vec()) {
+                self.send_envelope_bytes(node, &a);
+            }
+            self.announce_soon();
+        }
+        if let Some(d) = self.discovered.get_mut(&node) {
+            d.backoff = self.cfg.retry_min_ms;
+        }
+        // A federation link is a configured peer with a policy and a pin.
+        let policy = self
+            .peers
+            .iter()
+            .find(|p| p.spec.pin.map(|k| NodeId::from_public_key(&k)) == Some(node))
+            .and_then(|p| p.spec.federation.clone());
+        if let Some(l) = self.links.get_mut(&node) {
+            match (&mut l.fed, policy) {
+                (Some(m), Some(p)) => m.policy = p,
+                (slot, p) => *slot = p.map(|p| Meter::new(p, now_ms)),
+            }
+        }
+        self.offer(node, now_ms);
+    }
+
+    pub(super) fn drop_link(&mut self, node: NodeId, reason: &'static str) {
+        if let Some(l) = self.links.remove(&node) {
+            self.by_index.remove(&l.current.local_idx);
+            if let Some(p) = l.previous {
+                self.by_index.remove(&p.local_idx);
+            }
+            for p in &mut self.peers {
+                if p.linked == Some(node) {
+                    p.linked = None;
+                }
+            }
+            self.routes.withdraw_via(&node);
+            self.announce_soon();
+            self.emit(Event::LinkDown { node, reason });
+        }
+    }
+
+    pub(super) fn on_data(
+        &mut self,
+        now_ms: u64,
+        from: SocketAddr,
+        receiver: u32,
+        counter: u64,
+        header: &[u8],
+        ct: &[u8],
+    ) {
+        let Some(&node) = self.by_index.get(&receiver) else {
+            self.metrics.datagrams_unknown_session += 1;
+            return;
+        };
+        let Some(l) = self.links.get_mut(&node) else {
+            self.metrics.datagrams_unknown_session += 1;
+            return;
+        };
+        let session = if l.current.local_idx == receiver {
+            &mut l.current
+        } else {
+            match l.previous.as_mut() {
+                Some(p) if p.local_idx == receiver => p,
+                _ => {
+                    self.metrics.datagrams_unknown_session += 1;
+                    return;
+                }
+            }
+        };
+        let plain = match session.open(counter, header, ct) {
+            Ok(p) => p,
+            Err(OpenError::Replayed) => {
+                self.metrics.datagrams_replayed += 1;
+                return;
+            }
+            Err(OpenError::Decrypt) => {
+                self.metrics.datagrams_decrypt_failed += 1;
+                return;
+            }
+        };
+        // Authenticated: the peer may have moved (roaming).
+        l.addr = from;
+        l.last_rx = now_ms;
+        l.rx += 1;
+        match Frame::parse(&plain) {
+            Ok(Frame::Keepalive) => {}
+            Ok(Frame::Fragment { xfer, index, count, data }) => {
+                match l.reasm.insert(now_ms, xfer, index, count, data) {
+                    Ok(Some(bytes)) => self.on_envelope(now_ms, node, &bytes),
+                    Ok(None) => {}
+                    Err(_) => self.metrics.fragments_dropped += 1,
+                }
+            }
+            Ok(Frame::Ids { list, ids }) => self.on_ids(now_ms, node, list, ids),
+            Err(_) => self.metrics.frames_invalid += 1,
+        }
+    }
+
+    pub(super) fn send_envelope_bytes(&mut self, node: NodeId, bytes: &[u8]) {
+        let xfer = self.next_xfer;
+        self.next_xfer = self.next_xfer.wrapping_add(1);
+        let now = self.clock;
+        for f in split(xfer, bytes) {
+            self.send_frame(node, &f, now);
+        }
+    }
+
+    pub(super) fn send_frame(&mut self, node: NodeId, frame: &[u8], now_ms: u64) {
+        let Some(l) = self.links.get_mut(&node) else {
+            return;
+        };
+        let Some(d) = l.current.seal(frame) else {
+            return;
+        };
+        l.last_tx = l.last_tx.max(now_ms);
+        l.tx += 1;
+        let addr = l.addr;
+        self.transmit(addr, d);
+    }
+}

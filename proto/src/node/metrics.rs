@@ -1,0 +1,103 @@
+//! Counters the node keeps, exported by the daemon as Prometheus text.
+//! Only counting: nothing here decides anything.
+
+/// Counters exported as metrics; names match docs/metrics.md.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    pub datagrams_in: u64,
+    pub datagrams_out: u64,
+    pub datagrams_malformed: u64,
+    pub datagrams_unknown_session: u64,
+    pub datagrams_replayed: u64,
+    pub datagrams_decrypt_failed: u64,
+    pub handshakes_completed: u64,
+    pub handshakes_failed: u64,
+    pub peers_refused: u64,
+    pub envelopes_in: u64,
+    pub envelopes_duplicate: u64,
+    pub envelopes_bad_signature: u64,
+    pub envelopes_expired: u64,
+    pub envelopes_invalid: u64,
+    pub envelopes_rate_limited: u64,
+    pub envelopes_stored: u64,
+    pub envelopes_store_refused: u64,
+    pub envelopes_evicted: u64,
+    pub envelopes_expired_in_store: u64,
+    pub envelopes_forwarded: u64,
+    pub envelopes_delivered: u64,
+    pub envelopes_undecryptable: u64,
+    pub envelopes_acked: u64,
+    pub frames_invalid: u64,
+    pub fragments_dropped: u64,
+    pub announces_in: u64,
+    pub announces_duplicate: u64,
+    pub announces_forwarded: u64,
+    pub acks_sent: u64,
+    pub acks_in: u64,
+    pub channel_published: u64,
+    pub channel_delivered: u64,
+    pub channel_undecryptable: u64,
+    pub channel_rate_limited: u64,
+    pub deliveries_deferred: u64,
+    pub writes_failed: u64,
+}
+
+impl Metrics {
+    /// (name, help, value) for every counter.
+    pub fn list(&self) -> Vec<(&'static str, &'static str, u64)> {
+        vec![
+            ("datagrams_in", "UDP datagrams received", self.datagrams_in),
+            ("datagrams_out", "UDP datagrams sent", self.datagrams_out),
+            ("datagrams_malformed", "datagrams that were not link packets", self.datagrams_malformed),
+            ("datagrams_unknown_session", "transport datagrams for no known session", self.datagrams_unknown_session),
+            ("datagrams_replayed", "transport datagrams refused by the replay window", self.datagrams_replayed),
+            ("datagrams_decrypt_failed", "transport datagrams failing authentication", self.datagrams_decrypt_failed),
+            ("handshakes_completed", "link handshakes completed", self.handshakes_completed),
+            ("handshakes_failed", "link handshakes failed", self.handshakes_failed),
+            ("peers_refused", "peers refused by pin or policy", self.peers_refused),
+            ("envelopes_in", "envelopes received from links", self.envelopes_in),
+            ("envelopes_duplicate", "data envelopes already seen", self.envelopes_duplicate),
+            ("envelopes_bad_signature", "envelopes with a bad origin signature", self.envelopes_bad_signature),
+            ("envelopes_expired", "envelopes received already expired", self.envelopes_expired),
+            ("envelopes_invalid", "envelopes malformed in other ways", self.envelopes_invalid),
+            (
+                "envelopes_rate_limited",
+                "envelopes dropped by per-link or per-origin rate limits",
+                self.envelopes_rate_limited,
+            ),
+            ("envelopes_stored", "envelopes admitted to the store", self.envelopes_stored),
+            ("envelopes_store_refused", "envelopes refused by store limits", self.envelopes_store_refused),
+            ("envelopes_evicted", "envelopes evicted from a full store", self.envelopes_evicted),
+            ("envelopes_expired_in_store", "envelopes that expired in the store", self.envelopes_expired_in_store),
+            ("envelopes_forwarded", "data envelopes sent on a link (announces not counted)", self.envelopes_forwarded),
+            ("envelopes_delivered", "envelopes delivered to the local inbox", self.envelopes_delivered),
+            ("envelopes_undecryptable", "envelopes for us that failed to decrypt", self.envelopes_undecryptable),
+            ("envelopes_acked", "stored envelopes released after the recipient confirmed", self.envelopes_acked),
+            ("frames_invalid", "decrypted frames that were malformed", self.frames_invalid),
+            ("announces_in", "announces received (new ones)", self.announces_in),
+            ("announces_duplicate", "announce copies already seen (flooding redundancy)", self.announces_duplicate),
+            ("announces_forwarded", "announces passed on to other links", self.announces_forwarded),
+            ("acks_sent", "end-to-end acknowledgements originated", self.acks_sent),
+            ("acks_in", "end-to-end acknowledgements received", self.acks_in),
+            ("channel_published", "channel messages published here", self.channel_published),
+            ("channel_delivered", "channel messages delivered to joined channels", self.channel_delivered),
+            (
+                "channel_undecryptable",
+                "messages on joined channels that failed to decrypt (dropped)",
+                self.channel_undecryptable,
+            ),
+            (
+                "channel_rate_limited",
+                "channel messages over the per-origin, per-channel rate",
+                self.channel_rate_limited,
+            ),
+            ("fragments_dropped", "fragments dropped by reassembly limits", self.fragments_dropped),
+            (
+                "deliveries_deferred",
+                "messages for us not taken yet (inbox or delivered-id table full); the sender keeps them",
+                self.deliveries_deferred,
+            ),
+            ("writes_failed", "store or inbox writes the caller reported as failed", self.writes_failed),
+        ]
+    }
+}

@@ -1,0 +1,316 @@
+//! The node: every protocol rule of meshpost behind one poll API.
+//!
+//! The caller (the daemon, a test, the simulator) feeds it events —
+//! [`Node::handle_datagram`], [`Node::handle_timeout`], local commands — with
+//! the current [`Timestamp`] (monotonic and unix clocks), then drains
+//! [`Node::poll_action`] and sleeps until [`Node::poll_timeout`], which is
+//! on the monotonic clock. Link timers never read the unix clock, so a
+//! wall-clock step neither drops links nor stalls rekeys; envelope creation
+//! and expiry use the unix clock. All randomness comes from the node's own
+//! generator, seeded once by the caller.
+//!
+//! Durability is a protocol, not a drain order: every `Persist` and
+//! `Deliver` is a write the caller must answer with [`Node::persisted`] or
+//! [`Node::persist_failed`]. Everything that depends on the write (the
+//! link-level `have`, the end-to-end acknowledgement, the forwarding of a
+//! local send) waits inside the node until the write is confirmed, and is
+//! dropped if it failed. Nothing is acknowledged that is not on disk.
+//!
+//! It performs no I/O and reads no clock. It does not resolve host names or
+//! pick interfaces; addresses arrive already resolved.
+
+use core::fmt;
+use core::net::SocketAddr;
+use std::collections::{BTreeMap, VecDeque};
+
+use rand_core::RngCore;
+
+use crate::card::Card;
+use crate::channel::{ChannelKey, MAX_CHANNEL_BODY};
+use crate::delivered::Delivered;
+use crate::e2e;
+use crate::envelope::{DEFAULT_HOPS, Destination, Draft, Envelope, EnvelopeError, EnvelopeId, Kind};
+use crate::federation::{self, Meter};
+use crate::fragment::{Reassembler, split};
+use crate::identity::{Identity, NodeId, fingerprint};
+use crate::link::frame::{Frame, IdList, id_frames, keepalive};
+use crate::link::handshake::{HandshakeError, Initiator, Responder, SessionKeys};
+use crate::link::packet::Packet;
+use crate::link::session::{OpenError, Session};
+use crate::rng::NodeRng;
+use crate::routing::Table;
+use crate::store::{Bucket, SeenSet, Store, StoreError, StoreLimits};
+use crate::time::Timestamp;
+
+mod acks;
+mod announce;
+mod api;
+mod channels;
+mod crossing;
+mod durability;
+mod forward;
+mod links;
+mod local;
+mod metrics;
+mod peers;
+mod receive;
+mod status;
+mod sync;
+#[cfg(test)]
+mod tests;
+
+pub use api::*;
+pub use metrics::Metrics;
+pub use peers::MAX_STATIC_PEERS;
+
+use durability::{AfterWrite, MAX_PENDING_WRITES, PendingWrite, WriteKind};
+use links::{Link, MAX_PEER_HAS, PendingInit, PendingResp};
+use peers::{Discovered, StaticPeer};
+
+/// The whole protocol state of one meshpost node.
+pub struct Node {
+    identity: Identity,
+    me: NodeId,
+    cfg: Config,
+    announce: Option<Envelope>,
+    announce_made_ms: u64,
+    peers: Vec<StaticPeer>,
+    initiators: BTreeMap<u32, PendingInit>,
+    responders: BTreeMap<u32, PendingResp>,
+    links: BTreeMap<NodeId, Link>,
+    by_index: BTreeMap<u32, NodeId>,
+    cards: BTreeMap<NodeId, Card>,
+    origin_buckets: BTreeMap<NodeId, Bucket>,
+    store: Store,
+    seen: SeenSet,
+    delivered: Delivered,
+    writes: BTreeMap<EnvelopeId, PendingWrite>,
+    /// False while the caller's inbox cannot take messages (see
+    /// [`Node::set_inbox_open`]).
+    inbox_open: bool,
+    actions: VecDeque<Action>,
+    metrics: Metrics,
+    next_xfer: u32,
+    next_index: u32,
+    /// The latest monotonic time any entry point was called with (ms).
+    clock: u64,
+    /// The unix time given with it (ms).
+    unix_ms: u64,
+    /// Highest announce sequence number used (never goes back, even when
+    /// the wall clock does).
+    card_seq: u64,
+    rng: NodeRng,
+    routes: Table,
+    /// When the last accepted announce of each origin arrived.
+    announce_seen: BTreeMap<NodeId, u64>,
+    next_announce: u64,
+    pending_acks: BTreeMap<NodeId, Vec<(EnvelopeId, u64)>>,
+    next_ack_flush: Option<u64>,
+    discovered: BTreeMap<NodeId, Discovered>,
+    channels: BTreeMap<[u8; 16], ChannelKey>,
+    channel_buckets: BTreeMap<(NodeId, [u8; 16]), Bucket>,
+}
+
+impl Node {
+    /// A node with its identity, tunables, the seed of its random number
+    /// generator (from the OS in the daemon, fixed in simulations), and
+    /// the time.
+    pub fn new(identity: Identity, cfg: Config, seed: [u8; 32], now: Timestamp) -> Node {
+        let now_ms = now.mono_ms;
+        let mut rng = NodeRng::from_seed(seed);
+        let me = identity.node_id();
+        let store = Store::new(cfg.store);
+        let max_routes = cfg.max_cards;
+        let seen = SeenSet::new(cfg.seen_capacity);
+        let delivered = Delivered::new(cfg.delivered_capacity);
+        let mut n = Node {
+            identity,
+            me,
+            cfg,
+            announce: None,
+            announce_made_ms: 0,
+            peers: Vec::new(),
+            initiators: BTreeMap::new(),
+            responders: BTreeMap::new(),
+            links: BTreeMap::new(),
+            by_index: BTreeMap::new(),
+            cards: BTreeMap::new(),
+            origin_buckets: BTreeMap::new(),
+            store,
+            seen,
+            delivered,
+            writes: BTreeMap::new(),
+            inbox_open: true,
+            actions: VecDeque::new(),
+            metrics: Metrics::default(),
+            next_xfer: 0,
+            next_index: rng.next_u32() | 1,
+            clock: now_ms,
+            unix_ms: now.unix_ms,
+            card_seq: 0,
+            rng,
+            routes: Table::new(max_routes),
+            announce_seen: BTreeMap::new(),
+            next_announce: now_ms,
+            pending_acks: BTreeMap::new(),
+            next_ack_flush: None,
+            discovered: BTreeMap::new(),
+            channels: BTreeMap::new(),
+            channel_buckets: BTreeMap::new(),
+        };
+        n.refresh_announce(now_ms);
+        n
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.me
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn cards(&self) -> impl Iterator<Item = &Card> {
+        self.cards.values()
+    }
+
+    pub fn card(&self, id: &NodeId) -> Option<&Card> {
+        self.cards.get(id)
+    }
+
+    /// Replaces tunables (on reload). Links, store contents and peers stay.
+    pub fn set_config(&mut self, cfg: Config, now: Timestamp) {
+        let now_ms = self.tick(now);
+        let renamed = cfg.name != self.cfg.name || cfg.domain != self.cfg.domain;
+        self.store.set_limits(cfg.store);
+        self.delivered.set_capacity(cfg.delivered_capacity);
+        self.cfg = cfg;
+        if renamed {
+            self.refresh_announce(now_ms);
+            let bytes = self.announce.as_ref().map(|e| e.bytes().to_vec());
+            if let Some(bytes) = bytes {
+                let ids: Vec<NodeId> = self.links.keys().copied().collect();
+                for id in ids {
+                    self.send_envelope_bytes(id, &bytes);
+                }
+            }
+        }
+    }
+
+    pub fn is_linked(&self, id: &NodeId) -> bool {
+        self.links.contains_key(id)
+    }
+
+    /// Next action to carry out, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    fn emit(&mut self, e: Event) {
+        self.actions.push_back(Action::Event(e));
+    }
+
+    /// Takes the caller's time: the monotonic clock never goes back here,
+    /// the unix clock is taken as given. Returns the monotonic ms.
+    fn tick(&mut self, now: Timestamp) -> u64 {
+        self.clock = self.clock.max(now.mono_ms);
+        self.unix_ms = now.unix_ms;
+        self.clock
+    }
+
+    /// The caller's unix time in seconds, as envelopes carry it.
+    fn unix_s(&self) -> u64 {
+        self.unix_ms / 1000
+    }
+
+    fn fresh_index(&mut self) -> u32 {
+        loop {
+            let i = self.rng.next_u32();
+            if i != 0
+                && !self.by_index.contains_key(&i)
+                && !self.initiators.contains_key(&i)
+                && !self.responders.contains_key(&i)
+            {
+                self.next_index = i;
+                return i;
+            }
+        }
+    }
+
+    /// When the caller should call [`handle_timeout`](Self::handle_timeout) next.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let handshakes = self.initiators.values().map(|p| p.started).chain(self.responders.values().map(|p| p.started));
+        let links = self.links.values().flat_map(|l| l.timers(&self.cfg).map(|(_, t)| t));
+        // Expiry is unix time; wake on the monotonic clock when the wall
+        // clock will read it (a later step is caught at the next wake-up).
+        let now = Timestamp::new(self.clock, self.unix_ms);
+        let expiry = self.store.next_expiry().map(|e| now.mono_at(e.saturating_mul(1000)).max(self.clock + 1));
+        links
+            .chain(handshakes.map(|s| s + self.cfg.handshake_timeout_ms))
+            .chain(self.next_dial())
+            .chain(expiry)
+            .chain([self.next_announce])
+            .chain(self.next_ack_flush)
+            .min()
+    }
+
+    /// Runs every timer that is due at `now_ms`.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let now_ms = self.tick(now);
+        let now_s = self.unix_s();
+        for id in self.store.expire(now_s) {
+            self.writes.remove(&id);
+            self.metrics.envelopes_expired_in_store += 1;
+            self.actions.push_back(Action::Unpersist { id });
+        }
+        self.seen.expire(now_s);
+        self.delivered.expire(now_s);
+        self.routes.expire(now_ms, self.cfg.route_timeout_ms);
+        if now_ms >= self.next_announce {
+            self.announce_now(now_ms);
+        }
+        if self.next_ack_flush.is_some_and(|t| now_ms >= t) {
+            self.flush_acks(now_ms);
+        }
+        self.link_timers(now_ms);
+        self.peer_timers(now_ms);
+    }
+
+    fn transmit(&mut self, to: SocketAddr, data: Vec<u8>) {
+        self.metrics.datagrams_out += 1;
+        self.actions.push_back(Action::Transmit { to, data });
+    }
+
+    /// Handles one UDP datagram from `from`. Never panics on any input.
+    pub fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, data: &[u8]) {
+        self.metrics.datagrams_in += 1;
+        let now_ms = self.tick(now);
+        let packet = match Packet::parse(data) {
+            Ok(p) => p,
+            Err(_) => {
+                self.metrics.datagrams_malformed += 1;
+                return;
+            }
+        };
+        match packet {
+            Packet::Init { sender, noise } => self.on_init(now_ms, from, sender, noise),
+            Packet::Resp { sender, receiver, noise } => self.on_resp(now_ms, from, sender, receiver, noise),
+            Packet::Final { receiver, noise } => self.on_final(now_ms, from, receiver, noise),
+            Packet::Data { receiver, counter, header, ciphertext } => {
+                self.on_data(now_ms, from, receiver, counter, header, ciphertext)
+            }
+        }
+    }
+}

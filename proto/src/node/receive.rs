@@ -1,0 +1,153 @@
+//! The admission pipeline for an envelope that arrived on a link: rate
+//! limits, signature and validity, dedup (relay seen set and delivered
+//! ids), then dispatch by kind; and delivery of direct messages for us.
+//! It does not write anything: deliveries become `Deliver` actions.
+
+use super::*;
+
+impl Node {
+    pub(super) fn on_envelope(&mut self, now_ms: u64, link: NodeId, bytes: &[u8]) {
+        self.metrics.envelopes_in += 1;
+        let allowed =
+            self.links.get_mut(&link).is_some_and(|l| l.bucket.take(self.cfg.link_rate, self.cfg.link_burst, now_ms));
+        if !allowed {
+            self.metrics.envelopes_rate_limited += 1;
+            return;
+        }
+        let env = match Envelope::decode(bytes, self.unix_s()) {
+            Ok(e) => e,
+            Err(e) => {
+                match e {
+                    EnvelopeError::BadSignature => self.metrics.envelopes_bad_signature += 1,
+                    EnvelopeError::Expired { .. } => self.metrics.envelopes_expired += 1,
+                    _ => self.metrics.envelopes_invalid += 1,
+                }
+                self.emit(Event::EnvelopeDropped { from: link, reason: e.to_string() });
+                return;
+            }
+        };
+        let mut env = env;
+        let mut share: Option<(String, usize)> = None;
+        if self.links.get(&link).is_some_and(|l| l.fed.is_some()) {
+            match self.federation_inbound(now_ms, link, &mut env) {
+                Some(s) => share = Some(s),
+                None => return,
+            }
+        }
+        if env.kind() == Kind::Announce {
+            self.on_announce(now_ms, link, env);
+            return;
+        }
+        let id = env.id();
+        if let Some(d) = self.delivered.get(&id).copied() {
+            self.metrics.envelopes_duplicate += 1;
+            if d.durable {
+                self.ack(link, id, now_ms);
+                // The origin may have missed our acknowledgement.
+                self.queue_ack(d.origin, id, d.expires, now_ms);
+            }
+            return;
+        }
+        if self.seen.contains(&id) || self.store.contains(&id) || self.writes.contains_key(&id) {
+            self.metrics.envelopes_duplicate += 1;
+            if !self.writes.contains_key(&id) {
+                self.ack(link, id, now_ms);
+            }
+            return;
+        }
+        let origin = env.origin_id();
+        let (rate, burst) = (self.cfg.origin_rate, self.cfg.origin_burst);
+        if self.origin_buckets.len() >= self.cfg.max_cards && !self.origin_buckets.contains_key(&origin) {
+            // Bounded: forget the fullest (most idle) bucket first.
+            let idle = self.origin_buckets.iter().max_by(|a, b| a.1.tokens().total_cmp(&b.1.tokens())).map(|(k, _)| *k);
+            if let Some(k) = idle {
+                self.origin_buckets.remove(&k);
+            }
+        }
+        let bucket = self.origin_buckets.entry(origin).or_insert_with(|| Bucket::full(burst, now_ms));
+        if !bucket.take(rate, burst, now_ms) {
+            self.metrics.envelopes_rate_limited += 1;
+            return;
+        }
+        let for_me = env.dest().id == self.me.0 && self.for_my_domain(&env);
+        match env.kind() {
+            Kind::Announce => {}
+            Kind::Direct if for_me => self.deliver(&env, link),
+            Kind::Ack if for_me => {
+                self.on_ack(&env);
+                self.seen.insert(id, env.expires_at());
+                self.ack(link, id, now_ms);
+            }
+            Kind::Channel if !self.on_channel(&env, now_ms) => {
+                // Undecryptable on a channel we hold the key for, or over the
+                // rate: dropped, not relayed.
+                self.seen.insert(id, env.expires_at());
+            }
+            Kind::Direct | Kind::Channel | Kind::Ack => {
+                if env.kind() == Kind::Ack {
+                    // Relays free their copies as the acknowledgement passes.
+                    self.on_ack(&env);
+                }
+                let mut env = env;
+                if !env.take_hop() {
+                    // No hops left: we may not pass it on, nothing to keep.
+                    self.seen.insert(id, env.expires_at());
+                    return;
+                }
+                let share = share.as_ref().map(|(d, n)| (d.as_str(), *n));
+                let then = vec![AfterWrite::Have { link }, AfterWrite::Forward { from: Some(link) }];
+                let _ = self.admit_shared(env, false, share, now_ms, then);
+            }
+        }
+    }
+
+    /// What the caller gets for a decrypted envelope.
+    pub(super) fn delivery(&self, env: &Envelope, opened: e2e::Opened) -> Delivery {
+        let from = env.origin_id();
+        Delivery {
+            id: env.id(),
+            from,
+            from_name: self.name_of(&from),
+            created: env.created(),
+            expires: env.expires_at(),
+            content_type: opened.content_type,
+            body: opened.body,
+        }
+    }
+
+    pub(super) fn for_my_domain(&self, env: &Envelope) -> bool {
+        env.dest().domain.is_empty() || env.dest().domain == self.cfg.domain
+    }
+
+    /// Decrypts a message for us and asks the caller to write it to the
+    /// inbox. The link `have` and the end-to-end ack wait for the write.
+    pub(super) fn deliver(&mut self, env: &Envelope, link: NodeId) {
+        let (id, origin, expires) = (env.id(), env.origin_id(), env.expires_at());
+        if !self.inbox_open || self.writes.len() >= MAX_PENDING_WRITES {
+            self.metrics.deliveries_deferred += 1;
+            return;
+        }
+        let opened = match e2e::open(&self.identity, env.origin(), &env.dest().id, env.payload()) {
+            Ok(o) => o,
+            Err(e) => {
+                // Nobody else can read it either: remember it as seen.
+                self.seen.insert(id, expires);
+                self.metrics.envelopes_undecryptable += 1;
+                self.emit(Event::EnvelopeDropped { from: origin, reason: e.to_string() });
+                return;
+            }
+        };
+        if let Err(e) = self.delivered.begin(id, origin, expires) {
+            // Not acknowledged: the sender keeps it and offers it again.
+            self.metrics.deliveries_deferred += 1;
+            if self.metrics.deliveries_deferred % 1000 == 1 {
+                self.emit(Event::DeliveryDeferred { reason: e.to_string() });
+            }
+            return;
+        }
+        self.metrics.envelopes_delivered += 1;
+        let message = self.delivery(env, opened);
+        self.await_write(id, WriteKind::Inbox, vec![AfterWrite::Have { link }, AfterWrite::Ack { origin, expires }]);
+        self.actions.push_back(Action::Deliver(message));
+    }
+}

@@ -1,0 +1,84 @@
+//! Inventory sync on a link: offering stored ids, answering offers with
+//! want and have, and sending what the peer wants. No flow control yet:
+//! a round offers at most `offer_batch` ids every `sync_interval`.
+
+use super::*;
+
+impl Node {
+    pub(super) fn offer(&mut self, node: NodeId, now_ms: u64) {
+        let Some(cursor) = self.links.get(&node).map(|l| l.offer_cursor) else {
+            return;
+        };
+        let batch = self.store.ids_after(cursor, self.cfg.offer_batch);
+        // A short batch covered the whole store: start from the top next time.
+        let next_cursor = if batch.len() < self.cfg.offer_batch { None } else { batch.last().copied() };
+        // Only offer what this link should carry (see should_offer).
+        let has = self.links.get(&node).map(|l| &l.peer_has);
+        let ids: Vec<EnvelopeId> = batch
+            .into_iter()
+            .filter(|id| !has.is_some_and(|h| h.contains(id)))
+            .filter(|id| self.store.get(id).is_some_and(|e| self.should_offer(&e.env, node)))
+            .collect();
+        if let Some(l) = self.links.get_mut(&node) {
+            l.next_sync = now_ms + self.cfg.sync_interval_ms;
+            l.offer_cursor = next_cursor;
+        }
+        for f in id_frames(IdList::Offer, &ids) {
+            self.send_frame(node, &f, now_ms);
+        }
+    }
+
+    pub(super) fn on_ids(&mut self, now_ms: u64, node: NodeId, list: IdList, ids: Vec<EnvelopeId>) {
+        match list {
+            IdList::Offer => {
+                let (mut want, mut have) = (Vec::new(), Vec::new());
+                for id in ids {
+                    if let Some(d) = self.delivered.get(&id).copied() {
+                        // Delivered here: say so once it is durable, and
+                        // remind the origin, which may have missed our ack.
+                        if d.durable {
+                            have.push(id);
+                            self.queue_ack(d.origin, id, d.expires, now_ms);
+                        }
+                    } else if self.seen.contains(&id) || self.store.contains(&id) {
+                        have.push(id);
+                    } else if !self.writes.contains_key(&id) {
+                        want.push(id);
+                    }
+                }
+                for f in id_frames(IdList::Want, &want).into_iter().chain(id_frames(IdList::Have, &have)) {
+                    self.send_frame(node, &f, now_ms);
+                }
+            }
+            IdList::Want => {
+                for id in ids {
+                    let bytes = self.store.get(&id).map(|e| e.env.bytes().to_vec());
+                    if let Some(b) = bytes
+                        && self.take_out(node)
+                    {
+                        self.metrics.envelopes_forwarded += 1;
+                        self.send_envelope_bytes(node, &b);
+                    }
+                }
+            }
+            IdList::Have => {
+                if let Some(l) = self.links.get_mut(&node) {
+                    if l.peer_has.len() + ids.len() > MAX_PEER_HAS {
+                        l.peer_has.clear();
+                    }
+                    l.peer_has.extend(ids.iter().copied());
+                }
+                for id in ids {
+                    // The recipient itself confirms: our copy has done its job.
+                    let delivered = self
+                        .store
+                        .get(&id)
+                        .is_some_and(|e| matches!(e.env.kind(), Kind::Direct | Kind::Ack) && e.env.dest().id == node.0);
+                    if delivered {
+                        self.release(&id);
+                    }
+                }
+            }
+        }
+    }
+}

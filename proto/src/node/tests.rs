@@ -1,0 +1,381 @@
+//! The node driven end to end on virtual time by two-node harnesses.
+
+use super::*;
+use core::net::{IpAddr, Ipv4Addr};
+use rand_core::OsRng;
+
+const T0: u64 = 1_800_000_000_000;
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+}
+
+/// Two nodes wired together on virtual time; `up` says whether B exists.
+struct Pair {
+    a: Node,
+    b: Node,
+    now: u64,
+    b_up: bool,
+    delivered_b: Vec<Delivery>,
+    events: Vec<Event>,
+    persisted_a: usize,
+    captured: Vec<(SocketAddr, Vec<u8>)>,
+    /// B's inbox refuses every delivery (disk full, inbox full).
+    b_inbox_fails: bool,
+}
+
+impl Pair {
+    fn new(pin_a_to: Option<[u8; 32]>) -> Pair {
+        let ia = Identity::generate(&mut OsRng);
+        let ib = Identity::generate(&mut OsRng);
+        let mut a = Node::new(ia, Config { name: "a".into(), ..Config::default() }, [1; 32], Timestamp::from(T0));
+        let b = Node::new(ib, Config { name: "b".into(), ..Config::default() }, [2; 32], Timestamp::from(T0));
+        a.add_peer(PeerSpec { addr: addr(2), pin: pin_a_to, federation: None }, Timestamp::from(T0));
+        Pair {
+            a,
+            b,
+            now: T0,
+            b_up: true,
+            delivered_b: vec![],
+            events: vec![],
+            persisted_a: 0,
+            captured: vec![],
+            b_inbox_fails: false,
+        }
+    }
+
+    /// Runs both nodes until quiet, advancing time in `step` ms up to `ms`.
+    fn run(&mut self, ms: u64, step: u64) {
+        let end = self.now + ms;
+        while self.now <= end {
+            self.a.handle_timeout(Timestamp::from(self.now));
+            if self.b_up {
+                self.b.handle_timeout(Timestamp::from(self.now));
+            }
+            for _ in 0..1000 {
+                let mut moved = false;
+                while let Some(act) = self.a.poll_action() {
+                    moved = true;
+                    match act {
+                        Action::Transmit { to, data } if to == addr(2) => {
+                            self.captured.push((to, data.clone()));
+                            if self.b_up {
+                                self.b.handle_datagram(Timestamp::from(self.now), addr(1), &data);
+                            }
+                        }
+                        Action::Persist { id, .. } => {
+                            self.persisted_a += 1;
+                            self.a.persisted(id);
+                        }
+                        Action::Event(e) => self.events.push(e),
+                        _ => {}
+                    }
+                }
+                while let Some(act) = self.b.poll_action() {
+                    moved = true;
+                    match act {
+                        Action::Transmit { data, .. } if self.b_up => {
+                            self.a.handle_datagram(Timestamp::from(self.now), addr(2), &data)
+                        }
+                        Action::Deliver(d) => {
+                            if self.b_inbox_fails {
+                                self.b.persist_failed(d.id);
+                            } else {
+                                self.b.persisted(d.id);
+                                self.delivered_b.push(d);
+                            }
+                        }
+                        Action::Persist { id, .. } => self.b.persisted(id),
+                        Action::Event(e) => self.events.push(e),
+                        _ => {}
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+            self.now += step;
+        }
+    }
+}
+
+#[test]
+fn static_peers_link_learn_keys_and_deliver_exactly_once() {
+    let mut p = Pair::new(None);
+    p.run(2000, 100);
+    let bid = p.b.node_id();
+    assert!(p.a.is_linked(&bid) && p.b.is_linked(&p.a.node_id()));
+    assert!(p.a.card(&bid).is_some(), "A learned B's keys from its announce");
+    let id = p.a.send_direct(Timestamp::from(p.now), bid, b"hello b", None, None).unwrap();
+    p.run(1000, 100);
+    assert_eq!(p.delivered_b.len(), 1);
+    assert_eq!(p.delivered_b[0].body, b"hello b");
+    assert_eq!(p.delivered_b[0].from, p.a.node_id());
+    assert_eq!(p.delivered_b[0].from_name, "a");
+    assert_eq!(p.delivered_b[0].id, id);
+    assert!(!p.a.store().contains(&id), "B's ack released A's copy");
+    // A later sync round re-offers nothing and delivers nothing twice.
+    p.run(40_000, 1000);
+    assert_eq!(p.delivered_b.len(), 1);
+}
+
+#[test]
+fn messages_wait_while_the_peer_is_away() {
+    let mut p = Pair::new(None);
+    p.run(2000, 100);
+    let bid = p.b.node_id();
+    p.b_up = false;
+    let ids: Vec<_> = (0..20)
+        .map(|i| p.a.send_direct(Timestamp::from(p.now), bid, format!("m{i}").as_bytes(), None, None).unwrap())
+        .collect();
+    p.run(60_000, 1000);
+    assert!(!p.a.is_linked(&bid), "dead-peer detection dropped the link");
+    assert_eq!(p.a.store().len(), 20);
+    assert!(p.events.iter().any(|e| matches!(e, Event::LinkDown { .. })));
+    // B returns (same process state here, but its session is gone for A).
+    p.b_up = true;
+    p.run(40_000, 500);
+    assert!(p.a.is_linked(&bid));
+    let mut got: Vec<_> = p.delivered_b.iter().map(|d| d.id).collect();
+    got.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(got, want, "each message exactly once");
+    assert!(p.a.store().is_empty());
+}
+
+#[test]
+fn wrong_pinned_key_is_refused_and_logged() {
+    let wrong = Identity::generate(&mut OsRng).public_key();
+    let mut p = Pair::new(Some(wrong));
+    p.run(3000, 100);
+    assert!(!p.a.is_linked(&p.b.node_id()));
+    assert!(p.a.metrics().peers_refused >= 1);
+    assert!(p.events.iter().any(|e| matches!(e, Event::PeerRefused { reason, .. } if reason.contains("pinned"))));
+}
+
+#[test]
+fn right_pinned_key_links() {
+    let ib = Identity::generate(&mut OsRng);
+    let pin = ib.public_key();
+    let mut p = Pair::new(Some(pin));
+    p.b = Node::new(ib, Config::default(), [2; 32], Timestamp::from(T0));
+    p.run(2000, 100);
+    assert!(p.a.is_linked(&p.b.node_id()));
+}
+
+#[test]
+fn replayed_and_garbage_datagrams_are_dropped() {
+    let mut p = Pair::new(None);
+    p.run(2000, 100);
+    let bid = p.b.node_id();
+    p.captured.clear();
+    p.a.send_direct(Timestamp::from(p.now), bid, b"once", None, None).unwrap();
+    p.run(500, 100);
+    assert_eq!(p.delivered_b.len(), 1);
+    let replay: Vec<_> = p.captured.clone();
+    for (_, d) in &replay {
+        p.b.handle_datagram(Timestamp::from(p.now), addr(1), d);
+    }
+    assert!(p.b.metrics().datagrams_replayed >= replay.len() as u64 - 1);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..2000 {
+        let len = i % 1300;
+        let d: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 7;
+                x ^= x >> 9;
+                x as u8
+            })
+            .collect();
+        p.b.handle_datagram(Timestamp::from(p.now), addr(9), &d);
+    }
+    p.run(500, 100);
+    assert_eq!(p.delivered_b.len(), 1);
+    assert!(p.b.is_linked(&p.a.node_id()));
+}
+
+#[test]
+fn forged_envelopes_are_dropped_before_storing() {
+    let mut p = Pair::new(None);
+    p.run(2000, 100);
+    let bid = p.b.node_id();
+    // A builds a valid envelope to B, then corrupts its signature.
+    let id = p.a.send_direct(Timestamp::from(p.now), bid, b"real", None, None).unwrap();
+    let bytes = p.a.store().get(&id).unwrap().env.bytes().to_vec();
+    p.run(500, 100);
+    let mut forged = bytes.clone();
+    let n = forged.len();
+    forged[n - 5] ^= 0x40;
+    assert!(p.a.send_raw_envelope(bid, &forged));
+    p.run(500, 100);
+    assert_eq!(p.b.metrics().envelopes_bad_signature, 1);
+    assert_eq!(p.delivered_b.len(), 1);
+}
+
+#[test]
+fn rekey_replaces_the_session_without_losing_the_link() {
+    let mut p = Pair::new(None);
+    p.a.cfg.rekey_after_ms = 5_000;
+    p.run(12_000, 500);
+    assert!(p.events.iter().any(|e| matches!(e, Event::Rekeyed { .. })));
+    let bid = p.b.node_id();
+    p.a.send_direct(Timestamp::from(p.now), bid, b"after rekey", None, None).unwrap();
+    p.run(1000, 100);
+    assert_eq!(p.delivered_b.len(), 1);
+    assert_eq!(p.events.iter().filter(|e| matches!(e, Event::LinkDown { .. })).count(), 0);
+}
+
+#[test]
+fn static_peers_are_bounded() {
+    let mut p = Pair::new(None);
+    let mut kept = 0;
+    for i in 0..300u16 {
+        let spec = PeerSpec { addr: addr(1000 + i), pin: None, federation: None };
+        if p.a.add_peer(spec, Timestamp::from(T0)) {
+            kept += 1;
+        }
+    }
+    assert_eq!(p.a.peers().len(), MAX_STATIC_PEERS);
+    assert_eq!(kept, MAX_STATIC_PEERS - 1, "one slot was taken by B");
+}
+
+/// Drains A's actions without carrying them out.
+fn take_actions(n: &mut Node) -> Vec<Action> {
+    core::iter::from_fn(|| n.poll_action()).collect()
+}
+
+#[test]
+fn a_local_send_goes_out_only_after_its_write_is_confirmed() {
+    let mut p = Pair::new(None);
+    p.run(2000, 100);
+    let bid = p.b.node_id();
+    let id = p.a.send_direct(Timestamp::from(p.now), bid, b"durable first", None, None).unwrap();
+    let acts = take_actions(&mut p.a);
+    assert!(matches!(acts.as_slice(), [Action::Persist { id: x, .. }] if *x == id), "only the write: {acts:?}");
+    // The disk is full: the write fails, nothing goes out, and the
+    // envelope is taken back, so a retry cannot make a duplicate.
+    p.a.persist_failed(id);
+    assert!(take_actions(&mut p.a).iter().all(|a| !matches!(a, Action::Transmit { .. })));
+    assert!(!p.a.store().contains(&id));
+    p.run(20_000, 1000);
+    assert!(p.delivered_b.is_empty(), "a failed send never reaches anyone");
+    // The retry is a new envelope, sent once its write is confirmed.
+    let id2 = p.a.send_direct(Timestamp::from(p.now), bid, b"durable first", None, None).unwrap();
+    let acts = take_actions(&mut p.a);
+    assert_eq!(acts.len(), 1);
+    p.a.persisted(id2);
+    let mut sent = 0;
+    for a in take_actions(&mut p.a) {
+        if let Action::Transmit { data, .. } = a {
+            sent += 1;
+            p.b.handle_datagram(Timestamp::from(p.now), addr(1), &data);
+        }
+    }
+    assert!(sent > 0, "confirmed: now it goes out");
+    p.run(1000, 100);
+    assert_eq!(p.delivered_b.iter().map(|d| d.id).collect::<Vec<_>>(), vec![id2]);
+}
+
+#[test]
+fn a_delivery_that_cannot_be_stored_is_not_acknowledged_and_arrives_later() {
+    let mut p = Pair::new(None);
+    p.run(2000, 100);
+    let bid = p.b.node_id();
+    p.b_inbox_fails = true;
+    let id = p.a.send_direct(Timestamp::from(p.now), bid, b"wait for room", None, None).unwrap();
+    p.run(40_000, 1000);
+    assert!(p.delivered_b.is_empty());
+    assert!(p.a.store().contains(&id), "the sender keeps what was not acknowledged");
+    assert_eq!(p.a.metrics().acks_in, 0, "no end-to-end ack for an unstored message");
+    assert!(p.b.metrics().deliveries_deferred >= 2, "offered again by every sync round");
+    p.b_inbox_fails = false;
+    p.run(20_000, 1000);
+    assert_eq!(p.delivered_b.iter().map(|d| d.id).collect::<Vec<_>>(), vec![id], "exactly once");
+    assert!(!p.a.store().contains(&id), "released once it was stored and acknowledged");
+}
+
+#[test]
+fn a_flood_of_relay_ids_cannot_evict_a_delivered_one() {
+    let mut p = Pair::new(None);
+    p.run(2000, 100);
+    let bid = p.b.node_id();
+    let id = p.a.send_direct(Timestamp::from(p.now), bid, b"only once", None, None).unwrap();
+    let original = p.a.store().get(&id).unwrap().env.bytes().to_vec();
+    p.run(2000, 100);
+    assert_eq!(p.delivered_b.len(), 1);
+    // 70,000 valid envelopes with no hops left, 30-day TTL, from many
+    // origins: more than the whole relay seen set holds.
+    p.b.cfg.link_rate = u32::MAX;
+    p.b.cfg.link_burst = u32::MAX;
+    let origins: Vec<Identity> = (0..64u8).map(|i| Identity::from_seed(&[i; 32])).collect();
+    let flood = 70_000;
+    for i in 0..flood {
+        let env = Envelope::seal(
+            &origins[i % origins.len()],
+            &Draft {
+                kind: Kind::Direct,
+                max_hops: 0,
+                created: p.now / 1000,
+                ttl: crate::envelope::MAX_TTL,
+                dest: Destination { id: (i as u128).to_le_bytes(), domain: String::new() },
+                payload: b"x",
+            },
+        )
+        .unwrap();
+        p.a.send_raw_envelope(bid, env.bytes());
+        if i % 500 == 499 {
+            p.run(0, 1);
+            p.now += 1000;
+        }
+    }
+    p.run(0, 1);
+    assert!(p.b.metrics().envelopes_in >= flood as u64);
+    assert!(p.b.seen.len() <= p.b.cfg.seen_capacity, "the relay set stays bounded");
+    assert!(p.b.seen.len() == p.b.cfg.seen_capacity, "and it was flooded to the brim");
+    p.a.send_raw_envelope(bid, &original);
+    p.run(1000, 100);
+    assert_eq!(p.delivered_b.len(), 1, "the replayed message is not delivered again");
+}
+
+#[test]
+fn a_full_delivered_table_defers_instead_of_forgetting() {
+    let mut p = Pair::new(None);
+    p.b.cfg.delivered_capacity = 2;
+    p.b.delivered.set_capacity(2);
+    p.run(2000, 100);
+    let bid = p.b.node_id();
+    for i in 0..3 {
+        p.a.send_direct(Timestamp::from(p.now), bid, format!("m{i}").as_bytes(), None, None).unwrap();
+    }
+    p.run(2000, 100);
+    assert_eq!(p.delivered_b.len(), 2);
+    assert_eq!(p.a.store().len(), 1, "the third waits with its sender");
+    assert!(p.events.iter().any(|e| matches!(e, Event::DeliveryDeferred { .. })));
+}
+
+#[test]
+fn no_timer_is_left_in_the_past_once_linked_by_discovery() {
+    let mut p = Pair::new(None);
+    p.a.remove_peer(addr(2));
+    let (aid, bid) = (p.a.node_id(), p.b.node_id());
+    let (afp, bfp) = (fingerprint(&p.a.identity.public_key()), fingerprint(&p.b.identity.public_key()));
+    for _ in 0..20 {
+        p.a.discovered(addr(2), bid, bfp, Timestamp::from(p.now));
+        p.b.discovered(addr(1), aid, afp, Timestamp::from(p.now));
+        p.run(500, 100);
+    }
+    assert!(p.a.is_linked(&bid));
+    let now = p.now;
+    p.a.handle_timeout(Timestamp::from(now));
+    p.b.handle_timeout(Timestamp::from(now));
+    assert!(p.a.poll_timeout().unwrap() > now, "a linked discovery must not wake the caller at once");
+    assert!(p.b.poll_timeout().unwrap() > now);
+}
+
+#[test]
+fn unknown_recipient_is_a_clear_error() {
+    let mut p = Pair::new(None);
+    let err = p.a.send_direct(Timestamp::from(p.now), NodeId([5; 16]), b"x", None, None).unwrap_err();
+    assert!(err.to_string().contains("no keys known"));
+}
