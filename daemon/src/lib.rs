@@ -2,14 +2,15 @@
 //! persistence and the runtime around the sans-IO core in `meshpost-proto`.
 //! `main.rs` is a thin entry point; fuzzers and tests reach the parsers here.
 
-pub mod cli;
+pub mod client;
 pub mod config;
 pub mod control;
-pub mod discovery;
-pub mod inbox;
 pub mod log;
-pub mod netlink;
+pub mod net;
 pub mod persist;
-pub mod rpcd;
 pub mod runtime;
-pub mod uci;
+
+pub use client::{cli, rpcd};
+pub use config::uci;
+pub use net::discovery;
+pub use persist::inbox;

@@ -54,7 +54,7 @@ fn main() -> ExitCode {
         println!("meshpost {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    let cli = match cli::parse(args) {
+    let cli = match meshpost::client::connection::parse(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("meshpost: error: {e}");

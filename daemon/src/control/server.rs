@@ -19,14 +19,16 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::timeout;
 
+use super::protocol::Request;
+
 /// Big enough for the largest `send` text (`MAX_TEXT`) even when every
 /// character is a control character that JSON escapes as six bytes.
 pub const MAX_REQUEST: usize = 6 * crate::runtime::MAX_TEXT + 4096;
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A request on its way to the main loop.
-pub struct Request {
-    pub json: Value,
+pub struct Incoming {
+    pub request: Request,
     pub reply: oneshot::Sender<Reply>,
 }
 
@@ -94,7 +96,7 @@ pub fn group_gid(name: &str) -> Option<u32> {
 }
 
 /// Accepts clients forever.
-pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Request>, policy: Arc<Mutex<Policy>>, stats: Arc<Stats>) {
+pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Incoming>, policy: Arc<Mutex<Policy>>, stats: Arc<Stats>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -187,7 +189,7 @@ async fn read_line<R: AsyncBufReadExt + Unpin>(rd: &mut R, max: usize) -> Result
 async fn client(
     rd: tokio::net::unix::OwnedReadHalf,
     mut wr: OwnedWriteHalf,
-    tx: mpsc::Sender<Request>,
+    tx: mpsc::Sender<Incoming>,
     stats: &Stats,
     request_timeout: Duration,
 ) {
@@ -230,8 +232,19 @@ async fn client(
                 continue;
             }
         };
+        // Well-formed: a command this daemon does not know, or bad
+        // arguments, is answered here, and is not a malformed request.
+        let request = match Request::from_value(json) {
+            Ok(r) => r,
+            Err(e) => {
+                if send_line(&mut wr, &error(e.to_string())).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
         let (rtx, rrx) = oneshot::channel();
-        if tx.send(Request { json, reply: rtx }).await.is_err() {
+        if tx.send(Incoming { request, reply: rtx }).await.is_err() {
             return;
         }
         match rrx.await {

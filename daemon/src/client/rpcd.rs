@@ -10,7 +10,8 @@ use std::io::Read;
 
 use serde_json::{Map, Value, json};
 
-use crate::cli::{Cli, request_raw};
+use super::connection::{Cli, request_raw};
+use crate::control::protocol::Request;
 
 /// An argument's name and type ("str" or "int").
 type Arg = (&'static str, &'static str);
@@ -65,16 +66,22 @@ pub fn call(cli: &Cli, method: &str, input: &str) -> Value {
             req.insert(arg.to_string(), v.clone());
         }
     }
-    match request_raw(cli, &Value::Object(req)) {
+    // The same typed schema the daemon parses: a bad argument is refused
+    // here with the same message.
+    let req = match Request::from_value(Value::Object(req)) {
+        Ok(r) => r,
+        Err(e) => return json!({"ok": false, "error": e.to_string()}),
+    };
+    match request_raw(cli, &req.to_value()) {
         Ok(v) => v,
-        Err(e) => json!({"ok": false, "error": e}),
+        Err(e) => json!({"ok": false, "error": e.to_string()}),
     }
 }
 
-/// Reads the call arguments from stdin (at most 256 KiB).
+/// Reads the call arguments from stdin (at most one control request).
 pub fn read_stdin() -> String {
     let mut s = String::new();
-    let _ = std::io::stdin().take(256 * 1024).read_to_string(&mut s);
+    let _ = std::io::stdin().take(crate::control::MAX_REQUEST as u64).read_to_string(&mut s);
     s
 }
 

@@ -1,4 +1,4 @@
-//! The `meshpost` command line: argument parsing, socket client and output.
+//! The `meshpost` command line: subcommands, their requests and output.
 //!
 //! Every subcommand except `daemon` (and `identity --state-dir`) is a client
 //! of the control socket. Output is a table or `key: value` lines for
@@ -6,13 +6,11 @@
 //! with exit code 1.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::config::DEFAULT_SOCKET;
+use super::connection::{Cli, connect, request};
+use crate::control::protocol::{ChannelAction, InboxAction, PeerAction, Request, StoreAction};
 
 pub const USAGE: &str = "\
 usage: meshpost [--socket PATH] [--json] COMMAND [ARGS]
@@ -39,76 +37,6 @@ commands:
   rpc list | rpc call METHOD                rpcd exec plugin protocol (ubus)
 
 The socket defaults to $MESHPOST_SOCKET or /var/run/meshpost.sock.";
-
-/// Parsed global options and the remaining words.
-pub struct Cli {
-    pub socket: Option<PathBuf>,
-    pub json: bool,
-    pub words: Vec<String>,
-}
-
-pub fn parse(args: Vec<String>) -> Result<Cli, String> {
-    let mut cli = Cli { socket: None, json: false, words: Vec::new() };
-    let mut it = args.into_iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--json" => cli.json = true,
-            "--socket" if cli.words.is_empty() || cli.words[0] != "daemon" => {
-                cli.socket = Some(PathBuf::from(it.next().ok_or("--socket needs a path")?))
-            }
-            _ => cli.words.push(a),
-        }
-    }
-    Ok(cli)
-}
-
-pub fn socket_path(cli: &Cli) -> PathBuf {
-    cli.socket
-        .clone()
-        .or_else(|| std::env::var_os("MESHPOST_SOCKET").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
-}
-
-fn connect(cli: &Cli) -> Result<UnixStream, String> {
-    let path = socket_path(cli);
-    let s = UnixStream::connect(&path).map_err(|e| {
-        format!("cannot connect to {} ({e}); is the daemon running? (--socket or MESHPOST_SOCKET)", path.display())
-    })?;
-    let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
-    Ok(s)
-}
-
-/// Sends one request and returns the response object, or its error text.
-pub fn request(cli: &Cli, req: &Value) -> Result<Value, String> {
-    let v = request_raw(cli, req)?;
-    if v.get("ok") == Some(&Value::Bool(true)) {
-        Ok(v)
-    } else {
-        Err(v.get("error").and_then(Value::as_str).unwrap_or("request failed").to_string())
-    }
-}
-
-/// Sends one request and returns the daemon's answer as it is, `ok` or not.
-pub fn request_raw(cli: &Cli, req: &Value) -> Result<Value, String> {
-    let mut s = connect(cli)?;
-    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-    // A refused client is told why and disconnected, possibly before our
-    // write: so read the answer even when the write failed.
-    let sent = writeln!(s, "{req}");
-    let mut line = String::new();
-    let read = BufReader::new(&s).read_line(&mut line);
-    let v: Value = match serde_json::from_str(&line) {
-        Ok(v) => v,
-        Err(_) => {
-            return Err(match (sent, read) {
-                (Err(e), _) => format!("cannot send request: {e}"),
-                (_, Err(e)) => format!("no response from daemon: {e}"),
-                _ => "daemon closed the connection without a response".to_string(),
-            });
-        }
-    };
-    Ok(v)
-}
 
 fn flag(words: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
     match words.iter().position(|w| w == name) {
@@ -160,21 +88,23 @@ pub fn run(cli: &Cli) -> Result<String, String> {
     let mut words = cli.words.clone();
     let cmd = if words.is_empty() { String::new() } else { words.remove(0) };
     let req = match cmd.as_str() {
-        "status" => json!({"cmd": "status"}),
+        "status" => Request::Status,
         "identity" => {
             if let Some(dir) = flag(&mut words, "--state-dir")? {
                 return offline_identity(cli, &dir);
             }
-            json!({"cmd": "identity"})
+            Request::Identity
         }
-        "peers" => json!({"cmd": "peers"}),
-        "routes" => json!({"cmd": "routes"}),
-        "graph" => json!({"cmd": "graph"}),
-        "federation" => json!({"cmd": "federation"}),
-        "store" if words.first().map(String::as_str) == Some("list") => json!({"cmd": "store", "action": "list"}),
-        "store" => json!({"cmd": "store"}),
-        "reload" => json!({"cmd": "reload"}),
-        "metrics" => json!({"cmd": "metrics"}),
+        "peers" => Request::Peers,
+        "routes" => Request::Routes,
+        "graph" => Request::Graph,
+        "federation" => Request::Federation,
+        "store" if words.first().map(String::as_str) == Some("list") => {
+            Request::Store { action: Some(StoreAction::List) }
+        }
+        "store" => Request::Store { action: None },
+        "reload" => Request::Reload,
+        "metrics" => Request::Metrics,
         "send" => {
             let ttl =
                 flag(&mut words, "--ttl")?.map(|t| t.parse::<u64>().map_err(|_| "--ttl takes seconds")).transpose()?;
@@ -186,20 +116,14 @@ pub fn run(cli: &Cli) -> Result<String, String> {
             }
             let to = words.remove(0);
             let text = text_arg(&words)?;
-            let mut r = json!({"cmd": "send", "to": to, "text": text});
-            if let Some(t) = ttl {
-                r["ttl"] = json!(t);
-            }
-            if let Some(h) = hops {
-                r["hops"] = json!(h);
-            }
-            r
+            Request::Send { to, text, ttl, hops }
         }
         "inbox" => match words.first().map(String::as_str) {
-            None | Some("list") => json!({"cmd": "inbox", "action": "list"}),
+            None | Some("list") => Request::Inbox { action: InboxAction::List, id: None },
             Some(a @ ("read" | "delete")) => {
-                let id = words.get(1).ok_or(format!("inbox {a} needs a message id"))?;
-                json!({"cmd": "inbox", "action": a, "id": id})
+                let id = words.get(1).ok_or(format!("inbox {a} needs a message id"))?.clone();
+                let action = if a == "read" { InboxAction::Read } else { InboxAction::Delete };
+                Request::Inbox { action, id: Some(id) }
             }
             Some(other) => {
                 return Err(format!("unknown inbox action '{other}' (list, read ID, delete ID)"));
@@ -207,10 +131,10 @@ pub fn run(cli: &Cli) -> Result<String, String> {
         },
         "peer" => match (words.first().map(String::as_str), words.get(1)) {
             (Some("add"), Some(addr)) => {
-                json!({"cmd": "peer", "action": "add", "address": addr, "key": words.get(2)})
+                Request::Peer { action: PeerAction::Add, address: addr.clone(), key: words.get(2).cloned() }
             }
             (Some("remove"), Some(addr)) => {
-                json!({"cmd": "peer", "action": "remove", "address": addr})
+                Request::Peer { action: PeerAction::Remove, address: addr.clone(), key: None }
             }
             _ => {
                 return Err("usage: meshpost peer add HOST:PORT [KEY] | peer remove HOST:PORT".into());
@@ -222,16 +146,14 @@ pub fn run(cli: &Cli) -> Result<String, String> {
                 return Err("publish needs a channel: meshpost publish CHANNEL [TEXT...]".into());
             }
             let channel = words.remove(0);
-            json!({"cmd": "publish", "channel": channel, "text": text_arg(&words)?})
+            Request::Publish { channel, text: text_arg(&words)? }
         }
         "channel" => match (words.first().map(String::as_str), words.get(1), words.get(2)) {
-            (None | Some("list"), _, _) => json!({"cmd": "channel", "action": "list"}),
-            (Some("create"), Some(name), _) => json!({"cmd": "channel", "action": "create", "name": name}),
-            (Some("join"), Some(name), Some(key)) => {
-                json!({"cmd": "channel", "action": "join", "name": name, "key": key})
-            }
-            (Some("leave"), Some(name), _) => json!({"cmd": "channel", "action": "leave", "name": name}),
-            (Some("history"), Some(name), _) => json!({"cmd": "channel", "action": "history", "name": name}),
+            (None | Some("list"), _, _) => Request::Channel { action: ChannelAction::List, name: None, key: None },
+            (Some("create"), Some(name), _) => channel(ChannelAction::Create, name, None),
+            (Some("join"), Some(name), Some(key)) => channel(ChannelAction::Join, name, Some(key)),
+            (Some("leave"), Some(name), _) => channel(ChannelAction::Leave, name, None),
+            (Some("history"), Some(name), _) => channel(ChannelAction::History, name, None),
             _ => {
                 return Err(
                     "usage: meshpost channel list | create NAME | join NAME KEY | leave NAME | history NAME".into()
@@ -240,9 +162,9 @@ pub fn run(cli: &Cli) -> Result<String, String> {
         },
         "rpc" => {
             return match (words.first().map(String::as_str), words.get(1)) {
-                (Some("list"), _) => Ok(crate::rpcd::list()),
+                (Some("list"), _) => Ok(super::rpcd::list()),
                 (Some("call"), Some(method)) => {
-                    Ok(crate::rpcd::call(cli, method, &crate::rpcd::read_stdin()).to_string())
+                    Ok(super::rpcd::call(cli, method, &super::rpcd::read_stdin()).to_string())
                 }
                 _ => Err("usage: meshpost rpc list | rpc call METHOD (arguments as JSON on stdin)".into()),
             };
@@ -250,11 +172,15 @@ pub fn run(cli: &Cli) -> Result<String, String> {
         "" | "help" | "--help" | "-h" => return Ok(USAGE.to_string()),
         other => return Err(format!("unknown command '{other}'; see meshpost --help")),
     };
-    let v = request(cli, &req)?;
+    let v = request(cli, &req.to_value())?;
     if cli.json {
         return Ok(v.to_string());
     }
     Ok(human(&cmd, &words, &v))
+}
+
+fn channel(action: ChannelAction, name: &str, key: Option<&String>) -> Request {
+    Request::Channel { action, name: Some(name.to_string()), key: key.cloned() }
 }
 
 /// The message text: the remaining words, or stdin when there are none (or "-").
@@ -498,11 +424,8 @@ fn human(cmd: &str, words: &[String], v: &Value) -> String {
 
 fn subscribe(cli: &Cli, channel: Option<&str>) -> Result<String, String> {
     let mut sock = connect(cli)?;
-    let req = match channel {
-        Some(c) => json!({"cmd": "subscribe", "channel": c}),
-        None => json!({"cmd": "subscribe"}),
-    };
-    let _ = writeln!(sock, "{req}");
+    let req = Request::Subscribe { channel: channel.map(str::to_string) };
+    let _ = writeln!(sock, "{}", req.to_value());
     let mut rd = BufReader::new(&sock);
     let mut first = String::new();
     rd.read_line(&mut first).map_err(|e| format!("no response from daemon: {e}"))?;

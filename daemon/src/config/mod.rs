@@ -5,6 +5,8 @@
 //! reason. Unknown options are warnings, not errors, so a newer config file
 //! does not stop an older daemon. Host names are resolved elsewhere.
 
+pub mod uci;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -12,7 +14,6 @@ use meshpost_proto::crypto::from_hex;
 use meshpost_proto::node::Config as NodeConfig;
 
 use crate::log::Level;
-use crate::uci;
 
 pub const DEFAULT_CONFIG: &str = "/etc/config/meshpost";
 pub const DEFAULT_PORT: u16 = 4849;
@@ -512,7 +513,7 @@ mod tests {
 
     #[test]
     fn the_shipped_example_parses_to_the_defaults() {
-        let s = load(include_str!("../../config/meshpost.example")).unwrap();
+        let s = load(include_str!("../../../config/meshpost.example")).unwrap();
         assert!(s.warnings.is_empty(), "{:?}", s.warnings);
         let d = Settings::defaults();
         assert_eq!(s.port, d.port);

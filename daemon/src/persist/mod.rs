@@ -20,6 +20,8 @@
 //! deleted only after its line is written). At start the delivered ids are
 //! the union of both, so the two can never disagree about a delivery.
 
+pub mod inbox;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -279,7 +281,7 @@ impl State {
     }
 
     pub fn read_inbox_file(&self, p: &Path) -> io::Result<Vec<u8>> {
-        read_limited(p, crate::inbox::MAX_FILE)
+        read_limited(p, inbox::MAX_FILE)
     }
 
     pub fn inbox_files(&self) -> Vec<(PathBuf, io::Result<Vec<u8>>)> {

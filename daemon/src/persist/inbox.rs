@@ -28,7 +28,7 @@ use std::path::Path;
 use meshpost_proto::envelope::MAX_ENVELOPE_LEN;
 use serde::{Deserialize, Serialize};
 
-use crate::persist::{State, write_durable};
+use super::{State, write_durable};
 
 /// The first line of every inbox file.
 const MAGIC: &[u8] = b"meshpost-inbox 1\n";

@@ -1,0 +1,7 @@
+//! The daemon's network edges besides the link socket: mDNS discovery on
+//! the configured interfaces, and kernel notifications of interface
+//! changes.
+
+pub mod discovery;
+pub mod netlink;
+pub mod udp;

@@ -1,0 +1,132 @@
+//! The link socket and peer addresses: binding the dual-stack UDP socket,
+//! resolving configured peers (IPv6 zones included), and normalizing
+//! v4-mapped addresses. It sends and receives nothing itself.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+
+use meshpost_proto::node::PeerSpec;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+
+use crate::config::{Settings, split_host_port};
+use crate::warn;
+
+/// Resolves configured peers and federation peers; names that do not
+/// resolve are skipped with a warning so that a DNS outage does not stop
+/// the daemon. Federated channel names are looked up in `channel_ids`.
+pub fn resolve_peers(settings: &Settings, channel_ids: &[(String, [u8; 16])]) -> Vec<PeerSpec> {
+    let mut out = Vec::new();
+    for p in &settings.peers {
+        match resolve(&p.address) {
+            Ok(addr) => out.push(PeerSpec { addr, pin: p.key, federation: None }),
+            Err(e) => warn!("peer {} (config line {}): {e}; skipped until reload", p.address, p.line),
+        }
+    }
+    for f in &settings.federation {
+        let mut policy = f.policy.clone();
+        for c in &f.channels {
+            let id = meshpost_proto::crypto::from_hex::<16>(c)
+                .or_else(|| channel_ids.iter().find(|(n, _)| n == c).map(|(_, id)| *id));
+            match id {
+                Some(id) => policy.channels.push(id),
+                None => warn!(
+                    "federation {} (config line {}): no channel '{c}' here; it will not cross",
+                    f.policy.domain, f.line
+                ),
+            }
+        }
+        match resolve(&f.address) {
+            Ok(addr) => out.push(PeerSpec { addr, pin: Some(f.key), federation: Some(policy) }),
+            Err(e) => warn!("federation peer {} (config line {}): {e}; skipped until reload", f.address, f.line),
+        }
+    }
+    out
+}
+
+pub(crate) fn resolve(address: &str) -> Result<SocketAddr, String> {
+    let (host, port) = split_host_port(address).ok_or_else(|| format!("'{address}' is not host:port"))?;
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    // IPv6 with a zone, as link-local peers need: fe80::1%mesh0.
+    if let Some((ip, zone)) = host.split_once('%') {
+        let ip: Ipv6Addr = ip.parse().map_err(|_| format!("'{ip}' is not an IPv6 address"))?;
+        let scope = zone
+            .parse::<u32>()
+            .ok()
+            .or_else(|| interface_index(zone))
+            .ok_or_else(|| format!("no interface '{zone}' for {address}"))?;
+        return Ok(SocketAddr::V6(std::net::SocketAddrV6::new(ip, port, 0, scope)));
+    }
+    (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host} has no address"))
+}
+
+pub(crate) fn interface_index(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: c is a valid NUL-terminated string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+/// Maps v4-mapped IPv6 addresses back to IPv4 so peers compare equal.
+pub(crate) fn normalize(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => a,
+        },
+        v4 => v4,
+    }
+}
+
+/// Binds the link socket: dual-stack IPv6 if possible, else IPv4. Returns
+/// the tokio socket for receiving, a plain clone for non-blocking sends
+/// (tokio's `try_send_to` refuses until the reactor has seen the socket
+/// writable), and whether it is IPv6.
+pub(crate) fn bind_udp(port: u16) -> std::io::Result<(UdpSocket, std::net::UdpSocket, bool)> {
+    let dual = (|| {
+        let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_only_v6(false)?;
+        s.bind(&SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port).into())?;
+        Ok::<_, std::io::Error>(s)
+    })();
+    let (s, v6) = match dual {
+        Ok(s) => (s, true),
+        Err(_) => {
+            let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            s.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
+            (s, false)
+        }
+    };
+    let _ = s.set_recv_buffer_size(1 << 20);
+    let _ = s.set_send_buffer_size(1 << 20);
+    s.set_nonblocking(true)?;
+    let sender: std::net::UdpSocket = s.try_clone()?.into();
+    Ok((UdpSocket::from_std(s.into())?, sender, v6))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_addresses_resolve_with_ipv6_zones() {
+        assert_eq!(resolve("127.0.0.1:4849").unwrap(), "127.0.0.1:4849".parse().unwrap());
+        assert_eq!(resolve("[::1]:5").unwrap(), "[::1]:5".parse().unwrap());
+        let lo = interface_index("lo").unwrap();
+        match resolve("[fe80::1%lo]:4849").unwrap() {
+            SocketAddr::V6(v6) => {
+                assert_eq!(v6.scope_id(), lo);
+                assert_eq!(v6.port(), 4849);
+            }
+            other => panic!("{other}"),
+        }
+        assert_eq!(resolve("[fe80::1%7]:1").map(|a| matches!(a, SocketAddr::V6(v) if v.scope_id() == 7)), Ok(true));
+        assert!(resolve("[fe80::1%nosuchif0]:1").unwrap_err().contains("no interface"));
+        assert!(resolve("nonsense").is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! Control requests: one answer per request. Reading views lives in
+//! views.rs, channel commands in channels.rs.
+
+use super::*;
+
+impl Daemon {
+    /// A recipient: a node id, or a unique announced name, either optionally
+    /// followed by `@domain`, which must be the domain the node announced.
+    pub(super) fn resolve_to(&self, to: &str) -> Result<NodeId, String> {
+        if let Some((who, domain)) = to.split_once('@') {
+            let id = self.resolve_to(who)?;
+            let announced = self.node.card(&id).map(|c| c.domain.clone());
+            return match announced {
+                Some(d) if d == domain || (domain == self.node.config().domain && d.is_empty()) => Ok(id),
+                Some(d) => Err(format!("{who} announced domain '{d}', not '{domain}'")),
+                None => {
+                    Err(format!("no keys known for {who}@{domain} yet: its gateway has not passed on its announce"))
+                }
+            };
+        }
+        if let Some(id) = NodeId::parse(to) {
+            return Ok(id);
+        }
+        let matches: Vec<NodeId> = self.node.cards().filter(|c| c.name == to).map(|c| c.node_id()).collect();
+        match matches.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(format!("'{to}' is neither a 32-hex-digit node id nor the name of a known node")),
+            _ => Err(format!("the name '{to}' is used by {} nodes; use the node id", matches.len())),
+        }
+    }
+
+    /// Answers one control request.
+    pub(super) fn handle(&mut self, req: Request) -> Reply {
+        let now = timestamp();
+        let v = match req {
+            Request::Status => self.status(),
+            Request::Identity => {
+                let c = self.node.config();
+                identity_json(self.node.identity(), &c.name, &c.domain)
+            }
+            Request::Peers => self.peers(now),
+            Request::Routes => self.routes(),
+            Request::Graph => json!({"ok": true, "dot": self.graph()}),
+            Request::Federation => self.federation(now),
+            Request::Send { to, text, ttl, hops } => self.send(&to, &text, ttl, hops, now),
+            Request::Inbox { action, id } => self.inbox_cmd(action, id.as_deref()),
+            Request::Subscribe { channel: None } => {
+                return Reply::Stream(json!({"ok": true, "subscribed": "messages"}), self.events.subscribe());
+            }
+            Request::Subscribe { channel: Some(name) } => match self.channels.iter().find(|c| c.name == name) {
+                Some(c) => return Reply::Stream(json!({"ok": true, "subscribed": name}), c.tx.subscribe()),
+                None => error(format!("not in a channel '{name}'")),
+            },
+            Request::Channel { action, name, key } => self.channel_cmd(action, name.unwrap_or_default(), key, now),
+            Request::Publish { channel, text } => self.publish(&channel, &text, now),
+            Request::Store { action: Some(StoreAction::List) } => self.store_list(),
+            Request::Store { action: None } => self.store_summary(),
+            Request::Peer { action, address, key } => self.peer_cmd(action, &address, key.as_deref(), now),
+            Request::Reload => match self.reload() {
+                Ok(()) => json!({"ok": true, "reloaded": true}),
+                Err(e) => error(format!("reload failed, running configuration kept: {e}")),
+            },
+            Request::Metrics => json!({"ok": true, "text": self.metrics()}),
+        };
+        Reply::Json(v)
+    }
+
+    fn inbox_cmd(&mut self, action: InboxAction, id: Option<&str>) -> Value {
+        match (action, id) {
+            (InboxAction::List, _) => json!({"ok": true, "messages": self.inbox.list().collect::<Vec<_>>()}),
+            (InboxAction::Read, Some(id)) => match self.inbox.read(&self.state, id) {
+                Some(m) => {
+                    self.reopen_inbox();
+                    json!({"ok": true, "message": m})
+                }
+                None => error("no such message in the inbox"),
+            },
+            (InboxAction::Delete, Some(id)) => {
+                let state = &self.state;
+                match self.inbox.delete(state, id, |m| record_delivered(state, m)) {
+                    Ok(true) => {
+                        self.reopen_inbox();
+                        json!({"ok": true, "deleted": id})
+                    }
+                    Ok(false) => error("no such message in the inbox"),
+                    Err(e) => error(format!("cannot record the message as delivered ({e}); kept")),
+                }
+            }
+            (_, None) => error("inbox read and delete need \"id\""),
+        }
+    }
+
+    pub(super) fn send(&mut self, to: &str, text: &str, ttl: Option<u64>, hops: Option<u64>, now: Timestamp) -> Value {
+        if text.len() > MAX_TEXT {
+            return error(format!("message of {} bytes is larger than the maximum of {MAX_TEXT}", text.len()));
+        }
+        let ttl = ttl.map(|t| t.min(u32::MAX as u64) as u32);
+        let hops = hops.map(|h| h.min(255) as u8);
+        let to = match self.resolve_to(to) {
+            Ok(t) => t,
+            Err(e) => return error(e),
+        };
+        match self.node.send_direct(now, to, text.as_bytes(), ttl, hops) {
+            Ok(id) => {
+                if !self.make_durable(&id) {
+                    return error("could not write the message to the state directory; not sent");
+                }
+                debug!("queued message {id} to {to}");
+                json!({"ok": true, "id": id.to_string(), "to": to.to_string(), "linked": self.node.is_linked(&to)})
+            }
+            Err(e) => error(e.to_string()),
+        }
+    }
+
+    pub(super) fn peer_cmd(&mut self, action: PeerAction, address: &str, key: Option<&str>, now: Timestamp) -> Value {
+        let addr = match resolve(address) {
+            Ok(a) => a,
+            Err(e) => return error(e),
+        };
+        match action {
+            PeerAction::Add => {
+                let pin = match key {
+                    None | Some("") => None,
+                    Some(k) => match crate::config::parse_key(k) {
+                        Some(k) => Some(k),
+                        None => return error("key must be the peer's 64-hex-digit public key"),
+                    },
+                };
+                let spec = PeerSpec { addr, pin, federation: None };
+                if !self.node.add_peer(spec.clone(), now) {
+                    return error(format!(
+                        "at most {} peers; remove one first",
+                        meshpost_proto::node::MAX_STATIC_PEERS
+                    ));
+                }
+                self.extra_peers.retain(|p| p.addr != addr);
+                self.extra_peers.push(spec);
+                info!("peer {addr} added at runtime");
+                json!({"ok": true, "added": addr.to_string()})
+            }
+            PeerAction::Remove => {
+                self.extra_peers.retain(|p| p.addr != addr);
+                if self.node.remove_peer(addr) {
+                    info!("peer {addr} removed at runtime");
+                    json!({"ok": true, "removed": addr.to_string()})
+                } else {
+                    error(format!("{addr} is not a configured peer"))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The daemon: real sockets, real time and the state directory around the
+//! sans-IO [`Node`].
+//!
+//! One tokio current-thread loop waits for a datagram, a control request, a
+//! signal or the node's next timer, hands the event to the node, and then
+//! carries out the node's actions (effects.rs), reporting every write back
+//! to the node, which acknowledges nothing before it is durable.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use meshpost_proto::envelope::EnvelopeId;
+use meshpost_proto::identity::NodeId;
+use meshpost_proto::node::{Action, Node, PeerSpec};
+use meshpost_proto::time::Timestamp;
+use rand_core::OsRng;
+use serde_json::{Value, json};
+use tokio::net::{UdpSocket, UnixListener};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::config::{Overrides, Settings};
+use crate::control::protocol::{ChannelAction, InboxAction, PeerAction, Request, StoreAction};
+use crate::control::{self, Incoming, Policy, Reply, Stats, error};
+use crate::discovery::{self, Discovery};
+use crate::inbox::{Inbox, InboxError, Message};
+use crate::net::udp::{bind_udp, normalize, resolve, resolve_peers};
+use crate::persist::State;
+use crate::{debug, error, info, log, notice, warn};
+
+mod channels;
+mod commands;
+mod effects;
+mod restore;
+mod views;
+
+use channels::{Channel, prune};
+use restore::{record_delivered, restore};
+pub use views::identity_json;
+
+/// Longest sleep of the event loop when no timer is due sooner.
+const MAX_SLEEP_MS: u64 = 5_000;
+
+/// Events buffered per subscriber before it is marked as dropping.
+pub const SUBSCRIBER_BUFFER: usize = 256;
+
+/// Largest text a local `send` accepts.
+pub const MAX_TEXT: usize = 60 * 1024;
+
+/// Most channels one node can be in.
+pub const MAX_CHANNELS: usize = 64;
+
+/// Wall-clock (unix) time in ms: for envelope validity and for what
+/// people read (received times, history ages).
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Both clocks for the node: monotonic ms since this process started
+/// (timers, which must not follow a wall-clock step) and unix ms.
+pub fn timestamp() -> Timestamp {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    Timestamp::new(start.elapsed().as_millis() as u64 + 1, now_ms())
+}
+
+/// A seed for the node's generator from the operating system.
+fn os_seed() -> [u8; 32] {
+    use rand_core::RngCore;
+    let mut seed = [0u8; 32];
+    OsRng.fill_bytes(&mut seed);
+    seed
+}
+
+fn bind_control(path: &PathBuf) -> Result<UnixListener, String> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(format!("another daemon is already listening on {}", path.display()));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    let l = UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    // Access is decided per connection with SO_PEERCRED (see control.rs), so
+    // the socket file itself is open to all local users.
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));
+    Ok(l)
+}
+
+/// The running daemon.
+pub struct Daemon {
+    node: Node,
+    state: State,
+    inbox: Inbox,
+    settings: Settings,
+    config_path: Option<PathBuf>,
+    overrides: Overrides,
+    extra_peers: Vec<PeerSpec>,
+    udp: UdpSocket,
+    udp_send: std::net::UdpSocket,
+    udp_v6: bool,
+    events: broadcast::Sender<Arc<str>>,
+    policy: Arc<Mutex<Policy>>,
+    stats: Arc<Stats>,
+    started: Instant,
+    send_errors: u64,
+    persist_errors: u64,
+    /// Writes that failed during the current drain (for local sends).
+    failed_writes: Vec<EnvelopeId>,
+    /// Set while deliveries cannot be stored: the inbox is full of unread
+    /// mail or its files cannot be written (logged once per episode).
+    inbox_full_since: Option<u64>,
+    discovery: Discovery,
+    channels: Vec<Channel>,
+}
+
+/// What this node announces over mDNS.
+fn announcement(node: &Node, port: u16) -> meshpost_proto::mdns::Announcement {
+    meshpost_proto::mdns::Announcement {
+        node: node.node_id(),
+        fingerprint: meshpost_proto::identity::fingerprint(&node.identity().public_key()),
+        port,
+        domain: node.config().domain.clone(),
+    }
+}
+
+fn policy_of(s: &Settings) -> Policy {
+    let group_gid = s.socket_group.as_deref().and_then(|g| {
+        let gid = control::group_gid(g);
+        if gid.is_none() {
+            warn!("socket_group '{g}' does not exist; only root and the daemon's user may connect");
+        }
+        gid
+    });
+    Policy { group_gid, max_clients: s.max_clients, request_timeout: Duration::from_secs(s.control_timeout) }
+}
+
+impl Daemon {
+    /// Runs the daemon until SIGTERM/SIGINT. Errors are start-up failures.
+    pub async fn run(settings: Settings, config_path: Option<PathBuf>, overrides: Overrides) -> Result<(), String> {
+        log::set_level(settings.log_level);
+        for w in &settings.warnings {
+            warn!("{w}");
+        }
+        let state = State::open(&settings.state_dir)?;
+        let tmp = state.clean_tmp();
+        if tmp > 0 {
+            notice!("removed {tmp} unfinished writes (*.tmp) left by an earlier stop; none had been acknowledged");
+        }
+        let (identity, created) = state.identity()?;
+        if created {
+            notice!("created a new node identity in {}", state.dir().join("identity.key").display());
+        }
+        let now = timestamp();
+        let mut node = Node::new(identity, settings.node.clone(), os_seed(), now);
+        let (inbox, problems) = Inbox::load(&state, settings.inbox_max, settings.inbox_max_bytes);
+        for p in problems {
+            warn!("{p}");
+        }
+        let restored = restore(&mut node, &state, &inbox, now);
+        let (udp, udp_send, udp_v6) =
+            bind_udp(settings.port).map_err(|e| format!("cannot bind UDP port {}: {e}", settings.port))?;
+        let listener = bind_control(&settings.socket)?;
+        let mut names: Vec<(String, [u8; 16])> =
+            settings.channels.iter().map(|c| (c.name.clone(), c.key.id())).collect();
+        names.extend(state.channels().into_iter().map(|(n, k)| (n, k.id())));
+        for p in resolve_peers(&settings, &names) {
+            if !node.add_peer(p.clone(), now) {
+                warn!("peer {} not used: at most {} peers", p.addr, meshpost_proto::node::MAX_STATIC_PEERS);
+            }
+        }
+        let (events, _) = broadcast::channel(SUBSCRIBER_BUFFER);
+        let policy = Arc::new(Mutex::new(policy_of(&settings)));
+        let stats = Arc::new(Stats::default());
+        let (tx, mut rx) = mpsc::channel::<Incoming>(64);
+        let (disc_tx, mut disc_rx) = mpsc::channel::<discovery::Packet>(256);
+        let discovery = Discovery::new(
+            settings.interfaces.clone(),
+            announcement(&node, settings.port),
+            settings.mdns_interval_ms,
+            disc_tx,
+        );
+        tokio::spawn(control::serve(listener, tx, policy.clone(), stats.clone()));
+        notice!(
+            "started: node {} ({}), udp port {}, socket {}, state {}, {restored} envelopes restored",
+            node.node_id(),
+            if settings.node.name.is_empty() { "unnamed" } else { &settings.node.name },
+            settings.port,
+            settings.socket.display(),
+            settings.state_dir.display()
+        );
+        let mut d = Daemon {
+            node,
+            state,
+            inbox,
+            settings,
+            config_path,
+            overrides,
+            extra_peers: Vec::new(),
+            udp,
+            udp_send,
+            udp_v6,
+            events,
+            policy,
+            stats,
+            started: Instant::now(),
+            send_errors: 0,
+            persist_errors: 0,
+            failed_writes: Vec::new(),
+            inbox_full_since: None,
+            discovery,
+            channels: Vec::new(),
+        };
+        d.apply_channels();
+        let changes = match crate::net::netlink::Changes::open() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                warn!("no netlink notifications of interface changes ({e}); polling interfaces instead");
+                d.discovery.set_rescan_interval(discovery::RESCAN_POLL_MS);
+                None
+            }
+        };
+        let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+        let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+        let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+        let mut buf = vec![0u8; 2048];
+        d.node.handle_timeout(timestamp());
+        d.drain();
+        loop {
+            let now = timestamp().mono_ms;
+            d.discovery.poll(now);
+            // Both are on the monotonic clock. Wake at least every few
+            // seconds anyway, so a wall-clock step is seen soon by the
+            // envelope expiry timers (the only ones on unix time).
+            let next = [d.node.poll_timeout(), d.discovery.next_timer()].into_iter().flatten().min();
+            let wait = next.map_or(MAX_SLEEP_MS, |t| t.saturating_sub(now)).min(MAX_SLEEP_MS);
+            tokio::select! {
+                r = d.udp.recv_from(&mut buf) => {
+                    if let Ok((n, from)) = r {
+                        d.node.handle_datagram(timestamp(), normalize(from), &buf[..n]);
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => {
+                    d.node.handle_timeout(timestamp());
+                }
+                Some(p) = disc_rx.recv() => {
+                    let now = timestamp();
+                    for (addr, node, fp) in d.discovery.on_packet(p, now.mono_ms) {
+                        d.node.discovered(addr, node, fp, now);
+                    }
+                }
+                Some(req) = rx.recv() => {
+                    let reply = d.handle(req.request);
+                    let _ = req.reply.send(reply);
+                }
+                _ = async {
+                    match &changes {
+                        Some(c) => c.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => d.discovery.rescan_soon(),
+                _ = hup.recv() => {
+                    let _ = d.reload();
+                }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+            d.drain();
+        }
+        notice!("stopping: {} envelopes kept in {}", d.node.store().len(), d.state.dir().display());
+        let _ = std::fs::remove_file(&d.settings.socket);
+        Ok(())
+    }
+
+    fn reload(&mut self) -> Result<(), String> {
+        let s = match Settings::load(self.config_path.as_deref(), &self.overrides) {
+            Ok(s) => s,
+            Err(e) => {
+                error!("reload failed, keeping the running configuration: {e}");
+                return Err(e.to_string());
+            }
+        };
+        for w in &s.warnings {
+            warn!("{w}");
+        }
+        if s.port != self.settings.port || s.state_dir != self.settings.state_dir || s.socket != self.settings.socket {
+            warn!("reload: port, state_dir and socket changes take effect only after a restart");
+        }
+        log::set_level(s.log_level);
+        let now = timestamp();
+        self.node.set_config(s.node.clone(), now);
+        let names: Vec<(String, [u8; 16])> = self.channels.iter().map(|c| (c.name.clone(), c.id)).collect();
+        let mut peers = resolve_peers(&s, &names);
+        peers.extend(self.extra_peers.iter().cloned());
+        self.node.set_peers(&peers, now);
+        self.inbox.set_limits(s.inbox_max, s.inbox_max_bytes);
+        self.reopen_inbox();
+        self.discovery.reconfigure(
+            s.interfaces.clone(),
+            announcement(&self.node, self.settings.port),
+            s.mdns_interval_ms,
+        );
+        if let Ok(mut p) = self.policy.lock() {
+            *p = policy_of(&s);
+        }
+        let keep = (self.settings.port, self.settings.state_dir.clone(), self.settings.socket.clone());
+        self.settings = s;
+        (self.settings.port, self.settings.state_dir, self.settings.socket) = keep;
+        self.apply_channels();
+        notice!("configuration reloaded: {} peers configured, {} links kept", peers.len(), self.node.links().len());
+        Ok(())
+    }
+}
