@@ -10,6 +10,7 @@ use meshpost_proto::channel::ChannelKey;
 use meshpost_proto::envelope::EnvelopeId;
 use meshpost_proto::envelope::{Destination, Draft, Envelope, Kind};
 use meshpost_proto::identity::{Identity, NodeId, fingerprint};
+use meshpost_proto::link::frame::{IdList, id_frames};
 use meshpost_proto::node::{Action, Config, Delivery, Event, Node};
 use meshpost_proto::time::Timestamp;
 use rand_core::OsRng;
@@ -516,6 +517,17 @@ fn only_federated_channels_cross_and_spoofed_reinjection_is_refused() {
     let got: Vec<Vec<u8>> = s.channel[5].iter().map(|d| d.body.clone()).collect();
     assert_eq!(got, vec![b"for both communities".to_vec()]);
     assert!(s.nodes[3].store().iter().all(|(_, e)| e.env.dest().id != inside.id()), "GB never saw it");
+    // GB learned the id somehow and asks for it: a want obeys the same
+    // crossing rule as an offer.
+    let inside_id = *s.nodes[2].store().iter().find(|(_, e)| e.env.dest().id == inside.id()).unwrap().0;
+    let ga = s.id(2);
+    let out_before = s.nodes[2].federation_links()[0].counters.envelopes_out;
+    for f in id_frames(IdList::Want, &[inside_id]) {
+        assert!(s.nodes[3].send_raw_frame(ga, &f));
+    }
+    s.run(1_000);
+    // What GA sends is what counts: a malicious GB would keep it.
+    assert_eq!(s.nodes[2].federation_links()[0].counters.envelopes_out, out_before, "asking does not get it");
     // GB re-injects an envelope from ffa back into ffa: GA refuses it.
     let a1_env = s.nodes[2]
         .store()
@@ -523,7 +535,6 @@ fn only_federated_channels_cross_and_spoofed_reinjection_is_refused() {
         .find(|(_, e)| e.env.origin_id() == s.id(0))
         .map(|(_, e)| e.env.bytes().to_vec())
         .unwrap();
-    let ga = s.id(2);
     assert!(s.nodes[3].send_raw_envelope(ga, &a1_env));
     s.run(1_000);
     assert_eq!(s.nodes[2].federation_links()[0].counters.refused_spoofed, 1);

@@ -13,7 +13,8 @@ pub(super) fn may_cross(env: &Envelope, policy: &federation::Policy) -> bool {
     }
 }
 impl Node {
-    /// Whether the stored `env` should go to link `to`: a direct envelope
+    /// The one rule for what may go to link `to`, used by offers, wants
+    /// and forwarding alike. Whether the stored `env` should go to `to`: a direct envelope
     /// goes only to its recipient when linked, else only along the best
     /// route, else (no route) to every link; channel envelopes go everywhere.
     /// Nothing goes back to its origin, and nothing with no hops left goes to

@@ -52,7 +52,11 @@ impl Node {
             }
             IdList::Want => {
                 for id in ids {
-                    let bytes = self.store.get(&id).map(|e| e.env.bytes().to_vec());
+                    // The same rule as offers and forwarding: a peer gets
+                    // only what we would have offered it (a federation
+                    // peer cannot fetch what may not cross by asking).
+                    let bytes =
+                        self.store.get(&id).filter(|e| self.should_offer(&e.env, node)).map(|e| e.env.bytes().to_vec());
                     if let Some(b) = bytes
                         && self.take_out(node)
                     {
