@@ -17,6 +17,7 @@
 
 pub mod ack;
 pub mod card;
+pub mod cardbook;
 pub mod channel;
 pub mod crypto;
 pub mod delivered;
@@ -28,6 +29,7 @@ pub mod identity;
 pub mod link;
 pub mod mdns;
 pub mod node;
+pub mod peerbook;
 pub mod rng;
 pub mod routing;
 pub mod store;

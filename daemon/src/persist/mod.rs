@@ -224,8 +224,17 @@ impl State {
         (out, problem)
     }
 
+    fn card_path(&self, node: &NodeId) -> PathBuf {
+        self.dir.join("cards").join(format!("{node}.ann"))
+    }
+
     pub fn save_card(&self, node: &NodeId, bytes: &[u8]) {
-        let _ = write_durable(&self.dir.join("cards").join(format!("{node}.ann")), bytes, 0o644);
+        let _ = write_durable(&self.card_path(node), bytes, 0o644);
+    }
+
+    /// Deletes the saved announce of a node whose card was forgotten.
+    pub fn remove_card(&self, node: &NodeId) {
+        let _ = fs::remove_file(self.card_path(node));
     }
 
     pub fn cards(&self) -> Vec<(PathBuf, io::Result<Vec<u8>>)> {

@@ -10,7 +10,7 @@ impl Node {
     /// Drops a stored envelope whose recipient confirmed it, and remembers
     /// its id so it is not taken in again.
     pub(super) fn release(&mut self, id: &EnvelopeId) {
-        self.writes.remove(id);
+        self.writes.take(id);
         if let Some(e) = self.store.remove(id) {
             self.seen.insert(*id, e.env.expires_at());
             self.metrics.envelopes_acked += 1;

@@ -47,27 +47,19 @@ impl Node {
         if node == self.me {
             return Some(node);
         }
-        let mut changed = true;
-        if let Some(old) = self.cards.get(&node) {
-            if old.seq >= card.seq {
-                return Some(node);
-            }
-            changed = old.x25519 != card.x25519
-                || old.kem_ek != card.kem_ek
-                || old.name != card.name
-                || old.domain != card.domain;
-        } else if self.cards.len() >= self.cfg.max_cards {
-            // Forget a card of a node we have no link to.
-            let victim = self.cards.keys().find(|k| !self.links.contains_key(*k)).copied();
-            match victim {
-                Some(v) => {
-                    self.cards.remove(&v);
-                }
-                None => return None,
-            }
-        }
         let name = card.name.clone();
-        self.cards.insert(node, card);
+        let links = &self.links;
+        let (learned, evicted) = self.cards.learn(card, self.clock, |k| links.contains_key(k));
+        if let Some(gone) = evicted {
+            // Memory and disk stay bounded together.
+            self.actions.push_back(Action::ForgetCard { node: gone });
+        }
+        let changed = match learned {
+            Learned::Refused => return None,
+            Learned::Known => false,
+            Learned::Updated { changed } => changed,
+            Learned::New => true,
+        };
         if save && changed {
             self.actions.push_back(Action::SaveCard { node, envelope: env.bytes().to_vec() });
             self.emit(Event::CardUpdated { node, name });

@@ -227,6 +227,11 @@ pub enum Action {
         channel: [u8; 16],
         message: Delivery,
     },
+    /// The card of `node` was forgotten (least recently heard, the card
+    /// book is full): delete its saved announce.
+    ForgetCard {
+        node: NodeId,
+    },
     /// A verified announce carrying a node's card; keep it to restore keys.
     SaveCard {
         node: NodeId,

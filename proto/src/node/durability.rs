@@ -35,11 +35,41 @@ pub(super) struct PendingWrite {
 /// Most writes awaiting confirmation; the daemon confirms each in the same
 /// loop turn, so reaching this means the caller stopped answering.
 pub(super) const MAX_PENDING_WRITES: usize = 4096;
+
+/// The writes the caller has not confirmed yet, bounded.
+#[derive(Debug, Default)]
+pub(super) struct Writes {
+    pending: BTreeMap<EnvelopeId, PendingWrite>,
+}
+
+impl Writes {
+    /// Records a write for `id` and what depends on it (added to what
+    /// already waits on the same id).
+    pub(super) fn add(&mut self, id: EnvelopeId, kind: WriteKind, then: Vec<AfterWrite>) {
+        self.pending.entry(id).or_insert(PendingWrite { kind, then: Vec::new() }).then.extend(then);
+    }
+
+    /// Takes the write for `id` out: the caller answered, or the envelope
+    /// left the store (its dependants are then dropped).
+    pub(super) fn take(&mut self, id: &EnvelopeId) -> Option<PendingWrite> {
+        self.pending.remove(id)
+    }
+
+    pub(super) fn contains(&self, id: &EnvelopeId) -> bool {
+        self.pending.contains_key(id)
+    }
+
+    /// No new write may start: the caller stopped confirming.
+    pub(super) fn is_full(&self) -> bool {
+        self.pending.len() >= MAX_PENDING_WRITES
+    }
+}
+
 impl Node {
     /// The caller made the write for `id` (a `Persist` or a `Deliver`)
     /// durable: what waited on it goes out now.
     pub fn persisted(&mut self, id: EnvelopeId) {
-        let Some(w) = self.writes.remove(&id) else { return };
+        let Some(w) = self.writes.take(&id) else { return };
         if w.kind == WriteKind::Inbox {
             self.delivered.confirm(&id);
         }
@@ -62,7 +92,7 @@ impl Node {
     /// was not sent; a relayed copy is offered to us again later); a
     /// delivery is forgotten, so the sender keeps its copy and retries.
     pub fn persist_failed(&mut self, id: EnvelopeId) {
-        let Some(w) = self.writes.remove(&id) else { return };
+        let Some(w) = self.writes.take(&id) else { return };
         self.metrics.writes_failed += 1;
         match w.kind {
             WriteKind::Store => {
@@ -85,11 +115,11 @@ impl Node {
 
     /// Whether a write for `id` is still waiting for the caller.
     pub fn is_pending_write(&self, id: &EnvelopeId) -> bool {
-        self.writes.contains_key(id)
+        self.writes.contains(id)
     }
 
     pub(super) fn await_write(&mut self, id: EnvelopeId, kind: WriteKind, then: Vec<AfterWrite>) {
-        self.writes.entry(id).or_insert(PendingWrite { kind, then: Vec::new() }).then.extend(then);
+        self.writes.add(id, kind, then);
     }
 
     /// Puts an envelope in the store and asks the caller to persist it;
@@ -112,7 +142,7 @@ impl Node {
         now_ms: u64,
         then: Vec<AfterWrite>,
     ) -> Result<(), StoreError> {
-        if self.writes.len() >= MAX_PENDING_WRITES {
+        if self.writes.is_full() {
             self.metrics.envelopes_store_refused += 1;
             return Err(StoreError::Busy);
         }
@@ -123,7 +153,7 @@ impl Node {
             Ok(evicted) => {
                 for victim in evicted {
                     self.metrics.envelopes_evicted += 1;
-                    self.writes.remove(&victim);
+                    self.writes.take(&victim);
                     self.actions.push_back(Action::Unpersist { id: victim });
                     self.emit(Event::StoreEvicted { id: victim });
                 }
@@ -137,5 +167,30 @@ impl Node {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependants_accumulate_until_taken_and_the_table_is_bounded() {
+        let mut w = Writes::default();
+        let id = EnvelopeId([1; 16]);
+        let link = NodeId([2; 16]);
+        w.add(id, WriteKind::Store, vec![AfterWrite::Have { link }]);
+        w.add(id, WriteKind::Store, vec![AfterWrite::Forward { from: Some(link) }]);
+        assert!(w.contains(&id));
+        let p = w.take(&id).unwrap();
+        assert_eq!(p.then, vec![AfterWrite::Have { link }, AfterWrite::Forward { from: Some(link) }]);
+        assert!(w.take(&id).is_none(), "answered once");
+        for i in 0..MAX_PENDING_WRITES as u32 {
+            assert!(!w.is_full());
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&i.to_le_bytes());
+            w.add(EnvelopeId(b), WriteKind::Inbox, Vec::new());
+        }
+        assert!(w.is_full());
     }
 }

@@ -89,14 +89,14 @@ impl Node {
     /// Domains this node has federation peers for.
     pub(super) fn gateway_domains(&self) -> Vec<String> {
         let mut v: Vec<String> =
-            self.peers.iter().filter_map(|p| p.spec.federation.as_ref().map(|f| f.domain.clone())).collect();
+            self.peers.statics().iter().filter_map(|p| p.spec.federation.as_ref().map(|f| f.domain.clone())).collect();
         v.sort();
         v.dedup();
         v
     }
 
     pub(super) fn is_gateway_for(&self, domain: &str) -> bool {
-        self.peers.iter().any(|p| p.spec.federation.as_ref().is_some_and(|f| f.domain == domain))
+        self.peers.statics().iter().any(|p| p.spec.federation.as_ref().is_some_and(|f| f.domain == domain))
     }
 
     /// The nearest node of our own domain that announces itself as a

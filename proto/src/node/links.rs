@@ -225,7 +225,7 @@ impl Node {
         }
         match p.hs.finish(noise) {
             Ok(keys) => {
-                let expect = self.peers.iter().find(|s| s.spec.addr == from).and_then(|s| s.spec.pin);
+                let expect = self.peers.pin_for(from);
                 if let Err(reason) = self.check_policy(&keys, from, expect) {
                     self.refuse(from, &keys, reason);
                     return;
@@ -254,7 +254,7 @@ impl Node {
         {
             return Err(Refusal::PinMismatch { pinned: NodeId::from_public_key(&pin) });
         }
-        let configured = self.peers.iter().any(|p| p.spec.addr == from || p.spec.pin == Some(keys.remote_ed));
+        let configured = self.peers.is_configured(from, &keys.remote_ed);
         if !self.cfg.accept_unknown && !configured {
             return Err(Refusal::NotConfigured);
         }
@@ -320,27 +320,15 @@ impl Node {
                 self.emit(Event::LinkUp { node, addr, initiator });
             }
         }
-        for p in &mut self.peers {
-            if p.spec.addr == addr || p.spec.pin.map(|k| NodeId::from_public_key(&k)) == Some(node) {
-                p.linked = Some(node);
-                p.backoff = self.cfg.retry_min_ms;
-            }
-        }
+        self.peers.linked(node, addr);
         if is_new {
             if let Some(a) = self.announce.as_ref().map(|e| e.bytes().to_vec()) {
                 self.send_envelope_bytes(node, &a);
             }
             self.announce_soon();
         }
-        if let Some(d) = self.discovered.get_mut(&node) {
-            d.backoff = self.cfg.retry_min_ms;
-        }
         // A federation link is a configured peer with a policy and a pin.
-        let policy = self
-            .peers
-            .iter()
-            .find(|p| p.spec.pin.map(|k| NodeId::from_public_key(&k)) == Some(node))
-            .and_then(|p| p.spec.federation.clone());
+        let policy = self.peers.pinned(&node).and_then(|s| s.federation.clone());
         if let Some(l) = self.links.get_mut(&node) {
             match (&mut l.fed, policy) {
                 (Some(m), Some(p)) => m.policy = p,
@@ -356,11 +344,7 @@ impl Node {
             if let Some(p) = l.previous {
                 self.by_index.remove(&p.local_idx);
             }
-            for p in &mut self.peers {
-                if p.linked == Some(node) {
-                    p.linked = None;
-                }
-            }
+            self.peers.unlinked(&node);
             self.routes.withdraw_via(&node);
             self.announce_soon();
             self.emit(Event::LinkDown { node, reason });

@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, VecDeque};
 use rand_core::RngCore;
 
 use crate::card::Card;
+use crate::cardbook::{CardBook, Learned};
 use crate::channel::{ChannelKey, MAX_CHANNEL_BODY};
 use crate::delivered::Delivered;
 use crate::e2e;
@@ -59,13 +60,13 @@ mod sync;
 #[cfg(test)]
 mod tests;
 
+pub use crate::peerbook::MAX_STATIC_PEERS;
 pub use api::*;
 pub use metrics::Metrics;
-pub use peers::MAX_STATIC_PEERS;
 
-use durability::{AfterWrite, MAX_PENDING_WRITES, PendingWrite, WriteKind};
+use crate::peerbook::{Limits as PeerLimits, PeerBook};
+use durability::{AfterWrite, WriteKind, Writes};
 use links::{Link, MAX_PEER_HAS, PendingInit, PendingResp};
-use peers::{Discovered, StaticPeer};
 
 /// The whole protocol state of one meshpost node.
 pub struct Node {
@@ -74,17 +75,17 @@ pub struct Node {
     cfg: Config,
     announce: Option<Envelope>,
     announce_made_ms: u64,
-    peers: Vec<StaticPeer>,
+    peers: PeerBook,
     initiators: BTreeMap<u32, PendingInit>,
     responders: BTreeMap<u32, PendingResp>,
     links: BTreeMap<NodeId, Link>,
     by_index: BTreeMap<u32, NodeId>,
-    cards: BTreeMap<NodeId, Card>,
+    cards: CardBook,
     origin_buckets: BTreeMap<NodeId, Bucket>,
     store: Store,
     seen: SeenSet,
     delivered: Delivered,
-    writes: BTreeMap<EnvelopeId, PendingWrite>,
+    writes: Writes,
     /// False while the caller's inbox cannot take messages (see
     /// [`Node::set_inbox_open`]).
     inbox_open: bool,
@@ -106,7 +107,6 @@ pub struct Node {
     next_announce: u64,
     pending_acks: BTreeMap<NodeId, Vec<(EnvelopeId, u64)>>,
     next_ack_flush: Option<u64>,
-    discovered: BTreeMap<NodeId, Discovered>,
     channels: BTreeMap<[u8; 16], ChannelKey>,
     channel_buckets: BTreeMap<(NodeId, [u8; 16]), Bucket>,
 }
@@ -122,6 +122,7 @@ impl Node {
         let store = Store::new(cfg.store);
         let max_routes = cfg.max_cards;
         let seen = SeenSet::new(cfg.seen_capacity);
+        let peers = PeerBook::new(Node::peer_limits(&cfg));
         let delivered = Delivered::new(cfg.delivered_capacity);
         let mut n = Node {
             identity,
@@ -129,17 +130,17 @@ impl Node {
             cfg,
             announce: None,
             announce_made_ms: 0,
-            peers: Vec::new(),
+            peers,
             initiators: BTreeMap::new(),
             responders: BTreeMap::new(),
             links: BTreeMap::new(),
             by_index: BTreeMap::new(),
-            cards: BTreeMap::new(),
+            cards: CardBook::new(max_routes),
             origin_buckets: BTreeMap::new(),
             store,
             seen,
             delivered,
-            writes: BTreeMap::new(),
+            writes: Writes::default(),
             inbox_open: true,
             actions: VecDeque::new(),
             metrics: Metrics::default(),
@@ -154,7 +155,6 @@ impl Node {
             next_announce: now_ms,
             pending_acks: BTreeMap::new(),
             next_ack_flush: None,
-            discovered: BTreeMap::new(),
             channels: BTreeMap::new(),
             channel_buckets: BTreeMap::new(),
         };
@@ -196,6 +196,8 @@ impl Node {
         let renamed = cfg.name != self.cfg.name || cfg.domain != self.cfg.domain;
         self.store.set_limits(cfg.store);
         self.delivered.set_capacity(cfg.delivered_capacity);
+        self.peers.set_limits(Node::peer_limits(&cfg));
+        self.cards.set_capacity(cfg.max_cards);
         self.cfg = cfg;
         if renamed {
             self.refresh_announce(now_ms);
@@ -271,7 +273,7 @@ impl Node {
         let now_ms = self.tick(now);
         let now_s = self.unix_s();
         for id in self.store.expire(now_s) {
-            self.writes.remove(&id);
+            self.writes.take(&id);
             self.metrics.envelopes_expired_in_store += 1;
             self.actions.push_back(Action::Unpersist { id });
         }

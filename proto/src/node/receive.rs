@@ -48,9 +48,9 @@ impl Node {
             }
             return;
         }
-        if self.seen.contains(&id) || self.store.contains(&id) || self.writes.contains_key(&id) {
+        if self.seen.contains(&id) || self.store.contains(&id) || self.writes.contains(&id) {
             self.metrics.envelopes_duplicate += 1;
-            if !self.writes.contains_key(&id) {
+            if !self.writes.contains(&id) {
                 self.ack(link, id, now_ms);
             }
             return;
@@ -123,7 +123,7 @@ impl Node {
     /// inbox. The link `have` and the end-to-end ack wait for the write.
     pub(super) fn deliver(&mut self, env: &Envelope, link: NodeId) {
         let (id, origin, expires) = (env.id(), env.origin_id(), env.expires_at());
-        if !self.inbox_open || self.writes.len() >= MAX_PENDING_WRITES {
+        if !self.inbox_open || self.writes.is_full() {
             self.metrics.deliveries_deferred += 1;
             return;
         }

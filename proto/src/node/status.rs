@@ -22,6 +22,7 @@ impl Node {
 
     pub fn peers(&self) -> Vec<PeerInfo> {
         self.peers
+            .statics()
             .iter()
             .map(|p| PeerInfo {
                 addr: p.spec.addr,

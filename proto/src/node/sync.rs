@@ -42,7 +42,7 @@ impl Node {
                         }
                     } else if self.seen.contains(&id) || self.store.contains(&id) {
                         have.push(id);
-                    } else if !self.writes.contains_key(&id) {
+                    } else if !self.writes.contains(&id) {
                         want.push(id);
                     }
                 }

@@ -379,3 +379,58 @@ fn unknown_recipient_is_a_clear_error() {
     let err = p.a.send_direct(Timestamp::from(p.now), NodeId([5; 16]), b"x", None, None).unwrap_err();
     assert!(err.to_string().contains("no keys known"));
 }
+
+#[test]
+fn minted_identities_cannot_push_out_a_heard_neighbour_and_forgotten_cards_are_deleted() {
+    let mut p = Pair::new(None);
+    p.a.cfg.max_cards = 100;
+    p.a.cards.set_capacity(100);
+    p.run(2000, 100);
+    let (aid, bid) = (p.a.node_id(), p.b.node_id());
+    assert!(p.a.card(&bid).is_some());
+    let mut forgotten = Vec::new();
+    for i in 0..300u32 {
+        let mut seed = [7u8; 32];
+        seed[..4].copy_from_slice(&i.to_le_bytes());
+        let id = Identity::from_seed(&seed);
+        let card = Card {
+            ed_pk: id.public_key(),
+            x25519: id.e2e_public(),
+            kem_ek: None,
+            name: format!("mint{i}"),
+            domain: String::new(),
+            seq: 1,
+            neighbours: Vec::new(),
+            gateway_for: Vec::new(),
+        };
+        let env = Envelope::seal(
+            &id,
+            &Draft {
+                kind: Kind::Announce,
+                max_hops: 1,
+                created: p.now / 1000,
+                ttl: 3600,
+                dest: Destination { id: [0; 16], domain: String::new() },
+                payload: &card.encode(),
+            },
+        )
+        .unwrap();
+        assert!(p.b.send_raw_envelope(aid, env.bytes()));
+        for a in take_actions(&mut p.b) {
+            if let Action::Transmit { data, .. } = a {
+                p.a.handle_datagram(Timestamp::from(p.now), addr(2), &data);
+            }
+        }
+        for a in take_actions(&mut p.a) {
+            if let Action::ForgetCard { node } = a {
+                forgotten.push(node);
+            }
+        }
+        p.now += 10;
+    }
+    assert_eq!(p.a.cards().count(), 100, "the card book stays at its capacity");
+    assert_eq!(forgotten.len(), 300 + 1 - 100, "every eviction tells the caller to delete the file");
+    // B is linked (and was heard): never pushed out by strangers.
+    assert!(p.a.card(&bid).is_some(), "the real neighbour keeps its card");
+    assert!(!forgotten.contains(&bid));
+}

@@ -1,0 +1,265 @@
+//! The peer book: peers configured statically (federation peers among
+//! them) and peers found by discovery, with when to dial each and the
+//! backoff between attempts.
+//!
+//! It decides *when* to dial and whom; it does not dial (the node starts
+//! handshakes) and does not decide whether a completed handshake is
+//! accepted (the node's link policy does). Discovered peers are bounded
+//! (the longest unseen is forgotten first) and forgotten when silent.
+
+use core::net::SocketAddr;
+use std::collections::BTreeMap;
+
+use crate::identity::NodeId;
+use crate::node::PeerSpec;
+
+/// Most static and federation peers a node keeps.
+pub const MAX_STATIC_PEERS: usize = 256;
+
+/// Retry and size limits (from the node's configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
+    pub max_discovered: usize,
+    pub discovery_timeout_ms: u64,
+}
+
+/// A statically configured peer and its dial state.
+#[derive(Debug, Clone)]
+pub struct StaticPeer {
+    pub spec: PeerSpec,
+    pub linked: Option<NodeId>,
+    pub next_attempt: u64,
+    backoff: u64,
+}
+
+/// A peer found by discovery, not necessarily linked.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub addr: SocketAddr,
+    pub fp: [u8; 8],
+    pub last_seen: u64,
+    next_attempt: u64,
+    backoff: u64,
+}
+
+/// A dial the node should make now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dial {
+    pub addr: SocketAddr,
+    /// The key the peer must prove (a pin).
+    pub pin: Option<[u8; 32]>,
+    /// The node id and key fingerprint it announced over discovery.
+    pub announced: Option<(NodeId, [u8; 8])>,
+}
+
+/// Static and discovered peers.
+#[derive(Debug)]
+pub struct PeerBook {
+    limits: Limits,
+    statics: Vec<StaticPeer>,
+    found: BTreeMap<NodeId, Found>,
+}
+
+impl PeerBook {
+    pub fn new(limits: Limits) -> PeerBook {
+        PeerBook { limits, statics: Vec::new(), found: BTreeMap::new() }
+    }
+
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    pub fn statics(&self) -> &[StaticPeer] {
+        &self.statics
+    }
+
+    pub fn found(&self) -> impl Iterator<Item = (&NodeId, &Found)> {
+        self.found.iter()
+    }
+
+    /// Adds a static peer, or updates its pin (dialing again at once).
+    /// False if [`MAX_STATIC_PEERS`] are configured already.
+    pub fn add(&mut self, spec: PeerSpec, now: u64) -> bool {
+        if let Some(p) = self.statics.iter_mut().find(|p| p.spec.addr == spec.addr) {
+            if p.spec.pin != spec.pin {
+                p.spec.pin = spec.pin;
+                p.next_attempt = now;
+            }
+            p.spec.federation = spec.federation;
+            return true;
+        }
+        if self.statics.len() >= MAX_STATIC_PEERS {
+            return false;
+        }
+        self.statics.push(StaticPeer { spec, linked: None, next_attempt: now, backoff: self.limits.retry_min_ms });
+        true
+    }
+
+    /// Removes the static peer at `addr`; returns it if there was one.
+    pub fn remove(&mut self, addr: SocketAddr) -> Option<StaticPeer> {
+        let pos = self.statics.iter().position(|p| p.spec.addr == addr)?;
+        Some(self.statics.remove(pos))
+    }
+
+    /// The pin configured for `addr`, if any.
+    pub fn pin_for(&self, addr: SocketAddr) -> Option<[u8; 32]> {
+        self.statics.iter().find(|s| s.spec.addr == addr).and_then(|s| s.spec.pin)
+    }
+
+    /// Whether a peer at `addr` with key `key` is configured.
+    pub fn is_configured(&self, addr: SocketAddr, key: &[u8; 32]) -> bool {
+        self.statics.iter().any(|p| p.spec.addr == addr || p.spec.pin.as_ref() == Some(key))
+    }
+
+    /// The spec of the static peer pinned to `node`'s key.
+    pub fn pinned(&self, node: &NodeId) -> Option<&PeerSpec> {
+        self.statics.iter().map(|p| &p.spec).find(|s| s.pin.map(|k| NodeId::from_public_key(&k)) == Some(*node))
+    }
+
+    /// Records a node announced over discovery (call on every sighting).
+    /// `me` is this node: it is never recorded, so we never dial ourselves.
+    pub fn discovered(&mut self, addr: SocketAddr, node: NodeId, fp: [u8; 8], now: u64, me: NodeId) {
+        if node == me {
+            return;
+        }
+        let min = self.limits.retry_min_ms;
+        if let Some(d) = self.found.get_mut(&node) {
+            d.last_seen = now;
+            // A node seen over IPv6 and IPv4 keeps its IPv6 address, so the
+            // address does not flap between the two.
+            let downgrade = d.addr.is_ipv6() && addr.is_ipv4();
+            if (d.addr != addr && !downgrade) || d.fp != fp {
+                d.addr = addr;
+                d.fp = fp;
+                d.next_attempt = d.next_attempt.min(now + min);
+            }
+            return;
+        }
+        if self.found.len() >= self.limits.max_discovered {
+            let oldest = self.found.iter().min_by_key(|(_, d)| d.last_seen).map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.found.remove(&k);
+            }
+        }
+        // Of two nodes that find each other, the lower id dials at once and
+        // the other a little later, so that they rarely both dial.
+        let wait = if me < node { 0 } else { 2 * min };
+        self.found.insert(node, Found { addr, fp, last_seen: now, next_attempt: now + wait, backoff: min });
+    }
+
+    /// A link to `node` at `addr` came up: its dials stop and backoff resets.
+    pub fn linked(&mut self, node: NodeId, addr: SocketAddr) {
+        for p in &mut self.statics {
+            if p.spec.addr == addr || p.spec.pin.map(|k| NodeId::from_public_key(&k)) == Some(node) {
+                p.linked = Some(node);
+                p.backoff = self.limits.retry_min_ms;
+            }
+        }
+        if let Some(d) = self.found.get_mut(&node) {
+            d.backoff = self.limits.retry_min_ms;
+        }
+    }
+
+    /// The link to `node` went down: dial it again when due.
+    pub fn unlinked(&mut self, node: &NodeId) {
+        for p in &mut self.statics {
+            if p.linked == Some(*node) {
+                p.linked = None;
+            }
+        }
+    }
+
+    /// When the next dial is due, for peers `is_linked` says have no link
+    /// (a linked peer's old deadline would be in the past).
+    pub fn next_dial(&self, is_linked: impl Fn(&NodeId) -> bool) -> Option<u64> {
+        let statics = self.statics.iter().filter(|p| p.linked.is_none()).map(|p| p.next_attempt);
+        let found = self.found.iter().filter(|(n, _)| !is_linked(n)).map(|(_, d)| d.next_attempt);
+        statics.chain(found).min()
+    }
+
+    /// The dials due at `now`; each pushes its next attempt back (doubling
+    /// up to `retry_max_ms`). Forgets discovered peers not seen for the
+    /// discovery timeout.
+    pub fn due(&mut self, now: u64, is_linked: impl Fn(&NodeId) -> bool) -> Vec<Dial> {
+        let (timeout, max) = (self.limits.discovery_timeout_ms, self.limits.retry_max_ms);
+        self.found.retain(|_, d| d.last_seen + timeout > now);
+        let mut out = Vec::new();
+        for (node, d) in self.found.iter_mut() {
+            if is_linked(node) || now < d.next_attempt {
+                continue;
+            }
+            d.next_attempt = now + d.backoff;
+            d.backoff = (d.backoff * 2).min(max);
+            out.push(Dial { addr: d.addr, pin: None, announced: Some((*node, d.fp)) });
+        }
+        for p in &mut self.statics {
+            if p.linked.is_some() || now < p.next_attempt {
+                continue;
+            }
+            p.next_attempt = now + p.backoff;
+            p.backoff = (p.backoff * 2).min(max);
+            out.push(Dial { addr: p.spec.addr, pin: p.spec.pin, announced: None });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    const LIMITS: Limits =
+        Limits { retry_min_ms: 1_000, retry_max_ms: 8_000, max_discovered: 2, discovery_timeout_ms: 60_000 };
+
+    fn v4(port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+    }
+
+    #[test]
+    fn static_dials_back_off_and_stop_while_linked() {
+        let mut b = PeerBook::new(LIMITS);
+        assert!(b.add(PeerSpec { addr: v4(1), pin: None, federation: None }, 0));
+        let no = |_: &NodeId| false;
+        let times: Vec<u64> = (0..40_000u64).step_by(500).filter(|t| !b.due(*t, no).is_empty()).collect();
+        assert_eq!(times[..6], [0, 1_000, 3_000, 7_000, 15_000, 23_000], "1, 2, 4, 8 s, then capped at 8 s");
+        let node = NodeId([5; 16]);
+        b.linked(node, v4(1));
+        assert_eq!(b.next_dial(no), None, "a linked peer has no dial pending");
+        assert!(b.due(1_000_000, no).is_empty());
+        b.unlinked(&node);
+        assert_eq!(b.due(1_000_000, no).len(), 1, "dialed again after the link went down");
+    }
+
+    #[test]
+    fn discovered_peers_are_bounded_never_ourselves_and_forgotten_when_silent() {
+        let mut b = PeerBook::new(LIMITS);
+        let me = NodeId([0; 16]);
+        b.discovered(v4(1), me, [0; 8], 0, me);
+        assert_eq!(b.found().count(), 0, "never ourselves");
+        for (i, t) in [(1u8, 0u64), (2, 10), (3, 20)] {
+            b.discovered(v4(u16::from(i)), NodeId([i; 16]), [i; 8], t, me);
+        }
+        let ids: Vec<NodeId> = b.found().map(|(n, _)| *n).collect();
+        assert_eq!(ids, vec![NodeId([2; 16]), NodeId([3; 16])], "the longest unseen went first");
+        // The lower id dials at once; a linked one is not due nor pending.
+        let linked = |n: &NodeId| *n == NodeId([2; 16]);
+        let due = b.due(20, linked);
+        assert_eq!(due, vec![Dial { addr: v4(3), pin: None, announced: Some((NodeId([3; 16]), [3; 8])) }]);
+        assert!(b.next_dial(|_| true).is_none());
+        b.due(100_000, |_| false);
+        assert_eq!(b.found().count(), 0, "silent past the discovery timeout");
+    }
+
+    #[test]
+    fn a_node_seen_over_both_families_keeps_its_ipv6_address() {
+        let mut b = PeerBook::new(LIMITS);
+        let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 9);
+        let n = NodeId([4; 16]);
+        b.discovered(v6, n, [1; 8], 0, NodeId([0; 16]));
+        b.discovered(v4(9), n, [1; 8], 5, NodeId([0; 16]));
+        assert_eq!(b.found().next().unwrap().1.addr, v6);
+    }
+}
