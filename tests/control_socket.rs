@@ -218,3 +218,31 @@ fn members_of_socket_group_are_allowed() {
     let v: Value = serde_json::from_str(&s).unwrap();
     assert_eq!(v["ok"], true);
 }
+
+#[test]
+fn the_cli_and_the_rpcd_plugin_find_the_socket_named_in_uci() {
+    let t = TempDir::new("uci-socket");
+    let n = one(&t.0, "");
+    // No --socket and no MESHPOST_SOCKET: only the config file says where.
+    let run = |args: &[&str], stdin: &str| {
+        let mut c = std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&n.conf)
+            .args(args)
+            .env_remove("MESHPOST_SOCKET")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    };
+    let out = run(&["--json", "status"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    let out = run(&["rpc", "call", "status"], "{}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true, "ubus reaches the daemon too: {v}");
+}

@@ -54,7 +54,7 @@ wait_for() {
 wait_for "$work/b.sock" peers '{}' 'len(v["links"])'
 
 list=$(rpc "$work/a.sock" list)
-check_eq "list names the methods" "$(echo "$list" | json '",".join(sorted(v))')" "channel_history,channel_list,identity,inbox,peers,publish,routes,send,status,store"
+check_eq "list names the methods" "$(echo "$list" | json '",".join(sorted(v))')" "channel_history,channel_list,identity,inbox,inbox_delete,peers,publish,routes,send,status,store"
 check_eq "list gives argument types" "$(echo "$list" | json 'v["send"]["to"] == "" and v["send"]["ttl"] == 0')" "True"
 
 status=$(echo '{}' | rpc "$work/a.sock" call status)
@@ -70,6 +70,16 @@ check_eq "call inbox on B shows the text" "$(echo "$inbox" | json 'v["messages"]
 id=$(echo "$inbox" | json 'v["messages"][0]["id"]')
 read=$(printf '{"action": "read", "id": "%s"}' "$id" | rpc "$work/b.sock" call inbox)
 check_eq "call inbox read" "$(echo "$read" | json 'v["message"]["read"]')" "True"
+# The read method cannot delete (the ACL grants it to read-only users).
+nodel=$(printf '{"action": "delete", "id": "%s"}' "$id" | rpc "$work/b.sock" call inbox)
+check_eq "call inbox refuses to delete" "$(echo "$nodel" | json 'v["ok"] is False and "inbox_delete" in v["error"]')" "True"
+check_eq "so the message is still there" "$(echo '{}' | rpc "$work/b.sock" call inbox | json 'len(v["messages"])')" "1"
+acl=$top/packaging/openwrt/files/meshpost.acl.json
+check_eq "the ACL grants inbox to readers and inbox_delete only to writers" \
+	"$(python3 -c 'import json,sys; a=json.load(open(sys.argv[1]))["meshpost"]; r=a["read"]["ubus"]["meshpost"]; w=a["write"]["ubus"]["meshpost"]; print("inbox" in r, "inbox_delete" in r, "inbox_delete" in w, "inbox" in w)' "$acl")" \
+	"True False True False"
+del=$(printf '{"id": "%s"}' "$id" | rpc "$work/b.sock" call inbox_delete)
+check_eq "call inbox_delete deletes" "$(echo "$del" | json 'v["deleted"]')" "$id"
 routes=$(echo '{}' | rpc "$work/a.sock" call routes)
 check_eq "call routes lists B" "$(echo "$routes" | json 'v["routes"][0]["name"]')" "beta"
 

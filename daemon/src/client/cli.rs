@@ -13,7 +13,7 @@ use super::connection::{Cli, connect, request};
 use crate::control::protocol::{ChannelAction, InboxAction, PeerAction, Request, StoreAction};
 
 pub const USAGE: &str = "\
-usage: meshpost [--socket PATH] [--json] COMMAND [ARGS]
+usage: meshpost [--socket PATH | --config FILE] [--json] COMMAND [ARGS]
 
 commands:
   daemon [--foreground] [--config FILE] [--state-dir DIR] [--socket PATH]
@@ -36,7 +36,8 @@ commands:
   metrics                                   Prometheus text metrics
   rpc list | rpc call METHOD                rpcd exec plugin protocol (ubus)
 
-The socket defaults to $MESHPOST_SOCKET or /var/run/meshpost.sock.";
+The socket is --socket, else $MESHPOST_SOCKET, else `option socket` in the
+UCI file (--config, default /etc/config/meshpost), else /var/run/meshpost.sock.";
 
 fn flag(words: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
     match words.iter().position(|w| w == name) {

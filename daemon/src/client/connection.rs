@@ -53,12 +53,15 @@ impl From<ClientError> for String {
 /// Parsed global options and the remaining words.
 pub struct Cli {
     pub socket: Option<PathBuf>,
+    /// The UCI file whose `option socket` names the socket (client
+    /// commands; the daemon takes its own `--config`).
+    pub config: Option<PathBuf>,
     pub json: bool,
     pub words: Vec<String>,
 }
 
 pub fn parse(args: Vec<String>) -> Result<Cli, String> {
-    let mut cli = Cli { socket: None, json: false, words: Vec::new() };
+    let mut cli = Cli { socket: None, config: None, json: false, words: Vec::new() };
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -66,16 +69,30 @@ pub fn parse(args: Vec<String>) -> Result<Cli, String> {
             "--socket" if cli.words.is_empty() || cli.words[0] != "daemon" => {
                 cli.socket = Some(PathBuf::from(it.next().ok_or("--socket needs a path")?))
             }
+            "--config" if cli.words.is_empty() || cli.words[0] != "daemon" => {
+                cli.config = Some(PathBuf::from(it.next().ok_or("--config needs a path")?))
+            }
             _ => cli.words.push(a),
         }
     }
     Ok(cli)
 }
 
+/// The control socket: `--socket`, else `$MESHPOST_SOCKET`, else the
+/// `option socket` of the UCI file (`--config`, or /etc/config/meshpost
+/// when it exists), else the default. So `meshpost status` and the rpcd
+/// plugin follow an admin who moved the socket in UCI.
 pub fn socket_path(cli: &Cli) -> PathBuf {
     cli.socket
         .clone()
         .or_else(|| std::env::var_os("MESHPOST_SOCKET").map(PathBuf::from))
+        .or_else(|| {
+            // A config that does not parse leaves the default: the daemon
+            // would refuse to start on it anyway, and says why.
+            crate::config::Settings::load(cli.config.as_deref(), &crate::config::Overrides::default())
+                .ok()
+                .map(|s| s.socket)
+        })
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
 }
 

@@ -25,7 +25,10 @@ const METHODS: &[(&str, &[Arg], &str, Option<&str>)] = &[
     ("routes", &[], "routes", None),
     ("store", &[], "store", None),
     ("send", &[("to", "str"), ("text", "str"), ("ttl", "int"), ("hops", "int")], "send", None),
+    // Reading and deleting are separate methods, so the ACL can grant one
+    // without the other (packaging/openwrt/files/meshpost.acl.json).
     ("inbox", &[("action", "str"), ("id", "str")], "inbox", None),
+    ("inbox_delete", &[("id", "str")], "inbox", Some("delete")),
     ("channel_list", &[], "channel", Some("list")),
     ("channel_history", &[("name", "str")], "channel", Some("history")),
     ("publish", &[("channel", "str"), ("text", "str")], "publish", None),
@@ -56,6 +59,9 @@ pub fn call(cli: &Cli, method: &str, input: &str) -> Value {
             _ => return json!({"ok": false, "error": "arguments must be a JSON object"}),
         },
     };
+    if method == "inbox" && given.get("action").and_then(Value::as_str) == Some("delete") {
+        return json!({"ok": false, "error": "deleting is the method inbox_delete (granted by the write ACL)"});
+    }
     let mut req = Map::new();
     req.insert("cmd".into(), json!(cmd));
     if let Some(a) = action {
