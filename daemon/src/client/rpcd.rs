@@ -106,7 +106,7 @@ mod tests {
 
     #[test]
     fn bad_calls_are_json_errors() {
-        let cli = Cli { socket: Some("/nonexistent.sock".into()), json: true, words: vec![] };
+        let cli = Cli { socket: Some("/nonexistent.sock".into()), config: None, json: true, words: vec![] };
         assert_eq!(call(&cli, "frob", "{}")["ok"], false);
         assert!(call(&cli, "send", "[1]")["error"].as_str().unwrap().contains("JSON object"));
         assert!(call(&cli, "status", "")["error"].as_str().unwrap().contains("cannot connect"));
