@@ -246,3 +246,50 @@ fn the_cli_and_the_rpcd_plugin_find_the_socket_named_in_uci() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true, "ubus reaches the daemon too: {v}");
 }
+
+#[test]
+fn no_ubus_answer_grows_past_the_bound_even_with_an_inbox_of_maximum_messages() {
+    let t = TempDir::new("ubus-bound");
+    let (a, b) = linked_pair(&t.0);
+    let bid = b.node_id();
+    // 20 messages of 59,000 control characters: each is ~354 KB as JSON,
+    // 7 MB together, where ubus allows 1 MiB per message.
+    let text: String = (0..59_000).map(|i| char::from(1 + (i % 31) as u8)).collect();
+    for _ in 0..20 {
+        let v = a.request(json!({"cmd": "send", "to": bid, "text": text}));
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    assert!(wait_until(120, || b.inbox().len() == 20), "all 20 arrived ({})", b.inbox().len());
+    // Page through exactly as rpcd does: `meshpost rpc call inbox`.
+    let (mut ids, mut offset, mut pages) = (std::collections::BTreeSet::new(), 0u64, 0);
+    loop {
+        let mut c = std::process::Command::new(BIN)
+            .arg("--socket")
+            .arg(&b.sock)
+            .args(["rpc", "call", "inbox"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(json!({"offset": offset}).to_string().as_bytes()).unwrap();
+        let out = c.wait_with_output().unwrap();
+        assert!(out.stdout.len() < 1 << 20, "an answer of {} bytes would break ubus", out.stdout.len());
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["ok"], true);
+        for m in v["messages"].as_array().unwrap() {
+            assert_eq!(m["text"].as_str().unwrap(), text, "whole bodies, exact");
+            ids.insert(m["id"].as_str().unwrap().to_string());
+        }
+        pages += 1;
+        match v["next"].as_u64() {
+            Some(n) => offset = n,
+            None => break,
+        }
+    }
+    assert_eq!(ids.len(), 20, "every message on some page");
+    assert!(pages >= 10, "it took {pages} pages");
+    // The CLI joins the pages for people and scripts.
+    let out = b.cli(&["--json", "inbox"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["messages"].as_array().unwrap().len(), 20);
+}

@@ -222,9 +222,18 @@ impl Node {
         Command::new(BIN).arg("--socket").arg(&self.sock).args(args).output().unwrap()
     }
 
+    /// Every inbox message, following the pages of the answer.
     pub fn inbox(&self) -> Vec<Value> {
-        let v = self.request(serde_json::json!({"cmd": "inbox"}));
-        v["messages"].as_array().cloned().unwrap_or_default()
+        let mut all = Vec::new();
+        let mut offset = 0;
+        loop {
+            let v = self.request(serde_json::json!({"cmd": "inbox", "offset": offset}));
+            all.extend(v["messages"].as_array().cloned().unwrap_or_default());
+            match v["next"].as_u64() {
+                Some(n) if n as usize > offset => offset = n as usize,
+                _ => return all,
+            }
+        }
     }
 
     pub fn linked_to(&self, other_id: &str) -> bool {

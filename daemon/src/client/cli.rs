@@ -120,11 +120,11 @@ pub fn run(cli: &Cli) -> Result<String, String> {
             Request::Send { to, text, ttl, hops }
         }
         "inbox" => match words.first().map(String::as_str) {
-            None | Some("list") => Request::Inbox { action: InboxAction::List, id: None },
+            None | Some("list") => Request::Inbox { action: InboxAction::List, id: None, offset: None, limit: None },
             Some(a @ ("read" | "delete")) => {
                 let id = words.get(1).ok_or(format!("inbox {a} needs a message id"))?.clone();
                 let action = if a == "read" { InboxAction::Read } else { InboxAction::Delete };
-                Request::Inbox { action, id: Some(id) }
+                Request::Inbox { action, id: Some(id), offset: None, limit: None }
             }
             Some(other) => {
                 return Err(format!("unknown inbox action '{other}' (list, read ID, delete ID)"));
@@ -150,7 +150,9 @@ pub fn run(cli: &Cli) -> Result<String, String> {
             Request::Publish { channel, text: text_arg(&words)? }
         }
         "channel" => match (words.first().map(String::as_str), words.get(1), words.get(2)) {
-            (None | Some("list"), _, _) => Request::Channel { action: ChannelAction::List, name: None, key: None },
+            (None | Some("list"), _, _) => {
+                Request::Channel { action: ChannelAction::List, name: None, key: None, offset: None, limit: None }
+            }
             (Some("create"), Some(name), _) => channel(ChannelAction::Create, name, None),
             (Some("join"), Some(name), Some(key)) => channel(ChannelAction::Join, name, Some(key)),
             (Some("leave"), Some(name), _) => channel(ChannelAction::Leave, name, None),
@@ -173,15 +175,37 @@ pub fn run(cli: &Cli) -> Result<String, String> {
         "" | "help" | "--help" | "-h" => return Ok(USAGE.to_string()),
         other => return Err(format!("unknown command '{other}'; see meshpost --help")),
     };
-    let v = request(cli, &req.to_value())?;
+    let v = fetch_all(cli, req)?;
     if cli.json {
         return Ok(v.to_string());
     }
     Ok(human(&cmd, &words, &v))
 }
 
+/// Sends `req` and, for a paged answer (inbox, channel history), asks for
+/// every following page and joins their messages, so people and scripts
+/// see the whole list while no single answer grows past the bound.
+fn fetch_all(cli: &Cli, mut req: Request) -> Result<Value, String> {
+    let mut v = request(cli, &req.to_value())?;
+    while let Some(next) = v["next"].as_u64() {
+        match &mut req {
+            Request::Inbox { offset, .. } | Request::Channel { offset, .. } => *offset = Some(next as usize),
+            _ => break,
+        }
+        let more = request(cli, &req.to_value())?;
+        if more["next"].as_u64().is_some_and(|n| n <= next) {
+            break; // the list shrank meanwhile: stop rather than loop
+        }
+        if let (Some(all), Some(page)) = (v["messages"].as_array_mut(), more["messages"].as_array()) {
+            all.extend(page.iter().cloned());
+        }
+        v["next"] = more["next"].clone();
+    }
+    Ok(v)
+}
+
 fn channel(action: ChannelAction, name: &str, key: Option<&String>) -> Request {
-    Request::Channel { action, name: Some(name.to_string()), key: key.cloned() }
+    Request::Channel { action, name: Some(name.to_string()), key: key.cloned(), offset: None, limit: None }
 }
 
 /// The message text: the remaining words, or stdin when there are none (or "-").

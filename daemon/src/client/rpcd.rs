@@ -27,10 +27,10 @@ const METHODS: &[(&str, &[Arg], &str, Option<&str>)] = &[
     ("send", &[("to", "str"), ("text", "str"), ("ttl", "int"), ("hops", "int")], "send", None),
     // Reading and deleting are separate methods, so the ACL can grant one
     // without the other (packaging/openwrt/files/meshpost.acl.json).
-    ("inbox", &[("action", "str"), ("id", "str")], "inbox", None),
+    ("inbox", &[("action", "str"), ("id", "str"), ("offset", "int"), ("limit", "int")], "inbox", None),
     ("inbox_delete", &[("id", "str")], "inbox", Some("delete")),
     ("channel_list", &[], "channel", Some("list")),
-    ("channel_history", &[("name", "str")], "channel", Some("history")),
+    ("channel_history", &[("name", "str"), ("offset", "int"), ("limit", "int")], "channel", Some("history")),
     ("publish", &[("channel", "str"), ("text", "str")], "publish", None),
 ];
 

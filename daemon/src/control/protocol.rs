@@ -32,11 +32,17 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hops: Option<u64>,
     },
+    /// `list` answers one page: messages from `offset`, at most `limit`
+    /// and at most [`MAX_ANSWER`] bytes (but always one), with `next`.
     Inbox {
         #[serde(default)]
         action: InboxAction,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
     },
     Subscribe {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,6 +55,11 @@ pub enum Request {
         name: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         key: Option<String>,
+        /// For `history`: a page, as for the inbox.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
     },
     Publish {
         channel: String,
@@ -98,6 +109,11 @@ pub enum PeerAction {
     Add,
     Remove,
 }
+
+/// Largest list answer the daemon builds, in bytes of JSON: well under
+/// ubus's 1 MiB message limit even with one more maximum-size message
+/// (60 KiB of control characters is about 370 KB escaped).
+pub const MAX_ANSWER: usize = 512 * 1024;
 
 /// Every command name, for error messages and `rpc list`.
 pub const COMMANDS: &[&str] = &[
@@ -177,7 +193,7 @@ mod tests {
         }
         assert_eq!(
             Request::from_value(json!({"cmd": "inbox"})).unwrap(),
-            Request::Inbox { action: InboxAction::List, id: None }
+            Request::Inbox { action: InboxAction::List, id: None, offset: None, limit: None }
         );
     }
 

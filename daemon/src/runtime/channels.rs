@@ -116,6 +116,7 @@ impl Daemon {
         action: ChannelAction,
         name: String,
         key: Option<String>,
+        (offset, limit): (Option<usize>, Option<usize>),
         now: Timestamp,
     ) -> Value {
         match action {
@@ -164,7 +165,8 @@ impl Daemon {
                 match self.channels.iter_mut().find(|c| c.name == name) {
                     Some(c) => {
                         prune(&mut c.history, usize::MAX, age, now.unix_s());
-                        json!({"ok": true, "channel": name, "messages": c.history.iter().cloned().collect::<Vec<_>>()})
+                        let (messages, total, next) = page(c.history.iter().cloned().collect(), offset, limit);
+                        json!({"ok": true, "channel": name, "messages": messages, "total": total, "next": next})
                     }
                     None => error(format!("not in a channel '{name}'")),
                 }

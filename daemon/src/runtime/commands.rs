@@ -43,7 +43,12 @@ impl Daemon {
             Request::Graph => json!({"ok": true, "dot": self.graph()}),
             Request::Federation => self.federation(now),
             Request::Send { to, text, ttl, hops } => self.send(&to, &text, ttl, hops, now),
-            Request::Inbox { action, id } => self.inbox_cmd(action, id.as_deref()),
+            Request::Inbox { action: InboxAction::List, offset, limit, .. } => {
+                let items: Vec<Value> = self.inbox.list().map(|m| json!(m)).collect();
+                let (messages, total, next) = page(items, offset, limit);
+                json!({"ok": true, "messages": messages, "total": total, "next": next})
+            }
+            Request::Inbox { action, id, .. } => self.inbox_cmd(action, id.as_deref()),
             Request::Subscribe { channel: None } => {
                 return Reply::Stream(json!({"ok": true, "subscribed": "messages"}), self.events.subscribe());
             }
@@ -51,7 +56,9 @@ impl Daemon {
                 Some(c) => return Reply::Stream(json!({"ok": true, "subscribed": name}), c.tx.subscribe()),
                 None => error(format!("not in a channel '{name}'")),
             },
-            Request::Channel { action, name, key } => self.channel_cmd(action, name.unwrap_or_default(), key, now),
+            Request::Channel { action, name, key, offset, limit } => {
+                self.channel_cmd(action, name.unwrap_or_default(), key, (offset, limit), now)
+            }
             Request::Publish { channel, text } => self.publish(&channel, &text, now),
             Request::Store { action: Some(StoreAction::List) } => self.store_list(),
             Request::Store { action: None } => self.store_summary(),
@@ -67,7 +74,6 @@ impl Daemon {
 
     fn inbox_cmd(&mut self, action: InboxAction, id: Option<&str>) -> Value {
         match (action, id) {
-            (InboxAction::List, _) => json!({"ok": true, "messages": self.inbox.list().collect::<Vec<_>>()}),
             (InboxAction::Read, Some(id)) => match self.inbox.read(&self.state, id) {
                 Some(m) => {
                     self.reopen_inbox();
@@ -86,7 +92,7 @@ impl Daemon {
                     Err(e) => error(format!("cannot record the message as delivered ({e}); kept")),
                 }
             }
-            (_, None) => error("inbox read and delete need \"id\""),
+            (InboxAction::List, _) | (_, None) => error("inbox read and delete need \"id\""),
         }
     }
 

@@ -22,7 +22,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::config::{Overrides, Settings};
-use crate::control::protocol::{ChannelAction, InboxAction, PeerAction, Request, StoreAction};
+use crate::control::protocol::{ChannelAction, InboxAction, MAX_ANSWER, PeerAction, Request, StoreAction};
 use crate::control::{self, Incoming, Policy, Reply, Stats, error};
 use crate::discovery::{self, Discovery};
 use crate::inbox::{Inbox, InboxError, Message};
@@ -39,6 +39,7 @@ mod views;
 use channels::{Channel, prune};
 use restore::{record_delivered, restore};
 pub use views::identity_json;
+use views::page;
 
 /// Longest sleep of the event loop when no timer is due sooner.
 const MAX_SLEEP_MS: u64 = 5_000;

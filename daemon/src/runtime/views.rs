@@ -11,6 +11,30 @@ pub fn identity_json(id: &meshpost_proto::identity::Identity, name: &str, domain
         "kem_fingerprint": to_hex(&kdf(b"mp-kemfp", &[], &[id.kem_public()])[..8]),
         "name": name, "domain": domain})
 }
+/// One page of `items` from `offset`: at most `limit` items and at most
+/// [`MAX_ANSWER`] bytes of JSON, but always one item if any is left.
+/// Returns the page, the total, and the offset of the next page.
+pub(super) fn page(
+    items: Vec<Value>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+) -> (Vec<Value>, usize, Option<usize>) {
+    let total = items.len();
+    let start = offset.unwrap_or(0).min(total);
+    let limit = limit.unwrap_or(usize::MAX).max(1);
+    let (mut out, mut bytes) = (Vec::new(), 0);
+    for v in items.into_iter().skip(start).take(limit) {
+        let n = v.to_string().len() + 1;
+        if !out.is_empty() && bytes + n > MAX_ANSWER {
+            break;
+        }
+        bytes += n;
+        out.push(v);
+    }
+    let end = start + out.len();
+    (out, total, (end < total).then_some(end))
+}
+
 impl Daemon {
     pub(super) fn routes(&self) -> Value {
         let routes: Vec<Value> = self
