@@ -481,20 +481,6 @@ fn eight_nodes_on_one_segment_deliver_once_per_recipient() {
     assert!(ann > 0);
 }
 
-/// Runs `f` on a thread that has entered network namespace `ns`.
-fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/var/run/netns/{ns}");
-    std::thread::spawn(move || {
-        use std::os::fd::AsRawFd;
-        let fd = std::fs::File::open(&path).unwrap();
-        // SAFETY: setns on a valid namespace fd, on this thread only.
-        assert_eq!(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
 fn if_index_in(ns: &str, name: &str) -> u32 {
     let name = std::ffi::CString::new(name).unwrap();
     in_ns(ns, move || {

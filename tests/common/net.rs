@@ -75,3 +75,20 @@ pub fn mesh_node(t: &TempDir, ns: &str, name: &str, ifaces: &[&str]) -> Node {
 pub fn lock() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Runs `f` on a thread that has entered network namespace `ns`.
+pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    spawn_in_ns(ns, f).join().unwrap()
+}
+
+/// Starts `f` on a thread that has entered network namespace `ns`.
+pub fn spawn_in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let fd = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns on a valid namespace fd, on this thread only.
+        assert_eq!(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        f()
+    })
+}

@@ -2,9 +2,10 @@
 //!
 //! For each configured interface that is up, one IPv6 socket (link-local,
 //! group ff02::fb) and, if the interface has an IPv4 address, one IPv4
-//! socket (group 224.0.0.251) are bound to port 5353 on that device with
-//! SO_REUSEADDR and SO_REUSEPORT, so OpenWrt's umdns or avahi can keep
-//! running beside us. We announce our instance at once when an interface
+//! socket (group 224.0.0.251) are bound to the group address and port 5353
+//! on that device with SO_REUSEADDR and SO_REUSEPORT, so OpenWrt's umdns or
+//! avahi keep running beside us and keep receiving the unicast answers
+//! meant for them. We announce our instance at once when an interface
 //! comes up, then again after 1, 2, 4 ... seconds up to `mdns_interval`;
 //! each announcement goes with a query so that nodes in their backoff
 //! answer at once. Queries from others are answered at most once a second
@@ -243,15 +244,21 @@ impl Discovery {
         s.set_reuse_address(true)?;
         s.set_reuse_port(true)?;
         s.bind_device(Some(name.as_bytes()))?;
+        // Bound to the group address, not the wildcard: unicast datagrams to
+        // this host's port 5353 (unicast-response queries of umdns or avahi)
+        // then never match our socket and reach the system responder. Our
+        // own queries ask for multicast answers. Linux sends from a socket
+        // bound to a group with the device's address (inet_bind leaves the
+        // source unset for multicast), as umdns does (interface.c).
         if let Some(addr) = v4 {
-            s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, MDNS_PORT)).into())?;
+            s.bind(&SocketAddr::from((GROUP_V4, MDNS_PORT)).into())?;
             s.join_multicast_v4_n(&GROUP_V4, &InterfaceIndexOrAddress::Index(index))?;
             s.set_multicast_if_v4(&addr)?;
             s.set_multicast_ttl_v4(255)?;
             s.set_multicast_loop_v4(false)?;
         } else {
             s.set_only_v6(true)?;
-            s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, MDNS_PORT)).into())?;
+            s.bind(&SocketAddr::V6(SocketAddrV6::new(GROUP_V6, MDNS_PORT, 0, index)).into())?;
             s.join_multicast_v6(&GROUP_V6, index)?;
             s.set_multicast_if_v6(index)?;
             s.set_multicast_hops_v6(255)?;
