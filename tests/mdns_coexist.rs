@@ -8,6 +8,7 @@
 //!   not bound to the device);
 //! - avahi (avahi-core/socket.c, reuseaddr and avahi_open_socket_ipv4/6):
 //!   the wildcard address and port 5353 with SO_REUSEADDR and SO_REUSEPORT.
+//!
 //! The second one is what a wildcard-bound meshpost used to starve.
 //!
 //! Needs root (ip netns). Outside CI it skips with a message; in CI it must
