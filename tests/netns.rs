@@ -858,6 +858,18 @@ fn two_communities_exchange_messages_over_a_routed_delayed_path_and_wait_out_an_
     assert_eq!(n[5].inbox()[0]["from"], a1.as_str());
     assert!(send_when_keys_known(&n[5], &format!("{a1}@ffa"), "moin ffa", 60));
     assert!(wait_until(30, || n[0].inbox().len() == 1));
+    // Acknowledgements cross too: within 5 s no node of either community
+    // holds either message (they used to stay for the whole TTL).
+    let (there, back) =
+        (n[5].inbox()[0]["id"].as_str().unwrap().to_string(), n[0].inbox()[0]["id"].as_str().unwrap().to_string());
+    let freed = wait_until(5, || n.iter().all(|x| !store_ids(x).contains(&there) && !store_ids(x).contains(&back)));
+    let detail = || {
+        n.iter()
+            .map(|x| x.request(json!({"cmd": "store", "action": "list"}))["envelopes"].to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(freed, "{there} or {back} is still held:\n{}", detail());
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(n[5].inbox().len(), 1, "exactly once");
     assert_eq!(n[0].inbox().len(), 1, "exactly once");
@@ -887,6 +899,10 @@ fn two_communities_exchange_messages_over_a_routed_delayed_path_and_wait_out_an_
         n[5].inbox().iter().skip(1).map(|m| m["text"].as_str().unwrap().to_string()).collect();
     assert_eq!(n[5].inbox().len(), 51, "exactly once");
     assert_eq!(got, sent);
+    // And all 50 are freed everywhere once acknowledged.
+    let ids: Vec<String> = n[5].inbox().iter().skip(1).map(|m| m["id"].as_str().unwrap().to_string()).collect();
+    let empty = wait_until(30, || n.iter().all(|x| store_ids(x).iter().all(|s| !ids.contains(s))));
+    assert!(empty, "stores still hold delivered messages: {:?}", n.iter().map(store_ids).collect::<Vec<_>>());
 }
 
 #[test]

@@ -433,10 +433,15 @@ fn a_message_crosses_to_another_domain_and_the_reply_comes_back() {
     assert_eq!(s.delivered[5][0].from, s.id(0), "origin signature intact across gateways");
     assert_eq!(s.delivered[5][0].id, id);
     // The reply finds its way back.
-    s.send(5, 0, "hello ffa", None);
+    let reply = s.send(5, 0, "hello ffa", None);
     s.run(5_000);
     assert_eq!(s.delivered[0].len(), 1);
     assert_eq!(s.delivered[0][0].body, b"hello ffa");
+    // The acknowledgements crossed too: within 5 s no node of either
+    // community holds either message any more (nor did it wait the TTL).
+    for (i, n) in s.nodes.iter().enumerate() {
+        assert!(!n.store().contains(&id) && !n.store().contains(&reply), "node {i} still holds a delivered message");
+    }
     // Gateways carried ciphertext only and delivered nothing themselves.
     assert!(s.delivered[2].is_empty() && s.delivered[3].is_empty());
     let fed = s.nodes[2].federation_links();
@@ -607,4 +612,17 @@ fn the_same_seed_gives_the_same_transcript() {
     assert_eq!((a, n), (b, m), "every datagram of the run is the same");
     let (c, _) = transcript(8);
     assert_ne!(a, c, "another seed is another run");
+}
+
+#[test]
+fn a_hundred_federated_messages_are_freed_on_every_node_once_delivered() {
+    let mut s = two_domains(true, |_| {});
+    s.run(30_000);
+    let ids: Vec<EnvelopeId> = (0..100).map(|i| s.send(0, 5, &format!("m{i}"), None)).collect();
+    s.run(30_000);
+    assert_eq!(s.delivered[5].len(), 100, "all delivered once");
+    for (i, n) in s.nodes.iter().enumerate() {
+        let held = ids.iter().filter(|id| n.store().contains(id)).count();
+        assert_eq!(held, 0, "node {i} still holds {held} delivered messages");
+    }
 }

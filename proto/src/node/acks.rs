@@ -27,6 +27,7 @@ impl Node {
         if !q.iter().any(|(x, _)| *x == id) {
             q.push((id, expires));
         }
+        self.ack_since.entry(origin).or_insert(now_ms);
         if self.next_ack_flush.is_none() {
             self.next_ack_flush = Some(now_ms + self.cfg.ack_delay_ms);
         }
@@ -38,28 +39,53 @@ impl Node {
         let pending = core::mem::take(&mut self.pending_acks);
         let now_s = self.unix_s();
         for (origin, ids) in pending {
-            for chunk in ids.chunks(crate::ack::MAX_ACK_IDS) {
-                let list: Vec<EnvelopeId> = chunk.iter().map(|(id, _)| *id).collect();
-                let payload = crate::ack::encode(&list);
-                // It lives as long as the longest-lived envelope it confirms.
-                let expires = chunk.iter().map(|(_, e)| *e).max().unwrap_or(now_s);
-                let ttl = expires.saturating_sub(now_s).clamp(60, crate::envelope::MAX_TTL as u64) as u32;
-                let Ok(env) = Envelope::seal(
-                    &self.identity,
-                    &Draft {
-                        kind: Kind::Ack,
-                        max_hops: self.cfg.default_hops,
-                        created: now_s,
-                        ttl,
-                        dest: Destination { id: origin.0, domain: String::new() },
-                        payload: &payload,
-                    },
-                ) else {
+            // An origin of another community is addressed node@domain, so
+            // the ack is routed to a gateway and crosses the federation link
+            // under the same policy as the direct messages it confirms. That
+            // needs the origin's card: a message can arrive before its
+            // origin's announce has crossed, so the ack waits for the card
+            // (at most two announce intervals, then it goes unaddressed).
+            let since = self.ack_since.get(&origin).copied().unwrap_or(now_ms);
+            let Some(card) = self.cards.get(&origin) else {
+                if now_ms < since + 2 * self.cfg.announce_interval_ms {
+                    self.pending_acks.insert(origin, ids);
+                    self.next_ack_flush = Some(now_ms + self.cfg.ack_delay_ms);
                     continue;
-                };
-                if self.admit(env, true, now_ms, vec![AfterWrite::Forward { from: None }]).is_ok() {
-                    self.metrics.acks_sent += 1;
                 }
+                self.ack_since.remove(&origin);
+                self.seal_acks(origin, String::new(), &ids, now_ms, now_s);
+                continue;
+            };
+            let domain =
+                Some(card.domain.clone()).filter(|d| !d.is_empty() && *d != self.cfg.domain).unwrap_or_default();
+            self.ack_since.remove(&origin);
+            self.seal_acks(origin, domain, &ids, now_ms, now_s);
+        }
+    }
+
+    /// Signs and stores the acknowledgements for `ids` to `origin`.
+    fn seal_acks(&mut self, origin: NodeId, domain: String, ids: &[(EnvelopeId, u64)], now_ms: u64, now_s: u64) {
+        for chunk in ids.chunks(crate::ack::MAX_ACK_IDS) {
+            let list: Vec<EnvelopeId> = chunk.iter().map(|(id, _)| *id).collect();
+            let payload = crate::ack::encode(&list);
+            // It lives as long as the longest-lived envelope it confirms.
+            let expires = chunk.iter().map(|(_, e)| *e).max().unwrap_or(now_s);
+            let ttl = expires.saturating_sub(now_s).clamp(60, crate::envelope::MAX_TTL as u64) as u32;
+            let Ok(env) = Envelope::seal(
+                &self.identity,
+                &Draft {
+                    kind: Kind::Ack,
+                    max_hops: self.cfg.default_hops,
+                    created: now_s,
+                    ttl,
+                    dest: Destination { id: origin.0, domain: domain.clone() },
+                    payload: &payload,
+                },
+            ) else {
+                continue;
+            };
+            if self.admit(env, true, now_ms, vec![AfterWrite::Forward { from: None }]).is_ok() {
+                self.metrics.acks_sent += 1;
             }
         }
     }

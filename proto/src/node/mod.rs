@@ -107,6 +107,8 @@ pub struct Node {
     next_announce: u64,
     pending_acks: BTreeMap<NodeId, Vec<(EnvelopeId, u64)>>,
     next_ack_flush: Option<u64>,
+    /// When acks for each origin started waiting (for its card).
+    ack_since: BTreeMap<NodeId, u64>,
     channels: BTreeMap<[u8; 16], ChannelKey>,
     channel_buckets: BTreeMap<(NodeId, [u8; 16]), Bucket>,
 }
@@ -155,6 +157,7 @@ impl Node {
             next_announce: now_ms,
             pending_acks: BTreeMap::new(),
             next_ack_flush: None,
+            ack_since: BTreeMap::new(),
             channels: BTreeMap::new(),
             channel_buckets: BTreeMap::new(),
         };
