@@ -626,3 +626,25 @@ fn a_hundred_federated_messages_are_freed_on_every_node_once_delivered() {
         assert_eq!(held, 0, "node {i} still holds {held} delivered messages");
     }
 }
+
+#[test]
+fn reloading_a_changed_federation_policy_keeps_the_link_and_its_counters() {
+    let mut s = two_domains(true, |_| {});
+    s.run(30_000);
+    s.send(0, 5, "before the reload", None);
+    s.run(3_000);
+    let before = s.nodes[2].federation_links()[0].clone();
+    assert!(before.counters.envelopes_out >= 1);
+    let downs = s.link_downs;
+    // The admin changes out_rate and out_burst and reloads GA.
+    let mut p = Policy::new("ffb");
+    (p.out_rate, p.out_burst) = (5, 5);
+    let gb_key = s.keys[3];
+    s.nodes[2].set_peers(&[PeerSpec { addr: addr(3), pin: Some(gb_key), federation: Some(p) }], Timestamp::from(s.now));
+    s.run(3_000);
+    let after = s.nodes[2].federation_links()[0].clone();
+    assert_eq!(s.link_downs, downs, "the federation link was not dropped");
+    assert_eq!(after.established_ms, before.established_ms, "the same session");
+    assert!(after.counters.envelopes_out >= before.counters.envelopes_out, "counters kept");
+    assert_eq!(after.policy.out_rate, 5, "the new policy is in force");
+}

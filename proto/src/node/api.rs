@@ -317,6 +317,8 @@ pub struct FederationInfo {
     pub addr: SocketAddr,
     pub established_ms: u64,
     pub counters: federation::Counters,
+    /// The policy in force on the link.
+    pub policy: federation::Policy,
 }
 
 /// A snapshot of one route for `meshpost routes`.

@@ -49,11 +49,18 @@ impl Node {
     }
 
     /// Makes the static peer list equal to `specs` (reload), keeping links
-    /// to peers that are still configured with the same pin.
+    /// to peers that are still configured at the same address with the same
+    /// pin. A changed federation policy applies to the live link at once,
+    /// and its counters stay.
     pub fn set_peers(&mut self, specs: &[PeerSpec], now: Timestamp) {
-        self.tick(now);
-        let gone: Vec<SocketAddr> =
-            self.peers.statics().iter().filter(|p| !specs.iter().any(|s| s == &p.spec)).map(|p| p.spec.addr).collect();
+        let now_ms = self.tick(now);
+        let gone: Vec<SocketAddr> = self
+            .peers
+            .statics()
+            .iter()
+            .filter(|p| !specs.iter().any(|s| s.addr == p.spec.addr && s.pin == p.spec.pin))
+            .map(|p| p.spec.addr)
+            .collect();
         for addr in gone {
             self.remove_peer(addr);
         }
@@ -64,6 +71,14 @@ impl Node {
                     node: None,
                     reason: format!("more than {MAX_STATIC_PEERS} peers configured"),
                 });
+            }
+        }
+        let peers = &self.peers;
+        for (node, l) in self.links.iter_mut() {
+            let Some(spec) = peers.pinned(node) else { continue };
+            match (&mut l.fed, &spec.federation) {
+                (Some(m), Some(p)) => m.policy = p.clone(),
+                (slot, p) => *slot = p.clone().map(|p| Meter::new(p, now_ms)),
             }
         }
     }

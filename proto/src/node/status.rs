@@ -44,6 +44,7 @@ impl Node {
                     addr: l.addr,
                     established_ms: l.current.established_at,
                     counters: m.counters.clone(),
+                    policy: m.policy.clone(),
                 })
             })
             .collect()
