@@ -32,6 +32,7 @@ pub struct StaticPeer {
     pub linked: Option<NodeId>,
     pub next_attempt: u64,
     backoff: u64,
+    linked_at: u64,
 }
 
 /// A peer found by discovery, not necessarily linked.
@@ -42,7 +43,13 @@ pub struct Found {
     pub last_seen: u64,
     next_attempt: u64,
     backoff: u64,
+    linked_at: Option<u64>,
 }
+
+/// A link that stays up this long counts as healthy: losing it afterwards
+/// dials again at the minimum backoff. A link lost sooner (refused by
+/// policy, another domain, a flapping peer) keeps the backoff growing.
+pub const STABLE_LINK_MS: u64 = 60_000;
 
 /// A dial the node should make now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +100,13 @@ impl PeerBook {
         if self.statics.len() >= MAX_STATIC_PEERS {
             return false;
         }
-        self.statics.push(StaticPeer { spec, linked: None, next_attempt: now, backoff: self.limits.retry_min_ms });
+        self.statics.push(StaticPeer {
+            spec,
+            linked: None,
+            next_attempt: now,
+            backoff: self.limits.retry_min_ms,
+            linked_at: 0,
+        });
         true
     }
 
@@ -146,28 +159,49 @@ impl PeerBook {
         // Of two nodes that find each other, the lower id dials at once and
         // the other a little later, so that they rarely both dial.
         let wait = if me < node { 0 } else { 2 * min };
-        self.found.insert(node, Found { addr, fp, last_seen: now, next_attempt: now + wait, backoff: min });
+        self.found
+            .insert(node, Found { addr, fp, last_seen: now, next_attempt: now + wait, backoff: min, linked_at: None });
     }
 
-    /// A link to `node` at `addr` came up: its dials stop and backoff resets.
-    pub fn linked(&mut self, node: NodeId, addr: SocketAddr) {
+    /// A link to `node` at `addr` came up at `now`: its dials stop. The
+    /// backoff is kept until the link proves stable (see [`unlinked`]).
+    ///
+    /// [`unlinked`]: PeerBook::unlinked
+    pub fn linked(&mut self, node: NodeId, addr: SocketAddr, now: u64) {
         for p in &mut self.statics {
             if p.spec.addr == addr || p.spec.pin.map(|k| NodeId::from_public_key(&k)) == Some(node) {
                 p.linked = Some(node);
-                p.backoff = self.limits.retry_min_ms;
+                p.linked_at = now;
             }
         }
         if let Some(d) = self.found.get_mut(&node) {
-            d.backoff = self.limits.retry_min_ms;
+            d.linked_at = Some(now);
         }
     }
 
-    /// The link to `node` went down: dial it again when due.
-    pub fn unlinked(&mut self, node: &NodeId) {
+    /// The link to `node` went down at `now`. After a stable link the next
+    /// dial waits the minimum; after a short one (refused, flapping) it
+    /// waits the grown backoff, which doubles again.
+    pub fn unlinked(&mut self, node: &NodeId, now: u64) {
+        let (min, max) = (self.limits.retry_min_ms, self.limits.retry_max_ms);
+        let next = |backoff: &mut u64, since: u64| {
+            if now.saturating_sub(since) >= STABLE_LINK_MS {
+                *backoff = min;
+            }
+            let at = now + *backoff;
+            *backoff = (*backoff * 2).min(max);
+            at
+        };
         for p in &mut self.statics {
             if p.linked == Some(*node) {
                 p.linked = None;
+                p.next_attempt = next(&mut p.backoff, p.linked_at);
             }
+        }
+        if let Some(d) = self.found.get_mut(node)
+            && let Some(since) = d.linked_at.take()
+        {
+            d.next_attempt = next(&mut d.backoff, since);
         }
     }
 
@@ -180,9 +214,15 @@ impl PeerBook {
     }
 
     /// The dials due at `now`; each pushes its next attempt back (doubling
-    /// up to `retry_max_ms`). Forgets discovered peers not seen for the
+    /// up to `retry_max_ms`, plus `jitter(backoff)` so that many nodes do
+    /// not dial in step). Forgets discovered peers not seen for the
     /// discovery timeout.
-    pub fn due(&mut self, now: u64, is_linked: impl Fn(&NodeId) -> bool) -> Vec<Dial> {
+    pub fn due(
+        &mut self,
+        now: u64,
+        is_linked: impl Fn(&NodeId) -> bool,
+        mut jitter: impl FnMut(u64) -> u64,
+    ) -> Vec<Dial> {
         let (timeout, max) = (self.limits.discovery_timeout_ms, self.limits.retry_max_ms);
         self.found.retain(|_, d| d.last_seen + timeout > now);
         let mut out = Vec::new();
@@ -190,7 +230,7 @@ impl PeerBook {
             if is_linked(node) || now < d.next_attempt {
                 continue;
             }
-            d.next_attempt = now + d.backoff;
+            d.next_attempt = now + d.backoff + jitter(d.backoff);
             d.backoff = (d.backoff * 2).min(max);
             out.push(Dial { addr: d.addr, pin: None, announced: Some((*node, d.fp)) });
         }
@@ -198,7 +238,7 @@ impl PeerBook {
             if p.linked.is_some() || now < p.next_attempt {
                 continue;
             }
-            p.next_attempt = now + p.backoff;
+            p.next_attempt = now + p.backoff + jitter(p.backoff);
             p.backoff = (p.backoff * 2).min(max);
             out.push(Dial { addr: p.spec.addr, pin: p.spec.pin, announced: None });
         }
@@ -223,14 +263,20 @@ mod tests {
         let mut b = PeerBook::new(LIMITS);
         assert!(b.add(PeerSpec { addr: v4(1), pin: None, federation: None }, 0));
         let no = |_: &NodeId| false;
-        let times: Vec<u64> = (0..40_000u64).step_by(500).filter(|t| !b.due(*t, no).is_empty()).collect();
+        let times: Vec<u64> = (0..40_000u64).step_by(500).filter(|t| !b.due(*t, no, |_| 0).is_empty()).collect();
         assert_eq!(times[..6], [0, 1_000, 3_000, 7_000, 15_000, 23_000], "1, 2, 4, 8 s, then capped at 8 s");
         let node = NodeId([5; 16]);
-        b.linked(node, v4(1));
+        b.linked(node, v4(1), 40_000);
         assert_eq!(b.next_dial(no), None, "a linked peer has no dial pending");
-        assert!(b.due(1_000_000, no).is_empty());
-        b.unlinked(&node);
-        assert_eq!(b.due(1_000_000, no).len(), 1, "dialed again after the link went down");
+        assert!(b.due(1_000_000, no, |_| 0).is_empty());
+        // Refused a second after it came up: the grown backoff (8 s) holds.
+        b.unlinked(&node, 41_000);
+        assert_eq!(b.next_dial(no), Some(49_000));
+        // A link that lasted: lost, it is dialed again after the minimum.
+        b.linked(node, v4(1), 50_000);
+        b.unlinked(&node, 50_000 + STABLE_LINK_MS);
+        assert_eq!(b.next_dial(no), Some(51_000 + STABLE_LINK_MS));
+        assert_eq!(b.due(51_000 + STABLE_LINK_MS, no, |b| b / 4).len(), 1, "dialed again after the link went down");
     }
 
     #[test]
@@ -246,10 +292,10 @@ mod tests {
         assert_eq!(ids, vec![NodeId([2; 16]), NodeId([3; 16])], "the longest unseen went first");
         // The lower id dials at once; a linked one is not due nor pending.
         let linked = |n: &NodeId| *n == NodeId([2; 16]);
-        let due = b.due(20, linked);
+        let due = b.due(20, linked, |_| 0);
         assert_eq!(due, vec![Dial { addr: v4(3), pin: None, announced: Some((NodeId([3; 16]), [3; 8])) }]);
         assert!(b.next_dial(|_| true).is_none());
-        b.due(100_000, |_| false);
+        b.due(100_000, |_| false, |_| 0);
         assert_eq!(b.found().count(), 0, "silent past the discovery timeout");
     }
 

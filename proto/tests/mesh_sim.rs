@@ -37,6 +37,8 @@ struct Sim {
     unix_offset: i64,
     /// Link-down events seen, all nodes together.
     link_downs: usize,
+    /// Refusals logged (one log line each), per node.
+    refusals_logged: Vec<usize>,
     /// Envelopes in each node's store as persisted (Persist minus Unpersist).
     persisted: Vec<BTreeSet<String>>,
 }
@@ -87,6 +89,7 @@ impl Sim {
             wire: Vec::new(),
             unix_offset: 0,
             link_downs: 0,
+            refusals_logged: vec![0; n],
             persisted: vec![BTreeSet::new(); n],
         };
         for &(a, b) in edges {
@@ -159,6 +162,7 @@ impl Sim {
                             self.nodes[i].persisted(id);
                         }
                         Action::Event(Event::LinkDown { .. }) => self.link_downs += 1,
+                        Action::Event(Event::PeerRefused { .. }) => self.refusals_logged[i] += 1,
                         Action::Unpersist { id } => {
                             self.persisted[i].remove(&id.to_string());
                         }
@@ -556,6 +560,13 @@ fn a_node_of_another_domain_cannot_join_as_a_plain_mesh_neighbour() {
     s.run(10_000);
     assert!(s.nodes[0].metrics().peers_refused > 0);
     assert!(s.nodes[0].card(&s.id(1)).is_none(), "its keys were not learned");
+    // Two more minutes of it: one log line per side for this cause (it was
+    // about two a second), and dials that back off instead of flapping.
+    let hs0 = s.nodes[0].metrics().handshakes_completed;
+    s.run(120_000);
+    assert!(s.refusals_logged[0] <= 1 && s.refusals_logged[1] <= 1, "logged {:?}", s.refusals_logged);
+    let hs = s.nodes[0].metrics().handshakes_completed - hs0;
+    assert!(hs <= 8, "{hs} handshakes in two minutes: dials back off (was one every second)");
 }
 
 #[test]

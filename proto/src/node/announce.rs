@@ -107,15 +107,21 @@ impl Node {
             && !self.cfg.domain.is_empty()
             && card.domain != self.cfg.domain
         {
-            self.metrics.peers_refused += 1;
             let addr = self.links.get(&link).map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |l| l.addr);
             let reason = format!(
                 "announces domain '{}', not ours ('{}'): other communities link only as configured federation peers",
                 card.domain, self.cfg.domain
             );
-            self.emit(Event::PeerRefused { addr, node: Some(link), reason });
+            // Its next handshakes are refused at once, for a penalty that
+            // grows to retry_max; one log line for as long as it keeps this up.
+            let penalty = (self.cfg.retry_min_ms, self.cfg.retry_max_ms);
+            self.refused(addr, link, reason, Some(penalty));
             self.drop_link(link, "neighbour of another domain on a mesh link");
             return;
+        }
+        if origin == link {
+            // The neighbour proved itself one of ours: a later refusal is news.
+            self.refusals.clear(&link);
         }
         // Every copy teaches a route, also duplicates over other paths.
         let hops = env.max_hops().saturating_sub(env.hops_left()).saturating_add(1);

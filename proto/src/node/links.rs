@@ -9,10 +9,17 @@ use super::*;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Refusal {
     Myself,
-    PinMismatch { pinned: NodeId },
+    PinMismatch {
+        pinned: NodeId,
+    },
     NotConfigured,
     LinkLimit(usize),
-    NotAnnounced { node: NodeId, fp: [u8; 8] },
+    NotAnnounced {
+        node: NodeId,
+        fp: [u8; 8],
+    },
+    /// Refused again while a penalty runs (the cause is the earlier one).
+    Penalized(String),
 }
 
 impl fmt::Display for Refusal {
@@ -22,6 +29,7 @@ impl fmt::Display for Refusal {
             Refusal::PinMismatch { pinned } => write!(f, "key does not match the pinned key of {pinned}"),
             Refusal::NotConfigured => f.write_str("not a configured peer and accept_unknown is off"),
             Refusal::LinkLimit(n) => write!(f, "link limit of {n} reached"),
+            Refusal::Penalized(reason) => f.write_str(reason),
             Refusal::NotAnnounced { node, fp } => write!(
                 f,
                 "proved a key that does not match node {node} / fingerprint {} it announced over mDNS",
@@ -249,6 +257,9 @@ impl Node {
         if node == self.me {
             return Err(Refusal::Myself);
         }
+        if let Some(reason) = self.refusals.blocked(&node, self.clock) {
+            return Err(Refusal::Penalized(reason.to_string()));
+        }
         if let Some(pin) = expect
             && !crate::crypto::ct_eq(&pin, &keys.remote_ed)
         {
@@ -265,9 +276,17 @@ impl Node {
     }
 
     pub(super) fn refuse(&mut self, addr: SocketAddr, keys: &SessionKeys, reason: Refusal) {
+        let node = NodeId::from_public_key(&keys.remote_ed);
+        self.refused(addr, node, reason.to_string(), None);
+    }
+
+    /// Counts a refusal of `node` and logs it once per cause; `penalize`
+    /// also refuses its handshakes for a growing while.
+    pub(super) fn refused(&mut self, addr: SocketAddr, node: NodeId, reason: String, penalize: Option<(u64, u64)>) {
         self.metrics.peers_refused += 1;
-        let node = Some(NodeId::from_public_key(&keys.remote_ed));
-        self.emit(Event::PeerRefused { addr, node, reason: reason.to_string() });
+        if self.refusals.note(node, &reason, self.clock, penalize) {
+            self.emit(Event::PeerRefused { addr, node: Some(node), reason });
+        }
     }
 
     pub(super) fn establish(&mut self, keys: SessionKeys, addr: SocketAddr, now_ms: u64) {
@@ -320,7 +339,7 @@ impl Node {
                 self.emit(Event::LinkUp { node, addr, initiator });
             }
         }
-        self.peers.linked(node, addr);
+        self.peers.linked(node, addr, now_ms);
         if is_new {
             if let Some(a) = self.announce.as_ref().map(|e| e.bytes().to_vec()) {
                 self.send_envelope_bytes(node, &a);
@@ -344,7 +363,7 @@ impl Node {
             if let Some(p) = l.previous {
                 self.by_index.remove(&p.local_idx);
             }
-            self.peers.unlinked(&node);
+            self.peers.unlinked(&node, self.clock);
             self.routes.withdraw_via(&node);
             self.announce_soon();
             self.emit(Event::LinkDown { node, reason });

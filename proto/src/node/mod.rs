@@ -55,6 +55,7 @@ mod local;
 mod metrics;
 mod peers;
 mod receive;
+mod refusals;
 mod status;
 mod sync;
 #[cfg(test)]
@@ -67,6 +68,7 @@ pub use metrics::Metrics;
 use crate::peerbook::{Limits as PeerLimits, PeerBook};
 use durability::{AfterWrite, WriteKind, Writes};
 use links::{Link, MAX_PEER_HAS, PendingInit, PendingResp};
+use refusals::Refusals;
 
 /// The whole protocol state of one meshpost node.
 pub struct Node {
@@ -107,6 +109,8 @@ pub struct Node {
     next_announce: u64,
     pending_acks: BTreeMap<NodeId, Vec<(EnvelopeId, u64)>>,
     next_ack_flush: Option<u64>,
+    /// Peers refused recently (log once per cause, penalties).
+    refusals: Refusals,
     /// When acks for each origin started waiting (for its card).
     ack_since: BTreeMap<NodeId, u64>,
     channels: BTreeMap<[u8; 16], ChannelKey>,
@@ -158,6 +162,7 @@ impl Node {
             pending_acks: BTreeMap::new(),
             next_ack_flush: None,
             ack_since: BTreeMap::new(),
+            refusals: Refusals::default(),
             channels: BTreeMap::new(),
             channel_buckets: BTreeMap::new(),
         };

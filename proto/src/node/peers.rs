@@ -22,8 +22,10 @@ impl Node {
 
     /// Dials every static or discovered peer that is due.
     pub(super) fn peer_timers(&mut self, now_ms: u64) {
-        let links = &self.links;
-        for d in self.peers.due(now_ms, |n| links.contains_key(n)) {
+        let (links, rng) = (&self.links, &mut self.rng);
+        // Up to a quarter of the backoff at random, so nodes do not dial in step.
+        let jitter = |backoff: u64| rng.next_u64() % (backoff / 4 + 1);
+        for d in self.peers.due(now_ms, |n| links.contains_key(n), jitter) {
             // A retry replaces an unanswered attempt to the same address.
             self.initiators.retain(|_, x| x.addr != d.addr || (d.announced.is_none() && x.expect != d.pin));
             self.initiate(d.addr, d.pin, d.announced, now_ms);
