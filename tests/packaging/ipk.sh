@@ -49,12 +49,11 @@ check "prerm is executable" test -x "$out/c/prerm"
 check "prerm stops the service the OpenWrt way" grep -q default_prerm "$out/c/prerm"
 
 files=$(member data.tar.gz | tar -tzf - | grep -v '/$' | sort | tr '\n' ' ')
-check_eq "data file list" "$files" "./etc/config/meshpost ./etc/init.d/meshpost ./etc/uci-defaults/90-meshpost ./usr/bin/meshpost ./usr/libexec/rpcd/meshpost ./usr/share/rpcd/acl.d/meshpost.json "
+check_eq "data file list" "$files" "./etc/config/meshpost ./etc/init.d/meshpost ./usr/bin/meshpost ./usr/libexec/rpcd/meshpost ./usr/share/rpcd/acl.d/meshpost.json "
 mode() { member data.tar.gz | tar -tvzf - "./$1" | cut -c1-10; }
 owner() { member data.tar.gz | tar --numeric-owner -tvzf - "./$1" | awk '{print $2}'; }
 check_eq "binary is 0755" "$(mode usr/bin/meshpost)" "-rwxr-xr-x"
 check_eq "init script is executable" "$(mode etc/init.d/meshpost)" "-rwxr-xr-x"
-check_eq "uci-defaults script is executable" "$(mode etc/uci-defaults/90-meshpost)" "-rwxr-xr-x"
 check_eq "rpcd plugin is executable" "$(mode usr/libexec/rpcd/meshpost)" "-rwxr-xr-x"
 check_eq "config is 0644" "$(mode etc/config/meshpost)" "-rw-r--r--"
 check_eq "files belong to root" "$(owner usr/bin/meshpost)" "0/0"

@@ -203,7 +203,14 @@ impl Settings {
         })?;
         for sec in &sections {
             match sec.kind.as_str() {
-                "meshpost" => self.apply_main(fname, sec)?,
+                // As the init script reads `enabled` from section main only,
+                // so does the daemon read its settings (one place for both).
+                "meshpost" if sec.name.as_deref() == Some("main") => self.apply_main(fname, sec)?,
+                "meshpost" => self.warnings.push(format!(
+                    "{fname}:{}: only config meshpost 'main' is read; this meshpost section{} is ignored",
+                    sec.line,
+                    sec.name.as_deref().map(|n| format!(" '{n}'")).unwrap_or_default()
+                )),
                 "peer" => self.apply_peer(fname, sec)?,
                 "channel" => self.apply_channel(fname, sec)?,
                 "federation" => self.apply_federation(fname, sec)?,
@@ -505,10 +512,19 @@ mod tests {
         assert_eq!((e.line, e.option.as_str()), (2, "address"));
         let e = load("config peer\n option address '1.2.3.4:1'\n option key 'zz'\n").unwrap_err();
         assert_eq!((e.line, e.option.as_str()), (3, "key"));
-        let e = load("config meshpost\n option keepalive 30\n option dead_after 20\n").unwrap_err();
+        let e = load("config meshpost 'main'\n option keepalive 30\n option dead_after 20\n").unwrap_err();
         assert_eq!((e.line, e.option.as_str()), (3, "dead_after"));
-        let e = load("config meshpost\n option name 'x\n").unwrap_err();
+        let e = load("config meshpost 'main'\n option name 'x\n").unwrap_err();
         assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn only_section_main_is_read_as_the_init_script_reads_it() {
+        let s = load("config meshpost 'main'\n option name 'a'\nconfig meshpost 'other'\n option name 'b'\nconfig meshpost\n option port '1'\n").unwrap();
+        assert_eq!(s.node.name, "a");
+        assert_eq!(s.port, Settings::defaults().port);
+        assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
+        assert!(s.warnings[0].contains("only config meshpost 'main' is read") && s.warnings[0].contains("'other'"));
     }
 
     #[test]

@@ -67,6 +67,36 @@ pub fn timestamp() -> Timestamp {
     Timestamp::new(start.elapsed().as_millis() as u64 + 1, now_ms())
 }
 
+/// Defaults that depend on the router, for what UCI leaves unset (there is
+/// no uci-defaults script: its `uci commit` would strip the shipped
+/// config's comments). The name: the host name, unless it is the stock
+/// "OpenWrt" that every new router has, then `mp-` and the first 8 hex
+/// digits of the node id, so no two stock routers share a name. The
+/// interface: `bat0` when batman-adv has one.
+fn router_defaults(s: &mut Settings, node: NodeId, log: bool) {
+    if s.node.name.is_empty() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        s.node.name = default_name(&host, node);
+    }
+    if s.interfaces.is_empty() && std::path::Path::new("/sys/class/net/bat0").exists() {
+        if log {
+            notice!("no interface configured: discovering neighbours on bat0 (batman-adv)");
+        }
+        s.interfaces.push("bat0".into());
+    }
+}
+
+/// The host name as a node name, or `mp-<8 hex of the node id>` for a
+/// stock, empty or local host name.
+fn default_name(host: &str, node: NodeId) -> String {
+    let host: String = host.trim().chars().filter(|c| !c.is_control()).take(32).collect();
+    if host.is_empty() || host.eq_ignore_ascii_case("openwrt") || host == "localhost" {
+        format!("mp-{}", &node.to_string()[..8])
+    } else {
+        host
+    }
+}
+
 /// A seed for the node's generator from the operating system.
 fn os_seed() -> [u8; 32] {
     use rand_core::RngCore;
@@ -140,7 +170,7 @@ fn policy_of(s: &Settings) -> Policy {
 
 impl Daemon {
     /// Runs the daemon until SIGTERM/SIGINT. Errors are start-up failures.
-    pub async fn run(settings: Settings, config_path: Option<PathBuf>, overrides: Overrides) -> Result<(), String> {
+    pub async fn run(mut settings: Settings, config_path: Option<PathBuf>, overrides: Overrides) -> Result<(), String> {
         log::set_level(settings.log_level);
         for w in &settings.warnings {
             warn!("{w}");
@@ -155,6 +185,7 @@ impl Daemon {
             notice!("created a new node identity in {}", state.dir().join("identity.key").display());
         }
         let now = timestamp();
+        router_defaults(&mut settings, identity.node_id(), true);
         let mut node = Node::new(identity, settings.node.clone(), os_seed(), now);
         let (inbox, problems) = Inbox::load(&state, settings.inbox_max, settings.inbox_max_bytes);
         for p in problems {
@@ -187,7 +218,7 @@ impl Daemon {
         notice!(
             "started: node {} ({}), udp port {}, socket {}, state {}, {restored} envelopes restored",
             node.node_id(),
-            if settings.node.name.is_empty() { "unnamed" } else { &settings.node.name },
+            settings.node.name,
             settings.port,
             settings.socket.display(),
             settings.state_dir.display()
@@ -276,7 +307,7 @@ impl Daemon {
     }
 
     fn reload(&mut self) -> Result<(), String> {
-        let s = match Settings::load(self.config_path.as_deref(), &self.overrides) {
+        let mut s = match Settings::load(self.config_path.as_deref(), &self.overrides) {
             Ok(s) => s,
             Err(e) => {
                 error!("reload failed, keeping the running configuration: {e}");
@@ -290,6 +321,7 @@ impl Daemon {
             warn!("reload: port, state_dir and socket changes take effect only after a restart");
         }
         log::set_level(s.log_level);
+        router_defaults(&mut s, self.node.node_id(), false);
         let now = timestamp();
         self.node.set_config(s.node.clone(), now);
         let names: Vec<(String, [u8; 16])> = self.channels.iter().map(|c| (c.name.clone(), c.id)).collect();
@@ -312,5 +344,19 @@ impl Daemon {
         self.apply_channels();
         notice!("configuration reloaded: {} peers configured, {} links kept", peers.len(), self.node.links().len());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stock_routers_get_unique_names_and_named_ones_keep_theirs() {
+        let n = NodeId([0xab; 16]);
+        assert_eq!(default_name("OpenWrt\n", n), "mp-abababab");
+        assert_eq!(default_name("", n), "mp-abababab");
+        assert_eq!(default_name("ffhh-kiosk-3\n", n), "ffhh-kiosk-3");
+        assert_eq!(default_name(&"x".repeat(40), n).len(), 32, "within the name limit");
     }
 }
