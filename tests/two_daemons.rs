@@ -158,6 +158,14 @@ fn sighup_and_reload_keep_the_store_and_the_link() {
     assert_eq!(v["ok"], false);
     assert!(v["error"].as_str().unwrap().contains("option 'port'"));
     assert!(a.linked_to(&bid) && b.linked_to(&aid));
+    // An emptied file (truncated while being edited) would drop every peer:
+    // the reload is refused and the peer stays configured and linked.
+    std::fs::write(&a.conf, "# nothing yet\n").unwrap();
+    let v = a.request(json!({"cmd": "reload"}));
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("no sections"), "{v}");
+    assert_eq!(a.request(json!({"cmd": "peers"}))["configured"].as_array().unwrap().len(), 1);
+    assert!(a.linked_to(&bid) && b.linked_to(&aid));
 }
 
 #[test]

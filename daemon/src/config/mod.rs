@@ -89,6 +89,8 @@ pub struct Settings {
     /// Longest gap between mDNS re-announcements, ms.
     pub mdns_interval_ms: u64,
     pub warnings: Vec<String>,
+    /// The file had no sections at all (empty, or only comments).
+    pub empty: bool,
 }
 
 /// A configuration error: where and why.
@@ -149,6 +151,7 @@ impl Settings {
             channel_history_age: 24 * 3600,
             mdns_interval_ms: 60_000,
             warnings: Vec::new(),
+            empty: false,
         }
     }
 
@@ -201,7 +204,26 @@ impl Settings {
             option: String::new(),
             reason: e.reason,
         })?;
+        if sections.is_empty() {
+            self.empty = true;
+            self.warnings.push(format!("{fname} holds no config sections: running on built-in defaults"));
+        }
         for sec in &sections {
+            // Options that take one value may not be written as `list`
+            // (libuci would make them lists, and we would read one value).
+            let lists: &[&str] = match sec.kind.as_str() {
+                "meshpost" => &["interface"],
+                "federation" => &["channel"],
+                _ => &[],
+            };
+            if let Some(o) = sec.options.iter().find(|o| o.is_list && !lists.contains(&o.name.as_str())) {
+                return Err(ConfigError {
+                    file: fname.into(),
+                    line: o.line,
+                    option: o.name.clone(),
+                    reason: format!("takes one value: write 'option {}', not 'list'", o.name),
+                });
+            }
             match sec.kind.as_str() {
                 // As the init script reads `enabled` from section main only,
                 // so does the daemon read its settings (one place for both).
@@ -338,7 +360,7 @@ impl Settings {
                 file: fname.into(),
                 line: k.line,
                 option: "key".into(),
-                reason: "must be the peer's 64-hex-digit public key (see 'meshpost identity')".into(),
+                reason: "must be the peer's 64-hex-digit public key, not all zeros (see 'meshpost identity')".into(),
             })?),
         };
         for o in &sec.options {
@@ -378,8 +400,9 @@ impl Settings {
         let key = sec.get("key").ok_or_else(|| {
             err(sec.line, "key", "federation peers must be pinned: the remote gateway's public key".into())
         })?;
-        let key_bytes = parse_key(&key.value)
-            .ok_or_else(|| err(key.line, "key", "must be the gateway's 64-hex-digit public key".into()))?;
+        let key_bytes = parse_key(&key.value).ok_or_else(|| {
+            err(key.line, "key", "must be the gateway's 64-hex-digit public key, not all zeros".into())
+        })?;
         let mut policy = meshpost_proto::federation::Policy::new(d);
         let mut channels = Vec::new();
         for o in &sec.options {
@@ -432,8 +455,10 @@ impl Settings {
 }
 
 /// Parses a 64-hex-digit Ed25519 public key.
+/// A 64-hex-digit Ed25519 public key. All zeros is refused: it is no key
+/// anyone holds, only a placeholder left in a config.
 pub fn parse_key(s: &str) -> Option<[u8; 32]> {
-    from_hex::<32>(s.trim())
+    from_hex::<32>(s.trim()).filter(|k| *k != [0u8; 32])
 }
 
 /// Splits `host:port` / `[v6]:port`; the host is not resolved.
@@ -516,6 +541,19 @@ mod tests {
         assert_eq!((e.line, e.option.as_str()), (3, "dead_after"));
         let e = load("config meshpost 'main'\n option name 'x\n").unwrap_err();
         assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn careless_configs_are_refused_or_warned_about() {
+        let e = load("config meshpost 'main'\n list port '2'\n").unwrap_err();
+        assert_eq!((e.line, e.option.as_str()), (2, "port"));
+        assert!(e.reason.contains("option port"), "{e}");
+        let zero = "0".repeat(64);
+        let e = load(&format!("config peer\n option address '1.2.3.4:1'\n option key '{zero}'\n")).unwrap_err();
+        assert!(e.reason.contains("not all zeros"), "{e}");
+        let s = load("# only a comment\n\n").unwrap();
+        assert!(s.empty && s.warnings[0].contains("no config sections"), "{:?}", s.warnings);
+        assert!(!load("config meshpost 'main'\n list interface 'a'\n list interface 'b'\n").unwrap().empty);
     }
 
     #[test]

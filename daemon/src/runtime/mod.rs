@@ -314,6 +314,12 @@ impl Daemon {
                 return Err(e.to_string());
             }
         };
+        if s.empty {
+            // A truncated or emptied file would drop every peer and channel.
+            let e = "the configuration file holds no sections; running configuration kept";
+            error!("reload refused: {e}");
+            return Err(e.into());
+        }
         for w in &s.warnings {
             warn!("{w}");
         }
