@@ -293,3 +293,14 @@ fn no_ubus_answer_grows_past_the_bound_even_with_an_inbox_of_maximum_messages() 
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["messages"].as_array().unwrap().len(), 20);
 }
+
+#[test]
+fn sending_to_an_unknown_node_of_another_community_names_the_domain_and_what_is_missing() {
+    let t = TempDir::new("unknown-remote");
+    let n = one(&t.0, "\toption domain 'north'\n");
+    let v = n.request(json!({"cmd": "send", "to": "S1@south", "text": "hi"}));
+    assert_eq!(v["ok"], false);
+    let e = v["error"].as_str().unwrap();
+    assert!(e.contains("no keys known for S1@south yet"), "{e}");
+    assert!(e.contains("no federation link to south"), "{e}");
+}

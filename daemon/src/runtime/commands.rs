@@ -8,7 +8,21 @@ impl Daemon {
     /// followed by `@domain`, which must be the domain the node announced.
     pub(super) fn resolve_to(&self, to: &str) -> Result<NodeId, String> {
         if let Some((who, domain)) = to.split_once('@') {
-            let id = self.resolve_to(who)?;
+            let foreign = !domain.is_empty() && domain != self.node.config().domain;
+            let id = match self.resolve_to(who) {
+                Ok(id) => id,
+                Err(_) if foreign => {
+                    let gateway = if self.node.federation_links().iter().any(|l| l.domain == domain) {
+                        format!("this node's federation link to {domain} is up")
+                    } else {
+                        format!("no federation link to {domain} is up here; a gateway of ours must have one")
+                    };
+                    return Err(format!(
+                        "no keys known for {who}@{domain} yet: its announce has not crossed from {domain} ({gateway}); use its node id once it has, or retry"
+                    ));
+                }
+                Err(e) => return Err(e),
+            };
             let announced = self.node.card(&id).map(|c| c.domain.clone());
             return match announced {
                 Some(d) if d == domain || (domain == self.node.config().domain && d.is_empty()) => Ok(id),
