@@ -283,3 +283,41 @@ fn the_daemon_logs_rfc3164_lines_to_the_syslog_socket() {
     let refused = lines.iter().find(|l| l.contains("peer refused")).expect("a warning line");
     assert!(refused.starts_with("<28>"), "warning is severity 4: {refused}");
 }
+
+#[test]
+fn a_broken_state_directory_is_refused_with_a_clear_error_and_nothing_replaced() {
+    let t = TempDir::new("statefaults");
+    let a = Node::new(&t.0, "a");
+    a.write_config();
+    let start = || {
+        let out =
+            std::process::Command::new(BIN).args(["daemon", "--foreground", "--config"]).arg(&a.conf).output().unwrap();
+        assert!(!out.status.success(), "the daemon must refuse to start");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    // A plain file where a directory belongs.
+    for sub in ["store", "inbox", "cards"] {
+        let p = a.dir.join(sub);
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::write(&p, b"").unwrap();
+        let err = start();
+        assert!(err.contains(sub) && err.contains("is not a directory"), "{err}");
+        std::fs::remove_file(&p).unwrap();
+    }
+    // A directory where delivered.log belongs.
+    let log = a.dir.join("delivered.log");
+    std::fs::create_dir(&log).unwrap();
+    assert!(start().contains("delivered.log is not a regular file"));
+    std::fs::remove_dir(&log).unwrap();
+    // identity.key a dangling symlink (flash not mounted): refused, not replaced.
+    let key = a.dir.join("identity.key");
+    let id_before = std::fs::read(&key).unwrap();
+    std::fs::rename(&key, a.dir.join("identity.saved")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/flash/identity.key", &key).unwrap();
+    let err = start();
+    assert!(err.contains("does not exist") && err.contains("refusing to create a new identity"), "{err}");
+    assert!(std::fs::symlink_metadata(&key).unwrap().file_type().is_symlink(), "the link was left alone");
+    std::fs::remove_file(&key).unwrap();
+    std::fs::rename(a.dir.join("identity.saved"), &key).unwrap();
+    assert_eq!(std::fs::read(&key).unwrap(), id_before);
+}

@@ -84,7 +84,22 @@ impl State {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
             .map_err(|e| format!("cannot set mode 0700 on {}: {e}", dir.display()))?;
         for sub in ["store", "inbox", "cards"] {
-            mkdir(&dir.join(sub)).map_err(|e| format!("cannot create {}/{sub}: {e}", dir.display()))?;
+            let p = dir.join(sub);
+            mkdir(&p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
+            // mkdir says "exists" for a plain file too; every write would fail.
+            if !fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+                return Err(format!(
+                    "{} is not a directory; move it aside (nothing in it is used) and start again",
+                    p.display()
+                ));
+            }
+        }
+        let log = dir.join("delivered.log");
+        if fs::symlink_metadata(&log).is_ok_and(|m| !m.is_file()) {
+            return Err(format!(
+                "{} is not a regular file; move it aside (it records which messages were delivered)",
+                log.display()
+            ));
         }
         Ok(s)
     }
@@ -111,7 +126,23 @@ impl State {
     /// that others can read, or that is corrupt.
     pub fn identity(&self) -> Result<(Identity, bool), String> {
         let path = self.dir.join("identity.key");
+        // A symlink whose target is missing (flash not mounted yet) must not
+        // be replaced by a new identity: the node would become someone else.
+        if let Ok(m) = fs::symlink_metadata(&path)
+            && m.file_type().is_symlink()
+            && fs::metadata(&path).is_err()
+        {
+            let target = fs::read_link(&path).map(|t| t.display().to_string()).unwrap_or_default();
+            return Err(format!(
+                "identity file {} is a link to {target}, which does not exist (is that storage mounted?); refusing to create a new identity",
+                path.display()
+            ));
+        }
         match fs::metadata(&path) {
+            Ok(meta) if !meta.is_file() => Err(format!(
+                "identity file {} is not a regular file; move it aside to create a new identity",
+                path.display()
+            )),
             Ok(meta) => {
                 let mode = meta.permissions().mode() & 0o777;
                 if mode & 0o077 != 0 {
