@@ -13,9 +13,8 @@
 //! write removes it. It does not persist anything itself: the caller
 //! restores durable ids at start-up with [`Delivered::restore`].
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use crate::envelope::EnvelopeId;
+use crate::expiring::ExpiringMap;
 use crate::identity::NodeId;
 
 /// One delivered id: when it may be forgotten and who sent it (so a late
@@ -48,13 +47,12 @@ impl core::fmt::Display for DeliveredError {
 #[derive(Debug)]
 pub struct Delivered {
     cap: usize,
-    ids: BTreeMap<EnvelopeId, Entry>,
-    by_expiry: BTreeSet<(u64, EnvelopeId)>,
+    ids: ExpiringMap<Entry>,
 }
 
 impl Delivered {
     pub fn new(cap: usize) -> Delivered {
-        Delivered { cap: cap.max(1), ids: BTreeMap::new(), by_expiry: BTreeSet::new() }
+        Delivered { cap: cap.max(1), ids: ExpiringMap::default() }
     }
 
     pub fn capacity(&self) -> usize {
@@ -76,7 +74,7 @@ impl Delivered {
     }
 
     pub fn contains(&self, id: &EnvelopeId) -> bool {
-        self.ids.contains_key(id)
+        self.ids.contains(id)
     }
 
     pub fn get(&self, id: &EnvelopeId) -> Option<&Entry> {
@@ -85,14 +83,13 @@ impl Delivered {
 
     /// Records a delivery that is being written (pending).
     pub fn begin(&mut self, id: EnvelopeId, origin: NodeId, expires: u64) -> Result<(), DeliveredError> {
-        if self.ids.contains_key(&id) {
+        if self.ids.contains(&id) {
             return Ok(());
         }
         if self.ids.len() >= self.cap {
             return Err(DeliveredError::Full { capacity: self.cap });
         }
-        self.ids.insert(id, Entry { expires, origin, durable: false });
-        self.by_expiry.insert((expires, id));
+        self.ids.insert(id, expires, Entry { expires, origin, durable: false });
         Ok(())
     }
 
@@ -105,37 +102,25 @@ impl Delivered {
 
     /// The write failed: forget the delivery so a later copy is taken.
     pub fn abort(&mut self, id: &EnvelopeId) {
-        if let Some(e) = self.ids.get(id).copied()
-            && !e.durable
-        {
+        if self.ids.get(id).is_some_and(|e| !e.durable) {
             self.ids.remove(id);
-            self.by_expiry.remove(&(e.expires, *id));
         }
     }
 
     /// Restores a durable delivery at start-up. Restoring ignores the
     /// capacity: what was delivered before must stay remembered.
     pub fn restore(&mut self, id: EnvelopeId, origin: NodeId, expires: u64) {
-        if let Some(old) = self.ids.insert(id, Entry { expires, origin, durable: true }) {
-            self.by_expiry.remove(&(old.expires, id));
-        }
-        self.by_expiry.insert((expires, id));
+        self.ids.insert(id, expires, Entry { expires, origin, durable: true });
     }
 
     /// Forgets every id whose envelope expired at or before `now` (unix s).
     pub fn expire(&mut self, now: u64) {
-        while let Some(&(t, id)) = self.by_expiry.first() {
-            if t > now {
-                break;
-            }
-            self.by_expiry.pop_first();
-            self.ids.remove(&id);
-        }
+        self.ids.expire(now);
     }
 
     /// The soonest expiry, for timers.
     pub fn next_expiry(&self) -> Option<u64> {
-        self.by_expiry.first().map(|(t, _)| *t)
+        self.ids.next_expiry()
     }
 }
 

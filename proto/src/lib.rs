@@ -23,6 +23,7 @@ pub mod crypto;
 pub mod delivered;
 pub mod e2e;
 pub mod envelope;
+pub mod expiring;
 pub mod federation;
 pub mod fragment;
 pub mod identity;

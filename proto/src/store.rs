@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::envelope::{Envelope, EnvelopeId};
+use crate::expiring::ExpiringMap;
 use crate::identity::NodeId;
 
 /// Store limits; all configurable from UCI.
@@ -248,16 +249,15 @@ fn dec<K: Ord>(map: &mut BTreeMap<K, usize>, k: K, by: usize) {
 #[derive(Debug)]
 pub struct SeenSet {
     cap: usize,
-    ids: BTreeMap<EnvelopeId, u64>,
-    by_expiry: BTreeSet<(u64, EnvelopeId)>,
+    ids: ExpiringMap<()>,
 }
 
 impl SeenSet {
     pub fn new(cap: usize) -> SeenSet {
-        SeenSet { cap: cap.max(1), ids: BTreeMap::new(), by_expiry: BTreeSet::new() }
+        SeenSet { cap: cap.max(1), ids: ExpiringMap::default() }
     }
     pub fn contains(&self, id: &EnvelopeId) -> bool {
-        self.ids.contains_key(id)
+        self.ids.contains(id)
     }
     pub fn len(&self) -> usize {
         self.ids.len()
@@ -266,26 +266,13 @@ impl SeenSet {
         self.ids.is_empty()
     }
     pub fn insert(&mut self, id: EnvelopeId, expires: u64) {
-        if let Some(old) = self.ids.insert(id, expires) {
-            self.by_expiry.remove(&(old, id));
-        }
-        self.by_expiry.insert((expires, id));
+        self.ids.insert(id, expires, ());
         while self.ids.len() > self.cap {
-            let Some((t, victim)) = self.by_expiry.pop_first() else {
-                break;
-            };
-            let _ = t;
-            self.ids.remove(&victim);
+            self.ids.pop_soonest();
         }
     }
     pub fn expire(&mut self, now: u64) {
-        while let Some(&(t, id)) = self.by_expiry.first() {
-            if t > now {
-                break;
-            }
-            self.by_expiry.pop_first();
-            self.ids.remove(&id);
-        }
+        self.ids.expire(now);
     }
 }
 
