@@ -118,7 +118,7 @@ fn unicast_answers_for_umdns_still_reach_it_while_meshpost_runs() {
     };
     assert!(wait_until(20, on_tob), "meshpost listens on tob\n{}", node.log());
     let v4: SocketAddr = "169.254.7.1:5353".parse().unwrap();
-    let (la, scope_a, scope_b) = (link_local(&a, "tob"), if_index(&a, "tob"), if_index(&b, "toa"));
+    let (la, scope_a, scope_b) = (link_local(&a, "tob"), if_index_in(&a, "tob"), if_index_in(&b, "toa"));
     link_local(&b, "toa"); // the sender needs its own address out of DAD too
     let v6_bind = SocketAddr::V6(std::net::SocketAddrV6::new(la, 5353, 0, scope_a));
     let v6_to = SocketAddr::V6(std::net::SocketAddrV6::new(la, 5353, 0, scope_b));
@@ -129,10 +129,4 @@ fn unicast_answers_for_umdns_still_reach_it_while_meshpost_runs() {
         let got = unicast_reaches_the_system_responder(&a, (v6_bind, avahi), &b, v6_to, 50);
         assert_eq!(got, 50, "IPv6: {who} got {got} of 50 unicast answers");
     }
-}
-
-fn if_index(ns: &str, dev: &str) -> u32 {
-    let name = std::ffi::CString::new(dev).unwrap();
-    // SAFETY: if_nametoindex with a valid NUL-terminated string.
-    in_ns(ns, move || unsafe { libc::if_nametoindex(name.as_ptr()) })
 }

@@ -481,14 +481,6 @@ fn eight_nodes_on_one_segment_deliver_once_per_recipient() {
     assert!(ann > 0);
 }
 
-fn if_index_in(ns: &str, name: &str) -> u32 {
-    let name = std::ffi::CString::new(name).unwrap();
-    in_ns(ns, move || {
-        // SAFETY: valid C string.
-        unsafe { libc::if_nametoindex(name.as_ptr()) }
-    })
-}
-
 fn discovered(n: &Node) -> Vec<Value> {
     n.request(json!({"cmd": "peers"}))["discovered"].as_array().cloned().unwrap_or_default()
 }

@@ -92,3 +92,12 @@ pub fn spawn_in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + '
         f()
     })
 }
+
+/// The index of interface `name` inside namespace `ns`.
+pub fn if_index_in(ns: &str, name: &str) -> u32 {
+    let name = std::ffi::CString::new(name).unwrap();
+    in_ns(ns, move || {
+        // SAFETY: if_nametoindex with a valid NUL-terminated string.
+        unsafe { libc::if_nametoindex(name.as_ptr()) }
+    })
+}

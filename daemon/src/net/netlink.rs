@@ -58,10 +58,14 @@ impl Changes {
         Ok(Changes { fd })
     }
 
-    /// Waits for the next notification and drains every queued one.
+    /// Waits for the next notification and drains every queued one. If the
+    /// socket fails it never fires again (returning at once would make the
+    /// event loop spin); discovery's periodic rescan carries on.
     pub async fn changed(&self) {
         loop {
-            let Ok(mut guard) = self.fd.readable().await else { return };
+            let Ok(mut guard) = self.fd.readable().await else {
+                return std::future::pending().await;
+            };
             let drained = drain(self.fd.get_ref().as_raw_fd());
             guard.clear_ready();
             if drained {

@@ -163,9 +163,17 @@ impl Inbox {
             match bytes
                 .map_err(|e| e.to_string())
                 .and_then(|b| serde_json::from_slice::<Message>(&b).map_err(|e| e.to_string()))
-                .and_then(|m| convert(state, &path, m))
             {
-                Ok(m) => msgs.push(m),
+                Ok(m) => match convert(state, &path, m.clone()) {
+                    Ok(m) => msgs.push(m),
+                    Err(e) => {
+                        // Readable and acknowledged: keep it (and its file);
+                        // the conversion is tried again at the next start.
+                        problems.push(format!("inbox file {} kept as it is ({e})", path.display()));
+                        let n = m.text.len();
+                        msgs.push((m, n));
+                    }
+                },
                 Err(e) => {
                     problems.push(format!("inbox file {} unreadable ({e}); moved aside as .bad", path.display()));
                     state.quarantine(&path);
@@ -282,6 +290,8 @@ impl Inbox {
         let (_, n) = self.msgs.remove(pos);
         self.bytes -= n;
         state.remove_file(&state.inbox_path(id));
+        // A message still in the earlier format (not yet converted).
+        state.remove_file(&state.inbox_path(id).with_extension("json"));
         Ok(true)
     }
 }
@@ -361,6 +371,27 @@ mod tests {
         assert_eq!(body_of(&bytes).unwrap(), &body[..]);
         assert!(decode(b"meshpost-inbox 1\n{}").is_err());
         assert!(decode(&bytes[..10]).is_err());
+    }
+
+    #[test]
+    fn an_inbox_of_the_earlier_json_format_is_converted_exactly() {
+        let dir = std::env::temp_dir().join(format!("meshpost-inbox-old-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = State::open(&dir).unwrap();
+        // What the earlier version wrote: JSON, a body of control characters
+        // escaped six bytes each, larger than its own reader allowed.
+        let mut m = msg(7);
+        m.text = (0..60_000).map(|i| char::from(1 + (i % 31) as u8)).collect();
+        let old = state.inbox_path(&m.id).with_extension("json");
+        std::fs::write(&old, serde_json::to_vec(&m).unwrap()).unwrap();
+        assert!(std::fs::metadata(&old).unwrap().len() > 300_000);
+        let (inbox, problems) = Inbox::load(&state, 10, 1 << 20);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(inbox.list().next().unwrap().text, m.text, "exact text after the upgrade");
+        assert!(!old.exists() && state.inbox_path(&m.id).exists(), "converted to .msg");
+        let (again, _) = Inbox::load(&state, 10, 1 << 20);
+        assert_eq!(again.list().next().unwrap().text, m.text);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
