@@ -11,7 +11,7 @@ FUZZ_SECONDS ?= 20
 # OpenWrt package architecture for `make ipk`.
 ARCH         ?= x86_64
 CROSS_TARGETS := x86_64-unknown-linux-musl aarch64-unknown-linux-musl
-FUZZ_TARGETS := envelope card packet frame e2e_open identity_file uci node_datagrams node_session reassembly mdns ack
+FUZZ_TARGETS := envelope card packet frame e2e_open identity_file uci node_datagrams node_session reassembly mdns ack uci_libuci
 
 .PHONY: run test check lint unit release size cross cross-mips size-cross qemu-test mips-test packaging-test ipk fuzz fuzz-build tools clean
 
@@ -30,9 +30,14 @@ test: lint unit size-cross qemu-test mips-test packaging-test
 
 tools:
 	@command -v rustup >/dev/null || { echo "rustup is required"; exit 1; }
-	@# file(1) checks the binary is static; ip(8) runs the namespace tests.
+	@# file(1) checks the binary is static; ip(8) runs the namespace tests;
+	@# cmake, a C compiler and libclang build the real libuci (libuci-sys)
+	@# that the UCI reader is compared with in tests and fuzzing.
 	@missing=""; command -v file >/dev/null || missing="$$missing file"; \
 	 command -v ip >/dev/null || missing="$$missing iproute2"; \
+	 command -v cmake >/dev/null || missing="$$missing cmake"; \
+	 command -v cc >/dev/null || missing="$$missing gcc"; \
+	 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing="$$missing libclang-dev"; \
 	 if [ -n "$$missing" ]; then \
 	   if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
 	   else echo "note: install$$missing (as root) for the size check and namespace tests"; fi; \
@@ -110,7 +115,8 @@ fuzz-build:
 
 fuzz: fuzz-build
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
-		$(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
+		san=address; [ $$t = uci_libuci ] && san=none; \
+		$(CARGO) +nightly fuzz run -s $$san $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
 	done
 
 clean:

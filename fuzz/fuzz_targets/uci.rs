@@ -1,12 +1,10 @@
-//! The UCI parser and typed config on arbitrary text.
+//! The UCI reader and typed config on arbitrary bytes.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use meshpost::config::Settings;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = meshpost::uci::parse(text);
-        let mut s = Settings::defaults();
-        let _ = s.apply_text("fuzz", text);
-    }
+    let _ = meshpost::uci::parse(data);
+    let mut s = Settings::defaults();
+    let _ = s.apply_text("fuzz", data);
 });

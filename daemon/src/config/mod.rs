@@ -166,17 +166,11 @@ impl Settings {
         };
         if let Some(p) = &chosen {
             let fname = p.display().to_string();
-            let text = std::fs::read(p).map_err(|e| ConfigError {
+            let text = read_bounded(p).map_err(|reason| ConfigError {
                 file: fname.clone(),
                 line: 0,
                 option: String::new(),
-                reason: format!("cannot read: {e}"),
-            })?;
-            let text = String::from_utf8(text).map_err(|e| ConfigError {
-                file: fname.clone(),
-                line: 0,
-                option: String::new(),
-                reason: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+                reason,
             })?;
             s.apply_text(&fname, &text)?;
             s.file = chosen;
@@ -197,12 +191,12 @@ impl Settings {
     }
 
     /// Applies UCI text on top of the current values.
-    pub fn apply_text(&mut self, fname: &str, text: &str) -> Result<(), ConfigError> {
+    pub fn apply_text(&mut self, fname: &str, text: &[u8]) -> Result<(), ConfigError> {
         let sections = uci::parse(text).map_err(|e| ConfigError {
             file: fname.into(),
             line: e.line,
             option: String::new(),
-            reason: e.reason,
+            reason: e.reason(),
         })?;
         if sections.is_empty() {
             self.empty = true;
@@ -298,16 +292,13 @@ impl Settings {
                 "max_links" => n.max_links = parse_num(v, 1, 4096).map_err(err)? as usize,
                 "origin_rate" => n.origin_rate = parse_num(v, 1, 100_000).map_err(err)? as u32,
                 "link_rate" => n.link_rate = parse_num(v, 1, 100_000).map_err(err)? as u32,
-                "interface" if o.is_list => {
-                    if v.is_empty() || v.len() > 15 || v.contains(['/', ' ', '\0']) {
-                        return Err(err("must be a network interface name (at most 15 characters)".into()));
-                    }
-                    if !self.interfaces.iter().any(|i| i == v) {
-                        self.interfaces.push(v.to_string());
-                    }
-                }
+                "interface" if o.is_list => self.add_interface(v).map_err(err)?,
+                // `option interface 'bat0 mesh0'` is the older OpenWrt way
+                // to write a list (as in /etc/config/network's ifname).
                 "interface" => {
-                    return Err(err("use 'list interface', one line per interface".into()));
+                    for name in v.split_whitespace() {
+                        self.add_interface(name).map_err(err)?;
+                    }
                 }
                 "channel_history" => self.channel_history = parse_num(v, 1, 10_000).map_err(err)? as usize,
                 "channel_history_age" => self.channel_history_age = parse_num(v, 60, 30 * 86_400).map_err(err)?,
@@ -334,6 +325,16 @@ impl Settings {
                 option: "dead_after".into(),
                 reason: "must be longer than keepalive".into(),
             });
+        }
+        Ok(())
+    }
+
+    fn add_interface(&mut self, v: &str) -> Result<(), String> {
+        if v.is_empty() || v.len() > 15 || v.contains(['/', ' ', '\0']) || v.chars().any(char::is_control) {
+            return Err("must be a network interface name (at most 15 characters)".into());
+        }
+        if !self.interfaces.iter().any(|i| i == v) {
+            self.interfaces.push(v.to_string());
         }
         Ok(())
     }
@@ -454,6 +455,21 @@ impl Settings {
     }
 }
 
+/// The largest config file read (a stock one is 3 KB); a bigger one is
+/// refused rather than read into memory whole.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+fn read_bounded(p: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(p).map_err(|e| format!("cannot read: {e}"))?;
+    let mut text = Vec::new();
+    f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut text).map_err(|e| format!("cannot read: {e}"))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(format!("larger than {MAX_CONFIG_BYTES} bytes: not a config file"));
+    }
+    Ok(text)
+}
+
 /// Parses a 64-hex-digit Ed25519 public key.
 /// A 64-hex-digit Ed25519 public key. All zeros is refused: it is no key
 /// anyone holds, only a placeholder left in a config.
@@ -505,7 +521,7 @@ mod tests {
 
     fn load(text: &str) -> Result<Settings, ConfigError> {
         let mut s = Settings::defaults();
-        s.apply_text("/etc/config/meshpost", text).map(|_| s)
+        s.apply_text("/etc/config/meshpost", text.as_bytes()).map(|_| s)
     }
 
     #[test]
@@ -524,6 +540,39 @@ mod tests {
         assert_eq!(s.peers.len(), 2);
         assert_eq!(s.peers[0].key, Some([0xab; 32]));
         assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    }
+
+    #[test]
+    fn reads_a_file_as_uci_and_luci_read_it() {
+        // Merged named sections, a comment after a value, an empty value
+        // keeping the earlier one, and interfaces as a list or one option.
+        let key = "ab".repeat(32);
+        let s = load(&format!(
+            "config meshpost main\n option name r1#comment\nconfig peer gw\n option address 'a:1'\nconfig peer gw\n option key '{key}'\nconfig meshpost main\n option name ''\n option interface 'bat0 mesh0'\n"
+        ))
+        .unwrap();
+        assert_eq!(s.node.name, "r1");
+        assert_eq!(s.peers.len(), 1);
+        assert_eq!(s.peers[0].key, Some([0xab; 32]));
+        assert_eq!(s.interfaces, ["bat0", "mesh0"]);
+        // option then list of one name is a list: refused for a single option.
+        let e = load("config meshpost main\n option port 1\n list port 2\n").unwrap_err();
+        assert!(e.reason.contains("takes one value"), "{e}");
+    }
+
+    #[test]
+    fn an_oversized_or_binary_file_is_refused_with_its_line() {
+        let dir = std::env::temp_dir().join(format!("meshpost-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let big = dir.join("big");
+        std::fs::write(&big, vec![b'#'; MAX_CONFIG_BYTES as usize + 1]).unwrap();
+        let e = Settings::load(Some(&big), &Overrides::default()).unwrap_err();
+        assert!(e.reason.contains("larger than"), "{e}");
+        let bin = dir.join("bin");
+        std::fs::write(&bin, b"config meshpost main\n option name 'r\xff'\n").unwrap();
+        let e = Settings::load(Some(&bin), &Overrides::default()).unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
