@@ -13,7 +13,7 @@ ARCH         ?= x86_64
 CROSS_TARGETS := x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 FUZZ_TARGETS := envelope card packet frame e2e_open identity_file uci node_datagrams node_session reassembly mdns ack uci_libuci
 
-.PHONY: run test check lint unit release size cross cross-mips size-cross qemu-test mips-test packaging-test ipk fuzz fuzz-build tools clean
+.PHONY: run test check lint unit pytools release size cross cross-mips size-cross qemu-test mips-test packaging-test ipk fuzz fuzz-build tools clean
 
 ## run: build and run one daemon in the foreground on built-in defaults,
 ## with its state and control socket under ./$(STATE) (no root, no UCI file).
@@ -51,7 +51,15 @@ lint: tools
 	@# The fuzz crate is outside the workspace: check that it still builds.
 	$(CARGO) check --quiet --manifest-path fuzz/Cargo.toml
 
-unit:
+## pytools: the Python programs tests compare against, from PyPI, in a
+## venv under target/ (python-zeroconf: an independent mDNS resolver).
+PYVENV      := target/pyvenv
+PY_PACKAGES := zeroconf==0.154.0
+pytools:
+	@$(PYVENV)/bin/python -c "import zeroconf" 2>/dev/null || { \
+		python3 -m venv $(PYVENV) && $(PYVENV)/bin/pip install -q $(PY_PACKAGES); }
+
+unit: pytools
 	$(CARGO) test --workspace
 
 release:

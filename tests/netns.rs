@@ -545,6 +545,8 @@ fn discovery_coexists_ignores_junk_refuses_forged_fingerprints_and_times_out() {
             domain: String::new(),
         },
         120,
+        &[],
+        false,
     );
     in_ns(&b_ns, move || {
         let s = std::net::UdpSocket::bind("169.254.20.2:0").unwrap();

@@ -163,6 +163,13 @@ impl PeerBook {
             .insert(node, Found { addr, fp, last_seen: now, next_attempt: now + wait, backoff: min, linked_at: None });
     }
 
+    /// `node` said goodbye over discovery (mDNS records with TTL 0): it is
+    /// forgotten and no longer dialled. A link to it is left to the link's
+    /// own dead-peer detection. Returns whether it was known.
+    pub fn goodbye(&mut self, node: &NodeId) -> bool {
+        self.found.remove(node).is_some()
+    }
+
     /// A link to `node` at `addr` came up at `now`: its dials stop. The
     /// backoff is kept until the link proves stable (see [`unlinked`]).
     ///
@@ -297,6 +304,18 @@ mod tests {
         assert!(b.next_dial(|_| true).is_none());
         b.due(100_000, |_| false, |_| 0);
         assert_eq!(b.found().count(), 0, "silent past the discovery timeout");
+    }
+
+    #[test]
+    fn a_goodbye_stops_the_dials_until_announced_again() {
+        let mut b = PeerBook::new(LIMITS);
+        let (me, peer) = (NodeId([0; 16]), NodeId([9; 16]));
+        b.discovered(v4(9), peer, [9; 8], 0, me);
+        assert!(b.goodbye(&peer));
+        assert!(b.due(10_000, |_| false, |_| 0).is_empty(), "not dialled after its goodbye");
+        assert!(!b.goodbye(&peer));
+        b.discovered(v4(9), peer, [9; 8], 20_000, me);
+        assert_eq!(b.due(20_000, |_| false, |_| 0).len(), 1, "announced again: dialled");
     }
 
     #[test]

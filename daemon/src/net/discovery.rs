@@ -8,8 +8,13 @@
 //! meant for them. We announce our instance at once when an interface
 //! comes up, then again after 1, 2, 4 ... seconds up to `mdns_interval`;
 //! each announcement goes with a query so that nodes in their backoff
-//! answer at once. Queries from others are answered at most once a second
-//! per interface. Interfaces are re-scanned when the kernel reports a link
+//! answer at once. Queries for our service, our instance, our host name or
+//! the service types are answered at most once a second per interface and
+//! address family. Multicast loopback is on, so an avahi or umdns on this
+//! router sees our service too; our own packets coming back are recognised
+//! (same bytes, from our own address) and ignored. On stop, and for an
+//! interface dropped by a reload, we send goodbyes (TTL 0); goodbyes heard
+//! make the node stop dialling that peer. Interfaces are re-scanned when the kernel reports a link
 //! or address change (netlink.rs), and every [`RESCAN_MS`] anyway, so ones
 //! that appear or come back later are picked up without a restart.
 //!
@@ -18,8 +23,9 @@
 //! fingerprint, and forgets peers that fall silent. The wire format is in
 //! `meshpost_proto::mdns`. Why not libmdns: docs/discovery.md.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ffi::CStr;
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
 use meshpost_proto::identity::NodeId;
@@ -41,6 +47,9 @@ pub const FIRST_INTERVAL_MS: u64 = 1_000;
 pub const ANSWER_GAP_MS: u64 = 1_000;
 /// Largest mDNS packet read.
 const MAX_PACKET: usize = 9000;
+/// Packets we sent recently, remembered per interface to recognise them
+/// when multicast loopback brings them back.
+const RECENT_SENT: usize = 8;
 
 /// A datagram received on a discovery socket.
 pub struct Packet {
@@ -55,13 +64,21 @@ pub struct Packet {
 struct IfState {
     up: bool,
     v4: Option<Ipv4Addr>,
-    v6_link_local: bool,
+    v6_link_local: Option<Ipv6Addr>,
+}
+
+impl IfState {
+    fn addrs(&self) -> Vec<IpAddr> {
+        self.v4.map(IpAddr::V4).into_iter().chain(self.v6_link_local.map(IpAddr::V6)).collect()
+    }
 }
 
 struct Sock {
     send: std::net::UdpSocket,
     task: JoinHandle<()>,
     v6: bool,
+    /// When this socket last answered a query (per interface and family).
+    last_answer: Option<u64>,
 }
 
 impl Drop for Sock {
@@ -75,7 +92,39 @@ struct Iface {
     socks: Vec<Sock>,
     next_announce: u64,
     interval: u64,
-    last_answer: u64,
+    /// Hashes of the packets sent last, newest at the back.
+    recent: VecDeque<u64>,
+}
+
+impl Iface {
+    /// Sends `data` on `sock` and remembers it; returns 1 if it went out.
+    fn send(&mut self, sock: usize, data: &[u8]) -> u64 {
+        if self.recent.len() >= RECENT_SENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(digest(data));
+        self.socks.get(sock).map_or(0, |s| send(s, data))
+    }
+
+    /// Whether `data` from `from` is one of our own packets looped back.
+    fn is_own(&self, from: IpAddr, data: &[u8]) -> bool {
+        self.state.addrs().contains(&from) && self.recent.contains(&digest(data))
+    }
+}
+
+fn digest(data: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data.hash(&mut h);
+    h.finish()
+}
+
+/// What one received packet told us.
+#[derive(Debug, Default)]
+pub struct Heard {
+    /// Peers announced: (address to link to, node id, key fingerprint).
+    pub found: Vec<(SocketAddr, NodeId, [u8; 8])>,
+    /// Peers that said goodbye.
+    pub gone: Vec<NodeId>,
 }
 
 /// Counters for metrics.
@@ -85,6 +134,9 @@ pub struct Stats {
     pub received: u64,
     pub malformed: u64,
     pub announcements: u64,
+    /// Our own packets that multicast loopback brought back.
+    pub own: u64,
+    pub goodbyes: u64,
 }
 
 /// Discovery state for all configured interfaces.
@@ -119,7 +171,12 @@ impl Discovery {
         self.wanted = interfaces;
         self.me = me;
         self.max_interval = max_interval_ms;
-        self.active.retain(|name, _| self.wanted.contains(name));
+        let dropped: Vec<String> = self.active.keys().filter(|n| !self.wanted.contains(n)).cloned().collect();
+        for name in dropped {
+            if let Some(mut i) = self.active.remove(&name) {
+                self.stats.sent += say_goodbye(&self.me, &mut i);
+            }
+        }
         self.next_scan = 0;
         if changed_me {
             for i in self.active.values_mut() {
@@ -163,7 +220,6 @@ impl Discovery {
             self.next_scan = now + self.rescan_ms;
             self.rescan(now);
         }
-        let me = mdns::announce(&self.me, RECORD_TTL);
         let q = mdns::query();
         let max = self.max_interval;
         let mut sent = 0;
@@ -171,8 +227,9 @@ impl Discovery {
             if now < i.next_announce {
                 continue;
             }
-            for s in &i.socks {
-                sent += send(s, &me) + send(s, &q);
+            let me = mdns::announce(&self.me, RECORD_TTL, &i.state.addrs(), false);
+            for s in 0..i.socks.len() {
+                sent += i.send(s, &me) + i.send(s, &q);
             }
             i.next_announce = now + i.interval;
             i.interval = (i.interval * 2).min(max);
@@ -215,7 +272,7 @@ impl Discovery {
         let index = if_index(name).ok_or_else(|| std::io::Error::other("no such interface"))?;
         let mut socks = Vec::new();
         let mut errors = Vec::new();
-        if state.v6_link_local {
+        if state.v6_link_local.is_some() {
             match self.socket(name, index, None) {
                 Ok(s) => socks.push(s),
                 Err(e) => errors.push(format!("IPv6: {e}")),
@@ -235,7 +292,13 @@ impl Discovery {
             };
             return Err(std::io::Error::other(why));
         }
-        Ok(Iface { state: state.clone(), socks, next_announce: 0, interval: FIRST_INTERVAL_MS, last_answer: 0 })
+        Ok(Iface {
+            state: state.clone(),
+            socks,
+            next_announce: 0,
+            interval: FIRST_INTERVAL_MS,
+            recent: VecDeque::new(),
+        })
     }
 
     fn socket(&self, name: &str, index: u32, v4: Option<Ipv4Addr>) -> std::io::Result<Sock> {
@@ -255,14 +318,14 @@ impl Discovery {
             s.join_multicast_v4_n(&GROUP_V4, &InterfaceIndexOrAddress::Index(index))?;
             s.set_multicast_if_v4(&addr)?;
             s.set_multicast_ttl_v4(255)?;
-            s.set_multicast_loop_v4(false)?;
+            s.set_multicast_loop_v4(true)?;
         } else {
             s.set_only_v6(true)?;
             s.bind(&SocketAddr::V6(SocketAddrV6::new(GROUP_V6, MDNS_PORT, 0, index)).into())?;
             s.join_multicast_v6(&GROUP_V6, index)?;
             s.set_multicast_if_v6(index)?;
             s.set_multicast_hops_v6(255)?;
-            s.set_multicast_loop_v6(false)?;
+            s.set_multicast_loop_v6(true)?;
         }
         s.set_nonblocking(true)?;
         let send: std::net::UdpSocket = s.try_clone()?.into();
@@ -281,36 +344,46 @@ impl Discovery {
                 }
             }
         });
-        Ok(Sock { send, task, v6 })
+        Ok(Sock { send, task, v6, last_answer: None })
     }
 
-    /// Handles one received packet; returns the peers it announces, as
-    /// (address to link to, node id, key fingerprint).
-    pub fn on_packet(&mut self, p: Packet, now: u64) -> Vec<(SocketAddr, NodeId, [u8; 8])> {
+    /// Handles one received packet: answers a query for us, and returns
+    /// the peers it announces or says goodbye for.
+    pub fn on_packet(&mut self, p: Packet, now: u64) -> Heard {
+        let mut heard = Heard::default();
+        if self.active.get(&p.iface).is_some_and(|i| i.is_own(p.from.ip(), &p.data)) {
+            self.stats.own += 1;
+            return heard;
+        }
         self.stats.received += 1;
         let parsed = match mdns::parse(&p.data) {
             Ok(x) => x,
             Err(e) => {
                 self.stats.malformed += 1;
                 crate::debug!("discovery: malformed mDNS packet from {} on {}: {}", p.from, p.iface, e.0);
-                return Vec::new();
+                return heard;
             }
         };
-        if parsed.queries_service {
-            let me = mdns::announce(&self.me, RECORD_TTL);
-            if let Some(i) = self.active.get_mut(&p.iface)
-                && now >= i.last_answer + ANSWER_GAP_MS
-            {
-                i.last_answer = now;
-                let v6 = p.from.is_ipv6();
-                let mut sent = 0;
-                for s in i.socks.iter().filter(|s| s.v6 == v6) {
-                    sent += send(s, &me);
+        if (parsed.asks_for(&self.me) || parsed.queries_services)
+            && let Some(i) = self.active.get_mut(&p.iface)
+        {
+            let answer = mdns::announce(&self.me, RECORD_TTL, &i.state.addrs(), parsed.queries_services);
+            let v6 = p.from.is_ipv6();
+            for s in 0..i.socks.len() {
+                let sock = &mut i.socks[s];
+                if sock.v6 != v6 || sock.last_answer.is_some_and(|t| now < t + ANSWER_GAP_MS) {
+                    continue;
                 }
-                self.stats.sent += sent;
+                sock.last_answer = Some(now);
+                self.stats.sent += i.send(s, &answer);
             }
         }
-        let mut out = Vec::new();
+        for node in parsed.goodbyes {
+            if node != self.me.node {
+                self.stats.goodbyes += 1;
+                heard.gone.push(node);
+            }
+        }
         for a in parsed.announcements {
             if a.node == self.me.node {
                 continue;
@@ -320,10 +393,22 @@ impl Discovery {
                 IpAddr::V6(ip) => SocketAddr::V6(SocketAddrV6::new(ip, a.port, 0, p.index)),
                 IpAddr::V4(ip) => SocketAddr::new(IpAddr::V4(ip), a.port),
             };
-            out.push((addr, a.node, a.fingerprint));
+            heard.found.push((addr, a.node, a.fingerprint));
         }
-        out
+        heard
     }
+
+    /// Says goodbye on every interface (the daemon is stopping).
+    pub fn goodbye(&mut self) {
+        for i in self.active.values_mut() {
+            self.stats.sent += say_goodbye(&self.me, i);
+        }
+    }
+}
+
+fn say_goodbye(me: &Announcement, i: &mut Iface) -> u64 {
+    let bye = mdns::announce(me, 0, &i.state.addrs(), false);
+    (0..i.socks.len()).map(|s| i.send(s, &bye)).sum()
 }
 
 fn send(s: &Sock, data: &[u8]) -> u64 {
@@ -371,7 +456,7 @@ fn scan() -> BTreeMap<String, IfState> {
                 let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
                 let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
                 if ip.segments()[0] & 0xffc0 == 0xfe80 {
-                    e.v6_link_local = true;
+                    e.v6_link_local.get_or_insert(ip);
                 }
             }
         }

@@ -279,7 +279,13 @@ impl Daemon {
                 }
                 Some(p) = disc_rx.recv() => {
                     let now = timestamp();
-                    for (addr, node, fp) in d.discovery.on_packet(p, now.mono_ms) {
+                    let heard = d.discovery.on_packet(p, now.mono_ms);
+                    for node in heard.gone {
+                        if d.node.discovery_goodbye(&node, now) {
+                            info!("discovery: {node} said goodbye");
+                        }
+                    }
+                    for (addr, node, fp) in heard.found {
                         d.node.discovered(addr, node, fp, now);
                     }
                 }
@@ -301,6 +307,7 @@ impl Daemon {
             }
             d.drain();
         }
+        d.discovery.goodbye();
         notice!("stopping: {} envelopes kept in {}", d.node.store().len(), d.state.dir().display());
         let _ = std::fs::remove_file(&d.settings.socket);
         Ok(())

@@ -247,6 +247,8 @@ impl Daemon {
             ("mdns_received", "mDNS packets received", self.discovery.stats.received),
             ("mdns_malformed", "mDNS packets that did not parse", self.discovery.stats.malformed),
             ("mdns_announcements", "meshpost announcements heard over mDNS", self.discovery.stats.announcements),
+            ("mdns_goodbyes", "meshpost goodbyes heard over mDNS", self.discovery.stats.goodbyes),
+            ("mdns_own", "our own mDNS packets seen again through multicast loopback", self.discovery.stats.own),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(

@@ -93,6 +93,14 @@ impl Node {
         self.peers.discovered(addr, node, fp, now_ms, self.me);
     }
 
+    /// A peer found by discovery said goodbye (it is stopping): it is not
+    /// dialled again until it is announced again. Returns whether it was
+    /// known.
+    pub fn discovery_goodbye(&mut self, node: &NodeId, now: Timestamp) -> bool {
+        self.tick(now);
+        self.peers.goodbye(node)
+    }
+
     /// Peers found by discovery, for status output.
     pub fn discovered_peers(&self) -> Vec<DiscoveredInfo> {
         self.peers
