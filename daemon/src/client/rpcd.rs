@@ -105,6 +105,34 @@ mod tests {
     }
 
     #[test]
+    fn every_declared_argument_type_is_the_type_the_daemon_parses() {
+        // rpcd converts arguments to the types `list` declares before it
+        // calls us; each must then pass the daemon's own schema.
+        for (name, args, cmd, action) in METHODS {
+            let mut req = Map::new();
+            req.insert("cmd".into(), json!(cmd));
+            if let Some(a) = action {
+                req.insert("action".into(), json!(a));
+            }
+            for (arg, ty) in *args {
+                let sample = match (*ty, *arg) {
+                    ("int", _) => json!(60),
+                    (_, "action") => json!("list"),
+                    _ => json!("x"),
+                };
+                req.insert(arg.to_string(), sample);
+            }
+            let r = Request::from_value(Value::Object(req.clone()));
+            assert!(r.is_ok(), "{name}: {req:?} refused: {:?}", r.err());
+            for (arg, ty) in *args {
+                let mut wrong = req.clone();
+                wrong.insert(arg.to_string(), if *ty == "int" { json!("60") } else { json!(60) });
+                assert!(Request::from_value(Value::Object(wrong)).is_err(), "{name}: {arg} of the wrong type accepted");
+            }
+        }
+    }
+
+    #[test]
     fn bad_calls_are_json_errors() {
         let cli = Cli { socket: Some("/nonexistent.sock".into()), config: None, json: true, words: vec![] };
         assert_eq!(call(&cli, "frob", "{}")["ok"], false);
