@@ -4,10 +4,28 @@
 //! remote domain it serves, what may cross (direct messages and their
 //! acknowledgements, and only the channels listed), and how much: envelope
 //! and byte rates each way, and a share of the store for what came in over
-//! it. The node applies the policy (`node.rs`); this module holds the policy
-//! and the per-link meters and counters, and does no routing itself.
+//! it. The node applies the policy (`node.rs`); this module holds the policy,
+//! the per-link meters and counters, and the outbound backlog that paces
+//! what waits for `out_rate` tokens. It does no routing itself.
 
+use std::collections::VecDeque;
+
+use crate::envelope::EnvelopeId;
+use crate::identity::NodeId;
 use crate::store::Bucket;
+
+/// Most entries waiting in one federation link's outbound backlog; beyond
+/// it, envelopes wait in the store for the next sync round.
+pub const MAX_BACKLOG: usize = 4096;
+
+/// What waits for an outbound token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// A stored envelope.
+    Envelope(EnvelopeId),
+    /// The signed announce (card) of a node of our own domain.
+    Card(NodeId),
+}
 
 /// What an admin configured for one federation peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +74,8 @@ pub struct Counters {
     pub quota_drops: u64,
     pub refused_class: u64,
     pub refused_spoofed: u64,
+    /// Envelopes that waited for an outbound token (paced at out_rate).
+    pub delayed: u64,
 }
 
 impl Counters {
@@ -67,6 +87,7 @@ impl Counters {
         self.quota_drops += o.quota_drops;
         self.refused_class += o.refused_class;
         self.refused_spoofed += o.refused_spoofed;
+        self.delayed += o.delayed;
     }
 }
 
@@ -78,6 +99,10 @@ pub struct Meter {
     bytes_in: Bucket,
     envelopes_out: Bucket,
     pub counters: Counters,
+    /// What waits for an outbound token, oldest first.
+    backlog: VecDeque<Queued>,
+    /// A "backlog started" line was logged and its "cleared" is owed.
+    pub backlog_logged: bool,
 }
 
 impl Meter {
@@ -88,7 +113,42 @@ impl Meter {
             envelopes_out: Bucket::full(policy.out_burst, now_ms),
             policy,
             counters: Counters::default(),
+            backlog: VecDeque::new(),
+            backlog_logged: false,
         }
+    }
+
+    /// Entries waiting for an outbound token.
+    pub fn backlog(&self) -> usize {
+        self.backlog.len()
+    }
+
+    /// Queues `q` to go when a token is there; returns true if the backlog
+    /// was empty (a backlog starts). A full backlog or a duplicate is not
+    /// queued (the envelope stays in the store for sync).
+    pub fn queue(&mut self, q: Queued) -> bool {
+        let started = self.backlog.is_empty();
+        if self.backlog.len() < MAX_BACKLOG && !self.backlog.contains(&q) {
+            if matches!(q, Queued::Envelope(_)) {
+                self.counters.delayed += 1;
+            }
+            self.backlog.push_back(q);
+        }
+        started && !self.backlog.is_empty()
+    }
+
+    /// The oldest waiting entry, if any.
+    pub fn front(&self) -> Option<Queued> {
+        self.backlog.front().copied()
+    }
+
+    pub fn pop_front(&mut self) -> Option<Queued> {
+        self.backlog.pop_front()
+    }
+
+    /// When the next waiting entry can go (None: nothing waits).
+    pub fn next_send_at(&self) -> Option<u64> {
+        (!self.backlog.is_empty()).then(|| self.envelopes_out.next_token_at(self.policy.out_rate))
     }
 
     /// Charges one inbound envelope of `len` bytes; false if over quota.

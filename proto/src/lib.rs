@@ -30,6 +30,7 @@ pub mod identity;
 pub mod link;
 pub mod mdns;
 pub mod node;
+pub mod owncards;
 pub mod peerbook;
 pub mod rng;
 pub mod routing;

@@ -291,6 +291,14 @@ impl Bucket {
     pub fn tokens(&self) -> f32 {
         self.tokens
     }
+    /// When (ms) one token will be there, counted from the last update.
+    pub fn next_token_at(&self, rate: u32) -> u64 {
+        if self.tokens >= 1.0 || rate == 0 {
+            return self.last_ms;
+        }
+        self.last_ms + ((1.0 - self.tokens) * 1000.0 / rate as f32).ceil() as u64
+    }
+
     /// Takes one token if available.
     pub fn take(&mut self, rate: u32, burst: u32, now_ms: u64) -> bool {
         self.take_n(1, rate, burst, now_ms)

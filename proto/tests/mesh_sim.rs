@@ -659,3 +659,57 @@ fn reloading_a_changed_federation_policy_keeps_the_link_and_its_counters() {
     assert!(after.counters.envelopes_out >= before.counters.envelopes_out, "counters kept");
     assert_eq!(after.policy.out_rate, 5, "the new policy is in force");
 }
+
+#[test]
+fn federation_out_rate_paces_a_burst_independent_of_sync() {
+    // out_rate 5, out_burst 5: of 50 sent at once, 5 cross at once and the
+    // rest at 5 a second (about 9 s), not a burst per sync round.
+    let mut s = two_domains(true, |p| (p.out_rate, p.out_burst) = (5, 5));
+    s.run(30_000);
+    let t0 = s.now;
+    for i in 0..50 {
+        s.send(0, 5, &format!("m{i}"), None);
+    }
+    let (mut peak, mut arrivals) = (0, Vec::new());
+    while s.delivered[5].len() < 50 && s.now < t0 + 30_000 {
+        let before = s.delivered[5].len();
+        s.step(100);
+        peak = peak.max(s.nodes[2].federation_links()[0].backlog);
+        arrivals.extend(std::iter::repeat_n(s.now - t0, s.delivered[5].len() - before));
+    }
+    assert_eq!(s.delivered[5].len(), 50, "all arrive, once");
+    let last = *arrivals.last().unwrap();
+    assert!((8_500..=11_000).contains(&last), "the last arrived after {last} ms, not about 9 s");
+    assert!(arrivals.iter().filter(|t| **t <= 1_000).count() <= 10, "no more than the burst at once: {arrivals:?}");
+    let fed = &s.nodes[2].federation_links()[0];
+    assert!(peak >= 40, "the backlog gauge rose (peak {peak})");
+    assert_eq!(fed.backlog, 0, "and returned to 0");
+    assert!(fed.counters.delayed >= 45, "delayed counted: {}", fed.counters.delayed);
+}
+
+#[test]
+fn the_other_domains_nodes_are_known_within_seconds_of_the_federation_link_coming_up() {
+    let mut s = two_domains(true, |_| {});
+    for n in &mut s.nodes {
+        let c = Config { announce_interval_ms: 60_000, route_timeout_ms: 180_000, ..n.config().clone() };
+        n.set_config(c, Timestamp::from(s.now));
+    }
+    let wan = s.wan.clone();
+    s.wan.clear();
+    s.run(70_000);
+    assert!(s.nodes[0].card(&s.id(5)).is_none(), "no keys cross without the link");
+    s.wan = wan;
+    let t0 = s.now;
+    while !s.nodes[2].is_linked(&s.id(3)) && s.now < t0 + 30_000 {
+        s.step(100);
+    }
+    let up = s.now;
+    while s.nodes[0].card(&s.id(5)).is_none() && s.now < up + 10_000 {
+        s.step(100);
+    }
+    let took = s.now - up;
+    assert!(took <= 5_000, "A1 learned B1's keys {took} ms after the link came up (announce interval 60 s)");
+    let id = s.send(0, 5, "right away", None);
+    s.run(5_000);
+    assert!(s.delivered[5].iter().any(|d| d.id == id), "and a message to B1 arrives");
+}

@@ -333,12 +333,25 @@ fn human(cmd: &str, words: &[String], v: &Value) -> String {
                                     f["refused_class"].as_u64().unwrap_or(0)
                                         + f["refused_spoofed"].as_u64().unwrap_or(0)
                                 ),
+                                format!("{}/{}", s(f, "backlog"), s(f, "delayed")),
                             ]
                         })
                         .collect()
                 })
                 .unwrap_or_default();
-            table(&["domain", "address", "state", "handshake age s", "in/out", "quota drops", "refused"], &rows)
+            table(
+                &[
+                    "domain",
+                    "address",
+                    "state",
+                    "handshake age s",
+                    "in/out",
+                    "quota drops",
+                    "refused",
+                    "backlog/delayed",
+                ],
+                &rows,
+            )
         }
         "send" => format!(
             "queued {} to {}{}",

@@ -141,7 +141,9 @@ impl Daemon {
                     "state": if l.is_some() { "up" } else { "connecting" },
                     "last_handshake_secs": l.map(|l| now.saturating_sub(l.established_ms) / 1000),
                     "envelopes_in": c.envelopes_in, "bytes_in": c.bytes_in, "envelopes_out": c.envelopes_out,
-                    "quota_drops": c.quota_drops, "refused_class": c.refused_class, "refused_spoofed": c.refused_spoofed})
+                    "quota_drops": c.quota_drops, "refused_class": c.refused_class, "refused_spoofed": c.refused_spoofed,
+                    "backlog": l.map_or(0, |l| l.backlog), "delayed": c.delayed,
+                    "out_rate": f.policy.out_rate, "out_burst": f.policy.out_burst})
             })
             .collect();
         json!({"ok": true, "federation": list})
@@ -192,7 +194,13 @@ impl Daemon {
             );
         }
         let st = self.node.store();
+        let fed_links = self.node.federation_links();
         let gauges = [
+            (
+                "federation_backlog",
+                "envelopes and cards waiting for federation out_rate tokens",
+                fed_links.iter().map(|l| l.backlog as u64).sum(),
+            ),
             ("links", "established links", self.node.links().len() as u64),
             ("store_envelopes", "envelopes in the store", st.len() as u64),
             ("store_bytes", "bytes in the store", st.bytes() as u64),
@@ -238,6 +246,7 @@ impl Daemon {
             ("federation_bytes_in", "bytes accepted from federation peers", fed.bytes_in),
             ("federation_envelopes_out", "envelopes sent to federation peers", fed.envelopes_out),
             ("federation_quota_drops", "envelopes from federation peers over their quota", fed.quota_drops),
+            ("federation_delayed", "envelopes that waited for federation out_rate tokens", fed.delayed),
             (
                 "federation_refused",
                 "envelopes from federation peers refused by class or as spoofed",

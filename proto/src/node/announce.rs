@@ -48,11 +48,18 @@ impl Node {
             return Some(node);
         }
         let name = card.name.clone();
+        let own_domain = card.domain == self.cfg.domain;
         let links = &self.links;
         let (learned, evicted) = self.cards.learn(card, self.clock, |k| links.contains_key(k));
         if let Some(gone) = evicted {
             // Memory and disk stay bounded together.
+            self.cards_out.remove(&gone);
             self.actions.push_back(Action::ForgetCard { node: gone });
+        }
+        if own_domain && !matches!(learned, Learned::Refused | Learned::Known) {
+            self.cards_out.insert(node, env.bytes().to_vec());
+        } else if !own_domain {
+            self.cards_out.remove(&node);
         }
         let changed = match learned {
             Learned::Refused => return None,

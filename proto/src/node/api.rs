@@ -163,6 +163,14 @@ pub enum Event {
     DeliveryDeferred {
         reason: String,
     },
+    /// A federation link's outbound backlog started (`waiting`) or
+    /// cleared: envelopes wait for `out_rate` tokens.
+    FederationBacklog {
+        node: NodeId,
+        domain: String,
+        waiting: bool,
+        rate: u32,
+    },
 }
 
 impl fmt::Display for Event {
@@ -187,6 +195,13 @@ impl fmt::Display for Event {
             Event::CardUpdated { node, name } => write!(f, "learned keys of {node} ({name})"),
             Event::DeliveryDeferred { reason } => {
                 write!(f, "messages for this node are left with their senders for now: {reason}")
+            }
+            Event::FederationBacklog { node, domain, waiting: true, rate } => write!(
+                f,
+                "federation: envelopes for {domain} (gateway {node}) now wait for the outbound rate ({rate}/s)"
+            ),
+            Event::FederationBacklog { node, domain, waiting: false, .. } => {
+                write!(f, "federation: the backlog for {domain} (gateway {node}) is cleared")
             }
         }
     }
@@ -317,6 +332,8 @@ pub struct FederationInfo {
     pub addr: SocketAddr,
     pub established_ms: u64,
     pub counters: federation::Counters,
+    /// Entries waiting for an outbound token (envelopes and cards).
+    pub backlog: usize,
     /// The policy in force on the link.
     pub policy: federation::Policy,
 }

@@ -62,11 +62,69 @@ impl Node {
         let targets: Vec<NodeId> =
             self.links.keys().filter(|k| Some(**k) != from && self.should_offer(env, **k)).copied().collect();
         for t in targets {
-            if !self.take_out(t) {
-                continue;
-            }
+            self.send_stored(t, env.id(), env.bytes());
+        }
+    }
+
+    /// Sends a stored envelope to link `to` now, or, over a federation link
+    /// out of outbound tokens, queues it to go when a token is there.
+    pub(super) fn send_stored(&mut self, to: NodeId, id: EnvelopeId, bytes: &[u8]) {
+        if self.take_out(to) {
             self.metrics.envelopes_forwarded += 1;
-            self.send_envelope_bytes(t, env.bytes());
+            self.send_envelope_bytes(to, bytes);
+        } else {
+            self.queue_out(to, Queued::Envelope(id));
+        }
+    }
+
+    /// Queues `q` on federation link `to`; logs when envelopes start to
+    /// wait (cards handed over at link-up are not worth a line).
+    pub(super) fn queue_out(&mut self, to: NodeId, q: Queued) {
+        let Some(m) = self.links.get_mut(&to).and_then(|l| l.fed.as_mut()) else { return };
+        m.queue(q);
+        if matches!(q, Queued::Envelope(_)) && m.backlog() > 0 && !m.backlog_logged {
+            m.backlog_logged = true;
+            let (domain, rate) = (m.policy.domain.clone(), m.policy.out_rate);
+            self.emit(Event::FederationBacklog { node: to, domain, waiting: true, rate });
+        }
+    }
+
+    /// Logs a cleared backlog if its start was logged.
+    fn backlog_cleared(&mut self, to: NodeId) {
+        let Some(m) = self.links.get_mut(&to).and_then(|l| l.fed.as_mut()) else { return };
+        if m.backlog() == 0 && m.backlog_logged {
+            m.backlog_logged = false;
+            let (domain, rate) = (m.policy.domain.clone(), m.policy.out_rate);
+            self.emit(Event::FederationBacklog { node: to, domain, waiting: false, rate });
+        }
+    }
+
+    /// Sends what waits on federation link `to` while it has tokens.
+    pub(super) fn drain_backlog(&mut self, to: NodeId, now_ms: u64) {
+        loop {
+            let Some(q) = self.links.get(&to).and_then(|l| l.fed.as_ref()).and_then(Meter::front) else { return };
+            let bytes = match q {
+                Queued::Envelope(id) => self
+                    .store
+                    .get(&id)
+                    .filter(|e| self.should_offer(&e.env, to))
+                    .filter(|_| !self.links.get(&to).is_some_and(|l| l.peer_has.contains(&id)))
+                    .map(|e| e.env.bytes().to_vec()),
+                Queued::Card(node) => self.cards_out.get(&node).cloned(),
+            };
+            let Some(m) = self.links.get_mut(&to).and_then(|l| l.fed.as_mut()) else { return };
+            if let Some(b) = bytes {
+                if !m.take_out(now_ms) {
+                    return; // the Pace timer comes back for the rest
+                }
+                m.pop_front();
+                self.metrics.envelopes_forwarded += 1;
+                self.send_envelope_bytes(to, &b);
+            } else {
+                // Delivered, expired or no longer for this link meanwhile.
+                m.pop_front();
+            }
+            self.backlog_cleared(to);
         }
     }
 

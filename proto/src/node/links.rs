@@ -92,6 +92,8 @@ pub(super) enum LinkTimer {
     Sync,
     /// The initiator replaces the session (retried if it is lost).
     Rekey,
+    /// A federation link's out-quota has a token for its backlog.
+    Pace,
 }
 
 impl Link {
@@ -102,6 +104,9 @@ impl Link {
             Some((LinkTimer::DeadPeer, self.last_rx + cfg.dead_after_ms)),
             Some((LinkTimer::Sync, self.next_sync)),
             self.current.initiator.then_some((LinkTimer::Rekey, self.rekey_at)),
+            // After a refused take the bucket was updated at that moment,
+            // so this lies ahead of it.
+            self.fed.as_ref().and_then(Meter::next_send_at).map(|t| (LinkTimer::Pace, t)),
         ]
         .into_iter()
         .flatten()
@@ -126,6 +131,9 @@ impl Node {
             }
             if due.contains(&LinkTimer::Sync) {
                 self.offer(id, now_ms);
+            }
+            if due.contains(&LinkTimer::Pace) {
+                self.drain_backlog(id, now_ms);
             }
             if due.contains(&LinkTimer::Rekey) {
                 // If this handshake is lost, try again after a while.
@@ -353,6 +361,14 @@ impl Node {
                 (Some(m), Some(p)) => m.policy = p,
                 (slot, p) => *slot = p.map(|p| Meter::new(p, now_ms)),
             }
+        }
+        // A new federation link gets our community's cards at once (paced),
+        // so its side can address our nodes without waiting for announces.
+        if is_new && self.links.get(&node).is_some_and(|l| l.fed.is_some()) {
+            for n in self.cards_out.newest_first() {
+                self.queue_out(node, Queued::Card(n));
+            }
+            self.drain_backlog(node, now_ms);
         }
         self.offer(node, now_ms);
     }

@@ -31,13 +31,14 @@ use crate::channel::{ChannelKey, MAX_CHANNEL_BODY};
 use crate::delivered::Delivered;
 use crate::e2e;
 use crate::envelope::{DEFAULT_HOPS, Destination, Draft, Envelope, EnvelopeError, EnvelopeId, Kind};
-use crate::federation::{self, Meter};
+use crate::federation::{self, Meter, Queued};
 use crate::fragment::{Reassembler, split};
 use crate::identity::{Identity, NodeId, fingerprint};
 use crate::link::frame::{Frame, IdList, id_frames, keepalive};
 use crate::link::handshake::{HandshakeError, Initiator, Responder, SessionKeys};
 use crate::link::packet::Packet;
 use crate::link::session::{OpenError, Session};
+use crate::owncards::OwnCards;
 use crate::rng::NodeRng;
 use crate::routing::Table;
 use crate::store::{Bucket, SeenSet, Store, StoreError, StoreLimits};
@@ -70,6 +71,10 @@ use durability::{AfterWrite, WriteKind, Writes};
 use links::{Link, MAX_PEER_HAS, PendingInit, PendingResp};
 use refusals::Refusals;
 
+/// Most of our own domain's announces kept and handed to a federation peer
+/// when its link comes up (paced at its out_rate like everything else).
+pub const MAX_CARDS_EXCHANGED: usize = 256;
+
 /// The whole protocol state of one meshpost node.
 pub struct Node {
     identity: Identity,
@@ -83,6 +88,8 @@ pub struct Node {
     links: BTreeMap<NodeId, Link>,
     by_index: BTreeMap<u32, NodeId>,
     cards: CardBook,
+    /// Our own domain's announces, handed to federation peers at link-up.
+    cards_out: OwnCards,
     origin_buckets: BTreeMap<NodeId, Bucket>,
     store: Store,
     seen: SeenSet,
@@ -142,6 +149,7 @@ impl Node {
             links: BTreeMap::new(),
             by_index: BTreeMap::new(),
             cards: CardBook::new(max_routes),
+            cards_out: OwnCards::new(MAX_CARDS_EXCHANGED),
             origin_buckets: BTreeMap::new(),
             store,
             seen,

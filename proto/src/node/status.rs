@@ -44,6 +44,7 @@ impl Node {
                     addr: l.addr,
                     established_ms: l.current.established_at,
                     counters: m.counters.clone(),
+                    backlog: m.backlog(),
                     policy: m.policy.clone(),
                 })
             })

@@ -57,11 +57,8 @@ impl Node {
                     // peer cannot fetch what may not cross by asking).
                     let bytes =
                         self.store.get(&id).filter(|e| self.should_offer(&e.env, node)).map(|e| e.env.bytes().to_vec());
-                    if let Some(b) = bytes
-                        && self.take_out(node)
-                    {
-                        self.metrics.envelopes_forwarded += 1;
-                        self.send_envelope_bytes(node, &b);
+                    if let Some(b) = bytes {
+                        self.send_stored(node, id, &b);
                     }
                 }
             }
