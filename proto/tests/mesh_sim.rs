@@ -480,12 +480,30 @@ fn with_the_gateway_link_down_fifty_wait_and_all_arrive_later() {
 
 #[test]
 fn a_wrong_pinned_gateway_key_gets_no_link_and_nothing_crosses() {
+    // GA's pin for GB is wrong; GB's pin for GA is right.
     let mut s = two_domains(false, |_| {});
     s.run(30_000);
-    assert!(!s.nodes[2].is_linked(&s.id(3)));
+    let (ga, gb) = (s.id(2), s.id(3));
+    assert!(!s.nodes[2].is_linked(&gb));
     assert!(s.nodes[2].metrics().peers_refused > 0);
     assert!(s.nodes[0].card(&s.id(5)).is_none(), "no keys from ffb reached ffa");
     assert!(s.nodes[2].federation_links().is_empty());
+    // The side whose pin is right is told, and never counts the link up
+    // nor anything as sent over it (not even its community's cards).
+    let mut up_seen = false;
+    for _ in 0..300 {
+        s.step(100);
+        up_seen |= s.nodes[3].is_linked(&ga);
+        for l in s.nodes[3].federation_links() {
+            assert_eq!(l.counters.envelopes_out, 0, "GB sent nothing over an unconfirmed link");
+        }
+    }
+    assert!(!up_seen, "GB never showed the link up");
+    let why = s.nodes[3].refusal(&ga).unwrap_or_default().to_string();
+    assert!(why.starts_with("refused by peer: our key is not the one it has pinned"), "GB's state: {why:?}");
+    assert!(s.nodes[2].refusal(&gb).is_some_and(|r| r.contains("pinned")), "GA says why it refused");
+    // One log line per cause on each side, not one per attempt.
+    assert!(s.refusals_logged[2] <= 2 && s.refusals_logged[3] <= 2, "log lines: {:?}", s.refusals_logged);
 }
 
 #[test]

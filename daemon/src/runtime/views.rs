@@ -137,8 +137,16 @@ impl Daemon {
                 let node = NodeId::from_public_key(&f.key);
                 let l = links.iter().find(|l| l.node == node);
                 let c = l.map(|l| l.counters.clone()).unwrap_or_default();
+                // Up only when the peer confirmed it; otherwise why not.
+                let state = match (l.map(|l| l.confirmed), self.node.refusal(&node)) {
+                    (Some(true), _) => "up".to_string(),
+                    (Some(false), _) => "confirming".to_string(),
+                    (None, Some(r)) if r.starts_with("refused by peer") => r.to_string(),
+                    (None, Some(r)) => format!("refused: {r}"),
+                    (None, None) => "connecting".to_string(),
+                };
                 json!({"domain": f.policy.domain, "address": f.address, "node": node.to_string(),
-                    "state": if l.is_some() { "up" } else { "connecting" },
+                    "state": state,
                     "last_handshake_secs": l.map(|l| now.saturating_sub(l.established_ms) / 1000),
                     "envelopes_in": c.envelopes_in, "bytes_in": c.bytes_in, "envelopes_out": c.envelopes_out,
                     "quota_drops": c.quota_drops, "refused_class": c.refused_class, "refused_spoofed": c.refused_spoofed,
@@ -157,7 +165,7 @@ impl Daemon {
             .into_iter()
             .map(|l| {
                 json!({"node": l.node.to_string(), "name": l.name, "address": l.addr.to_string(), "state": "up",
-                "initiator": l.initiator, "up_secs": now.saturating_sub(l.established_ms) / 1000,
+                "initiator": l.initiator, "confirmed": l.confirmed, "up_secs": now.saturating_sub(l.established_ms) / 1000,
                 "last_rx_secs": now.saturating_sub(l.last_rx_ms) / 1000, "rx": l.rx, "tx": l.tx})
             })
             .collect();

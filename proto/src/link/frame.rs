@@ -6,7 +6,11 @@
 //! 2 offer       u8 n, n x [16] envelope ids   "I hold these"
 //! 3 want        u8 n, n x [16]                "send me these"
 //! 4 have        u8 n, n x [16]                "I already have (or got) these"
+//! 5 refuse      u8 reason                     "I will not link with you"
 //! ```
+//! A `refuse` frame is sealed with the keys of the handshake just finished,
+//! so it proves it comes from the key the handshake proved; it is the only
+//! frame sent on a session that is not kept.
 //! One frame per datagram. Parsing borrows from the plaintext.
 
 use crate::envelope::EnvelopeId;
@@ -26,11 +30,50 @@ pub enum IdList {
     Have = 4,
 }
 
+/// Why a peer refused to link with us, as a `refuse` frame says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefuseReason {
+    /// Our key is not the key it has pinned for our address.
+    PinMismatch = 1,
+    /// We are not a configured peer there (and it takes no strangers).
+    NotConfigured = 2,
+    /// It is at its link limit.
+    LinkLimit = 3,
+    /// We belong to another community's domain (a mesh link).
+    OtherDomain = 4,
+    /// Any other cause.
+    Other = 5,
+}
+
+impl RefuseReason {
+    fn from_u8(b: u8) -> RefuseReason {
+        match b {
+            1 => Self::PinMismatch,
+            2 => Self::NotConfigured,
+            3 => Self::LinkLimit,
+            4 => Self::OtherDomain,
+            _ => Self::Other,
+        }
+    }
+
+    /// The refusal as the refused side logs it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::PinMismatch => "refused by peer: our key is not the one it has pinned (check its `option key`)",
+            Self::NotConfigured => "refused by peer: we are not a configured peer there",
+            Self::LinkLimit => "refused by peer: it is at its link limit",
+            Self::OtherDomain => "refused by peer: we belong to another domain",
+            Self::Other => "refused by peer",
+        }
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
     Keepalive,
     Fragment { xfer: u32, index: u16, count: u16, data: &'a [u8] },
     Ids { list: IdList, ids: Vec<EnvelopeId> },
+    Refuse(RefuseReason),
 }
 
 /// Why a decrypted frame was refused (only an authenticated peer can send one).
@@ -69,6 +112,13 @@ impl<'a> Frame<'a> {
                 };
                 Ok(Frame::Ids { list, ids })
             }
+            5 => {
+                let reason = r.u8("reason").map_err(|_| FrameError("refuse without a reason"))?;
+                if r.remaining() != 0 {
+                    return Err(FrameError("refuse frame too long"));
+                }
+                Ok(Frame::Refuse(RefuseReason::from_u8(reason)))
+            }
             _ => Err(FrameError("unknown frame type")),
         }
     }
@@ -76,6 +126,10 @@ impl<'a> Frame<'a> {
 
 pub fn keepalive() -> Vec<u8> {
     vec![0]
+}
+
+pub fn refuse(reason: RefuseReason) -> Vec<u8> {
+    vec![5, reason as u8]
 }
 
 pub fn fragment(xfer: u32, index: u16, count: u16, data: &[u8]) -> Vec<u8> {
@@ -124,6 +178,9 @@ mod tests {
             }
         }
         assert_eq!(back, ids);
+        assert_eq!(Frame::parse(&refuse(RefuseReason::PinMismatch)), Ok(Frame::Refuse(RefuseReason::PinMismatch)));
+        assert_eq!(Frame::parse(&[5, 77]), Ok(Frame::Refuse(RefuseReason::Other)), "unknown reasons still refuse");
+        assert!(Frame::parse(&[5]).is_err() && Frame::parse(&[5, 1, 0]).is_err());
     }
 
     #[test]

@@ -123,6 +123,8 @@ impl Node {
             // grows to retry_max; one log line for as long as it keeps this up.
             let penalty = (self.cfg.retry_min_ms, self.cfg.retry_max_ms);
             self.refused(addr, link, reason, Some(penalty));
+            let told = crate::link::frame::refuse(crate::link::frame::RefuseReason::OtherDomain);
+            self.send_frame(link, &told, now_ms);
             self.drop_link(link, "neighbour of another domain on a mesh link");
             return;
         }

@@ -322,6 +322,8 @@ pub struct LinkInfo {
     pub last_rx_ms: u64,
     pub rx: u64,
     pub tx: u64,
+    /// The peer confirmed the link (until then it carries nothing).
+    pub confirmed: bool,
 }
 
 /// A snapshot of one federation link.
@@ -334,6 +336,8 @@ pub struct FederationInfo {
     pub counters: federation::Counters,
     /// Entries waiting for an outbound token (envelopes and cards).
     pub backlog: usize,
+    /// The peer confirmed the link (until then it carries nothing).
+    pub confirmed: bool,
     /// The policy in force on the link.
     pub policy: federation::Policy,
 }

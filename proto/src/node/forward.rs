@@ -20,7 +20,7 @@ impl Node {
     /// Nothing goes back to its origin, and nothing with no hops left goes to
     /// anyone but its recipient.
     pub(super) fn should_offer(&self, env: &Envelope, to: NodeId) -> bool {
-        if env.origin_id() == to {
+        if env.origin_id() == to || !self.links.get(&to).is_some_and(|l| l.confirmed) {
             return false;
         }
         if let Some(m) = self.links.get(&to).and_then(|l| l.fed.as_ref()) {
@@ -101,6 +101,9 @@ impl Node {
 
     /// Sends what waits on federation link `to` while it has tokens.
     pub(super) fn drain_backlog(&mut self, to: NodeId, now_ms: u64) {
+        if !self.links.get(&to).is_some_and(|l| l.confirmed) {
+            return; // confirm() drains it
+        }
         loop {
             let Some(q) = self.links.get(&to).and_then(|l| l.fed.as_ref()).and_then(Meter::front) else { return };
             let bytes = match q {

@@ -58,6 +58,9 @@ pub(super) struct Link {
     pub(super) peer_has: std::collections::BTreeSet<EnvelopeId>,
     /// Set when this is a federation link.
     pub(super) fed: Option<Meter>,
+    /// The peer has sent an authenticated frame on it: it accepted the
+    /// link (confirm.rs). Until then nothing is offered or forwarded.
+    pub(super) confirmed: bool,
 }
 
 /// Most ids remembered per link as already held by the peer.
@@ -94,6 +97,8 @@ pub(super) enum LinkTimer {
     Rekey,
     /// A federation link's out-quota has a token for its backlog.
     Pace,
+    /// The peer never confirmed the link: drop it.
+    Unconfirmed,
 }
 
 impl Link {
@@ -107,6 +112,8 @@ impl Link {
             // After a refused take the bucket was updated at that moment,
             // so this lies ahead of it.
             self.fed.as_ref().and_then(Meter::next_send_at).map(|t| (LinkTimer::Pace, t)),
+            (!self.confirmed)
+                .then_some((LinkTimer::Unconfirmed, self.current.established_at + cfg.handshake_timeout_ms)),
         ]
         .into_iter()
         .flatten()
@@ -127,6 +134,10 @@ impl Node {
             let (addr, remote_ed) = (l.addr, l.current.remote_ed);
             if due.contains(&LinkTimer::DeadPeer) {
                 self.drop_link(id, "peer silent past the dead-peer timeout");
+                continue;
+            }
+            if due.contains(&LinkTimer::Unconfirmed) {
+                self.drop_link(id, "the peer never confirmed the link");
                 continue;
             }
             if due.contains(&LinkTimer::Sync) {
@@ -219,11 +230,17 @@ impl Node {
                     _ => Ok(()),
                 };
                 if let Err(reason) = announced.and_then(|_| self.check_policy(&keys, from, p.expect)) {
-                    self.refuse(from, &keys, reason);
+                    // Finish the handshake so the responder can read why.
+                    self.transmit(from, data);
+                    self.refuse(from, &keys, &reason);
+                    self.send_refusal(from, keys, reason.told());
                     return;
                 }
                 self.transmit(from, data);
+                let node = NodeId::from_public_key(&keys.remote_ed);
                 self.establish(keys, from, now_ms);
+                // Confirm at once: the responder counts the link up on it.
+                self.send_frame(node, &keepalive(), now_ms);
             }
             Err(e) => self.handshake_failed(from, e),
         }
@@ -243,7 +260,8 @@ impl Node {
             Ok(keys) => {
                 let expect = self.peers.pin_for(from);
                 if let Err(reason) = self.check_policy(&keys, from, expect) {
-                    self.refuse(from, &keys, reason);
+                    self.refuse(from, &keys, &reason);
+                    self.send_refusal(from, keys, reason.told());
                     return;
                 }
                 let node = NodeId::from_public_key(&keys.remote_ed);
@@ -283,7 +301,7 @@ impl Node {
         Ok(())
     }
 
-    pub(super) fn refuse(&mut self, addr: SocketAddr, keys: &SessionKeys, reason: Refusal) {
+    pub(super) fn refuse(&mut self, addr: SocketAddr, keys: &SessionKeys, reason: &Refusal) {
         let node = NodeId::from_public_key(&keys.remote_ed);
         self.refused(addr, node, reason.to_string(), None);
     }
@@ -300,7 +318,6 @@ impl Node {
     pub(super) fn establish(&mut self, keys: SessionKeys, addr: SocketAddr, now_ms: u64) {
         self.metrics.handshakes_completed += 1;
         let node = NodeId::from_public_key(&keys.remote_ed);
-        let initiator = keys.initiator;
         let session = Session::new(keys, now_ms);
         self.by_index.insert(session.local_idx, node);
         let is_new = !self.links.contains_key(&node);
@@ -342,9 +359,9 @@ impl Node {
                         tx: 0,
                         peer_has: std::collections::BTreeSet::new(),
                         fed: None,
+                        confirmed: false,
                     },
                 );
-                self.emit(Event::LinkUp { node, addr, initiator });
             }
         }
         self.peers.linked(node, addr, now_ms);
@@ -429,8 +446,15 @@ impl Node {
         l.addr = from;
         l.last_rx = now_ms;
         l.rx += 1;
-        match Frame::parse(&plain) {
-            Ok(Frame::Keepalive) => {}
+        let frame = Frame::parse(&plain);
+        match frame {
+            Ok(Frame::Refuse(reason)) => return self.refused_by_peer(node, reason),
+            Ok(_) => self.confirm(node, now_ms),
+            Err(_) => {}
+        }
+        let Some(l) = self.links.get_mut(&node) else { return };
+        match frame {
+            Ok(Frame::Keepalive | Frame::Refuse(_)) => {}
             Ok(Frame::Fragment { xfer, index, count, data }) => {
                 match l.reasm.insert(now_ms, xfer, index, count, data) {
                     Ok(Some(bytes)) => self.on_envelope(now_ms, node, &bytes),

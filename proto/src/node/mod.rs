@@ -48,6 +48,7 @@ mod acks;
 mod announce;
 mod api;
 mod channels;
+mod confirm;
 mod crossing;
 mod durability;
 mod forward;
@@ -227,8 +228,9 @@ impl Node {
         }
     }
 
+    /// Whether a link to `id` is up: established and confirmed by the peer.
     pub fn is_linked(&self, id: &NodeId) -> bool {
-        self.links.contains_key(id)
+        self.links.get(id).is_some_and(|l| l.confirmed)
     }
 
     /// Next action to carry out, in order.

@@ -56,6 +56,11 @@ impl Refusals {
         self.peers.get(node).filter(|r| now < r.until).map(|r| r.reason.as_str())
     }
 
+    /// The last cause noted for `node`, while it is remembered.
+    pub(super) fn reason(&self, node: &NodeId) -> Option<&str> {
+        self.peers.get(node).map(|r| r.reason.as_str())
+    }
+
     /// A link with `node` was accepted: a later refusal is news again.
     pub(super) fn clear(&mut self, node: &NodeId) {
         self.peers.remove(node);

@@ -16,6 +16,7 @@ impl Node {
                 last_rx_ms: l.last_rx,
                 rx: l.rx,
                 tx: l.tx,
+                confirmed: l.confirmed,
             })
             .collect()
     }
@@ -45,6 +46,7 @@ impl Node {
                     established_ms: l.current.established_at,
                     counters: m.counters.clone(),
                     backlog: m.backlog(),
+                    confirmed: l.confirmed,
                     policy: m.policy.clone(),
                 })
             })
