@@ -920,7 +920,8 @@ fn a_gateway_with_a_wrong_pin_gets_no_link_and_nothing_crosses() {
     };
     let n = &m.nodes;
     std::thread::sleep(Duration::from_secs(15));
-    assert_eq!(fed_state(&n[2]), "connecting");
+    assert!(fed_state(&n[2]).starts_with("refused: key does not match the pinned key"), "{}", fed_state(&n[2]));
+    assert!(fed_state(&n[3]).starts_with("refused by peer"), "GB is told: {}", fed_state(&n[3]));
     assert!(n[2].log().contains("pinned"), "{}", n[2].log());
     let v = n[0].request(json!({"cmd": "send", "to": "b1@ffb", "text": "x"}));
     assert_eq!(v["ok"], false, "no keys crossed: {v}");

@@ -26,6 +26,7 @@ pub mod envelope;
 pub mod expiring;
 pub mod federation;
 pub mod fragment;
+pub mod hslimit;
 pub mod identity;
 pub mod link;
 pub mod mdns;

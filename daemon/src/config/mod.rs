@@ -292,6 +292,7 @@ impl Settings {
                 "max_links" => n.max_links = parse_num(v, 1, 4096).map_err(err)? as usize,
                 "origin_rate" => n.origin_rate = parse_num(v, 1, 100_000).map_err(err)? as u32,
                 "link_rate" => n.link_rate = parse_num(v, 1, 100_000).map_err(err)? as u32,
+                "handshake_rate" => n.handshake_rate = parse_num(v, 1, 10_000).map_err(err)? as u32,
                 "interface" if o.is_list => self.add_interface(v).map_err(err)?,
                 // `option interface 'bat0 mesh0'` is the older OpenWrt way
                 // to write a list (as in /etc/config/network's ifname).

@@ -79,7 +79,7 @@ impl Daemon {
         let c = self.node.config();
         json!({"ok": true, "version": env!("CARGO_PKG_VERSION"), "node_id": self.node.node_id().to_string(),
             "name": c.name, "domain": c.domain, "uptime": self.started.elapsed().as_secs(),
-            "port": self.settings.port, "links": self.node.links().len(), "peers_configured": self.node.peers().len(),
+            "port": self.settings.port, "links": self.node.links().iter().filter(|l| l.confirmed).count(), "peers_configured": self.node.peers().len(),
             "store": {"envelopes": self.node.store().len(), "bytes": self.node.store().bytes()},
             "inbox": {"messages": self.inbox.len(), "unread": self.inbox.unread(), "bytes": self.inbox.bytes(),
                 "full": self.inbox_full_since.is_some(), "max_messages": self.settings.inbox_max,
@@ -209,7 +209,11 @@ impl Daemon {
                 "envelopes and cards waiting for federation out_rate tokens",
                 fed_links.iter().map(|l| l.backlog as u64).sum(),
             ),
-            ("links", "established links", self.node.links().len() as u64),
+            (
+                "links",
+                "links up (confirmed by both sides)",
+                self.node.links().iter().filter(|l| l.confirmed).count() as u64,
+            ),
             ("store_envelopes", "envelopes in the store", st.len() as u64),
             ("store_bytes", "bytes in the store", st.bytes() as u64),
             ("inbox_messages", "messages in the inbox", self.inbox.len() as u64),

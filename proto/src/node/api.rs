@@ -23,6 +23,9 @@ pub struct Config {
     pub handshake_timeout_ms: u64,
     pub max_links: usize,
     pub max_pending_handshakes: usize,
+    /// Handshake first messages answered per second from all sources
+    /// together (each address also has its own small budget; hslimit.rs).
+    pub handshake_rate: u32,
     pub max_cards: usize,
     pub seen_capacity: usize,
     /// Most ids of delivered messages remembered (never evicted before
@@ -78,6 +81,7 @@ impl Default for Config {
             handshake_timeout_ms: 5_000,
             max_links: 64,
             max_pending_handshakes: 64,
+            handshake_rate: 50,
             max_cards: 4096,
             seen_capacity: 65_536,
             delivered_capacity: 65_536,

@@ -184,6 +184,11 @@ impl Node {
     }
 
     pub(super) fn on_init(&mut self, now_ms: u64, from: SocketAddr, sender: u32, noise: &[u8]) {
+        // Before any cryptography: msg1 is unauthenticated and costly.
+        if !self.hs_limit.allow(from.ip(), now_ms) {
+            self.metrics.handshakes_rate_limited += 1;
+            return;
+        }
         // One pending response per address, and a bounded total: message 1
         // is unauthenticated, so this is all a stranger can make us hold.
         self.responders.retain(|_, p| p.addr != from);
@@ -303,6 +308,11 @@ impl Node {
 
     pub(super) fn refuse(&mut self, addr: SocketAddr, keys: &SessionKeys, reason: &Refusal) {
         let node = NodeId::from_public_key(&keys.remote_ed);
+        if let Refusal::PinMismatch { pinned } = reason {
+            // Also under the pinned id, which is what the admin configured
+            // and what `meshpost federation` shows (logged once, below).
+            self.refusals.note(*pinned, &reason.to_string(), self.clock, None);
+        }
         self.refused(addr, node, reason.to_string(), None);
     }
 

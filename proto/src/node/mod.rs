@@ -33,6 +33,7 @@ use crate::e2e;
 use crate::envelope::{DEFAULT_HOPS, Destination, Draft, Envelope, EnvelopeError, EnvelopeId, Kind};
 use crate::federation::{self, Meter, Queued};
 use crate::fragment::{Reassembler, split};
+use crate::hslimit::HandshakeLimiter;
 use crate::identity::{Identity, NodeId, fingerprint};
 use crate::link::frame::{Frame, IdList, id_frames, keepalive};
 use crate::link::handshake::{HandshakeError, Initiator, Responder, SessionKeys};
@@ -86,6 +87,8 @@ pub struct Node {
     peers: PeerBook,
     initiators: BTreeMap<u32, PendingInit>,
     responders: BTreeMap<u32, PendingResp>,
+    /// How many msg1 are answered (per source address and in total).
+    hs_limit: HandshakeLimiter,
     links: BTreeMap<NodeId, Link>,
     by_index: BTreeMap<u32, NodeId>,
     cards: CardBook,
@@ -138,6 +141,7 @@ impl Node {
         let seen = SeenSet::new(cfg.seen_capacity);
         let peers = PeerBook::new(Node::peer_limits(&cfg));
         let delivered = Delivered::new(cfg.delivered_capacity);
+        let hs_limit = HandshakeLimiter::new(cfg.handshake_rate, now_ms);
         let mut n = Node {
             identity,
             me,
@@ -147,6 +151,7 @@ impl Node {
             peers,
             initiators: BTreeMap::new(),
             responders: BTreeMap::new(),
+            hs_limit,
             links: BTreeMap::new(),
             by_index: BTreeMap::new(),
             cards: CardBook::new(max_routes),
@@ -215,6 +220,7 @@ impl Node {
         self.delivered.set_capacity(cfg.delivered_capacity);
         self.peers.set_limits(Node::peer_limits(&cfg));
         self.cards.set_capacity(cfg.max_cards);
+        self.hs_limit.set_rate(cfg.handshake_rate);
         self.cfg = cfg;
         if renamed {
             self.refresh_announce(now_ms);

@@ -10,11 +10,16 @@ use super::*;
 
 /// Most peers remembered as refused.
 pub(super) const MAX_REFUSED: usize = 256;
+/// Causes remembered per peer (two sides refusing each other for two
+/// causes must not log them in turn).
+const CAUSES_PER_PEER: usize = 4;
 
 #[derive(Debug, Clone)]
 pub(super) struct Refused {
-    /// The last cause logged for this peer.
+    /// The last cause noted for this peer.
     reason: String,
+    /// Causes already logged for it (at most [`CAUSES_PER_PEER`]).
+    logged: Vec<String>,
     /// Until when a handshake from it is refused at once (0: not at all).
     until: u64,
     penalty: u64,
@@ -38,10 +43,20 @@ impl Refusals {
                 self.peers.remove(&k);
             }
         }
-        let r = self.peers.entry(node).or_insert(Refused { reason: String::new(), until: 0, penalty: 0, noted: now });
-        let new_cause = r.reason != reason;
+        let r = self.peers.entry(node).or_insert(Refused {
+            reason: String::new(),
+            logged: Vec::new(),
+            until: 0,
+            penalty: 0,
+            noted: now,
+        });
+        r.reason = reason.to_string();
+        let new_cause = !r.logged.iter().any(|c| c == reason);
         if new_cause {
-            r.reason = reason.to_string();
+            if r.logged.len() >= CAUSES_PER_PEER {
+                r.logged.remove(0);
+            }
+            r.logged.push(reason.to_string());
         }
         r.noted = now;
         if let Some((min, max)) = penalize {
@@ -84,6 +99,8 @@ mod tests {
         }
         assert_eq!(r.blocked(&n, 100_009 + 7_999), Some("other domain"), "capped at the maximum");
         assert!(r.note(n, "pin mismatch", 200_000, None), "a new cause is logged");
+        assert!(!r.note(n, "other domain", 200_000, None), "causes in turn are not logged again");
+        assert_eq!(r.reason(&n), Some("other domain"), "the state is the latest cause");
         r.clear(&n);
         assert!(r.note(n, "pin mismatch", 200_001, None), "after a good link, news again");
         for i in 0..=MAX_REFUSED as u32 {
