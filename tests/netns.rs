@@ -873,12 +873,12 @@ fn two_communities_exchange_messages_over_a_routed_delayed_path_and_wait_out_an_
         assert!(!d.to_string().contains(&n[other].node_id()), "gateway {gw} discovered the other side");
     }
 
-    // The internet link goes down; 50 messages wait; all arrive once after.
+    // The internet link goes down; 100 messages wait; all arrive once after.
     let ga_ns = format!("{}-ga", m.net.prefix);
     ip(&["-n", &ga_ns, "link", "set", "wan", "down"]);
     assert!(wait_until(30, || fed_state(&n[2]) != "up"));
     let mut sent = std::collections::BTreeSet::new();
-    for i in 0..50 {
+    for i in 0..100 {
         let text = format!("during the outage {i}");
         send(&n[0], &n[5].node_id(), &text, None);
         sent.insert(text);
@@ -887,13 +887,13 @@ fn two_communities_exchange_messages_over_a_routed_delayed_path_and_wait_out_an_
     assert_eq!(n[5].inbox().len(), 1, "nothing crossed while the link was down");
     ip(&["-n", &ga_ns, "link", "set", "wan", "up"]);
     ip(&["-n", &ga_ns, "route", "replace", "198.18.2.0/24", "via", "198.18.1.1"]);
-    assert!(wait_until(90, || n[5].inbox().len() >= 51), "B1 got {}", n[5].inbox().len() - 1);
+    assert!(wait_until(90, || n[5].inbox().len() >= 101), "B1 got {}", n[5].inbox().len() - 1);
     std::thread::sleep(Duration::from_secs(3));
     let got: std::collections::BTreeSet<String> =
         n[5].inbox().iter().skip(1).map(|m| m["text"].as_str().unwrap().to_string()).collect();
-    assert_eq!(n[5].inbox().len(), 51, "exactly once");
+    assert_eq!(n[5].inbox().len(), 101, "exactly once");
     assert_eq!(got, sent);
-    // And all 50 are freed everywhere once acknowledged.
+    // And all 100 are freed everywhere once acknowledged.
     let ids: Vec<String> = n[5].inbox().iter().skip(1).map(|m| m["id"].as_str().unwrap().to_string()).collect();
     let empty = wait_until(30, || n.iter().all(|x| store_ids(x).iter().all(|s| !ids.contains(s))));
     assert!(empty, "stores still hold delivered messages: {:?}", n.iter().map(store_ids).collect::<Vec<_>>());
