@@ -40,6 +40,52 @@ pub fn kdf(label: &[u8; 8], key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     mac.finalize_fixed().into()
 }
 
+/// True for an X25519 public key of small order (or a non-canonical
+/// encoding of one): a Diffie-Hellman with it gives a fixed, public result,
+/// so it is refused wherever a peer's key is used. The top bit is ignored,
+/// as X25519 ignores it; the only non-canonical encodings of small-order
+/// points are p and p + 1.
+pub fn is_low_order(u: &[u8; 32]) -> bool {
+    const LOW: [[u8; 32]; 7] = [
+        [0; 32],
+        {
+            let mut one = [0; 32];
+            one[0] = 1;
+            one
+        },
+        [
+            0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4, 0x6a, 0xda, 0x09,
+            0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00,
+        ],
+        [
+            0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef, 0x5b, 0x04, 0x44,
+            0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f, 0x11, 0x57,
+        ],
+        // p - 1, p, p + 1
+        {
+            let mut v = [0xff; 32];
+            v[0] = 0xec;
+            v[31] = 0x7f;
+            v
+        },
+        {
+            let mut v = [0xff; 32];
+            v[0] = 0xed;
+            v[31] = 0x7f;
+            v
+        },
+        {
+            let mut v = [0xff; 32];
+            v[0] = 0xee;
+            v[31] = 0x7f;
+            v
+        },
+    ];
+    let mut k = *u;
+    k[31] &= 0x7f;
+    LOW.iter().fold(false, |acc, l| acc | ct_eq(&k, l))
+}
+
 /// Constant-time equality for secrets and MACs.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))

@@ -47,6 +47,14 @@ pub enum OpenError {
     /// Wrong recipient, or tampered in transit.
     Decrypt,
     BadPadding,
+    /// Suite 1 (no ML-KEM) although our card offers ML-KEM: a downgrade.
+    Downgrade,
+    /// The ephemeral X25519 key is of small order.
+    WeakKey,
+    /// A content type this node does not know.
+    UnknownContentType(u8),
+    /// A text message that is not UTF-8.
+    NotText,
 }
 
 impl fmt::Display for OpenError {
@@ -55,7 +63,13 @@ impl fmt::Display for OpenError {
             OpenError::Truncated => f.write_str("encrypted payload truncated"),
             OpenError::UnknownSuite(s) => write!(f, "unknown encryption suite {s}"),
             OpenError::Decrypt => f.write_str("decryption failed (not for us, or tampered)"),
-            OpenError::BadPadding => f.write_str("plaintext framing is invalid"),
+            OpenError::BadPadding => f.write_str("plaintext framing or padding is invalid"),
+            OpenError::Downgrade => {
+                f.write_str("suite 1 (no ML-KEM) although our card offers ML-KEM: refused as a downgrade")
+            }
+            OpenError::WeakKey => f.write_str("ephemeral key of small order"),
+            OpenError::UnknownContentType(t) => write!(f, "unknown content type {t}"),
+            OpenError::NotText => f.write_str("a text message that is not UTF-8"),
         }
     }
 }
@@ -127,8 +141,13 @@ pub fn open(me: &Identity, origin: &[u8; 32], dest: &[u8; 16], payload: &[u8]) -
     let mut r = Reader::new(payload);
     let suite = r.u8("suite").map_err(|_| OpenError::Truncated)?;
     let eph_pub = r.array::<32>("eph").map_err(|_| OpenError::Truncated)?;
+    if crate::crypto::is_low_order(&eph_pub) {
+        return Err(OpenError::WeakKey);
+    }
     let (kem_ct, kem_ss): (&[u8], Zeroizing<Vec<u8>>) = match suite {
-        SUITE_X25519 => (&[], Zeroizing::new(Vec::new())),
+        // Our card always offers ML-KEM, so a sender following the spec
+        // never uses suite 1 towards us.
+        SUITE_X25519 => return Err(OpenError::Downgrade),
         SUITE_HYBRID => {
             let ct = r.array::<KEM_CT_LEN>("kem ct").map_err(|_| OpenError::Truncated)?;
             let ss = me.kem_dk().decapsulate(&ct.into()).map_err(|_| OpenError::Decrypt)?;
@@ -161,14 +180,22 @@ pub fn pad(content_type: u8, body: &[u8]) -> Zeroizing<Vec<u8>> {
     plain
 }
 
-/// Reverses [`pad`]; refuses short framing and non-zero padding.
+/// Reverses [`pad`]; refuses short framing, padding that is not zeros up
+/// to exactly the next multiple of [`PAD_BUCKET`], unknown content types
+/// and text that is not UTF-8.
 pub fn unpad(plain: &[u8]) -> Result<Opened, OpenError> {
     let mut r = Reader::new(plain);
     let content_type = r.u8("type").map_err(|_| OpenError::BadPadding)?;
     let len = r.u32("len").map_err(|_| OpenError::BadPadding)? as usize;
     let body = r.bytes(len, "body").map_err(|_| OpenError::BadPadding)?.to_vec();
-    if r.rest().iter().any(|&b| b != 0) {
+    if r.rest().iter().any(|&b| b != 0) || plain.len() != (5 + len).div_ceil(PAD_BUCKET) * PAD_BUCKET {
         return Err(OpenError::BadPadding);
+    }
+    if content_type != CONTENT_TEXT {
+        return Err(OpenError::UnknownContentType(content_type));
+    }
+    if std::str::from_utf8(&body).is_err() {
+        return Err(OpenError::NotText);
     }
     Ok(Opened { content_type, body })
 }
@@ -192,15 +219,70 @@ mod tests {
     }
 
     #[test]
-    fn hybrid_and_classic_round_trip() {
+    fn hybrid_round_trips_and_a_classic_downgrade_is_refused() {
         let bob = Identity::generate(&mut OsRng);
-        for kem in [true, false] {
-            let ct = seal(&mut OsRng, &card_of(&bob, kem), &[1; 32], &[2; 16], CONTENT_TEXT, b"hi bob");
-            assert_eq!(ct.len(), sealed_len(6, kem));
-            let opened = open(&bob, &[1; 32], &[2; 16], &ct).unwrap();
-            assert_eq!(opened.body, b"hi bob");
-            assert_eq!(opened.content_type, CONTENT_TEXT);
+        let ct = seal(&mut OsRng, &card_of(&bob, true), &[1; 32], &[2; 16], CONTENT_TEXT, b"hi bob");
+        assert_eq!(ct.len(), sealed_len(6, true));
+        let opened = open(&bob, &[1; 32], &[2; 16], &ct).unwrap();
+        assert_eq!((opened.body.as_slice(), opened.content_type), (&b"hi bob"[..], CONTENT_TEXT));
+        // Suite 1 to a node whose card offers ML-KEM: refused.
+        let classic = seal(&mut OsRng, &card_of(&bob, false), &[1; 32], &[2; 16], CONTENT_TEXT, b"hi bob");
+        assert_eq!(classic.len(), sealed_len(6, false));
+        assert_eq!(open(&bob, &[1; 32], &[2; 16], &classic), Err(OpenError::Downgrade));
+    }
+
+    #[test]
+    fn receive_rules_refuse_weak_keys_loose_padding_and_unknown_content() {
+        let bob = Identity::generate(&mut OsRng);
+        let mut ct = seal(&mut OsRng, &card_of(&bob, true), &[1; 32], &[2; 16], CONTENT_TEXT, b"x");
+        ct[1..33].copy_from_slice(&[0; 32]);
+        assert_eq!(open(&bob, &[1; 32], &[2; 16], &ct), Err(OpenError::WeakKey));
+        // Padding: zeros to exactly the next 256 bytes, nothing more or less.
+        let mut long = pad(CONTENT_TEXT, b"x").to_vec();
+        long.extend_from_slice(&[0; 256]);
+        assert_eq!(unpad(&long), Err(OpenError::BadPadding));
+        assert_eq!(unpad(&pad(CONTENT_TEXT, b"x")[..100]), Err(OpenError::BadPadding));
+        assert_eq!(unpad(&pad(9, b"x")), Err(OpenError::UnknownContentType(9)));
+        assert_eq!(unpad(&pad(CONTENT_TEXT, &[0xff, 0xfe])), Err(OpenError::NotText));
+        assert!(unpad(&pad(CONTENT_TEXT, "grüße".as_bytes())).is_ok());
+    }
+
+    #[test]
+    fn every_small_order_x25519_point_is_caught_and_real_keys_are_not() {
+        // Each listed point, also with the top bit set (ignored by X25519),
+        // gives the all-zero shared secret with any scalar.
+        let me = x25519_dalek::StaticSecret::random_from_rng(OsRng);
+        let mut low = 0;
+        for b0 in [0x00u8, 0x01, 0xe0, 0x5f, 0xec, 0xed, 0xee] {
+            for top in [0u8, 0x80] {
+                let mut u = match b0 {
+                    0x00 | 0x01 => [0u8; 32],
+                    0xe0 => hex32("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+                    0x5f => hex32("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+                    _ => [0xff; 32],
+                };
+                if matches!(b0, 0x00 | 0x01 | 0xec | 0xed | 0xee) {
+                    u[0] = b0;
+                }
+                if matches!(b0, 0xec..=0xee) {
+                    u[31] = 0x7f;
+                }
+                u[31] |= top;
+                assert!(crate::crypto::is_low_order(&u), "{b0:x} top {top}");
+                let shared = me.diffie_hellman(&x25519_dalek::PublicKey::from(u));
+                assert_eq!(shared.as_bytes(), &[0u8; 32], "{b0:x}: not small order after all");
+                low += 1;
+            }
         }
+        assert_eq!(low, 14);
+        for _ in 0..100 {
+            let k = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::random_from_rng(OsRng));
+            assert!(!crate::crypto::is_low_order(k.as_bytes()));
+        }
+    }
+
+    fn hex32(s: &str) -> [u8; 32] {
+        crate::crypto::from_hex::<32>(s).unwrap()
     }
 
     #[test]

@@ -200,9 +200,20 @@ pub fn noise_static_for(ed_pk: &[u8; 32]) -> Option<[u8; 32]> {
     VerifyingKey::from_bytes(ed_pk).ok().map(|vk| vk.to_montgomery().to_bytes())
 }
 
-/// Verifies an Ed25519 signature with strict checks (no malleable forms, no
-/// small-order keys).
+/// Whether a compressed Edwards point encodes its y coordinate canonically
+/// (y < p = 2^255 - 19, sign bit aside).
+fn canonical_y(b: &[u8]) -> bool {
+    let top = b[31] & 0x7f;
+    !(top == 0x7f && b[1..31].iter().all(|&x| x == 0xff) && b[0] >= 0xed)
+}
+
+/// Verifies an Ed25519 signature with the strict checks of protocol.md:
+/// S canonical (S < L), A and R canonical encodings, neither A nor R of
+/// small order, and the cofactorless equation `[S]B = R + [k]A`.
 pub fn verify(pk: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
+    if !canonical_y(pk) || !canonical_y(&sig[..32]) {
+        return false;
+    }
     let Ok(vk) = VerifyingKey::from_bytes(pk) else {
         return false;
     };
@@ -215,6 +226,44 @@ pub fn verify(pk: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strict_ed25519_refuses_the_forms_a_lax_verifier_accepts() {
+        let id = Identity::from_seed(&[3; 32]);
+        let msg = b"strict";
+        let sig = id.sign(msg);
+        assert!(verify(&id.public_key(), msg, &sig));
+        // R = identity, S = 0 under the identity key: true for any message
+        // under the cofactorless equation, refused as small order.
+        let mut identity_pt = [0u8; 32];
+        identity_pt[0] = 1;
+        let mut forged = [0u8; 64];
+        forged[..32].copy_from_slice(&identity_pt);
+        assert!(!verify(&identity_pt, b"anything", &forged));
+        // S + L (a second encoding of the same S) is refused.
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut s_plus_l = sig;
+        let mut carry = 0u16;
+        for i in 0..32 {
+            let v = u16::from(s_plus_l[32 + i]) + u16::from(L[i]) + carry;
+            s_plus_l[32 + i] = v as u8;
+            carry = v >> 8;
+        }
+        assert!(!verify(&id.public_key(), msg, &s_plus_l));
+        // Non-canonical encodings (y >= p) of A and of R.
+        let mut y_is_p = [0xffu8; 32];
+        y_is_p[0] = 0xed;
+        y_is_p[31] = 0x7f;
+        assert!(!canonical_y(&y_is_p));
+        assert!(!verify(&y_is_p, msg, &sig));
+        let mut bad_r = sig;
+        bad_r[..32].copy_from_slice(&y_is_p);
+        assert!(!verify(&id.public_key(), msg, &bad_r));
+        assert!(canonical_y(&id.public_key()));
+    }
     use rand_core::OsRng;
 
     #[test]

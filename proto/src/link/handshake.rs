@@ -40,6 +40,27 @@ pub enum HandshakeError {
     BadPayload,
     /// The claimed Ed25519 key does not belong to the Noise static key.
     IdentityMismatch,
+    /// An ephemeral X25519 key of small order, or an ML-KEM key whose
+    /// coefficients are not reduced (FIPS 203 input check).
+    WeakKey,
+}
+
+/// The first 32 bytes of a Noise XX message 1 or 2 are the sender's
+/// ephemeral key; one of small order is refused before Noise uses it.
+fn check_ephemeral(msg: &[u8]) -> Result<(), HandshakeError> {
+    let e: [u8; 32] = msg.get(..32).and_then(|s| s.try_into().ok()).ok_or(HandshakeError::BadPayload)?;
+    if crate::crypto::is_low_order(&e) { Err(HandshakeError::WeakKey) } else { Ok(()) }
+}
+
+/// FIPS 203 encapsulation-key check: every 12-bit coefficient of the
+/// encoded vector (all but the last 32 bytes) is below q = 3329.
+pub fn kem_key_is_reduced(ek: &[u8]) -> bool {
+    let Some(t) = ek.len().checked_sub(32).map(|n| &ek[..n]) else { return false };
+    t.len() % 3 == 0
+        && t.chunks_exact(3).all(|c| {
+            let (b0, b1, b2) = (u16::from(c[0]), u16::from(c[1]), u16::from(c[2]));
+            (b0 | (b1 & 0x0f) << 8) < 3329 && (b1 >> 4 | b2 << 4) < 3329
+        })
 }
 
 impl fmt::Display for HandshakeError {
@@ -48,6 +69,7 @@ impl fmt::Display for HandshakeError {
             HandshakeError::Noise => f.write_str("noise handshake message failed to verify"),
             HandshakeError::BadPayload => f.write_str("handshake payload malformed"),
             HandshakeError::IdentityMismatch => f.write_str("claimed identity key does not match the noise static key"),
+            HandshakeError::WeakKey => f.write_str("ephemeral key of small order, or an unreduced ML-KEM key"),
         }
     }
 }
@@ -145,6 +167,7 @@ impl Initiator {
         if msg2.len() != MSG2_LEN {
             return Err(HandshakeError::BadPayload);
         }
+        check_ephemeral(msg2)?;
         let mut payload = vec![0u8; MSG2_LEN];
         let n = self.hs.read_message(msg2, &mut payload).map_err(|_| HandshakeError::Noise)?;
         if n != KEM_CT_LEN + 32 {
@@ -186,11 +209,15 @@ impl Responder {
         if msg1.len() != MSG1_LEN {
             return Err(HandshakeError::BadPayload);
         }
+        check_ephemeral(msg1)?;
         let mut hs = noise_state(identity, false, rng)?;
         let mut payload = vec![0u8; MSG1_LEN];
         let n = hs.read_message(msg1, &mut payload).map_err(|_| HandshakeError::Noise)?;
         if n != KEM_EK_LEN {
             return Err(HandshakeError::BadPayload);
+        }
+        if !kem_key_is_reduced(&payload[..n]) {
+            return Err(HandshakeError::WeakKey);
         }
         let mut ek_bytes = [0u8; KEM_EK_LEN];
         ek_bytes.copy_from_slice(&payload[..n]);
@@ -292,6 +319,30 @@ mod tests {
     }
 
     #[test]
+    fn small_order_ephemerals_and_unreduced_kem_keys_are_refused_before_any_work() {
+        let (a, b) = (Identity::generate(&mut OsRng), Identity::generate(&mut OsRng));
+        let (_, d1) = Initiator::start(&a, &mut rng(), 1).unwrap();
+        let mut m1 = noise(&d1);
+        m1[..32].copy_from_slice(&[0; 32]);
+        assert_eq!(Responder::respond(&b, &mut rng(), 2, 1, &m1).err(), Some(HandshakeError::WeakKey));
+        // A coefficient of 4095 (>= q) in the ML-KEM key.
+        let mut m1 = noise(&d1);
+        m1[32] = 0xff;
+        m1[33] |= 0x0f;
+        assert_eq!(Responder::respond(&b, &mut rng(), 2, 1, &m1).err(), Some(HandshakeError::WeakKey));
+        // Message 2 with a small-order ephemeral.
+        let (init, d1) = Initiator::start(&a, &mut rng(), 1).unwrap();
+        let (_, d2) = Responder::respond(&b, &mut rng(), 2, 1, &noise(&d1)).unwrap();
+        let mut m2 = noise(&d2);
+        m2[..32].copy_from_slice(&[0xff; 32]);
+        m2[0] = 0xec; // p - 1 with the top bit set
+        assert_eq!(init.finish(&a, 2, &m2).err(), Some(HandshakeError::WeakKey));
+        // Real keys pass the check.
+        let ek = a.kem_public();
+        assert!(kem_key_is_reduced(ek.as_ref()));
+    }
+
+    #[test]
     fn a_peer_claiming_someone_elses_identity_is_refused() {
         // Mallory completes Noise with her own static key but claims Bob's
         // Ed25519 key in the payload: the binding check catches it.
@@ -314,8 +365,10 @@ mod tests {
     fn wrong_sizes_are_bad_payloads() {
         let b = Identity::generate(&mut OsRng);
         assert_eq!(Responder::respond(&b, &mut rng(), 2, 1, &[0u8; 10]).err(), Some(HandshakeError::BadPayload));
-        // Message 1 is unauthenticated by design (XX): garbage of the right
-        // size is answered, which is why the node bounds pending responders.
-        assert!(Responder::respond(&b, &mut rng(), 2, 1, &[0u8; MSG1_LEN]).is_ok());
+        // Message 1 is unauthenticated by design (XX): any key of the right
+        // size that is not of small order is answered, which is why the node
+        // bounds pending responders and rate-limits message 1.
+        assert_eq!(Responder::respond(&b, &mut rng(), 2, 1, &[0u8; MSG1_LEN]).err(), Some(HandshakeError::WeakKey));
+        assert!(Responder::respond(&b, &mut rng(), 2, 1, &[9u8; MSG1_LEN]).is_ok());
     }
 }

@@ -100,6 +100,13 @@ impl Node {
             self.seen.insert(id, env.expires_at());
             return;
         }
+        // The announce rules (protocol.md 7.1): destination zero, no
+        // domain, the fixed lifetime.
+        if env.dest().id != [0; 16] || !env.dest().domain.is_empty() || env.ttl() != ANNOUNCE_TTL {
+            self.metrics.envelopes_invalid += 1;
+            self.emit(Event::EnvelopeDropped { from: link, reason: "announce breaks the announce rules".into() });
+            return;
+        }
         let Ok(card) = Card::decode(*env.origin(), env.payload()) else {
             self.metrics.envelopes_invalid += 1;
             return;

@@ -409,7 +409,7 @@ fn minted_identities_cannot_push_out_a_heard_neighbour_and_forgotten_cards_are_d
                 kind: Kind::Announce,
                 max_hops: 1,
                 created: p.now / 1000,
-                ttl: 3600,
+                ttl: 24 * 3600,
                 dest: Destination { id: [0; 16], domain: String::new() },
                 payload: &card.encode(),
             },
@@ -433,4 +433,44 @@ fn minted_identities_cannot_push_out_a_heard_neighbour_and_forgotten_cards_are_d
     // B is linked (and was heard): never pushed out by strangers.
     assert!(p.a.card(&bid).is_some(), "the real neighbour keeps its card");
     assert!(!forgotten.contains(&bid));
+}
+
+#[test]
+fn announces_that_break_the_announce_rules_teach_nothing() {
+    let mut p = Pair::new(None);
+    p.run(2000, 100);
+    let aid = p.a.node_id();
+    let cases: [(u32, [u8; 16], &str); 3] =
+        [(3600, [0; 16], ""), (24 * 3600, [1; 16], ""), (24 * 3600, [0; 16], "ffb")];
+    for (i, (ttl, dest, domain)) in cases.into_iter().enumerate() {
+        let id = Identity::from_seed(&[40 + i as u8; 32]);
+        let card = Card {
+            ed_pk: id.public_key(),
+            x25519: id.e2e_public(),
+            kem_ek: None,
+            name: format!("odd{i}"),
+            domain: String::new(),
+            seq: 1,
+            neighbours: Vec::new(),
+            gateway_for: Vec::new(),
+        };
+        let draft = Draft {
+            kind: Kind::Announce,
+            max_hops: 1,
+            created: p.now / 1000,
+            ttl,
+            dest: Destination { id: dest, domain: domain.into() },
+            payload: &card.encode(),
+        };
+        let env = Envelope::seal(&id, &draft).unwrap();
+        let invalid = p.a.metrics().envelopes_invalid;
+        assert!(p.b.send_raw_envelope(aid, env.bytes()));
+        for a in take_actions(&mut p.b) {
+            if let Action::Transmit { data, .. } = a {
+                p.a.handle_datagram(Timestamp::from(p.now), addr(2), &data);
+            }
+        }
+        assert!(p.a.card(&id.node_id()).is_none(), "case {i}: the card was learned");
+        assert_eq!(p.a.metrics().envelopes_invalid, invalid + 1, "case {i}: counted as invalid");
+    }
 }
