@@ -52,11 +52,12 @@ lint: tools
 	$(CARGO) check --quiet --manifest-path fuzz/Cargo.toml
 
 ## pytools: the Python programs tests compare against, from PyPI, in a
-## venv under target/ (python-zeroconf: an independent mDNS resolver).
+## venv under target/ (python-zeroconf: an independent mDNS resolver;
+## cryptography and kyber-py: independent Ed25519/X25519/AEAD and ML-KEM).
 PYVENV      := target/pyvenv
-PY_PACKAGES := zeroconf==0.154.0
+PY_PACKAGES := zeroconf==0.154.0 cryptography==50.0.2 kyber-py==1.2.0
 pytools:
-	@$(PYVENV)/bin/python -c "import zeroconf" 2>/dev/null || { \
+	@$(PYVENV)/bin/python -c "import zeroconf, cryptography, kyber_py" 2>/dev/null || { \
 		python3 -m venv $(PYVENV) && $(PYVENV)/bin/pip install -q $(PY_PACKAGES); }
 
 unit: pytools

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Checks meshpost's crypto against independent implementations, from the
+text of docs/protocol.md alone: Python's `cryptography` (Ed25519, X25519,
+ChaCha20-Poly1305), hashlib's BLAKE2s (the KDF) and kyber-py (a pure-Python
+ML-KEM-768 from PyPI).
+
+Input (stdin, JSON, made by tests/vectors_python.rs with meshpost's code):
+two identity seeds and what meshpost derives from them, an envelope from A
+to B with an end-to-end payload, its id. It checks every derivation and
+opens the payload as B, then seals and signs a reply from B to A itself,
+which the Rust test opens with meshpost. Output: one JSON object.
+"""
+import hashlib
+import json
+import os
+import struct
+import sys
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from kyber_py.ml_kem import ML_KEM_768
+
+CONTEXT = b"meshpost envelope v1"
+RAW = (Encoding.Raw, PublicFormat.Raw)
+
+
+def kdf(label, key, parts):
+    """protocol.md section 1."""
+    assert len(label) == 8
+    if len(key) > 32:
+        key = kdf(b"mp-lkey\0", b"", [key])
+    key = key or bytes(32)
+    h = hashlib.blake2s(digest_size=32, key=key, person=label)
+    for p in parts:
+        h.update(struct.pack(">I", len(p)))
+        h.update(p)
+    return h.digest()
+
+
+def derive(seed):
+    """protocol.md section 2."""
+    sk = Ed25519PrivateKey.from_private_bytes(seed)
+    ed = sk.public_key().public_bytes(*RAW)
+    scalar = hashlib.sha512(seed).digest()[:32]
+    noise = X25519PrivateKey.from_private_bytes(scalar).public_key().public_bytes(*RAW)
+    e2e_sk = X25519PrivateKey.from_private_bytes(kdf(b"mp-e2ex\0", seed, []))
+    ek, dk = ML_KEM_768._keygen_internal(kdf(b"mp-kemd\0", seed, []), kdf(b"mp-kemz\0", seed, []))
+    return {
+        "sk": sk,
+        "ed": ed,
+        "node_id": kdf(b"mp-nodid", b"", [ed])[:16],
+        "noise": noise,
+        "e2e_sk": e2e_sk,
+        "e2e": e2e_sk.public_key().public_bytes(*RAW),
+        "ek": ek,
+        "dk": dk,
+    }
+
+
+def parse_envelope(b):
+    """protocol.md section 7."""
+    version, hops_left, kind, max_hops = b[0], b[1], b[2], b[3]
+    origin = b[4:36]
+    created, ttl = struct.unpack(">QI", b[36:48])
+    dest = b[48:64]
+    dl = b[64]
+    domain = b[65:65 + dl]
+    (plen,) = struct.unpack(">I", b[65 + dl:69 + dl])
+    payload = b[69 + dl:69 + dl + plen]
+    signed = b[2:69 + dl + plen]
+    sig = b[69 + dl + plen:]
+    assert len(sig) == 64, "signature length"
+    return dict(version=version, hops_left=hops_left, kind=kind, max_hops=max_hops, origin=origin,
+                created=created, ttl=ttl, dest=dest, domain=domain, payload=payload, signed=signed, sig=sig)
+
+
+def envelope_id(env):
+    return kdf(b"mp-envid", b"", [bytes([env["version"]]), env["signed"]])[:16]
+
+
+def open_payload(me, origin, dest, payload):
+    """protocol.md section 7.2, as the recipient."""
+    suite = payload[0]
+    assert suite == 2, "suite 2 expected"
+    eph = payload[1:33]
+    ct = payload[33:33 + 1088]
+    sealed = payload[33 + 1088:]
+    dh = me["e2e_sk"].exchange(X25519PublicKey.from_public_bytes(eph))
+    ss = ML_KEM_768.decaps(me["dk"], ct)
+    key = kdf(b"mp-e2e\0\0", b"", [dh, ss, eph, me["e2e"], ct])
+    plain = ChaCha20Poly1305(key).decrypt(bytes(12), sealed, origin + dest)
+    ctype = plain[0]
+    (n,) = struct.unpack(">I", plain[1:5])
+    body = plain[5:5 + n]
+    assert len(plain) == -(-(5 + n) // 256) * 256, "padded to the 256-byte bucket"
+    assert plain[5 + n:] == bytes(len(plain) - 5 - n), "zero padding"
+    return ctype, body
+
+
+def seal_payload(recipient, origin, dest, body):
+    """protocol.md section 7.2, as the sender (fresh randomness)."""
+    eph_sk = X25519PrivateKey.generate()
+    eph = eph_sk.public_key().public_bytes(*RAW)
+    dh = eph_sk.exchange(X25519PublicKey.from_public_bytes(recipient["e2e"]))
+    ss, ct = ML_KEM_768.encaps(recipient["ek"])
+    key = kdf(b"mp-e2e\0\0", b"", [dh, ss, eph, recipient["e2e"], ct])
+    n = len(body)
+    plain = bytes([1]) + struct.pack(">I", n) + body
+    plain += bytes(-(-len(plain) // 256) * 256 - len(plain))
+    return bytes([2]) + eph + ct + ChaCha20Poly1305(key).encrypt(bytes(12), plain, origin + dest)
+
+
+def sign_envelope(sender, kind, max_hops, created, ttl, dest, payload):
+    signed = bytes([kind, max_hops]) + sender["ed"] + struct.pack(">QI", created, ttl) + dest
+    signed += bytes([0]) + struct.pack(">I", len(payload)) + payload
+    sig = sender["sk"].sign(CONTEXT + bytes([1]) + signed)
+    return bytes([1, max_hops]) + signed + sig
+
+
+def main():
+    v = json.load(sys.stdin)
+    h = bytes.fromhex
+    checks = []
+
+    def check(name, ok):
+        checks.append(name)
+        if not ok:
+            print(json.dumps({"ok": False, "failed": name, "checks": checks}))
+            sys.exit(1)
+
+    for kdf_case in v["kdf"]:
+        check("kdf " + kdf_case["what"], kdf(kdf_case["label"].encode(), h(kdf_case["key"]),
+                                             [h(p) for p in kdf_case["parts"]]).hex() == kdf_case["out"])
+    a, b = derive(h(v["a"]["seed"])), derive(h(v["b"]["seed"]))
+    for who, mine, theirs in (("a", a, v["a"]), ("b", b, v["b"])):
+        check(who + " ed25519 public key", mine["ed"].hex() == theirs["ed"])
+        check(who + " node id", mine["node_id"].hex() == theirs["node_id"])
+        check(who + " noise static (montgomery form)", mine["noise"].hex() == theirs["noise"])
+        check(who + " end-to-end x25519 key", mine["e2e"].hex() == theirs["e2e"])
+        check(who + " ml-kem-768 encapsulation key", mine["ek"].hex() == theirs["kem_ek"])
+
+    env = parse_envelope(h(v["envelope"]))
+    check("envelope id", envelope_id(env).hex() == v["envelope_id"])
+    try:
+        Ed25519PublicKey.from_public_bytes(env["origin"]).verify(env["sig"], CONTEXT + bytes([env["version"]]) + env["signed"])
+        check("envelope signature", True)
+    except Exception:
+        check("envelope signature", False)
+    resigned = sign_envelope(a, env["kind"], env["max_hops"], env["created"], env["ttl"], env["dest"], env["payload"])
+    check("deterministic signature identical", resigned[2:] == h(v["envelope"])[2:])
+    ctype, body = open_payload(b, env["origin"], env["dest"], env["payload"])
+    check("payload opened by the recipient", ctype == 1 and body.decode() == v["text"])
+
+    reply_text = "reply from python " + os.urandom(4).hex()
+    payload = seal_payload(a, b["ed"], a["node_id"], reply_text.encode())
+    reply = sign_envelope(b, 1, 8, env["created"], 3600, a["node_id"], payload)
+    print(json.dumps({"ok": True, "checks": checks, "reply": reply.hex(), "reply_text": reply_text,
+                      "reply_id": envelope_id(parse_envelope(reply)).hex()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+//! meshpost's cryptography checked against independent implementations
+//! working from docs/protocol.md alone (tests/tools/vectors.py): Python's
+//! `cryptography` (Ed25519, X25519, ChaCha20-Poly1305), hashlib's BLAKE2s
+//! and kyber-py, a pure-Python ML-KEM-768 from PyPI. Both installed into
+//! target/pyvenv by `make pytools`.
+//!
+//! Rust derives two identities from fixed seeds and sends an envelope with
+//! an end-to-end payload from A to B; Python re-derives every key, checks
+//! the KDF vectors, the envelope id and signature (and signs the same
+//! bytes itself: Ed25519 is deterministic, so they must be identical),
+//! opens the payload as B, and seals and signs a reply from B to A, which
+//! meshpost then verifies and opens as A.
+//!
+//! Outside CI a missing venv skips with a message; in CI it must run.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use meshpost_proto::card::Card;
+use meshpost_proto::crypto::{kdf, to_hex};
+use meshpost_proto::e2e;
+use meshpost_proto::envelope::{Destination, Draft, Envelope, Kind};
+use meshpost_proto::identity::{Identity, noise_static_for};
+use meshpost_proto::rng::NodeRng;
+use serde_json::{Value, json};
+
+fn python() -> Option<PathBuf> {
+    let py = std::env::var_os("MESHPOST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/pyvenv/bin/python")));
+    let ok = Command::new(&py).args(["-c", "import cryptography, kyber_py"]).output().is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(py);
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    assert!(!ci, "cryptography/kyber-py missing in {} and CI is set: `make pytools` installs them", py.display());
+    eprintln!("SKIP: cryptography/kyber-py not installed at {} (run `make pytools`)", py.display());
+    None
+}
+
+fn describe(id: &Identity, seed: &[u8; 32]) -> Value {
+    json!({
+        "seed": to_hex(seed),
+        "ed": to_hex(&id.public_key()),
+        "node_id": id.node_id().to_string(),
+        "noise": to_hex(&noise_static_for(&id.public_key()).unwrap()),
+        "e2e": to_hex(&id.e2e_public()),
+        "kem_ek": to_hex(id.kem_public()),
+    })
+}
+
+fn card_of(id: &Identity) -> Card {
+    Card {
+        ed_pk: id.public_key(),
+        x25519: id.e2e_public(),
+        kem_ek: Some(Box::new(*id.kem_public())),
+        name: "b".into(),
+        domain: String::new(),
+        seq: 1,
+        neighbours: Vec::new(),
+        gateway_for: Vec::new(),
+    }
+}
+
+#[test]
+fn an_independent_python_implementation_agrees_with_meshpost_both_ways() {
+    let Some(py) = python() else { return };
+    let (seed_a, seed_b) = ([0x11u8; 32], [0x22u8; 32]);
+    let (a, b) = (Identity::from_seed(&seed_a), Identity::from_seed(&seed_b));
+    let text = "grüße an B — über meshpost";
+    let payload = e2e::seal(
+        &mut NodeRng::from_seed([3; 32]),
+        &card_of(&b),
+        &a.public_key(),
+        &b.node_id().0,
+        e2e::CONTENT_TEXT,
+        text.as_bytes(),
+    );
+    let created = 1_800_000_000;
+    let env = Envelope::seal(
+        &a,
+        &Draft {
+            kind: Kind::Direct,
+            max_hops: 8,
+            created,
+            ttl: 3600,
+            dest: Destination { id: b.node_id().0, domain: String::new() },
+            payload: &payload,
+        },
+    )
+    .unwrap();
+    let key: Vec<u8> = (0u8..32).collect();
+    let kdf_case = |what: &str, label: &[u8; 8], key: &[u8], parts: &[&[u8]]| {
+        json!({"what": what, "label": String::from_utf8_lossy(label), "key": to_hex(key),
+            "parts": parts.iter().map(|p| to_hex(p)).collect::<Vec<_>>(), "out": to_hex(&kdf(label, key, parts))})
+    };
+    let input = json!({
+        "a": describe(&a, &seed_a),
+        "b": describe(&b, &seed_b),
+        "envelope": to_hex(env.bytes()),
+        "envelope_id": to_hex(&env.id().0),
+        "text": text,
+        "kdf": [
+            kdf_case("node id of 00..1f", b"mp-nodid", &[], &[&key]),
+            kdf_case("empty key is 32 zero bytes", b"mp-test\0", &[], &[b"a", b""]),
+            kdf_case("long key is hashed first", b"mp-test\0", &[7; 40], &[b"x"]),
+        ],
+    });
+    let mut child = Command::new(&py)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/tools/vectors.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!("python said: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
+    assert_eq!(v["ok"], true, "python disagrees: {v}\n{}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("python checked: {}", v["checks"]);
+    assert!(v["checks"].as_array().unwrap().len() >= 17, "{v}");
+
+    // Python's reply, sealed and signed by Python: meshpost verifies it,
+    // computes the same id, and opens it as A.
+    let hex = v["reply"].as_str().unwrap();
+    let bytes: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+    let reply = Envelope::decode(&bytes, created + 10).expect("meshpost accepts python's envelope");
+    assert_eq!(to_hex(&reply.id().0), v["reply_id"].as_str().unwrap());
+    assert_eq!(reply.origin(), &b.public_key());
+    let opened = e2e::open(&a, reply.origin(), &reply.dest().id, reply.payload()).expect("meshpost opens it");
+    assert_eq!(String::from_utf8(opened.body).unwrap(), v["reply_text"].as_str().unwrap());
+}
