@@ -6,12 +6,21 @@
 //! handshakes) and does not decide whether a completed handshake is
 //! accepted (the node's link policy does). Discovered peers are bounded
 //! (the longest unseen is forgotten first) and forgotten when silent.
+//! Discovered peers never linked so far (anyone can announce any id over
+//! mDNS) share a small dial budget, so a neighbour announcing hundreds of
+//! made-up ids costs a few handshakes a second, not hundreds.
 
 use core::net::SocketAddr;
 use std::collections::BTreeMap;
 
 use crate::identity::NodeId;
 use crate::node::PeerSpec;
+use crate::store::Bucket;
+
+/// Dials per second (and burst) shared by all discovered peers that have
+/// never been linked.
+pub const UNVERIFIED_DIAL_RATE: u32 = 2;
+pub const UNVERIFIED_DIAL_BURST: u32 = 4;
 
 /// Most static and federation peers a node keeps.
 pub const MAX_STATIC_PEERS: usize = 256;
@@ -44,6 +53,8 @@ pub struct Found {
     next_attempt: u64,
     backoff: u64,
     linked_at: Option<u64>,
+    /// It has been linked since it was discovered: its identity is proven.
+    verified: bool,
 }
 
 /// A link that stays up this long counts as healthy: losing it afterwards
@@ -67,11 +78,18 @@ pub struct PeerBook {
     limits: Limits,
     statics: Vec<StaticPeer>,
     found: BTreeMap<NodeId, Found>,
+    /// The dial budget of discovered peers never linked.
+    unverified: Bucket,
 }
 
 impl PeerBook {
     pub fn new(limits: Limits) -> PeerBook {
-        PeerBook { limits, statics: Vec::new(), found: BTreeMap::new() }
+        PeerBook {
+            limits,
+            statics: Vec::new(),
+            found: BTreeMap::new(),
+            unverified: Bucket::full(UNVERIFIED_DIAL_BURST, 0),
+        }
     }
 
     pub fn set_limits(&mut self, limits: Limits) {
@@ -159,8 +177,16 @@ impl PeerBook {
         // Of two nodes that find each other, the lower id dials at once and
         // the other a little later, so that they rarely both dial.
         let wait = if me < node { 0 } else { 2 * min };
-        self.found
-            .insert(node, Found { addr, fp, last_seen: now, next_attempt: now + wait, backoff: min, linked_at: None });
+        let entry = Found {
+            addr,
+            fp,
+            last_seen: now,
+            next_attempt: now + wait,
+            backoff: min,
+            linked_at: None,
+            verified: false,
+        };
+        self.found.insert(node, entry);
     }
 
     /// `node` said goodbye over discovery (mDNS records with TTL 0): it is
@@ -183,6 +209,7 @@ impl PeerBook {
         }
         if let Some(d) = self.found.get_mut(&node) {
             d.linked_at = Some(now);
+            d.verified = true;
         }
     }
 
@@ -235,6 +262,12 @@ impl PeerBook {
         let mut out = Vec::new();
         for (node, d) in self.found.iter_mut() {
             if is_linked(node) || now < d.next_attempt {
+                continue;
+            }
+            if !d.verified && !self.unverified.take(UNVERIFIED_DIAL_RATE, UNVERIFIED_DIAL_BURST, now) {
+                // Out of budget: look again in a second, without growing
+                // this peer's backoff.
+                d.next_attempt = now + 1_000;
                 continue;
             }
             d.next_attempt = now + d.backoff + jitter(d.backoff);
@@ -304,6 +337,41 @@ mod tests {
         assert!(b.next_dial(|_| true).is_none());
         b.due(100_000, |_| false, |_| 0);
         assert_eq!(b.found().count(), 0, "silent past the discovery timeout");
+    }
+
+    #[test]
+    fn hundreds_of_made_up_ids_share_a_small_dial_budget_and_a_proven_peer_does_not() {
+        let limits = Limits { max_discovered: 512, ..LIMITS };
+        let mut b = PeerBook::new(limits);
+        let me = NodeId([0; 16]);
+        for i in 0..300u16 {
+            let mut id = [0u8; 16];
+            id[..2].copy_from_slice(&(i + 1).to_be_bytes());
+            b.discovered(v4(i), NodeId(id), [0; 8], 0, me);
+        }
+        let real = NodeId([0xee; 16]);
+        b.discovered(v4(999), real, [1; 8], 0, me);
+        b.linked(real, v4(999), 0);
+        b.unlinked(&real, 100);
+        let mut dials = 0;
+        let mut real_dials = 0;
+        for t in (0..60_000u64).step_by(100) {
+            for d in b.due(t, |_| false, |_| 0) {
+                if d.addr == v4(999) {
+                    real_dials += 1;
+                } else {
+                    dials += 1;
+                }
+                for n in 0..300u16 {
+                    let mut id = [0u8; 16];
+                    id[..2].copy_from_slice(&(n + 1).to_be_bytes());
+                    b.discovered(v4(n), NodeId(id), [0; 8], t, me);
+                }
+            }
+        }
+        let budget = (UNVERIFIED_DIAL_BURST + 60 * UNVERIFIED_DIAL_RATE) as usize;
+        assert!(dials <= budget, "{dials} dials of made-up ids in 60 s (budget {budget})");
+        assert!(real_dials >= 5, "the proven peer is dialled on its own backoff: {real_dials}");
     }
 
     #[test]

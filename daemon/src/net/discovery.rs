@@ -384,8 +384,13 @@ impl Discovery {
                 heard.gone.push(node);
             }
         }
+        // An announcement from one of our own addresses (not our own
+        // packet) is forged or from another program here: dialling it
+        // would dial ourselves. Queries from here (avahi, umdns) are
+        // answered above.
+        let from_here = self.active.get(&p.iface).is_some_and(|i| i.state.addrs().contains(&p.from.ip()));
         for a in parsed.announcements {
-            if a.node == self.me.node {
+            if a.node == self.me.node || from_here {
                 continue;
             }
             self.stats.announcements += 1;
