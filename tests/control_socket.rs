@@ -124,7 +124,9 @@ fn a_client_that_never_reads_does_not_stall_others() {
 fn client_limit_refuses_extra_clients_with_an_error() {
     let t = TempDir::new("limit");
     let n = one(&t.0, "\toption max_clients '3'\n\toption control_timeout '30'\n");
-    let held: Vec<UnixStream> = (0..3).map(|_| UnixStream::connect(&n.sock).unwrap()).collect();
+    // Root (this test) may use the reserve beyond max_clients too.
+    let held: Vec<UnixStream> =
+        (0..3 + meshpost::control::server::ROOT_RESERVE).map(|_| UnixStream::connect(&n.sock).unwrap()).collect();
     // The refusal is sent on accept: a refused client only reads (writing
     // could race the server's close and fail with EPIPE). Until the server
     // has accepted the three held ones, a fourth may still be served.
@@ -139,6 +141,37 @@ fn client_limit_refuses_extra_clients_with_an_error() {
     drop(held);
     assert!(wait_until(5, || n.try_request(&json!({"cmd": "status"})).is_ok_and(|v| v["ok"] == true)));
     assert!(n.metric("control_refused_busy_total") >= 1);
+}
+
+#[test]
+fn one_user_cannot_lock_root_out() {
+    if !need_root("one_user_cannot_lock_root_out") {
+        return;
+    }
+    let t = TempDir::new("peruser");
+    std::fs::set_permissions(&t.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // 'nobody' is allowed through socket_group 'nogroup' (its own group).
+    let n = one(&t.0, "\toption max_clients '4'\n\toption control_timeout '60'\n\toption socket_group 'nogroup'\n");
+    // As nobody: try to hold every connection; report how many were served.
+    let script = format!(
+        "import socket,sys,time\nheld=[]\nfor i in range(6):\n s=socket.socket(socket.AF_UNIX)\n s.connect({:?})\n s.settimeout(0.5)\n try:\n  line=s.recv(200)\n except Exception:\n  line=b''\n if line: s.close()\n else: held.append(s)\nprint(len(held),flush=True)\ntime.sleep(30)\n",
+        n.sock.display().to_string()
+    );
+    let mut hog = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .as_user(65534, 65534, &[])
+        .spawn()
+        .unwrap();
+    let mut count = String::new();
+    BufReader::new(hog.stdout.take().unwrap()).read_line(&mut count).unwrap();
+    assert_eq!(count.trim(), "2", "nobody may hold half of max_clients");
+    // Root is still served, also with others connected.
+    let v = n.request(json!({"cmd": "status"}));
+    assert_eq!(v["ok"], true);
+    assert!(n.log().contains("uid 65534"), "{}", n.log());
+    let _ = hog.kill();
+    let _ = hog.wait();
 }
 
 #[test]
@@ -292,6 +325,39 @@ fn no_ubus_answer_grows_past_the_bound_even_with_an_inbox_of_maximum_messages() 
     let out = b.cli(&["--json", "inbox"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["messages"].as_array().unwrap().len(), 20);
+
+    // Hostile local clients: every connection the daemon allows asks for
+    // the full inbox, page after page, and never reads. Memory stays
+    // bounded (answers are pages of at most 512 KiB, and a write that does
+    // not drain in 5 s drops the client).
+    let pid = b.child.as_ref().unwrap().id();
+    let rss_kb = || -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        s.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB").trim().parse().unwrap()
+    };
+    let before = rss_kb();
+    let hostile: Vec<UnixStream> = (0..20)
+        .filter_map(|_| {
+            let mut s = UnixStream::connect(&b.sock).ok()?;
+            for offset in 0..10 {
+                let _ = s.write_all(format!("{}\n", json!({"cmd": "inbox", "offset": offset * 2})).as_bytes());
+            }
+            Some(s)
+        })
+        .collect();
+    let mut peak = before;
+    let end = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < end {
+        peak = peak.max(rss_kb());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "RSS with {} never-reading clients on a full inbox: {before} kB before, {peak} kB at peak",
+        hostile.len()
+    );
+    assert!(peak < 32 * 1024, "RSS reached {peak} kB (bound 32 MB; docs/control.md)");
+    drop(hostile);
+    assert!(wait_until(10, || b.try_request(&json!({"cmd": "status"})).is_ok_and(|v| v["ok"] == true)));
 }
 
 #[test]

@@ -6,7 +6,10 @@
 //! request line of at most [`MAX_REQUEST`] bytes that must arrive within
 //! `control_timeout` seconds, and writes that must drain within [`WRITE_TIMEOUT`];
 //! a client that breaks a limit gets a one-line error and is disconnected,
-//! and nobody else waits for it. Access is checked with SO_PEERCRED.
+//! and nobody else waits for it. Access is checked with SO_PEERCRED. One
+//! user other than root may hold at most half of `max_clients` (rounded up)
+//! and root has [`ROOT_RESERVE`] connections beyond `max_clients`, so no
+//! local user can lock root (LuCI's rpcd, the init script) out.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +28,13 @@ use super::protocol::Request;
 /// character is a control character that JSON escapes as six bytes.
 pub const MAX_REQUEST: usize = 6 * crate::runtime::MAX_TEXT + 4096;
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections root may open beyond `max_clients`.
+pub const ROOT_RESERVE: usize = 2;
+
+/// Most connections one user other than root may hold.
+pub fn per_user_limit(max_clients: usize) -> usize {
+    max_clients.div_ceil(2).max(1)
+}
 
 /// A request on its way to the main loop.
 pub struct Incoming {
@@ -54,6 +64,24 @@ pub struct Stats {
     pub refused_access: AtomicUsize,
     pub refused_busy: AtomicUsize,
     pub bad_requests: AtomicUsize,
+    /// Connections held per user id.
+    pub per_uid: Mutex<std::collections::BTreeMap<u32, usize>>,
+}
+
+impl Stats {
+    fn held_by(&self, uid: u32) -> usize {
+        self.per_uid.lock().map_or(0, |m| m.get(&uid).copied().unwrap_or(0))
+    }
+
+    fn hold(&self, uid: u32, delta: isize) {
+        if let Ok(mut m) = self.per_uid.lock() {
+            let n = m.entry(uid).or_insert(0);
+            *n = n.saturating_add_signed(delta);
+            if *n == 0 {
+                m.remove(&uid);
+            }
+        }
+    }
 }
 
 /// True if a peer with these credentials may use the socket: root, the
@@ -119,23 +147,36 @@ pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Incoming>, policy: A
             });
             continue;
         }
-        if stats.clients.load(Ordering::Relaxed) >= pol.max_clients {
-            stats.refused_busy.fetch_add(1, Ordering::Relaxed);
-            crate::warn!(
-                "control socket: refused a client: {} clients already connected (max_clients)",
-                pol.max_clients
-            );
+        let uid = cred.map_or(u32::MAX, |c| c.uid());
+        let total = stats.clients.load(Ordering::Relaxed);
+        let busy = if uid == 0 {
+            (total >= pol.max_clients + ROOT_RESERVE).then_some("too many clients connected; try again later")
+        } else if stats.held_by(uid) >= per_user_limit(pol.max_clients) {
+            Some("this user holds its share of control connections (half of max_clients); close one")
+        } else {
+            (total >= pol.max_clients).then_some("too many clients connected; try again later")
+        };
+        if let Some(why) = busy {
+            let n = stats.refused_busy.fetch_add(1, Ordering::Relaxed) + 1;
+            // One line for the 1st, 10th, 100th ... refusal: a flood of
+            // connections must not flood the log.
+            let digits = n.to_string();
+            if digits.starts_with('1') && digits[1..].bytes().all(|b| b == b'0') {
+                crate::warn!("control socket: refused a client of uid {uid} ({n} refused so far): {why}");
+            }
             tokio::spawn(async move {
-                let _ = send_line(&mut wr, &error("too many clients connected; try again later")).await;
+                let _ = send_line(&mut wr, &error(why)).await;
             });
             continue;
         }
         stats.clients.fetch_add(1, Ordering::Relaxed);
+        stats.hold(uid, 1);
         let tx = tx.clone();
         let stats2 = stats.clone();
         tokio::spawn(async move {
             client(rd, wr, tx, &stats2, pol.request_timeout).await;
             stats2.clients.fetch_sub(1, Ordering::Relaxed);
+            stats2.hold(uid, -1);
         });
     }
 }
