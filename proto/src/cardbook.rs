@@ -1,8 +1,13 @@
 //! The card book: the public keys (cards) of the nodes this node has heard
-//! of, bounded by a capacity. When it is full, the card heard from least
-//! recently goes first, never one the caller says to keep (a linked
-//! neighbour), so a neighbour minting identities pushes out only other
+//! of, bounded by a capacity. When it is full, a card heard only once (on
+//! probation) goes first, the least recently heard of them; only when there
+//! is none does the least recently heard of the cards that re-announced
+//! themselves (protected) go; never one the caller says to keep (a linked
+//! neighbour). Real nodes announce again every interval and are protected,
+//! so a neighbour minting identities pushes out only its own and other
 //! strangers, not the nodes that are really there and still announcing.
+//! A minter that also re-announces every identity can reach the protected
+//! set; the node's per-link budget for unknown origins slows it.
 //!
 //! It does not verify announces (the node verifies the envelope before it
 //! learns the card) and keeps no files: the node tells its caller which
@@ -30,13 +35,15 @@ pub enum Learned {
 #[derive(Debug)]
 pub struct CardBook {
     cap: usize,
-    cards: BTreeMap<NodeId, (Card, u64)>,
-    by_heard: BTreeSet<(u64, NodeId)>,
+    /// Card, when last heard, and whether it re-announced (protected).
+    cards: BTreeMap<NodeId, (Card, u64, bool)>,
+    probation: BTreeSet<(u64, NodeId)>,
+    protected: BTreeSet<(u64, NodeId)>,
 }
 
 impl CardBook {
     pub fn new(cap: usize) -> CardBook {
-        CardBook { cap: cap.max(1), cards: BTreeMap::new(), by_heard: BTreeSet::new() }
+        CardBook { cap: cap.max(1), cards: BTreeMap::new(), probation: BTreeSet::new(), protected: BTreeSet::new() }
     }
 
     pub fn set_capacity(&mut self, cap: usize) {
@@ -52,15 +59,15 @@ impl CardBook {
     }
 
     pub fn get(&self, id: &NodeId) -> Option<&Card> {
-        self.cards.get(id).map(|(c, _)| c)
+        self.cards.get(id).map(|(c, _, _)| c)
     }
 
     pub fn values(&self) -> impl Iterator<Item = &Card> {
-        self.cards.values().map(|(c, _)| c)
+        self.cards.values().map(|(c, _, _)| c)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &Card)> {
-        self.cards.iter().map(|(id, (c, _))| (id, c))
+        self.cards.iter().map(|(id, (c, _, _))| (id, c))
     }
 
     /// Learns `card`, heard at `now`. When a new node does not fit, the
@@ -68,13 +75,14 @@ impl CardBook {
     /// node returned, so its file can go too.
     pub fn learn(&mut self, card: Card, now: u64, keep: impl Fn(&NodeId) -> bool) -> (Learned, Option<NodeId>) {
         let node = card.node_id();
-        if let Some((old, heard)) = self.cards.get(&node) {
-            let (heard, newer) = (*heard, card.seq > old.seq);
+        if let Some((old, heard, protected)) = self.cards.get(&node) {
+            let (heard, protected, newer) = (*heard, *protected, card.seq > old.seq);
             let changed = old.x25519 != card.x25519
                 || old.kem_ek != card.kem_ek
                 || old.name != card.name
                 || old.domain != card.domain;
-            self.touch(node, heard, now);
+            // A newer announce is a re-announcement: the card is protected.
+            self.touch(node, heard, protected, now, protected || newer);
             if !newer {
                 return (Learned::Known, None);
             }
@@ -85,24 +93,29 @@ impl CardBook {
         }
         let mut evicted = None;
         if self.cards.len() >= self.cap {
-            let victim = self.by_heard.iter().find(|(_, n)| !keep(n)).copied();
-            let Some((t, v)) = victim else { return (Learned::Refused, None) };
-            self.by_heard.remove(&(t, v));
+            let first = |set: &BTreeSet<(u64, NodeId)>| set.iter().find(|(_, n)| !keep(n)).copied();
+            let Some((t, v)) = first(&self.probation).or_else(|| first(&self.protected)) else {
+                return (Learned::Refused, None);
+            };
+            self.probation.remove(&(t, v));
+            self.protected.remove(&(t, v));
             self.cards.remove(&v);
             evicted = Some(v);
         }
-        self.cards.insert(node, (card, now));
-        self.by_heard.insert((now, node));
+        self.cards.insert(node, (card, now, false));
+        self.probation.insert((now, node));
         (Learned::New, evicted)
     }
 
-    fn touch(&mut self, node: NodeId, was: u64, now: u64) {
-        if now > was {
-            self.by_heard.remove(&(was, node));
-            self.by_heard.insert((now, node));
-            if let Some(e) = self.cards.get_mut(&node) {
-                e.1 = now;
-            }
+    fn touch(&mut self, node: NodeId, was: u64, was_protected: bool, now: u64, protect: bool) {
+        let now = now.max(was);
+        let from = if was_protected { &mut self.protected } else { &mut self.probation };
+        from.remove(&(was, node));
+        let to = if protect { &mut self.protected } else { &mut self.probation };
+        to.insert((now, node));
+        if let Some(e) = self.cards.get_mut(&node) {
+            e.1 = now;
+            e.2 = protect;
         }
     }
 }
@@ -154,5 +167,20 @@ mod tests {
         assert_eq!(b.len(), 3);
         let all = |_: &NodeId| true;
         assert_eq!(b.learn(card(6, 1, ""), 13, all), (Learned::Refused, None), "full of kept cards");
+    }
+
+    #[test]
+    fn cards_heard_once_go_before_cards_that_re_announced() {
+        let mut b = CardBook::new(3);
+        let none = |_: &NodeId| false;
+        b.learn(card(1, 1, "real"), 0, none);
+        b.learn(card(1, 2, "real"), 10, none); // re-announced: protected
+        b.learn(card(2, 1, "mint"), 20, none);
+        b.learn(card(3, 1, "mint"), 30, none);
+        // Full: a new one pushes out the oldest card heard only once, not
+        // the real node although it was heard longest ago.
+        let (_, gone) = b.learn(card(4, 1, "mint"), 40, none);
+        assert_eq!(gone, Some(card(2, 1, "").node_id()));
+        assert!(b.get(&card(1, 1, "").node_id()).is_some(), "the re-announced card stays");
     }
 }

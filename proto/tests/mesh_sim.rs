@@ -41,6 +41,8 @@ struct Sim {
     refusals_logged: Vec<usize>,
     /// Envelopes in each node's store as persisted (Persist minus Unpersist).
     persisted: Vec<BTreeSet<String>>,
+    /// Card files each node keeps (SaveCard minus ForgetCard).
+    card_files: Vec<BTreeSet<NodeId>>,
 }
 
 impl Sim {
@@ -91,6 +93,7 @@ impl Sim {
             link_downs: 0,
             refusals_logged: vec![0; n],
             persisted: vec![BTreeSet::new(); n],
+            card_files: vec![BTreeSet::new(); n],
         };
         for &(a, b) in edges {
             sim.connect(a, b);
@@ -165,6 +168,12 @@ impl Sim {
                         Action::Event(Event::PeerRefused { .. }) => self.refusals_logged[i] += 1,
                         Action::Unpersist { id } => {
                             self.persisted[i].remove(&id.to_string());
+                        }
+                        Action::SaveCard { node, .. } => {
+                            self.card_files[i].insert(node);
+                        }
+                        Action::ForgetCard { node } => {
+                            self.card_files[i].remove(&node);
                         }
                         _ => {}
                     }
@@ -730,4 +739,64 @@ fn the_other_domains_nodes_are_known_within_seconds_of_the_federation_link_comin
     let id = s.send(0, 5, "right away", None);
     s.run(5_000);
     assert!(s.delivered[5].iter().any(|d| d.id == id), "and a message to B1 arrives");
+}
+
+#[test]
+fn twenty_thousand_minted_identities_over_eight_links_stay_within_the_card_bounds() {
+    // Node 0 with eight neighbours (1..=8); node 9 is a real node two hops
+    // away (behind 1). Every neighbour pushes minted identities' announces.
+    let mut edges: Vec<(usize, usize)> = (1..=8).map(|i| (0, i)).collect();
+    edges.push((1, 9));
+    let mut s = Sim::new(10, &edges);
+    let cap = 2_000;
+    let c = Config { max_cards: cap, ..s.nodes[0].config().clone() };
+    s.nodes[0].set_config(c, Timestamp::from(s.now));
+    s.run(20_000);
+    let (center, far) = (s.id(0), s.id(9));
+    assert!(s.nodes[0].card(&far).is_some(), "the far node is known before the flood");
+    let mut minted = 0u32;
+    let mut refused = s.nodes[0].metrics().envelopes_rate_limited;
+    for round in 0..100u32 {
+        for link in 1..=8usize {
+            for k in 0..25u32 {
+                let mut seed = [0u8; 32];
+                seed[..4].copy_from_slice(&minted.to_le_bytes());
+                seed[4] = 0xAB;
+                minted += 1;
+                let id = Identity::from_seed(&seed);
+                let card = meshpost_proto::card::Card {
+                    ed_pk: id.public_key(),
+                    x25519: id.e2e_public(),
+                    kem_ek: None,
+                    name: format!("mint{round}-{link}-{k}"),
+                    domain: String::new(),
+                    seq: 1,
+                    neighbours: Vec::new(),
+                    gateway_for: Vec::new(),
+                };
+                let draft = Draft {
+                    kind: Kind::Announce,
+                    max_hops: 1,
+                    created: s.ts().unix_ms / 1000,
+                    ttl: 24 * 3600,
+                    dest: Destination { id: [0; 16], domain: String::new() },
+                    payload: &card.encode(),
+                };
+                let env = Envelope::seal(&id, &draft).unwrap();
+                assert!(s.nodes[link].send_raw_envelope(center, env.bytes()));
+            }
+        }
+        s.step(250);
+    }
+    assert_eq!(minted, 20_000);
+    refused = s.nodes[0].metrics().envelopes_rate_limited - refused;
+    let cards = s.nodes[0].cards().count();
+    let files = s.card_files[0].len();
+    eprintln!("20,000 minted: {refused} refused by the per-link budget, {cards} cards in memory, {files} card files");
+    assert!(cards <= cap && files <= cap, "cards {cards}, files {files}, bound {cap}");
+    assert_eq!(files, cards, "disk follows memory");
+    assert!(refused >= 10_000, "the per-link budget for unknown origins held ({refused} refused)");
+    for n in 1..=9 {
+        assert!(s.nodes[0].card(&s.id(n)).is_some(), "real node {n} kept its card");
+    }
 }

@@ -139,6 +139,16 @@ impl Node {
             // The neighbour proved itself one of ours: a later refusal is news.
             self.refusals.clear(&link);
         }
+        // A card we do not know costs a verify, memory and a file: one link
+        // gets a budget of them (links.rs), the rest wait for their next
+        // announce.
+        if self.cards.get(&origin).is_none() {
+            let ok = self.links.get_mut(&link).is_some_and(|l| l.new_cards.take(NEW_CARD_RATE, NEW_CARD_BURST, now_ms));
+            if !ok {
+                self.metrics.envelopes_rate_limited += 1;
+                return;
+            }
+        }
         // Every copy teaches a route, also duplicates over other paths.
         let hops = env.max_hops().saturating_sub(env.hops_left()).saturating_add(1);
         self.routes.learn(origin, link, hops, card.seq, now_ms);

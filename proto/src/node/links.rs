@@ -61,7 +61,15 @@ pub(super) struct Link {
     /// The peer has sent an authenticated frame on it: it accepted the
     /// link (confirm.rs). Until then nothing is offered or forwarded.
     pub(super) confirmed: bool,
+    /// Budget for announces of origins whose card we do not have yet.
+    pub(super) new_cards: Bucket,
 }
+
+/// Announces of origins never seen before accepted per second from one
+/// link, and burst: enough for a new link into a large mesh or a
+/// federation card exchange, not for a neighbour minting identities.
+pub(super) const NEW_CARD_RATE: u32 = 20;
+pub(super) const NEW_CARD_BURST: u32 = 300;
 
 /// Most ids remembered per link as already held by the peer.
 pub(super) const MAX_PEER_HAS: usize = 8192;
@@ -370,6 +378,7 @@ impl Node {
                         peer_has: std::collections::BTreeSet::new(),
                         fed: None,
                         confirmed: false,
+                        new_cards: Bucket::full(NEW_CARD_BURST, now_ms),
                     },
                 );
             }

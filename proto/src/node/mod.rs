@@ -70,7 +70,7 @@ pub use metrics::Metrics;
 
 use crate::peerbook::{Limits as PeerLimits, PeerBook};
 use durability::{AfterWrite, WriteKind, Writes};
-use links::{Link, MAX_PEER_HAS, PendingInit, PendingResp};
+use links::{Link, MAX_PEER_HAS, NEW_CARD_BURST, NEW_CARD_RATE, PendingInit, PendingResp};
 use refusals::Refusals;
 
 /// Most of our own domain's announces kept and handed to a federation peer
