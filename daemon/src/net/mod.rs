@@ -3,5 +3,6 @@
 //! changes.
 
 pub mod discovery;
+pub mod names;
 pub mod netlink;
 pub mod udp;

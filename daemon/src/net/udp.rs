@@ -2,24 +2,37 @@
 //! resolving configured peers (IPv6 zones included), and normalizing
 //! v4-mapped addresses. It sends and receives nothing itself.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use meshpost_proto::node::PeerSpec;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
+use super::names::{Lookup, Names};
 use crate::config::{Settings, split_host_port};
 use crate::warn;
 
-/// Resolves configured peers and federation peers; names that do not
+/// The configured peers and federation peers whose addresses are known
+/// now; host names come from `names` (looked up off the event loop; a
+/// pending one is added when its answer arrives). Names that do not
 /// resolve are skipped with a warning so that a DNS outage does not stop
 /// the daemon. Federated channel names are looked up in `channel_ids`.
-pub fn resolve_peers(settings: &Settings, channel_ids: &[(String, [u8; 16])]) -> Vec<PeerSpec> {
+/// `quiet` leaves out the warnings (re-applying after a lookup).
+pub fn resolve_peers(
+    settings: &Settings,
+    channel_ids: &[(String, [u8; 16])],
+    names: &mut Names,
+    quiet: bool,
+) -> Vec<PeerSpec> {
     let mut out = Vec::new();
     for p in &settings.peers {
-        match resolve(&p.address) {
-            Ok(addr) => out.push(PeerSpec { addr, pin: p.key, federation: None }),
-            Err(e) => warn!("peer {} (config line {}): {e}; skipped until reload", p.address, p.line),
+        match names.lookup(&p.address) {
+            Lookup::Ready(addr) => out.push(PeerSpec { addr, pin: p.key, federation: None }),
+            Lookup::Pending => {}
+            Lookup::Failed(e) if !quiet => {
+                warn!("peer {} (config line {}): {e}; skipped until reload", p.address, p.line)
+            }
+            Lookup::Failed(_) => {}
         }
     }
     for f in &settings.federation {
@@ -35,34 +48,38 @@ pub fn resolve_peers(settings: &Settings, channel_ids: &[(String, [u8; 16])]) ->
                 ),
             }
         }
-        match resolve(&f.address) {
-            Ok(addr) => out.push(PeerSpec { addr, pin: Some(f.key), federation: Some(policy) }),
-            Err(e) => warn!("federation peer {} (config line {}): {e}; skipped until reload", f.address, f.line),
+        match names.lookup(&f.address) {
+            Lookup::Ready(addr) => out.push(PeerSpec { addr, pin: Some(f.key), federation: Some(policy) }),
+            Lookup::Pending => {}
+            Lookup::Failed(e) if !quiet => {
+                warn!("federation peer {} (config line {}): {e}; skipped until reload", f.address, f.line)
+            }
+            Lookup::Failed(_) => {}
         }
     }
     out
 }
 
-pub(crate) fn resolve(address: &str) -> Result<SocketAddr, String> {
-    let (host, port) = split_host_port(address).ok_or_else(|| format!("'{address}' is not host:port"))?;
+/// An address that needs no DNS: an IP literal, or an IPv6 address with a
+/// zone (`fe80::1%mesh0`, as link-local peers need). `None` for a host
+/// name (see names.rs).
+pub(crate) fn resolve_literal(address: &str) -> Option<Result<SocketAddr, String>> {
+    let Some((host, port)) = split_host_port(address) else {
+        return Some(Err(format!("'{address}' is not host:port")));
+    };
     if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
+        return Some(Ok(SocketAddr::new(ip, port)));
     }
-    // IPv6 with a zone, as link-local peers need: fe80::1%mesh0.
-    if let Some((ip, zone)) = host.split_once('%') {
-        let ip: Ipv6Addr = ip.parse().map_err(|_| format!("'{ip}' is not an IPv6 address"))?;
-        let scope = zone
-            .parse::<u32>()
-            .ok()
-            .or_else(|| interface_index(zone))
-            .ok_or_else(|| format!("no interface '{zone}' for {address}"))?;
-        return Ok(SocketAddr::V6(std::net::SocketAddrV6::new(ip, port, 0, scope)));
-    }
-    (host.as_str(), port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{host} has no address"))
+    let (ip, zone) = host.split_once('%')?;
+    let Ok(ip) = ip.parse::<Ipv6Addr>() else {
+        return Some(Err(format!("'{ip}' is not an IPv6 address")));
+    };
+    let scope = zone.parse::<u32>().ok().or_else(|| interface_index(zone));
+    Some(
+        scope
+            .map(|s| SocketAddr::V6(std::net::SocketAddrV6::new(ip, port, 0, s)))
+            .ok_or_else(|| format!("no interface '{zone}' for {address}")),
+    )
 }
 
 pub(crate) fn interface_index(name: &str) -> Option<u32> {
@@ -113,6 +130,10 @@ pub(crate) fn bind_udp(port: u16) -> std::io::Result<(UdpSocket, std::net::UdpSo
 mod tests {
     use super::*;
 
+    fn resolve(a: &str) -> Result<SocketAddr, String> {
+        resolve_literal(a).unwrap_or_else(|| Err("a host name".into()))
+    }
+
     #[test]
     fn peer_addresses_resolve_with_ipv6_zones() {
         assert_eq!(resolve("127.0.0.1:4849").unwrap(), "127.0.0.1:4849".parse().unwrap());
@@ -128,5 +149,6 @@ mod tests {
         assert_eq!(resolve("[fe80::1%7]:1").map(|a| matches!(a, SocketAddr::V6(v) if v.scope_id() == 7)), Ok(true));
         assert!(resolve("[fe80::1%nosuchif0]:1").unwrap_err().contains("no interface"));
         assert!(resolve("nonsense").is_err());
+        assert_eq!(resolve_literal("gw.example:4849"), None, "host names go to names.rs, off the loop");
     }
 }

@@ -133,9 +133,11 @@ impl Daemon {
     }
 
     pub(super) fn peer_cmd(&mut self, action: PeerAction, address: &str, key: Option<&str>, now: Timestamp) -> Value {
-        let addr = match resolve(address) {
-            Ok(a) => a,
-            Err(e) => return error(e),
+        // Host names are looked up off the event loop (net/names.rs).
+        let addr = match self.names.lookup(address) {
+            Lookup::Ready(a) => Some(a),
+            Lookup::Pending => None,
+            Lookup::Failed(e) => return error(e),
         };
         match action {
             PeerAction::Add => {
@@ -146,20 +148,45 @@ impl Daemon {
                         None => return error("key must be the peer's 64-hex-digit public key"),
                     },
                 };
-                let spec = PeerSpec { addr, pin, federation: None };
-                if !self.node.add_peer(spec.clone(), now) {
+                if self.extra_peers.len() >= meshpost_proto::node::MAX_STATIC_PEERS
+                    && !self.extra_peers.iter().any(|(a, _)| a == address)
+                {
                     return error(format!(
                         "at most {} peers; remove one first",
                         meshpost_proto::node::MAX_STATIC_PEERS
                     ));
                 }
-                self.extra_peers.retain(|p| p.addr != addr);
-                self.extra_peers.push(spec);
+                let Some(addr) = addr else {
+                    // Used as soon as the name resolves.
+                    self.extra_peers.retain(|(a, _)| a != address);
+                    self.extra_peers.push((address.to_string(), pin));
+                    info!("peer {address} added at runtime; resolving its name");
+                    return json!({"ok": true, "added": address, "resolving": true});
+                };
+                let spec = PeerSpec { addr, pin, federation: None };
+                if !self.node.add_peer(spec, now) {
+                    return error(format!(
+                        "at most {} peers; remove one first",
+                        meshpost_proto::node::MAX_STATIC_PEERS
+                    ));
+                }
+                self.extra_peers.retain(|(a, _)| a != address);
+                self.extra_peers.push((address.to_string(), pin));
                 info!("peer {addr} added at runtime");
                 json!({"ok": true, "added": addr.to_string()})
             }
             PeerAction::Remove => {
-                self.extra_peers.retain(|p| p.addr != addr);
+                // Also an entry added under another spelling of the address.
+                let mut same = Vec::new();
+                for (a, _) in self.extra_peers.clone() {
+                    if a == address || addr.is_some_and(|x| self.names.lookup(&a) == Lookup::Ready(x)) {
+                        same.push(a);
+                    }
+                }
+                self.extra_peers.retain(|(a, _)| !same.contains(a));
+                let Some(addr) = addr else {
+                    return json!({"ok": true, "removed": address});
+                };
                 if self.node.remove_peer(addr) {
                     info!("peer {addr} removed at runtime");
                     json!({"ok": true, "removed": addr.to_string()})

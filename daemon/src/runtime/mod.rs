@@ -26,7 +26,8 @@ use crate::control::protocol::{ChannelAction, InboxAction, MAX_ANSWER, PeerActio
 use crate::control::{self, Incoming, Policy, Reply, Stats, error};
 use crate::discovery::{self, Discovery};
 use crate::inbox::{Inbox, InboxError, Message};
-use crate::net::udp::{bind_udp, normalize, resolve, resolve_peers};
+use crate::net::names::{Answer, Lookup, Names};
+use crate::net::udp::{bind_udp, normalize, resolve_peers};
 use crate::persist::State;
 use crate::{debug, error, info, log, notice, warn};
 
@@ -128,7 +129,10 @@ pub struct Daemon {
     settings: Settings,
     config_path: Option<PathBuf>,
     overrides: Overrides,
-    extra_peers: Vec<PeerSpec>,
+    /// Peers added with `peer add` (address as given, pin).
+    extra_peers: Vec<(String, Option<[u8; 32]>)>,
+    /// Host names of peers, resolved off the event loop.
+    names: Names,
     udp: UdpSocket,
     udp_send: std::net::UdpSocket,
     udp_v6: bool,
@@ -195,10 +199,12 @@ impl Daemon {
         let (udp, udp_send, udp_v6) =
             bind_udp(settings.port).map_err(|e| format!("cannot bind UDP port {}: {e}", settings.port))?;
         let listener = bind_control(&settings.socket)?;
-        let mut names: Vec<(String, [u8; 16])> =
+        let mut channel_ids: Vec<(String, [u8; 16])> =
             settings.channels.iter().map(|c| (c.name.clone(), c.key.id())).collect();
-        names.extend(state.channels().into_iter().map(|(n, k)| (n, k.id())));
-        for p in resolve_peers(&settings, &names) {
+        channel_ids.extend(state.channels().into_iter().map(|(n, k)| (n, k.id())));
+        let (names_tx, mut names_rx) = mpsc::channel::<Answer>(64);
+        let mut names = Names::new(names_tx);
+        for p in resolve_peers(&settings, &channel_ids, &mut names, false) {
             if !node.add_peer(p.clone(), now) {
                 warn!("peer {} not used: at most {} peers", p.addr, meshpost_proto::node::MAX_STATIC_PEERS);
             }
@@ -231,6 +237,7 @@ impl Daemon {
             config_path,
             overrides,
             extra_peers: Vec::new(),
+            names,
             udp,
             udp_send,
             udp_v6,
@@ -299,6 +306,14 @@ impl Daemon {
                         None => std::future::pending().await,
                     }
                 } => d.discovery.rescan_soon(),
+                Some(answer) = names_rx.recv() => {
+                    if let Err(e) = &answer.1 {
+                        warn!("peer {}: {e}; retried at the next reload", answer.0);
+                    }
+                    if d.names.answer(answer) {
+                        d.apply_peers(timestamp(), true);
+                    }
+                }
                 _ = hup.recv() => {
                     let _ = d.reload();
                 }
@@ -337,10 +352,7 @@ impl Daemon {
         router_defaults(&mut s, self.node.node_id(), false);
         let now = timestamp();
         self.node.set_config(s.node.clone(), now);
-        let names: Vec<(String, [u8; 16])> = self.channels.iter().map(|c| (c.name.clone(), c.id)).collect();
-        let mut peers = resolve_peers(&s, &names);
-        peers.extend(self.extra_peers.iter().cloned());
-        self.node.set_peers(&peers, now);
+        self.names.refresh();
         self.inbox.set_limits(s.inbox_max, s.inbox_max_bytes);
         self.reopen_inbox();
         self.discovery.reconfigure(
@@ -355,8 +367,24 @@ impl Daemon {
         self.settings = s;
         (self.settings.port, self.settings.state_dir, self.settings.socket) = keep;
         self.apply_channels();
-        notice!("configuration reloaded: {} peers configured, {} links kept", peers.len(), self.node.links().len());
+        let peers = self.apply_peers(now, false);
+        notice!("configuration reloaded: {peers} peers configured, {} links kept", self.node.links().len());
         Ok(())
+    }
+
+    /// Gives the node the configured and runtime-added peers whose
+    /// addresses are known now (names resolve off the loop; a later answer
+    /// applies them again). Returns how many.
+    pub(super) fn apply_peers(&mut self, now: Timestamp, quiet: bool) -> usize {
+        let ids: Vec<(String, [u8; 16])> = self.channels.iter().map(|c| (c.name.clone(), c.id)).collect();
+        let mut peers = resolve_peers(&self.settings, &ids, &mut self.names, quiet);
+        for (address, pin) in &self.extra_peers {
+            if let Lookup::Ready(addr) = self.names.lookup(address) {
+                peers.push(PeerSpec { addr, pin: *pin, federation: None });
+            }
+        }
+        self.node.set_peers(&peers, now);
+        peers.len()
     }
 }
 
