@@ -38,6 +38,7 @@ tools:
 	 command -v cmake >/dev/null || missing="$$missing cmake"; \
 	 command -v cc >/dev/null || missing="$$missing gcc"; \
 	 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing="$$missing libclang-dev"; \
+	 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	 if [ -n "$$missing" ]; then \
 	   if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
 	   else echo "note: install$$missing (as root) for the size check and namespace tests"; fi; \
@@ -60,7 +61,7 @@ pytools:
 	@$(PYVENV)/bin/python -c "import zeroconf, cryptography, kyber_py" 2>/dev/null || { \
 		python3 -m venv $(PYVENV) && $(PYVENV)/bin/pip install -q $(PY_PACKAGES); }
 
-unit: pytools
+unit: tools pytools
 	$(CARGO) test --workspace
 
 release:
