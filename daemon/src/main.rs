@@ -61,6 +61,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(r) = cli::send_and_wait(&cli) {
+        return match r {
+            Ok((out, code)) => {
+                println!("{out}");
+                ExitCode::from(code)
+            }
+            Err(e) => {
+                eprintln!("meshpost: error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = if cli.words.first().map(String::as_str) == Some("daemon") {
         run_daemon(&cli.words).map(|_| String::new()).inspect_err(|e| {
             // Under syslog the admin reads logread; stderr gets it below.

@@ -31,6 +31,7 @@ pub mod identity;
 pub mod link;
 pub mod mdns;
 pub mod node;
+pub mod outbox;
 pub mod owncards;
 pub mod peerbook;
 pub mod rng;

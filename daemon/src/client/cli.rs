@@ -26,6 +26,9 @@ commands:
   federation                                federation peers, state, traffic, quota drops
   send TO [TEXT...]                         send a message (TEXT or stdin)
       [--ttl SECS] [--hops N]               TO is a node id or a unique name
+      [--wait[=SECS]]                       wait until delivered (default 60 s);
+                                            exit 0 delivered, 2 not yet, 3 expired
+  outbox [ID]                               what became of the messages sent
   inbox [list | read ID | delete ID]        messages delivered to this node
   subscribe [CHANNEL]                       stream new messages (inbox, or a channel)
   publish CHANNEL [TEXT...]                 publish to a channel (TEXT or stdin)
@@ -119,6 +122,7 @@ pub fn run(cli: &Cli) -> Result<String, String> {
             let text = text_arg(&words)?;
             Request::Send { to, text, ttl, hops }
         }
+        "outbox" => Request::Outbox { id: words.first().cloned(), offset: None, limit: None },
         "inbox" => match words.first().map(String::as_str) {
             None | Some("list") => Request::Inbox { action: InboxAction::List, id: None, offset: None, limit: None },
             Some(a @ ("read" | "delete")) => {
@@ -189,7 +193,9 @@ fn fetch_all(cli: &Cli, mut req: Request) -> Result<Value, String> {
     let mut v = request(cli, &req.to_value())?;
     while let Some(next) = v["next"].as_u64() {
         match &mut req {
-            Request::Inbox { offset, .. } | Request::Channel { offset, .. } => *offset = Some(next as usize),
+            Request::Inbox { offset, .. } | Request::Channel { offset, .. } | Request::Outbox { offset, .. } => {
+                *offset = Some(next as usize)
+            }
             _ => break,
         }
         let more = request(cli, &req.to_value())?;
@@ -353,6 +359,28 @@ fn human(cmd: &str, words: &[String], v: &Value) -> String {
                 &rows,
             )
         }
+        "outbox" if v.get("message").is_some() => {
+            let m = &v["message"];
+            format!(
+                "id:    {}\nto:    {} {}\nstate: {} since {}",
+                s(m, "id"),
+                s(m, "to"),
+                s(m, "to_name"),
+                s(m, "state"),
+                s(m, "since")
+            )
+        }
+        "outbox" => {
+            let rows: Vec<Vec<String>> = v["messages"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|m| vec![s(m, "id"), s(m, "to_name"), s(m, "to"), s(m, "state"), s(m, "since")])
+                        .collect()
+                })
+                .unwrap_or_default();
+            table(&["id", "to", "node", "state", "since"], &rows)
+        }
         "send" => format!(
             "queued {} to {}{}",
             s(v, "id"),
@@ -507,4 +535,52 @@ fn offline_identity(cli: &Cli, dir: &str) -> Result<String, String> {
     let mut v = crate::runtime::identity_json(&id, "", "");
     v["created"] = json!(created);
     Ok(if cli.json { v.to_string() } else { human("identity", &[], &v) })
+}
+
+/// `meshpost send ... --wait[=SECS]`: sends, then follows the message in
+/// the outbox until it is delivered (exit 0), expired or dropped (exit 3),
+/// or the time is up (exit 2). `None` when there is no `--wait`.
+pub fn send_and_wait(cli: &Cli) -> Option<Result<(String, u8), String>> {
+    let pos = cli.words.iter().position(|w| w == "--wait" || w.starts_with("--wait="))?;
+    if cli.words.first().map(String::as_str) != Some("send") {
+        return None;
+    }
+    let secs = match cli.words[pos].strip_prefix("--wait=") {
+        Some(n) => match n.parse::<u64>() {
+            Ok(n) => n,
+            Err(_) => return Some(Err("--wait=SECS takes seconds".into())),
+        },
+        None => 60,
+    };
+    let mut plain = cli.clone();
+    plain.words.remove(pos);
+    let json_out = plain.json;
+    plain.json = true;
+    Some((|| {
+        let sent: Value = serde_json::from_str(&run(&plain)?).map_err(|e| e.to_string())?;
+        let id = sent["id"].as_str().ok_or("the daemon did not return a message id")?.to_string();
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let v = request(cli, &Request::Outbox { id: Some(id.clone()), offset: None, limit: None }.to_value())?;
+            let m = &v["message"];
+            let state = m["state"].as_str().unwrap_or("queued");
+            let code = match state {
+                "delivered" => Some(0),
+                "expired" | "dropped" => Some(3),
+                _ if std::time::Instant::now() >= end => Some(2),
+                _ => None,
+            };
+            if let Some(code) = code {
+                let out = if json_out {
+                    m.to_string()
+                } else if code == 2 {
+                    format!("{id} to {}: {state}, not delivered after {secs} s (it stays queued)", s(m, "to"))
+                } else {
+                    format!("{id} to {}: {state}", s(m, "to"))
+                };
+                return Ok((out, code));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    })())
 }

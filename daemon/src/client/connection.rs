@@ -51,6 +51,7 @@ impl From<ClientError> for String {
 }
 
 /// Parsed global options and the remaining words.
+#[derive(Debug, Clone)]
 pub struct Cli {
     pub socket: Option<PathBuf>,
     /// The UCI file whose `option socket` names the socket (client

@@ -29,6 +29,7 @@ const METHODS: &[(&str, &[Arg], &str, Option<&str>)] = &[
     // without the other (packaging/openwrt/files/meshpost.acl.json).
     ("inbox", &[("action", "str"), ("id", "str"), ("offset", "int"), ("limit", "int")], "inbox", None),
     ("inbox_delete", &[("id", "str")], "inbox", Some("delete")),
+    ("outbox", &[("id", "str"), ("offset", "int"), ("limit", "int")], "outbox", None),
     ("channel_list", &[], "channel", Some("list")),
     ("channel_history", &[("name", "str"), ("offset", "int"), ("limit", "int")], "channel", Some("history")),
     ("publish", &[("channel", "str"), ("text", "str")], "publish", None),

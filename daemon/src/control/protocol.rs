@@ -44,6 +44,16 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<usize>,
     },
+    /// What became of the messages this node sent, newest first, paged as
+    /// the inbox is; with `id`, that one message.
+    Outbox {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
     Subscribe {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         channel: Option<String>,
@@ -127,6 +137,7 @@ pub const COMMANDS: &[&str] = &[
     "reload",
     "send",
     "inbox",
+    "outbox",
     "subscribe",
     "channel",
     "publish",

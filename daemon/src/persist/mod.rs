@@ -21,6 +21,7 @@
 //! the union of both, so the two can never disagree about a delivery.
 
 pub mod inbox;
+pub mod outbox;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};

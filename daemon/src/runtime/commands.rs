@@ -63,6 +63,20 @@ impl Daemon {
                 json!({"ok": true, "messages": messages, "total": total, "next": next})
             }
             Request::Inbox { action, id, .. } => self.inbox_cmd(action, id.as_deref()),
+            Request::Outbox { id: Some(id), .. } => {
+                match EnvelopeId::parse(&id).and_then(|i| self.outbox.get(&i).copied()) {
+                    Some(r) => json!({"ok": true, "message": self.sent_json(&r)}),
+                    None => error(format!(
+                        "no message {id} in the outbox (it keeps the last {})",
+                        crate::persist::outbox::MAX_RECORDS
+                    )),
+                }
+            }
+            Request::Outbox { id: None, offset, limit } => {
+                let items: Vec<Value> = self.outbox.newest_first().map(|r| self.sent_json(r)).collect();
+                let (messages, total, next) = page(items, offset, limit);
+                json!({"ok": true, "messages": messages, "total": total, "next": next})
+            }
             Request::Subscribe { channel: None } => {
                 return Reply::Stream(json!({"ok": true, "subscribed": "messages"}), self.events.subscribe());
             }
@@ -126,6 +140,7 @@ impl Daemon {
                     return error("could not write the message to the state directory; not sent");
                 }
                 debug!("queued message {id} to {to}");
+                self.record_sent(id, to, SentState::Queued);
                 json!({"ok": true, "id": id.to_string(), "to": to.to_string(), "linked": self.node.is_linked(&to)})
             }
             Err(e) => error(e.to_string()),
@@ -195,5 +210,25 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// Records a state of a message this node sent and tells subscribers.
+    pub(super) fn record_sent(&mut self, id: EnvelopeId, to: NodeId, state: SentState) {
+        let since = now_ms() / 1000;
+        let r = crate::persist::outbox::Record { id, to, state, since };
+        if let Err(e) = self.outbox.record(r) {
+            self.persist_errors += 1;
+            warn!("cannot record message {id} as {} in outbox.log: {e}", state.name());
+        }
+        if state != SentState::Queued {
+            debug!("message {id} to {to}: {}", state.name());
+            let ev = json!({"event": state.name(), "id": id.to_string(), "to": to.to_string(), "since": since});
+            let _ = self.events.send(Arc::from(ev.to_string()));
+        }
+    }
+
+    pub(super) fn sent_json(&self, r: &crate::persist::outbox::Record) -> Value {
+        json!({"id": r.id.to_string(), "to": r.to.to_string(), "to_name": self.node.card(&r.to).map(|c| c.name.clone()),
+            "state": r.state.name(), "since": r.since})
     }
 }

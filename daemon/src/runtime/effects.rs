@@ -36,6 +36,7 @@ impl Daemon {
                 Action::Deliver(d) => self.deliver(d),
                 Action::SaveCard { node, envelope } => self.state.save_card(&node, &envelope),
                 Action::ForgetCard { node } => self.state.remove_card(&node),
+                Action::Sent { id, to, state } => self.record_sent(id, to, state),
                 Action::ChannelDeliver { channel, message: d } => {
                     let (max, age) = (self.settings.channel_history, self.settings.channel_history_age);
                     let Some(c) = self.channels.iter_mut().find(|c| c.id == channel) else { continue };

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use meshpost_proto::envelope::EnvelopeId;
 use meshpost_proto::identity::NodeId;
 use meshpost_proto::node::{Action, Node, PeerSpec};
+use meshpost_proto::outbox::SentState;
 use meshpost_proto::time::Timestamp;
 use rand_core::OsRng;
 use serde_json::{Value, json};
@@ -133,6 +134,8 @@ pub struct Daemon {
     extra_peers: Vec<(String, Option<[u8; 32]>)>,
     /// Host names of peers, resolved off the event loop.
     names: Names,
+    /// What became of the messages this node sent (STATE/outbox.log).
+    outbox: crate::persist::outbox::OutboxLog,
     udp: UdpSocket,
     udp_send: std::net::UdpSocket,
     udp_v6: bool,
@@ -196,6 +199,13 @@ impl Daemon {
             warn!("{p}");
         }
         let restored = restore(&mut node, &state, &inbox, now);
+        let (outbox, bad) = crate::persist::outbox::OutboxLog::load(state.dir());
+        if bad > 0 {
+            warn!("{}: {bad} unreadable lines skipped", state.dir().join("outbox.log").display());
+        }
+        for r in outbox.newest_first().filter(|r| !r.state.is_final()) {
+            node.track_sent(r.id, r.to, r.state);
+        }
         let (udp, udp_send, udp_v6) =
             bind_udp(settings.port).map_err(|e| format!("cannot bind UDP port {}: {e}", settings.port))?;
         let listener = bind_control(&settings.socket)?;
@@ -238,6 +248,7 @@ impl Daemon {
             overrides,
             extra_peers: Vec::new(),
             names,
+            outbox,
             udp,
             udp_send,
             udp_v6,

@@ -100,6 +100,11 @@ impl Node {
         };
         let recipient = ack.origin_id();
         for id in ids {
+            // Ours, and acknowledged by its recipient's signature (the
+            // envelope was verified before we got here): delivered.
+            if self.outbox.get(&id).is_some_and(|s| s.to == recipient) {
+                self.sent_moved(id, SentState::Delivered);
+            }
             let addressed =
                 self.store.get(&id).is_some_and(|e| e.env.kind() == Kind::Direct && e.env.dest().id == recipient.0);
             if addressed {

@@ -256,6 +256,15 @@ pub enum Action {
         node: NodeId,
         envelope: Vec<u8>,
     },
+    /// A message this node sent moved on: a neighbour holds a copy
+    /// (`Forwarded`), the recipient's signed acknowledgement was verified
+    /// (`Delivered`), or it `Expired` / was `Dropped` undelivered. Record
+    /// it for `meshpost outbox`.
+    Sent {
+        id: EnvelopeId,
+        to: NodeId,
+        state: crate::outbox::SentState,
+    },
     Event(Event),
 }
 

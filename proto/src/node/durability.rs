@@ -97,6 +97,8 @@ impl Node {
         match w.kind {
             WriteKind::Store => {
                 self.store.remove(&id);
+                // A local send that could not be stored was never sent.
+                self.outbox.forget(&id);
             }
             WriteKind::Inbox => {
                 self.metrics.envelopes_delivered = self.metrics.envelopes_delivered.saturating_sub(1);
@@ -156,6 +158,7 @@ impl Node {
                     self.writes.take(&victim);
                     self.actions.push_back(Action::Unpersist { id: victim });
                     self.emit(Event::StoreEvicted { id: victim });
+                    self.sent_moved(victim, SentState::Dropped);
                 }
                 self.metrics.envelopes_stored += 1;
                 self.await_write(id, WriteKind::Store, then);

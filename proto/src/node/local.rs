@@ -66,6 +66,7 @@ impl Node {
         .map_err(SendError::Envelope)?;
         let id = env.id();
         self.admit(env, true, now_ms, vec![AfterWrite::Forward { from: None }]).map_err(SendError::Store)?;
+        self.outbox.track(id, to, SentState::Queued);
         Ok(id)
     }
 

@@ -39,6 +39,7 @@ use crate::link::frame::{Frame, IdList, id_frames, keepalive};
 use crate::link::handshake::{HandshakeError, Initiator, Responder, SessionKeys};
 use crate::link::packet::Packet;
 use crate::link::session::{OpenError, Session};
+use crate::outbox::{Outbox, SentState};
 use crate::owncards::OwnCards;
 use crate::rng::NodeRng;
 use crate::routing::Table;
@@ -94,6 +95,8 @@ pub struct Node {
     cards: CardBook,
     /// Our own domain's announces, handed to federation peers at link-up.
     cards_out: OwnCards,
+    /// Direct messages this node sent, and what became of them.
+    outbox: Outbox,
     origin_buckets: BTreeMap<NodeId, Bucket>,
     store: Store,
     seen: SeenSet,
@@ -156,6 +159,7 @@ impl Node {
             by_index: BTreeMap::new(),
             cards: CardBook::new(max_routes),
             cards_out: OwnCards::new(MAX_CARDS_EXCHANGED),
+            outbox: Outbox::default(),
             origin_buckets: BTreeMap::new(),
             store,
             seen,
@@ -239,6 +243,19 @@ impl Node {
         self.links.get(id).is_some_and(|l| l.confirmed)
     }
 
+    /// Reports a transition of a message this node sent, if it is news.
+    pub(super) fn sent_moved(&mut self, id: EnvelopeId, state: SentState) {
+        if let Some(to) = self.outbox.advance(&id, state) {
+            self.actions.push_back(Action::Sent { id, to, state });
+        }
+    }
+
+    /// Tracks a message this node sent before a restart (the caller's
+    /// record says `state`), so later acknowledgements are reported.
+    pub fn track_sent(&mut self, id: EnvelopeId, to: NodeId, state: SentState) {
+        self.outbox.track(id, to, state);
+    }
+
     /// Next action to carry out, in order.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
@@ -300,6 +317,7 @@ impl Node {
             self.writes.take(&id);
             self.metrics.envelopes_expired_in_store += 1;
             self.actions.push_back(Action::Unpersist { id });
+            self.sent_moved(id, SentState::Expired);
         }
         self.seen.expire(now_s);
         self.delivered.expire(now_s);

@@ -63,6 +63,9 @@ impl Node {
                 }
             }
             IdList::Have => {
+                for id in &ids {
+                    self.sent_moved(*id, SentState::Forwarded);
+                }
                 if let Some(l) = self.links.get_mut(&node) {
                     if l.peer_has.len() + ids.len() > MAX_PEER_HAS {
                         l.peer_has.clear();

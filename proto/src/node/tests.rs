@@ -22,6 +22,8 @@ struct Pair {
     captured: Vec<(SocketAddr, Vec<u8>)>,
     /// B's inbox refuses every delivery (disk full, inbox full).
     b_inbox_fails: bool,
+    /// What A reported about the messages it sent.
+    sent_a: Vec<(EnvelopeId, crate::outbox::SentState)>,
 }
 
 impl Pair {
@@ -41,6 +43,7 @@ impl Pair {
             persisted_a: 0,
             captured: vec![],
             b_inbox_fails: false,
+            sent_a: vec![],
         }
     }
 
@@ -68,6 +71,7 @@ impl Pair {
                             self.a.persisted(id);
                         }
                         Action::Event(e) => self.events.push(e),
+                        Action::Sent { id, state, .. } => self.sent_a.push((id, state)),
                         _ => {}
                     }
                 }
@@ -473,4 +477,30 @@ fn announces_that_break_the_announce_rules_teach_nothing() {
         assert!(p.a.card(&id.node_id()).is_none(), "case {i}: the card was learned");
         assert_eq!(p.a.metrics().envelopes_invalid, invalid + 1, "case {i}: counted as invalid");
     }
+}
+
+#[test]
+fn a_sent_message_is_reported_forwarded_then_delivered_on_the_signed_ack() {
+    use crate::outbox::SentState;
+    let mut p = Pair::new(None);
+    p.run(2000, 100);
+    let bid = p.b.node_id();
+    let id = p.a.send_direct(Timestamp::from(p.now), bid, b"hello", None, None).unwrap();
+    p.run(3000, 100);
+    assert_eq!(p.delivered_b.len(), 1);
+    let states: Vec<SentState> = p.sent_a.iter().filter(|(i, _)| *i == id).map(|(_, s)| *s).collect();
+    assert_eq!(states, [SentState::Forwarded, SentState::Delivered], "each transition once, in order");
+}
+
+#[test]
+fn a_message_nobody_takes_is_reported_expired() {
+    use crate::outbox::SentState;
+    let mut p = Pair::new(None);
+    p.run(2000, 100);
+    let bid = p.b.node_id();
+    p.b_up = false;
+    let id = p.a.send_direct(Timestamp::from(p.now), bid, b"into the void", Some(60), None).unwrap();
+    p.run(70_000, 1000);
+    assert_eq!(p.sent_a.iter().filter(|(i, _)| *i == id).map(|(_, s)| *s).collect::<Vec<_>>(), [SentState::Expired]);
+    assert!(p.delivered_b.is_empty());
 }

@@ -1,0 +1,140 @@
+//! What happened to the direct messages this node sent: queued (stored
+//! here), forwarded (a neighbour confirmed it holds a copy), delivered (the
+//! recipient's signed acknowledgement arrived and was verified), or expired
+//! (its lifetime ran out first) or dropped (evicted from a full store).
+//!
+//! It only records transitions the node reports and says which are news;
+//! it writes nothing (the caller keeps the durable record and shows it) and
+//! never guesses: `Delivered` comes only from an acknowledgement signed by
+//! the recipient. Bounded: at most [`MAX_TRACKED`] messages, finished ones
+//! forgotten first.
+
+use std::collections::BTreeMap;
+
+use crate::envelope::EnvelopeId;
+use crate::identity::NodeId;
+
+/// Most sent messages tracked at once.
+pub const MAX_TRACKED: usize = 4096;
+
+/// The state of one sent message, in the order it normally moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SentState {
+    Queued,
+    Forwarded,
+    Delivered,
+    Expired,
+    /// Evicted from a full store before it was delivered.
+    Dropped,
+}
+
+impl SentState {
+    pub fn name(self) -> &'static str {
+        match self {
+            SentState::Queued => "queued",
+            SentState::Forwarded => "forwarded",
+            SentState::Delivered => "delivered",
+            SentState::Expired => "expired",
+            SentState::Dropped => "dropped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SentState> {
+        [Self::Queued, Self::Forwarded, Self::Delivered, Self::Expired, Self::Dropped]
+            .into_iter()
+            .find(|x| x.name() == s)
+    }
+
+    /// Nothing changes after this.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Delivered | Self::Expired | Self::Dropped)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    pub to: NodeId,
+    pub state: SentState,
+    /// A counter of when it was added, for eviction order.
+    order: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Outbox {
+    sent: BTreeMap<EnvelopeId, Sent>,
+    next: u64,
+}
+
+impl Outbox {
+    pub fn track(&mut self, id: EnvelopeId, to: NodeId, state: SentState) {
+        if !self.sent.contains_key(&id) && self.sent.len() >= MAX_TRACKED {
+            let victim = self.sent.iter().min_by_key(|(_, s)| (!s.state.is_final(), s.order)).map(|(k, _)| *k);
+            if let Some(k) = victim {
+                self.sent.remove(&k);
+            }
+        }
+        self.next += 1;
+        self.sent.insert(id, Sent { to, state, order: self.next });
+    }
+
+    pub fn get(&self, id: &EnvelopeId) -> Option<&Sent> {
+        self.sent.get(id)
+    }
+
+    /// Moves `id` to `state` if that is progress; returns the message's
+    /// recipient when it is news. A final state never changes, and
+    /// `Delivered` only comes from an acknowledgement signed by `to`.
+    pub fn advance(&mut self, id: &EnvelopeId, state: SentState) -> Option<NodeId> {
+        let s = self.sent.get_mut(id)?;
+        if s.state.is_final() || state <= s.state {
+            return None;
+        }
+        s.state = state;
+        Some(s.to)
+    }
+
+    /// Stops tracking `id` (it was never sent after all).
+    pub fn forget(&mut self, id: &EnvelopeId) {
+        self.sent.remove(id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.sent.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sent.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_only_move_forward_and_stay_final() {
+        let mut o = Outbox::default();
+        let (id, to) = (EnvelopeId([1; 16]), NodeId([2; 16]));
+        o.track(id, to, SentState::Queued);
+        assert_eq!(o.advance(&id, SentState::Forwarded), Some(to));
+        assert_eq!(o.advance(&id, SentState::Forwarded), None, "not news twice");
+        assert_eq!(o.advance(&id, SentState::Delivered), Some(to));
+        assert_eq!(o.advance(&id, SentState::Expired), None, "delivered stays delivered");
+        assert_eq!(o.advance(&EnvelopeId([9; 16]), SentState::Delivered), None, "not ours");
+    }
+
+    #[test]
+    fn bounded_and_finished_ones_go_first() {
+        let mut o = Outbox::default();
+        for i in 0..MAX_TRACKED as u32 {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&i.to_le_bytes());
+            o.track(EnvelopeId(b), NodeId([1; 16]), if i == 5 { SentState::Delivered } else { SentState::Queued });
+        }
+        o.track(EnvelopeId([0xff; 16]), NodeId([1; 16]), SentState::Queued);
+        assert_eq!(o.len(), MAX_TRACKED);
+        let mut five = [0u8; 16];
+        five[0] = 5;
+        assert!(o.get(&EnvelopeId(five)).is_none(), "the finished one was forgotten first");
+    }
+}

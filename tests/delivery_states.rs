@@ -1,0 +1,80 @@
+//! Delivery states a sender can see (issue 14, part 1): `send --wait`
+//! returns when the recipient's signed acknowledgement arrived (exit 0) or
+//! says it is not delivered yet (exit 2); `meshpost outbox` lists queued,
+//! forwarded, delivered; subscribers get a `delivered` event; the states
+//! survive a restart of the sender, and a message queued before the
+//! restart is reported delivered when its acknowledgement comes after.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn outbox(n: &Node) -> Vec<Value> {
+    n.request(json!({"cmd": "outbox"}))["messages"].as_array().cloned().unwrap_or_default()
+}
+
+fn state_of(n: &Node, id: &str) -> String {
+    n.request(json!({"cmd": "outbox", "id": id}))["message"]["state"].as_str().unwrap_or("").to_string()
+}
+
+#[test]
+fn the_sender_sees_delivered_only_after_the_signed_ack_and_across_restarts() {
+    let t = TempDir::new("states");
+    let (mut a, mut b) = linked_pair(&t.0);
+    let bid = b.node_id();
+
+    // A subscriber on A sees the delivered event.
+    let mut sub = UnixStream::connect(&a.sock).unwrap();
+    sub.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    sub.write_all(b"{\"cmd\":\"subscribe\"}\n").unwrap();
+    let mut events = BufReader::new(sub);
+    let mut first = String::new();
+    events.read_line(&mut first).unwrap();
+
+    let out = a.cli(&["send", "--wait=30", &bid, "are you there?"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("delivered"), "{text}");
+    let id = text.split_whitespace().next().unwrap().to_string();
+    assert_eq!(b.inbox().len(), 1);
+    assert_eq!(state_of(&a, &id), "delivered");
+    let mut got = false;
+    for _ in 0..10 {
+        let mut line = String::new();
+        if events.read_line(&mut line).is_err() {
+            break;
+        }
+        let v: Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["event"] == "delivered" && v["id"] == id.as_str() {
+            got = true;
+            break;
+        }
+    }
+    assert!(got, "no delivered event for {id}");
+
+    // With B gone: not delivered within the wait, exit 2, still queued.
+    b.stop();
+    let out = a.cli(&["--json", "send", "--wait=2", &bid, "later"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    let later: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let later_id = later["id"].as_str().unwrap().to_string();
+    assert!(matches!(later["state"].as_str(), Some("queued" | "forwarded")), "{later}");
+
+    // A restarts: both records are still there; B returns; the message
+    // queued before the restart is reported delivered.
+    a.stop();
+    a.start();
+    assert_eq!(state_of(&a, &id), "delivered", "survives the restart");
+    assert_eq!(outbox(&a).len(), 2);
+    b.start();
+    assert!(wait_until(40, || state_of(&a, &later_id) == "delivered"), "{:?}\nA:\n{}", outbox(&a), a.log());
+    assert_eq!(b.inbox().len(), 2, "once each");
+    let human = String::from_utf8_lossy(&a.cli(&["outbox"]).stdout).to_string();
+    assert!(human.contains("delivered") && human.contains("STATE"), "{human}");
+}
