@@ -16,8 +16,7 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::process::Command;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use common::net::*;
@@ -45,25 +44,6 @@ fn responder_socket(addr: SocketAddr, avahi: bool) -> UdpSocket {
     let s: UdpSocket = s.into();
     s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     s
-}
-
-/// The link-local address of `dev` in `ns`, once duplicate address
-/// detection has finished.
-fn link_local(ns: &str, dev: &str) -> Ipv6Addr {
-    let mut found = None;
-    assert!(wait_until(10, || {
-        let out =
-            Command::new("ip").args(["-n", ns, "-6", "addr", "show", "dev", dev, "scope", "link"]).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        found = text
-            .lines()
-            .find(|l| l.contains("inet6") && !l.contains("tentative"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|a| a.split('/').next())
-            .and_then(|a| a.parse().ok());
-        found.is_some()
-    }));
-    found.unwrap()
 }
 
 /// Sends `n` datagrams from namespace `from_ns` to `to`, and counts what the

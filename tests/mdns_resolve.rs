@@ -41,24 +41,6 @@ fn probe(py: &PathBuf, ns: &str, args: &[&str]) -> Vec<Value> {
     String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
-fn link_local(ns: &str, dev: &str) -> String {
-    let mut found = String::new();
-    assert!(wait_until(10, || {
-        let out =
-            Command::new("ip").args(["-n", ns, "-6", "addr", "show", "dev", dev, "scope", "link"]).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        found = text
-            .lines()
-            .find(|l| l.contains("inet6") && !l.contains("tentative"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|a| a.split('/').next())
-            .unwrap_or_default()
-            .to_string();
-        !found.is_empty()
-    }));
-    found
-}
-
 /// Sends one PTR query for the service over IPv4 and one over IPv6 from
 /// sockets bound to port 5353 (multicast answers come to that port), and
 /// reports which family got a response.
@@ -113,7 +95,7 @@ fn python_zeroconf_resolves_lists_and_sees_the_goodbye() {
     let mut net = Net::new("z");
     let (a, b) = (net.ns("a"), net.ns("b"));
     net.veth(&a, "tob", &b, "toa", Some((8, 0)));
-    let v6 = link_local(&a, "tob");
+    let v6 = link_local(&a, "tob").to_string();
     link_local(&b, "toa");
     let mut node = mesh_node(&t, &a, "a", &["tob"]);
     node.start();

@@ -2,10 +2,11 @@
 //! pairs, and mesh nodes that run inside them. Root only; the callers
 //! check `need_root` first. It does not start daemons by itself.
 
+use std::net::Ipv6Addr;
 use std::process::Command;
 use std::sync::Mutex;
 
-use super::{Node, TempDir};
+use super::{Node, TempDir, wait_until};
 
 /// Tests that start several daemons in namespaces run one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -100,4 +101,23 @@ pub fn if_index_in(ns: &str, name: &str) -> u32 {
         // SAFETY: if_nametoindex with a valid NUL-terminated string.
         unsafe { libc::if_nametoindex(name.as_ptr()) }
     })
+}
+
+/// The link-local address of `dev` in `ns`, once duplicate address
+/// detection has finished.
+pub fn link_local(ns: &str, dev: &str) -> Ipv6Addr {
+    let mut found = None;
+    assert!(wait_until(10, || {
+        let out =
+            Command::new("ip").args(["-n", ns, "-6", "addr", "show", "dev", dev, "scope", "link"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        found = text
+            .lines()
+            .find(|l| l.contains("inet6") && !l.contains("tentative"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|a| a.split('/').next())
+            .and_then(|a| a.parse().ok());
+        found.is_some()
+    }));
+    found.unwrap()
 }
