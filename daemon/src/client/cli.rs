@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use serde_json::{Value, json};
 
 use super::connection::{Cli, connect, request};
-use crate::control::protocol::{ChannelAction, InboxAction, PeerAction, Request, StoreAction};
+use crate::control::protocol::{ChannelAction, ContactAction, InboxAction, PeerAction, Request, StoreAction};
 
 pub const USAGE: &str = "\
 usage: meshpost [--socket PATH | --config FILE] [--json] COMMAND [ARGS]
@@ -19,7 +19,9 @@ commands:
   daemon [--foreground] [--config FILE] [--state-dir DIR] [--socket PATH]
          [--port N] [--log-level LEVEL]     run the daemon
   status                                    node, links, store and inbox summary
-  identity [--state-dir DIR]                node id and public keys
+  identity [--state-dir DIR] [--card]       node id and public keys; --card: the
+                                            signed contact card to hand to others
+  contact add CARD [NAME] | list | remove ID   people added from their cards
   peers                                     links, configured and discovered peers
   routes                                    destinations, next hops, hop counts
   graph                                     known topology as Graphviz DOT
@@ -97,8 +99,27 @@ pub fn run(cli: &Cli) -> Result<String, String> {
             if let Some(dir) = flag(&mut words, "--state-dir")? {
                 return offline_identity(cli, &dir);
             }
+            if words.iter().any(|w| w == "--card") {
+                let v = request(cli, &Request::Identity.to_value())?;
+                return v["card"].as_str().map(str::to_string).ok_or_else(|| "the daemon has no card yet".into());
+            }
             Request::Identity
         }
+        "contact" => match (words.first().map(String::as_str), words.get(1)) {
+            (None | Some("list"), _) => {
+                Request::Contact { action: ContactAction::List, card: None, name: None, id: None }
+            }
+            (Some("add"), Some(card)) => Request::Contact {
+                action: ContactAction::Add,
+                card: Some(card.clone()),
+                name: (words.len() > 2).then(|| words[2..].join(" ")),
+                id: None,
+            },
+            (Some("remove"), Some(id)) => {
+                Request::Contact { action: ContactAction::Remove, card: None, name: None, id: Some(id.clone()) }
+            }
+            _ => return Err("usage: meshpost contact add CARD [NAME] | contact list | contact remove ID".into()),
+        },
         "peers" => Request::Peers,
         "routes" => Request::Routes,
         "graph" => Request::Graph,
@@ -359,6 +380,24 @@ fn human(cmd: &str, words: &[String], v: &Value) -> String {
                 &rows,
             )
         }
+        "contact" if v.get("contacts").is_some() => {
+            let rows: Vec<Vec<String>> = v["contacts"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|c| {
+                            let keys = if c["has_keys"] == json!(true) { "yes" } else { "no (add the card again)" };
+                            vec![s(c, "name"), s(c, "id"), s(c, "domain"), s(c, "linked"), keys.to_string()]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            table(&["name", "node", "domain", "linked", "keys"], &rows)
+        }
+        "contact" => v.get("added").map_or_else(
+            || format!("removed {}", s(v, "removed")),
+            |a| format!("added {} as {}", a.as_str().unwrap_or("-"), s(v, "name")),
+        ),
         "outbox" if v.get("message").is_some() => {
             let m = &v["message"];
             format!(

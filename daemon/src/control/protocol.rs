@@ -54,6 +54,18 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<usize>,
     },
+    /// Contacts: `add` a card (`mpcard1:...`, from `identity --card`) with
+    /// an optional name, `list`, or `remove` by `id`.
+    Contact {
+        #[serde(default)]
+        action: ContactAction,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        card: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
     Subscribe {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         channel: Option<String>,
@@ -85,6 +97,15 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         key: Option<String>,
     },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactAction {
+    #[default]
+    List,
+    Add,
+    Remove,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +159,7 @@ pub const COMMANDS: &[&str] = &[
     "send",
     "inbox",
     "outbox",
+    "contact",
     "subscribe",
     "channel",
     "publish",

@@ -20,6 +20,7 @@
 //! deleted only after its line is written). At start the delivered ids are
 //! the union of both, so the two can never disagree about a delivery.
 
+pub mod contacts;
 pub mod inbox;
 pub mod outbox;
 

@@ -35,6 +35,10 @@ impl Daemon {
         if let Some(id) = NodeId::parse(to) {
             return Ok(id);
         }
+        // A name the user gave a contact comes first.
+        if let [one] = self.contacts.by_name(to).as_slice() {
+            return Ok(*one);
+        }
         let matches: Vec<NodeId> = self.node.cards().filter(|c| c.name == to).map(|c| c.node_id()).collect();
         match matches.as_slice() {
             [one] => Ok(*one),
@@ -50,7 +54,11 @@ impl Daemon {
             Request::Status => self.status(),
             Request::Identity => {
                 let c = self.node.config();
-                identity_json(self.node.identity(), &c.name, &c.domain)
+                let mut v = identity_json(self.node.identity(), &c.name, &c.domain);
+                if let Some(card) = self.node.own_card() {
+                    v["card"] = json!(format!("{CARD_PREFIX}{}", meshpost_proto::crypto::to_hex(card)));
+                }
+                v
             }
             Request::Peers => self.peers(now),
             Request::Routes => self.routes(),
@@ -63,6 +71,7 @@ impl Daemon {
                 json!({"ok": true, "messages": messages, "total": total, "next": next})
             }
             Request::Inbox { action, id, .. } => self.inbox_cmd(action, id.as_deref()),
+            Request::Contact { action, card, name, id } => self.contact_cmd(action, card, name, id),
             Request::Outbox { id: Some(id), .. } => {
                 match EnvelopeId::parse(&id).and_then(|i| self.outbox.get(&i).copied()) {
                     Some(r) => json!({"ok": true, "message": self.sent_json(&r)}),
@@ -231,4 +240,71 @@ impl Daemon {
         json!({"id": r.id.to_string(), "to": r.to.to_string(), "to_name": self.node.card(&r.to).map(|c| c.name.clone()),
             "state": r.state.name(), "since": r.since})
     }
+
+    pub(super) fn contact_cmd(
+        &mut self,
+        action: ContactAction,
+        card: Option<String>,
+        name: Option<String>,
+        id: Option<String>,
+    ) -> Value {
+        match action {
+            ContactAction::List => {
+                let list: Vec<Value> = self
+                    .contacts
+                    .iter()
+                    .map(|(id, name)| {
+                        let card = self.node.card(id);
+                        json!({"id": id.to_string(), "name": name, "card_name": card.map(|c| c.name.clone()),
+                            "domain": card.map(|c| c.domain.clone()), "linked": self.node.is_linked(id),
+                            "has_keys": card.is_some()})
+                    })
+                    .collect();
+                json!({"ok": true, "contacts": list})
+            }
+            ContactAction::Add => {
+                let Some(text) = card else {
+                    return error("contact add needs \"card\" (from 'meshpost identity --card')");
+                };
+                let hex = text.trim().strip_prefix(CARD_PREFIX).unwrap_or(text.trim());
+                let bytes: Option<Vec<u8>> = (hex.len() % 2 == 0)
+                    .then(|| {
+                        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
+                    })
+                    .flatten();
+                let Some(bytes) = bytes else { return error("a contact card is mpcard1: and hex digits") };
+                match self.node.add_contact(&bytes) {
+                    Ok(node) => {
+                        let given =
+                            name.unwrap_or_else(|| self.node.card(&node).map(|c| c.name.clone()).unwrap_or_default());
+                        if let Err(e) = self.contacts.set(node, &given) {
+                            return error(format!("cannot save the contact list: {e}"));
+                        }
+                        info!("contact {node} ({given}) added");
+                        json!({"ok": true, "added": node.to_string(), "name": given})
+                    }
+                    Err(e) => {
+                        if matches!(e, meshpost_proto::node::ContactError::KeyChanged(_)) {
+                            warn!("{e}");
+                        }
+                        error(e.to_string())
+                    }
+                }
+            }
+            ContactAction::Remove => {
+                let Some(node) = id.as_deref().and_then(|i| self.resolve_to(i).ok()) else {
+                    return error("contact remove needs \"id\": a node id or a contact's name");
+                };
+                self.node.remove_contact(&node);
+                match self.contacts.remove(&node) {
+                    Ok(true) => json!({"ok": true, "removed": node.to_string()}),
+                    Ok(false) => error(format!("{node} is not a contact")),
+                    Err(e) => error(format!("cannot save the contact list: {e}")),
+                }
+            }
+        }
+    }
 }
+
+/// How a contact card starts (then the signed announce in hex).
+pub const CARD_PREFIX: &str = "mpcard1:";

@@ -23,7 +23,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::config::{Overrides, Settings};
-use crate::control::protocol::{ChannelAction, InboxAction, MAX_ANSWER, PeerAction, Request, StoreAction};
+use crate::control::protocol::{
+    ChannelAction, ContactAction, InboxAction, MAX_ANSWER, PeerAction, Request, StoreAction,
+};
 use crate::control::{self, Incoming, Policy, Reply, Stats, error};
 use crate::discovery::{self, Discovery};
 use crate::inbox::{Inbox, InboxError, Message};
@@ -136,6 +138,8 @@ pub struct Daemon {
     names: Names,
     /// What became of the messages this node sent (STATE/outbox.log).
     outbox: crate::persist::outbox::OutboxLog,
+    /// Contacts the user added, with the names given (STATE/contacts).
+    contacts: crate::persist::contacts::Contacts,
     udp: UdpSocket,
     udp_send: std::net::UdpSocket,
     udp_v6: bool,
@@ -206,6 +210,15 @@ impl Daemon {
         for r in outbox.newest_first().filter(|r| !r.state.is_final()) {
             node.track_sent(r.id, r.to, r.state);
         }
+        let (contacts, bad) = crate::persist::contacts::Contacts::load(state.dir());
+        if bad > 0 {
+            warn!("{}: {bad} unreadable lines skipped", state.dir().join("contacts").display());
+        }
+        for (id, name) in contacts.iter() {
+            if !node.mark_contact(*id) {
+                warn!("contact {id} ({name}) has no card file any more: add its card again");
+            }
+        }
         let (udp, udp_send, udp_v6) =
             bind_udp(settings.port).map_err(|e| format!("cannot bind UDP port {}: {e}", settings.port))?;
         let listener = bind_control(&settings.socket)?;
@@ -249,6 +262,7 @@ impl Daemon {
             extra_peers: Vec::new(),
             names,
             outbox,
+            contacts,
             udp,
             udp_send,
             udp_v6,

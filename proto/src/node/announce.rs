@@ -50,7 +50,8 @@ impl Node {
         let name = card.name.clone();
         let own_domain = card.domain == self.cfg.domain;
         let links = &self.links;
-        let (learned, evicted) = self.cards.learn(card, self.clock, |k| links.contains_key(k));
+        let contacts = &self.contacts;
+        let (learned, evicted) = self.cards.learn(card, self.clock, |k| links.contains_key(k) || contacts.contains(k));
         if let Some(gone) = evicted {
             // Memory and disk stay bounded together.
             self.cards_out.remove(&gone);
@@ -111,6 +112,10 @@ impl Node {
             self.metrics.envelopes_invalid += 1;
             return;
         };
+        if self.contact_key_change(&card, link) {
+            self.metrics.envelopes_invalid += 1;
+            return;
+        }
         // Only federation links join two communities: a neighbour of another
         // domain on a plain mesh link is dropped, so its announces do not
         // flood ours.

@@ -51,6 +51,7 @@ mod announce;
 mod api;
 mod channels;
 mod confirm;
+mod contacts;
 mod crossing;
 mod durability;
 mod forward;
@@ -67,6 +68,7 @@ mod tests;
 
 pub use crate::peerbook::MAX_STATIC_PEERS;
 pub use api::*;
+pub use contacts::{ContactError, MAX_CONTACTS};
 pub use metrics::Metrics;
 
 use crate::peerbook::{Limits as PeerLimits, PeerBook};
@@ -97,6 +99,8 @@ pub struct Node {
     cards_out: OwnCards,
     /// Direct messages this node sent, and what became of them.
     outbox: Outbox,
+    /// Nodes added as contacts (their cards are never evicted).
+    contacts: std::collections::BTreeSet<NodeId>,
     origin_buckets: BTreeMap<NodeId, Bucket>,
     store: Store,
     seen: SeenSet,
@@ -160,6 +164,7 @@ impl Node {
             cards: CardBook::new(max_routes),
             cards_out: OwnCards::new(MAX_CARDS_EXCHANGED),
             outbox: Outbox::default(),
+            contacts: std::collections::BTreeSet::new(),
             origin_buckets: BTreeMap::new(),
             store,
             seen,

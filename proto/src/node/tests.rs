@@ -504,3 +504,40 @@ fn a_message_nobody_takes_is_reported_expired() {
     assert_eq!(p.sent_a.iter().filter(|(i, _)| *i == id).map(|(_, s)| *s).collect::<Vec<_>>(), [SentState::Expired]);
     assert!(p.delivered_b.is_empty());
 }
+
+#[test]
+fn a_contact_added_from_its_card_can_be_messaged_before_it_is_heard_and_keeps_its_keys() {
+    let mut p = Pair::new(None);
+    // B's card, handed over out of band; A has never heard B.
+    p.b.handle_timeout(Timestamp::from(p.now));
+    let card = p.b.own_card().expect("B signed its announce").to_vec();
+    let bid = p.b.node_id();
+    assert!(p.a.card(&bid).is_none());
+    assert_eq!(p.a.add_contact(&card), Ok(bid));
+    assert!(p.a.send_direct(Timestamp::from(p.now), bid, b"before we met", None, None).is_ok());
+    assert_eq!(p.a.add_contact(&card), Ok(bid), "adding again is fine");
+    assert_eq!(p.a.add_contact(p.a.own_card().unwrap().to_vec().as_slice()), Err(ContactError::Myself));
+    assert!(matches!(p.a.add_contact(b"garbage"), Err(ContactError::NotACard(_))));
+    // A card of B with other encryption keys (signed by B itself) is refused.
+    let mut other =
+        Card::decode(p.b.identity().public_key(), Envelope::decode_ignoring_time(&card).unwrap().payload()).unwrap();
+    other.x25519 = [9; 32];
+    other.seq += 1;
+    let env = Envelope::seal(
+        p.b.identity(),
+        &Draft {
+            kind: Kind::Announce,
+            max_hops: 8,
+            created: p.now / 1000,
+            ttl: 24 * 3600,
+            dest: Destination { id: [0; 16], domain: String::new() },
+            payload: &other.encode(),
+        },
+    )
+    .unwrap();
+    assert_eq!(p.a.add_contact(env.bytes()), Err(ContactError::KeyChanged(bid)));
+    assert_ne!(p.a.card(&bid).map(|c| c.x25519), Some([9; 32]), "the known keys stay");
+    // Once linked the message arrives.
+    p.run(5000, 100);
+    assert_eq!(p.delivered_b.len(), 1);
+}

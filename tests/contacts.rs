@@ -1,0 +1,54 @@
+//! Contacts (issue 14, part 2): a person hands over the card `meshpost
+//! identity --card` prints; added with a name, the contact can be messaged
+//! by that name before its node was ever heard (the message waits), and
+//! arrives once the nodes link. The contact list survives a restart.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[test]
+fn a_contact_from_its_card_is_messaged_by_name_before_it_was_ever_heard() {
+    let t = TempDir::new("contacts");
+    let mut a = Node::new(&t.0, "a");
+    let mut b = Node::new(&t.0, "b");
+    a.start();
+    b.start();
+    let bid = b.node_id();
+    let out = b.cli(&["identity", "--card"]);
+    let card = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(card.starts_with("mpcard1:") && !card.contains('\n'), "one line: {card}");
+    let out = a.cli(&["contact", "add", &card, "Bea", "from", "the", "café"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Never linked, never heard: the message is queued by the contact's name.
+    let v = a.request(json!({"cmd": "send", "to": "Bea from the café", "text": "see you at the plenum"}));
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["to"], bid.as_str());
+    let list = a.request(json!({"cmd": "contact"}));
+    assert_eq!(list["contacts"][0]["name"], "Bea from the café", "{list}");
+    assert_eq!(list["contacts"][0]["has_keys"], true);
+    // Garbage and our own card are refused with a reason.
+    let v = a.request(json!({"cmd": "contact", "action": "add", "card": "mpcard1:zz"}));
+    assert_eq!(v["ok"], false);
+    let own = String::from_utf8_lossy(&a.cli(&["identity", "--card"]).stdout).trim().to_string();
+    let v = a.request(json!({"cmd": "contact", "action": "add", "card": own}));
+    assert!(v["error"].as_str().unwrap().contains("own card"), "{v}");
+    // A restart keeps the contact and its keys.
+    a.stop();
+    a.start();
+    let list = a.request(json!({"cmd": "contact"}));
+    assert_eq!(
+        (list["contacts"][0]["name"].as_str(), list["contacts"][0]["has_keys"].as_bool()),
+        (Some("Bea from the café"), Some(true))
+    );
+    // Now they meet: the waiting message arrives, once.
+    let v = a.request(json!({"cmd": "peer", "action": "add", "address": format!("127.0.0.1:{}", b.port)}));
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(wait_until(30, || b.inbox().len() == 1), "A:\n{}", a.log());
+    assert_eq!(b.inbox()[0]["text"], "see you at the plenum");
+    let v = a.request(json!({"cmd": "contact", "action": "remove", "id": "Bea from the café"}));
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(a.request(json!({"cmd": "contact"}))["contacts"].as_array().unwrap().is_empty());
+}
