@@ -48,6 +48,34 @@ fn a_contact_from_its_card_is_messaged_by_name_before_it_was_ever_heard() {
     assert_eq!(v["ok"], true, "{v}");
     assert!(wait_until(30, || b.inbox().len() == 1), "A:\n{}", a.log());
     assert_eq!(b.inbox()[0]["text"], "see you at the plenum");
+    // Both sides compute the same safety number; A confirms it.
+    let (na, nb) =
+        (a.request(json!({"cmd": "verify", "id": bid})), b.request(json!({"cmd": "verify", "id": a.node_id()})));
+    assert_eq!(na["safety_number"], nb["safety_number"], "{na} {nb}");
+    let v = a.request(json!({"cmd": "verify", "id": "Bea from the café", "confirm": true}));
+    assert_eq!(v["verified"], true, "{v}");
+    // A blocks B: B's messages to A are dropped unread; unblocked, they arrive.
+    assert_eq!(a.request(json!({"cmd": "block", "id": bid}))["ok"], true);
+    a.stop();
+    a.start();
+    let list = a.request(json!({"cmd": "contact"}));
+    assert_eq!(
+        (list["contacts"][0]["verified"].as_bool(), list["contacts"][0]["blocked"].as_bool()),
+        (Some(true), Some(true)),
+        "{list}"
+    );
+    // (Peers added at runtime do not survive a restart: add B again.)
+    let v = a.request(json!({"cmd": "peer", "action": "add", "address": format!("127.0.0.1:{}", b.port)}));
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(wait_until(20, || a.linked_to(&bid)), "A:\n{}", a.log());
+    let v = b.request(json!({"cmd": "send", "to": a.node_id(), "text": "blocked?"}));
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(wait_until(20, || a.metric("envelopes_blocked_total") >= 1), "A:\n{}", a.log());
+    assert!(a.inbox().is_empty());
+    assert_eq!(a.request(json!({"cmd": "unblock", "id": bid}))["ok"], true);
+    let v = b.request(json!({"cmd": "send", "to": a.node_id(), "text": "hello again"}));
+    assert_eq!(v["ok"], true);
+    assert!(wait_until(20, || a.inbox().len() == 1), "A:\n{}", a.log());
     let v = a.request(json!({"cmd": "contact", "action": "remove", "id": "Bea from the café"}));
     assert_eq!(v["ok"], true, "{v}");
     assert!(a.request(json!({"cmd": "contact"}))["contacts"].as_array().unwrap().is_empty());

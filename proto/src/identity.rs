@@ -200,6 +200,19 @@ pub fn noise_static_for(ed_pk: &[u8; 32]) -> Option<[u8; 32]> {
     VerifyingKey::from_bytes(ed_pk).ok().map(|vk| vk.to_montgomery().to_bytes())
 }
 
+/// The safety number of two identities: the same 30 digits on both sides
+/// (the keys are sorted), shown as six groups of five. Two people who read
+/// the same number to each other hold each other's real keys.
+pub fn safety_number(a: &[u8; 32], b: &[u8; 32]) -> String {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let h = crate::crypto::kdf(b"mp-safty", &[], &[lo, hi]);
+    h.chunks(4)
+        .take(6)
+        .map(|c| format!("{:05}", u32::from_be_bytes([c[0], c[1], c[2], c[3]]) % 100_000))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Whether a compressed Edwards point encodes its y coordinate canonically
 /// (y < p = 2^255 - 19, sign bit aside).
 fn canonical_y(b: &[u8]) -> bool {

@@ -22,6 +22,8 @@ commands:
   identity [--state-dir DIR] [--card]       node id and public keys; --card: the
                                             signed contact card to hand to others
   contact add CARD [NAME] | list | remove ID   people added from their cards
+  verify NODE [--confirm]                   the safety number shared with NODE
+  block NODE | unblock NODE                 drop (or accept again) NODE's messages
   peers                                     links, configured and discovered peers
   routes                                    destinations, next hops, hop counts
   graph                                     known topology as Graphviz DOT
@@ -144,6 +146,15 @@ pub fn run(cli: &Cli) -> Result<String, String> {
             Request::Send { to, text, ttl, hops }
         }
         "outbox" => Request::Outbox { id: words.first().cloned(), offset: None, limit: None },
+        "verify" => {
+            let confirm = words.iter().any(|w| w == "--confirm");
+            let id = words.iter().find(|w| *w != "--confirm").ok_or("verify needs a node id or name")?.clone();
+            Request::Verify { id, confirm }
+        }
+        "block" | "unblock" => {
+            let id = words.first().ok_or(format!("{cmd} needs a node id or name"))?.clone();
+            if cmd == "block" { Request::Block { id } } else { Request::Unblock { id } }
+        }
         "inbox" => match words.first().map(String::as_str) {
             None | Some("list") => Request::Inbox { action: InboxAction::List, id: None, offset: None, limit: None },
             Some(a @ ("read" | "delete")) => {
@@ -387,12 +398,35 @@ fn human(cmd: &str, words: &[String], v: &Value) -> String {
                     a.iter()
                         .map(|c| {
                             let keys = if c["has_keys"] == json!(true) { "yes" } else { "no (add the card again)" };
-                            vec![s(c, "name"), s(c, "id"), s(c, "domain"), s(c, "linked"), keys.to_string()]
+                            let flags = match (c["verified"] == json!(true), c["blocked"] == json!(true)) {
+                                (true, true) => "verified, blocked",
+                                (true, false) => "verified",
+                                (false, true) => "blocked",
+                                (false, false) => "-",
+                            };
+                            vec![
+                                s(c, "name"),
+                                s(c, "id"),
+                                s(c, "domain"),
+                                s(c, "linked"),
+                                keys.to_string(),
+                                flags.into(),
+                            ]
                         })
                         .collect()
                 })
                 .unwrap_or_default();
-            table(&["name", "node", "domain", "linked", "keys"], &rows)
+            table(&["name", "node", "domain", "linked", "keys", "state"], &rows)
+        }
+        "verify" => format!(
+            "safety number with {}:\n\n    {}\n\nCompare it with theirs (in person or on a call); if it matches: meshpost verify {} --confirm{}",
+            s(v, "id"),
+            s(v, "safety_number"),
+            s(v, "id"),
+            if v["verified"] == json!(true) { "\n(verified)" } else { "" }
+        ),
+        "block" | "unblock" => {
+            format!("{} {}", s(v, "id"), if v["blocked"] == json!(true) { "blocked" } else { "unblocked" })
         }
         "contact" => v.get("added").map_or_else(
             || format!("removed {}", s(v, "removed")),

@@ -66,6 +66,20 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
     },
+    /// The safety number shared with `id`; with `confirm`, marks the
+    /// contact verified.
+    Verify {
+        id: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        confirm: bool,
+    },
+    /// Drops `id`'s messages to this node (`unblock` undoes it).
+    Block {
+        id: String,
+    },
+    Unblock {
+        id: String,
+    },
     Subscribe {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         channel: Option<String>,
@@ -160,6 +174,9 @@ pub const COMMANDS: &[&str] = &[
     "inbox",
     "outbox",
     "contact",
+    "verify",
+    "block",
+    "unblock",
     "subscribe",
     "channel",
     "publish",

@@ -72,6 +72,9 @@ impl Daemon {
             }
             Request::Inbox { action, id, .. } => self.inbox_cmd(action, id.as_deref()),
             Request::Contact { action, card, name, id } => self.contact_cmd(action, card, name, id),
+            Request::Verify { id, confirm } => self.verify_cmd(&id, confirm),
+            Request::Block { id } => self.block_cmd(&id, true),
+            Request::Unblock { id } => self.block_cmd(&id, false),
             Request::Outbox { id: Some(id), .. } => {
                 match EnvelopeId::parse(&id).and_then(|i| self.outbox.get(&i).copied()) {
                     Some(r) => json!({"ok": true, "message": self.sent_json(&r)}),
@@ -238,7 +241,41 @@ impl Daemon {
 
     pub(super) fn sent_json(&self, r: &crate::persist::outbox::Record) -> Value {
         json!({"id": r.id.to_string(), "to": r.to.to_string(), "to_name": self.node.card(&r.to).map(|c| c.name.clone()),
-            "state": r.state.name(), "since": r.since})
+            "state": r.state.name(), "since": r.since, "verified": self.contacts.is_verified(&r.to)})
+    }
+
+    pub(super) fn verify_cmd(&mut self, who: &str, confirm: bool) -> Value {
+        let node = match self.resolve_to(who) {
+            Ok(n) => n,
+            Err(e) => return error(e),
+        };
+        let Some(card) = self.node.card(&node) else {
+            return error(format!("no keys known for {node}: add its card or wait until it is heard"));
+        };
+        let number = meshpost_proto::identity::safety_number(&self.node.identity().public_key(), &card.ed_pk);
+        if confirm {
+            match self.contacts.set_verified(node) {
+                Ok(true) => info!("contact {node} verified"),
+                Ok(false) => return error(format!("{node} is not a contact: add its card first")),
+                Err(e) => return error(format!("cannot save the contact list: {e}")),
+            }
+        }
+        json!({"ok": true, "id": node.to_string(), "safety_number": number, "verified": self.contacts.is_verified(&node)})
+    }
+
+    pub(super) fn block_cmd(&mut self, who: &str, block: bool) -> Value {
+        let node = match self.resolve_to(who) {
+            Ok(n) => n,
+            Err(e) => return error(e),
+        };
+        if !self.node.set_blocked(node, block) {
+            return error(format!("at most {} blocked nodes", meshpost_proto::node::MAX_CONTACTS));
+        }
+        if let Err(e) = self.contacts.set_blocked(node, block) {
+            return error(format!("cannot save the block list: {e}"));
+        }
+        info!("{node} {}", if block { "blocked" } else { "unblocked" });
+        json!({"ok": true, "id": node.to_string(), "blocked": block})
     }
 
     pub(super) fn contact_cmd(
@@ -257,10 +294,12 @@ impl Daemon {
                         let card = self.node.card(id);
                         json!({"id": id.to_string(), "name": name, "card_name": card.map(|c| c.name.clone()),
                             "domain": card.map(|c| c.domain.clone()), "linked": self.node.is_linked(id),
-                            "has_keys": card.is_some()})
+                            "has_keys": card.is_some(), "verified": self.contacts.is_verified(id),
+                            "blocked": self.contacts.is_blocked(id)})
                     })
                     .collect();
-                json!({"ok": true, "contacts": list})
+                let blocked: Vec<String> = self.contacts.blocked().map(|b| b.to_string()).collect();
+                json!({"ok": true, "contacts": list, "blocked": blocked})
             }
             ContactAction::Add => {
                 let Some(text) = card else {

@@ -219,6 +219,9 @@ impl Daemon {
                 warn!("contact {id} ({name}) has no card file any more: add its card again");
             }
         }
+        for id in contacts.blocked() {
+            node.set_blocked(*id, true);
+        }
         let (udp, udp_send, udp_v6) =
             bind_udp(settings.port).map_err(|e| format!("cannot bind UDP port {}: {e}", settings.port))?;
         let listener = bind_control(&settings.socket)?;

@@ -6,8 +6,9 @@
 //! lifetime is not checked: a card handed over last month is still that
 //! person's card), kept in the card book without ever being evicted, and a
 //! later announce that changes its encryption keys is refused and reported
-//! instead of replacing them. It does not store anything (the caller keeps
-//! the list and the card files) and knows no names given locally.
+//! instead of replacing them. Blocked nodes' messages to us are dropped.
+//! It does not store anything (the caller keeps the lists and the card
+//! files) and knows no names given locally.
 
 use std::collections::BTreeSet;
 
@@ -102,6 +103,25 @@ impl Node {
 
     pub fn contacts(&self) -> &BTreeSet<NodeId> {
         &self.contacts
+    }
+
+    /// Blocks (or unblocks) `node`: its messages addressed to us are
+    /// dropped unread and unacknowledged; relaying for others is unchanged.
+    /// False if the block list is full.
+    pub fn set_blocked(&mut self, node: NodeId, blocked: bool) -> bool {
+        if !blocked {
+            self.blocked.remove(&node);
+            return true;
+        }
+        if self.blocked.len() >= MAX_CONTACTS && !self.blocked.contains(&node) {
+            return false;
+        }
+        self.blocked.insert(node);
+        true
+    }
+
+    pub fn blocked(&self) -> &BTreeSet<NodeId> {
+        &self.blocked
     }
 
     /// An announce for a contact that changes its keys: refused (true).

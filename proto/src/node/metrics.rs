@@ -13,6 +13,7 @@ pub struct Metrics {
     pub handshakes_completed: u64,
     pub handshakes_failed: u64,
     pub handshakes_rate_limited: u64,
+    pub envelopes_blocked: u64,
     pub peers_refused: u64,
     pub envelopes_in: u64,
     pub envelopes_duplicate: u64,
@@ -55,6 +56,7 @@ impl Metrics {
             ("datagrams_decrypt_failed", "transport datagrams failing authentication", self.datagrams_decrypt_failed),
             ("handshakes_completed", "link handshakes completed", self.handshakes_completed),
             ("handshakes_failed", "link handshakes failed", self.handshakes_failed),
+            ("envelopes_blocked", "messages to this node from blocked senders, dropped", self.envelopes_blocked),
             (
                 "handshakes_rate_limited",
                 "handshake first messages dropped by the per-address or total handshake rate",

@@ -101,6 +101,8 @@ pub struct Node {
     outbox: Outbox,
     /// Nodes added as contacts (their cards are never evicted).
     contacts: std::collections::BTreeSet<NodeId>,
+    /// Nodes whose messages to us are dropped.
+    blocked: std::collections::BTreeSet<NodeId>,
     origin_buckets: BTreeMap<NodeId, Bucket>,
     store: Store,
     seen: SeenSet,
@@ -165,6 +167,7 @@ impl Node {
             cards_out: OwnCards::new(MAX_CARDS_EXCHANGED),
             outbox: Outbox::default(),
             contacts: std::collections::BTreeSet::new(),
+            blocked: std::collections::BTreeSet::new(),
             origin_buckets: BTreeMap::new(),
             store,
             seen,

@@ -123,6 +123,12 @@ impl Node {
     /// inbox. The link `have` and the end-to-end ack wait for the write.
     pub(super) fn deliver(&mut self, env: &Envelope, link: NodeId) {
         let (id, origin, expires) = (env.id(), env.origin_id(), env.expires_at());
+        if self.blocked.contains(&origin) {
+            // Dropped unread; remembered so its copies are not taken again.
+            self.seen.insert(id, expires);
+            self.metrics.envelopes_blocked += 1;
+            return;
+        }
         if !self.inbox_open || self.writes.is_full() {
             self.metrics.deliveries_deferred += 1;
             return;

@@ -541,3 +541,23 @@ fn a_contact_added_from_its_card_can_be_messaged_before_it_is_heard_and_keeps_it
     p.run(5000, 100);
     assert_eq!(p.delivered_b.len(), 1);
 }
+
+#[test]
+fn a_blocked_senders_messages_are_dropped_unread_and_the_safety_number_is_symmetric() {
+    let mut p = Pair::new(None);
+    p.run(2000, 100);
+    let (aid, bid) = (p.a.node_id(), p.b.node_id());
+    assert!(p.b.set_blocked(aid, true));
+    p.a.send_direct(Timestamp::from(p.now), bid, b"spam", None, None).unwrap();
+    p.run(3000, 100);
+    assert!(p.delivered_b.is_empty());
+    assert_eq!(p.b.metrics().envelopes_blocked, 1);
+    assert!(p.b.set_blocked(aid, false));
+    p.a.send_direct(Timestamp::from(p.now), bid, b"sorry", None, None).unwrap();
+    p.run(3000, 100);
+    assert_eq!(p.delivered_b.len(), 1);
+    let (ka, kb) = (p.a.identity().public_key(), p.b.identity().public_key());
+    let n = crate::identity::safety_number(&ka, &kb);
+    assert_eq!(n, crate::identity::safety_number(&kb, &ka));
+    assert_eq!(n.len(), 35, "six groups of five digits: {n}");
+}
