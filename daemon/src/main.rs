@@ -61,6 +61,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some((out, code)) = cli::selftest(&cli) {
+        println!("{out}");
+        return ExitCode::from(code);
+    }
     if let Some(r) = cli::send_and_wait(&cli) {
         return match r {
             Ok((out, code)) => {

@@ -24,6 +24,8 @@ pub enum Request {
     Federation,
     Metrics,
     Reload,
+    /// The router checks of `meshpost selftest`.
+    Selftest,
     Send {
         to: String,
         text: String,
@@ -170,6 +172,7 @@ pub const COMMANDS: &[&str] = &[
     "federation",
     "metrics",
     "reload",
+    "selftest",
     "send",
     "inbox",
     "outbox",

@@ -73,6 +73,7 @@ impl Daemon {
             Request::Inbox { action, id, .. } => self.inbox_cmd(action, id.as_deref()),
             Request::Contact { action, card, name, id } => self.contact_cmd(action, card, name, id),
             Request::Verify { id, confirm } => self.verify_cmd(&id, confirm),
+            Request::Selftest => self.selftest(),
             Request::Block { id } => self.block_cmd(&id, true),
             Request::Unblock { id } => self.block_cmd(&id, false),
             Request::Outbox { id: Some(id), .. } => {

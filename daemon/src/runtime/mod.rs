@@ -38,6 +38,7 @@ mod channels;
 mod commands;
 mod effects;
 mod restore;
+pub mod selftest;
 mod views;
 
 use channels::{Channel, prune};
