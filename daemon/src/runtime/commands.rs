@@ -66,7 +66,15 @@ impl Daemon {
             Request::Federation => self.federation(now),
             Request::Send { to, text, ttl, hops } => self.send(&to, &text, ttl, hops, now),
             Request::Inbox { action: InboxAction::List, offset, limit, .. } => {
-                let items: Vec<Value> = self.inbox.list().map(|m| json!(m)).collect();
+                let items: Vec<Value> = self
+                    .inbox
+                    .list()
+                    .map(|m| {
+                        let mut v = json!(m);
+                        v["verified"] = json!(NodeId::parse(&m.from).is_some_and(|f| self.contacts.is_verified(&f)));
+                        v
+                    })
+                    .collect();
                 let (messages, total, next) = page(items, offset, limit);
                 json!({"ok": true, "messages": messages, "total": total, "next": next})
             }

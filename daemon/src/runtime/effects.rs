@@ -55,6 +55,8 @@ impl Daemon {
                         e,
                         meshpost_proto::node::Event::EnvelopeDropped { .. }
                             | meshpost_proto::node::Event::HandshakeFailed { .. }
+                            // One per node of the mesh: the hourly summary counts them.
+                            | meshpost_proto::node::Event::CardUpdated { .. }
                     ) {
                         debug!("{e}");
                     } else {

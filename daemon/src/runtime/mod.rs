@@ -48,6 +48,9 @@ use views::page;
 
 /// Longest sleep of the event loop when no timer is due sooner.
 const MAX_SLEEP_MS: u64 = 5_000;
+/// How often the one-line traffic summary is logged (per-message events
+/// are debug lines, so an admin's log ring is not flooded).
+const SUMMARY_MS: u64 = 3_600_000;
 
 /// Events buffered per subscriber before it is marked as dropping.
 pub const SUBSCRIBER_BUFFER: usize = 256;
@@ -141,6 +144,8 @@ pub struct Daemon {
     outbox: crate::persist::outbox::OutboxLog,
     /// Contacts the user added, with the names given (STATE/contacts).
     contacts: crate::persist::contacts::Contacts,
+    /// When the next summary line is due, and the counters at the last one.
+    summary: (u64, meshpost_proto::node::Metrics, usize),
     udp: UdpSocket,
     udp_send: std::net::UdpSocket,
     udp_v6: bool,
@@ -267,6 +272,7 @@ impl Daemon {
             names,
             outbox,
             contacts,
+            summary: (now.mono_ms + SUMMARY_MS, Default::default(), 0),
             udp,
             udp_send,
             udp_v6,
@@ -299,6 +305,9 @@ impl Daemon {
         loop {
             let now = timestamp().mono_ms;
             d.discovery.poll(now);
+            if now >= d.summary.0 {
+                d.log_summary(now);
+            }
             // Both are on the monotonic clock. Wake at least every few
             // seconds anyway, so a wall-clock step is seen soon by the
             // envelope expiry timers (the only ones on unix time).
@@ -399,6 +408,26 @@ impl Daemon {
         let peers = self.apply_peers(now, false);
         notice!("configuration reloaded: {peers} peers configured, {} links kept", self.node.links().len());
         Ok(())
+    }
+
+    /// One info line an hour: what moved since the last one.
+    fn log_summary(&mut self, now: u64) {
+        let m = self.node.metrics().clone();
+        let (_, last, last_cards) = &self.summary;
+        let cards = self.node.cards().count();
+        info!(
+            "last hour: {} messages delivered here, {} envelopes relayed, {} acknowledgements, {} handshakes; links {}, known nodes {} ({:+}), store {} envelopes, inbox {}",
+            m.envelopes_delivered.saturating_sub(last.envelopes_delivered),
+            m.envelopes_forwarded.saturating_sub(last.envelopes_forwarded),
+            m.acks_in.saturating_sub(last.acks_in),
+            m.handshakes_completed.saturating_sub(last.handshakes_completed),
+            self.node.links().iter().filter(|l| l.confirmed).count(),
+            cards,
+            cards as i64 - *last_cards as i64,
+            self.node.store().len(),
+            self.inbox.len()
+        );
+        self.summary = (now + SUMMARY_MS, m, cards);
     }
 
     /// Gives the node the configured and runtime-added peers whose
