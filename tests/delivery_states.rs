@@ -78,3 +78,37 @@ fn the_sender_sees_delivered_only_after_the_signed_ack_and_across_restarts() {
     let human = String::from_utf8_lossy(&a.cli(&["outbox"]).stdout).to_string();
     assert!(human.contains("delivered") && human.contains("STATE"), "{human}");
 }
+
+#[test]
+fn an_absent_contact_goes_queued_forwarded_delivered_via_a_relay_across_a_sender_restart() {
+    let t = TempDir::new("relaystates");
+    let (mut a, mut r, mut b) = (Node::new(&t.0, "a"), Node::new(&t.0, "r"), Node::new(&t.0, "b"));
+    // B once ran long enough to hand over its card; now it is away.
+    b.start();
+    let card = String::from_utf8_lossy(&b.cli(&["identity", "--card"]).stdout).trim().to_string();
+    b.stop();
+    a.peer(&r, true);
+    r.peer(&a, true);
+    a.start();
+    r.start();
+    assert!(wait_until(15, || a.linked_to(&r.node_id())), "A:\n{}", a.log());
+    assert_eq!(a.request(json!({"cmd": "contact", "action": "add", "card": card, "name": "B"}))["ok"], true);
+    let v = a.request(json!({"cmd": "send", "to": "B", "text": "for when you are back"}));
+    assert_eq!(v["ok"], true, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    // The relay took a copy: forwarded (not delivered: B is away).
+    assert!(wait_until(20, || state_of(&a, &id) == "forwarded"), "{}", state_of(&a, &id));
+    // The sender restarts; the state is kept.
+    a.stop();
+    a.start();
+    assert_eq!(state_of(&a, &id), "forwarded");
+    // B comes back next to the relay only: the message arrives, the
+    // acknowledgement finds its way back, the sender shows delivered.
+    b.peer(&r, true);
+    r.peer(&b, true);
+    r.stop();
+    r.start();
+    b.start();
+    assert!(wait_until(40, || b.inbox().len() == 1), "B:\n{}\nR:\n{}", b.log(), r.log());
+    assert!(wait_until(40, || state_of(&a, &id) == "delivered"), "{}\nA:\n{}", state_of(&a, &id), a.log());
+}
