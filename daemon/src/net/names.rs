@@ -5,7 +5,7 @@
 //! timers and the control socket stall. So the loop only asks this cache:
 //! an address that is an IP literal (or `fe80::1%mesh0`) is answered at
 //! once; a host name is answered from the cache, and a name not in it is
-//! looked up on a blocking-pool thread whose answer comes back through a
+//! looked up on a thread of its own whose answer comes back through a
 //! channel (the loop then re-applies its peers). A name is looked up again
 //! on every reload; until the new answer arrives the old one stays in use,
 //! so a reload never drops a working peer for a DNS hiccup. The cache is
@@ -93,10 +93,15 @@ impl Names {
         }
         self.pending.insert(address.to_string());
         let (tx, name) = (self.tx.clone(), address.to_string());
-        tokio::task::spawn_blocking(move || {
+        // A plain thread (tokio's blocking pool costs 50 KB of binary for
+        // this one use). Bounded: at most MAX_NAMES lookups run at once.
+        let spawned = std::thread::Builder::new().name("resolve".into()).spawn(move || {
             let result = blocking_resolve(&name);
             let _ = tx.blocking_send((name, result));
         });
+        if spawned.is_err() {
+            self.pending.remove(address);
+        }
     }
 }
 
