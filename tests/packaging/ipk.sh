@@ -49,7 +49,7 @@ check "prerm is executable" test -x "$out/c/prerm"
 check "prerm stops the service the OpenWrt way" grep -q default_prerm "$out/c/prerm"
 
 files=$(member data.tar.gz | tar -tzf - | grep -v '/$' | sort | tr '\n' ' ')
-check_eq "data file list" "$files" "./etc/config/meshpost ./etc/init.d/meshpost ./usr/bin/meshpost ./usr/libexec/rpcd/meshpost ./usr/share/rpcd/acl.d/meshpost.json "
+check_eq "data file list" "$files" "./etc/config/meshpost ./etc/init.d/meshpost ./usr/bin/meshpost ./usr/lib/lua/prometheus-collectors/meshpost.lua ./usr/libexec/rpcd/meshpost ./usr/share/rpcd/acl.d/meshpost.json "
 mode() { member data.tar.gz | tar -tvzf - "./$1" | cut -c1-10; }
 owner() { member data.tar.gz | tar --numeric-owner -tvzf - "./$1" | awk '{print $2}'; }
 check_eq "binary is 0755" "$(mode usr/bin/meshpost)" "-rwxr-xr-x"

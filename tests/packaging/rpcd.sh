@@ -54,7 +54,14 @@ wait_for() {
 wait_for "$work/b.sock" peers '{}' 'len(v["links"])'
 
 list=$(rpc "$work/a.sock" list)
-check_eq "list names the methods" "$(echo "$list" | json '",".join(sorted(v))')" "channel_history,channel_list,identity,inbox,inbox_delete,peers,publish,routes,send,status,store"
+check_eq "list names the methods" "$(echo "$list" | json '",".join(sorted(v))')" "block,channel_history,channel_list,contact_add,contact_list,contact_remove,identity,inbox,inbox_delete,outbox,peers,publish,routes,send,status,store,unblock,verify"
+acl="$here/../../packaging/openwrt/files/meshpost.acl.json"
+check_eq "every method is in exactly one ACL group" "$(echo "$list" | python3 -c '
+import json, sys
+methods = set(json.load(sys.stdin))
+acl = json.load(open(sys.argv[1]))["meshpost"]
+read, write = set(acl["read"]["ubus"]["meshpost"]), set(acl["write"]["ubus"]["meshpost"])
+print(sorted(methods ^ (read | write)), sorted(read & write))' "$acl")" "[] []"
 check_eq "list gives argument types" "$(echo "$list" | json 'v["send"]["to"] == "" and v["send"]["ttl"] == 0')" "True"
 
 status=$(echo '{}' | rpc "$work/a.sock" call status)
