@@ -473,6 +473,10 @@ fn eight_nodes_on_one_segment_deliver_once_per_recipient() {
     }
     let data_dups: u64 = nodes.iter().map(|n| n.metric("envelopes_duplicate_total")).sum::<u64>() - data0;
     assert_eq!(data_dups, 0, "direct messages follow their one-hop route: no duplicates");
+    // Each announce comes from its origin directly; neighbours of the
+    // origin do not flood it to each other again (it was 6 duplicates per
+    // accepted announce, (N-1)^2 copies in all).
+    assert!(dup <= ann, "{dup} duplicate announce receptions for {ann} accepted");
     eprintln!(
         "FIGURE segment-of-eight: {ann} announces accepted, {dup} duplicate receptions ({:.2} per accepted announce); \
          7 direct messages delivered once each with {data_dups} duplicate data receptions",

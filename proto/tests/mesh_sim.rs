@@ -800,3 +800,26 @@ fn twenty_thousand_minted_identities_over_eight_links_stay_within_the_card_bound
         assert!(s.nodes[0].card(&s.id(n)).is_some(), "real node {n} kept its card");
     }
 }
+
+#[test]
+fn on_a_shared_segment_each_announce_reaches_each_node_about_once() {
+    // Eight nodes that all hear each other (one batman-adv segment): every
+    // node gets each announce from its origin directly, so neighbours of
+    // the origin must not flood it to each other again ((N-1)^2 copies).
+    let n = 8;
+    let edges: Vec<(usize, usize)> = (0..n).flat_map(|a| (a + 1..n).map(move |b| (a, b))).collect();
+    let mut s = Sim::new(n, &edges);
+    s.run(30_000);
+    let before: u64 = s.nodes.iter().map(|x| x.metrics().announces_in + x.metrics().announces_duplicate).sum();
+    let fwd0: u64 = s.nodes.iter().map(|x| x.metrics().announces_forwarded).sum();
+    s.run(60_000);
+    let received: u64 =
+        s.nodes.iter().map(|x| x.metrics().announces_in + x.metrics().announces_duplicate).sum::<u64>() - before;
+    let forwarded: u64 = s.nodes.iter().map(|x| x.metrics().announces_forwarded).sum::<u64>() - fwd0;
+    // 60 s at one announce each 5 s: 12 rounds of 8 announces, each heard by
+    // 7 nodes directly.
+    let direct = 12 * n as u64 * (n as u64 - 1);
+    eprintln!("full mesh of {n}, 60 s: {received} announces received ({direct} direct), {forwarded} forwarded");
+    assert!(received <= direct + direct / 4, "{received} received, direct alone is {direct}");
+    assert!(forwarded <= direct / 4, "{forwarded} re-flooded copies");
+}

@@ -184,10 +184,17 @@ impl Node {
         if env.take_hop() {
             // Over federation links only our own community's announces go.
             let ours = card.domain == self.cfg.domain;
+            // The origin sends its announce to each of its links itself, and
+            // signs a fresh one whenever a link comes or goes: its listed
+            // neighbours have it already. Not sending it to them again is
+            // what keeps a shared segment (batman-adv) at N-1 copies of an
+            // announce instead of (N-1)^2.
+            let reached = &card.neighbours;
             let targets: Vec<NodeId> = self
                 .links
                 .iter()
                 .filter(|(k, l)| **k != link && **k != origin && (l.fed.is_none() || ours))
+                .filter(|(k, l)| l.fed.is_some() || !reached.contains(k))
                 .map(|(k, _)| *k)
                 .collect();
             for t in targets {
