@@ -16,7 +16,7 @@
 //! no timers, no decision whom to answer. Malformed packets become errors;
 //! names are followed through at most [`MAX_POINTERS`] compression pointers.
 
-use std::net::IpAddr;
+use core::net::IpAddr;
 
 use crate::crypto::{from_hex, to_hex};
 use crate::identity::NodeId;
