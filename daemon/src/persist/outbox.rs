@@ -3,9 +3,10 @@
 //! truth across restarts.
 //!
 //! One line per transition, appended and synced: `ID TO STATE SINCE`
-//! (state as in `meshpost_proto::outbox`, since = unix seconds). At start
-//! the log is read (latest state per message wins), cut to the
-//! [`MAX_RECORDS`] most recent messages and rewritten. Unreadable lines are
+//! (state as in `meshpost_proto::outbox`, since = unix seconds). At start,
+//! and whenever [`COMPACT_AFTER`] lines were appended since the last
+//! rewrite, the log is cut to the [`MAX_RECORDS`] most recent messages and
+//! rewritten, so the file stays bounded on a router that runs for months. Unreadable lines are
 //! skipped and counted: this is a report, not a delivery record (the inbox
 //! and delivered.log are those). It decides nothing about messages.
 
@@ -23,6 +24,8 @@ use super::{read_limited, write_durable};
 
 /// Sent messages remembered.
 pub const MAX_RECORDS: usize = 1000;
+/// Appended lines after which the file is rewritten compactly.
+pub const COMPACT_AFTER: usize = 3 * MAX_RECORDS;
 
 /// One sent message and its latest state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +42,8 @@ pub struct OutboxLog {
     /// Oldest first.
     records: VecDeque<Record>,
     index: BTreeMap<EnvelopeId, usize>,
+    /// Lines appended since the file was last rewritten.
+    appended: usize,
 }
 
 impl OutboxLog {
@@ -46,7 +51,7 @@ impl OutboxLog {
     /// lines too.
     pub fn load(dir: &std::path::Path) -> (OutboxLog, usize) {
         let path = dir.join("outbox.log");
-        let mut log = OutboxLog { path, records: VecDeque::new(), index: BTreeMap::new() };
+        let mut log = OutboxLog { path, records: VecDeque::new(), index: BTreeMap::new(), appended: 0 };
         let bytes = read_limited(&log.path, 16 << 20).unwrap_or_default();
         let mut bad = 0;
         for line in String::from_utf8_lossy(&bytes).lines().filter(|l| !l.trim().is_empty()) {
@@ -62,10 +67,22 @@ impl OutboxLog {
                 _ => bad += 1,
             }
         }
-        let text: String =
-            log.records.iter().map(|r| format!("{} {} {} {}\n", r.id, r.to, r.state.name(), r.since)).collect();
-        let _ = write_durable(&log.path, text.as_bytes(), 0o600);
+        let _ = log.compact();
         (log, bad)
+    }
+
+    /// Rewrites the file with one line per remembered message.
+    fn compact(&mut self) -> io::Result<()> {
+        let text: String =
+            self.records.iter().map(|r| format!("{} {} {} {}\n", r.id, r.to, r.state.name(), r.since)).collect();
+        write_durable(&self.path, text.as_bytes(), 0o600)?;
+        self.appended = 0;
+        Ok(())
+    }
+
+    /// The size of the file now (for tests and status).
+    pub fn file_len(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
     }
 
     fn set(&mut self, r: Record) {
@@ -89,6 +106,10 @@ impl OutboxLog {
     /// Records a state and appends it to the log (synced).
     pub fn record(&mut self, r: Record) -> io::Result<()> {
         self.set(r);
+        if self.appended >= COMPACT_AFTER {
+            return self.compact();
+        }
+        self.appended += 1;
         let mut f = OpenOptions::new().append(true).create(true).mode(0o600).open(&self.path)?;
         writeln!(f, "{} {} {} {}", r.id, r.to, r.state.name(), r.since)?;
         f.sync_data()
@@ -141,6 +162,15 @@ mod tests {
         }
         assert_eq!(log.len(), MAX_RECORDS);
         assert!(log.get(&id).is_none(), "the oldest went");
+        // A long uptime: the file stays bounded without a restart.
+        let line =
+            "00000000000000000000000000000000 00000000000000000000000000000000 forwarded 1234567890\n".len() as u64;
+        for i in 0..(5 * MAX_RECORDS as u32) {
+            let mut b = [0u8; 16];
+            b[4..8].copy_from_slice(&i.to_le_bytes());
+            log.record(Record { id: EnvelopeId(b), to, state: SentState::Forwarded, since: 1_234_567_890 }).unwrap();
+        }
+        assert!(log.file_len() <= (MAX_RECORDS + COMPACT_AFTER + 1) as u64 * line, "{} bytes", log.file_len());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
