@@ -20,19 +20,6 @@ use common::net::*;
 use common::*;
 use serde_json::Value;
 
-fn python() -> Option<PathBuf> {
-    let py = std::env::var_os("MESHPOST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/pyvenv/bin/python")));
-    let ok = Command::new(&py).args(["-c", "import zeroconf"]).output().is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(py);
-    }
-    assert!(!in_ci(), "python-zeroconf is missing ({}) and CI is set: `make pytools` installs it", py.display());
-    eprintln!("SKIP: python-zeroconf not installed at {} (run `make pytools`)", py.display());
-    None
-}
-
 const PROBE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/tools/zeroconf_probe.py");
 
 fn probe(py: &PathBuf, ns: &str, args: &[&str]) -> Vec<Value> {
@@ -89,7 +76,7 @@ fn python_zeroconf_resolves_lists_and_sees_the_goodbye() {
     if !need_root("python_zeroconf_resolves_lists_and_sees_the_goodbye") {
         return;
     }
-    let Some(py) = python() else { return };
+    let Some(py) = venv_python("zeroconf") else { return };
     let _g = lock();
     let t = TempDir::new("zeroconf");
     let mut net = Net::new("z");

@@ -13,10 +13,13 @@
 //!
 //! Outside CI a missing venv skips with a message; in CI it must run.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use common::venv_python;
 use meshpost_proto::card::Card;
 use meshpost_proto::crypto::{kdf, to_hex};
 use meshpost_proto::e2e;
@@ -24,20 +27,6 @@ use meshpost_proto::envelope::{Destination, Draft, Envelope, Kind};
 use meshpost_proto::identity::{Identity, noise_static_for};
 use meshpost_proto::rng::NodeRng;
 use serde_json::{Value, json};
-
-fn python() -> Option<PathBuf> {
-    let py = std::env::var_os("MESHPOST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/pyvenv/bin/python")));
-    let ok = Command::new(&py).args(["-c", "import cryptography, kyber_py"]).output().is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(py);
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
-    assert!(!ci, "cryptography/kyber-py missing in {} and CI is set: `make pytools` installs them", py.display());
-    eprintln!("SKIP: cryptography/kyber-py not installed at {} (run `make pytools`)", py.display());
-    None
-}
 
 fn describe(id: &Identity, seed: &[u8; 32]) -> Value {
     json!({
@@ -65,7 +54,7 @@ fn card_of(id: &Identity) -> Card {
 
 #[test]
 fn an_independent_python_implementation_agrees_with_meshpost_both_ways() {
-    let Some(py) = python() else { return };
+    let Some(py) = venv_python("cryptography, kyber_py") else { return };
     let (seed_a, seed_b) = ([0x11u8; 32], [0x22u8; 32]);
     let (a, b) = (Identity::from_seed(&seed_a), Identity::from_seed(&seed_b));
     let text = "grüße an B — über meshpost";

@@ -273,3 +273,19 @@ pub fn linked_pair(root: &Path) -> (Node, Node) {
     assert!(wait_until(15, || a.linked_to(&bid) && b.linked_to(&aid)), "no link\nA:\n{}\nB:\n{}", a.log(), b.log());
     (a, b)
 }
+
+/// The Python of `make pytools` (target/pyvenv, or `$MESHPOST_PYTHON`) if
+/// it can `import` the given modules. Outside CI a missing one skips with a
+/// message (None); in CI it is a failure, never a silent skip.
+pub fn venv_python(modules: &str) -> Option<PathBuf> {
+    let py = std::env::var_os("MESHPOST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/pyvenv/bin/python")));
+    let ok = Command::new(&py).args(["-c", &format!("import {modules}")]).output().is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(py);
+    }
+    assert!(!in_ci(), "{modules} missing in {} and CI is set: `make pytools` installs it", py.display());
+    eprintln!("SKIP: {modules} not installed at {} (run `make pytools`)", py.display());
+    None
+}
