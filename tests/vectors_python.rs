@@ -115,7 +115,7 @@ fn an_independent_python_implementation_agrees_with_meshpost_both_ways() {
     // Python's reply, sealed and signed by Python: meshpost verifies it,
     // computes the same id, and opens it as A.
     let hex = v["reply"].as_str().unwrap();
-    let bytes: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+    let bytes = meshpost_proto::crypto::from_hex_bytes(hex, 1 << 16).unwrap();
     let reply = Envelope::decode(&bytes, created + 10).expect("meshpost accepts python's envelope");
     assert_eq!(to_hex(&reply.id().0), v["reply_id"].as_str().unwrap());
     assert_eq!(reply.origin(), &b.public_key());

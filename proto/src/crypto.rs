@@ -115,6 +115,15 @@ pub fn from_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
+/// Decodes hex (either case) of any even length, at most `max` bytes.
+pub fn from_hex_bytes(s: &str, max: usize) -> Option<Vec<u8>> {
+    let s = s.as_bytes();
+    if !s.len().is_multiple_of(2) || s.len() / 2 > max {
+        return None;
+    }
+    s.chunks_exact(2).map(|p| Some((nibble(p[0])? << 4) | nibble(p[1])?)).collect()
+}
+
 fn nibble(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
@@ -127,6 +136,16 @@ fn nibble(c: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_of_any_length_within_a_bound() {
+        assert_eq!(from_hex_bytes("00ffAb", 3), Some(vec![0, 255, 0xab]));
+        assert_eq!(from_hex_bytes("", 3), Some(vec![]));
+        assert_eq!(from_hex_bytes("abc", 3), None, "odd length");
+        assert_eq!(from_hex_bytes("zz", 3), None);
+        assert_eq!(from_hex_bytes("é0", 3), None, "not ASCII");
+        assert_eq!(from_hex_bytes("00000000", 3), None, "over the bound");
+    }
 
     #[test]
     fn kdf_separates_labels_and_part_boundaries() {

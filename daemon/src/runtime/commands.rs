@@ -315,11 +315,7 @@ impl Daemon {
                     return error("contact add needs \"card\" (from 'meshpost identity --card')");
                 };
                 let hex = text.trim().strip_prefix(CARD_PREFIX).unwrap_or(text.trim());
-                let bytes: Option<Vec<u8>> = (hex.len() % 2 == 0)
-                    .then(|| {
-                        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
-                    })
-                    .flatten();
+                let bytes = meshpost_proto::crypto::from_hex_bytes(hex, meshpost_proto::envelope::MAX_ENVELOPE_LEN);
                 let Some(bytes) = bytes else { return error("a contact card is mpcard1: and hex digits") };
                 match self.node.add_contact(&bytes) {
                     Ok(node) => {
