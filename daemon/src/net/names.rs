@@ -12,7 +12,7 @@
 //! bounded (configured peers are at most 256). It decides nothing about
 //! peers; udp.rs and the runtime do.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use tokio::sync::mpsc;
@@ -22,6 +22,8 @@ use crate::config::split_host_port;
 
 /// Most names remembered.
 pub const MAX_NAMES: usize = 512;
+/// Lookups running at once (each on its own thread); the rest wait.
+pub const MAX_RUNNING: usize = 4;
 
 /// A finished lookup: the name and its first address, or why not.
 pub type Answer = (String, Result<SocketAddr, String>);
@@ -37,13 +39,16 @@ pub enum Lookup {
 
 pub struct Names {
     cache: BTreeMap<String, Result<SocketAddr, String>>,
+    /// Names asked for and not answered yet (running or waiting).
     pending: BTreeSet<String>,
+    running: usize,
+    waiting: VecDeque<String>,
     tx: mpsc::Sender<Answer>,
 }
 
 impl Names {
     pub fn new(tx: mpsc::Sender<Answer>) -> Names {
-        Names { cache: BTreeMap::new(), pending: BTreeSet::new(), tx }
+        Names { cache: BTreeMap::new(), pending: BTreeSet::new(), running: 0, waiting: VecDeque::new(), tx }
     }
 
     /// The address for `address` (`host:port`, `[v6]:port`, `ip%zone:port`).
@@ -74,7 +79,13 @@ impl Names {
 
     /// Takes a finished lookup; true if it changed what the cache says.
     pub fn answer(&mut self, (name, result): Answer) -> bool {
-        self.pending.remove(&name);
+        if self.pending.remove(&name) {
+            self.running = self.running.saturating_sub(1);
+        }
+        while self.running < MAX_RUNNING {
+            let Some(next) = self.waiting.pop_front() else { break };
+            self.spawn(next);
+        }
         if self.cache.len() >= MAX_NAMES && !self.cache.contains_key(&name) {
             return false;
         }
@@ -92,15 +103,28 @@ impl Names {
             return;
         }
         self.pending.insert(address.to_string());
-        let (tx, name) = (self.tx.clone(), address.to_string());
-        // A plain thread (tokio's blocking pool costs 50 KB of binary for
-        // this one use). Bounded: at most MAX_NAMES lookups run at once.
+        if self.running < MAX_RUNNING {
+            self.spawn(address.to_string());
+        } else {
+            self.waiting.push_back(address.to_string());
+        }
+    }
+
+    /// Runs one lookup on a plain thread (tokio's blocking pool was not
+    /// smaller); at most [`MAX_RUNNING`] at once.
+    fn spawn(&mut self, name: String) {
+        let tx = self.tx.clone();
+        let key = name.clone();
         let spawned = std::thread::Builder::new().name("resolve".into()).spawn(move || {
             let result = blocking_resolve(&name);
             let _ = tx.blocking_send((name, result));
         });
-        if spawned.is_err() {
-            self.pending.remove(address);
+        match spawned {
+            Ok(_) => self.running += 1,
+            // No thread now: forget it; the next lookup or reload asks again.
+            Err(_) => {
+                self.pending.remove(&key);
+            }
         }
     }
 }
@@ -113,4 +137,31 @@ fn blocking_resolve(address: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
         .next()
         .ok_or_else(|| format!("{host} has no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_a_few_lookups_run_at_once_and_every_name_is_answered() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let mut names = Names::new(tx);
+        let addrs: Vec<String> = (1..=10).map(|p| format!("localhost:{p}")).collect();
+        for a in &addrs {
+            assert_eq!(names.lookup(a), Lookup::Pending);
+            assert!(names.running <= MAX_RUNNING);
+        }
+        assert_eq!(names.lookup("127.0.0.1:7"), Lookup::Ready("127.0.0.1:7".parse().unwrap()), "literals need no DNS");
+        let mut answered = 0;
+        while answered < addrs.len() {
+            let a = rx.blocking_recv().expect("every lookup answers");
+            names.answer(a);
+            answered += 1;
+            assert!(names.running <= MAX_RUNNING);
+        }
+        for a in &addrs {
+            assert!(matches!(names.lookup(a), Lookup::Ready(_)), "{a}");
+        }
+    }
 }
