@@ -76,6 +76,10 @@ fn a_contact_from_its_card_is_messaged_by_name_before_it_was_ever_heard() {
     let v = b.request(json!({"cmd": "send", "to": a.node_id(), "text": "hello again"}));
     assert_eq!(v["ok"], true);
     assert!(wait_until(20, || a.inbox().len() == 1), "A:\n{}", a.log());
+    let first = a.inbox()[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(a.inbox()[0]["verified"], true, "from a verified contact");
+    let read = a.request(json!({"cmd": "inbox", "action": "read", "id": first}));
+    assert_eq!(read["message"]["verified"], true, "{read}");
     let v = a.request(json!({"cmd": "contact", "action": "remove", "id": "Bea from the café"}));
     assert_eq!(v["ok"], true, "{v}");
     assert!(a.request(json!({"cmd": "contact"}))["contacts"].as_array().unwrap().is_empty());

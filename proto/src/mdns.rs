@@ -84,7 +84,14 @@ pub struct Parsed {
 impl Parsed {
     /// Whether it asks for anything `me` should answer with its records.
     pub fn asks_for(&self, me: &Announcement) -> bool {
-        self.queries_service || self.asked.iter().any(|n| *n == me.instance() || *n == me.host())
+        if self.queries_service {
+            return true;
+        }
+        if self.asked.is_empty() {
+            return false;
+        }
+        let (instance, host) = (me.instance(), me.host());
+        self.asked.iter().any(|n| *n == instance || *n == host)
     }
 }
 

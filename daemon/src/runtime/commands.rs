@@ -126,7 +126,10 @@ impl Daemon {
             (InboxAction::Read, Some(id)) => match self.inbox.read(&self.state, id) {
                 Some(m) => {
                     self.reopen_inbox();
-                    json!({"ok": true, "message": m})
+                    let verified = NodeId::parse(&m.from).is_some_and(|f| self.contacts.is_verified(&f));
+                    let mut v = json!(m);
+                    v["verified"] = json!(verified);
+                    json!({"ok": true, "message": v})
                 }
                 None => error("no such message in the inbox"),
             },
