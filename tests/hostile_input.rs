@@ -8,58 +8,15 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use common::peer::{Peer, now, now_ms};
 use common::*;
 use meshpost_proto::e2e;
 use meshpost_proto::envelope::{Destination, Draft, Envelope, Kind};
 use meshpost_proto::identity::{Identity, NodeId};
-use meshpost_proto::node::{Action, Config, Node as ProtoNode, PeerSpec};
-use meshpost_proto::time::Timestamp;
+use meshpost_proto::node::{Config, Node as ProtoNode, PeerSpec};
 use rand_core::{OsRng, RngCore};
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
-}
-
-/// Mallory's clocks: the daemon's own reading of both.
-fn now() -> Timestamp {
-    meshpost::runtime::timestamp()
-}
-
-struct Peer {
-    node: ProtoNode,
-    sock: UdpSocket,
-    captured: Vec<(SocketAddr, Vec<u8>)>,
-    capture: bool,
-}
-
-impl Peer {
-    fn pump(&mut self, ms: u64) {
-        let end = Instant::now() + Duration::from_millis(ms);
-        let mut buf = [0u8; 2048];
-        while Instant::now() < end {
-            self.node.handle_timeout(now());
-            while let Some(a) = self.node.poll_action() {
-                match a {
-                    Action::Transmit { to, data } => {
-                        if self.capture {
-                            self.captured.push((to, data.clone()));
-                        }
-                        let _ = self.sock.send_to(&data, to);
-                    }
-                    // Mallory keeps nothing, but says it did.
-                    Action::Persist { id, .. } => self.node.persisted(id),
-                    Action::Deliver(d) => self.node.persisted(d.id),
-                    _ => {}
-                }
-            }
-            if let Ok((n, from)) = self.sock.recv_from(&mut buf) {
-                self.node.handle_datagram(now(), from, &buf[..n]);
-            }
-        }
-    }
-}
 
 #[test]
 fn forged_replayed_and_random_datagrams_are_dropped_and_the_daemon_keeps_serving() {

@@ -61,11 +61,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some((out, code)) = cli::selftest(&cli) {
+    if let Some((out, code)) = meshpost::client::selftest::selftest(&cli) {
         println!("{out}");
         return ExitCode::from(code);
     }
-    if let Some(r) = cli::send_and_wait(&cli) {
+    if let Some(r) = meshpost::client::files::run(&cli).or_else(|| meshpost::client::wait::send_and_wait(&cli)) {
         return match r {
             Ok((out, code)) => {
                 println!("{out}");

@@ -12,7 +12,8 @@
 //! `[32] ephemeral X25519 key`, `[1088] ML-KEM ciphertext` (suite 2 only),
 //! then the AEAD ciphertext with its 16-byte tag.
 //!
-//! Plaintext layout: `u8 content type (1 = UTF-8 text)`, `u32 length`,
+//! Plaintext layout: `u8 content type (1 = UTF-8 text, 2 = a file part,
+//! see filepart.rs)`, `u32 length`,
 //! the body, zero padding.
 
 use core::fmt;
@@ -26,6 +27,7 @@ use zeroize::Zeroizing;
 
 use crate::card::Card;
 use crate::crypto::kdf;
+use crate::filepart::{self, FilePartError};
 use crate::identity::{Identity, KEM_CT_LEN};
 use crate::wire::{Put, Reader};
 
@@ -55,6 +57,8 @@ pub enum OpenError {
     UnknownContentType(u8),
     /// A text message that is not UTF-8.
     NotText,
+    /// A file part that does not fit its file (truncated, misplaced, bad name).
+    BadFilePart(FilePartError),
 }
 
 impl fmt::Display for OpenError {
@@ -70,6 +74,7 @@ impl fmt::Display for OpenError {
             OpenError::WeakKey => f.write_str("ephemeral key of small order"),
             OpenError::UnknownContentType(t) => write!(f, "unknown content type {t}"),
             OpenError::NotText => f.write_str("a text message that is not UTF-8"),
+            OpenError::BadFilePart(e) => write!(f, "{e}"),
         }
     }
 }
@@ -165,7 +170,7 @@ pub fn open(me: &Identity, origin: &[u8; 32], dest: &[u8; 16], payload: &[u8]) -
             .decrypt(Nonce::from_slice(&[0u8; 12]), Payload { msg: sealed, aad: &a })
             .map_err(|_| OpenError::Decrypt)?,
     );
-    unpad(&plain)
+    unpad_direct(&plain)
 }
 
 /// Frames and pads a plaintext: `u8 content type`, `u32 length`, body, zero
@@ -180,16 +185,30 @@ pub fn pad(content_type: u8, body: &[u8]) -> Zeroizing<Vec<u8>> {
     plain
 }
 
-/// Reverses [`pad`]; refuses short framing, padding that is not zeros up
-/// to exactly the next multiple of [`PAD_BUCKET`], unknown content types
-/// and text that is not UTF-8.
+/// Reverses [`pad`] for a channel message, which is always text; refuses
+/// short framing, padding that is not zeros up to exactly the next multiple
+/// of [`PAD_BUCKET`], other content types and text that is not UTF-8.
 pub fn unpad(plain: &[u8]) -> Result<Opened, OpenError> {
+    unpad_with(plain, false)
+}
+
+/// Reverses [`pad`] for a direct message: text as [`unpad`], or a file
+/// part that [`filepart::decode`] accepts.
+pub fn unpad_direct(plain: &[u8]) -> Result<Opened, OpenError> {
+    unpad_with(plain, true)
+}
+
+fn unpad_with(plain: &[u8], files: bool) -> Result<Opened, OpenError> {
     let mut r = Reader::new(plain);
     let content_type = r.u8("type").map_err(|_| OpenError::BadPadding)?;
     let len = r.u32("len").map_err(|_| OpenError::BadPadding)? as usize;
     let body = r.bytes(len, "body").map_err(|_| OpenError::BadPadding)?.to_vec();
     if r.rest().iter().any(|&b| b != 0) || plain.len() != (5 + len).div_ceil(PAD_BUCKET) * PAD_BUCKET {
         return Err(OpenError::BadPadding);
+    }
+    if files && content_type == filepart::CONTENT_FILE {
+        filepart::decode(&body).map_err(OpenError::BadFilePart)?;
+        return Ok(Opened { content_type, body });
     }
     if content_type != CONTENT_TEXT {
         return Err(OpenError::UnknownContentType(content_type));
@@ -245,6 +264,12 @@ mod tests {
         assert_eq!(unpad(&pad(9, b"x")), Err(OpenError::UnknownContentType(9)));
         assert_eq!(unpad(&pad(CONTENT_TEXT, &[0xff, 0xfe])), Err(OpenError::NotText));
         assert!(unpad(&pad(CONTENT_TEXT, "grüße".as_bytes())).is_ok());
+        // File parts: only in direct messages, and only whole.
+        let part = &filepart::split([3; 16], "f.bin", "", &[7; 100]).unwrap()[0];
+        assert!(unpad_direct(&pad(filepart::CONTENT_FILE, part)).is_ok());
+        assert_eq!(unpad(&pad(filepart::CONTENT_FILE, part)), Err(OpenError::UnknownContentType(2)));
+        let short = unpad_direct(&pad(filepart::CONTENT_FILE, &part[..part.len() - 1]));
+        assert!(matches!(short, Err(OpenError::BadFilePart(_))), "{short:?}");
     }
 
     #[test]

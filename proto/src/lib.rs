@@ -25,6 +25,7 @@ pub mod e2e;
 pub mod envelope;
 pub mod expiring;
 pub mod federation;
+pub mod filepart;
 pub mod fragment;
 pub mod hslimit;
 pub mod identity;

@@ -205,6 +205,30 @@ impl Store {
         Ok(evicted)
     }
 
+    /// Whether `count` local envelopes of `bytes` in total, from `origin` to
+    /// `recipient`, would all be taken now (relayed envelopes may be evicted
+    /// for them), so a multi-envelope send is refused whole, not in part.
+    pub fn check_room(
+        &self,
+        origin: NodeId,
+        recipient: [u8; 16],
+        bytes: usize,
+        count: usize,
+    ) -> Result<(), StoreError> {
+        if self.origin_bytes.get(&origin).copied().unwrap_or(0) + bytes > self.limits.max_bytes_per_origin {
+            return Err(StoreError::OriginQuota);
+        }
+        if self.recipient_bytes.get(&recipient).copied().unwrap_or(0) + bytes > self.limits.max_bytes_per_recipient {
+            return Err(StoreError::RecipientQuota);
+        }
+        let (local_bytes, local_count) =
+            self.entries.values().filter(|e| e.local).fold((0, 0), |(b, n), e| (b + e.env.len(), n + 1));
+        if local_bytes + bytes > self.limits.max_bytes || local_count + count > self.limits.max_count {
+            return Err(StoreError::Full);
+        }
+        Ok(())
+    }
+
     pub fn remove(&mut self, id: &EnvelopeId) -> Option<Entry> {
         let e = self.entries.remove(id)?;
         let len = e.env.len();

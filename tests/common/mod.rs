@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod net;
+pub mod peer;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_meshpost");
 

@@ -34,8 +34,11 @@ commands:
       [--ttl SECS] [--hops N]               TO is a node id or a unique name
       [--wait[=SECS]]                       wait until delivered (default 60 s);
                                             exit 0 delivered, 2 not yet, 3 expired
-  outbox [ID]                               what became of the messages sent
-  inbox [list | read ID | delete ID]        messages delivered to this node
+  send TO --file PATH [--type TYPE] ...     send a file (up to file_max, 1 MiB by
+                                            default); same --ttl, --hops, --wait
+  outbox [ID]                               what became of the messages and files sent
+  inbox [list | read ID | delete ID]        messages and files delivered to this node
+  inbox save ID [PATH]                      write a received file (hash checked)
   subscribe [CHANNEL]                       stream new messages (inbox, or a channel)
   publish CHANNEL [TEXT...]                 publish to a channel (TEXT or stdin)
   channel list | create NAME | join NAME KEY | leave NAME | history NAME
@@ -60,7 +63,7 @@ fn flag(words: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
     }
 }
 
-fn s(v: &Value, k: &str) -> String {
+pub(super) fn s(v: &Value, k: &str) -> String {
     match v.get(k) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => "-".into(),
@@ -265,6 +268,29 @@ fn text_arg(words: &[String]) -> Result<String, String> {
     Ok(t)
 }
 
+/// A sent message's state; for a file, with its name and parts delivered.
+fn sent_state(m: &Value) -> String {
+    let f = &m["file"];
+    if f.is_object() {
+        let name: String = s(f, "name").chars().take(24).collect();
+        format!("{} (file {name}, {}/{} parts delivered)", s(m, "state"), s(f, "delivered"), s(f, "parts"))
+    } else {
+        s(m, "state")
+    }
+}
+
+/// A file in the inbox list: its name and size, or a progress bar while
+/// its parts are arriving.
+fn file_cell(m: &Value) -> String {
+    let name: String = s(m, "name").chars().take(24).collect();
+    if m["complete"] == json!(true) {
+        format!("[file] {name} ({})", super::files::size(m["size"].as_u64().unwrap_or(0)))
+    } else {
+        let (have, parts) = (m["have"].as_u64().unwrap_or(0), m["parts"].as_u64().unwrap_or(1));
+        super::files::bar(&format!("[file] {name}"), have, parts, "parts")
+    }
+}
+
 fn human(cmd: &str, words: &[String], v: &Value) -> String {
     match cmd {
         "status" => format!(
@@ -441,7 +467,7 @@ fn human(cmd: &str, words: &[String], v: &Value) -> String {
                 s(m, "id"),
                 s(m, "to"),
                 s(m, "to_name"),
-                s(m, "state"),
+                sent_state(m),
                 s(m, "since")
             )
         }
@@ -450,7 +476,7 @@ fn human(cmd: &str, words: &[String], v: &Value) -> String {
                 .as_array()
                 .map(|a| {
                     a.iter()
-                        .map(|m| vec![s(m, "id"), s(m, "to_name"), s(m, "to"), s(m, "state"), s(m, "since")])
+                        .map(|m| vec![s(m, "id"), s(m, "to_name"), s(m, "to"), sent_state(m), s(m, "since")])
                         .collect()
                 })
                 .unwrap_or_default();
@@ -463,6 +489,21 @@ fn human(cmd: &str, words: &[String], v: &Value) -> String {
             if v["linked"] == json!(true) { " (linked, sending now)" } else { " (stored until a path appears)" }
         ),
         "inbox" => match words.first().map(String::as_str) {
+            Some("read") if v["message"]["kind"] == json!("file") => {
+                let m = &v["message"];
+                format!(
+                    "id:      {}\nfrom:    {} {}\nfile:    {} ({}, {})\nparts:   {}\n\nsave it with: meshpost inbox save {}",
+                    s(m, "id"),
+                    s(m, "from"),
+                    s(m, "from_name"),
+                    s(m, "name"),
+                    s(m, "type"),
+                    super::files::size(m["size"].as_u64().unwrap_or(0)),
+                    super::files::bar("", m["have"].as_u64().unwrap_or(0), m["parts"].as_u64().unwrap_or(1), "parts")
+                        .trim_start(),
+                    s(m, "id")
+                )
+            }
             Some("read") => {
                 let m = &v["message"];
                 format!(
@@ -481,9 +522,9 @@ fn human(cmd: &str, words: &[String], v: &Value) -> String {
                     .map(|a| {
                         a.iter()
                             .map(|m| {
-                                let text = s(m, "text");
+                                let text = if m["kind"] == json!("file") { file_cell(m) } else { s(m, "text") };
                                 let short: String =
-                                    text.chars().take(40).map(|c| if c.is_control() { ' ' } else { c }).collect();
+                                    text.chars().take(60).map(|c| if c.is_control() { ' ' } else { c }).collect();
                                 let new = if m["read"] == json!(true) { "" } else { "new" };
                                 vec![s(m, "id"), s(m, "from"), s(m, "from_name"), new.into(), short]
                             })
@@ -610,124 +651,4 @@ fn offline_identity(cli: &Cli, dir: &str) -> Result<String, String> {
     let mut v = crate::runtime::identity_json(&id, "", "");
     v["created"] = json!(created);
     Ok(if cli.json { v.to_string() } else { human("identity", &[], &v) })
-}
-
-/// `meshpost send ... --wait[=SECS]`: sends, then follows the message in
-/// the outbox until it is delivered (exit 0), expired or dropped (exit 3),
-/// or the time is up (exit 2). `None` when there is no `--wait`.
-pub fn send_and_wait(cli: &Cli) -> Option<Result<(String, u8), String>> {
-    let pos = cli.words.iter().position(|w| w == "--wait" || w.starts_with("--wait="))?;
-    if cli.words.first().map(String::as_str) != Some("send") {
-        return None;
-    }
-    let secs = match cli.words[pos].strip_prefix("--wait=") {
-        Some(n) => match n.parse::<u64>() {
-            Ok(n) => n,
-            Err(_) => return Some(Err("--wait=SECS takes seconds".into())),
-        },
-        None => 60,
-    };
-    let mut plain = cli.clone();
-    plain.words.remove(pos);
-    let json_out = plain.json;
-    plain.json = true;
-    Some((|| {
-        let sent: Value = serde_json::from_str(&run(&plain)?).map_err(|e| e.to_string())?;
-        let id = sent["id"].as_str().ok_or("the daemon did not return a message id")?.to_string();
-        let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-        loop {
-            let v = request(cli, &Request::Outbox { id: Some(id.clone()), offset: None, limit: None }.to_value())?;
-            let m = &v["message"];
-            let state = m["state"].as_str().unwrap_or("queued");
-            let code = match state {
-                "delivered" => Some(0),
-                "expired" | "dropped" => Some(3),
-                _ if std::time::Instant::now() >= end => Some(2),
-                _ => None,
-            };
-            if let Some(code) = code {
-                let out = if json_out {
-                    m.to_string()
-                } else if code == 2 {
-                    format!("{id} to {}: {state}, not delivered after {secs} s (it stays queued)", s(m, "to"))
-                } else {
-                    format!("{id} to {}: {state}", s(m, "to"))
-                };
-                return Ok((out, code));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-    })())
-}
-
-/// `meshpost selftest`: the daemon's checks, or, when no daemon answers,
-/// the checks that need none (is the UDP port free, is the state
-/// directory writable, is the clock set). One line per check with the fix;
-/// exit code 1 when anything is wrong. `None` for other commands.
-pub fn selftest(cli: &Cli) -> Option<(String, u8)> {
-    use crate::runtime::selftest::{check, clock_is_set};
-    if cli.words.first().map(String::as_str) != Some("selftest") {
-        return None;
-    }
-    let checks: Vec<Value> = match request(cli, &Request::Selftest.to_value()) {
-        Ok(v) => v["checks"].as_array().cloned().unwrap_or_default(),
-        Err(e) => {
-            let mut out = vec![check(
-                "daemon",
-                false,
-                e.to_string(),
-                "start it (service meshpost start) and read why it stopped: logread -e meshpost",
-            )];
-            let settings = crate::config::Settings::load(cli.config.as_deref(), &crate::config::Overrides::default());
-            match settings {
-                Err(e) => out.push(check("config", false, e.to_string(), "fix the line named above")),
-                Ok(s) => {
-                    let free = std::net::UdpSocket::bind(("::", s.port))
-                        .or_else(|_| std::net::UdpSocket::bind(("0.0.0.0", s.port)));
-                    out.push(check(
-                        "udp port",
-                        free.is_ok(),
-                        format!("UDP port {}", s.port),
-                        "another program holds the port: stop it or set `option port`",
-                    ));
-                    let probe = s.state_dir.join(".selftest.tmp");
-                    let writable =
-                        std::fs::create_dir_all(&s.state_dir).is_ok() && std::fs::write(&probe, b"x").is_ok();
-                    let _ = std::fs::remove_file(&probe);
-                    out.push(check(
-                        "state dir writable",
-                        writable,
-                        s.state_dir.display().to_string(),
-                        "the state directory must be writable",
-                    ));
-                }
-            }
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            out.push(check(
-                "clock",
-                clock_is_set(now),
-                format!("unix time {now}"),
-                "the clock is not set: wait for NTP",
-            ));
-            out
-        }
-    };
-    let healthy = checks.iter().all(|c| c["ok"] == true);
-    let text = if cli.json {
-        json!({"ok": true, "healthy": healthy, "checks": checks}).to_string()
-    } else {
-        checks
-            .iter()
-            .map(|c| {
-                let ok = c["ok"] == true;
-                let mut line = format!("{:4}  {}: {}", if ok { "ok" } else { "FAIL" }, s(c, "check"), s(c, "detail"));
-                if !ok {
-                    line.push_str(&format!("\n      fix: {}", s(c, "fix")));
-                }
-                line
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    Some((text, u8::from(!healthy)))
 }

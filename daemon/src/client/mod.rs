@@ -4,4 +4,7 @@
 
 pub mod cli;
 pub mod connection;
+pub mod files;
 pub mod rpcd;
+pub mod selftest;
+pub mod wait;

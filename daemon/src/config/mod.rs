@@ -74,6 +74,8 @@ pub struct Settings {
     pub inbox_max: usize,
     /// Most message body bytes kept in the inbox.
     pub inbox_max_bytes: usize,
+    /// Largest file `meshpost send --file` sends (0: sending files is off).
+    pub file_max: usize,
     pub max_clients: usize,
     /// Seconds a control client has to send a complete request line.
     pub control_timeout: u64,
@@ -140,6 +142,7 @@ impl Settings {
             log_socket: PathBuf::from("/dev/log"),
             inbox_max: 1000,
             inbox_max_bytes: 16 << 20,
+            file_max: 1 << 20,
             max_clients: 16,
             control_timeout: 10,
             node: NodeConfig { name: hostname(), ..NodeConfig::default() },
@@ -277,6 +280,10 @@ impl Settings {
                 }
                 "inbox_max" => self.inbox_max = parse_num(v, 1, 100_000).map_err(err)? as usize,
                 "inbox_max_bytes" => self.inbox_max_bytes = parse_num(v, 65_536, 1 << 30).map_err(err)? as usize,
+                "file_max" => {
+                    self.file_max =
+                        parse_num(v, 0, meshpost_proto::filepart::MAX_FILE_LEN as u64).map_err(err)? as usize
+                }
                 "max_clients" => self.max_clients = parse_num(v, 1, 1024).map_err(err)? as usize,
                 "control_timeout" => self.control_timeout = parse_num(v, 1, 3600).map_err(err)?,
                 "default_ttl" => {

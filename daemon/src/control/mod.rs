@@ -3,5 +3,6 @@
 
 pub mod protocol;
 pub mod server;
+pub mod upload;
 
 pub use server::*;

@@ -34,8 +34,32 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hops: Option<u64>,
     },
+    /// Starts a file upload: `size` bytes follow on the same connection as
+    /// `file_data` requests, answered once, after the last one.
+    SendFile {
+        to: String,
+        name: String,
+        #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
+        media_type: String,
+        size: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hops: Option<u64>,
+    },
+    /// A piece of the upload in progress: base64 of at most
+    /// [`UPLOAD_PIECE`] bytes.
+    FileData {
+        data: String,
+    },
+    /// A whole uploaded file, as its connection hands it to the main loop
+    /// (never read from a client).
+    #[serde(skip)]
+    Upload(Upload),
     /// `list` answers one page: messages from `offset`, at most `limit`
     /// and at most [`MAX_ANSWER`] bytes (but always one), with `next`.
+    /// `read` of a file with `offset` answers up to `limit` bytes of it
+    /// (at most 48 KiB) in base64, with the `next` offset.
     Inbox {
         #[serde(default)]
         action: InboxAction,
@@ -115,6 +139,20 @@ pub enum Request {
     },
 }
 
+/// File bytes in one `file_data` piece, at most.
+pub const UPLOAD_PIECE: usize = 48 * 1024;
+
+/// A file uploaded over the control socket, and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub to: String,
+    pub name: String,
+    pub media_type: String,
+    pub data: Vec<u8>,
+    pub ttl: Option<u64>,
+    pub hops: Option<u64>,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ContactAction {
@@ -174,6 +212,8 @@ pub const COMMANDS: &[&str] = &[
     "reload",
     "selftest",
     "send",
+    "send_file",
+    "file_data",
     "inbox",
     "outbox",
     "contact",

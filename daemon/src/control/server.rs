@@ -22,7 +22,8 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::timeout;
 
-use super::protocol::Request;
+use super::protocol::{Request, Upload};
+use super::upload;
 
 /// Big enough for the largest `send` text (`MAX_TEXT`) even when every
 /// character is a control character that JSON escapes as six bytes.
@@ -55,6 +56,8 @@ pub struct Policy {
     pub group_gid: Option<u32>,
     pub max_clients: usize,
     pub request_timeout: Duration,
+    /// Largest file `send_file` takes (0: none).
+    pub file_max: usize,
 }
 
 /// Counters the metrics command reports (usize: 32-bit MIPS has no 64-bit atomics).
@@ -134,6 +137,7 @@ pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Incoming>, policy: A
             group_gid: None,
             max_clients: 1,
             request_timeout: Duration::from_secs(10),
+            file_max: 0,
         });
         let cred = stream.peer_cred().ok();
         let ok = cred.is_some_and(|c| allowed(c.uid(), c.gid(), c.pid(), &pol));
@@ -174,7 +178,7 @@ pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Incoming>, policy: A
         let tx = tx.clone();
         let stats2 = stats.clone();
         tokio::spawn(async move {
-            client(rd, wr, tx, &stats2, pol.request_timeout).await;
+            client(rd, wr, tx, &stats2, &pol).await;
             stats2.clients.fetch_sub(1, Ordering::Relaxed);
             stats2.hold(uid, -1);
         });
@@ -198,13 +202,16 @@ async fn send_raw(wr: &mut OwnedWriteHalf, b: &[u8]) -> Result<(), ()> {
     }
 }
 
-enum LineError {
+pub(super) enum LineError {
     TooLong,
     Io,
 }
 
 /// Reads one line of at most `max` bytes; `Ok(None)` at a clean end.
-async fn read_line<R: AsyncBufReadExt + Unpin>(rd: &mut R, max: usize) -> Result<Option<Vec<u8>>, LineError> {
+pub(super) async fn read_line<R: AsyncBufReadExt + Unpin>(
+    rd: &mut R,
+    max: usize,
+) -> Result<Option<Vec<u8>>, LineError> {
     let mut line = Vec::new();
     loop {
         let buf = rd.fill_buf().await.map_err(|_| LineError::Io)?;
@@ -232,8 +239,9 @@ async fn client(
     mut wr: OwnedWriteHalf,
     tx: mpsc::Sender<Incoming>,
     stats: &Stats,
-    request_timeout: Duration,
+    policy: &Policy,
 ) {
+    let request_timeout = policy.request_timeout;
     let mut rd = BufReader::with_capacity(16 * 1024, rd);
     loop {
         let line = match timeout(request_timeout, read_line(&mut rd, MAX_REQUEST)).await {
@@ -276,6 +284,35 @@ async fn client(
         // Well-formed: a command this daemon does not know, or bad
         // arguments, is answered here, and is not a malformed request.
         let request = match Request::from_value(json) {
+            Ok(Request::SendFile { to, name, media_type, size, ttl, hops }) => {
+                // The file's bytes follow on this connection (upload.rs).
+                let _slot = match upload::admit(size, policy.file_max) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        stats.bad_requests.fetch_add(1, Ordering::Relaxed);
+                        let _ = send_line(&mut wr, &error(e)).await;
+                        return;
+                    }
+                };
+                if send_line(&mut wr, &upload::ready()).await.is_err() {
+                    return;
+                }
+                let up = Upload { to, name, media_type, data: Vec::new(), ttl, hops };
+                match upload::receive(&mut rd, up, size as usize, request_timeout).await {
+                    Ok(up) => Request::Upload(up),
+                    Err(e) => {
+                        stats.bad_requests.fetch_add(1, Ordering::Relaxed);
+                        let _ = send_line(&mut wr, &error(e)).await;
+                        return;
+                    }
+                }
+            }
+            Ok(Request::FileData { .. }) => {
+                if send_line(&mut wr, &error("file_data outside an upload: send send_file first")).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             Ok(r) => r,
             Err(e) => {
                 if send_line(&mut wr, &error(e.to_string())).await.is_err() {

@@ -18,6 +18,11 @@
 //! not acknowledge it and the sender keeps it. The inbox never drops an
 //! unread message by itself.
 //!
+//! A received file is kept as its parts, one `ID.msg` each with a `part`
+//! header field and the part's bytes as body; inbox_files.rs groups them
+//! into one entry per file (a file counts as one message). A read message
+//! that makes room takes its whole file with it.
+//!
 //! It does not record delivered ids (persist.rs keeps `delivered.log`, and
 //! the inbox files themselves count as delivery records at start-up).
 
@@ -28,6 +33,7 @@ use std::path::Path;
 use meshpost_proto::envelope::MAX_ENVELOPE_LEN;
 use serde::{Deserialize, Serialize};
 
+use super::inbox_files::PartInfo;
 use super::{State, write_durable};
 
 /// The first line of every inbox file.
@@ -53,6 +59,9 @@ pub struct Message {
     pub text: String,
     #[serde(default)]
     pub read: bool,
+    /// Set for a part of a file (whose `text` is then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<PartInfo>,
 }
 
 /// The header line: everything but the body.
@@ -67,6 +76,8 @@ struct Header {
     expires: u64,
     #[serde(default)]
     read: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    part: Option<PartInfo>,
 }
 
 /// Why a message could not be added.
@@ -100,6 +111,7 @@ pub fn encode(m: &Message, body: &[u8]) -> io::Result<Vec<u8>> {
         received: m.received,
         expires: m.expires,
         read: m.read,
+        part: m.part.clone(),
     };
     let header = serde_json::to_vec(&h).map_err(io::Error::other)?;
     if header.len() > MAX_HEADER || body.len() > MAX_ENVELOPE_LEN {
@@ -122,6 +134,9 @@ pub fn decode(bytes: &[u8]) -> Result<(Message, usize), String> {
     if body.len() > MAX_ENVELOPE_LEN {
         return Err("body larger than the protocol allows".into());
     }
+    if let Some(p) = &h.part {
+        p.check(body.len())?;
+    }
     let m = Message {
         id: h.id,
         from: h.from,
@@ -129,19 +144,21 @@ pub fn decode(bytes: &[u8]) -> Result<(Message, usize), String> {
         created: h.created,
         received: h.received,
         expires: h.expires,
-        text: String::from_utf8_lossy(body).into_owned(),
+        // A part's bytes stay on disk, not in memory.
+        text: if h.part.is_some() { String::new() } else { String::from_utf8_lossy(body).into_owned() },
         read: h.read,
+        part: h.part,
     };
     Ok((m, body.len()))
 }
 
 /// Delivered messages in arrival order.
 pub struct Inbox {
-    max: usize,
-    max_bytes: usize,
-    /// Each message with its body length.
-    msgs: Vec<(Message, usize)>,
-    bytes: usize,
+    pub(super) max: usize,
+    pub(super) max_bytes: usize,
+    /// Each message (or file part) with its body length.
+    pub(super) msgs: Vec<(Message, usize)>,
+    pub(super) bytes: usize,
 }
 
 impl Inbox {
@@ -183,7 +200,27 @@ impl Inbox {
         msgs.sort_by(|a, b| (a.0.received, &a.0.id).cmp(&(b.0.received, &b.0.id)));
         msgs.dedup_by(|a, b| a.0.id == b.0.id);
         let bytes = msgs.iter().map(|(_, n)| n).sum();
-        (Inbox { max: max.max(1), max_bytes: max_bytes.max(1), msgs, bytes }, problems)
+        let mut inbox = Inbox { max: max.max(1), max_bytes: max_bytes.max(1), msgs, bytes };
+        // A complete file was checked when its last part arrived; a part
+        // changed on disk since then fails here and is moved aside.
+        for f in inbox.files().into_iter().filter(|f| f.complete) {
+            if !inbox.verify_file(state, &f.id).unwrap_or(false) {
+                problems.push(format!(
+                    "file {} ({}) in the inbox fails its hash check; its parts moved aside as .bad",
+                    f.id, f.name
+                ));
+                let parts: Vec<String> = inbox
+                    .list()
+                    .filter(|m| m.part.as_ref().is_some_and(|p| p.file == f.id))
+                    .map(|m| m.id.clone())
+                    .collect();
+                for id in parts {
+                    state.quarantine(&state.inbox_path(&id));
+                }
+                let _ = inbox.remove_entry(state, &f.id, &mut |_| Ok(()));
+            }
+        }
+        (inbox, problems)
     }
 
     pub fn set_limits(&mut self, max: usize, max_bytes: usize) {
@@ -191,12 +228,29 @@ impl Inbox {
         self.max_bytes = max_bytes.max(1);
     }
 
+    /// Messages held, a file counting as one.
     pub fn len(&self) -> usize {
-        self.msgs.len()
+        self.entries(|_| true)
     }
 
     pub fn is_empty(&self) -> bool {
         self.msgs.is_empty()
+    }
+
+    /// Entries (text messages, and files however many parts they have)
+    /// whose records pass `keep`.
+    fn entries(&self, keep: impl Fn(&Message) -> bool) -> usize {
+        let mut files = std::collections::BTreeSet::new();
+        let mut n = 0;
+        for (m, _) in self.msgs.iter().filter(|(m, _)| keep(m)) {
+            match &m.part {
+                Some(p) => {
+                    files.insert(p.file.as_str());
+                }
+                None => n += 1,
+            }
+        }
+        n + files.len()
     }
 
     /// Body bytes held.
@@ -205,18 +259,24 @@ impl Inbox {
     }
 
     pub fn unread(&self) -> usize {
-        self.msgs.iter().filter(|(m, _)| !m.read).count()
+        self.entries(|m| !m.read)
     }
 
-    /// True when the next message of `body_len` bytes would be refused.
-    pub fn is_full_for(&self, body_len: usize) -> bool {
-        let readable = self.msgs.iter().filter(|(m, _)| m.read).count();
+    /// True when the next message of `body_len` bytes would be refused; a
+    /// part of a file already here (`new_entry` false) adds no message.
+    pub fn is_full_for(&self, body_len: usize, new_entry: bool) -> bool {
         let read_bytes: usize = self.msgs.iter().filter(|(m, _)| m.read).map(|(_, n)| n).sum();
-        self.msgs.len() - readable >= self.max || self.bytes - read_bytes + body_len > self.max_bytes
+        (new_entry && self.unread() >= self.max) || self.bytes - read_bytes + body_len > self.max_bytes
     }
 
+    /// Every record: text messages and file parts (the delivery records).
     pub fn list(&self) -> impl Iterator<Item = &Message> {
         self.msgs.iter().map(|(m, _)| m)
+    }
+
+    /// Text messages only, for listing (files: [`Inbox::files`]).
+    pub fn texts(&self) -> impl Iterator<Item = &Message> {
+        self.list().filter(|m| m.part.is_none())
     }
 
     pub fn contains(&self, id: &str) -> bool {
@@ -233,23 +293,25 @@ impl Inbox {
         body: &[u8],
         mut forget: impl FnMut(&Message) -> io::Result<()>,
     ) -> Result<Vec<String>, InboxError> {
-        if self.is_full_for(body.len()) {
-            return Err(InboxError::Full { messages: self.msgs.len(), bytes: self.bytes });
+        let new_entry =
+            m.part.as_ref().is_none_or(|p| !self.list().any(|o| o.part.as_ref().is_some_and(|q| q.file == p.file)));
+        if self.is_full_for(body.len(), new_entry) {
+            return Err(InboxError::Full { messages: self.len(), bytes: self.bytes });
         }
         let bytes = encode(&m, body).map_err(InboxError::Io)?;
         write_durable(&state.inbox_path(&m.id), &bytes, 0o600).map_err(InboxError::Io)?;
         self.bytes += body.len();
         self.msgs.push((m, body.len()));
         let mut dropped = Vec::new();
-        while self.msgs.len() > self.max || self.bytes > self.max_bytes {
+        while self.len() > self.max || self.bytes > self.max_bytes {
             let Some(pos) = self.msgs.iter().position(|(m, _)| m.read) else { break };
-            if forget(&self.msgs[pos].0).is_err() {
+            // A read file goes whole: all its parts.
+            let old = &self.msgs[pos].0;
+            let key = old.part.as_ref().map_or_else(|| old.id.clone(), |p| p.file.clone());
+            if self.remove_entry(state, &key, &mut forget).is_err() {
                 break;
             }
-            let (old, n) = self.msgs.remove(pos);
-            self.bytes -= n;
-            state.remove_file(&state.inbox_path(&old.id));
-            dropped.push(old.id);
+            dropped.push(key);
         }
         Ok(dropped)
     }
@@ -276,28 +338,52 @@ impl Inbox {
         Some(m.clone())
     }
 
-    /// Deletes a message after `forget` has recorded it as delivered.
+    /// Deletes a message, or a file with all its parts, after `forget`
+    /// has recorded each as delivered.
     pub fn delete(
         &mut self,
         state: &State,
         id: &str,
-        forget: impl FnOnce(&Message) -> io::Result<()>,
+        mut forget: impl FnMut(&Message) -> io::Result<()>,
     ) -> Result<bool, io::Error> {
-        let Some(pos) = self.msgs.iter().position(|(m, _)| m.id == id) else {
-            return Ok(false);
-        };
-        forget(&self.msgs[pos].0)?;
-        let (_, n) = self.msgs.remove(pos);
-        self.bytes -= n;
-        state.remove_file(&state.inbox_path(id));
+        let n = self.remove_entry(state, id, &mut forget)?;
         // A message still in the earlier format (not yet converted).
         state.remove_file(&state.inbox_path(id).with_extension("json"));
-        Ok(true)
+        Ok(n > 0)
+    }
+
+    /// Removes the text message `key`, or every part of the file `key`,
+    /// once `forget` has recorded all of them (or none is removed).
+    pub(super) fn remove_entry(
+        &mut self,
+        state: &State,
+        key: &str,
+        forget: &mut impl FnMut(&Message) -> io::Result<()>,
+    ) -> io::Result<usize> {
+        let hit = |m: &Message| match &m.part {
+            Some(p) => p.file == key,
+            None => m.id == key,
+        };
+        for (m, _) in self.msgs.iter().filter(|(m, _)| hit(m)) {
+            forget(m)?;
+        }
+        let before = self.msgs.len();
+        let mut kept = Vec::with_capacity(before);
+        for (m, n) in std::mem::take(&mut self.msgs) {
+            if hit(&m) {
+                self.bytes -= n;
+                state.remove_file(&state.inbox_path(&m.id));
+            } else {
+                kept.push((m, n));
+            }
+        }
+        self.msgs = kept;
+        Ok(before - self.msgs.len())
     }
 }
 
 /// The body of an encoded message file.
-fn body_of(bytes: &[u8]) -> Option<&[u8]> {
+pub(super) fn body_of(bytes: &[u8]) -> Option<&[u8]> {
     let rest = bytes.strip_prefix(MAGIC)?;
     let nl = rest.iter().position(|b| *b == b'\n')?;
     Some(&rest[nl + 1..])
@@ -326,6 +412,7 @@ mod tests {
             expires: i + 100,
             text: format!("m{i}"),
             read: false,
+            part: None,
         }
     }
 

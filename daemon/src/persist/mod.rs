@@ -22,6 +22,7 @@
 
 pub mod contacts;
 pub mod inbox;
+pub mod inbox_files;
 pub mod outbox;
 
 use std::fs::{self, File, OpenOptions};

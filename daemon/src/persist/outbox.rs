@@ -3,7 +3,9 @@
 //! truth across restarts.
 //!
 //! One line per transition, appended and synced: `ID TO STATE SINCE`
-//! (state as in `meshpost_proto::outbox`, since = unix seconds). At start,
+//! (state as in `meshpost_proto::outbox`, since = unix seconds), and for a
+//! part of a file ` FILE INDEX COUNT NAME` (the file's id as the recipient's
+//! inbox names it, and its name in hex). At start,
 //! and whenever [`COMPACT_AFTER`] lines were appended since the last
 //! rewrite, the log is cut to the [`MAX_RECORDS`] most recent messages and
 //! rewritten, so the file stays bounded on a router that runs for months. Unreadable lines are
@@ -20,6 +22,9 @@ use meshpost_proto::envelope::EnvelopeId;
 use meshpost_proto::identity::NodeId;
 use meshpost_proto::outbox::SentState;
 
+use meshpost_proto::crypto::{from_hex_bytes, to_hex};
+use meshpost_proto::filepart;
+
 use super::{read_limited, write_durable};
 
 /// Sent messages remembered.
@@ -35,6 +40,28 @@ pub struct Record {
     pub state: SentState,
     /// When it entered this state (unix seconds).
     pub since: u64,
+    /// Set for a part of a file.
+    pub file: Option<FileTag>,
+}
+
+/// Which file a sent envelope is a part of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileTag {
+    pub key: [u8; 16],
+    pub index: u16,
+    pub count: u16,
+}
+
+impl Record {
+    fn line(&self, names: &BTreeMap<[u8; 16], String>) -> String {
+        let mut l = format!("{} {} {} {}", self.id, self.to, self.state.name(), self.since);
+        if let Some(f) = self.file {
+            let name = names.get(&f.key).map_or(String::new(), |n| to_hex(n.as_bytes()));
+            l.push_str(&format!(" {} {} {} {name}", to_hex(&f.key), f.index, f.count));
+        }
+        l.push('\n');
+        l
+    }
 }
 
 pub struct OutboxLog {
@@ -44,6 +71,8 @@ pub struct OutboxLog {
     index: BTreeMap<EnvelopeId, usize>,
     /// Lines appended since the file was last rewritten.
     appended: usize,
+    /// Names of the files whose parts are in `records`.
+    names: BTreeMap<[u8; 16], String>,
 }
 
 impl OutboxLog {
@@ -51,7 +80,8 @@ impl OutboxLog {
     /// lines too.
     pub fn load(dir: &std::path::Path) -> (OutboxLog, usize) {
         let path = dir.join("outbox.log");
-        let mut log = OutboxLog { path, records: VecDeque::new(), index: BTreeMap::new(), appended: 0 };
+        let mut log =
+            OutboxLog { path, records: VecDeque::new(), index: BTreeMap::new(), appended: 0, names: BTreeMap::new() };
         let bytes = read_limited(&log.path, 16 << 20).unwrap_or_default();
         let mut bad = 0;
         for line in String::from_utf8_lossy(&bytes).lines().filter(|l| !l.trim().is_empty()) {
@@ -62,8 +92,28 @@ impl OutboxLog {
                 w.next().and_then(SentState::parse),
                 w.next().and_then(|s| s.trim().parse::<u64>().ok()),
             );
-            match parsed {
-                (Some(id), Some(to), Some(state), Some(since)) => log.set(Record { id, to, state, since }),
+            let file = match (w.next(), w.next(), w.next(), w.next()) {
+                (None, ..) => Ok(None),
+                (Some(k), Some(i), Some(c), name) => match (from_hex_bytes(k, 16), i.parse(), c.parse()) {
+                    (Some(k), Ok(index), Ok(count)) if k.len() == 16 => {
+                        let mut key = [0u8; 16];
+                        key.copy_from_slice(&k);
+                        if let Some(n) = name
+                            .and_then(|n| from_hex_bytes(n, filepart::MAX_NAME))
+                            .and_then(|n| String::from_utf8(n).ok())
+                        {
+                            log.names.insert(key, n);
+                        }
+                        Ok(Some(FileTag { key, index, count }))
+                    }
+                    _ => Err(()),
+                },
+                _ => Err(()),
+            };
+            match (parsed, file) {
+                ((Some(id), Some(to), Some(state), Some(since)), Ok(file)) => {
+                    log.set(Record { id, to, state, since, file })
+                }
                 _ => bad += 1,
             }
         }
@@ -73,8 +123,10 @@ impl OutboxLog {
 
     /// Rewrites the file with one line per remembered message.
     fn compact(&mut self) -> io::Result<()> {
-        let text: String =
-            self.records.iter().map(|r| format!("{} {} {} {}\n", r.id, r.to, r.state.name(), r.since)).collect();
+        let keys: std::collections::BTreeSet<[u8; 16]> =
+            self.records.iter().filter_map(|r| r.file).map(|f| f.key).collect();
+        self.names.retain(|k, _| keys.contains(k));
+        let text: String = self.records.iter().map(|r| r.line(&self.names)).collect();
         write_durable(&self.path, text.as_bytes(), 0o600)?;
         self.appended = 0;
         Ok(())
@@ -85,10 +137,12 @@ impl OutboxLog {
         std::fs::metadata(&self.path).map_or(0, |m| m.len())
     }
 
-    fn set(&mut self, r: Record) {
+    fn set(&mut self, mut r: Record) {
         match self.index.get(&r.id) {
             Some(&i) => {
                 if let Some(old) = self.records.get_mut(i) {
+                    // A state change keeps the file the part belongs to.
+                    r.file = r.file.or(old.file);
                     *old = r;
                 }
             }
@@ -106,13 +160,46 @@ impl OutboxLog {
     /// Records a state and appends it to the log (synced).
     pub fn record(&mut self, r: Record) -> io::Result<()> {
         self.set(r);
+        let r = self.get(&r.id).copied().unwrap_or(r);
         if self.appended >= COMPACT_AFTER {
             return self.compact();
         }
         self.appended += 1;
         let mut f = OpenOptions::new().append(true).create(true).mode(0o600).open(&self.path)?;
-        writeln!(f, "{} {} {} {}", r.id, r.to, r.state.name(), r.since)?;
+        f.write_all(r.line(&self.names).as_bytes())?;
         f.sync_data()
+    }
+
+    /// Records the parts of a file just queued, in one append and sync.
+    pub fn record_file(&mut self, name: &str, parts: &[Record]) -> io::Result<()> {
+        if let Some(f) = parts.first().and_then(|r| r.file) {
+            self.names.insert(f.key, name.to_string());
+        }
+        let mut text = String::new();
+        for r in parts {
+            self.set(*r);
+            text.push_str(&r.line(&self.names));
+        }
+        self.appended += parts.len();
+        if self.appended >= COMPACT_AFTER {
+            return self.compact();
+        }
+        let mut f = OpenOptions::new().append(true).create(true).mode(0o600).open(&self.path)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_data()
+    }
+
+    /// The name of a file whose parts were sent.
+    pub fn file_name(&self, key: &[u8; 16]) -> Option<&str> {
+        self.names.get(key).map(String::as_str)
+    }
+
+    /// The records of the parts of one file, in part order.
+    pub fn file_parts(&self, key: &[u8; 16]) -> Vec<Record> {
+        let mut v: Vec<Record> =
+            self.records.iter().filter(|r| r.file.is_some_and(|f| &f.key == key)).copied().collect();
+        v.sort_unstable_by_key(|r| r.file.map(|f| f.index));
+        v
     }
 
     pub fn get(&self, id: &EnvelopeId) -> Option<&Record> {
@@ -143,8 +230,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let (mut log, _) = OutboxLog::load(&dir);
         let (id, to) = (EnvelopeId([1; 16]), NodeId([2; 16]));
-        log.record(Record { id, to, state: SentState::Queued, since: 10 }).unwrap();
-        log.record(Record { id, to, state: SentState::Delivered, since: 12 }).unwrap();
+        log.record(Record { id, to, state: SentState::Queued, since: 10, file: None }).unwrap();
+        log.record(Record { id, to, state: SentState::Delivered, since: 12, file: None }).unwrap();
         std::fs::OpenOptions::new()
             .append(true)
             .open(dir.join("outbox.log"))
@@ -158,7 +245,7 @@ mod tests {
         for i in 0..(MAX_RECORDS as u32 + 10) {
             let mut b = [0u8; 16];
             b[..4].copy_from_slice(&i.to_le_bytes());
-            log.set(Record { id: EnvelopeId(b), to, state: SentState::Queued, since: 1 });
+            log.set(Record { id: EnvelopeId(b), to, state: SentState::Queued, since: 1, file: None });
         }
         assert_eq!(log.len(), MAX_RECORDS);
         assert!(log.get(&id).is_none(), "the oldest went");
@@ -168,7 +255,8 @@ mod tests {
         for i in 0..(5 * MAX_RECORDS as u32) {
             let mut b = [0u8; 16];
             b[4..8].copy_from_slice(&i.to_le_bytes());
-            log.record(Record { id: EnvelopeId(b), to, state: SentState::Forwarded, since: 1_234_567_890 }).unwrap();
+            log.record(Record { id: EnvelopeId(b), to, state: SentState::Forwarded, since: 1_234_567_890, file: None })
+                .unwrap();
         }
         assert!(log.file_len() <= (MAX_RECORDS + COMPACT_AFTER + 1) as u64 * line, "{} bytes", log.file_len());
         std::fs::remove_dir_all(&dir).unwrap();

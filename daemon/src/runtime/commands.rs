@@ -66,27 +66,33 @@ impl Daemon {
             Request::Federation => self.federation(now),
             Request::Send { to, text, ttl, hops } => self.send(&to, &text, ttl, hops, now),
             Request::Inbox { action: InboxAction::List, offset, limit, .. } => {
-                let items: Vec<Value> = self
-                    .inbox
-                    .list()
-                    .map(|m| {
-                        let mut v = json!(m);
-                        v["verified"] = json!(NodeId::parse(&m.from).is_some_and(|f| self.contacts.is_verified(&f)));
-                        v
-                    })
-                    .collect();
-                let (messages, total, next) = page(items, offset, limit);
+                let (messages, total, next) = page(self.inbox_items(), offset, limit);
                 json!({"ok": true, "messages": messages, "total": total, "next": next})
             }
+            Request::Inbox { action: InboxAction::Read, id: Some(id), offset, limit }
+                if self.inbox.file(&id).is_some() =>
+            {
+                let v = self.read_file(&id, offset, limit);
+                self.reopen_inbox();
+                v
+            }
             Request::Inbox { action, id, .. } => self.inbox_cmd(action, id.as_deref()),
+            Request::SendFile { .. } | Request::FileData { .. } => {
+                error("send_file and file_data are read by the socket")
+            }
+            Request::Upload(up) => self.send_file(up, now),
             Request::Contact { action, card, name, id } => self.contact_cmd(action, card, name, id),
             Request::Verify { id, confirm } => self.verify_cmd(&id, confirm),
             Request::Selftest => self.selftest(),
             Request::Block { id } => self.block_cmd(&id, true),
             Request::Unblock { id } => self.block_cmd(&id, false),
             Request::Outbox { id: Some(id), .. } => {
+                let key = meshpost_proto::crypto::from_hex_bytes(&id, 16).and_then(|k| <[u8; 16]>::try_from(k).ok());
                 match EnvelopeId::parse(&id).and_then(|i| self.outbox.get(&i).copied()) {
                     Some(r) => json!({"ok": true, "message": self.sent_json(&r)}),
+                    None if let Some(v) = key.and_then(|k| self.sent_file_json(&k)) => {
+                        json!({"ok": true, "message": v})
+                    }
                     None => error(format!(
                         "no message {id} in the outbox (it keeps the last {})",
                         crate::persist::outbox::MAX_RECORDS
@@ -94,8 +100,7 @@ impl Daemon {
                 }
             }
             Request::Outbox { id: None, offset, limit } => {
-                let items: Vec<Value> = self.outbox.newest_first().map(|r| self.sent_json(r)).collect();
-                let (messages, total, next) = page(items, offset, limit);
+                let (messages, total, next) = page(self.outbox_items(), offset, limit);
                 json!({"ok": true, "messages": messages, "total": total, "next": next})
             }
             Request::Subscribe { channel: None } => {
@@ -239,7 +244,7 @@ impl Daemon {
     /// Records a state of a message this node sent and tells subscribers.
     pub(super) fn record_sent(&mut self, id: EnvelopeId, to: NodeId, state: SentState) {
         let since = now_ms() / 1000;
-        let r = crate::persist::outbox::Record { id, to, state, since };
+        let r = crate::persist::outbox::Record { id, to, state, since, file: None };
         if let Err(e) = self.outbox.record(r) {
             self.persist_errors += 1;
             warn!("cannot record message {id} as {} in outbox.log: {e}", state.name());
@@ -248,6 +253,18 @@ impl Daemon {
             debug!("message {id} to {to}: {}", state.name());
             let ev = json!({"event": state.name(), "id": id.to_string(), "to": to.to_string(), "since": since});
             let _ = self.events.send(Arc::from(ev.to_string()));
+            // The last part of a file delivered: the file is.
+            if let Some(f) = self.outbox.get(&id).and_then(|r| r.file)
+                && let Some(v) = self.sent_file_json(&f.key)
+                && matches!(state, SentState::Delivered | SentState::Forwarded)
+                && v["state"] == state.name()
+                && (state != SentState::Delivered || v["file"]["delivered"] == v["file"]["parts"])
+                && (state != SentState::Forwarded || v["file"]["forwarded"] == v["file"]["parts"])
+            {
+                let mut ev = v;
+                ev["event"] = json!(state.name());
+                let _ = self.events.send(Arc::from(ev.to_string()));
+            }
         }
     }
 

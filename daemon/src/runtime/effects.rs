@@ -67,9 +67,45 @@ impl Daemon {
         }
     }
 
-    /// Writes a delivered message to the inbox and tells the node whether
-    /// it is durable; only then does the node acknowledge it.
+    /// Writes a delivered message (or file part) to the inbox and tells
+    /// the node whether it is durable; only then does the node acknowledge it.
     pub(super) fn deliver(&mut self, d: meshpost_proto::node::Delivery) {
+        let (part, body) = if d.content_type == filepart::CONTENT_FILE {
+            // The node only delivers parts that decode (e2e::unpad_direct).
+            match filepart::decode(&d.body) {
+                Ok(p) => (Some(PartInfo::of(&d.from.0, &p)), p.data),
+                Err(e) => {
+                    warn!("message {} from {}: {e}; not stored", d.id, d.from);
+                    self.node.delivery_refused(d.id, d.expires);
+                    return;
+                }
+            }
+        } else {
+            (None, d.body)
+        };
+        if let Some(p) = &part {
+            if p.size as usize > self.settings.inbox_max_bytes {
+                // It could never fit: refused for good, not retried.
+                if !self.refused_files.contains(&p.file) {
+                    if self.refused_files.len() >= MAX_REFUSED_FILES {
+                        self.refused_files.clear();
+                    }
+                    self.refused_files.insert(p.file.clone());
+                    warn!(
+                        "file '{}' ({} bytes) from {} is larger than inbox_max_bytes ({}); refused",
+                        p.name, p.size, d.from, self.settings.inbox_max_bytes
+                    );
+                }
+                self.node.delivery_refused(d.id, d.expires);
+                return;
+            }
+            if self.inbox.has_part(&p.file, p.index) {
+                // The same part again under another envelope id: already
+                // stored, so it is delivered.
+                self.delivered_durably(&d.id, d.expires, &d.from);
+                return;
+            }
+        }
         let msg = Message {
             id: d.id.to_string(),
             from: d.from.to_string(),
@@ -77,13 +113,14 @@ impl Daemon {
             created: d.created,
             received: now_ms() / 1000,
             expires: d.expires,
-            text: String::from_utf8_lossy(&d.body).into_owned(),
+            text: if part.is_some() { String::new() } else { String::from_utf8_lossy(&body).into_owned() },
             read: false,
+            part,
         };
         let state = &self.state;
         // A read message that makes room keeps its delivered.log line.
         let forget = |m: &Message| record_delivered(state, m);
-        match self.inbox.add(&self.state, msg.clone(), &d.body, forget) {
+        match self.inbox.add(&self.state, msg.clone(), &body, forget) {
             Ok(dropped) => {
                 for id in dropped {
                     debug!("inbox: removed read message {id} to make room");
@@ -91,19 +128,18 @@ impl Daemon {
                 if self.inbox_full_since.take().is_some() {
                     notice!("inbox writable and with room again; messages left with senders will now arrive");
                 }
-                // The inbox file is the delivery record; this line lets the
-                // id outlive the file. If it fails, the file still counts.
-                if let Err(e) = self.state.append_delivered(&d.id, d.expires, &d.from) {
-                    self.persist_errors += 1;
-                    warn!("cannot append to delivered.log ({e}); the inbox file records message {}", d.id);
+                self.delivered_durably(&d.id, d.expires, &d.from);
+                debug!("message {} from {} delivered ({} bytes)", d.id, d.from, body.len());
+                match &msg.part {
+                    Some(p) => self.file_part_stored(&p.file),
+                    None => {
+                        let mut ev = serde_json::to_value(&msg).unwrap_or(Value::Null);
+                        if let Some(o) = ev.as_object_mut() {
+                            o.insert("event".into(), json!("message"));
+                        }
+                        let _ = self.events.send(Arc::from(ev.to_string()));
+                    }
                 }
-                self.node.persisted(d.id);
-                debug!("message {} from {} delivered ({} bytes)", d.id, d.from, d.body.len());
-                let mut ev = serde_json::to_value(&msg).unwrap_or(Value::Null);
-                if let Some(o) = ev.as_object_mut() {
-                    o.insert("event".into(), json!("message"));
-                }
-                let _ = self.events.send(Arc::from(ev.to_string()));
             }
             Err(e) => {
                 self.state.remove_file(&self.state.inbox_path(&msg.id));
@@ -125,9 +161,58 @@ impl Daemon {
         }
     }
 
+    /// The inbox file is the delivery record; the delivered.log line lets
+    /// the id outlive the file. If that fails, the file still counts.
+    fn delivered_durably(&mut self, id: &EnvelopeId, expires: u64, from: &NodeId) {
+        if let Err(e) = self.state.append_delivered(id, expires, from) {
+            self.persist_errors += 1;
+            warn!("cannot append to delivered.log ({e}); the inbox file records message {id}");
+        }
+        self.node.persisted(*id);
+    }
+
+    /// A part of a file is stored: tell subscribers how far it is, and when
+    /// it is complete, check the whole file's hash (a mismatch discards it).
+    fn file_part_stored(&mut self, key: &str) {
+        let Some(f) = self.inbox.file(key) else { return };
+        if f.complete {
+            match self.inbox.verify_file(&self.state, key) {
+                Ok(true) => debug!("file {key} '{}' from {} complete ({} bytes)", f.name, f.from, f.size),
+                Ok(false) | Err(_) => {
+                    let state = &self.state;
+                    let _ = self.inbox.remove_file(state, key, |m| record_delivered(state, m));
+                    self.files_failed += 1;
+                    warn!("file '{}' from {} does not match its hash; discarded", f.name, f.from);
+                    let ev = json!({"event": "file_failed", "id": key, "from": f.from, "name": f.name});
+                    let _ = self.events.send(Arc::from(ev.to_string()));
+                    return;
+                }
+            }
+        }
+        let mut ev = serde_json::to_value(&f).unwrap_or(Value::Null);
+        if let Some(o) = ev.as_object_mut() {
+            o.insert("event".into(), json!(if f.complete { "file" } else { "file_progress" }));
+        }
+        let _ = self.events.send(Arc::from(ev.to_string()));
+    }
+
+    /// Removes files that can no longer complete (their newest part has
+    /// expired, so no sender still holds the rest).
+    pub(super) fn drop_stale_files(&mut self, now_s: u64) {
+        for key in self.inbox.stale_files(now_s) {
+            let state = &self.state;
+            let name = self.inbox.file(&key).map(|f| f.name).unwrap_or_default();
+            match self.inbox.remove_file(state, &key, |m| record_delivered(state, m)) {
+                Ok(n) => info!("file {key} '{name}' expired with parts missing; removed its {n} parts"),
+                Err(e) => warn!("cannot remove the stale file {key}: {e}"),
+            }
+        }
+        self.reopen_inbox();
+    }
+
     /// After a read or delete: if the inbox has room again, take messages.
     pub(super) fn reopen_inbox(&mut self) {
-        if self.inbox_full_since.is_some() && !self.inbox.is_full_for(0) {
+        if self.inbox_full_since.is_some() && !self.inbox.is_full_for(0, true) {
             self.inbox_full_since = None;
             self.node.set_inbox_open(true);
             notice!("inbox has room again; messages left with senders will arrive at their next offer");

@@ -32,11 +32,14 @@ use crate::inbox::{Inbox, InboxError, Message};
 use crate::net::names::{Answer, Lookup, Names};
 use crate::net::udp::{bind_udp, normalize, resolve_peers};
 use crate::persist::State;
+use crate::persist::inbox_files::PartInfo;
 use crate::{debug, error, info, log, notice, warn};
+use meshpost_proto::filepart;
 
 mod channels;
 mod commands;
 mod effects;
+mod files;
 mod restore;
 pub mod selftest;
 mod views;
@@ -57,6 +60,8 @@ pub const SUBSCRIBER_BUFFER: usize = 256;
 
 /// Largest text a local `send` accepts.
 pub const MAX_TEXT: usize = 60 * 1024;
+/// Refused oversized files remembered for logging once each.
+pub const MAX_REFUSED_FILES: usize = 256;
 
 /// Most channels one node can be in.
 pub const MAX_CHANNELS: usize = 64;
@@ -160,6 +165,11 @@ pub struct Daemon {
     /// Set while deliveries cannot be stored: the inbox is full of unread
     /// mail or its files cannot be written (logged once per episode).
     inbox_full_since: Option<u64>,
+    /// Files refused as larger than the whole inbox (logged once each;
+    /// cleared when it reaches [`MAX_REFUSED_FILES`]).
+    refused_files: std::collections::BTreeSet<String>,
+    /// Received files discarded because they failed their hash check.
+    files_failed: u64,
     discovery: Discovery,
     channels: Vec<Channel>,
 }
@@ -182,7 +192,12 @@ fn policy_of(s: &Settings) -> Policy {
         }
         gid
     });
-    Policy { group_gid, max_clients: s.max_clients, request_timeout: Duration::from_secs(s.control_timeout) }
+    Policy {
+        group_gid,
+        max_clients: s.max_clients,
+        request_timeout: Duration::from_secs(s.control_timeout),
+        file_max: s.file_max,
+    }
 }
 
 impl Daemon {
@@ -284,10 +299,13 @@ impl Daemon {
             persist_errors: 0,
             failed_writes: Vec::new(),
             inbox_full_since: None,
+            refused_files: Default::default(),
+            files_failed: 0,
             discovery,
             channels: Vec::new(),
         };
         d.apply_channels();
+        d.drop_stale_files(timestamp().unix_s());
         let changes = match crate::net::netlink::Changes::open() {
             Ok(c) => Some(c),
             Err(e) => {
@@ -428,6 +446,7 @@ impl Daemon {
             self.inbox.len()
         );
         self.summary = (now + SUMMARY_MS, m, cards);
+        self.drop_stale_files(timestamp().unix_s());
     }
 
     /// Gives the node the configured and runtime-added peers whose

@@ -219,6 +219,11 @@ impl Daemon {
             ("inbox_messages", "messages in the inbox", self.inbox.len() as u64),
             ("inbox_bytes", "message bytes in the inbox", self.inbox.bytes() as u64),
             (
+                "inbox_files_partial",
+                "files in the inbox still waiting for parts",
+                self.inbox.files().iter().filter(|f| !f.complete).count() as u64,
+            ),
+            (
                 "inbox_full",
                 "1 while the inbox refuses new messages (all unread)",
                 self.inbox_full_since.is_some() as u64,
@@ -253,6 +258,7 @@ impl Daemon {
             ),
             ("udp_send_errors", "datagrams the socket refused", self.send_errors),
             ("persist_errors", "failed writes to the state directory", self.persist_errors),
+            ("files_failed", "received files discarded: their parts did not match the file's hash", self.files_failed),
             ("log_dropped", "log lines syslog did not accept", log::dropped()),
             ("federation_envelopes_in", "envelopes accepted from federation peers", fed.envelopes_in),
             ("federation_bytes_in", "bytes accepted from federation peers", fed.bytes_in),

@@ -59,6 +59,11 @@ impl Writes {
         self.pending.contains_key(id)
     }
 
+    /// Writes that may still start.
+    pub(super) fn pending_room(&self) -> usize {
+        MAX_PENDING_WRITES.saturating_sub(self.pending.len())
+    }
+
     /// No new write may start: the caller stopped confirming.
     pub(super) fn is_full(&self) -> bool {
         self.pending.len() >= MAX_PENDING_WRITES
@@ -106,6 +111,14 @@ impl Node {
                 self.delivered.abort(&id);
             }
         }
+    }
+
+    /// The caller will never store the delivery `id` (a file larger than
+    /// its whole inbox): not acknowledged, and remembered as seen until it
+    /// expires so its copies cost no more decryption.
+    pub fn delivery_refused(&mut self, id: EnvelopeId, expires: u64) {
+        self.persist_failed(id);
+        self.seen.insert(id, expires);
     }
 
     /// The caller's inbox is full (`false`) or has room again (`true`).

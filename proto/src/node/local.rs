@@ -45,14 +45,74 @@ impl Node {
         hops: Option<u8>,
     ) -> Result<EnvelopeId, SendError> {
         let now_ms = self.tick(now);
+        let env = self.seal_direct(to, e2e::CONTENT_TEXT, body, ttl, hops)?;
+        let id = env.id();
+        self.admit(env, true, now_ms, vec![AfterWrite::Forward { from: None }]).map_err(SendError::Store)?;
+        self.outbox.track(id, to, SentState::Queued);
+        Ok(id)
+    }
+
+    /// Sends a file as direct messages, one per part body from
+    /// [`crate::filepart::split`], in order. All parts are sealed and the
+    /// store is checked for room for all of them before any is stored, so
+    /// a refusal leaves nothing half sent. Returns the ids in part order;
+    /// each is final once the caller has carried out its `Persist`.
+    pub fn send_file(
+        &mut self,
+        now: Timestamp,
+        to: NodeId,
+        parts: &[Vec<u8>],
+        ttl: Option<u32>,
+        hops: Option<u8>,
+    ) -> Result<Vec<EnvelopeId>, SendError> {
+        let now_ms = self.tick(now);
+        let mut envs = Vec::with_capacity(parts.len());
+        for p in parts {
+            envs.push(self.seal_direct(to, crate::filepart::CONTENT_FILE, p, ttl, hops)?);
+        }
+        let bytes = envs.iter().map(|e| e.len()).sum();
+        if self.writes.pending_room() < envs.len() {
+            return Err(SendError::Store(StoreError::Busy));
+        }
+        self.store.check_room(self.me, to.0, bytes, envs.len()).map_err(SendError::Store)?;
+        let mut ids = Vec::with_capacity(envs.len());
+        for env in envs {
+            let id = env.id();
+            self.admit(env, true, now_ms, vec![AfterWrite::Forward { from: None }]).map_err(SendError::Store)?;
+            self.outbox.track(id, to, SentState::Queued);
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// Takes back a local envelope whose write succeeded but whose file
+    /// send failed as a whole: out of the store (the caller is told to
+    /// delete it) and out of the outbox.
+    pub fn withdraw(&mut self, id: EnvelopeId) {
+        self.writes.take(&id);
+        if self.store.get(&id).is_some_and(|e| e.local) {
+            self.store.remove(&id);
+            self.actions.push_back(Action::Unpersist { id });
+        }
+        self.outbox.forget(&id);
+    }
+
+    fn seal_direct(
+        &mut self,
+        to: NodeId,
+        content_type: u8,
+        body: &[u8],
+        ttl: Option<u32>,
+        hops: Option<u8>,
+    ) -> Result<Envelope, SendError> {
         if to == self.me {
             return Err(SendError::ToSelf);
         }
         let card = self.cards.get(&to).ok_or(SendError::UnknownRecipient(to))?;
         // A node of another community is addressed as node@domain.
         let domain = if card.domain != self.cfg.domain { card.domain.clone() } else { String::new() };
-        let payload = e2e::seal(&mut self.rng, card, &self.identity.public_key(), &to.0, e2e::CONTENT_TEXT, body);
-        let env = Envelope::seal(
+        let payload = e2e::seal(&mut self.rng, card, &self.identity.public_key(), &to.0, content_type, body);
+        Envelope::seal(
             &self.identity,
             &Draft {
                 kind: Kind::Direct,
@@ -63,11 +123,7 @@ impl Node {
                 payload: &payload,
             },
         )
-        .map_err(SendError::Envelope)?;
-        let id = env.id();
-        self.admit(env, true, now_ms, vec![AfterWrite::Forward { from: None }]).map_err(SendError::Store)?;
-        self.outbox.track(id, to, SentState::Queued);
-        Ok(id)
+        .map_err(SendError::Envelope)
     }
 
     /// Sends raw envelope bytes to a linked node as they are, without any

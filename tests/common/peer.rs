@@ -1,0 +1,86 @@
+//! A peer for tests: the sans-IO `Node` from meshpost-proto driven over a
+//! real UDP socket by the test, so it speaks the real protocol and can be
+//! made to send what a real daemon never would.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use meshpost_proto::node::{Action, Node as ProtoNode};
+use meshpost_proto::time::Timestamp;
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// Mallory's clocks: the daemon's own reading of both.
+pub fn now() -> Timestamp {
+    meshpost::runtime::timestamp()
+}
+
+pub struct Peer {
+    pub node: ProtoNode,
+    pub sock: UdpSocket,
+    pub captured: Vec<(SocketAddr, Vec<u8>)>,
+    pub capture: bool,
+}
+
+impl Peer {
+    pub fn pump(&mut self, ms: u64) {
+        let end = Instant::now() + Duration::from_millis(ms);
+        let mut buf = [0u8; 2048];
+        while Instant::now() < end {
+            self.node.handle_timeout(now());
+            while let Some(a) = self.node.poll_action() {
+                match a {
+                    Action::Transmit { to, data } => {
+                        if self.capture {
+                            self.captured.push((to, data.clone()));
+                        }
+                        let _ = self.sock.send_to(&data, to);
+                    }
+                    // Mallory keeps nothing, but says it did.
+                    Action::Persist { id, .. } => self.node.persisted(id),
+                    Action::Deliver(d) => self.node.persisted(d.id),
+                    _ => {}
+                }
+            }
+            if let Ok((n, from)) = self.sock.recv_from(&mut buf) {
+                self.node.handle_datagram(now(), from, &buf[..n]);
+            }
+        }
+    }
+}
+
+impl Peer {
+    /// A peer on loopback linked to the daemon at `port` (pinned `key`),
+    /// with the daemon's card known.
+    pub fn linked_to(port: u16, key: &str, log: impl Fn() -> String) -> (Peer, meshpost_proto::identity::NodeId) {
+        use rand_core::OsRng;
+        Peer::linked_as(meshpost_proto::identity::Identity::generate(&mut OsRng), port, key, log)
+    }
+
+    /// As [`Peer::linked_to`], with a given identity (the same sender again).
+    pub fn linked_as(
+        me: meshpost_proto::identity::Identity,
+        port: u16,
+        key: &str,
+        log: impl Fn() -> String,
+    ) -> (Peer, meshpost_proto::identity::NodeId) {
+        use meshpost_proto::identity::NodeId;
+        use meshpost_proto::node::{Config, PeerSpec};
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let key = meshpost_proto::crypto::from_hex::<32>(key).unwrap();
+        let id = NodeId::from_public_key(&key);
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+        let node = ProtoNode::new(me, Config { name: "mallory".into(), ..Config::default() }, [9; 32], now());
+        let mut peer = Peer { node, sock, captured: Vec::new(), capture: false };
+        peer.node.add_peer(PeerSpec { addr, pin: Some(key), federation: None }, now());
+        let end = Instant::now() + Duration::from_secs(10);
+        while !(peer.node.is_linked(&id) && peer.node.card(&id).is_some()) {
+            assert!(Instant::now() < end, "test peer could not link; daemon log:\n{}", log());
+            peer.pump(50);
+        }
+        (peer, id)
+    }
+}
