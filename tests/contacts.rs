@@ -84,3 +84,56 @@ fn a_contact_from_its_card_is_messaged_by_name_before_it_was_ever_heard() {
     assert_eq!(v["ok"], true, "{v}");
     assert!(a.request(json!({"cmd": "contact"}))["contacts"].as_array().unwrap().is_empty());
 }
+
+/// Turns the terminal drawing back into modules (half blocks, light as
+/// ink) and writes it as a PGM image, 4 pixels a module.
+fn qr_to_pgm(drawing: &str, path: &std::path::Path) {
+    let rows: Vec<Vec<char>> = drawing.lines().filter(|l| l.starts_with('█')).map(|l| l.chars().collect()).collect();
+    assert!(!rows.is_empty(), "no QR code in:\n{drawing}");
+    let w = rows[0].len();
+    let mut light = Vec::new();
+    for r in &rows {
+        assert_eq!(r.len(), w, "every line as wide");
+        light.push(r.iter().map(|c| matches!(c, '█' | '▀')).collect::<Vec<_>>());
+        light.push(r.iter().map(|c| matches!(c, '█' | '▄')).collect::<Vec<_>>());
+    }
+    let s = 4;
+    let mut img = format!("P5\n{} {}\n255\n", w * s, light.len() * s).into_bytes();
+    for row in &light {
+        for _ in 0..s {
+            for &l in row {
+                img.extend(std::iter::repeat_n(if l { 255u8 } else { 0 }, s));
+            }
+        }
+    }
+    std::fs::write(path, img).unwrap();
+}
+
+#[test]
+fn the_card_as_a_qr_code_scans_back_to_a_card_that_adds_the_contact() {
+    let t = TempDir::new("cardqr");
+    let mut a = Node::new(&t.0, "a");
+    let mut b = Node::new(&t.0, "b");
+    a.start();
+    b.start();
+    let out = b.cli(&["identity", "--card", "--qr"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let card = text.lines().next().unwrap().to_string();
+    assert!(card.starts_with("mpcard1:"), "{text}");
+    // Decoded by a real QR reader (zbar, Debian's zbar-tools).
+    let zbar = std::process::Command::new("zbarimg").arg("--version").output();
+    if zbar.is_err() {
+        assert!(!in_ci(), "zbarimg missing in CI: make tools installs zbar-tools");
+        eprintln!("skipping the QR decoding: zbarimg not installed (make tools)");
+        return;
+    }
+    let pgm = t.0.join("card.pgm");
+    qr_to_pgm(&text, &pgm);
+    let out = std::process::Command::new("zbarimg").args(["--quiet", "--raw"]).arg(&pgm).output().unwrap();
+    assert!(out.status.success(), "zbarimg could not read the code: {}", String::from_utf8_lossy(&out.stderr));
+    let scanned = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(scanned, card.to_uppercase(), "the code holds the card");
+    let v = a.request(json!({"cmd": "contact", "action": "add", "card": scanned, "name": "B"}));
+    assert_eq!(v["ok"], true, "the scanned text adds the contact: {v}");
+    assert_eq!(a.request(json!({"cmd": "contact"}))["contacts"][0]["id"], b.node_id().as_str());
+}

@@ -19,8 +19,10 @@ commands:
   daemon [--foreground] [--config FILE] [--state-dir DIR] [--socket PATH]
          [--port N] [--log-level LEVEL]     run the daemon
   status                                    node, links, store and inbox summary
-  identity [--state-dir DIR] [--card]       node id and public keys; --card: the
-                                            signed contact card to hand to others
+  identity [--state-dir DIR] [--card [--qr]]  node id and public keys; --card: the
+                                            signed contact card to hand to others,
+                                            as a line and (on a terminal, or --qr)
+                                            as a QR code
   contact add CARD [NAME] | list | remove ID   people added from their cards
   selftest                                  check what usually goes wrong on a router;
                                             exit 1 if anything does
@@ -108,7 +110,14 @@ pub fn run(cli: &Cli) -> Result<String, String> {
             }
             if words.iter().any(|w| w == "--card") {
                 let v = request(cli, &Request::Identity.to_value())?;
-                return v["card"].as_str().map(str::to_string).ok_or_else(|| "the daemon has no card yet".into());
+                let card = v["card"].as_str().ok_or("the daemon has no card yet")?.to_string();
+                // SAFETY: isatty only inspects the descriptor.
+                let tty = unsafe { libc::isatty(1) } == 1;
+                if !(tty || words.iter().any(|w| w == "--qr")) {
+                    return Ok(card);
+                }
+                let qr = super::qr::render(&card).ok_or("the card is too long for a QR code")?;
+                return Ok(format!("{card}\n\n{qr}Scan it, or copy the line above: meshpost contact add CARD NAME"));
             }
             Request::Identity
         }

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod connection;
 pub mod files;
+pub mod qr;
 pub mod rpcd;
 pub mod selftest;
 pub mod wait;

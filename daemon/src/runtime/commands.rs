@@ -334,7 +334,13 @@ impl Daemon {
                 let Some(text) = card else {
                     return error("contact add needs \"card\" (from 'meshpost identity --card')");
                 };
-                let hex = text.trim().strip_prefix(CARD_PREFIX).unwrap_or(text.trim());
+                // The QR code carries the same text in capitals (QR's compact
+                // alphanumeric mode): the prefix and hex are read either way.
+                let text = text.trim();
+                let hex = match text.get(..CARD_PREFIX.len()) {
+                    Some(p) if p.eq_ignore_ascii_case(CARD_PREFIX) => &text[CARD_PREFIX.len()..],
+                    _ => text,
+                };
                 let bytes = meshpost_proto::crypto::from_hex_bytes(hex, meshpost_proto::envelope::MAX_ENVELOPE_LEN);
                 let Some(bytes) = bytes else { return error("a contact card is mpcard1: and hex digits") };
                 match self.node.add_contact(&bytes) {
