@@ -1,7 +1,8 @@
 //! What happened to the direct messages this node sent: queued (stored
 //! here), forwarded (a neighbour confirmed it holds a copy), delivered (the
 //! recipient's signed acknowledgement arrived and was verified), or expired
-//! (its lifetime ran out first) or dropped (evicted from a full store).
+//! (its lifetime ran out first) or dropped (evicted from a full store), or
+//! refused (the recipient signed a refusal, with a reason).
 //!
 //! It only records transitions the node reports and says which are news;
 //! it writes nothing (the caller keeps the durable record and shows it) and
@@ -26,6 +27,12 @@ pub enum SentState {
     Expired,
     /// Evicted from a full store before it was delivered.
     Dropped,
+    /// The recipient signed a refusal: the file is larger than its whole
+    /// inbox.
+    RefusedTooLarge,
+    /// The recipient signed a refusal: it cannot take this content (an
+    /// unknown content type, or a malformed file part).
+    RefusedUnsupported,
 }
 
 impl SentState {
@@ -36,18 +43,56 @@ impl SentState {
             SentState::Delivered => "delivered",
             SentState::Expired => "expired",
             SentState::Dropped => "dropped",
+            SentState::RefusedTooLarge | SentState::RefusedUnsupported => "refused",
+        }
+    }
+
+    /// The state as one word, the refusal's reason included (for logs).
+    pub fn code(self) -> &'static str {
+        match self {
+            SentState::RefusedTooLarge => "refused:too_large",
+            SentState::RefusedUnsupported => "refused:unsupported",
+            s => s.name(),
+        }
+    }
+
+    /// Why the recipient refused, for people.
+    pub fn reason(self) -> Option<&'static str> {
+        match self {
+            SentState::RefusedTooLarge => Some("larger than the recipient's whole inbox"),
+            SentState::RefusedUnsupported => Some("the recipient cannot take this content"),
+            _ => None,
         }
     }
 
     pub fn parse(s: &str) -> Option<SentState> {
-        [Self::Queued, Self::Forwarded, Self::Delivered, Self::Expired, Self::Dropped]
-            .into_iter()
-            .find(|x| x.name() == s)
+        [
+            Self::Queued,
+            Self::Forwarded,
+            Self::Delivered,
+            Self::Expired,
+            Self::Dropped,
+            Self::RefusedTooLarge,
+            Self::RefusedUnsupported,
+        ]
+        .into_iter()
+        .find(|x| x.code() == s)
+    }
+
+    /// The refusal a reason code of a refusing acknowledgement stands for.
+    pub fn refused(reason: u8) -> SentState {
+        match reason {
+            crate::ack::REFUSED_TOO_LARGE => SentState::RefusedTooLarge,
+            _ => SentState::RefusedUnsupported,
+        }
     }
 
     /// Nothing changes after this.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Delivered | Self::Expired | Self::Dropped)
+        matches!(
+            self,
+            Self::Delivered | Self::Expired | Self::Dropped | Self::RefusedTooLarge | Self::RefusedUnsupported
+        )
     }
 }
 

@@ -35,7 +35,8 @@ commands:
   send TO [TEXT...]                         send a message (TEXT or stdin)
       [--ttl SECS] [--hops N]               TO is a node id or a unique name
       [--wait[=SECS]]                       wait until delivered (default 60 s);
-                                            exit 0 delivered, 2 not yet, 3 expired
+                                            exit 0 delivered, 2 not yet, 3 expired,
+                                            dropped or refused
   send TO --file PATH [--type TYPE] ...     send a file (up to file_max, 1 MiB by
                                             default); same --ttl, --hops, --wait
   outbox [ID]                               what became of the messages and files sent
@@ -278,13 +279,17 @@ fn text_arg(words: &[String]) -> Result<String, String> {
 }
 
 /// A sent message's state; for a file, with its name and parts delivered.
-fn sent_state(m: &Value) -> String {
+pub(super) fn sent_state(m: &Value) -> String {
     let f = &m["file"];
+    let mut state = s(m, "state");
+    if let Some(why) = m["reason"].as_str() {
+        state.push_str(&format!(": {why}"));
+    }
     if f.is_object() {
         let name: String = s(f, "name").chars().take(24).collect();
-        format!("{} (file {name}, {}/{} parts delivered)", s(m, "state"), s(f, "delivered"), s(f, "parts"))
+        format!("{state} (file {name}, {}/{} parts delivered)", s(f, "delivered"), s(f, "parts"))
     } else {
-        s(m, "state")
+        state
     }
 }
 

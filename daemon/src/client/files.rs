@@ -241,7 +241,7 @@ fn follow(cli: &Cli, id: &str, secs: u64) -> Result<(String, u8), String> {
         bar.set(m["file"]["delivered"].as_u64().unwrap_or(0), "parts");
         let code = match state {
             "delivered" => Some(0),
-            "expired" | "dropped" => Some(3),
+            "expired" | "dropped" | "refused" => Some(3),
             _ if Instant::now() >= end => Some(2),
             _ => None,
         };
@@ -253,7 +253,7 @@ fn follow(cli: &Cli, id: &str, secs: u64) -> Result<(String, u8), String> {
             } else if code == 2 {
                 format!("file {id} '{name}': {state}, not delivered after {secs} s (it stays queued)")
             } else {
-                format!("file {id} '{name}': {state}")
+                format!("file {id} '{name}': {}", super::cli::sent_state(m))
             };
             return Ok((out, code));
         }

@@ -37,7 +37,7 @@ pub fn send_and_wait(cli: &Cli) -> Option<Result<(String, u8), String>> {
             let state = m["state"].as_str().unwrap_or("queued");
             let code = match state {
                 "delivered" => Some(0),
-                "expired" | "dropped" => Some(3),
+                "expired" | "dropped" | "refused" => Some(3),
                 _ if std::time::Instant::now() >= end => Some(2),
                 _ => None,
             };
@@ -47,7 +47,7 @@ pub fn send_and_wait(cli: &Cli) -> Option<Result<(String, u8), String>> {
                 } else if code == 2 {
                     format!("{id} to {}: {state}, not delivered after {secs} s (it stays queued)", s(m, "to"))
                 } else {
-                    format!("{id} to {}: {state}", s(m, "to"))
+                    format!("{id} to {}: {}", s(m, "to"), super::cli::sent_state(m))
                 };
                 return Ok((out, code));
             }

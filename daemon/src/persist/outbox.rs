@@ -54,7 +54,7 @@ pub struct FileTag {
 
 impl Record {
     fn line(&self, names: &BTreeMap<[u8; 16], String>) -> String {
-        let mut l = format!("{} {} {} {}", self.id, self.to, self.state.name(), self.since);
+        let mut l = format!("{} {} {} {}", self.id, self.to, self.state.code(), self.since);
         if let Some(f) = self.file {
             let name = names.get(&f.key).map_or(String::new(), |n| to_hex(n.as_bytes()));
             l.push_str(&format!(" {} {} {} {name}", to_hex(&f.key), f.index, f.count));

@@ -251,7 +251,8 @@ impl Daemon {
         }
         if state != SentState::Queued {
             debug!("message {id} to {to}: {}", state.name());
-            let ev = json!({"event": state.name(), "id": id.to_string(), "to": to.to_string(), "since": since});
+            let ev = json!({"event": state.name(), "id": id.to_string(), "to": to.to_string(), "since": since,
+                "reason": state.reason()});
             let _ = self.events.send(Arc::from(ev.to_string()));
             // The last part of a file delivered: the file is.
             if let Some(f) = self.outbox.get(&id).and_then(|r| r.file)
@@ -270,7 +271,8 @@ impl Daemon {
 
     pub(super) fn sent_json(&self, r: &crate::persist::outbox::Record) -> Value {
         json!({"id": r.id.to_string(), "to": r.to.to_string(), "to_name": self.node.card(&r.to).map(|c| c.name.clone()),
-            "state": r.state.name(), "since": r.since, "verified": self.contacts.is_verified(&r.to)})
+            "state": r.state.name(), "reason": r.state.reason(), "since": r.since,
+            "verified": self.contacts.is_verified(&r.to)})
     }
 
     pub(super) fn verify_cmd(&mut self, who: &str, confirm: bool) -> Value {

@@ -76,7 +76,7 @@ impl Daemon {
                 Ok(p) => (Some(PartInfo::of(&d.from.0, &p)), p.data),
                 Err(e) => {
                     warn!("message {} from {}: {e}; not stored", d.id, d.from);
-                    self.node.delivery_refused(d.id, d.expires);
+                    self.node.delivery_refused(d.id, d.from, d.expires, meshpost_proto::ack::REFUSED_UNSUPPORTED);
                     return;
                 }
             }
@@ -85,7 +85,7 @@ impl Daemon {
         };
         if let Some(p) = &part {
             if p.size as usize > self.settings.inbox_max_bytes {
-                // It could never fit: refused for good, not retried.
+                // It could never fit: refused for good, and the sender told.
                 if !self.refused_files.contains(&p.file) {
                     if self.refused_files.len() >= MAX_REFUSED_FILES {
                         self.refused_files.clear();
@@ -96,7 +96,7 @@ impl Daemon {
                         p.name, p.size, d.from, self.settings.inbox_max_bytes
                     );
                 }
-                self.node.delivery_refused(d.id, d.expires);
+                self.node.delivery_refused(d.id, d.from, d.expires, meshpost_proto::ack::REFUSED_TOO_LARGE);
                 return;
             }
             if self.inbox.has_part(&p.file, p.index) {

@@ -82,7 +82,7 @@ impl Daemon {
     }
 
     /// A sent file as one outbox entry: `delivered` once every part is,
-    /// `expired`/`dropped` if any part is, else `forwarded` once every part
+    /// `expired`/`dropped`/`refused` if any part is, else `forwarded` once every part
     /// is, else `queued`.
     pub(super) fn sent_file_json(&self, key: &[u8; 16]) -> Option<Value> {
         let parts = self.outbox.file_parts(key);
@@ -93,7 +93,7 @@ impl Daemon {
         let forwarded = n(&|s| matches!(s, SentState::Forwarded | SentState::Delivered));
         let state = if delivered == count {
             SentState::Delivered
-        } else if let Some(bad) = parts.iter().find(|r| matches!(r.state, SentState::Expired | SentState::Dropped)) {
+        } else if let Some(bad) = parts.iter().find(|r| r.state.is_final() && r.state != SentState::Delivered) {
             bad.state
         } else if forwarded == count {
             SentState::Forwarded
@@ -103,7 +103,7 @@ impl Daemon {
         let since = parts.iter().map(|r| r.since).max().unwrap_or(0);
         Some(json!({"id": to_hex(key), "to": first.to.to_string(),
             "to_name": self.node.card(&first.to).map(|c| c.name.clone()),
-            "state": state.name(), "since": since, "verified": self.contacts.is_verified(&first.to),
+            "state": state.name(), "reason": state.reason(), "since": since, "verified": self.contacts.is_verified(&first.to),
             "file": {"name": self.outbox.file_name(key).unwrap_or(""), "parts": count,
                 "forwarded": forwarded, "delivered": delivered}}))
     }

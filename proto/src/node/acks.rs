@@ -6,6 +6,9 @@ use super::*;
 
 /// Most delivered ids waiting to be acknowledged.
 pub(super) const MAX_PENDING_ACKS: usize = 4096;
+/// Most refusals waiting to be sent (more are dropped: the sender then
+/// learns only that its message expired).
+pub(super) const MAX_PENDING_REFUSALS: usize = 256;
 impl Node {
     /// Drops a stored envelope whose recipient confirmed it, and remembers
     /// its id so it is not taken in again.
@@ -18,7 +21,7 @@ impl Node {
         }
     }
 
-    pub(super) fn queue_ack(&mut self, origin: NodeId, id: EnvelopeId, expires: u64, now_ms: u64) {
+    pub(super) fn queue_ack(&mut self, origin: NodeId, id: EnvelopeId, expires: u64, now_ms: u64, cross: bool) {
         let total: usize = self.pending_acks.values().map(Vec::len).sum();
         if total >= MAX_PENDING_ACKS || origin == self.me {
             return;
@@ -27,7 +30,24 @@ impl Node {
         if !q.iter().any(|(x, _)| *x == id) {
             q.push((id, expires));
         }
-        self.ack_since.entry(origin).or_insert(now_ms);
+        if cross {
+            // Only an ack to another community waits for the origin's card.
+            self.ack_since.entry(origin).or_insert(now_ms);
+        }
+        if self.next_ack_flush.is_none() {
+            self.next_ack_flush = Some(now_ms + self.cfg.ack_delay_ms);
+        }
+    }
+
+    /// Queues a signed refusal of `id` for its origin (sent with the acks).
+    pub(super) fn queue_refusal(&mut self, origin: NodeId, id: EnvelopeId, expires: u64, reason: u8, now_ms: u64) {
+        if self.pending_refusals.len() >= MAX_PENDING_REFUSALS
+            || origin == self.me
+            || self.pending_refusals.iter().any(|(_, x, _, _)| *x == id)
+        {
+            return;
+        }
+        self.pending_refusals.push((origin, id, expires, reason));
         if self.next_ack_flush.is_none() {
             self.next_ack_flush = Some(now_ms + self.cfg.ack_delay_ms);
         }
@@ -36,6 +56,12 @@ impl Node {
     /// Sends one signed acknowledgement per origin for what was delivered.
     pub(super) fn flush_acks(&mut self, now_ms: u64) {
         self.next_ack_flush = None;
+        for (origin, id, expires, reason) in core::mem::take(&mut self.pending_refusals) {
+            let domain = self.cards.get(&origin).map(|c| c.domain.clone()).unwrap_or_default();
+            let domain = if domain == self.cfg.domain { String::new() } else { domain };
+            let payload = crate::ack::encode_refusal(&[id], reason);
+            self.seal_ack_payload(origin, domain, &payload, expires, now_ms, self.unix_s());
+        }
         let pending = core::mem::take(&mut self.pending_acks);
         let now_s = self.unix_s();
         for (origin, ids) in pending {
@@ -45,9 +71,11 @@ impl Node {
             // needs the origin's card: a message can arrive before its
             // origin's announce has crossed, so the ack waits for the card
             // (at most two announce intervals, then it goes unaddressed).
-            let since = self.ack_since.get(&origin).copied().unwrap_or(now_ms);
+            // An ack within our community needs no card: it is addressed to
+            // the origin's id alone, and flooded if no route is known yet.
+            let since = self.ack_since.get(&origin).copied();
             let Some(card) = self.cards.get(&origin) else {
-                if now_ms < since + 2 * self.cfg.announce_interval_ms {
+                if since.is_some_and(|t| now_ms < t + 2 * self.cfg.announce_interval_ms) {
                     self.pending_acks.insert(origin, ids);
                     self.next_ack_flush = Some(now_ms + self.cfg.ack_delay_ms);
                     continue;
@@ -70,23 +98,35 @@ impl Node {
             let payload = crate::ack::encode(&list);
             // It lives as long as the longest-lived envelope it confirms.
             let expires = chunk.iter().map(|(_, e)| *e).max().unwrap_or(now_s);
-            let ttl = expires.saturating_sub(now_s).clamp(60, crate::envelope::MAX_TTL as u64) as u32;
-            let Ok(env) = Envelope::seal(
-                &self.identity,
-                &Draft {
-                    kind: Kind::Ack,
-                    max_hops: self.cfg.default_hops,
-                    created: now_s,
-                    ttl,
-                    dest: Destination { id: origin.0, domain: domain.clone() },
-                    payload: &payload,
-                },
-            ) else {
-                continue;
-            };
-            if self.admit(env, true, now_ms, vec![AfterWrite::Forward { from: None }]).is_ok() {
-                self.metrics.acks_sent += 1;
-            }
+            self.seal_ack_payload(origin, domain.clone(), &payload, expires, now_ms, now_s);
+        }
+    }
+
+    fn seal_ack_payload(
+        &mut self,
+        origin: NodeId,
+        domain: String,
+        payload: &[u8],
+        expires: u64,
+        now_ms: u64,
+        now_s: u64,
+    ) {
+        let ttl = expires.saturating_sub(now_s).clamp(60, crate::envelope::MAX_TTL as u64) as u32;
+        let Ok(env) = Envelope::seal(
+            &self.identity,
+            &Draft {
+                kind: Kind::Ack,
+                max_hops: self.cfg.default_hops,
+                created: now_s,
+                ttl,
+                dest: Destination { id: origin.0, domain },
+                payload,
+            },
+        ) else {
+            return;
+        };
+        if self.admit(env, true, now_ms, vec![AfterWrite::Forward { from: None }]).is_ok() {
+            self.metrics.acks_sent += 1;
         }
     }
 
@@ -94,16 +134,19 @@ impl Node {
     /// envelopes addressed to the acknowledgement's signer.
     pub(super) fn on_ack(&mut self, ack: &Envelope) {
         self.metrics.acks_in += 1;
-        let Ok(ids) = crate::ack::decode(ack.payload()) else {
+        let Ok(ack_list) = crate::ack::decode_any(ack.payload()) else {
             self.metrics.envelopes_invalid += 1;
             return;
         };
         let recipient = ack.origin_id();
-        for id in ids {
+        // A refusal, like an ack, ends the offering of what it lists.
+        let state = ack_list.refused.map_or(SentState::Delivered, SentState::refused);
+        for id in ack_list.ids {
             // Ours, and acknowledged by its recipient's signature (the
-            // envelope was verified before we got here): delivered.
+            // envelope was verified before we got here): delivered, or
+            // refused with the recipient's reason.
             if self.outbox.get(&id).is_some_and(|s| s.to == recipient) {
-                self.sent_moved(id, SentState::Delivered);
+                self.sent_moved(id, state);
             }
             let addressed =
                 self.store.get(&id).is_some_and(|e| e.env.kind() == Kind::Direct && e.env.dest().id == recipient.0);

@@ -15,7 +15,9 @@ pub(super) enum AfterWrite {
     /// Tell the link it came from that we hold it.
     Have { link: NodeId },
     /// Acknowledge a delivery to its origin, end to end.
-    Ack { origin: NodeId, expires: u64 },
+    /// `cross`: it came from another community (addressed to our domain),
+    /// so its ack may need the origin's card for the origin's domain.
+    Ack { origin: NodeId, expires: u64, cross: bool },
 }
 
 /// Which write an id is waiting for.
@@ -87,7 +89,7 @@ impl Node {
                     }
                 }
                 AfterWrite::Have { link } => self.ack(link, id, now),
-                AfterWrite::Ack { origin, expires } => self.queue_ack(origin, id, expires, now),
+                AfterWrite::Ack { origin, expires, cross } => self.queue_ack(origin, id, expires, now, cross),
             }
         }
     }
@@ -113,12 +115,16 @@ impl Node {
         }
     }
 
-    /// The caller will never store the delivery `id` (a file larger than
-    /// its whole inbox): not acknowledged, and remembered as seen until it
-    /// expires so its copies cost no more decryption.
-    pub fn delivery_refused(&mut self, id: EnvelopeId, expires: u64) {
+    /// The caller will never store the delivery `id` from `origin` (a file
+    /// larger than its whole inbox: reason [`crate::ack::REFUSED_TOO_LARGE`]):
+    /// not acknowledged but refused, signed, so the sender stops offering it
+    /// and can say why; remembered as seen until it expires so its copies
+    /// cost no more decryption.
+    pub fn delivery_refused(&mut self, id: EnvelopeId, origin: NodeId, expires: u64, reason: u8) {
         self.persist_failed(id);
         self.seen.insert(id, expires);
+        let now = self.clock;
+        self.queue_refusal(origin, id, expires, reason, now);
     }
 
     /// The caller's inbox is full (`false`) or has room again (`true`).

@@ -128,6 +128,8 @@ pub struct Node {
     announce_seen: BTreeMap<NodeId, u64>,
     next_announce: u64,
     pending_acks: BTreeMap<NodeId, Vec<(EnvelopeId, u64)>>,
+    /// Refusals to send: origin, id, expiry, reason (bounded, see acks.rs).
+    pending_refusals: Vec<(NodeId, EnvelopeId, u64, u8)>,
     next_ack_flush: Option<u64>,
     /// Peers refused recently (log once per cause, penalties).
     refusals: Refusals,
@@ -186,6 +188,7 @@ impl Node {
             announce_seen: BTreeMap::new(),
             next_announce: now_ms,
             pending_acks: BTreeMap::new(),
+            pending_refusals: Vec::new(),
             next_ack_flush: None,
             ack_since: BTreeMap::new(),
             refusals: Refusals::default(),

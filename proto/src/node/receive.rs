@@ -44,7 +44,8 @@ impl Node {
             if d.durable {
                 self.ack(link, id, now_ms);
                 // The origin may have missed our acknowledgement.
-                self.queue_ack(d.origin, id, d.expires, now_ms);
+                let cross = !env.dest().domain.is_empty();
+                self.queue_ack(d.origin, id, d.expires, now_ms, cross);
             }
             return;
         }
@@ -139,6 +140,12 @@ impl Node {
                 // Nobody else can read it either: remember it as seen.
                 self.seen.insert(id, expires);
                 self.metrics.envelopes_undecryptable += 1;
+                // Content we cannot take (as opposed to a key or padding
+                // failure): tell the sender, signed, so it stops offering.
+                if matches!(e, e2e::OpenError::UnknownContentType(_) | e2e::OpenError::BadFilePart(_)) {
+                    let now = self.clock;
+                    self.queue_refusal(origin, id, expires, crate::ack::REFUSED_UNSUPPORTED, now);
+                }
                 self.emit(Event::EnvelopeDropped { from: origin, reason: e.to_string() });
                 return;
             }
@@ -153,7 +160,12 @@ impl Node {
         }
         self.metrics.envelopes_delivered += 1;
         let message = self.delivery(env, opened);
-        self.await_write(id, WriteKind::Inbox, vec![AfterWrite::Have { link }, AfterWrite::Ack { origin, expires }]);
+        let cross = !env.dest().domain.is_empty();
+        self.await_write(
+            id,
+            WriteKind::Inbox,
+            vec![AfterWrite::Have { link }, AfterWrite::Ack { origin, expires, cross }],
+        );
         self.actions.push_back(Action::Deliver(message));
     }
 }

@@ -38,7 +38,10 @@ impl Node {
                         // remind the origin, which may have missed our ack.
                         if d.durable {
                             have.push(id);
-                            self.queue_ack(d.origin, id, d.expires, now_ms);
+                            // A reminder does not wait for the origin's card
+                            // (that would hold back every ack queued for it;
+                            // the first ack of a cross-community message did).
+                            self.queue_ack(d.origin, id, d.expires, now_ms, false);
                         }
                     } else if self.seen.contains(&id) || self.store.contains(&id) {
                         have.push(id);
