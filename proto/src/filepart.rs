@@ -138,6 +138,14 @@ pub fn check_name(name: &str) -> Result<(), FilePartError> {
     if name.chars().any(|c| c == '/' || c == '\\' || c.is_control()) {
         return Err(FilePartError::BadName("must not contain / \\ or control characters"));
     }
+    // Bidirectional and invisible formatting characters would let a name
+    // look like another one on a terminal ("photo\u{202e}gpj.exe").
+    if name
+        .chars()
+        .any(|c| matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'))
+    {
+        return Err(FilePartError::BadName("must not contain invisible or bidirectional formatting characters"));
+    }
     Ok(())
 }
 
@@ -278,7 +286,9 @@ mod tests {
 
     #[test]
     fn names_and_types_that_could_escape_or_confuse_are_refused() {
-        for bad in ["", ".", "..", "../etc/passwd", "a/b", "a\\b", "a\nb", "tab\there"] {
+        for bad in
+            ["", ".", "..", "../etc/passwd", "a/b", "a\\b", "a\nb", "tab\there", "photo\u{202e}gpj.exe", "a\u{200b}b"]
+        {
             assert!(split([0; 16], bad, "", b"x").is_err(), "{bad:?}");
         }
         assert!(split([0; 16], &"x".repeat(256), "", b"x").is_err());
