@@ -122,3 +122,82 @@ fn an_independent_python_implementation_agrees_with_meshpost_both_ways() {
     let opened = e2e::open(&a, reply.origin(), &reply.dest().id, reply.payload()).expect("meshpost opens it");
     assert_eq!(String::from_utf8(opened.body).unwrap(), v["reply_text"].as_str().unwrap());
 }
+
+/// The link handshake and transport keys (protocol.md sections 3-6) against
+/// tests/tools/noise_peer.py: a Noise XX responder written from the spec on
+/// Python's `cryptography`, hmac/hashlib BLAKE2s and kyber-py. meshpost
+/// (the proto `Node` as node A) initiates; Python answers as node B with its
+/// own ephemeral key and ML-KEM encapsulation, checks msg3, derives both
+/// transport keys, opens A's first frame and sends one back, which A must
+/// accept as the proof that confirms the link.
+#[test]
+fn an_independent_noise_responder_links_with_meshpost_and_both_read_frames() {
+    use meshpost_proto::node::{Action, Config, Node, PeerSpec};
+    use std::io::{BufRead, BufReader};
+
+    let Some(py) = venv_python("cryptography, kyber_py") else { return };
+    let (seed_a, seed_b) = ([0x11u8; 32], [0x22u8; 32]);
+    let (a, b) = (Identity::from_seed(&seed_a), Identity::from_seed(&seed_b));
+    let (a_ed, b_ed, b_id) = (a.public_key(), b.public_key(), b.node_id());
+    let now = meshpost::runtime::timestamp();
+    let mut node = Node::new(a, Config { name: "a".into(), ..Config::default() }, [5; 32], now);
+    let addr: std::net::SocketAddr = "192.0.2.2:4270".parse().unwrap();
+    node.add_peer(PeerSpec { addr, pin: Some(b_ed), federation: None }, now);
+    node.handle_timeout(now);
+    let sent = |node: &mut Node| {
+        let mut out = Vec::new();
+        while let Some(a) = node.poll_action() {
+            if let Action::Transmit { data, .. } = a {
+                out.push(data);
+            }
+        }
+        out
+    };
+    let msg1 = sent(&mut node).into_iter().find(|d| d[0] == 1).expect("A sends msg1");
+
+    let mut child = Command::new(&py)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/tools/noise_peer.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to_py = child.stdin.take().unwrap();
+    let mut from_py = BufReader::new(child.stdout.take().unwrap());
+    let mut ask = |v: Value| -> Value {
+        writeln!(to_py, "{v}").unwrap();
+        let mut line = String::new();
+        from_py.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("python said: {line:?}"))
+    };
+    let v = ask(json!({"b_seed": to_hex(&seed_b), "msg1": to_hex(&msg1)}));
+    let msg2 = meshpost_proto::crypto::from_hex_bytes(v["msg2"].as_str().expect("msg2"), 2048).unwrap();
+    node.handle_datagram(meshpost::runtime::timestamp(), addr, &msg2);
+    let out = sent(&mut node);
+    let msg3 = out.iter().find(|d| d[0] == 3).expect("A accepts msg2 and sends msg3");
+    // A's first transport datagrams: its announce (fragments) and the
+    // keepalive that tells B it accepted the link.
+    let frames: Vec<String> = out.iter().filter(|d| d[0] == 4).map(|d| to_hex(d)).collect();
+    assert!(!frames.is_empty(), "A sends its first frames");
+    let v = ask(json!({"msg3": to_hex(msg3), "transport": frames, "a_ed": to_hex(&a_ed), "a_seed": to_hex(&seed_a)}));
+    let stderr = {
+        let mut s = String::new();
+        if v["ok"] != true {
+            let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut s);
+        }
+        s
+    };
+    assert_eq!(v["ok"], true, "python disagrees: {v}\n{stderr}");
+    eprintln!("python checked: {}", v["checks"]);
+    assert!(!node.links().iter().any(|l| l.node == b_id && l.confirmed), "not up before B's first frame");
+    let wrong = meshpost_proto::crypto::from_hex_bytes(v["wrong_key"].as_str().unwrap(), 2048).unwrap();
+    node.handle_datagram(meshpost::runtime::timestamp(), addr, &wrong);
+    assert!(!node.links().iter().any(|l| l.node == b_id && l.confirmed), "a frame under the wrong key is dropped");
+    let reply = meshpost_proto::crypto::from_hex_bytes(v["transport"].as_str().unwrap(), 2048).unwrap();
+    node.handle_datagram(meshpost::runtime::timestamp(), addr, &reply);
+    assert!(
+        node.links().iter().any(|l| l.node == b_id && l.confirmed),
+        "A opens python's frame with key_responder_to_initiator and confirms the link"
+    );
+    let _ = child.wait();
+}
