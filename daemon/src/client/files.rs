@@ -44,6 +44,7 @@ impl Progress {
         eprint!("\r{}", bar(&self.label, done, self.total, unit));
         if done >= self.total {
             eprintln!();
+            self.on = false;
         }
     }
 
