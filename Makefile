@@ -41,6 +41,7 @@ tools:
 	 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	 command -v lua5.1 >/dev/null || missing="$$missing lua5.1"; \
 	 command -v zbarimg >/dev/null || missing="$$missing zbar-tools"; \
+	 [ -f /usr/include/json-c/json.h ] || missing="$$missing libjson-c-dev"; \
 	 if [ -n "$$missing" ]; then \
 	   if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
 	   else echo "note: install$$missing (as root) for the size check and namespace tests"; fi; \

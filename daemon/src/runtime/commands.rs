@@ -169,6 +169,7 @@ impl Daemon {
                     return error("could not write the message to the state directory; not sent");
                 }
                 debug!("queued message {id} to {to}");
+                self.messages_sent += 1;
                 self.record_sent(id, to, SentState::Queued);
                 json!({"ok": true, "id": id.to_string(), "to": to.to_string(), "linked": self.node.is_linked(&to)})
             }

@@ -76,6 +76,7 @@ impl Daemon {
             self.persist_errors += 1;
             warn!("cannot record file {key_hex} in outbox.log: {e}");
         }
+        self.messages_sent += 1;
         debug!("queued file {key_hex} '{}' to {to}: {} bytes in {count} parts", up.name, up.data.len());
         json!({"ok": true, "id": key_hex, "to": to.to_string(), "parts": count, "size": up.data.len(),
             "hash": to_hex(&filepart::file_hash(&up.data)), "linked": self.node.is_linked(&to)})

@@ -170,6 +170,8 @@ pub struct Daemon {
     refused_files: std::collections::BTreeSet<String>,
     /// Received files discarded because they failed their hash check.
     files_failed: u64,
+    /// Messages and files this node sent since it started.
+    messages_sent: u64,
     discovery: Discovery,
     channels: Vec<Channel>,
 }
@@ -301,6 +303,7 @@ impl Daemon {
             inbox_full_since: None,
             refused_files: Default::default(),
             files_failed: 0,
+            messages_sent: 0,
             discovery,
             channels: Vec::new(),
         };

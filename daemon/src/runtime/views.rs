@@ -86,7 +86,9 @@ impl Daemon {
                 "max_bytes": self.settings.inbox_max_bytes},
             "known_nodes": self.node.cards().count(), "routes": self.node.routes().len(),
             "interfaces": self.discovery.active(), "channels": self.channels.len(),
-            "federation_links": self.node.federation_links().len()})
+            "federation_links": self.node.federation_links().len(),
+            "messages": {"delivered": self.node.metrics().envelopes_delivered, "sent": self.messages_sent,
+                "relayed": self.node.metrics().envelopes_forwarded}})
     }
 
     /// The known topology as Graphviz DOT, from our links and the
