@@ -13,13 +13,11 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use base64::Engine;
-use common::peer::{Peer, now, now_ms};
+use common::peer::{Peer, now};
 use common::*;
-use meshpost_proto::e2e;
-use meshpost_proto::envelope::{Destination, Draft, Envelope, Kind};
 use meshpost_proto::filepart::{self, PART_LEN};
 use meshpost_proto::identity::Identity;
-use rand_core::OsRng;
+use meshpost_proto::outbox::SentState;
 use serde_json::{Value, json};
 
 /// Bytes that are not all alike, so a misplaced part shows.
@@ -113,26 +111,6 @@ fn a_one_mib_file_crosses_a_three_node_line_intact() {
     assert_eq!(parts, 0, "no part file left behind");
 }
 
-/// Seals one part body as the peer, optionally changed after signing.
-fn sealed(peer: &Peer, to: meshpost_proto::identity::NodeId, body: &[u8]) -> Vec<u8> {
-    let card = peer.node.card(&to).unwrap().clone();
-    let me = peer.node.identity().public_key();
-    let payload = e2e::seal(&mut OsRng, &card, &me, &to.0, filepart::CONTENT_FILE, body);
-    let env = Envelope::seal(
-        peer.node.identity(),
-        &Draft {
-            kind: Kind::Direct,
-            max_hops: 4,
-            created: now_ms() / 1000,
-            ttl: 3600,
-            dest: Destination { id: to.0, domain: String::new() },
-            payload: &payload,
-        },
-    )
-    .unwrap();
-    env.bytes().to_vec()
-}
-
 #[test]
 fn truncated_tampered_or_mismatched_parts_never_become_a_file() {
     let t = TempDir::new("filesbad");
@@ -169,13 +147,19 @@ fn truncated_tampered_or_mismatched_parts_never_become_a_file() {
     let undecryptable = b.metric("envelopes_undecryptable_total");
     let other = filepart::split([2; 16], "cut.bin", "", &pattern(2 * PART_LEN, 5)).unwrap();
     let cut = other[0][..other[0].len() - 1].to_vec();
-    peer.node.send_file(now(), bid, &[cut], None, None).unwrap();
+    let cut_id = peer.node.send_file(now(), bid, &[cut], None, None).unwrap()[0];
     peer.pump(300);
     assert!(wait_until(10, || b.metric("envelopes_undecryptable_total") == undecryptable + 1), "B:\n{}", b.log());
+    // ...and the sender is told, signed: refused, content it cannot take.
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while !peer.sent.contains(&(cut_id, SentState::RefusedUnsupported)) {
+        assert!(std::time::Instant::now() < end, "no refusal for the truncated part: {:?}", peer.sent);
+        peer.pump(100);
+    }
     assert!(!files(&b).iter().any(|f| f["name"] == "cut.bin"));
 
     // A part changed in transit: its signature fails, nothing stored.
-    let mut bent = sealed(&peer, bid, &other[1]);
+    let mut bent = peer.seal_direct(bid, filepart::CONTENT_FILE, &other[1]);
     let n = bent.len();
     bent[n - 100] ^= 1;
     assert!(peer.node.send_raw_envelope(bid, &bent));

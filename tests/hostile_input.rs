@@ -10,12 +10,9 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::peer::{Peer, now, now_ms};
+use common::peer::{Peer, now};
 use common::*;
 use meshpost_proto::e2e;
-use meshpost_proto::envelope::{Destination, Draft, Envelope, Kind};
-use meshpost_proto::identity::{Identity, NodeId};
-use meshpost_proto::node::{Config, Node as ProtoNode, PeerSpec};
 use rand_core::{OsRng, RngCore};
 
 #[test]
@@ -24,28 +21,7 @@ fn forged_replayed_and_random_datagrams_are_dropped_and_the_daemon_keeps_serving
     let mut b = Node::new(&t.0, "b");
     b.start();
     let baddr: SocketAddr = format!("127.0.0.1:{}", b.port).parse().unwrap();
-    let bkey = meshpost_proto::crypto::from_hex::<32>(&b.key()).unwrap();
-    let bid = NodeId::from_public_key(&bkey);
-
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
-    let mut peer = Peer {
-        node: ProtoNode::new(
-            Identity::generate(&mut OsRng),
-            Config { name: "mallory".into(), ..Config::default() },
-            [9; 32],
-            now(),
-        ),
-        sock,
-        captured: Vec::new(),
-        capture: false,
-    };
-    peer.node.add_peer(PeerSpec { addr: baddr, pin: Some(bkey), federation: None }, now());
-    let end = Instant::now() + Duration::from_secs(10);
-    while !(peer.node.is_linked(&bid) && peer.node.card(&bid).is_some()) {
-        assert!(Instant::now() < end, "test peer could not link; B log:\n{}", b.log());
-        peer.pump(50);
-    }
+    let (mut peer, bid) = Peer::linked_to(b.port, &b.key(), || b.log());
 
     // A genuine message arrives.
     peer.capture = true;
@@ -65,22 +41,7 @@ fn forged_replayed_and_random_datagrams_are_dropped_and_the_daemon_keeps_serving
 
     // A correctly encrypted envelope whose signature is forged is dropped
     // before it is stored or delivered.
-    let card = peer.node.card(&bid).unwrap().clone();
-    let me = peer.node.identity().public_key();
-    let payload = e2e::seal(&mut OsRng, &card, &me, &bid.0, e2e::CONTENT_TEXT, b"forged");
-    let env = Envelope::seal(
-        peer.node.identity(),
-        &Draft {
-            kind: Kind::Direct,
-            max_hops: 4,
-            created: now_ms() / 1000,
-            ttl: 3600,
-            dest: Destination { id: bid.0, domain: String::new() },
-            payload: &payload,
-        },
-    )
-    .unwrap();
-    let mut forged = env.bytes().to_vec();
+    let mut forged = peer.seal_direct(bid, e2e::CONTENT_TEXT, b"forged");
     let n = forged.len();
     forged[n - 7] ^= 0x20;
     assert!(peer.node.send_raw_envelope(bid, &forged));

@@ -22,6 +22,8 @@ pub struct Peer {
     pub sock: UdpSocket,
     pub captured: Vec<(SocketAddr, Vec<u8>)>,
     pub capture: bool,
+    /// What became of the messages this peer sent, in the order reported.
+    pub sent: Vec<(meshpost_proto::envelope::EnvelopeId, meshpost_proto::outbox::SentState)>,
 }
 
 impl Peer {
@@ -41,6 +43,7 @@ impl Peer {
                     // Mallory keeps nothing, but says it did.
                     Action::Persist { id, .. } => self.node.persisted(id),
                     Action::Deliver(d) => self.node.persisted(d.id),
+                    Action::Sent { id, state, .. } => self.sent.push((id, state)),
                     _ => {}
                 }
             }
@@ -74,7 +77,7 @@ impl Peer {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
         let node = ProtoNode::new(me, Config { name: "mallory".into(), ..Config::default() }, [9; 32], now());
-        let mut peer = Peer { node, sock, captured: Vec::new(), capture: false };
+        let mut peer = Peer { node, sock, captured: Vec::new(), capture: false, sent: Vec::new() };
         peer.node.add_peer(PeerSpec { addr, pin: Some(key), federation: None }, now());
         let end = Instant::now() + Duration::from_secs(10);
         while !(peer.node.is_linked(&id) && peer.node.card(&id).is_some()) {
@@ -82,5 +85,30 @@ impl Peer {
             peer.pump(50);
         }
         (peer, id)
+    }
+}
+
+impl Peer {
+    /// A direct envelope from this peer to `to` with `body` of
+    /// `content_type`, correctly encrypted and signed but not sent, for
+    /// tests that change it before sending it raw.
+    pub fn seal_direct(&self, to: meshpost_proto::identity::NodeId, content_type: u8, body: &[u8]) -> Vec<u8> {
+        use meshpost_proto::envelope::{Destination, Draft, Envelope, Kind};
+        let card = self.node.card(&to).expect("the peer knows the daemon's card").clone();
+        let me = self.node.identity().public_key();
+        let payload = meshpost_proto::e2e::seal(&mut rand_core::OsRng, &card, &me, &to.0, content_type, body);
+        let env = Envelope::seal(
+            self.node.identity(),
+            &Draft {
+                kind: Kind::Direct,
+                max_hops: 4,
+                created: now_ms() / 1000,
+                ttl: 3600,
+                dest: Destination { id: to.0, domain: String::new() },
+                payload: &payload,
+            },
+        )
+        .unwrap();
+        env.bytes().to_vec()
     }
 }

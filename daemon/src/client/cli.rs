@@ -54,7 +54,7 @@ commands:
 The socket is --socket, else $MESHPOST_SOCKET, else `option socket` in the
 UCI file (--config, default /etc/config/meshpost), else /var/run/meshpost.sock.";
 
-fn flag(words: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
+pub(super) fn flag(words: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
     match words.iter().position(|w| w == name) {
         Some(i) if i + 1 < words.len() => {
             let v = words.remove(i + 1);

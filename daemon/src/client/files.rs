@@ -17,6 +17,7 @@ use meshpost_proto::crypto::to_hex;
 use meshpost_proto::filepart;
 use serde_json::{Value, json};
 
+use super::cli::flag;
 use super::connection::{Cli, connect, request};
 use crate::control::protocol::{InboxAction, Request, UPLOAD_PIECE};
 
@@ -114,25 +115,13 @@ pub fn run(cli: &Cli) -> Option<Result<(String, u8), String>> {
     }
 }
 
-fn take(words: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
-    match words.iter().position(|w| w == name) {
-        Some(i) if i + 1 < words.len() => {
-            let v = words.remove(i + 1);
-            words.remove(i);
-            Ok(Some(v))
-        }
-        Some(_) => Err(format!("{name} needs a value")),
-        None => Ok(None),
-    }
-}
-
 fn send(cli: &Cli) -> Result<(String, u8), String> {
     let mut words = cli.words[1..].to_vec();
-    let path = PathBuf::from(take(&mut words, "--file")?.ok_or("--file needs a path")?);
-    let media = take(&mut words, "--type")?;
-    let ttl = take(&mut words, "--ttl")?.map(|t| t.parse::<u64>().map_err(|_| "--ttl takes seconds")).transpose()?;
+    let path = PathBuf::from(flag(&mut words, "--file")?.ok_or("--file needs a path")?);
+    let media = flag(&mut words, "--type")?;
+    let ttl = flag(&mut words, "--ttl")?.map(|t| t.parse::<u64>().map_err(|_| "--ttl takes seconds")).transpose()?;
     let hops =
-        take(&mut words, "--hops")?.map(|t| t.parse::<u64>().map_err(|_| "--hops takes a number")).transpose()?;
+        flag(&mut words, "--hops")?.map(|t| t.parse::<u64>().map_err(|_| "--hops takes a number")).transpose()?;
     let wait = match words.iter().position(|w| w == "--wait" || w.starts_with("--wait=")) {
         Some(i) => {
             let w = words.remove(i);
@@ -177,7 +166,7 @@ fn send(cli: &Cli) -> Result<(String, u8), String> {
         };
         return Ok((out, 0));
     };
-    follow(cli, &id, secs)
+    super::wait::follow(cli, &id, secs, cli.json)
 }
 
 /// Uploads the file and returns the daemon's answer (the file id).
@@ -226,40 +215,6 @@ fn upload(
     }
     bar.finish();
     answer(&mut rd)
-}
-
-/// `--wait`: follows the file in the outbox until every part is delivered
-/// (exit 0), a part expired or was dropped (3), or the time is up (2).
-fn follow(cli: &Cli, id: &str, secs: u64) -> Result<(String, u8), String> {
-    let end = Instant::now() + Duration::from_secs(secs);
-    let mut bar: Option<Progress> = None;
-    loop {
-        let v = request(cli, &Request::Outbox { id: Some(id.to_string()), offset: None, limit: None }.to_value())?;
-        let m = &v["message"];
-        let state = m["state"].as_str().unwrap_or("queued");
-        let parts = m["file"]["parts"].as_u64().unwrap_or(1);
-        let bar = bar.get_or_insert_with(|| Progress::new("delivered", parts));
-        bar.set(m["file"]["delivered"].as_u64().unwrap_or(0), "parts");
-        let code = match state {
-            "delivered" => Some(0),
-            "expired" | "dropped" | "refused" => Some(3),
-            _ if Instant::now() >= end => Some(2),
-            _ => None,
-        };
-        if let Some(code) = code {
-            bar.finish();
-            let name = m["file"]["name"].as_str().unwrap_or("");
-            let out = if cli.json {
-                m.to_string()
-            } else if code == 2 {
-                format!("file {id} '{name}': {state}, not delivered after {secs} s (it stays queued)")
-            } else {
-                format!("file {id} '{name}': {}", super::cli::sent_state(m))
-            };
-            return Ok((out, code));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// `inbox save ID [PATH]`: downloads a complete file, checks its hash and

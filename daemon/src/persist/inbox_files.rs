@@ -100,9 +100,22 @@ pub struct FileEntry {
 impl Inbox {
     /// Files, in order of their first part's arrival.
     pub fn files(&self) -> Vec<FileEntry> {
+        self.files_where(None)
+    }
+
+    pub fn file(&self, key: &str) -> Option<FileEntry> {
+        self.files_where(Some(key)).pop()
+    }
+
+    /// Every file, or only the one named `only` (without building the
+    /// others: this runs for each part that arrives).
+    fn files_where(&self, only: Option<&str>) -> Vec<FileEntry> {
         let mut out: Vec<FileEntry> = Vec::new();
         for (m, n) in &self.msgs {
             let Some(p) = &m.part else { continue };
+            if only.is_some_and(|k| k != p.file) {
+                continue;
+            }
             match out.iter_mut().find(|f| f.id == p.file) {
                 Some(f) => {
                     f.have += 1;
@@ -134,10 +147,6 @@ impl Inbox {
             f.complete = f.have == f.parts;
         }
         out
-    }
-
-    pub fn file(&self, key: &str) -> Option<FileEntry> {
-        self.files().into_iter().find(|f| f.id == key)
     }
 
     /// Whether a part (by its envelope id) of this file is stored.
