@@ -260,5 +260,24 @@ fn size_limits_hold_for_sender_recipient_and_uploads() {
     let mut line = String::new();
     BufReader::new(&s).read_line(&mut line).unwrap();
     assert!(line.contains("overruns"), "{line}");
+    // A piece shorter than the piece size before the last is refused too:
+    // trickling bytes one by one cannot hold an upload place.
+    let begin = json!({"cmd": "send_file", "to": bid, "name": "y.bin", "size": 60_000});
+    let mut taken = None;
+    assert!(wait_until(10, || {
+        let mut s = UnixStream::connect(&a.sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        writeln!(s, "{begin}").unwrap();
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        taken = line.contains("\"upload\":true").then_some(s);
+        taken.is_some()
+    }));
+    let mut s = taken.unwrap();
+    writeln!(s, "{}", json!({"cmd": "file_data", "data": base64::engine::general_purpose::STANDARD.encode([1u8])}))
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).unwrap();
+    assert!(line.contains("every piece but the last"), "{line}");
     b.stop();
 }

@@ -5,7 +5,9 @@
 //!
 //! Memory is bounded: at most [`MAX_UPLOADS`] uploads at once across all
 //! clients, each at most `file_max` bytes, and each line at most one piece.
-//! A client that breaks a rule gets one error line and is disconnected.
+//! Time too: pieces are full (but the last), and the whole upload has a
+//! deadline. A client that breaks a rule gets one error line and is
+//! disconnected.
 //!
 //! It does not split, seal or store anything (runtime/files.rs does).
 
@@ -60,17 +62,30 @@ pub fn admit(size: u64, file_max: usize) -> Result<Slot, String> {
     Slot::take().ok_or_else(|| format!("{MAX_UPLOADS} uploads are in progress; try again when one has finished"))
 }
 
-/// Reads `upload.data`'s `size` bytes as `file_data` lines; each line must
-/// arrive within `per_line`.
+/// The whole upload must be in within `per_line` plus one second per
+/// 64 KiB (1 MiB: 16 s more), so a client trickling pieces cannot hold one
+/// of the [`MAX_UPLOADS`] places for long.
+pub fn deadline(size: usize, per_line: Duration) -> Duration {
+    per_line + Duration::from_secs((size as u64).div_ceil(64 * 1024))
+}
+
+/// Reads `upload.data`'s `size` bytes as `file_data` lines: every piece but
+/// the last exactly [`UPLOAD_PIECE`] bytes, each line within `per_line`,
+/// all of them within [`deadline`].
 pub async fn receive<R: AsyncBufReadExt + Unpin>(
     rd: &mut R,
     mut upload: Upload,
     size: usize,
     per_line: Duration,
 ) -> Result<Upload, String> {
+    let end = tokio::time::Instant::now() + deadline(size, per_line);
     upload.data.reserve_exact(size);
     while upload.data.len() < size {
-        let line = match timeout(per_line, read_line(rd, MAX_PIECE_LINE)).await {
+        let left = end.saturating_duration_since(tokio::time::Instant::now());
+        let line = match timeout(per_line.min(left), read_line(rd, MAX_PIECE_LINE)).await {
+            Err(_) if left <= per_line => {
+                return Err(format!("the upload took longer than {} s", deadline(size, per_line).as_secs()));
+            }
             Err(_) => return Err("timed out waiting for the next file_data line".into()),
             Ok(Err(LineError::TooLong)) => {
                 return Err(format!(
@@ -92,8 +107,12 @@ pub async fn receive<R: AsyncBufReadExt + Unpin>(
                 piece.len()
             ));
         }
-        if piece.is_empty() {
-            return Err("empty file_data piece".into());
+        let expected = (size - upload.data.len()).min(UPLOAD_PIECE);
+        if piece.len() != expected {
+            return Err(format!(
+                "file_data piece of {} bytes; every piece but the last must be {UPLOAD_PIECE} bytes (this one {expected})",
+                piece.len()
+            ));
         }
         upload.data.extend_from_slice(&piece);
     }
