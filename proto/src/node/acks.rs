@@ -9,6 +9,13 @@ pub(super) const MAX_PENDING_ACKS: usize = 4096;
 /// Most refusals waiting to be sent (more are dropped: the sender then
 /// learns only that its message expired).
 pub(super) const MAX_PENDING_REFUSALS: usize = 256;
+/// Refusals signed per second, and saved up at most. A refusal is a local
+/// envelope, which relayed traffic cannot evict: a sender of content we
+/// cannot take must not be able to fill our store with our own refusals.
+pub(super) const REFUSAL_RATE: u32 = 1;
+pub(super) const REFUSAL_BURST: u32 = 16;
+/// A refusal lives at most this long (it only saves the sender retries).
+pub(super) const REFUSAL_TTL_S: u64 = 600;
 impl Node {
     /// Drops a stored envelope whose recipient confirmed it, and remembers
     /// its id so it is not taken in again.
@@ -44,6 +51,7 @@ impl Node {
         if self.pending_refusals.len() >= MAX_PENDING_REFUSALS
             || origin == self.me
             || self.pending_refusals.iter().any(|(_, x, _, _)| *x == id)
+            || !self.refusal_budget.take(REFUSAL_RATE, REFUSAL_BURST, now_ms)
         {
             return;
         }
@@ -60,7 +68,9 @@ impl Node {
             let domain = self.cards.get(&origin).map(|c| c.domain.clone()).unwrap_or_default();
             let domain = if domain == self.cfg.domain { String::new() } else { domain };
             let payload = crate::ack::encode_refusal(&[id], reason);
-            self.seal_ack_payload(origin, domain, &payload, expires, now_ms, self.unix_s());
+            let now_s = self.unix_s();
+            let expires = expires.min(now_s + REFUSAL_TTL_S);
+            self.seal_ack_payload(origin, domain, &payload, expires, now_ms, now_s);
         }
         let pending = core::mem::take(&mut self.pending_acks);
         let now_s = self.unix_s();

@@ -130,6 +130,8 @@ pub struct Node {
     pending_acks: BTreeMap<NodeId, Vec<(EnvelopeId, u64)>>,
     /// Refusals to send: origin, id, expiry, reason (bounded, see acks.rs).
     pending_refusals: Vec<(NodeId, EnvelopeId, u64, u8)>,
+    /// Signed refusals made, at most `REFUSAL_RATE` a second (acks.rs).
+    refusal_budget: Bucket,
     next_ack_flush: Option<u64>,
     /// Peers refused recently (log once per cause, penalties).
     refusals: Refusals,
@@ -189,6 +191,7 @@ impl Node {
             next_announce: now_ms,
             pending_acks: BTreeMap::new(),
             pending_refusals: Vec::new(),
+            refusal_budget: Bucket::full(acks::REFUSAL_BURST, now_ms),
             next_ack_flush: None,
             ack_since: BTreeMap::new(),
             refusals: Refusals::default(),

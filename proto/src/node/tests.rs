@@ -561,3 +561,31 @@ fn a_blocked_senders_messages_are_dropped_unread_and_the_safety_number_is_symmet
     assert_eq!(n, crate::identity::safety_number(&kb, &ka));
     assert_eq!(n.len(), 35, "six groups of five digits: {n}");
 }
+
+#[test]
+fn content_a_node_cannot_take_is_refused_within_a_budget_that_cannot_fill_its_store() {
+    let mut p = Pair::new(None);
+    p.run(2000, 100);
+    let bid = p.b.node_id();
+    let card = p.a.card(&bid).unwrap().clone();
+    for i in 0..100u32 {
+        let payload = crate::e2e::seal(&mut OsRng, &card, &p.a.identity().public_key(), &bid.0, 9, &i.to_be_bytes());
+        let draft = Draft {
+            kind: Kind::Direct,
+            max_hops: 4,
+            created: p.now / 1000,
+            ttl: crate::envelope::MAX_TTL,
+            dest: Destination { id: bid.0, domain: String::new() },
+            payload: &payload,
+        };
+        let env = Envelope::seal(p.a.identity(), &draft).unwrap();
+        assert!(p.a.send_raw_envelope(bid, env.bytes()));
+    }
+    p.run(1000, 100);
+    // Every one was refused unread, but only a burst of refusals was signed
+    // (each is a local envelope relayed traffic cannot evict).
+    assert_eq!(p.b.metrics().envelopes_undecryptable, 100);
+    let made = p.b.metrics().acks_sent;
+    assert!(made >= 1, "content type 9 is refused, signed");
+    assert!(made <= super::acks::REFUSAL_BURST as u64 + 2, "{made} refusals");
+}
