@@ -13,7 +13,7 @@ ARCH         ?= x86_64
 CROSS_TARGETS := x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 FUZZ_TARGETS := envelope card packet frame e2e_open identity_file uci node_datagrams node_session reassembly mdns ack file_part uci_libuci
 
-.PHONY: run test check lint unit pytools release size cross cross-mips size-cross qemu-test mips-test packaging-test ipk fuzz fuzz-build tools clean
+.PHONY: run test check lint unit pytools webtools release size cross cross-mips size-cross qemu-test mips-test packaging-test ipk fuzz fuzz-build tools clean
 
 ## run: build and run one daemon in the foreground on built-in defaults,
 ## with its state and control socket under ./$(STATE) (no root, no UCI file).
@@ -64,7 +64,20 @@ pytools:
 	@$(PYVENV)/bin/python -c "import zeroconf, cryptography, kyber_py" 2>/dev/null || { \
 		python3 -m venv $(PYVENV) && $(PYVENV)/bin/pip install -q $(PY_PACKAGES); }
 
-unit: tools pytools
+## webtools: headless Chromium (Debian's chromium) and playwright-core
+## (npm, pinned, under target/webtools) for the LuCI view tests.
+PLAYWRIGHT_VERSION := 1.64.1
+webtools:
+	@if [ ! -x /usr/bin/chromium ] || ! command -v npm >/dev/null; then \
+	  missing=""; [ -x /usr/bin/chromium ] || missing="chromium"; command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "note: install $$missing (as root) for the LuCI browser test"; fi; \
+	fi
+	@[ -f target/webtools/node_modules/playwright-core/package.json ] || { \
+		mkdir -p target/webtools && cd target/webtools && \
+		npm install --silent --no-audit --no-fund playwright-core@$(PLAYWRIGHT_VERSION); }
+
+unit: tools pytools webtools
 	$(CARGO) test --workspace
 
 release:

@@ -39,7 +39,19 @@ const METHODS: &[(&str, &[Arg], &str, Option<&str>)] = &[
     ("channel_list", &[], "channel", Some("list")),
     ("channel_history", &[("name", "str"), ("offset", "int"), ("limit", "int")], "channel", Some("history")),
     ("publish", &[("channel", "str"), ("text", "str")], "publish", None),
+    ("channel_create", &[("name", "str")], "channel", Some("create")),
+    ("channel_join", &[("name", "str"), ("key", "str")], "channel", Some("join")),
+    ("channel_leave", &[("name", "str")], "channel", Some("leave")),
+    ("graph", &[], "graph", None),
+    ("federation", &[], "federation", None),
+    ("reload", &[], "reload", None),
+    // Answered by this process with the daemon's own rules (config/check.rs);
+    // needs no daemon, reads and writes nothing.
+    ("check_config", &[("sections", "array")], LOCAL, None),
 ];
+
+/// The "command" of methods this process answers itself.
+const LOCAL: &str = "";
 
 /// Output of `rpc list`.
 pub fn list() -> String {
@@ -47,7 +59,13 @@ pub fn list() -> String {
     for (name, args, _, _) in METHODS {
         let mut a = Map::new();
         for (arg, ty) in *args {
-            a.insert(arg.to_string(), if *ty == "int" { json!(0) } else { json!("") });
+            // rpcd takes each sample value's JSON type as the argument's.
+            let sample = match *ty {
+                "int" => json!(0),
+                "array" => json!([]),
+                _ => json!(""),
+            };
+            a.insert(arg.to_string(), sample);
         }
         m.insert(name.to_string(), Value::Object(a));
     }
@@ -66,6 +84,9 @@ pub fn call(cli: &Cli, method: &str, input: &str) -> Value {
             _ => return json!({"ok": false, "error": "arguments must be a JSON object"}),
         },
     };
+    if method == "check_config" {
+        return crate::config::check::answer(given.get("sections"));
+    }
     if method == "inbox" && given.get("action").and_then(Value::as_str) == Some("delete") {
         return json!({"ok": false, "error": "deleting is the method inbox_delete (granted by the write ACL)"});
     }
@@ -115,7 +136,7 @@ mod tests {
     fn every_declared_argument_type_is_the_type_the_daemon_parses() {
         // rpcd converts arguments to the types `list` declares before it
         // calls us; each must then pass the daemon's own schema.
-        for (name, args, cmd, action) in METHODS {
+        for (name, args, cmd, action) in METHODS.iter().filter(|m| m.2 != LOCAL) {
             let mut req = Map::new();
             req.insert("cmd".into(), json!(cmd));
             if let Some(a) = action {
@@ -137,6 +158,20 @@ mod tests {
                 assert!(Request::from_value(Value::Object(wrong)).is_err(), "{name}: {arg} of the wrong type accepted");
             }
         }
+    }
+
+    #[test]
+    fn check_config_needs_no_daemon_and_uses_the_daemon_rules() {
+        let cli = Cli { socket: Some("/nonexistent.sock".into()), config: None, json: true, words: vec![] };
+        let ok = call(&cli, "check_config", r#"{"sections":[{".type":"meshpost",".name":"main","port":"4849"}]}"#);
+        assert_eq!(ok["ok"], true, "{ok}");
+        let bad = call(&cli, "check_config", r#"{"sections":[{".type":"meshpost",".name":"main","port":"0"}]}"#);
+        assert_eq!((bad["ok"].clone(), bad["option"].clone()), (json!(false), json!("port")), "{bad}");
+        assert_eq!(list_value()["check_config"]["sections"], json!([]));
+    }
+
+    fn list_value() -> Value {
+        serde_json::from_str(&list()).unwrap()
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! reason. Unknown options are warnings, not errors, so a newer config file
 //! does not stop an older daemon. Host names are resolved elsewhere.
 
+pub mod check;
 pub mod uci;
 
 use std::fmt;
@@ -201,11 +202,17 @@ impl Settings {
             option: String::new(),
             reason: e.reason(),
         })?;
+        self.apply_sections(fname, &sections)
+    }
+
+    /// Applies parsed UCI sections on top of the current values (the
+    /// file's, or those LuCI is about to save: config/check.rs).
+    pub fn apply_sections(&mut self, fname: &str, sections: &[uci::Section]) -> Result<(), ConfigError> {
         if sections.is_empty() {
             self.empty = true;
             self.warnings.push(format!("{fname} holds no config sections: running on built-in defaults"));
         }
-        for sec in &sections {
+        for sec in sections {
             // Options that take one value may not be written as `list`
             // (libuci would make them lists, and we would read one value).
             let lists: &[&str] = match sec.kind.as_str() {

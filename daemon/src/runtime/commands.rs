@@ -62,7 +62,7 @@ impl Daemon {
             }
             Request::Peers => self.peers(now),
             Request::Routes => self.routes(),
-            Request::Graph => json!({"ok": true, "dot": self.graph()}),
+            Request::Graph => self.graph(),
             Request::Federation => self.federation(now),
             Request::Send { to, text, ttl, hops } => self.send(&to, &text, ttl, hops, now),
             Request::Inbox { action: InboxAction::List, offset, limit, .. } => {

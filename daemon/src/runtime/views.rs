@@ -93,7 +93,7 @@ impl Daemon {
 
     /// The known topology as Graphviz DOT, from our links and the
     /// neighbour lists in every known announce (as batadv-vis does).
-    pub(super) fn graph(&self) -> String {
+    pub(super) fn graph(&self) -> Value {
         use std::collections::BTreeSet;
         use std::fmt::Write;
         let me = self.node.node_id();
@@ -115,16 +115,20 @@ impl Daemon {
                 edges.insert((id.min(*n), id.max(*n)));
             }
         }
-        let mut out = String::from("graph meshpost {\n");
+        let mut dot = String::from("graph meshpost {\n");
         for (id, name) in &nodes {
             let style = if *id == me { ", style=bold" } else { "" };
-            let _ = writeln!(out, "  \"{id}\" [label=\"{}\"{style}];", label(id, name));
+            let _ = writeln!(dot, "  \"{id}\" [label=\"{}\"{style}];", label(id, name));
         }
         for (a, b) in &edges {
-            let _ = writeln!(out, "  \"{a}\" -- \"{b}\";");
+            let _ = writeln!(dot, "  \"{a}\" -- \"{b}\";");
         }
-        out.push_str("}\n");
-        out
+        dot.push_str("}\n");
+        // The same graph as data, for pictures drawn by a client (LuCI).
+        let node_list: Vec<Value> =
+            nodes.iter().map(|(id, name)| json!({"id": id.to_string(), "name": name, "self": *id == me})).collect();
+        let edge_list: Vec<Value> = edges.iter().map(|(a, b)| json!([a.to_string(), b.to_string()])).collect();
+        json!({"ok": true, "dot": dot, "nodes": node_list, "edges": edge_list})
     }
 
     /// Federation peers: configured, with their state and traffic.
