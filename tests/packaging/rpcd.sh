@@ -54,7 +54,7 @@ wait_for() {
 wait_for "$work/b.sock" peers '{}' 'len(v["links"])'
 
 list=$(rpc "$work/a.sock" list)
-check_eq "list names the methods" "$(echo "$list" | json '",".join(sorted(v))')" "block,channel_history,channel_list,contact_add,contact_list,contact_remove,identity,inbox,inbox_delete,outbox,peers,publish,routes,send,status,store,unblock,verify"
+check_eq "list names the methods" "$(echo "$list" | json '",".join(sorted(v))')" "block,channel_create,channel_history,channel_join,channel_leave,channel_list,check_config,contact_add,contact_list,contact_remove,federation,graph,identity,inbox,inbox_delete,outbox,peers,publish,reload,routes,send,status,store,unblock,verify"
 acl="$here/../../packaging/openwrt/files/meshpost.acl.json"
 check_eq "every method is in exactly one ACL group" "$(echo "$list" | python3 -c '
 import json, sys
