@@ -57,11 +57,12 @@ lint: tools
 
 ## pytools: the Python programs tests compare against, from PyPI, in a
 ## venv under target/ (python-zeroconf: an independent mDNS resolver;
-## cryptography and kyber-py: independent Ed25519/X25519/AEAD and ML-KEM).
+## cryptography and kyber-py: independent Ed25519/X25519/AEAD and ML-KEM;
+## prometheus-client: Prometheus' own parser of the text format).
 PYVENV      := target/pyvenv
-PY_PACKAGES := zeroconf==0.154.0 cryptography==50.0.2 kyber-py==1.2.0
+PY_PACKAGES := zeroconf==0.154.0 cryptography==50.0.2 kyber-py==1.2.0 prometheus-client==0.26.0
 pytools:
-	@$(PYVENV)/bin/python -c "import zeroconf, cryptography, kyber_py" 2>/dev/null || { \
+	@$(PYVENV)/bin/python -c "import zeroconf, cryptography, kyber_py, prometheus_client" 2>/dev/null || { \
 		python3 -m venv $(PYVENV) && $(PYVENV)/bin/pip install -q $(PY_PACKAGES); }
 
 ## webtools: headless Chromium (Debian's chromium) and playwright-core

@@ -53,3 +53,65 @@ fn the_node_exporter_collector_passes_every_metric_on_and_says_when_the_daemon_i
     let text = scrape(&n).unwrap_or_default();
     assert!(text.contains("meshpost_up 0") && text.contains("collector=\"meshpost\"} 1"), "{text}");
 }
+
+/// What the exporter serves parses with Prometheus' own parser
+/// (prometheus_client from PyPI), carries the daemon's live counters, and
+/// every metric name follows Prometheus' naming rules and is documented
+/// with its type in docs/control.md.
+#[test]
+fn the_scrape_parses_as_prometheus_text_with_live_counters_and_documented_names() {
+    let Some(py) = venv_python("prometheus_client") else { return };
+    let t = TempDir::new("prom-parse");
+    let mut n = Node::new(&t.0, "p");
+    n.start();
+    assert_eq!(n.request(serde_json::json!({"cmd": "channel", "action": "create", "name": "town"}))["ok"], true);
+    for i in 0..3 {
+        let ans = n.request(serde_json::json!({"cmd": "publish", "channel": "town", "text": format!("m{i}")}));
+        assert_eq!(ans["ok"], true, "{ans}");
+    }
+    let Some(text) = scrape(&n) else { return };
+    let parser = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        out[s.name] = [fam.type, int(s.value) if s.value == int(s.value) else s.value]
+print(json.dumps(out))
+"#;
+    let mut child = Command::new(&py)
+        .args(["-c", parser])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client refused the scrape: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let samples = parsed.as_object().unwrap();
+    assert_eq!(parsed["meshpost_up"], serde_json::json!(["gauge", 1]));
+    assert_eq!(parsed["meshpost_channel_published_total"], serde_json::json!(["counter", 3]), "live counter");
+    assert_eq!(parsed["meshpost_links"], serde_json::json!(["gauge", 0]));
+
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/control.md")).unwrap();
+    let mut ours = 0;
+    for (name, v) in samples.iter().filter(|(k, _)| k.starts_with("meshpost_") && *k != "meshpost_up") {
+        let ty = v[0].as_str().unwrap();
+        assert!(name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_'), "{name}");
+        assert_eq!(ty == "counter", name.ends_with("_total"), "{name}: counters, and only counters, end in _total");
+        assert!(
+            docs.contains(&format!("| `{name}` | {ty} |")),
+            "{name} ({ty}) is not in docs/control.md's metric table"
+        );
+        ours += 1;
+    }
+    assert!(ours >= 60, "only {ours} metrics");
+    n.stop();
+}

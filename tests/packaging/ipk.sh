@@ -49,7 +49,7 @@ check "prerm is executable" test -x "$out/c/prerm"
 check "prerm stops the service the OpenWrt way" grep -q default_prerm "$out/c/prerm"
 
 files=$(member data.tar.gz | tar -tzf - | grep -v '/$' | sort | tr '\n' ' ')
-check_eq "data file list" "$files" "./etc/config/meshpost ./etc/init.d/meshpost ./usr/bin/meshpost ./usr/lib/lua/prometheus-collectors/meshpost.lua ./usr/libexec/rpcd/meshpost ./usr/share/rpcd/acl.d/meshpost.json "
+check_eq "data file list" "$files" "./etc/config/meshpost ./etc/init.d/meshpost ./usr/bin/meshpost ./usr/libexec/rpcd/meshpost ./usr/share/rpcd/acl.d/meshpost.json "
 mode() { member data.tar.gz | tar -tvzf - "./$1" | cut -c1-10; }
 owner() { member data.tar.gz | tar --numeric-owner -tvzf - "./$1" | awk '{print $2}'; }
 check_eq "binary is 0755" "$(mode usr/bin/meshpost)" "-rwxr-xr-x"
@@ -63,5 +63,21 @@ check "ACL file is valid JSON" python3 -c "import json,sys; json.load(open(sys.a
 
 # Reproducible: the same inputs give the same bytes.
 "$top/scripts/mkipk" x86_64 "$bin" "$out/again" >/dev/null
-check "a second build is byte-identical" cmp -s "$ipk" "$(ls "$out"/again/*.ipk)"
+check "a second build is byte-identical" cmp -s "$ipk" "$(ls "$out"/again/meshpost_*.ipk)"
+
+# The collector subpackage, as the exporter's own optional collectors are
+# packaged (openwrt/packages utils/prometheus-node-exporter-lua/Makefile:
+# PKGARCH all, depends on the exporter).
+pipk=$(ls "$out"/prometheus-node-exporter-lua-meshpost_*_all.ipk)
+check "collector ipk is named prometheus-node-exporter-lua-meshpost_VERSION-RELEASE_all.ipk" test -f "$pipk"
+check_eq "collector outer tar in ipkg-build's order" "$(gzip -dc "$pipk" | tar -tf - | tr '\n' ' ')" "./debian-binary ./data.tar.gz ./control.tar.gz "
+pcontrol=$(gzip -dc "$pipk" | tar -xOf - ./control.tar.gz | tar -xzOf - ./control)
+pfield() { printf '%s\n' "$pcontrol" | sed -n "s/^$1: //p"; }
+check_eq "collector Package" "$(pfield Package)" "prometheus-node-exporter-lua-meshpost"
+check_eq "collector Architecture" "$(pfield Architecture)" "all"
+check_eq "collector Depends" "$(pfield Depends)" "prometheus-node-exporter-lua, meshpost"
+check_eq "collector Installed-Size" "$(pfield Installed-Size)" "$(gzip -dc "$pipk" | tar -xOf - ./data.tar.gz | gzip -dc | wc -c)"
+check_eq "collector data file list" "$(gzip -dc "$pipk" | tar -xOf - ./data.tar.gz | tar -tzf - | grep -v '/$' | tr '\n' ' ')" "./usr/lib/lua/prometheus-collectors/meshpost.lua "
+check "collector is the shipped file" sh -c "gzip -dc '$pipk' | tar -xOf - ./data.tar.gz | tar -xzOf - ./usr/lib/lua/prometheus-collectors/meshpost.lua | cmp -s - '$top/packaging/openwrt/files/meshpost.prometheus.lua'"
+check "collector build is byte-identical too" cmp -s "$pipk" "$(ls "$out"/again/prometheus-*.ipk)"
 finish
