@@ -177,7 +177,14 @@ fn the_luci_views_show_the_mesh_send_messages_run_channels_and_save_settings() {
     assert_eq!(option(&after, "meshpost", "domain"), option(&before, "meshpost", "domain"));
     assert_eq!(option(&after, "meshpost", "port"), option(&before, "meshpost", "port"));
     assert_eq!(option(&after, "peer", "key"), option(&before, "peer", "key"));
-    assert_eq!(after.len(), before.len(), "sections added or lost");
+    // The peer added in the form, after its all-zero key was refused.
+    assert!(r["zero_key_refused"].as_str().unwrap().contains("all-zero"), "{r:#}");
+    assert_eq!(r["peer_added"], true, "{r:#}");
+    let peers: Vec<_> = after.iter().filter(|s| s.kind == "peer").collect();
+    assert_eq!(peers.len(), 2, "{after:?}");
+    assert_eq!(peers[1].get("address").map(|o| o.value.as_str()), Some("127.0.0.1:9"));
+    assert_eq!(peers[1].get("key").map(|o| o.value.clone()), Some("ab".repeat(32)));
+    assert_eq!(after.len(), before.len() + 1, "only the new peer was added");
     // Still linked after the reload.
     let bid = b.node_id();
     assert!(wait_until(10, || a.linked_to(&bid)));

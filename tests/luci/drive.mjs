@@ -114,6 +114,17 @@ await page.click('#save-apply');
 await page.waitForSelector('#applied');
 results.applied = true;
 await shot('luci-settings');
+// A peer added in the form: a bad key is refused, a good one is saved.
+await open('meshpost/settings');
+await page.click('#add-peer');
+await page.fill('[id^="cbid.meshpost.new"][id$=".address"]', '127.0.0.1:9');
+await page.fill('[id^="cbid.meshpost.new"][id$=".key"]', '00'.repeat(32));
+await page.click('#save-apply');
+results.zero_key_refused = await page.locator('#meshpost-config-error').innerText();
+await page.fill('[id^="cbid.meshpost.new"][id$=".key"]', 'ab'.repeat(32));
+await page.click('#save-apply');
+await page.waitForSelector('#applied');
+results.peer_added = true;
 
 results.page_errors = errors;
 await browser.close();
