@@ -122,6 +122,11 @@ fn the_luci_views_show_the_mesh_send_messages_run_channels_and_save_settings() {
     let ans = b.request(json!({"cmd": "send", "to": a.node_id(), "text": "welcome to the mesh"}));
     assert_eq!(ans["ok"], true, "{ans}");
     assert!(wait_until(20, || !a.inbox().is_empty()), "B's message did not arrive");
+    // And a file, which the inbox lists as one entry with its name and size.
+    let file = t.0.join("notes.txt");
+    std::fs::write(&file, vec![b'x'; 40_000]).unwrap();
+    let sent = b.cli(&["send", &a.node_id(), "--file", file.to_str().unwrap(), "--wait=30"]);
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
     let before = read_config(&a.conf);
 
     let (_router, port) = start_router(&a);
@@ -152,6 +157,8 @@ fn the_luci_views_show_the_mesh_send_messages_run_channels_and_save_settings() {
     assert_eq!(r["delivered"], true, "{r:#}");
     assert!(b.inbox().iter().any(|m| m["text"] == "hello from LuCI"), "not in B's inbox: {:?}", b.inbox());
     assert_eq!(r["read_text"], "welcome to the mesh", "{r:#}");
+    assert_eq!(r["inbox_rows"], 2, "{r:#}");
+    assert!(r["inbox_text"].as_str().unwrap().contains("file notes.txt (39.1 KiB)"), "{r:#}");
     assert_eq!(a.inbox()[0]["read"], true);
     // The read-only group was refused by the ACL, and nothing was sent.
     assert!(r["readonly_error"].as_str().unwrap().contains("Access denied"), "{r:#}");

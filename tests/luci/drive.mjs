@@ -53,6 +53,7 @@ await shot('luci-status');
 // Messages: send to the other daemon and watch the state become delivered.
 results.messages_ready = await open('meshpost/messages');
 results.inbox_rows = await page.locator('#meshpost-inbox tr[data-id]').count();
+results.inbox_text = await page.locator('#meshpost-inbox').innerText();
 await page.fill('#meshpost-to', env.TO);
 await page.fill('#meshpost-text', 'hello from LuCI');
 await page.click('#meshpost-send');

@@ -48,7 +48,8 @@ return view.extend({
 		return meshpost.inbox('read', id).then(meshpost.checked).then(L.bind(function(res) {
 			var m = res.message || {};
 			ui.showModal(_('Message from %s').format(meshpost.who(m.from, m.from_name)), [
-				E('pre', { 'class': 'meshpost-text' }, m.text != null ? m.text : _('(a file: save it with meshpost inbox save %s)').format(id)),
+				E('pre', { 'class': 'meshpost-text' }, m.text != null ? m.text
+					: _('A file, %s (%s): save it on the router with: meshpost inbox save %s').format(m.name || '', meshpost.bytes(m.size), id)),
 				E('div', { 'class': 'right' }, [ E('button', { 'class': 'btn', 'click': ui.hideModal }, _('Close')) ])
 			]);
 			return this.refresh();
@@ -80,8 +81,10 @@ return view.extend({
 			])
 		]);
 		(inbox.messages || []).forEach(L.bind(function(m) {
-			var preview = m.kind == 'file' ? _('file %s (%s)').format(m.name || '', meshpost.bytes(m.size))
-				: (m.text || '').substring(0, 80);
+			var preview = (m.text || '').substring(0, 80);
+			if (m.kind == 'file')
+				preview = m.complete ? _('file %s (%s)').format(m.name || '', meshpost.bytes(m.size))
+					: _('file %s: %d of %d parts arrived').format(m.name || '', m.have || 0, m.parts || 0);
 			inT.appendChild(E('tr', { 'class': 'tr' + (m.read ? '' : ' meshpost-unread'), 'data-id': m.id }, [
 				E('td', { 'class': 'td' }, meshpost.who(m.from, m.from_name) + (m.verified ? ' \u2713' : '')),
 				E('td', { 'class': 'td' }, meshpost.ago(m.received)),
