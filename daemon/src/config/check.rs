@@ -86,9 +86,11 @@ fn sections(given: &Value) -> Result<Vec<(String, Section)>, CheckError> {
             return Err(CheckError::Shape(format!("more than {MAX_VALUES} values")));
         }
         let label = name.clone().unwrap_or_else(|| format!("@{kind}[{i}]"));
-        out.push((index, label, Section { kind: kind.to_string(), name, line, options }));
+        out.push(((index, i), label, Section { kind: kind.to_string(), name, line, options }));
     }
-    out.sort_by_key(|(index, _, _)| *index);
+    // Unstable on (index, position): the order of a stable sort, without
+    // instantiating std's stable sort (docs/size.md).
+    out.sort_unstable_by_key(|(key, _, _)| *key);
     Ok(out.into_iter().map(|(_, label, s)| (label, s)).collect())
 }
 
