@@ -6,7 +6,7 @@
 //!
 //! Rust derives two identities from fixed seeds and sends an envelope with
 //! an end-to-end payload from A to B; Python re-derives every key, checks
-//! the KDF vectors, the envelope id and signature (and signs the same
+//! the KDF and cookie vectors (protocol.md 4.1), the envelope id and signature (and signs the same
 //! bytes itself: Ed25519 is deterministic, so they must be identical),
 //! opens the payload as B, and seals and signs a reply from B to A, which
 //! meshpost then verifies and opens as A.
@@ -25,6 +25,9 @@ use meshpost_proto::crypto::{kdf, to_hex};
 use meshpost_proto::e2e;
 use meshpost_proto::envelope::{Destination, Draft, Envelope, Kind};
 use meshpost_proto::identity::{Identity, noise_static_for};
+use meshpost_proto::link::cookie;
+use meshpost_proto::link::handshake::Initiator;
+use meshpost_proto::link::packet::emit_init_cookie;
 use meshpost_proto::rng::NodeRng;
 use serde_json::{Value, json};
 
@@ -80,6 +83,12 @@ fn an_independent_python_implementation_agrees_with_meshpost_both_ways() {
     )
     .unwrap();
     let key: Vec<u8> = (0u8..32).collect();
+    // The handshake under load (protocol.md 4.1): a cookie for 192.0.2.7 and
+    // a real msg1 sent again with its proof.
+    let secret: [u8; 32] = core::array::from_fn(|i| i as u8);
+    let cookie_v4 = cookie::cookie(&secret, "192.0.2.7".parse().unwrap());
+    let (_, init) = Initiator::start(&a, &mut NodeRng::from_seed([3; 32]), 0x0102_0304).unwrap();
+    let init_cookie = emit_init_cookie(&init, &cookie::mac2(&cookie_v4, 0x0102_0304, &init[6..])).unwrap();
     let kdf_case = |what: &str, label: &[u8; 8], key: &[u8], parts: &[&[u8]]| {
         json!({"what": what, "label": String::from_utf8_lossy(label), "key": to_hex(key),
             "parts": parts.iter().map(|p| to_hex(p)).collect::<Vec<_>>(), "out": to_hex(&kdf(label, key, parts))})
@@ -90,6 +99,13 @@ fn an_independent_python_implementation_agrees_with_meshpost_both_ways() {
         "envelope": to_hex(env.bytes()),
         "envelope_id": to_hex(&env.id().0),
         "text": text,
+        "cookie": {
+            "secret": to_hex(&key),
+            "ip": "192.0.2.7",
+            "init": to_hex(&init),
+            "cookie": to_hex(&cookie_v4),
+            "init_cookie": to_hex(&init_cookie),
+        },
         "kdf": [
             kdf_case("node id of 00..1f", b"mp-nodid", &[], &[&key]),
             kdf_case("empty key is 32 zero bytes", b"mp-test\0", &[], &[b"a", b""]),
@@ -110,7 +126,7 @@ fn an_independent_python_implementation_agrees_with_meshpost_both_ways() {
     });
     assert_eq!(v["ok"], true, "python disagrees: {v}\n{}", String::from_utf8_lossy(&out.stderr));
     eprintln!("python checked: {}", v["checks"]);
-    assert!(v["checks"].as_array().unwrap().len() >= 17, "{v}");
+    assert!(v["checks"].as_array().unwrap().len() >= 19, "{v}");
 
     // Python's reply, sealed and signed by Python: meshpost verifies it,
     // computes the same id, and opens it as A.

@@ -11,6 +11,7 @@ opens the payload as B, then seals and signs a reply from B to A itself,
 which the Rust test opens with meshpost. Output: one JSON object.
 """
 import hashlib
+import ipaddress
 import json
 import os
 import struct
@@ -133,6 +134,13 @@ def main():
     for kdf_case in v["kdf"]:
         check("kdf " + kdf_case["what"], kdf(kdf_case["label"].encode(), h(kdf_case["key"]),
                                              [h(p) for p in kdf_case["parts"]]).hex() == kdf_case["out"])
+    ck = v["cookie"]
+    mapped = ipaddress.IPv6Address("::ffff:" + ck["ip"]).packed
+    cookie = kdf(b"mp-cook\0", h(ck["secret"]), [mapped])[:16]
+    check("cookie for an IPv4 address", cookie.hex() == ck["cookie"])
+    init = h(ck["init"])
+    mac2 = kdf(b"mp-mac2\0", cookie, [init[2:6], init[6:]])[:10]
+    check("msg1 sent again with its proof (type 5)", (bytes([5, 1]) + init[2:6] + mac2 + init[6:]).hex() == ck["init_cookie"])
     a, b = derive(h(v["a"]["seed"])), derive(h(v["b"]["seed"]))
     for who, mine, theirs in (("a", a, v["a"]), ("b", b, v["b"])):
         check(who + " ed25519 public key", mine["ed"].hex() == theirs["ed"])

@@ -271,7 +271,7 @@ mod tests {
     fn noise(d: &[u8]) -> Vec<u8> {
         match Packet::parse(d).unwrap() {
             Packet::Init { noise, .. } | Packet::Resp { noise, .. } | Packet::Final { noise, .. } => noise.to_vec(),
-            Packet::Data { .. } => panic!("data"),
+            other => panic!("not a handshake datagram: {other:?}"),
         }
     }
 

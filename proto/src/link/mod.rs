@@ -2,6 +2,7 @@
 //! sessions, replay window and frames. Policy (who may connect, when to
 //! rekey, what to send) lives in [`crate::node`].
 
+pub mod cookie;
 pub mod frame;
 pub mod handshake;
 pub mod packet;

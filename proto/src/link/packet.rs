@@ -5,7 +5,11 @@
 //! type 2 handshake resp:   [2][ver][sender idx u32][receiver idx u32][Noise msg2, 1216]
 //! type 3 handshake final:  [3][ver][receiver idx u32][Noise msg3, 96]
 //! type 4 transport:        [4][ver][receiver idx u32][counter u64][AEAD ciphertext]
+//! type 5 init with cookie: [5][ver][sender idx u32][mac2, 10 bytes][Noise msg1, 1216]
+//! type 6 cookie reply:     [6][ver][receiver idx u32][cookie, 16 bytes]
 //! ```
+//! Types 5 and 6 are the handshake under load (docs/protocol.md §4.1,
+//! `crate::link::cookie`).
 //! Every datagram is at most [`MAX_DATAGRAM`] bytes. Parsing returns borrowed
 //! views; it does not decrypt.
 
@@ -22,6 +26,11 @@ pub const MSG3_LEN: usize = 48 + 32 + 16;
 /// Header of a transport datagram; it is also the AEAD associated data.
 pub const DATA_HEADER_LEN: usize = 14;
 pub const TAG_LEN: usize = 16;
+/// The cookie a loaded responder hands out, and the MAC over msg1 that
+/// proves it (as much of it as the 1232 bytes leave room for).
+pub const COOKIE_LEN: usize = 16;
+pub const MAC2_LEN: usize = MAX_DATAGRAM - 6 - MSG1_LEN;
+pub const COOKIE_REPLY_LEN: usize = 6 + COOKIE_LEN;
 /// Largest frame a transport datagram can carry.
 pub const MAX_FRAME: usize = MAX_DATAGRAM - DATA_HEADER_LEN - TAG_LEN;
 
@@ -29,19 +38,51 @@ pub const MAX_FRAME: usize = MAX_DATAGRAM - DATA_HEADER_LEN - TAG_LEN;
 const _: () = assert!(6 + MSG1_LEN <= MAX_DATAGRAM);
 const _: () = assert!(10 + MSG2_LEN <= MAX_DATAGRAM);
 const _: () = assert!(6 + MSG3_LEN <= MAX_DATAGRAM);
+// The proof of address is at least 80 bits, and a cookie reply is far
+// smaller than the msg1 it answers (no amplification).
+const _: () = assert!(MAC2_LEN >= 10);
+const _: () = assert!(COOKIE_REPLY_LEN * 8 < 6 + MSG1_LEN);
 
 const T_INIT: u8 = 1;
 const T_RESP: u8 = 2;
 const T_FINAL: u8 = 3;
 const T_DATA: u8 = 4;
+const T_INIT_COOKIE: u8 = 5;
+const T_COOKIE: u8 = 6;
 
 /// A parsed link datagram.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Packet<'a> {
-    Init { sender: u32, noise: &'a [u8] },
-    Resp { sender: u32, receiver: u32, noise: &'a [u8] },
-    Final { receiver: u32, noise: &'a [u8] },
-    Data { receiver: u32, counter: u64, header: &'a [u8], ciphertext: &'a [u8] },
+    Init {
+        sender: u32,
+        noise: &'a [u8],
+    },
+    Resp {
+        sender: u32,
+        receiver: u32,
+        noise: &'a [u8],
+    },
+    Final {
+        receiver: u32,
+        noise: &'a [u8],
+    },
+    Data {
+        receiver: u32,
+        counter: u64,
+        header: &'a [u8],
+        ciphertext: &'a [u8],
+    },
+    /// A msg1 sent again with the proof that its sender got our cookie.
+    InitCookie {
+        sender: u32,
+        mac2: &'a [u8; MAC2_LEN],
+        noise: &'a [u8],
+    },
+    /// A loaded responder's cookie for the handshake `receiver` started.
+    Cookie {
+        receiver: u32,
+        cookie: &'a [u8; COOKIE_LEN],
+    },
 }
 
 /// Why a datagram was not a link packet.
@@ -73,7 +114,7 @@ impl<'a> Packet<'a> {
             return Err(bad("oversized"));
         }
         let (&t, _) = b.split_first().ok_or(PacketError::Empty)?;
-        if !(T_INIT..=T_DATA).contains(&t) {
+        if !(T_INIT..=T_COOKIE).contains(&t) {
             return Err(PacketError::UnknownType(t));
         }
         let mut r = Reader::new(b);
@@ -104,6 +145,22 @@ impl<'a> Packet<'a> {
                 }
                 let receiver = r.u32("receiver").map_err(|_| bad("handshake final"))?;
                 Ok(Packet::Final { receiver, noise: r.rest() })
+            }
+            T_INIT_COOKIE => {
+                if b.len() != 6 + MAC2_LEN + MSG1_LEN {
+                    return Err(bad("handshake init with cookie"));
+                }
+                let sender = r.u32("sender").map_err(|_| bad("handshake init with cookie"))?;
+                let (mac2, noise) = r.rest().split_first_chunk().ok_or(bad("handshake init with cookie"))?;
+                Ok(Packet::InitCookie { sender, mac2, noise })
+            }
+            T_COOKIE => {
+                if b.len() != COOKIE_REPLY_LEN {
+                    return Err(bad("cookie reply"));
+                }
+                let receiver = r.u32("receiver").map_err(|_| bad("cookie reply"))?;
+                let cookie = r.rest().first_chunk().ok_or(bad("cookie reply"))?;
+                Ok(Packet::Cookie { receiver, cookie })
             }
             _ => {
                 if b.len() < DATA_HEADER_LEN + TAG_LEN {
@@ -142,6 +199,28 @@ pub fn emit_final(receiver: u32, noise: &[u8]) -> Vec<u8> {
     v
 }
 
+/// A msg1 datagram (type 1, as [`emit_init`] made it) sent again with the
+/// proof of address; `None` if `init` is not one.
+pub fn emit_init_cookie(init: &[u8], mac2: &[u8; MAC2_LEN]) -> Option<Vec<u8>> {
+    if init.len() != 6 + MSG1_LEN || init[0] != T_INIT {
+        return None;
+    }
+    let mut v = Vec::with_capacity(MAX_DATAGRAM);
+    v.extend_from_slice(&[T_INIT_COOKIE, LINK_VERSION]);
+    v.extend_from_slice(&init[2..6]);
+    v.extend_from_slice(mac2);
+    v.extend_from_slice(&init[6..]);
+    Some(v)
+}
+
+pub fn emit_cookie(receiver: u32, cookie: &[u8; COOKIE_LEN]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(COOKIE_REPLY_LEN);
+    v.extend_from_slice(&[T_COOKIE, LINK_VERSION]);
+    v.extend_from_slice(&receiver.to_be_bytes());
+    v.extend_from_slice(cookie);
+    v
+}
+
 /// The 14-byte transport header.
 pub fn data_header(receiver: u32, counter: u64) -> [u8; DATA_HEADER_LEN] {
     let mut h = [0u8; DATA_HEADER_LEN];
@@ -163,6 +242,25 @@ mod tests {
         assert_eq!(emit_init(0, &[0; MSG1_LEN]).len(), 1222);
         assert_eq!(emit_resp(0, 0, &[0; MSG2_LEN]).len(), 1226);
         assert_eq!(emit_final(0, &[0; MSG3_LEN]).len(), 102);
+        let init = emit_init(0, &[0; MSG1_LEN]);
+        assert_eq!(emit_init_cookie(&init, &[0; MAC2_LEN]).unwrap().len(), MAX_DATAGRAM);
+        assert_eq!(emit_cookie(0, &[0; COOKIE_LEN]).len(), 22);
+    }
+
+    #[test]
+    fn cookie_datagrams_round_trip() {
+        let init = emit_init(9, &[3u8; MSG1_LEN]);
+        let with = emit_init_cookie(&init, &[5; MAC2_LEN]).unwrap();
+        assert_eq!(
+            Packet::parse(&with),
+            Ok(Packet::InitCookie { sender: 9, mac2: &[5; MAC2_LEN], noise: &[3u8; MSG1_LEN][..] })
+        );
+        assert!(Packet::parse(&with[..with.len() - 1]).is_err());
+        assert!(emit_init_cookie(&with, &[5; MAC2_LEN]).is_none(), "only a plain msg1 gets a mac");
+        let c = emit_cookie(0xdead_beef, &[8; COOKIE_LEN]);
+        assert_eq!(Packet::parse(&c), Ok(Packet::Cookie { receiver: 0xdead_beef, cookie: &[8; COOKIE_LEN] }));
+        assert!(Packet::parse(&c[..21]).is_err());
+        assert_eq!(Packet::parse(&[7, 1]), Err(PacketError::UnknownType(7)));
     }
 
     #[test]

@@ -4,6 +4,12 @@
 //! announce do) and keeps no peer addresses beyond the live links.
 
 use super::*;
+use crate::hslimit::{COOKIE_USE_MS, Verdict};
+use crate::link::cookie;
+use crate::link::packet::{COOKIE_LEN, MAC2_LEN, emit_cookie, emit_init_cookie};
+
+/// Cookies from loaded peers kept for later handshakes.
+pub(super) const MAX_COOKIES_HELD: usize = 256;
 
 /// Why a peer that completed a handshake is not linked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +88,10 @@ pub(super) struct PendingInit {
     pub(super) expect: Option<[u8; 32]>,
     /// Node id and key fingerprint the peer announced over mDNS.
     pub(super) expect_node: Option<(NodeId, [u8; 8])>,
+    /// The msg1 datagram as first sent (type 1), for a resend with a
+    /// cookie's proof; and whether that resend happened.
+    pub(super) msg1: Vec<u8>,
+    pub(super) cookie_used: bool,
 }
 
 pub(super) struct PendingResp {
@@ -183,19 +193,46 @@ impl Node {
         }
         let idx = self.fresh_index();
         match Initiator::start(&self.identity, &mut self.rng, idx) {
-            Ok((hs, data)) => {
-                self.initiators.insert(idx, PendingInit { hs, addr, started: now_ms, expect, expect_node });
+            Ok((hs, msg1)) => {
+                // A cookie this peer gave us lately: prove our address at
+                // once instead of being told again.
+                let proved = self
+                    .cookies_held
+                    .get(&addr.ip())
+                    .filter(|(_, at)| now_ms < at + COOKIE_USE_MS)
+                    .and_then(|(c, _)| emit_init_cookie(&msg1, &cookie::mac2(c, idx, &msg1[6..])));
+                let data = proved.unwrap_or_else(|| msg1.clone());
+                let p = PendingInit { hs, addr, started: now_ms, expect, expect_node, msg1, cookie_used: false };
+                self.initiators.insert(idx, p);
                 self.transmit(addr, data);
             }
             Err(e) => self.emit(Event::HandshakeFailed { addr, reason: e.to_string() }),
         }
     }
 
-    pub(super) fn on_init(&mut self, now_ms: u64, from: SocketAddr, sender: u32, noise: &[u8]) {
+    pub(super) fn on_init(
+        &mut self,
+        now_ms: u64,
+        from: SocketAddr,
+        sender: u32,
+        noise: &[u8],
+        mac2: Option<&[u8; MAC2_LEN]>,
+    ) {
         // Before any cryptography: msg1 is unauthenticated and costly.
-        if !self.hs_limit.allow(from.ip(), now_ms) {
-            self.metrics.handshakes_rate_limited += 1;
-            return;
+        let invalid = self.hs_limit.proofs_invalid;
+        let verdict = self.hs_limit.msg1(from.ip(), sender, noise, mac2, now_ms, &mut self.rng);
+        self.metrics.handshake_proofs_invalid += self.hs_limit.proofs_invalid - invalid;
+        match verdict {
+            Verdict::Answer => {}
+            Verdict::SendCookie(c) => {
+                self.metrics.handshake_cookies_sent += 1;
+                self.transmit(from, emit_cookie(sender, &c));
+                return;
+            }
+            Verdict::Drop => {
+                self.metrics.handshakes_rate_limited += 1;
+                return;
+            }
         }
         // One pending response per address, and a bounded total: message 1
         // is unauthenticated, so this is all a stranger can make us hold.
@@ -214,6 +251,30 @@ impl Node {
             }
             Err(e) => self.handshake_failed(from, e),
         }
+    }
+
+    /// A loaded peer's cookie for a handshake we started: keep it for later
+    /// attempts and send that msg1 again with the proof, once.
+    pub(super) fn on_cookie(&mut self, now_ms: u64, from: SocketAddr, receiver: u32, cookie: &[u8; COOKIE_LEN]) {
+        let Some(p) = self.initiators.get_mut(&receiver).filter(|p| p.addr.ip() == from.ip() && !p.cookie_used) else {
+            // Not ours, or a second one: nothing to do, and nothing to send.
+            self.metrics.datagrams_malformed += 1;
+            return;
+        };
+        p.cookie_used = true;
+        let Some(data) = emit_init_cookie(&p.msg1, &cookie::mac2(cookie, receiver, &p.msg1[6..])) else {
+            return;
+        };
+        let addr = p.addr;
+        self.metrics.handshake_cookies_received += 1;
+        if !self.cookies_held.contains_key(&from.ip()) && self.cookies_held.len() >= MAX_COOKIES_HELD {
+            let oldest = self.cookies_held.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.cookies_held.remove(&k);
+            }
+        }
+        self.cookies_held.insert(from.ip(), (*cookie, now_ms));
+        self.transmit(addr, data);
     }
 
     pub(super) fn handshake_failed(&mut self, addr: SocketAddr, e: HandshakeError) {

@@ -92,6 +92,8 @@ pub struct Node {
     responders: BTreeMap<u32, PendingResp>,
     /// How many msg1 are answered (per source address and in total).
     hs_limit: HandshakeLimiter,
+    /// Cookies loaded peers gave us, by their address, with when (links.rs).
+    cookies_held: BTreeMap<core::net::IpAddr, ([u8; crate::link::packet::COOKIE_LEN], u64)>,
     links: BTreeMap<NodeId, Link>,
     by_index: BTreeMap<u32, NodeId>,
     cards: CardBook,
@@ -154,7 +156,7 @@ impl Node {
         let seen = SeenSet::new(cfg.seen_capacity);
         let peers = PeerBook::new(Node::peer_limits(&cfg));
         let delivered = Delivered::new(cfg.delivered_capacity);
-        let hs_limit = HandshakeLimiter::new(cfg.handshake_rate, now_ms);
+        let hs_limit = HandshakeLimiter::new(cfg.handshake_rate, now_ms, &mut rng);
         let mut n = Node {
             identity,
             me,
@@ -165,6 +167,7 @@ impl Node {
             initiators: BTreeMap::new(),
             responders: BTreeMap::new(),
             hs_limit,
+            cookies_held: BTreeMap::new(),
             links: BTreeMap::new(),
             by_index: BTreeMap::new(),
             cards: CardBook::new(max_routes),
@@ -363,7 +366,9 @@ impl Node {
             }
         };
         match packet {
-            Packet::Init { sender, noise } => self.on_init(now_ms, from, sender, noise),
+            Packet::Init { sender, noise } => self.on_init(now_ms, from, sender, noise, None),
+            Packet::InitCookie { sender, mac2, noise } => self.on_init(now_ms, from, sender, noise, Some(mac2)),
+            Packet::Cookie { receiver, cookie } => self.on_cookie(now_ms, from, receiver, cookie),
             Packet::Resp { sender, receiver, noise } => self.on_resp(now_ms, from, sender, receiver, noise),
             Packet::Final { receiver, noise } => self.on_final(now_ms, from, receiver, noise),
             Packet::Data { receiver, counter, header, ciphertext } => {

@@ -589,3 +589,48 @@ fn content_a_node_cannot_take_is_refused_within_a_budget_that_cannot_fill_its_st
     assert!(made >= 1, "content type 9 is refused, signed");
     assert!(made <= super::acks::REFUSAL_BURST as u64 + 2, "{made} refusals");
 }
+
+#[test]
+fn a_real_peer_links_through_a_cookie_while_spoofed_addresses_flood() {
+    use crate::link::handshake::Initiator;
+    let mut p = Pair::new(None);
+    // 5,000 valid msg1s from 5,000 spoofed addresses in the same instant
+    // as A's own first attempt: B's budget for unproven senders is gone.
+    let (_, msg1) = Initiator::start(&Identity::from_seed(&[7; 32]), &mut NodeRng::from_seed([9; 32]), 1).unwrap();
+    let now = Timestamp::from(p.now);
+    for i in 0..5_000u32 {
+        let spoofed = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a63_0000 + i)), 4849);
+        p.b.handle_datagram(now, spoofed, &msg1);
+    }
+    let mut answered = 0;
+    while let Some(act) = p.b.poll_action() {
+        if let Action::Transmit { data, .. } = act
+            && data[0] == 2
+        {
+            answered += 1;
+        }
+    }
+    let m = p.b.metrics().clone();
+    assert!(answered <= 50, "{answered} spoofed msg1 answered with msg2");
+    assert_eq!(m.handshake_cookies_sent + m.handshakes_rate_limited + answered, 5_000);
+    assert!(m.handshake_cookies_sent > 1_000, "spoofed senders get (useless) cookies, {}", m.handshake_cookies_sent);
+    // A starts now: told a cookie, it proves its address and links.
+    p.run(200, 10);
+    assert!(p.a.is_linked(&p.b.node_id()), "A linked through the cookie");
+    assert_eq!(p.a.metrics().handshake_cookies_received, 1);
+    assert_eq!(p.b.metrics().handshake_cookies_sent, m.handshake_cookies_sent + 1);
+    // A later handshake to B (a rekey, a restart) proves at once from the
+    // cookie A kept: no second cookie round trip.
+    let (bid, aid) = (p.b.node_id(), p.a.node_id());
+    p.a.drop_link(bid, "test");
+    p.b.drop_link(aid, "test");
+    for i in 0..5_000u32 {
+        let spoofed = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a64_0000 + i)), 4849);
+        p.b.handle_datagram(Timestamp::from(p.now), spoofed, &msg1);
+    }
+    while p.b.poll_action().is_some() {}
+    p.run(3_000, 10);
+    assert!(p.a.is_linked(&bid), "A linked again");
+    assert_eq!(p.a.metrics().handshake_cookies_received, 1, "the kept cookie was used");
+    assert_eq!(p.b.metrics().handshake_proofs_invalid, 0);
+}
