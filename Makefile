@@ -13,7 +13,7 @@ ARCH         ?= x86_64
 CROSS_TARGETS := x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 FUZZ_TARGETS := envelope card packet frame e2e_open identity_file uci node_datagrams node_session reassembly mdns ack file_part uci_libuci
 
-.PHONY: run test check lint unit pytools webtools release size cross cross-mips size-cross qemu-test mips-test packaging-test ipk fuzz fuzz-build tools clean
+.PHONY: sim run test check lint unit pytools webtools release size cross cross-mips size-cross qemu-test mips-test packaging-test ipk fuzz fuzz-build tools clean
 
 ## run: build and run one daemon in the foreground on built-in defaults,
 ## with its state and control socket under ./$(STATE) (no root, no UCI file).
@@ -149,3 +149,12 @@ fuzz: fuzz-build
 clean:
 	$(CARGO) clean
 	rm -rf $(STATE) fuzz/target
+
+## sim: the simulator's sweeps for docs/scale.md (long; not part of `make test`).
+SIM_SIZES ?= 10,30,100
+SIM_MINUTES ?= 20
+sim:
+	$(CARGO) build --profile sim -p meshpost-sim
+	target/sim/meshpost-sim --topology segment --sweep $(SIM_SIZES) --minutes $(SIM_MINUTES) --warmup 10 --out docs/scale/segment-idle
+	target/sim/meshpost-sim --topology mesh --sweep $(SIM_SIZES) --minutes $(SIM_MINUTES) --warmup 10 --out docs/scale/mesh-idle
+	target/sim/meshpost-sim --topology mesh --sweep $(SIM_SIZES) --minutes $(SIM_MINUTES) --warmup 10 --load 20 --loss 0.02 --delay 20 --churn 0.1 --out docs/scale/mesh-load

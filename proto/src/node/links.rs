@@ -551,6 +551,7 @@ impl Node {
         let xfer = self.next_xfer;
         self.next_xfer = self.next_xfer.wrapping_add(1);
         let now = self.clock;
+        self.fragments = WireClass::of_envelope(bytes);
         for f in split(xfer, bytes) {
             self.send_frame(node, &f, now);
         }
@@ -566,6 +567,7 @@ impl Node {
         l.last_tx = l.last_tx.max(now_ms);
         l.tx += 1;
         let addr = l.addr;
+        self.sending = WireClass::of_frame(frame, self.fragments);
         self.transmit(addr, d);
     }
 }

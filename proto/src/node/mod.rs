@@ -65,11 +65,13 @@ mod status;
 mod sync;
 #[cfg(test)]
 mod tests;
+mod wire;
 
 pub use crate::peerbook::MAX_STATIC_PEERS;
 pub use api::*;
 pub use contacts::{ContactError, MAX_CONTACTS};
 pub use metrics::Metrics;
+pub use wire::{WireClass, WireStats};
 
 use crate::peerbook::{Limits as PeerLimits, PeerBook};
 use durability::{AfterWrite, WriteKind, Writes};
@@ -115,6 +117,12 @@ pub struct Node {
     inbox_open: bool,
     actions: VecDeque<Action>,
     metrics: Metrics,
+    wire: WireStats,
+    /// The class of the datagram being sent (wire.rs); handshake unless a
+    /// frame is being sent.
+    sending: WireClass,
+    /// The class of the envelope whose fragments are being sent.
+    fragments: WireClass,
     next_xfer: u32,
     next_index: u32,
     /// The latest monotonic time any entry point was called with (ms).
@@ -183,6 +191,9 @@ impl Node {
             inbox_open: true,
             actions: VecDeque::new(),
             metrics: Metrics::default(),
+            wire: WireStats::default(),
+            sending: WireClass::Handshake,
+            fragments: WireClass::Direct,
             next_xfer: 0,
             next_index: rng.next_u32() | 1,
             clock: now_ms,
@@ -219,6 +230,11 @@ impl Node {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Datagrams and bytes sent, by what they carried.
+    pub fn wire_stats(&self) -> &WireStats {
+        &self.wire
     }
 
     pub fn store(&self) -> &Store {
@@ -351,6 +367,8 @@ impl Node {
 
     fn transmit(&mut self, to: SocketAddr, data: Vec<u8>) {
         self.metrics.datagrams_out += 1;
+        let class = core::mem::replace(&mut self.sending, WireClass::Handshake);
+        self.wire.add(class, data.len());
         self.actions.push_back(Action::Transmit { to, data });
     }
 

@@ -1,0 +1,158 @@
+//! meshpost-sim: many real proto `Node`s on virtual time (engine.rs) on a
+//! batman-like segment or a layer-3 mesh (topo.rs), reporting what the
+//! protocol costs per node: bytes and datagrams per node and minute by
+//! what they carry, duplicates, delivery and latency, and the state each
+//! node holds. `--sweep` runs a list of sizes and writes a CSV and an SVG
+//! plot (plot.rs) for docs/scale.md.
+//!
+//! Deliberately not here: the protocol (it is the real one, unchanged), and
+//! any I/O beyond writing the results.
+
+mod engine;
+mod plot;
+mod topo;
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use engine::{Params, Report, Sim};
+use meshpost_proto::node::WireClass;
+
+const USAGE: &str = "usage: meshpost-sim [--topology segment|mesh] [--nodes N | --sweep N,N,...] [--minutes M]
+       [--warmup M] [--seed S] [--load MSGS_PER_MIN] [--loss P] [--delay MS] [--churn SHARE_PER_HOUR]
+       [--degree D] [--out PREFIX]
+Writes PREFIX.csv and PREFIX.svg with --out.";
+
+fn parse() -> Result<(Params, Vec<usize>, Option<String>), String> {
+    let mut p = Params {
+        topology: topo::Kind::Segment,
+        nodes: 10,
+        degree: 8.0,
+        minutes: 30,
+        warmup_minutes: 10,
+        seed: 1,
+        load_per_minute: 0.0,
+        loss: 0.0,
+        delay_ms: 5,
+        churn_per_hour: 0.0,
+    };
+    let mut sweep = Vec::new();
+    let mut out = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut v = || args.next().ok_or(format!("{a} needs a value"));
+        let num = |s: String| s.parse::<f64>().map_err(|e| format!("{a}: {e}"));
+        match a.as_str() {
+            "--topology" => p.topology = topo::Kind::parse(&v()?).ok_or("topology: segment or mesh")?,
+            "--nodes" => p.nodes = num(v()?)? as usize,
+            "--sweep" => {
+                sweep =
+                    v()?.split(',').map(|s| s.parse().map_err(|e| format!("--sweep: {e}"))).collect::<Result<_, _>>()?
+            }
+            "--minutes" => p.minutes = num(v()?)? as u64,
+            "--warmup" => p.warmup_minutes = num(v()?)? as u64,
+            "--seed" => p.seed = num(v()?)? as u64,
+            "--load" => p.load_per_minute = num(v()?)?,
+            "--loss" => p.loss = num(v()?)?,
+            "--delay" => p.delay_ms = num(v()?)? as u64,
+            "--churn" => p.churn_per_hour = num(v()?)?,
+            "--degree" => p.degree = num(v()?)?,
+            "--out" => out = Some(v()?),
+            _ => return Err(format!("unknown argument {a}\n{USAGE}")),
+        }
+    }
+    if sweep.is_empty() {
+        sweep.push(p.nodes);
+    }
+    if sweep.iter().any(|n| *n < 2) || p.warmup_minutes >= p.minutes {
+        return Err(format!("need at least 2 nodes and a warmup shorter than the run\n{USAGE}"));
+    }
+    Ok((p, sweep, out))
+}
+
+fn header() -> String {
+    let mut h = String::from("topology,nodes,seed,minutes,warmup,load_per_min,loss,churn_per_hour");
+    for c in WireClass::ALL {
+        let _ = write!(h, ",bytes_{}", c.name());
+    }
+    h.push_str(",bytes_total,datagrams,announce_dup_per_accepted,data_dup_per_delivered,sent,delivered,");
+    h.push_str("latency_p50_ms,latency_p99_ms,links_avg,routes_avg,routes_max,cards_avg,store_avg,events,wall_s");
+    h
+}
+
+fn pct(v: &[u64], q: f64) -> u64 {
+    if v.is_empty() { 0 } else { v[((v.len() - 1) as f64 * q) as usize] }
+}
+
+fn row(p: &Params, r: &Report, wall: f64) -> String {
+    let mut s = format!(
+        "{},{},{},{},{},{},{},{}",
+        p.topology.name(),
+        p.nodes,
+        p.seed,
+        p.minutes,
+        p.warmup_minutes,
+        p.load_per_minute,
+        p.loss,
+        p.churn_per_hour
+    );
+    for b in r.bytes_per_node_minute {
+        let _ = write!(s, ",{b:.0}");
+    }
+    let _ = write!(
+        s,
+        ",{:.0},{:.1},{:.2},{:.2},{},{},{},{},{:.1},{:.1},{},{:.1},{:.1},{},{:.1}",
+        r.bytes_per_node_minute.iter().sum::<f64>(),
+        r.datagrams_per_node_minute,
+        r.announce_duplicates_per_accepted,
+        r.data_duplicates_per_delivered,
+        r.sent,
+        r.delivered,
+        pct(&r.latencies_ms, 0.5),
+        pct(&r.latencies_ms, 0.99),
+        r.links_avg,
+        r.routes_avg,
+        r.routes_max,
+        r.cards_avg,
+        r.store_avg,
+        r.events,
+        wall
+    );
+    s
+}
+
+fn main() {
+    let (p, sweep, out) = match parse() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let mut csv = header();
+    csv.push('\n');
+    println!("{}", header());
+    let mut points = Vec::new();
+    for n in sweep {
+        let p = Params { nodes: n, ..p.clone() };
+        let t = Instant::now();
+        let r = Sim::new(p.clone()).run();
+        let line = row(&p, &r, t.elapsed().as_secs_f64());
+        println!("{line}");
+        csv.push_str(&line);
+        csv.push('\n');
+        points.push((n, r.bytes_per_node_minute));
+    }
+    if let Some(prefix) = out {
+        let title =
+            format!("{}: bytes sent per node and minute, idle after {} min", p.topology.name(), p.warmup_minutes);
+        let write = |path: String, text: &str| {
+            if let Err(e) = std::fs::write(&path, text) {
+                eprintln!("{path}: {e}");
+                std::process::exit(1);
+            }
+        };
+        write(format!("{prefix}.csv"), &csv);
+        write(format!("{prefix}.svg"), &plot::svg(&title, &points));
+    }
+}

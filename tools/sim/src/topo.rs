@@ -1,0 +1,126 @@
+//! Who can hear whom: the topologies the simulator runs on.
+//!
+//! - `segment`: one layer-2 domain as batman-adv makes it (`bat0`); mDNS and
+//!   every datagram reach every node.
+//! - `mesh`: a layer-3 mesh (Babel, OLSR): nodes at random points in a unit
+//!   square, and a link between two nodes closer than a radius chosen for
+//!   the wanted average degree; a component left apart is joined to its
+//!   nearest node, so the graph is connected.
+//!
+//! Deliberately not here: link quality and timing (engine.rs), and
+//! federation between communities (not simulated yet).
+
+use meshpost_proto::rng::NodeRng;
+use rand_core::RngCore;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Segment,
+    Mesh,
+}
+
+impl Kind {
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "segment" => Some(Kind::Segment),
+            "mesh" => Some(Kind::Mesh),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Segment => "segment",
+            Kind::Mesh => "mesh",
+        }
+    }
+}
+
+/// A uniform number in [0, 1).
+pub fn unit(rng: &mut NodeRng) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Neighbour lists, sorted (for binary search), symmetric.
+pub fn build(kind: Kind, n: usize, degree: f64, rng: &mut NodeRng) -> Vec<Vec<u32>> {
+    let mut adj = vec![Vec::new(); n];
+    match kind {
+        Kind::Segment => {
+            for (i, a) in adj.iter_mut().enumerate() {
+                *a = (0..n as u32).filter(|j| *j as usize != i).collect();
+            }
+        }
+        Kind::Mesh => {
+            let pts: Vec<(f64, f64)> = (0..n).map(|_| (unit(rng), unit(rng))).collect();
+            // Expected degree of a random geometric graph: n * pi * r^2.
+            let r2 = degree / (n as f64 * core::f64::consts::PI);
+            let d2 = |a: usize, b: usize| (pts[a].0 - pts[b].0).powi(2) + (pts[a].1 - pts[b].1).powi(2);
+            for i in 0..n {
+                for j in i + 1..n {
+                    if d2(i, j) <= r2 {
+                        adj[i].push(j as u32);
+                        adj[j].push(i as u32);
+                    }
+                }
+            }
+            // Join components: each one apart from node 0's gets an edge from
+            // its node nearest to the connected part.
+            let mut comp = components(&adj);
+            while let Some(other) = (0..n).find(|i| comp[*i] != comp[0]) {
+                let c = comp[other];
+                let (mut best, mut bd) = ((0, 0), f64::MAX);
+                for a in (0..n).filter(|a| comp[*a] == c) {
+                    for b in (0..n).filter(|b| comp[*b] == comp[0]) {
+                        if d2(a, b) < bd {
+                            (best, bd) = ((a, b), d2(a, b));
+                        }
+                    }
+                }
+                adj[best.0].push(best.1 as u32);
+                adj[best.1].push(best.0 as u32);
+                comp = components(&adj);
+            }
+        }
+    }
+    for a in &mut adj {
+        a.sort_unstable();
+        a.dedup();
+    }
+    adj
+}
+
+fn components(adj: &[Vec<u32>]) -> Vec<usize> {
+    let mut comp = vec![usize::MAX; adj.len()];
+    for start in 0..adj.len() {
+        if comp[start] != usize::MAX {
+            continue;
+        }
+        let mut stack = vec![start];
+        comp[start] = start;
+        while let Some(x) = stack.pop() {
+            for &y in &adj[x] {
+                if comp[y as usize] == usize::MAX {
+                    comp[y as usize] = start;
+                    stack.push(y as usize);
+                }
+            }
+        }
+    }
+    comp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mesh_is_connected_with_about_the_wanted_degree() {
+        let mut rng = NodeRng::from_seed([1; 32]);
+        let adj = build(Kind::Mesh, 300, 8.0, &mut rng);
+        let c = components(&adj);
+        assert!(c.iter().all(|x| *x == c[0]), "connected");
+        let avg = adj.iter().map(Vec::len).sum::<usize>() as f64 / 300.0;
+        assert!((5.0..11.0).contains(&avg), "average degree {avg}");
+        assert!(adj.iter().enumerate().all(|(i, a)| a.iter().all(|j| adj[*j as usize].contains(&(i as u32)))));
+    }
+}
