@@ -457,9 +457,41 @@ fn eight_nodes_on_one_segment_deliver_once_per_recipient() {
     let dup0: u64 = nodes.iter().map(|n| n.metric("announces_duplicate_total")).sum();
     let data0: u64 = nodes.iter().map(|n| n.metric("envelopes_duplicate_total")).sum();
     let ann0: u64 = nodes.iter().map(|n| n.metric("announces_in_total")).sum();
+    let (bytes0, t0): (u64, Instant) = (nodes.iter().map(|n| n.metric("bytes_out_total")).sum(), Instant::now());
     std::thread::sleep(Duration::from_secs(12));
     let dup = nodes.iter().map(|n| n.metric("announces_duplicate_total")).sum::<u64>() - dup0;
     let ann = nodes.iter().map(|n| n.metric("announces_in_total")).sum::<u64>() - ann0;
+    let bytes = nodes.iter().map(|n| n.metric("bytes_out_total")).sum::<u64>() - bytes0;
+    let real = bytes as f64 / 8.0 / (t0.elapsed().as_secs_f64() / 60.0);
+    // The simulator (tools/sim) on the same topology with the same
+    // configuration, read by the daemon's own loader: the real daemons
+    // must send what the simulator says they send, so that its figures
+    // for 1000 nodes (docs/scale.md) can be trusted.
+    let s = meshpost::config::Settings::load(Some(&nodes[0].conf), &Default::default()).unwrap();
+    let sim = meshpost_sim::engine::Sim::new(meshpost_sim::engine::Params {
+        topology: meshpost_sim::topo::Kind::Segment,
+        nodes: 8,
+        degree: 7.0,
+        minutes: 3,
+        warmup_minutes: 1,
+        seed: 1,
+        load_per_minute: 0.0,
+        loss: 0.0,
+        delay_ms: 1,
+        churn_per_hour: 0.0,
+        config: s.node.clone(),
+        mdns_interval_ms: s.mdns_interval_ms,
+    })
+    .run();
+    let simulated: f64 = sim.bytes_per_node_minute.iter().sum();
+    eprintln!(
+        "FIGURE segment-of-eight idle: real daemons send {real:.0} bytes per node and minute (UDP payload), \
+         the simulator {simulated:.0} for the same configuration"
+    );
+    assert!(
+        (real / simulated - 1.0).abs() <= 0.25,
+        "real {real:.0} and simulated {simulated:.0} bytes per node and minute differ by more than 25%"
+    );
     // Node 0 writes to every other node; each gets its message exactly once.
     for (j, id) in ids.iter().enumerate().skip(1) {
         send(&nodes[0], id, &format!("to n{j}"), None);

@@ -6,6 +6,7 @@
 pub struct Metrics {
     pub datagrams_in: u64,
     pub datagrams_out: u64,
+    pub bytes_out: u64,
     pub datagrams_malformed: u64,
     pub datagrams_unknown_session: u64,
     pub datagrams_replayed: u64,
@@ -53,6 +54,7 @@ impl Metrics {
         vec![
             ("datagrams_in", "UDP datagrams received", self.datagrams_in),
             ("datagrams_out", "UDP datagrams sent", self.datagrams_out),
+            ("bytes_out", "UDP payload bytes sent on the link port", self.bytes_out),
             ("datagrams_malformed", "datagrams that were not link packets", self.datagrams_malformed),
             ("datagrams_unknown_session", "transport datagrams for no known session", self.datagrams_unknown_session),
             ("datagrams_replayed", "transport datagrams refused by the replay window", self.datagrams_replayed),

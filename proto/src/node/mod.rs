@@ -367,6 +367,7 @@ impl Node {
 
     fn transmit(&mut self, to: SocketAddr, data: Vec<u8>) {
         self.metrics.datagrams_out += 1;
+        self.metrics.bytes_out += data.len() as u64;
         let class = core::mem::replace(&mut self.sending, WireClass::Handshake);
         self.wire.add(class, data.len());
         self.actions.push_back(Action::Transmit { to, data });

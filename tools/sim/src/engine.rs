@@ -27,7 +27,6 @@ use rand_core::RngCore;
 use crate::topo::{self, unit};
 
 const UNIX0: u64 = 1_800_000_000_000;
-const MDNS_INTERVAL_MS: u64 = 60_000;
 
 /// One run's parameters.
 #[derive(Debug, Clone)]
@@ -45,6 +44,10 @@ pub struct Params {
     pub delay_ms: u64,
     /// Share of nodes that leave (for 5 to 15 minutes) per hour.
     pub churn_per_hour: f64,
+    /// Every node's configuration (its name is set per node).
+    pub config: Config,
+    /// How often mDNS tells a node about its neighbours.
+    pub mdns_interval_ms: u64,
 }
 
 /// What one run measured.
@@ -138,7 +141,7 @@ impl Sim {
             let identity = Identity::from_seed(&id_seed);
             ids.push(identity.node_id());
             fps.push(fingerprint(&identity.public_key()));
-            let cfg = Config { name: format!("n{i}"), ..Config::default() };
+            let cfg = Config { name: format!("n{i}"), ..p.config.clone() };
             let node_seed = kdf(b"mp-simrn", &seed, &[&i.to_be_bytes()]);
             nodes.push(Node::new(identity, cfg, node_seed, Timestamp::new(0, UNIX0)));
         }
@@ -250,7 +253,7 @@ impl Sim {
                     }
                     self.drain(i);
                 }
-                self.push(self.now + MDNS_INTERVAL_MS, Ev::Discover(i));
+                self.push(self.now + self.p.mdns_interval_ms, Ev::Discover(i));
             }
             Ev::Load => {
                 let n = self.nodes.len() as u64;
@@ -371,6 +374,8 @@ mod tests {
             loss: 0.0,
             delay_ms: 10,
             churn_per_hour: 0.0,
+            config: Config::default(),
+            mdns_interval_ms: 60_000,
         }
     }
 

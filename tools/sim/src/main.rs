@@ -6,21 +6,19 @@
 //! plot (plot.rs) for docs/scale.md.
 //!
 //! Deliberately not here: the protocol (it is the real one, unchanged), and
-//! any I/O beyond writing the results.
-
-mod engine;
-mod plot;
-mod topo;
+//! any I/O beyond writing the results. The engine is the library (lib.rs),
+//! so tests can run the same simulation.
 
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use engine::{Params, Report, Sim};
-use meshpost_proto::node::WireClass;
+use meshpost_proto::node::{Config, WireClass};
+use meshpost_sim::engine::{Params, Report, Sim};
+use meshpost_sim::{plot, topo};
 
 const USAGE: &str = "usage: meshpost-sim [--topology segment|mesh] [--nodes N | --sweep N,N,...] [--minutes M]
        [--warmup M] [--seed S] [--load MSGS_PER_MIN] [--loss P] [--delay MS] [--churn SHARE_PER_HOUR]
-       [--degree D] [--out PREFIX]
+       [--degree D] [--announce SECONDS] [--out PREFIX]
 Writes PREFIX.csv and PREFIX.svg with --out.";
 
 fn parse() -> Result<(Params, Vec<usize>, Option<String>), String> {
@@ -35,6 +33,8 @@ fn parse() -> Result<(Params, Vec<usize>, Option<String>), String> {
         loss: 0.0,
         delay_ms: 5,
         churn_per_hour: 0.0,
+        config: Config::default(),
+        mdns_interval_ms: 60_000,
     };
     let mut sweep = Vec::new();
     let mut out = None;
@@ -57,6 +57,7 @@ fn parse() -> Result<(Params, Vec<usize>, Option<String>), String> {
             "--delay" => p.delay_ms = num(v()?)? as u64,
             "--churn" => p.churn_per_hour = num(v()?)?,
             "--degree" => p.degree = num(v()?)?,
+            "--announce" => p.config.announce_interval_ms = (num(v()?)? * 1000.0) as u64,
             "--out" => out = Some(v()?),
             _ => return Err(format!("unknown argument {a}\n{USAGE}")),
         }
