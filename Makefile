@@ -13,7 +13,7 @@ ARCH         ?= x86_64
 CROSS_TARGETS := x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 FUZZ_TARGETS := envelope card packet frame e2e_open identity_file uci node_datagrams node_session reassembly mdns ack file_part uci_libuci
 
-.PHONY: sim run test check lint unit pytools webtools release size cross cross-mips size-cross qemu-test mips-test packaging-test ipk fuzz fuzz-build tools clean
+.PHONY: sim fuzz-seeds run test check lint unit pytools webtools release size cross cross-mips size-cross qemu-test mips-test packaging-test ipk fuzz fuzz-build tools clean
 
 ## run: build and run one daemon in the foreground on built-in defaults,
 ## with its state and control socket under ./$(STATE) (no root, no UCI file).
@@ -134,7 +134,10 @@ ipk:
 packaging-test: release
 	tests/packaging/run-all.sh
 
-## fuzz: run every fuzz target for FUZZ_SECONDS each (needs nightly).
+## fuzz: run every fuzz target for FUZZ_SECONDS each (needs nightly),
+## starting from the committed minimized corpus fuzz/seeds/TARGET; new
+## inputs go to fuzz/corpus/TARGET (not committed). fuzz-seeds merges both
+## into a new minimized fuzz/seeds/TARGET, to be committed.
 fuzz-build:
 	@rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
@@ -143,8 +146,17 @@ fuzz-build:
 fuzz: fuzz-build
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 		san=address; [ $$t = uci_libuci ] && san=none; \
-		$(CARGO) +nightly fuzz run -s $$san $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
+		mkdir -p corpus/$$t seeds/$$t; \
+		$(CARGO) +nightly fuzz run -s $$san $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
 	done
+
+fuzz-seeds: fuzz-build
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		san=address; [ $$t = uci_libuci ] && san=none; \
+		rm -rf seeds.new/$$t && mkdir -p seeds.new/$$t corpus/$$t seeds/$$t && \
+		$(CARGO) +nightly fuzz run -s $$san $$t seeds.new/$$t seeds/$$t corpus/$$t -- -merge=1 -rss_limit_mb=2048 && \
+		rm -rf seeds/$$t && mv seeds.new/$$t seeds/$$t || exit 1; \
+	done; rmdir seeds.new
 
 clean:
 	$(CARGO) clean
