@@ -7,6 +7,7 @@
 //! type 4 transport:        [4][ver][receiver idx u32][counter u64][AEAD ciphertext]
 //! type 5 init with cookie: [5][ver][sender idx u32][mac2, 10 bytes][Noise msg1, 1216]
 //! type 6 cookie reply:     [6][ver][receiver idx u32][cookie, 16 bytes]
+//! type 7 session unknown:  [7][ver][receiver idx u32]
 //! ```
 //! Types 5 and 6 are the handshake under load (docs/protocol.md §4.1,
 //! `crate::link::cookie`).
@@ -49,6 +50,7 @@ const T_FINAL: u8 = 3;
 const T_DATA: u8 = 4;
 const T_INIT_COOKIE: u8 = 5;
 const T_COOKIE: u8 = 6;
+const T_UNKNOWN: u8 = 7;
 
 /// A parsed link datagram.
 #[derive(Debug, PartialEq, Eq)]
@@ -83,6 +85,10 @@ pub enum Packet<'a> {
         receiver: u32,
         cookie: &'a [u8; COOKIE_LEN],
     },
+    /// "I hold no session `receiver`": the sender restarted or forgot it.
+    Unknown {
+        receiver: u32,
+    },
 }
 
 /// Why a datagram was not a link packet.
@@ -114,7 +120,7 @@ impl<'a> Packet<'a> {
             return Err(bad("oversized"));
         }
         let (&t, _) = b.split_first().ok_or(PacketError::Empty)?;
-        if !(T_INIT..=T_COOKIE).contains(&t) {
+        if !(T_INIT..=T_UNKNOWN).contains(&t) {
             return Err(PacketError::UnknownType(t));
         }
         let mut r = Reader::new(b);
@@ -161,6 +167,13 @@ impl<'a> Packet<'a> {
                 let receiver = r.u32("receiver").map_err(|_| bad("cookie reply"))?;
                 let cookie = r.rest().first_chunk().ok_or(bad("cookie reply"))?;
                 Ok(Packet::Cookie { receiver, cookie })
+            }
+            T_UNKNOWN => {
+                if b.len() != 6 {
+                    return Err(bad("session unknown"));
+                }
+                let receiver = r.u32("receiver").map_err(|_| bad("session unknown"))?;
+                Ok(Packet::Unknown { receiver })
             }
             _ => {
                 if b.len() < DATA_HEADER_LEN + TAG_LEN {
@@ -221,6 +234,13 @@ pub fn emit_cookie(receiver: u32, cookie: &[u8; COOKIE_LEN]) -> Vec<u8> {
     v
 }
 
+pub fn emit_unknown(receiver: u32) -> Vec<u8> {
+    let mut v = Vec::with_capacity(6);
+    v.extend_from_slice(&[T_UNKNOWN, LINK_VERSION]);
+    v.extend_from_slice(&receiver.to_be_bytes());
+    v
+}
+
 /// The 14-byte transport header.
 pub fn data_header(receiver: u32, counter: u64) -> [u8; DATA_HEADER_LEN] {
     let mut h = [0u8; DATA_HEADER_LEN];
@@ -260,7 +280,9 @@ mod tests {
         let c = emit_cookie(0xdead_beef, &[8; COOKIE_LEN]);
         assert_eq!(Packet::parse(&c), Ok(Packet::Cookie { receiver: 0xdead_beef, cookie: &[8; COOKIE_LEN] }));
         assert!(Packet::parse(&c[..21]).is_err());
-        assert_eq!(Packet::parse(&[7, 1]), Err(PacketError::UnknownType(7)));
+        assert_eq!(Packet::parse(&emit_unknown(5)), Ok(Packet::Unknown { receiver: 5 }));
+        assert!(Packet::parse(&[7, 1, 0, 0, 0]).is_err());
+        assert_eq!(Packet::parse(&[8, 1]), Err(PacketError::UnknownType(8)));
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub(super) struct Link {
     pub(super) confirmed: bool,
     /// Budget for announces of origins whose card we do not have yet.
     pub(super) new_cards: Bucket,
+    /// When a "session unknown" hint last made us handshake (unknown.rs).
+    pub(super) hinted_at: Option<u64>,
 }
 
 /// Announces of origins never seen before accepted per second from one
@@ -440,6 +442,7 @@ impl Node {
                         fed: None,
                         confirmed: false,
                         new_cards: Bucket::full(NEW_CARD_BURST, now_ms),
+                        hinted_at: None,
                     },
                 );
             }
@@ -493,8 +496,7 @@ impl Node {
         ct: &[u8],
     ) {
         let Some(&node) = self.by_index.get(&receiver) else {
-            self.metrics.datagrams_unknown_session += 1;
-            return;
+            return self.session_unknown(now_ms, from, receiver);
         };
         let Some(l) = self.links.get_mut(&node) else {
             self.metrics.datagrams_unknown_session += 1;

@@ -65,6 +65,7 @@ mod status;
 mod sync;
 #[cfg(test)]
 mod tests;
+mod unknown;
 mod wire;
 
 pub use crate::peerbook::MAX_STATIC_PEERS;
@@ -140,6 +141,8 @@ pub struct Node {
     pending_acks: BTreeMap<NodeId, Vec<(EnvelopeId, u64)>>,
     /// Refusals to send: origin, id, expiry, reason (bounded, see acks.rs).
     pending_refusals: Vec<(NodeId, EnvelopeId, u64, u8)>,
+    /// "Session unknown" hints sent (unknown.rs).
+    hint_budget: Bucket,
     /// Signed refusals made, at most `REFUSAL_RATE` a second (acks.rs).
     refusal_budget: Bucket,
     next_ack_flush: Option<u64>,
@@ -206,6 +209,7 @@ impl Node {
             pending_acks: BTreeMap::new(),
             pending_refusals: Vec::new(),
             refusal_budget: Bucket::full(acks::REFUSAL_BURST, now_ms),
+            hint_budget: Bucket::full(unknown::HINT_RATE, now_ms),
             next_ack_flush: None,
             ack_since: BTreeMap::new(),
             refusals: Refusals::default(),
@@ -388,6 +392,7 @@ impl Node {
             Packet::Init { sender, noise } => self.on_init(now_ms, from, sender, noise, None),
             Packet::InitCookie { sender, mac2, noise } => self.on_init(now_ms, from, sender, noise, Some(mac2)),
             Packet::Cookie { receiver, cookie } => self.on_cookie(now_ms, from, receiver, cookie),
+            Packet::Unknown { receiver } => self.on_unknown(now_ms, from, receiver),
             Packet::Resp { sender, receiver, noise } => self.on_resp(now_ms, from, sender, receiver, noise),
             Packet::Final { receiver, noise } => self.on_final(now_ms, from, receiver, noise),
             Packet::Data { receiver, counter, header, ciphertext } => {

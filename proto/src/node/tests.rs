@@ -634,3 +634,27 @@ fn a_real_peer_links_through_a_cookie_while_spoofed_addresses_flood() {
     assert_eq!(p.a.metrics().handshake_cookies_received, 1, "the kept cookie was used");
     assert_eq!(p.b.metrics().handshake_proofs_invalid, 0);
 }
+
+#[test]
+fn a_restarted_peer_gets_the_next_message_at_once_not_after_dead_peer_detection() {
+    let mut p = Pair::new(None);
+    p.run(2000, 100);
+    let bid = p.b.node_id();
+    assert!(p.a.is_linked(&bid));
+    // B restarts: the same identity, no sessions. A still holds the old one
+    // and, on its own, would notice only after `dead_after` (35 s).
+    let ib = Identity::from_file_bytes(&p.b.identity().to_file_bytes()).unwrap();
+    p.b = Node::new(ib, Config { name: "b".into(), ..Config::default() }, [3; 32], Timestamp::from(p.now));
+    p.run(500, 50);
+    let sent_at = p.now;
+    p.a.send_direct(Timestamp::from(p.now), bid, b"after the restart", None, None).unwrap();
+    while p.delivered_b.is_empty() && p.now < sent_at + 60_000 {
+        p.run(50, 50);
+    }
+    let took = p.now - sent_at;
+    assert_eq!(p.delivered_b.len(), 1, "delivered");
+    assert!(took <= 1_000, "the first message after B's restart took {took} ms");
+    let (told, heard) = (p.b.metrics().session_unknown_sent, p.a.metrics().session_unknown_received);
+    assert!((1..=3).contains(&told), "B told A {told} times");
+    assert_eq!(heard, 1, "A started one handshake for them");
+}
