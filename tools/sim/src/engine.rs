@@ -67,6 +67,8 @@ pub struct Report {
     pub cards_avg: f64,
     pub store_avg: f64,
     pub events: u64,
+    /// Every node counter (Metrics::list), summed over all nodes.
+    pub counters: Vec<(&'static str, u64)>,
 }
 
 enum Ev {
@@ -346,6 +348,14 @@ impl Sim {
             r.links_avg += node.links().len() as f64 / n;
             r.cards_avg += node.cards().count() as f64 / n;
             r.store_avg += node.store().len() as f64 / n;
+        }
+        for node in &self.nodes {
+            for (k, (name, _, v)) in node.metrics().list().into_iter().enumerate() {
+                match r.counters.get_mut(k) {
+                    Some(c) => c.1 += v,
+                    None => r.counters.push((name, v)),
+                }
+            }
         }
         for b in &mut r.bytes_per_node_minute {
             *b /= n * minutes;

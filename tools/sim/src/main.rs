@@ -18,10 +18,12 @@ use meshpost_sim::{plot, topo};
 
 const USAGE: &str = "usage: meshpost-sim [--topology segment|mesh] [--nodes N | --sweep N,N,...] [--minutes M]
        [--warmup M] [--seed S] [--load MSGS_PER_MIN] [--loss P] [--delay MS] [--churn SHARE_PER_HOUR]
-       [--degree D] [--announce SECONDS] [--out PREFIX]
+       [--degree D] [--announce SECONDS] [--counters] [--out PREFIX]
 Writes PREFIX.csv and PREFIX.svg with --out.";
 
-fn parse() -> Result<(Params, Vec<usize>, Option<String>), String> {
+type Args = (Params, Vec<usize>, Option<String>, bool);
+
+fn parse() -> Result<Args, String> {
     let mut p = Params {
         topology: topo::Kind::Segment,
         nodes: 10,
@@ -38,6 +40,7 @@ fn parse() -> Result<(Params, Vec<usize>, Option<String>), String> {
     };
     let mut sweep = Vec::new();
     let mut out = None;
+    let mut counters = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut v = || args.next().ok_or(format!("{a} needs a value"));
@@ -59,6 +62,7 @@ fn parse() -> Result<(Params, Vec<usize>, Option<String>), String> {
             "--degree" => p.degree = num(v()?)?,
             "--announce" => p.config.announce_interval_ms = (num(v()?)? * 1000.0) as u64,
             "--out" => out = Some(v()?),
+            "--counters" => counters = true,
             _ => return Err(format!("unknown argument {a}\n{USAGE}")),
         }
     }
@@ -68,7 +72,7 @@ fn parse() -> Result<(Params, Vec<usize>, Option<String>), String> {
     if sweep.iter().any(|n| *n < 2) || p.warmup_minutes >= p.minutes {
         return Err(format!("need at least 2 nodes and a warmup shorter than the run\n{USAGE}"));
     }
-    Ok((p, sweep, out))
+    Ok((p, sweep, out, counters))
 }
 
 fn header() -> String {
@@ -123,7 +127,7 @@ fn row(p: &Params, r: &Report, wall: f64) -> String {
 }
 
 fn main() {
-    let (p, sweep, out) = match parse() {
+    let (p, sweep, out, counters) = match parse() {
         Ok(x) => x,
         Err(e) => {
             eprintln!("{e}");
@@ -140,6 +144,11 @@ fn main() {
         let r = Sim::new(p.clone()).run();
         let line = row(&p, &r, t.elapsed().as_secs_f64());
         println!("{line}");
+        if counters {
+            for (name, v) in r.counters.iter().filter(|c| c.1 > 0) {
+                eprintln!("  {n} nodes: {name} {v}");
+            }
+        }
         csv.push_str(&line);
         csv.push('\n');
         points.push((n, r.bytes_per_node_minute));
