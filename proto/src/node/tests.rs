@@ -653,6 +653,7 @@ fn a_restarted_peer_gets_the_next_message_at_once_not_after_dead_peer_detection(
     }
     let took = p.now - sent_at;
     assert_eq!(p.delivered_b.len(), 1, "delivered");
+    eprintln!("FIGURE restart: the first message after B's restart arrived after {took} ms");
     assert!(took <= 1_000, "the first message after B's restart took {took} ms");
     let (told, heard) = (p.b.metrics().session_unknown_sent, p.a.metrics().session_unknown_received);
     assert!((1..=3).contains(&told), "B told A {told} times");

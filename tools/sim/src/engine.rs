@@ -19,7 +19,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use meshpost_proto::crypto::kdf;
 use meshpost_proto::envelope::EnvelopeId;
 use meshpost_proto::identity::{Identity, NodeId, fingerprint};
-use meshpost_proto::node::{Action, Config, Node, WireClass, WireStats};
+use meshpost_proto::node::{Action, Config, Event, Node, WireClass, WireStats};
 use meshpost_proto::rng::NodeRng;
 use meshpost_proto::time::Timestamp;
 use rand_core::RngCore;
@@ -69,6 +69,8 @@ pub struct Report {
     pub events: u64,
     /// Every node counter (Metrics::list), summed over all nodes.
     pub counters: Vec<(&'static str, u64)>,
+    /// Events an admin would see in the log, by kind and reason, all nodes.
+    pub log_events: std::collections::BTreeMap<String, u64>,
 }
 
 enum Ev {
@@ -314,6 +316,16 @@ impl Sim {
                         self.report.latencies_ms.push(self.now - t);
                         self.sent.remove(&d.id);
                     }
+                }
+                Action::Event(e) => {
+                    let key = match &e {
+                        Event::LinkDown { reason, .. } => format!("link down: {reason}"),
+                        Event::PeerRefused { reason, .. } => format!("peer refused: {reason}"),
+                        Event::HandshakeFailed { reason, .. } => format!("handshake failed: {reason}"),
+                        Event::EnvelopeDropped { reason, .. } => format!("envelope dropped: {reason}"),
+                        other => format!("{other:?}").split([' ', '{', '(']).next().unwrap_or_default().to_string(),
+                    };
+                    *self.report.log_events.entry(key).or_default() += 1;
                 }
                 _ => {}
             }

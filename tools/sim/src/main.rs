@@ -148,14 +148,18 @@ fn main() {
             for (name, v) in r.counters.iter().filter(|c| c.1 > 0) {
                 eprintln!("  {n} nodes: {name} {v}");
             }
+            for (what, v) in &r.log_events {
+                eprintln!("  {n} nodes: event {what}: {v}");
+            }
         }
         csv.push_str(&line);
         csv.push('\n');
         points.push((n, r.bytes_per_node_minute));
     }
     if let Some(prefix) = out {
+        let state = if p.load_per_minute > 0.0 { "under load" } else { "idle" };
         let title =
-            format!("{}: bytes sent per node and minute, idle after {} min", p.topology.name(), p.warmup_minutes);
+            format!("{}: bytes sent per node and minute, {state} after {} min", p.topology.name(), p.warmup_minutes);
         let write = |path: String, text: &str| {
             if let Err(e) = std::fs::write(&path, text) {
                 eprintln!("{path}: {e}");
