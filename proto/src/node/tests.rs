@@ -659,3 +659,27 @@ fn a_restarted_peer_gets_the_next_message_at_once_not_after_dead_peer_detection(
     assert!((1..=3).contains(&told), "B told A {told} times");
     assert_eq!(heard, 1, "A started one handshake for them");
 }
+
+#[test]
+fn session_unknown_hints_are_bounded_and_never_larger_than_their_cause() {
+    use crate::link::packet::data_header;
+    let mut p = Pair::new(None);
+    let now = Timestamp::from(p.now);
+    // 1,000 transport datagrams for sessions B never had, from many
+    // (possibly forged) addresses in one instant.
+    for i in 0..1_000u32 {
+        let mut d = data_header(0x4000_0000 + i, 0).to_vec();
+        d.extend_from_slice(&[0u8; 16]);
+        let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a70_0000 + i)), 4849);
+        p.b.handle_datagram(now, from, &d);
+    }
+    let mut hints = 0;
+    while let Some(act) = p.b.poll_action() {
+        if let Action::Transmit { data, .. } = act {
+            assert!(data.len() <= 30, "a hint of {} bytes for a 30-byte datagram", data.len());
+            hints += 1;
+        }
+    }
+    assert!(hints <= unknown::HINT_RATE as usize, "{hints} hints in one instant");
+    assert_eq!(p.b.metrics().datagrams_unknown_session, 1_000);
+}
