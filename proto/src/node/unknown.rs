@@ -33,11 +33,15 @@ impl Node {
     pub(super) fn on_unknown(&mut self, now_ms: u64, from: SocketAddr, receiver: u32) {
         let timeout = self.cfg.handshake_timeout_ms;
         let found = self.links.iter_mut().find(|(_, l)| l.current.remote_idx == receiver && l.addr == from);
-        let Some((_, l)) = found.filter(|(_, l)| l.hinted_at.is_none_or(|t| now_ms >= t.saturating_add(timeout)))
-        else {
+        let Some((_, l)) = found else {
+            // Not a session of ours at that address: a stray or forged hint.
             self.metrics.datagrams_malformed += 1;
             return;
         };
+        if l.hinted_at.is_some_and(|t| now_ms < t.saturating_add(timeout)) {
+            // Already handshaking because of an earlier hint.
+            return;
+        }
         l.hinted_at = Some(now_ms);
         let remote = l.current.remote_ed;
         self.metrics.session_unknown_received += 1;
