@@ -16,6 +16,7 @@
 #![cfg_attr(test, allow(clippy::disallowed_types, clippy::disallowed_methods))]
 
 pub mod ack;
+pub mod beacon;
 pub mod card;
 pub mod cardbook;
 pub mod channel;

@@ -1,8 +1,10 @@
 //! The signed announces of our own community's nodes, kept to hand them
 //! to a federation peer when its link comes up, so the other community can
-//! address our nodes within seconds instead of after an announce interval.
+//! address our nodes within seconds instead of after an announce interval:
+//! each node's full card, and its latest beacon naming that card (which the
+//! other side floods into its mesh, beacon.rs).
 //!
-//! Bounded: at most `cap` announces, the least recently heard dropped
+//! Bounded: at most `cap` nodes, the least recently heard dropped
 //! first. It does not verify anything (the node verified each announce
 //! before learning its card) and does not decide who gets them.
 
@@ -10,12 +12,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::identity::NodeId;
 
+type Beacon = Vec<u8>;
+
 /// Announce envelopes by node, with a counter of when each was last heard.
 #[derive(Debug, Default)]
 pub struct OwnCards {
     cap: usize,
     tick: u64,
-    by_node: BTreeMap<NodeId, (u64, Vec<u8>)>,
+    /// When heard, the full card, the latest beacon.
+    by_node: BTreeMap<NodeId, (u64, Vec<u8>, Option<Beacon>)>,
     by_heard: BTreeSet<(u64, NodeId)>,
 }
 
@@ -32,13 +37,14 @@ impl OwnCards {
         self.by_node.is_empty()
     }
 
-    /// Keeps `envelope` as `node`'s latest announce.
+    /// Keeps `envelope` as `node`'s full card (its beacon is cleared: a
+    /// beacon names one card).
     pub fn insert(&mut self, node: NodeId, envelope: Vec<u8>) {
         if self.cap == 0 {
             return;
         }
         self.tick += 1;
-        if let Some((old, _)) = self.by_node.insert(node, (self.tick, envelope)) {
+        if let Some((old, _, _)) = self.by_node.insert(node, (self.tick, envelope, None)) {
             self.by_heard.remove(&(old, node));
         }
         self.by_heard.insert((self.tick, node));
@@ -50,13 +56,21 @@ impl OwnCards {
     }
 
     pub fn remove(&mut self, node: &NodeId) {
-        if let Some((t, _)) = self.by_node.remove(node) {
+        if let Some((t, _, _)) = self.by_node.remove(node) {
             self.by_heard.remove(&(t, *node));
         }
     }
 
-    pub fn get(&self, node: &NodeId) -> Option<&Vec<u8>> {
-        self.by_node.get(node).map(|(_, e)| e)
+    /// Keeps `beacon` as the latest beacon of a node whose card is kept.
+    pub fn set_beacon(&mut self, node: &NodeId, beacon: &[u8]) {
+        if let Some(e) = self.by_node.get_mut(node) {
+            e.2 = Some(beacon.to_vec());
+        }
+    }
+
+    /// The full card, then the beacon if one was heard.
+    pub fn get(&self, node: &NodeId) -> Option<Vec<Vec<u8>>> {
+        self.by_node.get(node).map(|(_, card, beacon)| std::iter::once(card).chain(beacon).cloned().collect())
     }
 
     /// Nodes, the most recently heard first.
@@ -77,7 +91,11 @@ mod tests {
         }
         c.insert(NodeId([2; 16]), vec![22]);
         assert_eq!(c.newest_first(), vec![NodeId([2; 16]), NodeId([3; 16])], "the oldest went");
-        assert_eq!(c.get(&NodeId([2; 16])), Some(&vec![22]));
+        assert_eq!(c.get(&NodeId([2; 16])), Some(vec![vec![22]]));
+        c.set_beacon(&NodeId([2; 16]), &[23]);
+        assert_eq!(c.get(&NodeId([2; 16])), Some(vec![vec![22], vec![23]]));
+        c.insert(NodeId([2; 16]), vec![24]);
+        assert_eq!(c.get(&NodeId([2; 16])), Some(vec![vec![24]]), "a new card drops the beacon naming the old one");
         c.remove(&NodeId([3; 16]));
         assert_eq!(c.len(), 1);
         assert!(OwnCards::new(0).is_empty());

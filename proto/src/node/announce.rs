@@ -1,12 +1,17 @@
-//! Announces: this node's signed card, flooding others' announces on, and
-//! learning routes and keys from them. It does not forward data.
+//! Announces: this node's full card and beacons, and learning routes and
+//! keys from others'. A full card goes to each new link and to a neighbour
+//! that asks for it (cardfetch.rs); a short beacon naming it is flooded
+//! every interval. It does not forward data.
 
 use super::*;
+use crate::beacon::{BEACON_VERSION, Beacon, MAX_BEACON_NEIGHBOURS};
 
 pub(super) const ANNOUNCE_TTL: u32 = 24 * 3600;
 /// Soonest re-announce after a link change (debounce).
 pub(super) const ANNOUNCE_SOON_MS: u64 = 1_000;
 impl Node {
+    /// This node's card. Its neighbours travel in beacons, not in the card,
+    /// so the card changes only with keys, name, domain or gateways.
     pub(super) fn my_card(&self, seq: u64) -> Card {
         Card {
             ed_pk: self.identity.public_key(),
@@ -15,17 +20,13 @@ impl Node {
             name: self.cfg.name.clone(),
             domain: self.cfg.domain.clone(),
             seq,
-            neighbours: self.links.keys().take(crate::card::MAX_NEIGHBOURS).copied().collect(),
+            neighbours: Vec::new(),
             gateway_for: self.gateway_domains(),
         }
     }
 
-    pub(super) fn refresh_announce(&mut self, now_ms: u64) {
-        // Sequence numbers follow the wall clock across restarts, but never
-        // go back within a run when the clock is stepped back.
-        self.card_seq = self.unix_ms.max(self.card_seq + 1);
-        let payload = self.my_card(self.card_seq).encode();
-        self.announce = Envelope::seal(
+    fn seal_announce(&self, payload: &[u8]) -> Option<Envelope> {
+        Envelope::seal(
             &self.identity,
             &Draft {
                 kind: Kind::Announce,
@@ -33,14 +34,42 @@ impl Node {
                 created: self.unix_s(),
                 ttl: ANNOUNCE_TTL,
                 dest: Destination { id: [0; 16], domain: String::new() },
-                payload: &payload,
+                payload,
             },
         )
-        .ok();
+        .ok()
+    }
+
+    /// Signs a fresh beacon, and a fresh full card first if the card changed.
+    pub(super) fn refresh_announce(&mut self, now_ms: u64) {
+        // Sequence numbers follow the wall clock across restarts, but never
+        // go back within a run when the clock is stepped back.
+        self.card_seq = self.unix_ms.max(self.card_seq + 1);
+        let stable = self.my_card(0).encode();
+        if self.full_card.as_ref().is_none_or(|(_, s)| *s != stable) {
+            let card = self.my_card(self.card_seq).encode();
+            self.full_card = self.seal_announce(&card).map(|e| (e, stable));
+        }
+        let Some(card_id) = self.full_card.as_ref().map(|(e, _)| e.id()) else {
+            self.announce = None;
+            return;
+        };
+        let neighbours = self.links.keys().take(MAX_BEACON_NEIGHBOURS).copied().collect();
+        self.announce = self.seal_announce(&Beacon { card_id, seq: self.card_seq, neighbours }.encode());
         self.announce_made_ms = now_ms;
     }
 
-    /// Learns the card in a verified announce; returns its node id if valid.
+    /// Sends our full card and then our beacon on a new link.
+    pub(super) fn introduce(&mut self, node: NodeId) {
+        let card = self.full_card.as_ref().map(|(e, _)| e.bytes().to_vec());
+        let beacon = self.announce.as_ref().map(|e| e.bytes().to_vec());
+        for bytes in [card, beacon].into_iter().flatten() {
+            self.send_envelope_bytes(node, &bytes);
+        }
+    }
+
+    /// Learns the card in a verified full-card announce; returns its node
+    /// id if valid.
     pub(super) fn learn_card(&mut self, env: &Envelope, save: bool) -> Option<NodeId> {
         let card = Card::decode(*env.origin(), env.payload()).ok()?;
         let node = card.node_id();
@@ -51,7 +80,8 @@ impl Node {
         let own_domain = card.domain == self.cfg.domain;
         let links = &self.links;
         let contacts = &self.contacts;
-        let (learned, evicted) = self.cards.learn(card, self.clock, |k| links.contains_key(k) || contacts.contains(k));
+        let keep = |k: &NodeId| links.contains_key(k) || contacts.contains(k);
+        let (learned, evicted) = self.cards.learn(card, (env.id(), env.bytes()), self.clock, keep);
         if let Some(gone) = evicted {
             // Memory and disk stay bounded together.
             self.cards_out.remove(&gone);
@@ -64,12 +94,16 @@ impl Node {
         }
         let changed = match learned {
             Learned::Refused => return None,
-            Learned::Known => false,
+            Learned::Known => return Some(node),
             Learned::Updated { changed } => changed,
             Learned::New => true,
         };
-        if save && changed {
+        // Full cards come rarely now (on a change, or a node's restart):
+        // every newer one is saved, so a restart serves what it names.
+        if save {
             self.actions.push_back(Action::SaveCard { node, envelope: env.bytes().to_vec() });
+        }
+        if save && changed {
             self.emit(Event::CardUpdated { node, name });
         }
         Some(node)
@@ -93,12 +127,11 @@ impl Node {
         }
     }
 
-    /// Learns a route and the card from an announce, and floods it on.
+    /// Takes an announce: a full card (learned) or a beacon (routes, flood).
     pub(super) fn on_announce(&mut self, now_ms: u64, link: NodeId, env: Envelope) {
         let origin = env.origin_id();
-        let id = env.id();
         if origin == self.me {
-            self.seen.insert(id, env.expires_at());
+            self.seen.insert(env.id(), env.expires_at());
             return;
         }
         // The announce rules (protocol.md 7.1): destination zero, no
@@ -108,6 +141,17 @@ impl Node {
             self.emit(Event::EnvelopeDropped { from: link, reason: "announce breaks the announce rules".into() });
             return;
         }
+        if env.payload().first() == Some(&BEACON_VERSION) {
+            self.on_beacon(now_ms, link, env);
+        } else {
+            self.on_full_card(now_ms, link, env);
+        }
+    }
+
+    /// Learns a full card: sent on link-up, or asked for by a beacon. It is
+    /// not flooded on.
+    fn on_full_card(&mut self, now_ms: u64, link: NodeId, env: Envelope) {
+        let origin = env.origin_id();
         let Ok(card) = Card::decode(*env.origin(), env.payload()) else {
             self.metrics.envelopes_invalid += 1;
             return;
@@ -144,19 +188,50 @@ impl Node {
             // The neighbour proved itself one of ours: a later refusal is news.
             self.refusals.clear(&link);
         }
-        // A card we do not know costs a verify, memory and a file: one link
-        // gets a budget of them (links.rs), the rest wait for their next
-        // announce.
-        if self.cards.get(&origin).is_none() {
-            let ok = self.links.get_mut(&link).is_some_and(|l| l.new_cards.take(NEW_CARD_RATE, NEW_CARD_BURST, now_ms));
-            if !ok {
-                self.metrics.envelopes_rate_limited += 1;
+        // A card we do not know costs memory and a file: one link gets a
+        // budget of them (links.rs), the rest wait for their next beacon.
+        // A card we asked for was charged when its beacon came.
+        if self.cards.get(&origin).is_none() && !self.held.contains_key(&origin) && !self.new_card_budget(link, now_ms)
+        {
+            return;
+        }
+        if self.learn_card(&env, true).is_some() {
+            self.card_arrived(now_ms, origin);
+        }
+    }
+
+    /// Charges `link`'s budget for cards of origins we did not know.
+    pub(super) fn new_card_budget(&mut self, link: NodeId, now_ms: u64) -> bool {
+        let ok = self.links.get_mut(&link).is_some_and(|l| l.new_cards.take(NEW_CARD_RATE, NEW_CARD_BURST, now_ms));
+        if !ok {
+            self.metrics.envelopes_rate_limited += 1;
+        }
+        ok
+    }
+
+    /// Learns a route from a beacon and floods it on, once we hold the
+    /// card it names (until then it is held, and the card fetched).
+    pub(super) fn on_beacon(&mut self, now_ms: u64, link: NodeId, env: Envelope) {
+        let origin = env.origin_id();
+        let Ok(beacon) = Beacon::decode(env.payload()) else {
+            self.metrics.envelopes_invalid += 1;
+            return;
+        };
+        match self.cards.beacon(origin, &beacon, now_ms) {
+            BeaconMatch::NeedsCard => return self.hold_beacon(now_ms, link, env, beacon.card_id),
+            BeaconMatch::Stale => {
+                self.metrics.announces_duplicate += 1;
                 return;
             }
+            BeaconMatch::Current { .. } => {}
         }
+        if origin == link {
+            self.refusals.clear(&link);
+        }
+        let id = env.id();
         // Every copy teaches a route, also duplicates over other paths.
         let hops = env.max_hops().saturating_sub(env.hops_left()).saturating_add(1);
-        self.routes.learn(origin, link, hops, card.seq, now_ms);
+        self.routes.learn(origin, link, hops, beacon.seq, now_ms);
         if self.seen.contains(&id) {
             self.metrics.announces_duplicate += 1;
             return;
@@ -179,17 +254,17 @@ impl Node {
         }
         self.announce_seen.insert(origin, now_ms);
         self.metrics.announces_in += 1;
-        self.learn_card(&env, true);
+        self.cards_out.set_beacon(&origin, env.bytes());
         let mut env = env;
         if env.take_hop() {
             // Over federation links only our own community's announces go.
-            let ours = card.domain == self.cfg.domain;
-            // The origin sends its announce to each of its links itself, and
+            let ours = self.cards.get(&origin).is_some_and(|c| c.domain == self.cfg.domain);
+            // The origin sends its beacon to each of its links itself, and
             // signs a fresh one whenever a link comes or goes: its listed
             // neighbours have it already. Not sending it to them again is
-            // what keeps a shared segment (batman-adv) at N-1 copies of an
-            // announce instead of (N-1)^2.
-            let reached = &card.neighbours;
+            // what keeps a shared segment (batman-adv) at N-1 copies of a
+            // beacon instead of (N-1)^2.
+            let reached = &beacon.neighbours;
             let targets: Vec<NodeId> = self
                 .links
                 .iter()

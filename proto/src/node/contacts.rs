@@ -49,9 +49,9 @@ fn same_keys(a: &Card, b: &Card) -> bool {
 }
 
 impl Node {
-    /// This node's current signed announce: the card others can add.
+    /// This node's signed full card: what others add as a contact.
     pub fn own_card(&self) -> Option<&[u8]> {
-        self.announce.as_ref().map(|e| e.bytes())
+        self.full_card.as_ref().map(|(e, _)| e.bytes())
     }
 
     /// Adds (or re-adds) a contact from its signed announce bytes.
@@ -78,7 +78,8 @@ impl Node {
         // Kept like a linked neighbour's card: never evicted.
         let contacts = &self.contacts;
         let links = &self.links;
-        let (learned, evicted) = self.cards.learn(card, self.clock, |k| links.contains_key(k) || contacts.contains(k));
+        let keep = |k: &NodeId| links.contains_key(k) || contacts.contains(k);
+        let (learned, evicted) = self.cards.learn(card, (env.id(), env.bytes()), self.clock, keep);
         if let Some(gone) = evicted {
             self.cards_out.remove(&gone);
             self.actions.push_back(Action::ForgetCard { node: gone });

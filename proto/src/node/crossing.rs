@@ -16,9 +16,14 @@ impl Node {
         env: &mut Envelope,
     ) -> Option<(String, usize)> {
         let my_domain = self.cfg.domain.clone();
+        let known = self.cards.get(&env.origin_id()).map(|c| c.domain.clone());
+        // A beacon of a node we hold no card for waits for the card
+        // (cardfetch.rs), which passes this rule itself before the beacon
+        // is taken.
+        let beacon = env.kind() == Kind::Announce && env.payload().first() == Some(&crate::beacon::BEACON_VERSION);
         let origin_domain = match env.kind() {
-            Kind::Announce => Card::decode(*env.origin(), env.payload()).ok().map(|c| c.domain),
-            _ => self.cards.get(&env.origin_id()).map(|c| c.domain.clone()),
+            Kind::Announce if !beacon => Card::decode(*env.origin(), env.payload()).ok().map(|c| c.domain),
+            _ => known,
         };
         let addr = self.links.get(&link).map(|l| l.addr)?;
         let m = self.links.get_mut(&link).and_then(|l| l.fed.as_mut())?;
@@ -43,7 +48,10 @@ impl Node {
         }
         let allowed = match env.kind() {
             // Announces of the remote community only: they carry its keys.
-            Kind::Announce => origin_domain.as_deref() == Some(remote.as_str()),
+            Kind::Announce => match origin_domain {
+                Some(d) => d == remote,
+                None => beacon,
+            },
             Kind::Direct | Kind::Ack => m.policy.direct && env.dest().domain == my_domain,
             Kind::Channel => m.policy.channels.contains(&env.dest().id),
         };

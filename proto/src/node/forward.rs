@@ -112,8 +112,8 @@ impl Node {
                     .get(&id)
                     .filter(|e| self.should_offer(&e.env, to))
                     .filter(|_| !self.links.get(&to).is_some_and(|l| l.peer_has.contains(&id)))
-                    .map(|e| e.env.bytes().to_vec()),
-                Queued::Card(node) => self.cards_out.get(&node).cloned(),
+                    .map(|e| vec![e.env.bytes().to_vec()]),
+                Queued::Card(node) => self.cards_out.get(&node),
             };
             let Some(m) = self.links.get_mut(&to).and_then(|l| l.fed.as_mut()) else { return };
             if let Some(b) = bytes {
@@ -122,7 +122,9 @@ impl Node {
                 }
                 m.pop_front();
                 self.metrics.envelopes_forwarded += 1;
-                self.send_envelope_bytes(to, &b);
+                for b in b {
+                    self.send_envelope_bytes(to, &b);
+                }
             } else {
                 // Delivered, expired or no longer for this link meanwhile.
                 m.pop_front();

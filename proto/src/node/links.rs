@@ -69,6 +69,9 @@ pub(super) struct Link {
     pub(super) confirmed: bool,
     /// Budget for announces of origins whose card we do not have yet.
     pub(super) new_cards: Bucket,
+    /// Budget for full cards the peer asks us for (cardfetch.rs), the same
+    /// size: one want frame names up to 70 cards of 1.4 KB each.
+    pub(super) cards_asked: Bucket,
     /// When a "session unknown" hint last made us handshake (unknown.rs).
     pub(super) hinted_at: Option<u64>,
 }
@@ -442,6 +445,7 @@ impl Node {
                         fed: None,
                         confirmed: false,
                         new_cards: Bucket::full(NEW_CARD_BURST, now_ms),
+                        cards_asked: Bucket::full(NEW_CARD_BURST, now_ms),
                         hinted_at: None,
                     },
                 );
@@ -449,9 +453,7 @@ impl Node {
         }
         self.peers.linked(node, addr, now_ms);
         if is_new {
-            if let Some(a) = self.announce.as_ref().map(|e| e.bytes().to_vec()) {
-                self.send_envelope_bytes(node, &a);
-            }
+            self.introduce(node);
             self.announce_soon();
         }
         // A federation link is a configured peer with a policy and a pin.

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, VecDeque};
 use rand_core::RngCore;
 
 use crate::card::Card;
-use crate::cardbook::{CardBook, Learned};
+use crate::cardbook::{BeaconMatch, CardBook, Learned};
 use crate::channel::{ChannelKey, MAX_CHANNEL_BODY};
 use crate::delivered::Delivered;
 use crate::e2e;
@@ -49,6 +49,7 @@ use crate::time::Timestamp;
 mod acks;
 mod announce;
 mod api;
+mod cardfetch;
 mod channels;
 mod confirm;
 mod contacts;
@@ -88,7 +89,13 @@ pub struct Node {
     identity: Identity,
     me: NodeId,
     cfg: Config,
+    /// This node's current beacon (the short announce flooded every interval).
     announce: Option<Envelope>,
+    /// This node's signed full card, and the card bytes it was made from
+    /// (without sequence and neighbours) to tell when to sign a new one.
+    full_card: Option<(Envelope, Vec<u8>)>,
+    /// Beacons waiting for the card they name (cardfetch.rs).
+    held: BTreeMap<NodeId, cardfetch::Held>,
     announce_made_ms: u64,
     peers: PeerBook,
     initiators: BTreeMap<u32, PendingInit>,
@@ -173,6 +180,8 @@ impl Node {
             me,
             cfg,
             announce: None,
+            full_card: None,
+            held: BTreeMap::new(),
             announce_made_ms: 0,
             peers,
             initiators: BTreeMap::new(),
@@ -264,14 +273,9 @@ impl Node {
         self.hs_limit.set_rate(cfg.handshake_rate);
         self.cfg = cfg;
         if renamed {
-            self.refresh_announce(now_ms);
-            let bytes = self.announce.as_ref().map(|e| e.bytes().to_vec());
-            if let Some(bytes) = bytes {
-                let ids: Vec<NodeId> = self.links.keys().copied().collect();
-                for id in ids {
-                    self.send_envelope_bytes(id, &bytes);
-                }
-            }
+            // A new full card is signed; the beacon names it and neighbours
+            // fetch it.
+            self.announce_now(now_ms);
         }
     }
 

@@ -62,6 +62,9 @@ impl Node {
                         self.store.get(&id).filter(|e| self.should_offer(&e.env, node)).map(|e| e.env.bytes().to_vec());
                     if let Some(b) = bytes {
                         self.send_stored(node, id, &b);
+                    } else {
+                        // Or a card a beacon of ours named (cardfetch.rs).
+                        self.serve_card(now_ms, node, &id);
                     }
                 }
             }

@@ -683,3 +683,5 @@ fn session_unknown_hints_are_bounded_and_never_larger_than_their_cause() {
     assert!(hints <= unknown::HINT_RATE as usize, "{hints} hints in one instant");
     assert_eq!(p.b.metrics().datagrams_unknown_session, 1_000);
 }
+
+mod beacons;

@@ -1,0 +1,93 @@
+//! Fetching the card a beacon names: the beacon is held, the neighbour it
+//! came from is asked for the card with a `want` of the card's envelope id,
+//! and when the card arrives the beacon is taken as if it came just then
+//! (routes, flood). A node floods only beacons whose card it holds, so the
+//! neighbour asked can always answer. Serving such wants is here too.
+//!
+//! Bounded: at most `MAX_HELD` beacons wait, each for at most `HOLD_MS`;
+//! a beacon that does not fit is dropped and the next interval's one
+//! asks again. Unknown origins are charged to the link's new-card budget,
+//! and cards served to a link's budget of the same size (300, then 20 a
+//! second), so a want frame of 70 ids cannot buy 100 KB at will.
+//! It does not verify anything (the envelope was verified on receipt) and
+//! does not decide what a card means (announce.rs does).
+
+use super::*;
+use crate::link::frame::{IdList, id_frames};
+
+/// Most beacons waiting for their card at once.
+pub(super) const MAX_HELD: usize = 256;
+/// How long a beacon waits for its card before a new beacon may ask again.
+pub(super) const HOLD_MS: u64 = 5_000;
+
+/// A beacon waiting for the card it names.
+#[derive(Debug)]
+pub(super) struct Held {
+    beacon: Envelope,
+    card_id: EnvelopeId,
+    link: NodeId,
+    until: u64,
+}
+
+impl Node {
+    /// Holds `beacon` and asks `link` for the card `card_id`.
+    pub(super) fn hold_beacon(&mut self, now_ms: u64, link: NodeId, beacon: Envelope, card_id: EnvelopeId) {
+        let origin = beacon.origin_id();
+        if self.held.get(&origin).is_some_and(|h| now_ms < h.until) {
+            // Already asking; this copy teaches nothing the held one will not.
+            self.metrics.announces_duplicate += 1;
+            return;
+        }
+        if self.cards.get(&origin).is_none() && !self.new_card_budget(link, now_ms) {
+            return;
+        }
+        if self.held.len() >= MAX_HELD && !self.held.contains_key(&origin) {
+            self.held.retain(|_, h| now_ms < h.until);
+            if self.held.len() >= MAX_HELD {
+                self.metrics.envelopes_rate_limited += 1;
+                return;
+            }
+        }
+        self.held.insert(origin, Held { beacon, card_id, link, until: now_ms + HOLD_MS });
+        self.metrics.cards_requested += 1;
+        for f in id_frames(IdList::Want, &[card_id]) {
+            self.send_frame(link, &f, now_ms);
+        }
+    }
+
+    /// A card of `origin` was learned: takes the beacon that waited for it.
+    pub(super) fn card_arrived(&mut self, now_ms: u64, origin: NodeId) {
+        let Some(h) = self.held.get(&origin) else { return };
+        // Another card than the one named (an older one, say) keeps the
+        // beacon waiting: taking it now would only ask again.
+        if self.cards.by_card_id(&h.card_id).is_none_or(|(n, _)| n != origin) {
+            return;
+        }
+        let Some(h) = self.held.remove(&origin) else { return };
+        if self.links.contains_key(&h.link) {
+            self.on_beacon(now_ms, h.link, h.beacon);
+        }
+    }
+
+    /// Answers a want of a card id, within the link's budget; false if it
+    /// names no card we hold or the budget is spent.
+    pub(super) fn serve_card(&mut self, now_ms: u64, to: NodeId, id: &EnvelopeId) -> bool {
+        let own = self.full_card.as_ref().filter(|(e, _)| e.id() == *id).map(|(e, _)| e.bytes().to_vec());
+        let bytes = own.or_else(|| {
+            let (node, bytes) = self.cards.by_card_id(id)?;
+            // A federation peer gets only our own community's cards, as
+            // with beacons (announce.rs).
+            let federated = self.links.get(&to).is_some_and(|l| l.fed.is_some());
+            let ours = self.cards.get(&node).is_some_and(|c| c.domain == self.cfg.domain);
+            (!federated || ours).then(|| bytes.to_vec())
+        });
+        let Some(bytes) = bytes else { return false };
+        if !self.links.get_mut(&to).is_some_and(|l| l.cards_asked.take(NEW_CARD_RATE, NEW_CARD_BURST, now_ms)) {
+            self.metrics.envelopes_rate_limited += 1;
+            return false;
+        }
+        self.metrics.cards_served += 1;
+        self.send_envelope_bytes(to, &bytes);
+        true
+    }
+}

@@ -1,0 +1,104 @@
+//! Beacons and full cards between two nodes: the card crosses a link once,
+//! beacons carry the rest, a changed card is fetched at once, and beacons
+//! naming cards nobody can deliver cost a bounded wait.
+
+use super::*;
+use crate::beacon::Beacon;
+
+fn announce_bytes(n: &Node) -> u64 {
+    n.wire_stats().bytes[WireClass::Announce as usize]
+}
+
+/// Sends what `from` queued straight into `to` (one direction only).
+fn carry(from: &mut Node, to: &mut Node, from_addr: SocketAddr, now: u64) {
+    for a in take_actions(from) {
+        if let Action::Transmit { data, .. } = a {
+            to.handle_datagram(Timestamp::from(now), from_addr, &data);
+        }
+    }
+}
+
+#[test]
+fn a_card_crosses_the_link_once_and_beacons_carry_the_rest() {
+    let mut p = Pair::new(None);
+    p.run(2_000, 100);
+    let (aid, bid) = (p.a.node_id(), p.b.node_id());
+    assert!(p.b.card(&aid).is_some() && p.a.card(&bid).is_some(), "cards exchanged at link-up");
+    let before = announce_bytes(&p.a);
+    p.run(10 * 60_000, 1_000);
+    // Ten intervals: ten beacons, no card. A card is about 1.4 KB; a
+    // beacon of a node with one neighbour is 175 bytes.
+    let per_interval = (announce_bytes(&p.a) - before) / 10;
+    assert!(per_interval < 300, "{per_interval} announce bytes per interval");
+    assert_eq!((p.a.metrics().cards_served, p.b.metrics().cards_requested), (0, 0));
+    assert!(p.b.routes().iter().any(|r| r.dest == aid), "B keeps its route to A from beacons");
+    // A renames itself: a new card, which B asks for when the beacon names it.
+    let cfg = Config { name: "a-renamed".into(), ..p.a.config().clone() };
+    p.a.set_config(cfg, Timestamp::from(p.now));
+    p.run(2_000, 100);
+    assert_eq!(p.b.card(&aid).map(|c| c.name.clone()).as_deref(), Some("a-renamed"));
+    assert_eq!((p.a.metrics().cards_served, p.b.metrics().cards_requested), (1, 1));
+}
+
+#[test]
+fn beacons_naming_cards_nobody_delivers_wait_in_a_bounded_set() {
+    let mut p = Pair::new(None);
+    p.run(2_000, 100);
+    let aid = p.a.node_id();
+    let beacon = |i: u32, now: u64| {
+        let mut seed = [9u8; 32];
+        seed[..4].copy_from_slice(&i.to_le_bytes());
+        let id = Identity::from_seed(&seed);
+        let b = Beacon { card_id: EnvelopeId([i as u8; 16]), seq: 1, neighbours: Vec::new() };
+        Envelope::seal(
+            &id,
+            &Draft {
+                kind: Kind::Announce,
+                max_hops: 4,
+                created: now / 1000,
+                ttl: 24 * 3600,
+                dest: Destination { id: [0; 16], domain: String::new() },
+                payload: &b.encode(),
+            },
+        )
+        .unwrap()
+    };
+    let taken = p.a.metrics().announces_in;
+    // B sends beacons of 400 strangers whose cards it does not hold.
+    for i in 0..400u32 {
+        assert!(p.b.send_raw_envelope(aid, beacon(i, p.now).bytes()));
+        carry(&mut p.b, &mut p.a, addr(2), p.now);
+        take_actions(&mut p.a);
+        p.now += 1;
+    }
+    assert!(p.a.held.len() <= cardfetch::MAX_HELD, "{} beacons held", p.a.held.len());
+    assert_eq!(p.a.metrics().cards_requested, p.a.held.len() as u64, "one want per held beacon");
+    assert_eq!(p.a.metrics().announces_in, taken, "none taken");
+    assert_eq!(p.a.cards().count(), 1, "no card learned but B's");
+    // Once the wait is over, the set takes new beacons again.
+    p.now += cardfetch::HOLD_MS + 1;
+    assert!(p.b.send_raw_envelope(aid, beacon(1000, p.now).bytes()));
+    carry(&mut p.b, &mut p.a, addr(2), p.now);
+    assert!(p.a.held.contains_key(&beacon(1000, p.now).origin_id()));
+}
+
+#[test]
+fn a_neighbour_asking_for_cards_over_and_over_gets_a_bounded_number() {
+    let mut p = Pair::new(None);
+    p.run(2_000, 100);
+    let aid = p.a.node_id();
+    let card_id = p.a.full_card.as_ref().unwrap().0.id();
+    let served0 = p.a.metrics().cards_served;
+    // 20 want frames of 70 ids each within 20 ms, all naming A's card.
+    for _ in 0..20 {
+        for f in id_frames(IdList::Want, &[card_id; 70]) {
+            assert!(p.b.send_raw_frame(aid, &f));
+        }
+        carry(&mut p.b, &mut p.a, addr(2), p.now);
+        take_actions(&mut p.a);
+        p.now += 1;
+    }
+    let served = p.a.metrics().cards_served - served0;
+    assert!(served <= u64::from(NEW_CARD_BURST) + 1, "{served} cards served for 1,400 asked");
+    assert!(served >= 100, "a burst is answered: {served}");
+}

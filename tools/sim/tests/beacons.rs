@@ -1,0 +1,51 @@
+//! The real nodes on a simulated multi-hop mesh: once routes have
+//! converged, beacons carry them and no full card moves; every node still
+//! holds every card and a route to every node (protocol.md 7.1).
+
+use meshpost_proto::node::{Config, WireClass};
+use meshpost_sim::engine::{Params, Report, Sim};
+use meshpost_sim::topo;
+
+const N: usize = 12;
+
+fn run(minutes: u64) -> Report {
+    Sim::new(Params {
+        topology: topo::Kind::Mesh,
+        nodes: N,
+        degree: 4.0,
+        minutes,
+        warmup_minutes: minutes - 1,
+        seed: 3,
+        load_per_minute: 0.0,
+        loss: 0.0,
+        delay_ms: 10,
+        churn_per_hour: 0.0,
+        config: Config { announce_interval_ms: 10_000, route_timeout_ms: 30_000, ..Config::default() },
+        mdns_interval_ms: 60_000,
+    })
+    .run()
+}
+
+fn counter(r: &Report, name: &str) -> u64 {
+    r.counters.iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v)
+}
+
+#[test]
+fn after_convergence_beacons_carry_the_routes_and_no_card_moves() {
+    let (short, long) = (run(3), run(6));
+    // The same seed: the longer run is the shorter one and three more
+    // minutes (18 more beacon intervals) of it.
+    assert_eq!(counter(&short, "cards_served"), counter(&long, "cards_served"), "a card moved after convergence");
+    assert_eq!(counter(&short, "cards_requested"), counter(&long, "cards_requested"));
+    // Each node asked for each card at most about once.
+    let asked = counter(&long, "cards_requested");
+    assert!(asked <= (N * (N - 1)) as u64, "{asked} cards asked for");
+    let full = (N - 1) as f64 - 1e-9;
+    assert!(long.cards_avg >= full && long.routes_avg >= full, "{long:?}");
+    // What moves is beacons: each forwarded copy costs one beacon, about
+    // 250 bytes here, where a full card costs 1.6 KB.
+    let forwarded = (counter(&long, "announces_forwarded") - counter(&short, "announces_forwarded")) as f64;
+    let sent = long.bytes_per_node_minute[WireClass::Announce as usize] * N as f64;
+    let per_copy = sent / (forwarded / 3.0 + (6 * N) as f64);
+    assert!(per_copy < 400.0, "{per_copy:.0} announce bytes per copy sent");
+}
