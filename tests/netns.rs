@@ -481,6 +481,7 @@ fn eight_nodes_on_one_segment_deliver_once_per_recipient() {
         churn_per_hour: 0.0,
         config: s.node.clone(),
         mdns_interval_ms: s.mdns_interval_ms,
+        cut_minute: None,
     })
     .run();
     let simulated: f64 = sim.bytes_per_node_minute.iter().sum();

@@ -24,6 +24,7 @@ use meshpost_proto::rng::NodeRng;
 use meshpost_proto::time::Timestamp;
 use rand_core::RngCore;
 
+use crate::converge;
 use crate::topo::{self, unit};
 
 const UNIX0: u64 = 1_800_000_000_000;
@@ -48,6 +49,9 @@ pub struct Params {
     pub config: Config,
     /// How often mDNS tells a node about its neighbours.
     pub mdns_interval_ms: u64,
+    /// At this minute one link fails (one whose loss keeps the topology
+    /// connected), and the time until every route leads home is measured.
+    pub cut_minute: Option<u64>,
 }
 
 /// What one run measured.
@@ -71,6 +75,11 @@ pub struct Report {
     pub counters: Vec<(&'static str, u64)>,
     /// Events an admin would see in the log, by kind and reason, all nodes.
     pub log_events: std::collections::BTreeMap<String, u64>,
+    /// With `cut_minute`: whether every route led home just before the cut,
+    /// and how long after it they all did again (None: not within the run,
+    /// or no link could go without splitting the topology).
+    pub routes_settled_before_cut: bool,
+    pub convergence_ms: Option<u64>,
 }
 
 enum Ev {
@@ -80,6 +89,8 @@ enum Ev {
     Load,
     Churn,
     Return(u32),
+    Cut,
+    CheckRoutes,
 }
 
 struct Item {
@@ -131,6 +142,7 @@ pub struct Sim {
     rng: NodeRng,
     sent: HashMap<EnvelopeId, (u64, u32)>,
     report: Report,
+    cut_at: Option<u64>,
 }
 
 impl Sim {
@@ -164,6 +176,7 @@ impl Sim {
             rng,
             sent: HashMap::new(),
             report: Report::default(),
+            cut_at: None,
         };
         for i in 0..n as u32 {
             // Routers boot within the first 10 s.
@@ -173,6 +186,9 @@ impl Sim {
         if sim.p.load_per_minute > 0.0 {
             let t = sim.warmup_end() + sim.next_gap(sim.p.load_per_minute);
             sim.push(t, Ev::Load);
+        }
+        if let Some(m) = sim.p.cut_minute {
+            sim.push(m * 60_000, Ev::Cut);
         }
         if sim.p.churn_per_hour > 0.0 {
             let per_minute = sim.p.churn_per_hour * n as f64 / 60.0;
@@ -291,7 +307,29 @@ impl Sim {
                 self.wake_at[i as usize] = self.now;
                 self.push(self.now, Ev::Wake(i));
             }
+            Ev::Cut => {
+                self.report.routes_settled_before_cut = self.routes_settled();
+                if let Some((a, b)) = converge::removable_edge(&self.adj, &mut self.rng) {
+                    converge::remove_edge(&mut self.adj, a, b);
+                    self.cut_at = Some(self.now);
+                    self.push(self.now + 1_000, Ev::CheckRoutes);
+                }
+            }
+            Ev::CheckRoutes => {
+                let Some(cut) = self.cut_at else { return };
+                if self.routes_settled() {
+                    self.report.convergence_ms = Some(self.now - cut);
+                } else {
+                    self.push(self.now + 1_000, Ev::CheckRoutes);
+                }
+            }
         }
+    }
+
+    fn routes_settled(&self) -> bool {
+        let next: Vec<HashMap<NodeId, NodeId>> =
+            self.nodes.iter().map(|n| n.routes().into_iter().map(|r| (r.dest, r.via)).collect()).collect();
+        converge::routes_lead_everywhere(&self.adj, &self.up, &self.ids, &next)
     }
 
     /// Carries out what node `i` asked for, then schedules its next wake.
@@ -398,6 +436,7 @@ mod tests {
             churn_per_hour: 0.0,
             config: Config::default(),
             mdns_interval_ms: 60_000,
+            cut_minute: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! that holds real daemons to the simulator's figures (tests/netns.rs)
 //! run the same engine.
 
+pub mod converge;
 pub mod engine;
 pub mod plot;
 pub mod topo;

@@ -18,7 +18,7 @@ use meshpost_sim::{plot, topo};
 
 const USAGE: &str = "usage: meshpost-sim [--topology segment|mesh] [--nodes N | --sweep N,N,...] [--minutes M]
        [--warmup M] [--seed S] [--load MSGS_PER_MIN] [--loss P] [--delay MS] [--churn SHARE_PER_HOUR]
-       [--degree D] [--announce SECONDS] [--counters] [--out PREFIX]
+       [--degree D] [--announce SECONDS] [--cut MINUTE] [--counters] [--out PREFIX]
 Writes PREFIX.csv and PREFIX.svg with --out.";
 
 type Args = (Params, Vec<usize>, Option<String>, bool);
@@ -37,6 +37,7 @@ fn parse() -> Result<Args, String> {
         churn_per_hour: 0.0,
         config: Config::default(),
         mdns_interval_ms: 60_000,
+        cut_minute: None,
     };
     let mut sweep = Vec::new();
     let mut out = None;
@@ -61,6 +62,7 @@ fn parse() -> Result<Args, String> {
             "--churn" => p.churn_per_hour = num(v()?)?,
             "--degree" => p.degree = num(v()?)?,
             "--announce" => p.config.announce_interval_ms = (num(v()?)? * 1000.0) as u64,
+            "--cut" => p.cut_minute = Some(num(v()?)? as u64),
             "--out" => out = Some(v()?),
             "--counters" => counters = true,
             _ => return Err(format!("unknown argument {a}\n{USAGE}")),
@@ -72,6 +74,12 @@ fn parse() -> Result<Args, String> {
     if sweep.iter().any(|n| *n < 2) || p.warmup_minutes >= p.minutes {
         return Err(format!("need at least 2 nodes and a warmup shorter than the run\n{USAGE}"));
     }
+    if !(0.0..1.0).contains(&p.loss) || p.churn_per_hour < 0.0 || p.load_per_minute < 0.0 || p.degree <= 0.0 {
+        return Err(format!("--loss is a share below 1; --churn, --load and --degree are not negative\n{USAGE}"));
+    }
+    if p.cut_minute.is_some_and(|m| m >= p.minutes) {
+        return Err(format!("--cut must fall within the run\n{USAGE}"));
+    }
     Ok((p, sweep, out, counters))
 }
 
@@ -81,7 +89,8 @@ fn header() -> String {
         let _ = write!(h, ",bytes_{}", c.name());
     }
     h.push_str(",bytes_total,datagrams,announce_dup_per_accepted,data_dup_per_delivered,sent,delivered,");
-    h.push_str("latency_p50_ms,latency_p99_ms,links_avg,routes_avg,routes_max,cards_avg,store_avg,events,wall_s");
+    h.push_str("latency_p50_ms,latency_p99_ms,links_avg,routes_avg,routes_max,cards_avg,store_avg,");
+    h.push_str("settled_before_cut,convergence_s,events,wall_s");
     h
 }
 
@@ -106,7 +115,7 @@ fn row(p: &Params, r: &Report, wall: f64) -> String {
     }
     let _ = write!(
         s,
-        ",{:.0},{:.1},{:.2},{:.2},{},{},{},{},{:.1},{:.1},{},{:.1},{:.1},{},{:.1}",
+        ",{:.0},{:.1},{:.2},{:.2},{},{},{},{},{:.1},{:.1},{},{:.1},{:.1},{},{},{},{:.1}",
         r.bytes_per_node_minute.iter().sum::<f64>(),
         r.datagrams_per_node_minute,
         r.announce_duplicates_per_accepted,
@@ -120,6 +129,8 @@ fn row(p: &Params, r: &Report, wall: f64) -> String {
         r.routes_max,
         r.cards_avg,
         r.store_avg,
+        r.routes_settled_before_cut,
+        r.convergence_ms.map_or(String::new(), |ms| format!("{:.0}", ms as f64 / 1000.0)),
         r.events,
         wall
     );

@@ -22,6 +22,7 @@ fn run(minutes: u64) -> Report {
         churn_per_hour: 0.0,
         config: Config { announce_interval_ms: 10_000, route_timeout_ms: 30_000, ..Config::default() },
         mdns_interval_ms: 60_000,
+        cut_minute: None,
     })
     .run()
 }
