@@ -7,8 +7,10 @@
 //! avahi keep running beside us and keep receiving the unicast answers
 //! meant for them. We announce our instance at once when an interface
 //! comes up, then again after 1, 2, 4 ... seconds up to `mdns_interval`;
-//! each announcement goes with a query so that nodes in their backoff
-//! answer at once. Queries for our service, our instance, our host name or
+//! until the interval reaches `mdns_interval` each announcement goes with
+//! a query so that the others answer at once; after that every node's own
+//! announcements keep the rest informed, and a query would only make every
+//! node answer it (N^2 answers per interval on one segment). Queries for our service, our instance, our host name or
 //! the service types are answered at most once a second per interface and
 //! address family. Multicast loopback is on, so an avahi or umdns on this
 //! router sees our service too; our own packets coming back are recognised
@@ -228,8 +230,15 @@ impl Discovery {
                 continue;
             }
             let me = mdns::announce(&self.me, RECORD_TTL, &i.state.addrs(), false);
+            // Asking is for the start: once every node announces itself
+            // each interval, a query would only make all N-1 others answer
+            // again (N^2 answers an interval on a batman-adv segment).
+            let asking = i.interval < max;
             for s in 0..i.socks.len() {
-                sent += i.send(s, &me) + i.send(s, &q);
+                sent += i.send(s, &me);
+                if asking {
+                    sent += i.send(s, &q);
+                }
             }
             i.next_announce = now + i.interval;
             i.interval = (i.interval * 2).min(max);
