@@ -264,12 +264,17 @@ impl Node {
             // neighbours have it already. Not sending it to them again is
             // what keeps a shared segment (batman-adv) at N-1 copies of a
             // beacon instead of (N-1)^2.
+            // Likewise the neighbour it came from passed it to each of its
+            // own links (as its latest beacon lists them) except those the
+            // origin had reached: those have it too.
             let reached = &beacon.neighbours;
+            let empty = Vec::new();
+            let relayed = self.cards.get(&link).filter(|_| link != origin).map_or(&empty, |c| &c.neighbours);
             let targets: Vec<NodeId> = self
                 .links
                 .iter()
                 .filter(|(k, l)| **k != link && **k != origin && (l.fed.is_none() || ours))
-                .filter(|(k, l)| l.fed.is_some() || !reached.contains(k))
+                .filter(|(k, l)| l.fed.is_some() || !(reached.contains(k) || relayed.contains(k)))
                 .map(|(k, _)| *k)
                 .collect();
             for t in targets {
