@@ -250,6 +250,12 @@ impl Node {
         &self.wire
     }
 
+    /// How many envelope ids this node remembers as seen (bounded by
+    /// `seen_capacity`).
+    pub fn seen_ids(&self) -> usize {
+        self.seen.len()
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

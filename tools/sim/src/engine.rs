@@ -70,6 +70,9 @@ pub struct Report {
     pub routes_max: usize,
     pub cards_avg: f64,
     pub store_avg: f64,
+    /// Envelope ids remembered as seen, per node.
+    pub seen_avg: f64,
+    pub seen_max: usize,
     pub events: u64,
     /// Every node counter (Metrics::list), summed over all nodes.
     pub counters: Vec<(&'static str, u64)>,
@@ -398,6 +401,8 @@ impl Sim {
             r.links_avg += node.links().len() as f64 / n;
             r.cards_avg += node.cards().count() as f64 / n;
             r.store_avg += node.store().len() as f64 / n;
+            r.seen_avg += node.seen_ids() as f64 / n;
+            r.seen_max = r.seen_max.max(node.seen_ids());
         }
         for node in &self.nodes {
             for (k, (name, _, v)) in node.metrics().list().into_iter().enumerate() {

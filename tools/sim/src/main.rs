@@ -90,7 +90,7 @@ fn header() -> String {
     }
     h.push_str(",bytes_total,datagrams,announce_dup_per_accepted,data_dup_per_delivered,sent,delivered,");
     h.push_str("latency_p50_ms,latency_p99_ms,links_avg,routes_avg,routes_max,cards_avg,store_avg,");
-    h.push_str("settled_before_cut,convergence_s,events,wall_s");
+    h.push_str("seen_avg,seen_max,settled_before_cut,convergence_s,events,wall_s");
     h
 }
 
@@ -115,7 +115,7 @@ fn row(p: &Params, r: &Report, wall: f64) -> String {
     }
     let _ = write!(
         s,
-        ",{:.0},{:.1},{:.2},{:.2},{},{},{},{},{:.1},{:.1},{},{:.1},{:.1},{},{},{},{:.1}",
+        ",{:.0},{:.1},{:.2},{:.2},{},{},{},{},{:.1},{:.1},{},{:.1},{:.1},{:.0},{},{},{},{},{:.1}",
         r.bytes_per_node_minute.iter().sum::<f64>(),
         r.datagrams_per_node_minute,
         r.announce_duplicates_per_accepted,
@@ -129,6 +129,8 @@ fn row(p: &Params, r: &Report, wall: f64) -> String {
         r.routes_max,
         r.cards_avg,
         r.store_avg,
+        r.seen_avg,
+        r.seen_max,
         r.routes_settled_before_cut,
         r.convergence_ms.map_or(String::new(), |ms| format!("{:.0}", ms as f64 / 1000.0)),
         r.events,
