@@ -46,7 +46,13 @@ impl Node {
         // go back within a run when the clock is stepped back.
         self.card_seq = self.unix_ms.max(self.card_seq + 1);
         let stable = self.my_card(0).encode();
-        if self.full_card.as_ref().is_none_or(|(_, s)| *s != stable) {
+        // A card is also signed again before half its lifetime is over, and
+        // when the clock was stepped (an RTC-less router signs at boot with
+        // a clock NTP sets later): others refuse an expired card.
+        let now_s = self.unix_s();
+        let stale =
+            |e: &Envelope| now_s.saturating_sub(e.created()) > u64::from(ANNOUNCE_TTL / 2) || e.created() > now_s + 60;
+        if self.full_card.as_ref().is_none_or(|(e, s)| *s != stable || stale(e)) {
             let card = self.my_card(self.card_seq).encode();
             self.full_card = self.seal_announce(&card).map(|e| (e, stable));
         }

@@ -102,3 +102,19 @@ fn a_neighbour_asking_for_cards_over_and_over_gets_a_bounded_number() {
     assert!(served <= u64::from(NEW_CARD_BURST) + 1, "{served} cards served for 1,400 asked");
     assert!(served >= 100, "a burst is answered: {served}");
 }
+
+#[test]
+fn a_card_is_signed_again_before_it_expires_and_fetched_by_the_neighbour() {
+    let mut p = Pair::new(None);
+    p.run(2_000, 100);
+    let aid = p.a.node_id();
+    let first = p.a.full_card.as_ref().unwrap().0.id();
+    // Past half the card's 24-hour lifetime: A signs a new card, its beacon
+    // names it, and B fetches it (an expired card would be refused by
+    // every node that meets A later).
+    p.run(13 * 3_600_000, 30_000);
+    let now_card = p.a.full_card.as_ref().unwrap().0.id();
+    assert_ne!(now_card, first, "A signed its card again");
+    assert_eq!(p.b.cards.by_card_id(&now_card).map(|(n, _)| n), Some(aid), "B holds the new card");
+    assert_eq!(p.b.metrics().cards_requested, 1);
+}
