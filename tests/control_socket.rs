@@ -37,7 +37,13 @@ impl AsUser for std::process::Command {
 fn raw(sock: &std::path::Path, bytes: &[u8]) -> String {
     let mut s = UnixStream::connect(sock).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(bytes).unwrap();
+    // The daemon may refuse an oversized request and close before all of
+    // it is written (EPIPE here, seen once on a loaded machine); its answer
+    // is still there to read.
+    if let Err(e) = s.write_all(bytes) {
+        use std::io::ErrorKind::{BrokenPipe, ConnectionReset};
+        assert!(matches!(e.kind(), BrokenPipe | ConnectionReset), "{e}");
+    }
     let mut line = String::new();
     BufReader::new(&s).read_line(&mut line).unwrap();
     line
@@ -81,7 +87,7 @@ fn garbage_gets_an_error_and_the_next_client_is_served() {
 fn oversized_and_half_sent_requests_are_cut_off() {
     let t = TempDir::new("oversize");
     let n = one(&t.0, "\toption control_timeout '1'\n");
-    let big = vec![b'a'; 400 * 1024];
+    let big = vec![b'a'; 8 * 1024 * 1024];
     let line = raw(&n.sock, &big);
     assert!(line.contains("longer than"), "{line}");
     // Half a request and then silence: an error after the timeout, and the
