@@ -106,8 +106,13 @@ fn the_other_domain_is_addressable_at_once_bursts_are_paced_and_reload_keeps_the
     assert!(wait_until(5, || fed(&n[1])["backlog"] == 0), "and returned to 0");
     let f = fed(&n[1]);
     assert!(f["delayed"].as_u64().unwrap() >= 40, "{f}");
-    assert_eq!(lines_with(&n[1], "now wait for the outbound rate"), 1, "{}", n[1].log());
-    assert_eq!(lines_with(&n[1], "backlog for ffb (gateway"), 1);
+    // One line when the burst starts waiting and one when it has gone. On
+    // a loaded machine the 50 requests may come slower than the rate and
+    // the backlog empty between them (seen: two episodes), but never a
+    // line per envelope.
+    let waits = lines_with(&n[1], "now wait for the outbound rate");
+    assert!((1..=5).contains(&waits), "{}", n[1].log());
+    assert_eq!(lines_with(&n[1], "backlog for ffb (gateway"), waits, "{}", n[1].log());
     assert!(n[1].metric("federation_delayed_total") >= 40);
 
     // Reload with a changed out_rate: same link, counters kept.

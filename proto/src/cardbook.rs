@@ -119,6 +119,11 @@ impl CardBook {
         self.cards.get(node).map(|e| (*node, &e.envelope[..]))
     }
 
+    /// Every node with the id of the card held for it.
+    pub fn card_ids(&self) -> impl Iterator<Item = (NodeId, EnvelopeId)> + '_ {
+        self.cards.iter().map(|(n, e)| (*n, e.card_id))
+    }
+
     /// The newest sequence number heard from `node`.
     pub fn seq(&self, node: &NodeId) -> Option<u64> {
         self.cards.get(node).map(|e| e.seq)

@@ -823,3 +823,29 @@ fn on_a_shared_segment_each_announce_reaches_each_node_about_once() {
     assert!(received <= direct + direct / 4, "{received} received, direct alone is {direct}");
     assert!(forwarded <= direct / 4, "{forwarded} re-flooded copies");
 }
+
+#[test]
+fn a_node_that_links_after_the_beacons_went_by_gets_the_cards_at_once() {
+    let mut s = Sim::new(3, &[(1, 2)]);
+    for n in &mut s.nodes {
+        let c = Config { announce_interval_ms: 60_000, route_timeout_ms: 180_000, ..n.config().clone() };
+        n.set_config(c, Timestamp::from(s.now));
+    }
+    s.run(10_000);
+    let c = s.id(2);
+    assert!(s.nodes[1].card(&c).is_some() && s.nodes[0].card(&c).is_none());
+    // Node 0 links to node 1 long before the next beacon of node 2: node 1
+    // offers the ids of its cards and node 0 asks for the one it lacks.
+    let served = s.nodes[1].metrics().cards_served;
+    s.connect(0, 1);
+    let t0 = s.now;
+    while s.nodes[0].card(&c).is_none() && s.now < t0 + 30_000 {
+        s.step(100);
+    }
+    assert!(s.now - t0 <= 3_000, "node 0 learned node 2's card {} ms after linking", s.now - t0);
+    s.run(5_000);
+    // Two cards moved through node 1: node 2's to node 0, and node 0's to
+    // node 2 (for node 0's first beacon); none that was held already.
+    assert_eq!(s.nodes[1].metrics().cards_served - served, 2);
+    assert!(s.nodes[2].card(&s.id(0)).is_some());
+}

@@ -53,6 +53,7 @@ impl Node {
         }
         self.emit(Event::LinkUp { node, addr, initiator });
         self.offer(node, now_ms);
+        self.offer_cards(node, now_ms);
         self.drain_backlog(node, now_ms);
     }
 

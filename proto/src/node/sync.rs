@@ -43,7 +43,7 @@ impl Node {
                             // the first ack of a cross-community message did).
                             self.queue_ack(d.origin, id, d.expires, now_ms, false);
                         }
-                    } else if self.seen.contains(&id) || self.store.contains(&id) {
+                    } else if self.seen.contains(&id) || self.store.contains(&id) || self.holds_card(&id) {
                         have.push(id);
                     } else if !self.writes.contains(&id) {
                         want.push(id);
