@@ -171,7 +171,7 @@ bridge-idle:
 ## sim: the simulator's sweeps for docs/scale.md (long; not part of `make test`).
 # Segment sizes stop at 50 by default: a segment of N nodes forms N^2/2
 # links at its cold start, each with a handshake and a card exchange, which
-# makes larger segments slow to simulate (docs/scale.md has 100).
+# makes larger segments slow to simulate.
 SIM_SEGMENT_SIZES ?= 10,20,30,50
 SIM_MESH_SIZES ?= 10,30,100
 SIM_MINUTES ?= 20

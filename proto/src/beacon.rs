@@ -21,6 +21,7 @@ use crate::identity::NodeId;
 use crate::wire::{Put, Reader};
 
 pub use crate::card::CardError;
+use crate::card::{put_node_ids, read_node_ids};
 
 pub const BEACON_VERSION: u8 = 2;
 /// Most neighbours a beacon lists: the largest `max_links` whose
@@ -43,10 +44,7 @@ impl Beacon {
         b.put_u8(BEACON_VERSION);
         b.extend_from_slice(&self.card_id.0);
         b.put_u64(self.seq);
-        b.put_u8(n as u8);
-        for id in &self.neighbours[..n] {
-            b.extend_from_slice(&id.0);
-        }
+        put_node_ids(&mut b, &self.neighbours, MAX_BEACON_NEIGHBOURS);
         b
     }
 
@@ -58,14 +56,7 @@ impl Beacon {
         }
         let card_id = EnvelopeId(r.array::<16>("card id")?);
         let seq = r.u64("seq")?;
-        let n = r.u8("neighbour count")? as usize;
-        if n > MAX_BEACON_NEIGHBOURS {
-            return Err(CardError::BadField { field: "neighbour count" });
-        }
-        let mut neighbours = Vec::with_capacity(n);
-        for _ in 0..n {
-            neighbours.push(NodeId(r.array::<16>("neighbour")?));
-        }
+        let neighbours = read_node_ids(&mut r, MAX_BEACON_NEIGHBOURS)?;
         if r.remaining() != 0 {
             return Err(CardError::TrailingBytes { extra: r.remaining() });
         }

@@ -105,11 +105,7 @@ impl Card {
         b.put_u8(self.domain.len() as u8);
         b.extend_from_slice(self.domain.as_bytes());
         b.put_u64(self.seq);
-        let n = self.neighbours.len().min(MAX_NEIGHBOURS);
-        b.put_u8(n as u8);
-        for id in &self.neighbours[..n] {
-            b.extend_from_slice(&id.0);
-        }
+        put_node_ids(&mut b, &self.neighbours, MAX_NEIGHBOURS);
         let g = self.gateway_for.len().min(MAX_GATEWAY_DOMAINS);
         b.put_u8(g as u8);
         for d in &self.gateway_for[..g] {
@@ -149,14 +145,7 @@ impl Card {
             return Err(CardError::BadField { field: "domain" });
         }
         let seq = r.u64("seq")?;
-        let n = r.u8("neighbour count")? as usize;
-        if n > MAX_NEIGHBOURS {
-            return Err(CardError::BadField { field: "neighbour count" });
-        }
-        let mut neighbours = Vec::with_capacity(n);
-        for _ in 0..n {
-            neighbours.push(NodeId(r.array::<16>("neighbour")?));
-        }
+        let neighbours = read_node_ids(&mut r, MAX_NEIGHBOURS)?;
         let g = r.u8("gateway count")? as usize;
         if g > MAX_GATEWAY_DOMAINS {
             return Err(CardError::BadField { field: "gateway count" });
@@ -189,6 +178,28 @@ impl Card {
             gateway_for,
         })
     }
+}
+
+/// Writes a neighbour list: a count byte, then at most `max` node ids.
+pub(crate) fn put_node_ids(b: &mut Vec<u8>, ids: &[NodeId], max: usize) {
+    let n = ids.len().min(max).min(255);
+    b.put_u8(n as u8);
+    for id in &ids[..n] {
+        b.extend_from_slice(&id.0);
+    }
+}
+
+/// Reads a neighbour list written by [`put_node_ids`], refusing more than `max`.
+pub(crate) fn read_node_ids(r: &mut Reader<'_>, max: usize) -> Result<Vec<NodeId>, CardError> {
+    let n = r.u8("neighbour count")? as usize;
+    if n > max {
+        return Err(CardError::BadField { field: "neighbour count" });
+    }
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        ids.push(NodeId(r.array::<16>("neighbour")?));
+    }
+    Ok(ids)
 }
 
 fn truncate_utf8(s: &str, max: usize) -> &str {
