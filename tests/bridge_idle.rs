@@ -42,18 +42,10 @@ fn eight_daemons_idle_on_one_bridge_send_less_than_alfred() {
     let _g = lock();
     let t = TempDir::new("bridge-idle");
     let mut net = Net::new("bi");
-    let sw = net.ns("switch");
-    ip(&["-n", &sw, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"]);
-    ip(&["-n", &sw, "link", "set", "br0", "up"]);
+    let (sw, spaces) = net.bridge(NODES, false);
     let mut nodes = Vec::new();
-    for i in 0..NODES {
-        let ns = net.ns(&format!("n{i}"));
-        let port = format!("p{i}");
-        ip(&["link", "add", "mesh0", "netns", &ns, "type", "veth", "peer", "name", &port, "netns", &sw]);
-        ip(&["-n", &ns, "link", "set", "mesh0", "up"]);
-        ip(&["-n", &sw, "link", "set", &port, "master", "br0"]);
-        ip(&["-n", &sw, "link", "set", &port, "up"]);
-        let mut n = mesh_node(&t, &ns, &format!("n{i}"), &["mesh0"]);
+    for (i, ns) in spaces.iter().enumerate() {
+        let mut n = mesh_node(&t, ns, &format!("n{i}"), &["mesh0"]);
         // The built-in defaults: only the interface is configured.
         n.extra = "\tlist interface 'mesh0'\n".into();
         nodes.push(n);

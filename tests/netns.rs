@@ -424,26 +424,10 @@ fn eight_nodes_on_one_segment_deliver_once_per_recipient() {
     let _g = lock();
     let t = TempDir::new("bridge");
     let mut net = Net::new("s");
-    let sw = net.ns("switch");
-    ip(&["-n", &sw, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"]);
-    ip(&["-n", &sw, "link", "set", "br0", "up"]);
-    let mut nodes = Vec::new();
-    for i in 0..8u8 {
-        let ns = net.ns(&format!("n{i}"));
-        let port = format!("p{i}");
-        // IPv4 only on this segment, so the IPv4 discovery path is exercised.
-        ip(&["link", "add", "mesh0", "netns", &ns, "type", "veth", "peer", "name", &port, "netns", &sw]);
-        let sysctl = Command::new("ip")
-            .args(["netns", "exec", &ns, "sysctl", "-qw", "net.ipv6.conf.mesh0.disable_ipv6=1"])
-            .output()
-            .unwrap();
-        assert!(sysctl.status.success());
-        ip(&["-n", &ns, "addr", "add", &format!("169.254.10.{}/24", i + 1), "dev", "mesh0"]);
-        ip(&["-n", &ns, "link", "set", "mesh0", "up"]);
-        ip(&["-n", &sw, "link", "set", &port, "master", "br0"]);
-        ip(&["-n", &sw, "link", "set", &port, "up"]);
-        nodes.push(mesh_node(&t, &ns, &format!("n{i}"), &["mesh0"]));
-    }
+    // IPv4 only on this segment, so the IPv4 discovery path is exercised.
+    let (_sw, spaces) = net.bridge(8, true);
+    let mut nodes: Vec<Node> =
+        spaces.iter().enumerate().map(|(i, ns)| mesh_node(&t, ns, &format!("n{i}"), &["mesh0"])).collect();
     for n in &mut nodes {
         n.start();
     }

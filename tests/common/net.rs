@@ -48,6 +48,35 @@ impl Net {
             ip(&["-n", ns, "link", "set", ifname, "up"]);
         }
     }
+
+    /// `n` namespaces `n0..` each with a `mesh0` plugged into port `pI` of
+    /// one bridge (snooping off) in namespace `switch`. With `v4_only`,
+    /// IPv6 is off on `mesh0` and node I gets 169.254.10.(I+1)/24.
+    /// Returns the switch namespace and the node namespaces.
+    pub fn bridge(&mut self, n: usize, v4_only: bool) -> (String, Vec<String>) {
+        let sw = self.ns("switch");
+        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"]);
+        ip(&["-n", &sw, "link", "set", "br0", "up"]);
+        let mut spaces = Vec::new();
+        for i in 0..n {
+            let ns = self.ns(&format!("n{i}"));
+            let port = format!("p{i}");
+            ip(&["link", "add", "mesh0", "netns", &ns, "type", "veth", "peer", "name", &port, "netns", &sw]);
+            if v4_only {
+                let ok = Command::new("ip")
+                    .args(["netns", "exec", &ns, "sysctl", "-qw", "net.ipv6.conf.mesh0.disable_ipv6=1"])
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+                assert!(ok, "could not turn IPv6 off in {ns}");
+                ip(&["-n", &ns, "addr", "add", &format!("169.254.10.{}/24", i + 1), "dev", "mesh0"]);
+            }
+            ip(&["-n", &ns, "link", "set", "mesh0", "up"]);
+            ip(&["-n", &sw, "link", "set", &port, "master", "br0"]);
+            ip(&["-n", &sw, "link", "set", &port, "up"]);
+            spaces.push(ns);
+        }
+        (sw, spaces)
+    }
 }
 
 impl Drop for Net {
