@@ -44,7 +44,9 @@ fn after_convergence_beacons_carry_the_routes_and_no_card_moves() {
     let full = (N - 1) as f64 - 1e-9;
     assert!(long.cards_avg >= full && long.routes_avg >= full, "{long:?}");
     // What moves is beacons: each forwarded copy costs one beacon, about
-    // 250 bytes here, where a full card costs 1.6 KB.
+    // 250 bytes here, where a full card costs 1.6 KB. Copies per minute:
+    // forwarded ones over the last three minutes, plus each node's own six
+    // counted once though it goes to every link, so the figure errs high.
     let forwarded = (counter(&long, "announces_forwarded") - counter(&short, "announces_forwarded")) as f64;
     let sent = long.bytes_per_node_minute[WireClass::Announce as usize] * N as f64;
     let per_copy = sent / (forwarded / 3.0 + (6 * N) as f64);
