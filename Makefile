@@ -37,7 +37,7 @@ tools:
 	 command -v ip >/dev/null || missing="$$missing iproute2"; \
 	 command -v cmake >/dev/null || missing="$$missing cmake"; \
 	 command -v cc >/dev/null || missing="$$missing gcc"; \
-	 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing="$$missing libclang-dev"; \
+	 ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || missing="$$missing libclang-dev"; \
 	 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	 command -v lua5.1 >/dev/null || missing="$$missing lua5.1"; \
 	 command -v zbarimg >/dev/null || missing="$$missing zbar-tools"; \
