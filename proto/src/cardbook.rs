@@ -24,6 +24,7 @@ use crate::beacon::Beacon;
 use crate::card::Card;
 use crate::envelope::EnvelopeId;
 use crate::identity::NodeId;
+use crate::routing::Advert;
 
 /// What learning a card did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +61,8 @@ struct Entry {
     /// The signed full-card announce, as received.
     envelope: Box<[u8]>,
     card_id: EnvelopeId,
+    /// The newest beacon naming this card, as received, with its id.
+    beacon: Option<(EnvelopeId, Box<[u8]>)>,
     /// Newest sequence heard from the node (card or beacon).
     seq: u64,
     /// When last heard (caller's monotonic ms).
@@ -74,6 +77,7 @@ pub struct CardBook {
     cap: usize,
     cards: BTreeMap<NodeId, Entry>,
     by_id: BTreeMap<EnvelopeId, NodeId>,
+    by_beacon: BTreeMap<EnvelopeId, NodeId>,
     probation: BTreeSet<(u64, NodeId)>,
     protected: BTreeSet<(u64, NodeId)>,
 }
@@ -84,6 +88,7 @@ impl CardBook {
             cap: cap.max(1),
             cards: BTreeMap::new(),
             by_id: BTreeMap::new(),
+            by_beacon: BTreeMap::new(),
             probation: BTreeSet::new(),
             protected: BTreeSet::new(),
         }
@@ -124,15 +129,32 @@ impl CardBook {
         self.cards.iter().map(|(n, e)| (*n, e.card_id))
     }
 
+    /// The newest beacon with envelope id `id`, as received, and its node.
+    pub fn by_beacon_id(&self, id: &EnvelopeId) -> Option<(NodeId, &[u8])> {
+        let node = self.by_beacon.get(id)?;
+        self.cards.get(node).and_then(|e| e.beacon.as_ref()).map(|(_, b)| (*node, &b[..]))
+    }
+
+    /// Every node with the id of the newest beacon held for it.
+    pub fn beacon_ids(&self) -> impl Iterator<Item = (NodeId, EnvelopeId)> + '_ {
+        self.by_beacon.iter().map(|(id, n)| (*n, *id))
+    }
+
+    /// What the routing graph knows of `node`: its newest beacon's
+    /// neighbours, sequence and when it was last heard.
+    pub fn advert(&self, node: &NodeId) -> Option<Advert<'_>> {
+        self.cards.get(node).map(|e| Advert { neighbours: &e.card.neighbours, seq: e.seq, heard: e.heard })
+    }
+
     /// The newest sequence number heard from `node`.
     pub fn seq(&self, node: &NodeId) -> Option<u64> {
         self.cards.get(node).map(|e| e.seq)
     }
 
-    /// Checks a beacon of `node` naming `card_id` with sequence `seq` and
-    /// `neighbours`, heard at `now`; a current one counts as hearing the
-    /// node, and the newest one's neighbours are kept.
-    pub fn beacon(&mut self, node: NodeId, b: &Beacon, now: u64) -> BeaconMatch {
+    /// Checks a beacon `b` of `node`, signed as `signed`, heard at `now`; a
+    /// current one counts as hearing the node, and the newest one is kept
+    /// with its neighbours.
+    pub fn beacon(&mut self, node: NodeId, b: &Beacon, signed: (EnvelopeId, &[u8]), now: u64) -> BeaconMatch {
         let Some(e) = self.cards.get_mut(&node) else { return BeaconMatch::NeedsCard };
         if e.card_id != b.card_id {
             return if b.seq > e.seq { BeaconMatch::NeedsCard } else { BeaconMatch::Stale };
@@ -141,6 +163,10 @@ impl CardBook {
         if newer {
             e.seq = b.seq;
             e.card.neighbours.clone_from(&b.neighbours);
+            if let Some((old, _)) = e.beacon.replace((signed.0, signed.1.into())) {
+                self.by_beacon.remove(&old);
+            }
+            self.by_beacon.insert(signed.0, node);
         }
         let (heard, protected) = (e.heard, e.protected);
         self.touch(node, heard, protected, now, protected || newer);
@@ -172,6 +198,10 @@ impl CardBook {
             }
             if let Some(e) = self.cards.get_mut(&node) {
                 self.by_id.remove(&e.card_id);
+                // The beacon named the old card.
+                if let Some((old, _)) = e.beacon.take() {
+                    self.by_beacon.remove(&old);
+                }
                 e.seq = e.seq.max(card.seq);
                 // Neighbours come from beacons; a card signed without them
                 // keeps those heard.
@@ -196,11 +226,17 @@ impl CardBook {
             self.protected.remove(&(t, v));
             if let Some(e) = self.cards.remove(&v) {
                 self.by_id.remove(&e.card_id);
+                if let Some((old, _)) = e.beacon {
+                    self.by_beacon.remove(&old);
+                }
             }
             evicted = Some(v);
         }
         let seq = card.seq;
-        self.cards.insert(node, Entry { card, envelope: envelope.into(), card_id, seq, heard: now, protected: false });
+        self.cards.insert(
+            node,
+            Entry { card, envelope: envelope.into(), card_id, beacon: None, seq, heard: now, protected: false },
+        );
         self.by_id.insert(card_id, node);
         self.probation.insert((now, node));
         (Learned::New, evicted)
@@ -257,23 +293,29 @@ mod tests {
         let c = card(1, 5, "a");
         let (node, id) = (c.node_id(), id_of(&c));
         let bc = |card_id: EnvelopeId, seq: u64| Beacon { card_id, seq, neighbours: vec![NodeId([seq as u8; 16])] };
-        assert_eq!(b.beacon(node, &bc(id, 6), 0), BeaconMatch::NeedsCard, "unknown node");
+        let signed = |i: u8| (EnvelopeId([i; 16]), vec![i; 3]);
+        let (s6, s7) = (signed(6), signed(7));
+        let (s6, s7) = ((s6.0, &s6.1[..]), (s7.0, &s7.1[..]));
+        assert_eq!(b.beacon(node, &bc(id, 6), s6, 0), BeaconMatch::NeedsCard, "unknown node");
         learn(&mut b, c.clone(), 0, |_| false);
         assert_eq!(b.by_card_id(&id), Some((node, &c.encode()[..])));
-        assert_eq!(b.beacon(node, &bc(id, 6), 1), BeaconMatch::Current { newer: true });
-        assert_eq!(b.beacon(node, &bc(id, 6), 2), BeaconMatch::Current { newer: false });
+        assert_eq!(b.beacon(node, &bc(id, 6), s6, 1), BeaconMatch::Current { newer: true });
+        assert_eq!(b.beacon(node, &bc(id, 6), s6, 2), BeaconMatch::Current { newer: false });
+        assert_eq!(b.by_beacon_id(&s6.0), Some((node, &[6u8, 6, 6][..])), "the newest beacon is kept");
+        assert_eq!(b.beacon_ids().collect::<Vec<_>>(), vec![(node, s6.0)]);
         assert_eq!(b.seq(&node), Some(6));
         assert_eq!(b.get(&node).unwrap().neighbours, vec![NodeId([6; 16])], "the newest beacon's neighbours");
         // Another card id: a late copy when not newer, a new card otherwise.
         let other = EnvelopeId([9; 16]);
-        assert_eq!(b.beacon(node, &bc(other, 6), 3), BeaconMatch::Stale);
-        assert_eq!(b.beacon(node, &bc(other, 7), 3), BeaconMatch::NeedsCard);
+        assert_eq!(b.beacon(node, &bc(other, 6), s6, 3), BeaconMatch::Stale);
+        assert_eq!(b.beacon(node, &bc(other, 7), s7, 3), BeaconMatch::NeedsCard);
         // The newer card replaces the old one under its own id.
         let newer = card(1, 8, "a");
         learn(&mut b, newer.clone(), 4, |_| false);
         assert_eq!(b.by_card_id(&id), None);
         assert_eq!(b.by_card_id(&id_of(&newer)).map(|(n, _)| n), Some(node));
         assert_eq!(b.seq(&node), Some(8));
+        assert_eq!(b.by_beacon_id(&s6.0), None, "the beacon named the old card");
     }
 
     #[test]

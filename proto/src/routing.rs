@@ -1,19 +1,22 @@
-//! The routing table: for each destination, the next hops that announces
-//! have shown, with hop counts and ages.
+//! The routing table: shortest paths over the mesh graph that beacons
+//! describe (link state).
 //!
-//! Every announce that arrives over link L with `hops` travelled offers L as
-//! a next hop towards its origin. Up to [`MAX_CANDIDATES`] next hops are
-//! kept per destination, so when a link goes down the next best one is used
-//! at once instead of waiting for the next announce. Candidates expire when
-//! no announce has refreshed them within the route timeout. It does not
-//! know about links; callers remove candidates through a lost link.
+//! Every beacon lists its origin's neighbours. A link between two nodes is
+//! in the graph when both list each other (so a node that went away drops
+//! out as soon as its neighbours sign beacons without it, whatever its own
+//! last beacon said); our own links are taken as they are. A breadth-first
+//! search from this node gives each reachable destination its next hop and
+//! hop count. Because a route follows from the graph and not from when an
+//! announce last passed, beacons need not be flooded every interval to keep
+//! routes alive: they back off while nothing changes (announce.rs).
+//!
+//! It does not store beacons (the card book keeps each origin's newest
+//! neighbour list) and does not decide when to recompute: the node marks
+//! the table stale and computes it again when a route is next asked for.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::identity::NodeId;
-
-/// Next hops kept per destination.
-pub const MAX_CANDIDATES: usize = 4;
 
 /// One way to reach a destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,79 +24,75 @@ pub struct Route {
     pub via: NodeId,
     /// Links to cross, 1 for a neighbour.
     pub hops: u8,
-    /// Sequence number of the announce that taught it.
+    /// Sequence number of the destination's newest beacon (0 if none).
     pub seq: u64,
-    /// When it was last refreshed (ms).
+    /// When the destination was last heard (caller's ms; 0 if never).
     pub updated: u64,
 }
 
-/// Bounded table of routes.
-#[derive(Debug)]
+/// What the graph knows of one node: its newest beacon's neighbours.
+#[derive(Debug, Clone, Copy)]
+pub struct Advert<'a> {
+    pub neighbours: &'a [NodeId],
+    pub seq: u64,
+    pub heard: u64,
+}
+
+/// Next hop and distance for every destination the graph reaches.
+#[derive(Debug, Default)]
 pub struct Table {
-    routes: BTreeMap<NodeId, Vec<Route>>,
-    max_destinations: usize,
+    routes: BTreeMap<NodeId, Route>,
 }
 
 impl Table {
-    pub fn new(max_destinations: usize) -> Table {
-        Table { routes: BTreeMap::new(), max_destinations }
+    pub fn new() -> Table {
+        Table::default()
     }
 
-    /// Learns that `dest` is `hops` links away through `via`. Returns true
-    /// if the best route to `dest` changed.
-    pub fn learn(&mut self, dest: NodeId, via: NodeId, hops: u8, seq: u64, now: u64) -> bool {
-        if !self.routes.contains_key(&dest) && self.routes.len() >= self.max_destinations {
-            // Full: forget the destination heard of longest ago.
-            let oldest =
-                self.routes.iter().min_by_key(|(_, c)| c.iter().map(|r| r.updated).max().unwrap_or(0)).map(|(k, _)| *k);
-            if let Some(k) = oldest {
-                self.routes.remove(&k);
+    /// Computes every route again from this node `me`, its `links`, and
+    /// the adverts `advert` gives (None for a node unknown or too long
+    /// unheard). Work is linear in the nodes and links of the graph; the
+    /// table holds at most one route per node `advert` knows, plus links.
+    pub fn compute<'a>(
+        &mut self,
+        me: NodeId,
+        links: impl Iterator<Item = NodeId>,
+        advert: impl Fn(&NodeId) -> Option<Advert<'a>>,
+    ) {
+        self.routes.clear();
+        let mut queue = VecDeque::new();
+        let info = |n: &NodeId| advert(n).map_or((0, 0), |a| (a.seq, a.heard));
+        for l in links {
+            if l == me || self.routes.contains_key(&l) {
+                continue;
             }
+            let (seq, updated) = info(&l);
+            self.routes.insert(l, Route { via: l, hops: 1, seq, updated });
+            queue.push_back(l);
         }
-        let key = |r: Option<Route>| r.map(|r| (r.via, r.hops));
-        let before = key(self.best(&dest));
-        let c = self.routes.entry(dest).or_default();
-        match c.iter_mut().find(|r| r.via == via) {
-            Some(r) => {
-                if seq > r.seq || (seq == r.seq && hops < r.hops) {
-                    *r = Route { via, hops, seq, updated: now };
-                } else if seq == r.seq {
-                    r.updated = r.updated.max(now);
+        while let Some(u) = queue.pop_front() {
+            let (Some(a), Some(from)) = (advert(&u), self.routes.get(&u).copied()) else { continue };
+            for v in a.neighbours {
+                if *v == me || self.routes.contains_key(v) {
+                    continue;
                 }
+                // Both ends must list the link.
+                let Some(b) = advert(v).filter(|b| b.neighbours.contains(&u)) else { continue };
+                let hops = from.hops.saturating_add(1);
+                self.routes.insert(*v, Route { via: from.via, hops, seq: b.seq, updated: b.heard });
+                queue.push_back(*v);
             }
-            None => c.push(Route { via, hops, seq, updated: now }),
         }
-        // Newer announces outrank older ones; among equals, fewer hops win.
-        let newest = c.iter().map(|r| r.seq).max().unwrap_or(0);
-        c.sort_by_key(|r| (r.seq < newest, r.hops, u64::MAX - r.updated));
-        c.truncate(MAX_CANDIDATES);
-        key(self.best(&dest)) != before
     }
 
-    /// The preferred route to `dest`, if any.
+    /// The route to `dest`, if the graph reaches it.
     pub fn best(&self, dest: &NodeId) -> Option<Route> {
-        self.routes.get(dest).and_then(|c| c.first().copied())
+        self.routes.get(dest).copied()
     }
 
-    /// Removes every route through `via` (the link to it went down).
-    pub fn withdraw_via(&mut self, via: &NodeId) {
-        for c in self.routes.values_mut() {
-            c.retain(|r| &r.via != via);
-        }
-        self.routes.retain(|_, c| !c.is_empty());
-    }
-
-    /// Drops routes not refreshed since `now - timeout`.
-    pub fn expire(&mut self, now: u64, timeout: u64) {
-        for c in self.routes.values_mut() {
-            c.retain(|r| r.updated + timeout > now);
-        }
-        self.routes.retain(|_, c| !c.is_empty());
-    }
-
-    /// Every destination with its best route.
+    /// Every destination with its route.
     pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &Route)> {
-        self.routes.iter().filter_map(|(d, c)| c.first().map(|r| (d, r)))
+        self.routes.iter()
     }
 
     pub fn len(&self) -> usize {
@@ -113,47 +112,58 @@ mod tests {
         NodeId([i; 16])
     }
 
-    #[test]
-    fn fewer_hops_win_and_newer_announces_outrank_older() {
-        let mut t = Table::new(10);
-        assert!(t.learn(n(9), n(1), 3, 100, 0));
-        assert!(t.learn(n(9), n(2), 2, 100, 0));
-        assert_eq!(t.best(&n(9)).unwrap().via, n(2));
-        // A newer announce through 1 outranks the old one through 2.
-        assert!(t.learn(n(9), n(1), 4, 200, 10));
-        assert_eq!(t.best(&n(9)).unwrap().via, n(1));
-        // The same announce arriving later by a longer path changes nothing.
-        assert!(!t.learn(n(9), n(1), 6, 200, 20));
-        assert_eq!(t.best(&n(9)).unwrap().hops, 4);
+    /// A graph of undirected edges as every node would advertise it.
+    fn adverts(edges: &[(u8, u8)]) -> BTreeMap<NodeId, Vec<NodeId>> {
+        let mut m: BTreeMap<NodeId, Vec<NodeId>> = BTreeMap::new();
+        for &(a, b) in edges {
+            m.entry(n(a)).or_default().push(n(b));
+            m.entry(n(b)).or_default().push(n(a));
+        }
+        m
+    }
+
+    fn table(me: u8, g: &BTreeMap<NodeId, Vec<NodeId>>) -> Table {
+        let mut t = Table::new();
+        let links = g.get(&n(me)).cloned().unwrap_or_default();
+        t.compute(n(me), links.into_iter(), |x| g.get(x).map(|v| Advert { neighbours: v, seq: 7, heard: 1 }));
+        t
     }
 
     #[test]
-    fn withdrawing_a_link_falls_back_to_the_next_candidate() {
-        let mut t = Table::new(10);
-        t.learn(n(9), n(1), 2, 100, 0);
-        t.learn(n(9), n(2), 3, 100, 0);
-        t.withdraw_via(&n(1));
-        assert_eq!(t.best(&n(9)).unwrap().via, n(2));
-        t.withdraw_via(&n(2));
-        assert!(t.best(&n(9)).is_none());
-        assert!(t.is_empty());
+    fn shortest_paths_over_the_advertised_graph() {
+        // 0 - 1 - 2 - 3, and a shortcut 0 - 4 - 3.
+        let g = adverts(&[(0, 1), (1, 2), (2, 3), (0, 4), (4, 3)]);
+        let t = table(0, &g);
+        assert_eq!(t.best(&n(1)).map(|r| (r.via, r.hops)), Some((n(1), 1)));
+        assert_eq!(t.best(&n(2)).map(|r| (r.via, r.hops)), Some((n(1), 2)));
+        assert_eq!(t.best(&n(3)).map(|r| (r.via, r.hops)), Some((n(4), 2)));
+        assert_eq!(t.best(&n(3)).map(|r| r.seq), Some(7));
+        assert!(t.best(&n(0)).is_none(), "no route to ourselves");
+        assert_eq!(t.len(), 4);
     }
 
     #[test]
-    fn routes_expire_and_the_table_is_bounded() {
-        let mut t = Table::new(3);
-        for i in 0..5 {
-            t.learn(n(i), n(100), 1, 1, u64::from(i));
-        }
-        assert_eq!(t.len(), 3);
-        assert!(t.best(&n(0)).is_none(), "oldest destination forgotten");
-        t.expire(1000, 990);
-        assert_eq!(t.len(), 0);
-        let mut t = Table::new(10);
-        for via in 0..10 {
-            t.learn(n(50), n(via), via + 1, 1, 0);
-        }
-        assert_eq!(t.routes[&n(50)].len(), MAX_CANDIDATES);
-        assert_eq!(t.best(&n(50)).unwrap().hops, 1);
+    fn a_link_only_one_end_lists_is_not_used() {
+        // 2 went away: 1 signed a beacon without it, 2's last one still
+        // lists 1 and 3.
+        let mut g = adverts(&[(0, 1), (1, 2), (2, 3)]);
+        g.insert(n(1), vec![n(0)]);
+        let t = table(0, &g);
+        assert!(t.best(&n(2)).is_none());
+        assert!(t.best(&n(3)).is_none(), "nothing beyond the lost node");
+    }
+
+    #[test]
+    fn losing_a_link_takes_the_other_path_at_once() {
+        let mut g = adverts(&[(0, 1), (1, 3), (0, 2), (2, 4), (4, 3)]);
+        assert_eq!(table(0, &g).best(&n(3)).map(|r| r.via), Some(n(1)));
+        // Our link to 1 went down (we no longer list it).
+        g.insert(n(0), vec![n(2)]);
+        let t = table(0, &g);
+        assert_eq!(t.best(&n(3)).map(|r| (r.via, r.hops)), Some((n(2), 3)));
+        // A node we have no beacon from is reached only as a neighbour.
+        let mut t = Table::new();
+        t.compute(n(0), [n(9)].into_iter(), |_| None);
+        assert_eq!(t.best(&n(9)).map(|r| (r.via, r.hops, r.seq)), Some((n(9), 1, 0)));
     }
 }

@@ -55,10 +55,11 @@ impl Sim {
     fn seeded(n: usize, edges: &[(usize, usize)], seed: u8) -> Sim {
         let cfg = Config {
             announce_interval_ms: 5_000,
+            announce_max_interval_ms: 40_000,
             sync_interval_ms: 2_000,
             keepalive_ms: 2_000,
             dead_after_ms: 6_000,
-            route_timeout_ms: 15_000,
+            route_timeout_ms: 120_000,
             ..Config::default()
         };
         let mut nodes = Vec::new();
@@ -809,6 +810,11 @@ fn on_a_shared_segment_each_announce_reaches_each_node_about_once() {
     let n = 8;
     let edges: Vec<(usize, usize)> = (0..n).flat_map(|a| (a + 1..n).map(move |b| (a, b))).collect();
     let mut s = Sim::new(n, &edges);
+    // A fixed interval (no backoff), so the rounds can be counted.
+    for x in &mut s.nodes {
+        let c = Config { announce_max_interval_ms: 5_000, ..x.config().clone() };
+        x.set_config(c, Timestamp::from(s.now));
+    }
     s.run(30_000);
     let before: u64 = s.nodes.iter().map(|x| x.metrics().announces_in + x.metrics().announces_duplicate).sum();
     let fwd0: u64 = s.nodes.iter().map(|x| x.metrics().announces_forwarded).sum();
@@ -825,10 +831,15 @@ fn on_a_shared_segment_each_announce_reaches_each_node_about_once() {
 }
 
 #[test]
-fn a_node_that_links_after_the_beacons_went_by_gets_the_cards_at_once() {
+fn a_node_that_links_after_the_beacons_went_by_gets_the_cards_and_routes_at_once() {
     let mut s = Sim::new(3, &[(1, 2)]);
     for n in &mut s.nodes {
-        let c = Config { announce_interval_ms: 60_000, route_timeout_ms: 180_000, ..n.config().clone() };
+        let c = Config {
+            announce_interval_ms: 60_000,
+            announce_max_interval_ms: 3_600_000,
+            route_timeout_ms: 3 * 3_600_000,
+            ..n.config().clone()
+        };
         n.set_config(c, Timestamp::from(s.now));
     }
     s.run(10_000);
@@ -843,6 +854,14 @@ fn a_node_that_links_after_the_beacons_went_by_gets_the_cards_at_once() {
         s.step(100);
     }
     assert!(s.now - t0 <= 3_000, "node 0 learned node 2's card {} ms after linking", s.now - t0);
+    // And node 2's newest beacon, offered by id with the cards: its
+    // neighbour list puts node 2 in node 0's graph, behind node 1.
+    while !s.nodes[0].routes().iter().any(|r| r.dest == c) && s.now < t0 + 30_000 {
+        s.step(100);
+    }
+    assert!(s.now - t0 <= 3_000, "node 0 had a route to node 2 {} ms after linking", s.now - t0);
+    let r = s.nodes[0].routes().into_iter().find(|r| r.dest == c).unwrap();
+    assert_eq!((r.via, r.hops), (s.id(1), 2));
     s.run(5_000);
     // Two cards moved through node 1: node 2's to node 0, and node 0's to
     // node 2 (for node 0's first beacon); none that was held already.

@@ -323,6 +323,9 @@ impl Settings {
                 "channel_rate" => n.channel_rate = parse_num(v, 1, 10_000).map_err(err)? as u32,
                 "mdns_interval" => self.mdns_interval_ms = parse_num(v, 2, 3600).map_err(err)? * 1000,
                 "announce_interval" => n.announce_interval_ms = parse_num(v, 2, 86_400).map_err(err)? * 1000,
+                // At most 6 h: a card is signed again at 12 h of its 24 h,
+                // when the beacon after it is made.
+                "announce_max_interval" => n.announce_max_interval_ms = parse_num(v, 2, 6 * 3600).map_err(err)? * 1000,
                 "announce_hops" => {
                     n.announce_hops = parse_num(v, 1, meshpost_proto::envelope::MAX_HOPS as u64).map_err(err)? as u8
                 }
@@ -330,9 +333,11 @@ impl Settings {
             }
         }
         // A discovered peer is forgotten after three silent announce periods,
-        // and a route after three missed announces.
+        // and a node leaves the routing graph after three of its longest
+        // beacon intervals (the longest is never below announce_interval).
         self.node.discovery_timeout_ms = 3 * self.mdns_interval_ms;
-        self.node.route_timeout_ms = 3 * self.node.announce_interval_ms;
+        self.node.announce_max_interval_ms = self.node.announce_max_interval_ms.max(self.node.announce_interval_ms);
+        self.node.route_timeout_ms = 3 * self.node.announce_max_interval_ms;
         if self.node.dead_after_ms <= self.node.keepalive_ms {
             return Err(ConfigError {
                 file: fname.into(),

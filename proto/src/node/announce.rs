@@ -88,6 +88,9 @@ impl Node {
         let contacts = &self.contacts;
         let keep = |k: &NodeId| links.contains_key(k) || contacts.contains(k);
         let (learned, evicted) = self.cards.learn(card, (env.id(), env.bytes()), self.clock, keep);
+        if evicted.is_some() || learned == Learned::New {
+            self.routes_changed();
+        }
         if let Some(gone) = evicted {
             // Memory and disk stay bounded together.
             self.cards_out.remove(&gone);
@@ -115,15 +118,26 @@ impl Node {
         Some(node)
     }
 
-    /// Re-announce shortly after a link change, debounced.
+    /// Re-announce shortly after a link change, debounced, and start the
+    /// backoff again from the shortest interval.
     pub(super) fn announce_soon(&mut self) {
+        self.announce_ivl = 0;
         self.next_announce = self.next_announce.min(self.clock + ANNOUNCE_SOON_MS);
     }
 
-    /// Signs a fresh announce and floods it to every link.
+    /// Signs a fresh announce and floods it to every link. The next one
+    /// follows after the current interval, which doubles each time up to
+    /// `announce_max_interval_ms` (Trickle's backoff, RFC 6206, without its
+    /// suppression: every origin's beacon is news to the others). Routes do
+    /// not depend on beacons passing (routing.rs), so a quiet mesh goes
+    /// quiet; a change (a link, a key, the name) starts again from
+    /// `announce_interval_ms`.
     pub(super) fn announce_now(&mut self, now_ms: u64) {
         self.refresh_announce(now_ms);
-        self.next_announce = now_ms + self.cfg.announce_interval_ms;
+        let (min, max) = (self.cfg.announce_interval_ms, self.cfg.announce_max_interval_ms);
+        self.announce_ivl =
+            if self.announce_ivl == 0 { min } else { self.announce_ivl.saturating_mul(2) }.min(max.max(min));
+        self.next_announce = now_ms + self.announce_ivl;
         let Some(bytes) = self.announce.as_ref().map(|e| e.bytes().to_vec()) else {
             return;
         };
@@ -223,21 +237,20 @@ impl Node {
             self.metrics.envelopes_invalid += 1;
             return;
         };
-        match self.cards.beacon(origin, &beacon, now_ms) {
+        match self.cards.beacon(origin, &beacon, (env.id(), env.bytes()), now_ms) {
             BeaconMatch::NeedsCard => return self.hold_beacon(now_ms, link, env, beacon.card_id),
             BeaconMatch::Stale => {
                 self.metrics.announces_duplicate += 1;
                 return;
             }
-            BeaconMatch::Current { .. } => {}
+            // A newer beacon may list other neighbours: the graph changed.
+            BeaconMatch::Current { newer: true } => self.routes_changed(),
+            BeaconMatch::Current { newer: false } => {}
         }
         if origin == link {
             self.refusals.clear(&link);
         }
         let id = env.id();
-        // Every copy teaches a route, also duplicates over other paths.
-        let hops = env.max_hops().saturating_sub(env.hops_left()).saturating_add(1);
-        self.routes.learn(origin, link, hops, beacon.seq, now_ms);
         if self.seen.contains(&id) {
             self.metrics.announces_duplicate += 1;
             return;

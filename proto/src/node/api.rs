@@ -42,13 +42,17 @@ pub struct Config {
     pub origin_burst: u32,
     /// Most ids offered to a link per sync round.
     pub offer_batch: usize,
-    /// How often this node floods its announce.
+    /// How soon this node floods its beacon again after a change; the
+    /// interval then doubles while nothing changes.
     pub announce_interval_ms: u64,
+    /// The longest interval between beacons.
+    pub announce_max_interval_ms: u64,
     /// Hop limit of announces.
     pub announce_hops: u8,
     /// Announces from one origin arriving faster than this are dropped.
     pub announce_min_interval_ms: u64,
-    /// Routes not refreshed by an announce within this time are dropped.
+    /// A node not heard from within this time leaves the routing graph
+    /// (routes themselves follow from the graph; this only forgets).
     pub route_timeout_ms: u64,
     /// Delay before delivered ids are acknowledged end to end (batching).
     pub ack_delay_ms: u64,
@@ -94,9 +98,10 @@ impl Default for Config {
             origin_burst: 500,
             offer_batch: 1024,
             announce_interval_ms: 60_000,
+            announce_max_interval_ms: 3_600_000,
             announce_hops: 8,
             announce_min_interval_ms: 1_000,
-            route_timeout_ms: 180_000,
+            route_timeout_ms: 3 * 3_600_000,
             ack_delay_ms: 1_000,
             max_discovered: 256,
             discovery_timeout_ms: 180_000,

@@ -69,23 +69,29 @@ impl Node {
         }
     }
 
-    /// Offers a new mesh link the ids of the cards we hold (not its own), so
-    /// a node that links after a beacon went by asks for the cards it
-    /// lacks at once instead of an interval later. Ids only: a card it
-    /// holds costs 16 bytes.
+    /// Offers a new mesh link the ids of the cards we hold (not its own),
+    /// then of the newest beacons naming them, so a node that links after
+    /// a beacon went by learns the mesh at once instead of when each node
+    /// next floods one (beacons back off to `announce_max_interval`). Ids
+    /// only: what it holds costs 16 bytes each; cards come first so they
+    /// arrive before the beacons that name them.
     pub(super) fn offer_cards(&mut self, to: NodeId, now_ms: u64) {
         if self.links.get(&to).is_none_or(|l| l.fed.is_some()) {
             return; // a federation link gets its handover (links.rs)
         }
-        let ids: Vec<EnvelopeId> = self.cards.card_ids().filter(|(n, _)| *n != to).map(|(_, id)| id).collect();
+        let cards = self.cards.card_ids().filter(|(n, _)| *n != to).map(|(_, id)| id);
+        let beacons = self.cards.beacon_ids().filter(|(n, _)| *n != to).map(|(_, id)| id);
+        let ids: Vec<EnvelopeId> = cards.chain(beacons).collect();
         for f in id_frames(IdList::Offer, &ids) {
             self.send_frame(to, &f, now_ms);
         }
     }
 
-    /// Whether `id` names a card we hold (ours included).
+    /// Whether `id` names a card or newest beacon we hold (ours included).
     pub(super) fn holds_card(&self, id: &EnvelopeId) -> bool {
-        self.full_card.as_ref().is_some_and(|(e, _)| e.id() == *id) || self.cards.by_card_id(id).is_some()
+        self.full_card.as_ref().is_some_and(|(e, _)| e.id() == *id)
+            || self.cards.by_card_id(id).is_some()
+            || self.cards.by_beacon_id(id).is_some()
     }
 
     /// Answers a want of a card id, within the link's budget; false if it
@@ -100,12 +106,28 @@ impl Node {
             let ours = self.cards.get(&node).is_some_and(|c| c.domain == self.cfg.domain);
             (!federated || ours).then(|| bytes.to_vec())
         });
-        let Some(bytes) = bytes else { return false };
+        let Some(bytes) = bytes else { return self.serve_beacon(now_ms, to, id) };
         if !self.links.get_mut(&to).is_some_and(|l| l.cards_asked.take(NEW_CARD_RATE, NEW_CARD_BURST, now_ms)) {
             self.metrics.envelopes_rate_limited += 1;
             return false;
         }
         self.metrics.cards_served += 1;
+        self.send_envelope_bytes(to, &bytes);
+        true
+    }
+
+    /// Answers a want of a beacon id (offered by [`offer_cards`]), within
+    /// the link's beacon budget. A federation peer gets none this way: it
+    /// has its handover.
+    fn serve_beacon(&mut self, now_ms: u64, to: NodeId, id: &EnvelopeId) -> bool {
+        if self.links.get(&to).is_none_or(|l| l.fed.is_some()) {
+            return false;
+        }
+        let Some(bytes) = self.cards.by_beacon_id(id).map(|(_, b)| b.to_vec()) else { return false };
+        if !self.links.get_mut(&to).is_some_and(|l| l.beacons_asked.take(BEACON_RATE, BEACON_BURST, now_ms)) {
+            self.metrics.envelopes_rate_limited += 1;
+            return false;
+        }
         self.send_envelope_bytes(to, &bytes);
         true
     }

@@ -33,7 +33,7 @@ impl Node {
             }
             return match self.best_gateway(domain) {
                 Some(gw) if gw == to => true,
-                Some(gw) => self.routes.best(&gw).is_some_and(|r| r.via == to && self.links.contains_key(&r.via)),
+                Some(gw) => self.best_route(&gw).is_some_and(|r| r.via == to && self.links.contains_key(&r.via)),
                 None => false,
             };
         }
@@ -46,7 +46,7 @@ impl Node {
                 if env.hops_left() == 0 || self.links.contains_key(&dest) {
                     return false;
                 }
-                match self.routes.best(&dest) {
+                match self.best_route(&dest) {
                     Some(r) if self.links.contains_key(&r.via) => r.via == to,
                     _ => true,
                 }
@@ -172,7 +172,7 @@ impl Node {
                 if self.links.contains_key(id) {
                     return Some((1, *id));
                 }
-                self.routes.best(id).filter(|r| self.links.contains_key(&r.via)).map(|r| (r.hops, *id))
+                self.best_route(id).filter(|r| self.links.contains_key(&r.via)).map(|r| (r.hops, *id))
             })
             .min()
             .map(|(_, id)| id)

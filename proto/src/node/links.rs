@@ -72,6 +72,9 @@ pub(super) struct Link {
     /// Budget for full cards the peer asks us for (cardfetch.rs), the same
     /// size: one want frame names up to 70 cards of 1.4 KB each.
     pub(super) cards_asked: Bucket,
+    /// Budget for beacons the peer asks us for (a new link wants the
+    /// beacons it lacks: one per node of the mesh, about 300 bytes each).
+    pub(super) beacons_asked: Bucket,
     /// When a "session unknown" hint last made us handshake (unknown.rs).
     pub(super) hinted_at: Option<u64>,
 }
@@ -81,6 +84,9 @@ pub(super) struct Link {
 /// federation card exchange, not for a neighbour minting identities.
 pub(super) const NEW_CARD_RATE: u32 = 20;
 pub(super) const NEW_CARD_BURST: u32 = 300;
+/// Beacons served per second to one link, and burst (cardfetch.rs).
+pub(super) const BEACON_RATE: u32 = 100;
+pub(super) const BEACON_BURST: u32 = 1024;
 
 /// Most ids remembered per link as already held by the peer.
 pub(super) const MAX_PEER_HAS: usize = 8192;
@@ -446,6 +452,7 @@ impl Node {
                         confirmed: false,
                         new_cards: Bucket::full(NEW_CARD_BURST, now_ms),
                         cards_asked: Bucket::full(NEW_CARD_BURST, now_ms),
+                        beacons_asked: Bucket::full(BEACON_BURST, now_ms),
                         hinted_at: None,
                     },
                 );
@@ -453,6 +460,7 @@ impl Node {
         }
         self.peers.linked(node, addr, now_ms);
         if is_new {
+            self.routes_changed();
             self.introduce(node);
             self.announce_soon();
         }
@@ -482,7 +490,7 @@ impl Node {
                 self.by_index.remove(&p.local_idx);
             }
             self.peers.unlinked(&node, self.clock);
-            self.routes.withdraw_via(&node);
+            self.routes_changed();
             self.announce_soon();
             self.emit(Event::LinkDown { node, reason });
         }

@@ -56,6 +56,7 @@ mod contacts;
 mod crossing;
 mod durability;
 mod forward;
+mod graph;
 mod links;
 mod local;
 mod metrics;
@@ -77,7 +78,7 @@ pub use wire::{WireClass, WireStats};
 
 use crate::peerbook::{Limits as PeerLimits, PeerBook};
 use durability::{AfterWrite, WriteKind, Writes};
-use links::{Link, MAX_PEER_HAS, NEW_CARD_BURST, NEW_CARD_RATE, PendingInit, PendingResp};
+use links::{BEACON_BURST, BEACON_RATE, Link, MAX_PEER_HAS, NEW_CARD_BURST, NEW_CARD_RATE, PendingInit, PendingResp};
 use refusals::Refusals;
 
 /// Most of our own domain's announces kept and handed to a federation peer
@@ -141,7 +142,12 @@ pub struct Node {
     /// the wall clock does).
     card_seq: u64,
     rng: NodeRng,
-    routes: Table,
+    /// Routes computed from beacons (graph.rs), and whether they are stale.
+    routes: core::cell::RefCell<Table>,
+    routes_stale: core::cell::Cell<bool>,
+    /// The current announce interval: from `announce_interval_ms`, doubling
+    /// while nothing changes up to `announce_max_interval_ms` (announce.rs).
+    announce_ivl: u64,
     /// When the last accepted announce of each origin arrived.
     announce_seen: BTreeMap<NodeId, u64>,
     next_announce: u64,
@@ -170,11 +176,11 @@ impl Node {
         let mut rng = NodeRng::from_seed(seed);
         let me = identity.node_id();
         let store = Store::new(cfg.store);
-        let max_routes = cfg.max_cards;
         let seen = SeenSet::new(cfg.seen_capacity);
         let peers = PeerBook::new(Node::peer_limits(&cfg));
         let delivered = Delivered::new(cfg.delivered_capacity);
         let hs_limit = HandshakeLimiter::new(cfg.handshake_rate, now_ms, &mut rng);
+        let max_cards = cfg.max_cards;
         let mut n = Node {
             identity,
             me,
@@ -190,7 +196,7 @@ impl Node {
             cookies_held: BTreeMap::new(),
             links: BTreeMap::new(),
             by_index: BTreeMap::new(),
-            cards: CardBook::new(max_routes),
+            cards: CardBook::new(max_cards),
             cards_out: OwnCards::new(MAX_CARDS_EXCHANGED),
             outbox: Outbox::default(),
             contacts: std::collections::BTreeSet::new(),
@@ -212,7 +218,9 @@ impl Node {
             unix_ms: now.unix_ms,
             card_seq: 0,
             rng,
-            routes: Table::new(max_routes),
+            routes: core::cell::RefCell::new(Table::new()),
+            routes_stale: core::cell::Cell::new(false),
+            announce_ivl: 0,
             announce_seen: BTreeMap::new(),
             next_announce: now_ms,
             pending_acks: BTreeMap::new(),
@@ -281,6 +289,7 @@ impl Node {
         if renamed {
             // A new full card is signed; the beacon names it and neighbours
             // fetch it.
+            self.announce_ivl = 0;
             self.announce_now(now_ms);
         }
     }
@@ -368,7 +377,8 @@ impl Node {
         }
         self.seen.expire(now_s);
         self.delivered.expire(now_s);
-        self.routes.expire(now_ms, self.cfg.route_timeout_ms);
+        // Beacons age out of the graph (graph.rs).
+        self.routes_changed();
         if now_ms >= self.next_announce {
             self.announce_now(now_ms);
         }

@@ -67,13 +67,13 @@ impl Node {
                 age_ms: now.saturating_sub(l.last_rx),
             })
             .collect();
-        for (dest, r) in self.routes.iter() {
-            if self.links.contains_key(dest) || !self.links.contains_key(&r.via) {
+        for (dest, r) in self.all_routes() {
+            if self.links.contains_key(&dest) || !self.links.contains_key(&r.via) {
                 continue;
             }
             out.push(RouteInfo {
-                dest: *dest,
-                name: self.name_of(dest),
+                dest,
+                name: self.name_of(&dest),
                 via: r.via,
                 hops: r.hops,
                 age_ms: now.saturating_sub(r.updated),

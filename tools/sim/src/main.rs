@@ -18,7 +18,7 @@ use meshpost_sim::{plot, topo};
 
 const USAGE: &str = "usage: meshpost-sim [--topology segment|mesh] [--nodes N | --sweep N,N,...] [--minutes M]
        [--warmup M] [--seed S] [--load MSGS_PER_MIN] [--loss P] [--delay MS] [--churn SHARE_PER_HOUR]
-       [--degree D] [--announce SECONDS] [--cut MINUTE] [--counters] [--out PREFIX]
+       [--degree D] [--announce SECONDS] [--announce-max SECONDS] [--cut MINUTE] [--counters] [--out PREFIX]
 Writes PREFIX.csv and PREFIX.svg with --out.";
 
 type Args = (Params, Vec<usize>, Option<String>, bool);
@@ -62,12 +62,18 @@ fn parse() -> Result<Args, String> {
             "--churn" => p.churn_per_hour = num(v()?)?,
             "--degree" => p.degree = num(v()?)?,
             "--announce" => p.config.announce_interval_ms = (num(v()?)? * 1000.0) as u64,
+            "--announce-max" => p.config.announce_max_interval_ms = (num(v()?)? * 1000.0) as u64,
             "--cut" => p.cut_minute = Some(num(v()?)? as u64),
             "--out" => out = Some(v()?),
             "--counters" => counters = true,
             _ => return Err(format!("unknown argument {a}\n{USAGE}")),
         }
     }
+    // As the daemon's loader does: a node leaves the graph after three of
+    // the longest beacon intervals.
+    let c = &mut p.config;
+    c.announce_max_interval_ms = c.announce_max_interval_ms.max(c.announce_interval_ms);
+    c.route_timeout_ms = 3 * c.announce_max_interval_ms;
     if sweep.is_empty() {
         sweep.push(p.nodes);
     }

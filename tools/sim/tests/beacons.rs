@@ -20,7 +20,13 @@ fn run(minutes: u64) -> Report {
         loss: 0.0,
         delay_ms: 10,
         churn_per_hour: 0.0,
-        config: Config { announce_interval_ms: 10_000, route_timeout_ms: 30_000, ..Config::default() },
+        // A fixed interval (no backoff): beacon rounds can be counted.
+        config: Config {
+            announce_interval_ms: 10_000,
+            announce_max_interval_ms: 10_000,
+            route_timeout_ms: 30_000,
+            ..Config::default()
+        },
         mdns_interval_ms: 60_000,
         cut_minute: None,
     })

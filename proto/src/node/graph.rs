@@ -1,0 +1,43 @@
+//! Routes from the graph beacons describe: the table is marked stale when
+//! a beacon, a card or a link changes it, and computed again when a route
+//! is next asked for, so a burst of beacons costs one computation.
+//!
+//! It does not decide what a route is (routing.rs) nor learn beacons
+//! (announce.rs).
+
+use super::*;
+use crate::routing::Route;
+
+impl Node {
+    /// Marks the routes stale; they are computed again when next asked for.
+    pub(super) fn routes_changed(&self) {
+        self.routes_stale.set(true);
+    }
+
+    /// The route to `dest`, from a table no older than the last change.
+    pub(super) fn best_route(&self, dest: &NodeId) -> Option<Route> {
+        self.fresh_routes();
+        self.routes.try_borrow().ok().and_then(|t| t.best(dest))
+    }
+
+    /// Every destination with its route.
+    pub(super) fn all_routes(&self) -> Vec<(NodeId, Route)> {
+        self.fresh_routes();
+        self.routes.try_borrow().map(|t| t.iter().map(|(d, r)| (*d, *r)).collect()).unwrap_or_default()
+    }
+
+    fn fresh_routes(&self) {
+        if !self.routes_stale.get() {
+            return;
+        }
+        // Borrows of the table never outlive the calls above, so this one
+        // succeeds; if it did not, the old table stays and stays stale.
+        let Ok(mut t) = self.routes.try_borrow_mut() else { return };
+        self.routes_stale.set(false);
+        let (me, now, timeout) = (self.me, self.clock, self.cfg.route_timeout_ms);
+        let cards = &self.cards;
+        t.compute(me, self.links.keys().copied(), |n| {
+            cards.advert(n).filter(|a| a.heard.saturating_add(timeout) > now)
+        });
+    }
+}
