@@ -28,7 +28,7 @@ fn port_bytes(sw: &str, i: usize) -> u64 {
     v[0]["stats64"]["rx"]["bytes"].as_u64().unwrap()
 }
 
-fn linked_hops(n: &Node, id: &str) -> Option<u64> {
+fn route_hops(n: &Node, id: &str) -> Option<u64> {
     let routes = n.request(json!({"cmd": "routes"}))["routes"].as_array().cloned().unwrap_or_default();
     routes.iter().find(|r| r["node"] == id).and_then(|r| r["hops"].as_u64())
 }
@@ -55,10 +55,11 @@ fn eight_daemons_idle_on_one_bridge_send_less_than_alfred() {
     }
     let ids: Vec<String> = nodes.iter().map(Node::node_id).collect();
     let started = Instant::now();
+    // Each dials its preferred four (link_target) and accepts those that
+    // prefer it: everyone reaches everyone, most in one hop.
     assert!(
-        wait_until(180, || (0..NODES)
-            .all(|i| (0..NODES).all(|j| i == j || linked_hops(&nodes[i], &ids[j]) == Some(1)))),
-        "not everyone linked to everyone"
+        wait_until(180, || (0..NODES).all(|i| (0..NODES).all(|j| i == j || route_hops(&nodes[i], &ids[j]).is_some()))),
+        "not everyone reaches everyone"
     );
     let converged = started.elapsed();
     // One full announce interval past convergence, then two minutes idle.

@@ -5,13 +5,24 @@
 //! It decides *when* to dial and whom; it does not dial (the node starts
 //! handshakes) and does not decide whether a completed handshake is
 //! accepted (the node's link policy does). Discovered peers are bounded
-//! (the longest unseen is forgotten first) and forgotten when silent.
+//! and forgotten when silent.
+//!
+//! On a shared segment (batman-adv) every node discovers every other, so
+//! a node dials only its `link_target` preferred ones: those whose pair
+//! rank (a hash of the two ids, the same seen from either end) is lowest.
+//! Each node links to its own few and accepts the links of those that
+//! prefer it, which joins the segment into one overlay of bounded degree
+//! with high probability (a random k-out graph); a node the routes do not
+//! reach can be added by the node as a bridge (node/peers.rs). When full,
+//! the worst-ranked discovered peer makes room for a better one.
 //! Discovered peers never linked so far (anyone can announce any id over
 //! mDNS) share a small dial budget, so a neighbour announcing hundreds of
 //! made-up ids costs a few handshakes a second, not hundreds.
 
 use core::net::SocketAddr;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use blake2::{Blake2s256, Digest};
 
 use crate::identity::NodeId;
 use crate::node::PeerSpec;
@@ -32,6 +43,8 @@ pub struct Limits {
     pub retry_max_ms: u64,
     pub max_discovered: usize,
     pub discovery_timeout_ms: u64,
+    /// Discovered peers dialled: the best-ranked this many (0: all).
+    pub link_target: usize,
 }
 
 /// A statically configured peer and its dial state.
@@ -50,6 +63,8 @@ pub struct Found {
     pub addr: SocketAddr,
     pub fp: [u8; 8],
     pub last_seen: u64,
+    /// The pair rank with this node (lower is preferred).
+    pub rank: u64,
     next_attempt: u64,
     backoff: u64,
     linked_at: Option<u64>,
@@ -78,6 +93,10 @@ pub struct PeerBook {
     limits: Limits,
     statics: Vec<StaticPeer>,
     found: BTreeMap<NodeId, Found>,
+    /// The discovered peers by pair rank.
+    by_rank: BTreeSet<(u64, NodeId)>,
+    /// A discovered peer dialled beyond the preferred ones (a bridge).
+    bridge: Option<NodeId>,
     /// The dial budget of discovered peers never linked.
     unverified: Bucket,
 }
@@ -88,6 +107,8 @@ impl PeerBook {
             limits,
             statics: Vec::new(),
             found: BTreeMap::new(),
+            by_rank: BTreeSet::new(),
+            bridge: None,
             unverified: Bucket::full(UNVERIFIED_DIAL_BURST, 0),
         }
     }
@@ -168,10 +189,12 @@ impl PeerBook {
             }
             return;
         }
+        let rank = pair_rank(&me, &node);
         if self.found.len() >= self.limits.max_discovered {
-            let oldest = self.found.iter().min_by_key(|(_, d)| d.last_seen).map(|(k, _)| *k);
-            if let Some(k) = oldest {
-                self.found.remove(&k);
+            // Full: the worst-ranked goes if this one ranks better.
+            match self.by_rank.last().copied() {
+                Some((worst, k)) if worst > rank => self.forget(&k),
+                _ => return,
             }
         }
         // Of two nodes that find each other, the lower id dials at once and
@@ -181,19 +204,47 @@ impl PeerBook {
             addr,
             fp,
             last_seen: now,
+            rank,
             next_attempt: now + wait,
             backoff: min,
             linked_at: None,
             verified: false,
         };
         self.found.insert(node, entry);
+        self.by_rank.insert((rank, node));
+    }
+
+    fn forget(&mut self, node: &NodeId) {
+        if let Some(d) = self.found.remove(node) {
+            self.by_rank.remove(&(d.rank, *node));
+        }
+    }
+
+    /// The discovered peers to dial: the `link_target` best-ranked and the
+    /// bridge, or all when `link_target` is 0.
+    fn preferred(&self) -> Option<BTreeSet<NodeId>> {
+        let k = self.limits.link_target;
+        (k > 0).then(|| self.by_rank.iter().take(k).map(|(_, n)| *n).chain(self.bridge).collect())
+    }
+
+    /// Discovered peers, best-ranked first.
+    pub fn ranked(&self) -> impl Iterator<Item = &NodeId> {
+        self.by_rank.iter().map(|(_, n)| n)
+    }
+
+    /// Dials `node` (a discovered peer) too, beyond the preferred ones;
+    /// None stops that.
+    pub fn set_bridge(&mut self, node: Option<NodeId>) {
+        self.bridge = node;
     }
 
     /// `node` said goodbye over discovery (mDNS records with TTL 0): it is
     /// forgotten and no longer dialled. A link to it is left to the link's
     /// own dead-peer detection. Returns whether it was known.
     pub fn goodbye(&mut self, node: &NodeId) -> bool {
-        self.found.remove(node).is_some()
+        let known = self.found.contains_key(node);
+        self.forget(node);
+        known
     }
 
     /// A link to `node` at `addr` came up at `now`: its dials stop. The
@@ -243,7 +294,12 @@ impl PeerBook {
     /// (a linked peer's old deadline would be in the past).
     pub fn next_dial(&self, is_linked: impl Fn(&NodeId) -> bool) -> Option<u64> {
         let statics = self.statics.iter().filter(|p| p.linked.is_none()).map(|p| p.next_attempt);
-        let found = self.found.iter().filter(|(n, _)| !is_linked(n)).map(|(_, d)| d.next_attempt);
+        let preferred = self.preferred();
+        let found = self
+            .found
+            .iter()
+            .filter(|(n, _)| !is_linked(n) && preferred.as_ref().is_none_or(|p| p.contains(n)))
+            .map(|(_, d)| d.next_attempt);
         statics.chain(found).min()
     }
 
@@ -258,10 +314,15 @@ impl PeerBook {
         mut jitter: impl FnMut(u64) -> u64,
     ) -> Vec<Dial> {
         let (timeout, max) = (self.limits.discovery_timeout_ms, self.limits.retry_max_ms);
-        self.found.retain(|_, d| d.last_seen + timeout > now);
+        let silent: Vec<NodeId> =
+            self.found.iter().filter(|(_, d)| d.last_seen + timeout <= now).map(|(n, _)| *n).collect();
+        for n in &silent {
+            self.forget(n);
+        }
+        let preferred = self.preferred();
         let mut out = Vec::new();
         for (node, d) in self.found.iter_mut() {
-            if is_linked(node) || now < d.next_attempt {
+            if is_linked(node) || now < d.next_attempt || preferred.as_ref().is_some_and(|p| !p.contains(node)) {
                 continue;
             }
             if !d.verified && !self.unverified.take(UNVERIFIED_DIAL_RATE, UNVERIFIED_DIAL_BURST, now) {
@@ -286,13 +347,28 @@ impl PeerBook {
     }
 }
 
+/// The rank of the pair `a`, `b`: the same from either end, spread
+/// evenly, and not something either node chooses alone.
+pub fn pair_rank(a: &NodeId, b: &NodeId) -> u64 {
+    let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+    let h = Blake2s256::new().chain_update(lo.0).chain_update(hi.0).finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&h[..8]);
+    u64::from_be_bytes(first)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-    const LIMITS: Limits =
-        Limits { retry_min_ms: 1_000, retry_max_ms: 8_000, max_discovered: 2, discovery_timeout_ms: 60_000 };
+    const LIMITS: Limits = Limits {
+        retry_min_ms: 1_000,
+        retry_max_ms: 8_000,
+        max_discovered: 2,
+        discovery_timeout_ms: 60_000,
+        link_target: 0,
+    };
 
     fn v4(port: u16) -> SocketAddr {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
@@ -329,7 +405,13 @@ mod tests {
             b.discovered(v4(u16::from(i)), NodeId([i; 16]), [i; 8], t, me);
         }
         let ids: Vec<NodeId> = b.found().map(|(n, _)| *n).collect();
-        assert_eq!(ids, vec![NodeId([2; 16]), NodeId([3; 16])], "the longest unseen went first");
+        // Full at two: the worst-ranked of the three was left out.
+        let mut ranked: Vec<NodeId> = (1..=3u8).map(|i| NodeId([i; 16])).collect();
+        ranked.sort_by_key(|n| pair_rank(&me, n));
+        ranked.truncate(2);
+        ranked.sort();
+        assert_eq!(ids, ranked, "the worst-ranked is not kept");
+        assert_eq!(ids, vec![NodeId([2; 16]), NodeId([3; 16])]);
         // The lower id dials at once; a linked one is not due nor pending.
         let linked = |n: &NodeId| *n == NodeId([2; 16]);
         let due = b.due(20, linked, |_| 0);
@@ -337,6 +419,38 @@ mod tests {
         assert!(b.next_dial(|_| true).is_none());
         b.due(100_000, |_| false, |_| 0);
         assert_eq!(b.found().count(), 0, "silent past the discovery timeout");
+    }
+
+    #[test]
+    fn on_a_segment_only_the_preferred_few_and_the_bridge_are_dialled() {
+        let limits = Limits { max_discovered: 64, link_target: 3, ..LIMITS };
+        let mut b = PeerBook::new(limits);
+        let me = NodeId([0; 16]);
+        let ids: Vec<NodeId> = (1..=40u8).map(|i| NodeId([i; 16])).collect();
+        for (i, n) in ids.iter().enumerate() {
+            b.discovered(v4(i as u16), *n, [0; 8], 0, me);
+        }
+        let mut by_rank = ids.clone();
+        by_rank.sort_by_key(|n| pair_rank(&me, n));
+        assert_eq!(b.ranked().copied().collect::<Vec<_>>(), by_rank);
+        // The rank is the pair's: the same from the other end.
+        assert_eq!(pair_rank(&me, &ids[5]), pair_rank(&ids[5], &me));
+        let dialled = |b: &mut PeerBook, t: u64| -> Vec<NodeId> {
+            let mut v: Vec<NodeId> =
+                b.due(t, |_| false, |_| 0).into_iter().filter_map(|d| d.announced.map(|a| a.0)).collect();
+            v.sort_by_key(|n| pair_rank(&me, n));
+            v
+        };
+        assert_eq!(dialled(&mut b, 10_000), by_rank[..3].to_vec(), "the three best-ranked");
+        // A bridge to a peer routes do not reach is dialled as well.
+        b.set_bridge(Some(by_rank[30]));
+        let mut want = by_rank[..3].to_vec();
+        want.push(by_rank[30]);
+        assert_eq!(dialled(&mut b, 20_000), want);
+        // Others are never due: no wake-ups for them.
+        b.set_bridge(None);
+        let next = b.next_dial(|n| by_rank[..3].contains(n));
+        assert!(next.is_none(), "{next:?}");
     }
 
     #[test]

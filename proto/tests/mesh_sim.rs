@@ -249,6 +249,22 @@ fn a_line_of_five_learns_routes_and_delivers_end_to_end_exactly_once() {
 }
 
 #[test]
+fn a_line_longer_than_the_default_hop_limit_is_routed_end_to_end() {
+    // Twelve nodes in a line: 11 hops, more than default_hops (8). The
+    // sender sees the route's length and signs 13 hops; the acknowledgement
+    // comes back the same way.
+    let mut s = line(12);
+    s.run(40_000);
+    let r = s.nodes[0].routes().into_iter().find(|r| r.dest == s.id(11)).expect("route to the far end");
+    assert_eq!((r.via, r.hops), (s.id(1), 11));
+    let id = s.send(0, 11, "far", None);
+    s.run(5_000);
+    assert_eq!(s.delivered[11].len(), 1);
+    // The acknowledgement freed the sender's copy.
+    assert!(s.nodes[0].store().iter().all(|(k, _)| *k != id), "no acknowledgement came back");
+}
+
+#[test]
 fn partition_and_heal_delivers_all_fifty_once_and_the_flood_ends() {
     let mut s = line(5);
     s.run(20_000);
@@ -810,9 +826,10 @@ fn on_a_shared_segment_each_announce_reaches_each_node_about_once() {
     let n = 8;
     let edges: Vec<(usize, usize)> = (0..n).flat_map(|a| (a + 1..n).map(move |b| (a, b))).collect();
     let mut s = Sim::new(n, &edges);
-    // A fixed interval (no backoff), so the rounds can be counted.
+    // A fixed interval (no backoff), so the rounds can be counted, and
+    // every node links to every other (no preferred few, `link_target` 0).
     for x in &mut s.nodes {
-        let c = Config { announce_max_interval_ms: 5_000, ..x.config().clone() };
+        let c = Config { announce_max_interval_ms: 5_000, link_target: 0, ..x.config().clone() };
         x.set_config(c, Timestamp::from(s.now));
     }
     s.run(30_000);

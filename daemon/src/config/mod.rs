@@ -304,6 +304,7 @@ impl Settings {
                 "rekey_after" => n.rekey_after_ms = parse_num(v, 10, 86_400).map_err(err)? * 1000,
                 "sync_interval" => n.sync_interval_ms = parse_num(v, 1, 3600).map_err(err)? * 1000,
                 "max_links" => n.max_links = parse_num(v, 1, 4096).map_err(err)? as usize,
+                "link_target" => n.link_target = parse_num(v, 0, 1024).map_err(err)? as usize,
                 "origin_rate" => n.origin_rate = parse_num(v, 1, 100_000).map_err(err)? as u32,
                 "link_rate" => n.link_rate = parse_num(v, 1, 100_000).map_err(err)? as u32,
                 "handshake_rate" => n.handshake_rate = parse_num(v, 1, 10_000).map_err(err)? as u32,

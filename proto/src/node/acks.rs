@@ -126,7 +126,7 @@ impl Node {
             &self.identity,
             &Draft {
                 kind: Kind::Ack,
-                max_hops: self.cfg.default_hops,
+                max_hops: self.hops_to(&origin),
                 created: now_s,
                 ttl,
                 dest: Destination { id: origin.0, domain },

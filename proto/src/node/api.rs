@@ -58,6 +58,10 @@ pub struct Config {
     pub ack_delay_ms: u64,
     /// Most peers remembered from discovery.
     pub max_discovered: usize,
+    /// Discovered peers this node dials: the best-ranked this many, plus
+    /// one a minute that routes do not reach (0: every discovered peer).
+    /// Others may still link to it, up to `max_links`.
+    pub link_target: usize,
     /// A discovered peer not heard of again within this time is forgotten.
     pub discovery_timeout_ms: u64,
     /// Channel messages per second accepted from one origin on one channel.
@@ -99,11 +103,12 @@ impl Default for Config {
             offer_batch: 1024,
             announce_interval_ms: 60_000,
             announce_max_interval_ms: 3_600_000,
-            announce_hops: 8,
+            announce_hops: crate::envelope::MAX_HOPS,
             announce_min_interval_ms: 1_000,
             route_timeout_ms: 3 * 3_600_000,
             ack_delay_ms: 1_000,
             max_discovered: 256,
+            link_target: 4,
             discovery_timeout_ms: 180_000,
             channel_rate: 5,
             channel_burst: 50,

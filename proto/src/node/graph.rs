@@ -20,6 +20,14 @@ impl Node {
         self.routes.try_borrow().ok().and_then(|t| t.best(dest))
     }
 
+    /// The hop limit for an envelope to `dest`: `default_hops`, or more
+    /// when the graph knows a longer route (two spare hops, at most
+    /// `MAX_HOPS`), so a large mesh is not cut at the default.
+    pub(super) fn hops_to(&self, dest: &NodeId) -> u8 {
+        let route = self.best_route(dest).map_or(0, |r| r.hops.saturating_add(2));
+        self.cfg.default_hops.max(route.min(crate::envelope::MAX_HOPS))
+    }
+
     /// Every destination with its route.
     pub(super) fn all_routes(&self) -> Vec<(NodeId, Route)> {
         self.fresh_routes();

@@ -116,7 +116,7 @@ impl Node {
             &self.identity,
             &Draft {
                 kind: Kind::Direct,
-                max_hops: hops.unwrap_or(self.cfg.default_hops),
+                max_hops: hops.unwrap_or_else(|| self.hops_to(&to)),
                 created: self.unix_s(),
                 ttl: ttl.unwrap_or(self.cfg.default_ttl),
                 dest: Destination { id: to.0, domain },

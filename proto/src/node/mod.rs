@@ -148,6 +148,8 @@ pub struct Node {
     /// The current announce interval: from `announce_interval_ms`, doubling
     /// while nothing changes up to `announce_max_interval_ms` (announce.rs).
     announce_ivl: u64,
+    /// When to look next for a discovered peer routes do not reach (peers.rs).
+    bridge_check_at: u64,
     /// When the last accepted announce of each origin arrived.
     announce_seen: BTreeMap<NodeId, u64>,
     next_announce: u64,
@@ -221,6 +223,7 @@ impl Node {
             routes: core::cell::RefCell::new(Table::new()),
             routes_stale: core::cell::Cell::new(false),
             announce_ivl: 0,
+            bridge_check_at: now_ms,
             announce_seen: BTreeMap::new(),
             next_announce: now_ms,
             pending_acks: BTreeMap::new(),
@@ -360,7 +363,7 @@ impl Node {
             .chain(handshakes.map(|s| s + self.cfg.handshake_timeout_ms))
             .chain(self.next_dial())
             .chain(expiry)
-            .chain([self.next_announce])
+            .chain([self.next_announce, self.bridge_check_at])
             .chain(self.next_ack_flush)
             .min()
     }
@@ -386,6 +389,7 @@ impl Node {
             self.flush_acks(now_ms);
         }
         self.link_timers(now_ms);
+        self.bridge_timer(now_ms);
         self.peer_timers(now_ms);
     }
 

@@ -12,12 +12,32 @@ impl Node {
             retry_max_ms: cfg.retry_max_ms,
             max_discovered: cfg.max_discovered,
             discovery_timeout_ms: cfg.discovery_timeout_ms,
+            link_target: cfg.link_target,
         }
     }
 
     /// When the peer book next wants to dial (monotonic ms).
     pub(super) fn next_dial(&self) -> Option<u64> {
         self.peers.next_dial(|n| self.links.contains_key(n))
+    }
+
+    /// Once a minute (`announce_interval`), looks for a discovered peer
+    /// our routes do not reach although we are linked: the overlay of
+    /// preferred links left it apart (or its beacons have not come yet).
+    /// The best-ranked such peer is dialled too, one at a time, which joins
+    /// the two parts; once routes reach it the bridge is no longer needed
+    /// (the link stays).
+    pub(super) fn bridge_timer(&mut self, now_ms: u64) {
+        if now_ms < self.bridge_check_at {
+            return;
+        }
+        self.bridge_check_at = now_ms + self.cfg.announce_interval_ms;
+        if self.cfg.link_target == 0 || !self.links.values().any(|l| l.confirmed) {
+            self.peers.set_bridge(None);
+            return;
+        }
+        let apart = self.peers.ranked().find(|n| !self.links.contains_key(n) && self.best_route(n).is_none()).copied();
+        self.peers.set_bridge(apart);
     }
 
     /// Dials every static or discovered peer that is due.

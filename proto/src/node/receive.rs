@@ -14,6 +14,24 @@ impl Node {
             self.metrics.envelopes_rate_limited += 1;
             return;
         }
+        // A copy of an envelope already relayed or taken costs a hash, not
+        // a signature check: its id covers every signed byte, so it is the
+        // envelope we verified (hops_left aside). Federation links meter
+        // every envelope first (crossing.rs).
+        if self.links.get(&link).is_some_and(|l| l.fed.is_none())
+            && let Ok((id, kind)) = Envelope::peek_id(bytes)
+            && self.seen.contains(&id)
+            && !self.writes.contains(&id)
+            && self.delivered.get(&id).is_none()
+        {
+            if kind == Kind::Announce {
+                self.metrics.announces_duplicate += 1;
+            } else {
+                self.metrics.envelopes_duplicate += 1;
+                self.ack(link, id, now_ms);
+            }
+            return;
+        }
         let env = match Envelope::decode(bytes, self.unix_s()) {
             Ok(e) => e,
             Err(e) => {

@@ -118,3 +118,30 @@ fn a_card_is_signed_again_before_it_expires_and_fetched_by_the_neighbour() {
     assert_eq!(p.b.cards.by_card_id(&now_card).map(|(n, _)| n), Some(aid), "B holds the new card");
     assert_eq!(p.b.metrics().cards_requested, 1);
 }
+
+#[test]
+fn a_copy_of_a_beacon_already_taken_costs_a_hash_not_a_signature_check() {
+    let mut p = Pair::new(None);
+    p.run(2_000, 100);
+    let bid = p.b.node_id();
+    let beacon = p.a.announce.as_ref().map(|e| e.bytes().to_vec()).unwrap();
+    assert!(p.b.seen.contains(&Envelope::peek_id(&beacon).unwrap().0), "B took A's beacon at link-up");
+    let (dup0, bad0) = (p.b.metrics().announces_duplicate, p.b.metrics().envelopes_bad_signature);
+    // The same beacon with its signature spoiled: B knows the id, so it is
+    // a duplicate, dropped before any signature check.
+    let mut spoiled = beacon.clone();
+    *spoiled.last_mut().unwrap() ^= 1;
+    assert!(p.a.send_raw_envelope(bid, &spoiled));
+    carry(&mut p.a, &mut p.b, addr(1), p.now);
+    assert_eq!(p.b.metrics().announces_duplicate, dup0 + 1);
+    assert_eq!(p.b.metrics().envelopes_bad_signature, bad0);
+    // A changed signed byte (the payload's last, before the 64-byte
+    // signature) gives another id: checked in full, and refused.
+    let mut forged = beacon;
+    let at = forged.len() - 65;
+    forged[at] ^= 1;
+    assert!(!p.b.seen.contains(&Envelope::peek_id(&forged).unwrap().0));
+    assert!(p.a.send_raw_envelope(bid, &forged));
+    carry(&mut p.a, &mut p.b, addr(1), p.now);
+    assert_eq!(p.b.metrics().envelopes_bad_signature, bad0 + 1);
+}
