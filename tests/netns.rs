@@ -470,6 +470,7 @@ fn eight_nodes_on_one_segment_deliver_once_per_recipient() {
         config: s.node.clone(),
         mdns_interval_ms: s.mdns_interval_ms,
         cut_minute: None,
+        partition: None,
     })
     .run();
     let simulated: f64 = sim.bytes_per_node_minute.iter().sum();

@@ -294,12 +294,15 @@ impl PeerBook {
     /// (a linked peer's old deadline would be in the past).
     pub fn next_dial(&self, is_linked: impl Fn(&NodeId) -> bool) -> Option<u64> {
         let statics = self.statics.iter().filter(|p| p.linked.is_none()).map(|p| p.next_attempt);
-        let preferred = self.preferred();
-        let found = self
-            .found
-            .iter()
-            .filter(|(n, _)| !is_linked(n) && preferred.as_ref().is_none_or(|p| p.contains(n)))
-            .map(|(_, d)| d.next_attempt);
+        // Called before every sleep: walks the few preferred, allocates nothing.
+        let k = self.limits.link_target;
+        let found: Box<dyn Iterator<Item = (&NodeId, &Found)>> = if k == 0 {
+            Box::new(self.found.iter())
+        } else {
+            let preferred = self.by_rank.iter().take(k).map(|(_, n)| n).chain(self.bridge.as_ref());
+            Box::new(preferred.filter_map(|n| self.found.get_key_value(n)))
+        };
+        let found = found.filter(|(n, _)| !is_linked(n)).map(|(_, d)| d.next_attempt);
         statics.chain(found).min()
     }
 

@@ -243,8 +243,12 @@ impl Node {
                 self.metrics.announces_duplicate += 1;
                 return;
             }
-            // A newer beacon may list other neighbours: the graph changed.
-            BeaconMatch::Current { newer: true } => self.routes_changed(),
+            // A newer beacon may list other neighbours: the graph changed,
+            // and what waits here for a path may have one now.
+            BeaconMatch::Current { newer: true } => {
+                self.routes_changed();
+                self.sync_soon(now_ms);
+            }
             BeaconMatch::Current { newer: false } => {}
         }
         if origin == link {

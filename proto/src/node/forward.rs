@@ -48,7 +48,12 @@ impl Node {
                 }
                 match self.best_route(&dest) {
                     Some(r) if self.links.contains_key(&r.via) => r.via == to,
-                    _ => true,
+                    // Known but unreachable now (away, or beyond a
+                    // partition): the envelope waits here until the graph
+                    // has a path again and the next sync round offers it
+                    // along it, instead of a copy on every node. A
+                    // destination we know nothing of is flooded.
+                    _ => self.cards.get(&dest).is_none(),
                 }
             }
             Kind::Channel => env.hops_left() > 0,

@@ -4,7 +4,21 @@
 
 use super::*;
 
+/// How soon after the graph changed a sync round offers what waits here.
+const SYNC_SOON_MS: u64 = 200;
+
 impl Node {
+    /// Brings every link's next sync round forward when envelopes wait
+    /// here: one whose destination had no path may have one now.
+    pub(super) fn sync_soon(&mut self, now_ms: u64) {
+        if self.store.is_empty() {
+            return;
+        }
+        for l in self.links.values_mut() {
+            l.next_sync = l.next_sync.min(now_ms + SYNC_SOON_MS);
+        }
+    }
+
     pub(super) fn offer(&mut self, node: NodeId, now_ms: u64) {
         let Some(cursor) = self.links.get(&node).map(|l| l.offer_cursor) else {
             return;

@@ -77,9 +77,61 @@ pub fn remove_edge(adj: &mut [Vec<u32>], a: u32, b: u32) {
     adj[b as usize].retain(|x| *x != a);
 }
 
+pub fn add_edge(adj: &mut [Vec<u32>], a: u32, b: u32) {
+    for (x, y) in [(a, b), (b, a)] {
+        if let Err(k) = adj[x as usize].binary_search(&y) {
+            adj[x as usize].insert(k, y);
+        }
+    }
+}
+
+/// The links to cut to split the graph in two halves: the first half is
+/// the nodes a breadth-first search from node 0 reaches first (one
+/// region, as when a backbone link fails), the rest the other.
+pub fn split_in_half(adj: &[Vec<u32>]) -> Vec<(u32, u32)> {
+    let n = adj.len();
+    let mut first = vec![false; n];
+    let mut queue = VecDeque::from([0u32]);
+    let mut taken = 0;
+    if n > 0 {
+        first[0] = true;
+        taken = 1;
+    }
+    while let Some(a) = queue.pop_front() {
+        for &b in &adj[a as usize] {
+            if taken < n / 2 && !first[b as usize] {
+                first[b as usize] = true;
+                taken += 1;
+                queue.push_back(b);
+            }
+        }
+    }
+    (0..n as u32)
+        .filter(|a| first[*a as usize])
+        .flat_map(|a| adj[a as usize].iter().filter(|b| !first[**b as usize]).map(move |b| (a, *b)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_split_leaves_two_halves_and_healing_restores_the_graph() {
+        // A line 0-1-2-3-4-5 with a chord 1-4.
+        let mut adj: Vec<Vec<u32>> = vec![vec![1], vec![0, 2, 4], vec![1, 3], vec![2, 4], vec![1, 3, 5], vec![4]];
+        let before = adj.clone();
+        let cut = split_in_half(&adj);
+        assert_eq!(cut, vec![(1, 4), (2, 3)]);
+        for &(a, b) in &cut {
+            remove_edge(&mut adj, a, b);
+        }
+        assert!(!connected(&adj));
+        for &(a, b) in &cut {
+            add_edge(&mut adj, a, b);
+        }
+        assert_eq!(adj, before);
+    }
 
     fn ids(n: usize) -> Vec<NodeId> {
         (0..n).map(|i| NodeId([i as u8; 16])).collect()

@@ -18,7 +18,8 @@ use meshpost_sim::{plot, topo};
 
 const USAGE: &str = "usage: meshpost-sim [--topology segment|mesh] [--nodes N | --sweep N,N,...] [--minutes M]
        [--warmup M] [--seed S] [--load MSGS_PER_MIN] [--loss P] [--delay MS] [--churn SHARE_PER_HOUR]
-       [--degree D] [--announce SECONDS] [--announce-max SECONDS] [--cut MINUTE] [--counters] [--out PREFIX]
+       [--degree D] [--announce SECONDS] [--announce-max SECONDS] [--cut MINUTE]
+       [--partition MINUTE:MINUTES] [--link-target K] [--counters] [--out PREFIX]
 Writes PREFIX.csv and PREFIX.svg with --out.";
 
 type Args = (Params, Vec<usize>, Option<String>, bool);
@@ -38,6 +39,7 @@ fn parse() -> Result<Args, String> {
         config: Config::default(),
         mdns_interval_ms: 60_000,
         cut_minute: None,
+        partition: None,
     };
     let mut sweep = Vec::new();
     let mut out = None;
@@ -62,8 +64,15 @@ fn parse() -> Result<Args, String> {
             "--churn" => p.churn_per_hour = num(v()?)?,
             "--degree" => p.degree = num(v()?)?,
             "--announce" => p.config.announce_interval_ms = (num(v()?)? * 1000.0) as u64,
+            "--link-target" => p.config.link_target = num(v()?)? as usize,
             "--announce-max" => p.config.announce_max_interval_ms = (num(v()?)? * 1000.0) as u64,
             "--cut" => p.cut_minute = Some(num(v()?)? as u64),
+            "--partition" => {
+                let s = v()?;
+                let (a, b) = s.split_once(':').ok_or("--partition MINUTE:MINUTES")?;
+                let at = a.parse().map_err(|e| format!("--partition: {e}"))?;
+                p.partition = Some((at, b.parse().map_err(|e| format!("--partition: {e}"))?));
+            }
             "--out" => out = Some(v()?),
             "--counters" => counters = true,
             _ => return Err(format!("unknown argument {a}\n{USAGE}")),
@@ -96,7 +105,7 @@ fn header() -> String {
     }
     h.push_str(",bytes_total,datagrams,announce_dup_per_accepted,data_dup_per_delivered,sent,delivered,");
     h.push_str("latency_p50_ms,latency_p99_ms,links_avg,routes_avg,routes_max,cards_avg,store_avg,");
-    h.push_str("seen_avg,seen_max,settled_before_cut,convergence_s,events,wall_s");
+    h.push_str("seen_avg,seen_max,settled_before_cut,convergence_s,partition,missed,events,wall_s");
     h
 }
 
@@ -121,7 +130,7 @@ fn row(p: &Params, r: &Report, wall: f64) -> String {
     }
     let _ = write!(
         s,
-        ",{:.0},{:.1},{:.2},{:.2},{},{},{},{},{:.1},{:.1},{},{:.1},{:.1},{:.0},{},{},{},{},{:.1}",
+        ",{:.0},{:.1},{:.2},{:.2},{},{},{},{},{:.1},{:.1},{},{:.1},{:.1},{:.0},{},{},{},{},{},{},{:.1}",
         r.bytes_per_node_minute.iter().sum::<f64>(),
         r.datagrams_per_node_minute,
         r.announce_duplicates_per_accepted,
@@ -139,6 +148,8 @@ fn row(p: &Params, r: &Report, wall: f64) -> String {
         r.seen_max,
         r.routes_settled_before_cut,
         r.convergence_ms.map_or(String::new(), |ms| format!("{:.0}", ms as f64 / 1000.0)),
+        p.partition.map_or(String::new(), |(at, m)| format!("{at}:{m}")),
+        r.missed,
         r.events,
         wall
     );

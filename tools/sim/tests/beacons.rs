@@ -29,6 +29,7 @@ fn run(minutes: u64) -> Report {
         },
         mdns_interval_ms: 60_000,
         cut_minute: None,
+        partition: None,
     })
     .run()
 }

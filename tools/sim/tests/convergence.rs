@@ -31,6 +31,7 @@ fn routes_lead_home_again_within_three_announce_intervals_after_a_link_fails() {
         },
         mdns_interval_ms: 60_000,
         cut_minute: Some(3),
+        partition: None,
     })
     .run();
     assert!(r.routes_settled_before_cut, "routes had not settled before the cut");

@@ -24,6 +24,7 @@ fn run(link_target: usize) -> Report {
         config: Config { link_target, ..Config::default() },
         mdns_interval_ms: 60_000,
         cut_minute: None,
+        partition: None,
     })
     .run()
 }
