@@ -433,6 +433,9 @@ fn eight_nodes_on_one_segment_deliver_once_per_recipient() {
         // tested here is the split horizon of a fully linked segment. The
         // preferred few are tested in tests/bridge_idle.rs and tools/sim.
         n.extra.push_str("\toption link_target '0'\n");
+        // And a fixed beacon interval: the windows measured here and in
+        // the simulator then hold the same number of beacon rounds.
+        n.extra.push_str("\toption announce_max_interval '3'\n");
         n.start();
     }
     let ids: Vec<String> = nodes.iter().map(Node::node_id).collect();

@@ -224,6 +224,10 @@ fn canonical_y(b: &[u8]) -> bool {
 /// S canonical (S < L), A and R canonical encodings, neither A nor R of
 /// small order, and the cofactorless equation `[S]B = R + [k]A`.
 pub fn verify(pk: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
+    verify_memo::checked(pk, msg, sig, || verify_now(pk, msg, sig))
+}
+
+fn verify_now(pk: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
     if !canonical_y(pk) || !canonical_y(&sig[..32]) {
         return false;
     }
@@ -234,6 +238,47 @@ pub fn verify(pk: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
         return false;
     }
     vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(sig)).is_ok()
+}
+
+/// A memo of signature checks for simulations, where a thousand nodes on
+/// one thread each check the same beacon: the check is a pure function of
+/// key, message and signature, so its result is remembered by their hash.
+/// Off unless [`enable`](verify_memo::enable) is called on the thread (the
+/// daemon never does); bounded (cleared at a million entries).
+pub mod verify_memo {
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+
+    const MAX_ENTRIES: usize = 1 << 20;
+
+    thread_local! {
+        static ON: Cell<bool> = const { Cell::new(false) };
+        static SEEN: RefCell<HashMap<[u8; 32], bool>> = RefCell::new(HashMap::new());
+    }
+
+    /// Remembers signature checks on this thread from now on.
+    pub fn enable() {
+        ON.with(|o| o.set(true));
+    }
+
+    pub(super) fn checked(pk: &[u8; 32], msg: &[u8], sig: &[u8; 64], check: impl FnOnce() -> bool) -> bool {
+        if !ON.with(Cell::get) {
+            return check();
+        }
+        let key = crate::crypto::kdf(b"mp-vmemo", &[], &[pk, sig, msg]);
+        if let Some(ok) = SEEN.with(|s| s.borrow().get(&key).copied()) {
+            return ok;
+        }
+        let ok = check();
+        SEEN.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() >= MAX_ENTRIES {
+                s.clear();
+            }
+            s.insert(key, ok);
+        });
+        ok
+    }
 }
 
 #[cfg(test)]
@@ -334,5 +379,24 @@ mod tests {
         assert!(!verify(&id.public_key(), b"hellp", &sig));
         let other = Identity::generate(&mut OsRng);
         assert!(!verify(&other.public_key(), b"hello", &sig));
+    }
+
+    #[test]
+    fn the_simulations_memo_gives_the_same_answers() {
+        // On its own thread: the memo is per thread and stays on.
+        std::thread::spawn(|| {
+            verify_memo::enable();
+            let id = Identity::generate(&mut OsRng);
+            let sig = id.sign(b"hello");
+            for _ in 0..2 {
+                assert!(verify(&id.public_key(), b"hello", &sig));
+                assert!(!verify(&id.public_key(), b"hellp", &sig));
+                let mut bad = sig;
+                bad[63] ^= 1;
+                assert!(!verify(&id.public_key(), b"hello", &bad));
+            }
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -564,6 +564,20 @@ mod tests {
     }
 
     #[test]
+    fn beacon_intervals_and_the_preferred_links_are_read_and_kept_consistent() {
+        let s = load("config meshpost 'main'\n option announce_interval '30'\n option link_target '6'\n").unwrap();
+        assert_eq!(s.node.link_target, 6);
+        assert_eq!((s.node.announce_interval_ms, s.node.announce_max_interval_ms), (30_000, 3_600_000));
+        assert_eq!(s.node.route_timeout_ms, 3 * 3_600_000, "three of the longest intervals");
+        // The longest interval is never below the shortest.
+        let s = load("config meshpost 'main'\n option announce_interval '600'\n option announce_max_interval '60'\n")
+            .unwrap();
+        assert_eq!(s.node.announce_max_interval_ms, 600_000);
+        assert_eq!(s.node.route_timeout_ms, 1_800_000);
+        assert!(load("config meshpost 'main'\n option announce_max_interval '90000'\n").is_err(), "at most 6 h");
+    }
+
+    #[test]
     fn reads_a_file_as_uci_and_luci_read_it() {
         // Merged named sections, a comment after a value, an empty value
         // keeping the earlier one, and interfaces as a list or one option.

@@ -9,6 +9,9 @@ use crate::beacon::{BEACON_VERSION, Beacon, MAX_BEACON_NEIGHBOURS};
 pub(super) const ANNOUNCE_TTL: u32 = 24 * 3600;
 /// Soonest re-announce after a link change (debounce).
 pub(super) const ANNOUNCE_SOON_MS: u64 = 1_000;
+/// Beacons of one origin passed on at once before the per-origin rate
+/// (one per `announce_min_interval`) applies.
+const BEACON_BURST: f32 = 3.0;
 impl Node {
     /// This node's card. Its neighbours travel in beacons, not in the card,
     /// so the card changes only with keys, name, domain or gateways.
@@ -260,22 +263,34 @@ impl Node {
             return;
         }
         self.seen.insert(id, env.expires_at());
-        if let Some(&t) = self.announce_seen.get(&origin)
-            && now_ms < t + self.cfg.announce_min_interval_ms
-        {
+        // One beacon per origin per announce_min_interval, with a burst of
+        // a few: a node that just linked sends two or three within a
+        // second or two, and arrival times bunch up on slow links. A
+        // newest beacon that is not passed on leaves a stale neighbour
+        // list in others' graphs until the next one, which may be an hour
+        // away.
+        let min = self.cfg.announce_min_interval_ms.max(1) as f32;
+        let credit = self
+            .announce_seen
+            .get(&origin)
+            .map_or(BEACON_BURST, |&(t, c)| (c + now_ms.saturating_sub(t) as f32 / min).min(BEACON_BURST));
+        if credit < 1.0 {
+            self.announce_seen.insert(origin, (now_ms, credit));
             self.metrics.envelopes_rate_limited += 1;
             return;
         }
         if self.announce_seen.len() >= self.cfg.max_cards * 2 {
             let cutoff = now_ms.saturating_sub(self.cfg.route_timeout_ms);
-            self.announce_seen.retain(|_, t| *t >= cutoff);
+            self.announce_seen.retain(|_, (t, _)| *t >= cutoff);
             // Still full of recent origins: forget the one heard longest ago.
             while self.announce_seen.len() >= self.cfg.max_cards * 2 {
-                let Some(oldest) = self.announce_seen.iter().min_by_key(|(_, t)| **t).map(|(k, _)| *k) else { break };
+                let Some(oldest) = self.announce_seen.iter().min_by_key(|(_, (t, _))| *t).map(|(k, _)| *k) else {
+                    break;
+                };
                 self.announce_seen.remove(&oldest);
             }
         }
-        self.announce_seen.insert(origin, now_ms);
+        self.announce_seen.insert(origin, (now_ms, credit - 1.0));
         self.metrics.announces_in += 1;
         self.cards_out.set_beacon(&origin, env.bytes());
         let mut env = env;

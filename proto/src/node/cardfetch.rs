@@ -90,6 +90,7 @@ impl Node {
     /// Whether `id` names a card or newest beacon we hold (ours included).
     pub(super) fn holds_card(&self, id: &EnvelopeId) -> bool {
         self.full_card.as_ref().is_some_and(|(e, _)| e.id() == *id)
+            || self.announce.as_ref().is_some_and(|e| e.id() == *id)
             || self.cards.by_card_id(id).is_some()
             || self.cards.by_beacon_id(id).is_some()
     }
@@ -123,7 +124,8 @@ impl Node {
         if self.links.get(&to).is_none_or(|l| l.fed.is_some()) {
             return false;
         }
-        let Some(bytes) = self.cards.by_beacon_id(id).map(|(_, b)| b.to_vec()) else { return false };
+        let own = self.announce.as_ref().filter(|e| e.id() == *id).map(|e| e.bytes().to_vec());
+        let Some(bytes) = own.or_else(|| self.cards.by_beacon_id(id).map(|(_, b)| b.to_vec())) else { return false };
         if !self.links.get_mut(&to).is_some_and(|l| l.beacons_asked.take(BEACON_RATE, BEACON_BURST, now_ms)) {
             self.metrics.envelopes_rate_limited += 1;
             return false;

@@ -48,12 +48,14 @@ impl Node {
                 }
                 match self.best_route(&dest) {
                     Some(r) if self.links.contains_key(&r.via) => r.via == to,
+                    // A destination we know nothing of: flooded.
+                    _ if self.cards.get(&dest).is_none() => true,
                     // Known but unreachable now (away, or beyond a
-                    // partition): the envelope waits here until the graph
-                    // has a path again and the next sync round offers it
-                    // along it, instead of a copy on every node. A
-                    // destination we know nothing of is flooded.
-                    _ => self.cards.get(&dest).is_none(),
+                    // partition): the envelope waits until the graph has a
+                    // path again, instead of a copy on every node. Its
+                    // origin also hands one copy to one neighbour, so it
+                    // is not lost if the origin leaves first.
+                    _ => env.origin_id() == self.me && self.custodian(&dest) == Some(to),
                 }
             }
             Kind::Channel => env.hops_left() > 0,
@@ -165,6 +167,18 @@ impl Node {
 
     pub(super) fn is_gateway_for(&self, domain: &str) -> bool {
         self.peers.statics().iter().any(|p| p.spec.federation.as_ref().is_some_and(|f| f.domain == domain))
+    }
+
+    /// The neighbour that keeps a copy of our own envelope for `dest`
+    /// while no path leads there: of the confirmed mesh links, the one
+    /// whose pair rank with the destination is lowest (stable while the
+    /// links are).
+    fn custodian(&self, dest: &NodeId) -> Option<NodeId> {
+        self.links
+            .iter()
+            .filter(|(_, l)| l.confirmed && l.fed.is_none())
+            .min_by_key(|(n, _)| crate::peerbook::pair_rank(dest, n))
+            .map(|(n, _)| *n)
     }
 
     /// The nearest node of our own domain that announces itself as a

@@ -151,7 +151,9 @@ pub struct Node {
     /// When to look next for a discovered peer routes do not reach (peers.rs).
     bridge_check_at: u64,
     /// When the last accepted announce of each origin arrived.
-    announce_seen: BTreeMap<NodeId, u64>,
+    /// Per origin: when its last beacon arrived, and the credit left for
+    /// passing beacons on (announce.rs).
+    announce_seen: BTreeMap<NodeId, (u64, f32)>,
     next_announce: u64,
     pending_acks: BTreeMap<NodeId, Vec<(EnvelopeId, u64)>>,
     /// Refusals to send: origin, id, expiry, reason (bounded, see acks.rs).

@@ -28,11 +28,19 @@ impl Node {
         let next_cursor = if batch.len() < self.cfg.offer_batch { None } else { batch.last().copied() };
         // Only offer what this link should carry (see should_offer).
         let has = self.links.get(&node).map(|l| &l.peer_has);
-        let ids: Vec<EnvelopeId> = batch
+        let mut ids: Vec<EnvelopeId> = batch
             .into_iter()
             .filter(|id| !has.is_some_and(|h| h.contains(id)))
             .filter(|id| self.store.get(id).is_some_and(|e| self.should_offer(&e.env, node)))
             .collect();
+        // Our own newest beacon too, until the peer says it has it: a lost
+        // beacon would otherwise leave our links out of its graph until
+        // the next one, which may be an hour away (beacons back off).
+        if let Some(own) = self.announce.as_ref().map(Envelope::id)
+            && !has.is_some_and(|h| h.contains(&own))
+        {
+            ids.push(own);
+        }
         if let Some(l) = self.links.get_mut(&node) {
             l.next_sync = now_ms + self.cfg.sync_interval_ms;
             l.offer_cursor = next_cursor;

@@ -8,6 +8,9 @@
 //! load and churn all derive from it, and events at the same instant run in
 //! the order they were scheduled.
 //!
+//! Signature checks are remembered across nodes (a pure function of the
+//! bytes, identity::verify_memo); each node still runs its whole decode.
+//!
 //! Deliberately not here: disks (every write succeeds at once), reboots
 //! that lose memory, federation, and radio contention (a unicast datagram
 //! costs one transmission, as on batman-adv's unicast path).
@@ -168,6 +171,9 @@ pub struct Sim {
 
 impl Sim {
     pub fn new(p: Params) -> Sim {
+        // Every node checks every beacon's signature; on one thread the
+        // same check need not run a thousand times (identity.rs).
+        meshpost_proto::identity::verify_memo::enable();
         let seed = kdf(b"mp-simsd", &[], &[&p.seed.to_be_bytes()]);
         let mut rng = NodeRng::from_seed(seed);
         let adj = topo::build(p.topology, p.nodes, p.degree, &mut rng);
