@@ -258,6 +258,8 @@ impl Node {
             self.refusals.clear(&link);
         }
         let id = env.id();
+        // The link that sent it has it: not offered back in sync rounds.
+        self.peer_holds(link, id);
         if self.seen.contains(&id) {
             self.metrics.announces_duplicate += 1;
             return;

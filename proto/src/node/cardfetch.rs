@@ -19,6 +19,8 @@ use crate::link::frame::{IdList, id_frames};
 pub(super) const MAX_HELD: usize = 256;
 /// How long a beacon waits for its card before a new beacon may ask again.
 pub(super) const HOLD_MS: u64 = 5_000;
+/// Most ids remembered as asked for (a want sent), each for `HOLD_MS`.
+const MAX_ASKED: usize = 4096;
 
 /// A beacon waiting for the card it names.
 #[derive(Debug)]
@@ -49,10 +51,26 @@ impl Node {
             }
         }
         self.held.insert(origin, Held { beacon, card_id, link, until: now_ms + HOLD_MS });
+        if self.asked_recently(&card_id, now_ms) {
+            return; // wanted from a sync offer, on its way
+        }
         self.metrics.cards_requested += 1;
+        self.note_asked(card_id, now_ms);
         for f in id_frames(IdList::Want, &[card_id]) {
             self.send_frame(link, &f, now_ms);
         }
+    }
+
+    /// Remembers for `HOLD_MS` that we sent a want of `id` (bounded).
+    pub(super) fn note_asked(&mut self, id: EnvelopeId, now_ms: u64) {
+        if self.asked.len() >= MAX_ASKED {
+            self.asked.pop_soonest();
+        }
+        self.asked.insert(id, now_ms + HOLD_MS, now_ms + HOLD_MS);
+    }
+
+    fn asked_recently(&self, id: &EnvelopeId, now_ms: u64) -> bool {
+        self.asked.get(id).is_some_and(|until| *until > now_ms)
     }
 
     /// A card of `origin` was learned: takes the beacon that waited for it.
@@ -70,18 +88,15 @@ impl Node {
     }
 
     /// Offers a new mesh link the ids of the cards we hold (not its own),
-    /// then of the newest beacons naming them, so a node that links after
-    /// a beacon went by learns the mesh at once instead of when each node
-    /// next floods one (beacons back off to `announce_max_interval`). Ids
-    /// only: what it holds costs 16 bytes each; cards come first so they
-    /// arrive before the beacons that name them.
+    /// so a node that links after a beacon went by learns the mesh at once
+    /// instead of when each node next floods one (beacons back off to
+    /// `announce_max_interval`); the sync round that follows offers the
+    /// newest beacons (sync.rs). Ids only: what it holds costs 16 bytes.
     pub(super) fn offer_cards(&mut self, to: NodeId, now_ms: u64) {
         if self.links.get(&to).is_none_or(|l| l.fed.is_some()) {
             return; // a federation link gets its handover (links.rs)
         }
-        let cards = self.cards.card_ids().filter(|(n, _)| *n != to).map(|(_, id)| id);
-        let beacons = self.cards.beacon_ids().filter(|(n, _)| *n != to).map(|(_, id)| id);
-        let ids: Vec<EnvelopeId> = cards.chain(beacons).collect();
+        let ids: Vec<EnvelopeId> = self.cards.card_ids().filter(|(n, _)| *n != to).map(|(_, id)| id).collect();
         for f in id_frames(IdList::Offer, &ids) {
             self.send_frame(to, &f, now_ms);
         }

@@ -52,8 +52,10 @@ impl Node {
             self.refusals.clear(&node);
         }
         self.emit(Event::LinkUp { node, addr, initiator });
-        self.offer(node, now_ms);
+        // Card ids first: the peer asks for cards before the beacons (in
+        // the sync offer) that name them.
         self.offer_cards(node, now_ms);
+        self.offer(node, now_ms);
         self.drain_backlog(node, now_ms);
     }
 

@@ -97,6 +97,8 @@ pub struct Node {
     full_card: Option<(Envelope, Vec<u8>)>,
     /// Beacons waiting for the card they name (cardfetch.rs).
     held: BTreeMap<NodeId, cardfetch::Held>,
+    /// Ids we sent a want of lately, until when (cardfetch.rs).
+    asked: crate::expiring::ExpiringMap<u64>,
     announce_made_ms: u64,
     peers: PeerBook,
     initiators: BTreeMap<u32, PendingInit>,
@@ -192,6 +194,7 @@ impl Node {
             announce: None,
             full_card: None,
             held: BTreeMap::new(),
+            asked: crate::expiring::ExpiringMap::default(),
             announce_made_ms: 0,
             peers,
             initiators: BTreeMap::new(),

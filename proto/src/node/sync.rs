@@ -1,6 +1,13 @@
-//! Inventory sync on a link: offering stored ids, answering offers with
-//! want and have, and sending what the peer wants. No flow control yet:
-//! a round offers at most `offer_batch` ids every `sync_interval`.
+//! Inventory sync on a link: offering stored ids and the ids of the newest
+//! beacons, answering offers with want and have, and sending what the peer
+//! wants. No flow control yet: a round offers at most `offer_batch` stored
+//! ids and as many beacon ids every `sync_interval`.
+//!
+//! Beacons are flooded at once and offered here as well, until the peer
+//! says it has them (or sent them to us): a flooded copy lost on the way
+//! would otherwise leave a stale neighbour list in the peer's graph until
+//! the origin's next beacon, which may be an hour away. That costs about
+//! 32 bytes (offer and have) per beacon and link.
 
 use super::*;
 
@@ -33,13 +40,17 @@ impl Node {
             .filter(|id| !has.is_some_and(|h| h.contains(id)))
             .filter(|id| self.store.get(id).is_some_and(|e| self.should_offer(&e.env, node)))
             .collect();
-        // Our own newest beacon too, until the peer says it has it: a lost
-        // beacon would otherwise leave our links out of its graph until
-        // the next one, which may be an hour away (beacons back off).
-        if let Some(own) = self.announce.as_ref().map(Envelope::id)
-            && !has.is_some_and(|h| h.contains(&own))
-        {
-            ids.push(own);
+        // The newest beacons, ours first, that the peer has not said it has.
+        // Not over a federation link: that gets its handover.
+        if self.links.get(&node).is_some_and(|l| l.fed.is_none()) {
+            let own = self.announce.as_ref().map(|e| (self.me, e.id()));
+            let beacons = own
+                .into_iter()
+                .chain(self.cards.beacon_ids())
+                .filter(|(origin, id)| *origin != node && !has.is_some_and(|h| h.contains(id)))
+                .map(|(_, id)| id)
+                .take(self.cfg.offer_batch);
+            ids.extend(beacons);
         }
         if let Some(l) = self.links.get_mut(&node) {
             l.next_sync = now_ms + self.cfg.sync_interval_ms;
@@ -47,6 +58,16 @@ impl Node {
         }
         for f in id_frames(IdList::Offer, &ids) {
             self.send_frame(node, &f, now_ms);
+        }
+    }
+
+    /// Notes that the peer `node` holds `id` (it sent it to us).
+    pub(super) fn peer_holds(&mut self, node: NodeId, id: EnvelopeId) {
+        if let Some(l) = self.links.get_mut(&node) {
+            if l.peer_has.len() >= MAX_PEER_HAS {
+                l.peer_has.clear();
+            }
+            l.peer_has.insert(id);
         }
     }
 
@@ -70,6 +91,9 @@ impl Node {
                     } else if !self.writes.contains(&id) {
                         want.push(id);
                     }
+                }
+                for id in &want {
+                    self.note_asked(*id, now_ms);
                 }
                 for f in id_frames(IdList::Want, &want).into_iter().chain(id_frames(IdList::Have, &have)) {
                     self.send_frame(node, &f, now_ms);
