@@ -22,9 +22,11 @@ impl Node {
 
     /// The hop limit for an envelope to `dest`: `default_hops`, or more
     /// when the graph knows a longer route (two spare hops, at most
-    /// `MAX_HOPS`), so a large mesh is not cut at the default.
+    /// `MAX_HOPS`), so a large mesh is not cut at the default. With no
+    /// route now (the destination is away) the path it will take is not
+    /// known: it gets `announce_hops`, as far as beacons reach.
     pub(super) fn hops_to(&self, dest: &NodeId) -> u8 {
-        let route = self.best_route(dest).map_or(0, |r| r.hops.saturating_add(2));
+        let route = self.best_route(dest).map_or(self.cfg.announce_hops, |r| r.hops.saturating_add(2));
         self.cfg.default_hops.max(route.min(crate::envelope::MAX_HOPS))
     }
 
