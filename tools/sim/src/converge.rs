@@ -52,13 +52,14 @@ pub fn connected(adj: &[Vec<u32>]) -> bool {
     seen.iter().all(|s| *s)
 }
 
-/// A link whose loss leaves the graph connected, chosen at random (None if
-/// every link is a bridge).
-pub fn removable_edge(adj: &[Vec<u32>], rng: &mut NodeRng) -> Option<(u32, u32)> {
+/// A link whose loss leaves the graph connected, chosen at random among
+/// those `used` says carry traffic (None if every such link is a bridge).
+pub fn removable_edge(adj: &[Vec<u32>], rng: &mut NodeRng, used: impl Fn(u32, u32) -> bool) -> Option<(u32, u32)> {
     let mut edges: Vec<(u32, u32)> = adj
         .iter()
         .enumerate()
         .flat_map(|(a, bs)| bs.iter().filter(move |b| **b > a as u32).map(move |b| (a as u32, *b)))
+        .filter(|&(a, b)| used(a, b))
         .collect();
     while !edges.is_empty() {
         let k = (rng.next_u64() % edges.len() as u64) as usize;
@@ -164,9 +165,9 @@ mod tests {
         let adj = vec![vec![1, 2], vec![0, 2], vec![0, 1, 3], vec![2]];
         let mut rng = NodeRng::from_seed([1; 32]);
         for _ in 0..20 {
-            let (a, b) = removable_edge(&adj, &mut rng).unwrap();
+            let (a, b) = removable_edge(&adj, &mut rng, |_, _| true).unwrap();
             assert!(b != 3 && a != 3);
         }
-        assert_eq!(removable_edge(&[vec![1], vec![0]], &mut rng), None);
+        assert_eq!(removable_edge(&[vec![1], vec![0]], &mut rng, |_, _| true), None);
     }
 }

@@ -344,7 +344,11 @@ impl Sim {
             }
             Ev::Cut => {
                 self.report.routes_settled_before_cut = self.routes_settled();
-                if let Some((a, b)) = converge::removable_edge(&self.adj, &mut self.rng) {
+                // A radio link that carries a meshpost link (nodes link to
+                // their preferred few, not to every radio neighbour).
+                let (nodes, ids) = (&self.nodes, &self.ids);
+                let used = |a: u32, b: u32| nodes[a as usize].is_linked(&ids[b as usize]);
+                if let Some((a, b)) = converge::removable_edge(&self.adj, &mut self.rng, used) {
                     converge::remove_edge(&mut self.adj, a, b);
                     self.cut_at = Some(self.now);
                     self.push(self.now + 1_000, Ev::CheckRoutes);
