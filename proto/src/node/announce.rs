@@ -104,6 +104,13 @@ impl Node {
         } else if !own_domain {
             self.cards_out.remove(&node);
         }
+        if matches!(learned, Learned::Updated { .. })
+            && let Some(l) = self.links.get_mut(&node)
+        {
+            // A neighbour with a new card restarted (or changed): it may
+            // have lost the beacons it held.
+            l.beacons_had.clear();
+        }
         let changed = match learned {
             Learned::Refused => return None,
             Learned::Known => return Some(node),
@@ -243,6 +250,10 @@ impl Node {
         match self.cards.beacon(origin, &beacon, (env.id(), env.bytes()), now_ms) {
             BeaconMatch::NeedsCard => return self.hold_beacon(now_ms, link, env, beacon.card_id),
             BeaconMatch::Stale => {
+                // Remembered, so a sync offer of it is answered with have
+                // instead of a want that would fetch it again each round.
+                self.seen.insert(env.id(), env.expires_at());
+                self.peer_holds(link, env.id());
                 self.metrics.announces_duplicate += 1;
                 return;
             }

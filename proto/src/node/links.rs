@@ -62,6 +62,10 @@ pub(super) struct Link {
     pub(super) tx: u64,
     /// Ids the peer said it has; not offered to it again. Cleared when full.
     pub(super) peer_has: std::collections::BTreeSet<EnvelopeId>,
+    /// Ids the peer has, kept across rekeys: beacon ids are looked up
+    /// here. Cleared when the peer signs a new card (it restarted) or when
+    /// full.
+    pub(super) beacons_had: std::collections::BTreeSet<EnvelopeId>,
     /// Set when this is a federation link.
     pub(super) fed: Option<Meter>,
     /// The peer has sent an authenticated frame on it: it accepted the
@@ -422,7 +426,10 @@ impl Node {
                 l.rekey_at = now_ms + self.cfg.rekey_after_ms;
                 l.next_sync = now_ms;
                 // A new session may mean the peer restarted with an empty
-                // (RAM) store: what it had before proves nothing now.
+                // (RAM) store: what it had before proves nothing now. Its
+                // beacons are another matter: a restart signs a new card,
+                // which clears them (announce.rs); a rekey every ten
+                // minutes does not make us offer every beacon again.
                 l.peer_has.clear();
                 l.offer_cursor = None;
                 self.emit(Event::Rekeyed { node });
@@ -448,6 +455,7 @@ impl Node {
                         rx: 0,
                         tx: 0,
                         peer_has: std::collections::BTreeSet::new(),
+                        beacons_had: std::collections::BTreeSet::new(),
                         fed: None,
                         confirmed: false,
                         new_cards: Bucket::full(NEW_CARD_BURST, now_ms),

@@ -35,6 +35,7 @@ impl Node {
         let next_cursor = if batch.len() < self.cfg.offer_batch { None } else { batch.last().copied() };
         // Only offer what this link should carry (see should_offer).
         let has = self.links.get(&node).map(|l| &l.peer_has);
+        let had = self.links.get(&node).map(|l| &l.beacons_had);
         let mut ids: Vec<EnvelopeId> = batch
             .into_iter()
             .filter(|id| !has.is_some_and(|h| h.contains(id)))
@@ -47,7 +48,7 @@ impl Node {
             let beacons = own
                 .into_iter()
                 .chain(self.cards.beacon_ids())
-                .filter(|(origin, id)| *origin != node && !has.is_some_and(|h| h.contains(id)))
+                .filter(|(origin, id)| *origin != node && !had.is_some_and(|h| h.contains(id)))
                 .map(|(_, id)| id)
                 .take(self.cfg.offer_batch);
             ids.extend(beacons);
@@ -64,10 +65,12 @@ impl Node {
     /// Notes that the peer `node` holds `id` (it sent it to us).
     pub(super) fn peer_holds(&mut self, node: NodeId, id: EnvelopeId) {
         if let Some(l) = self.links.get_mut(&node) {
-            if l.peer_has.len() >= MAX_PEER_HAS {
-                l.peer_has.clear();
+            for set in [&mut l.peer_has, &mut l.beacons_had] {
+                if set.len() >= MAX_PEER_HAS {
+                    set.clear();
+                }
+                set.insert(id);
             }
-            l.peer_has.insert(id);
         }
     }
 
@@ -76,6 +79,8 @@ impl Node {
             IdList::Offer => {
                 let (mut want, mut have) = (Vec::new(), Vec::new());
                 for id in ids {
+                    // The peer holds what it offers: not offered back.
+                    self.peer_holds(node, id);
                     if let Some(d) = self.delivered.get(&id).copied() {
                         // Delivered here: say so once it is durable, and
                         // remind the origin, which may have missed our ack.
@@ -119,10 +124,12 @@ impl Node {
                     self.sent_moved(*id, SentState::Forwarded);
                 }
                 if let Some(l) = self.links.get_mut(&node) {
-                    if l.peer_has.len() + ids.len() > MAX_PEER_HAS {
-                        l.peer_has.clear();
+                    for set in [&mut l.peer_has, &mut l.beacons_had] {
+                        if set.len() + ids.len() > MAX_PEER_HAS {
+                            set.clear();
+                        }
+                        set.extend(ids.iter().copied());
                     }
-                    l.peer_has.extend(ids.iter().copied());
                 }
                 for id in ids {
                     // The recipient itself confirms: our copy has done its job.
