@@ -168,16 +168,17 @@ clean:
 bridge-idle:
 	$(CARGO) test -p meshpost --test bridge_idle -- --ignored --nocapture
 
-## sim: the simulator's sweeps for docs/scale.md (long, about 40 minutes on
+## sim: the simulator's sweeps for docs/scale.md (long, about 20 minutes on
 ## two cores; not part of `make test`). Idle figures are taken over minutes
-## 70 to 130: one whole longest beacon interval (1 h) after the backoff has
-## reached it. 1000-node runs take about 12 minutes per simulated hour
-## each; add them with SIM_IDLE_SIZES=...,1000 when there is time.
+## 255 to 495: one whole longest beacon interval (4 h) after the backoff
+## has reached it. 1000-node runs take about 12 minutes per simulated hour
+## of cold start each; add them with SIM_IDLE_SIZES=...,1000 when there is
+## time.
 SIM_IDLE_SIZES ?= 10,30,100,300
 SIM_MESH_SIZES ?= 10,30,100
 sim:
 	$(CARGO) build --profile sim -p meshpost-sim
-	target/sim/meshpost-sim --topology segment --sweep $(SIM_IDLE_SIZES) --minutes 130 --warmup 70 --out docs/scale/segment-idle
-	target/sim/meshpost-sim --topology mesh --sweep $(SIM_IDLE_SIZES) --minutes 130 --warmup 70 --out docs/scale/mesh-idle
+	target/sim/meshpost-sim --topology segment --sweep $(SIM_IDLE_SIZES) --minutes 495 --warmup 255 --out docs/scale/segment-idle
+	target/sim/meshpost-sim --topology mesh --sweep $(SIM_IDLE_SIZES) --minutes 495 --warmup 255 --out docs/scale/mesh-idle
 	target/sim/meshpost-sim --topology mesh --sweep $(SIM_MESH_SIZES) --minutes 18 --warmup 10 --cut 12 --out docs/scale/mesh-cut
 	target/sim/meshpost-sim --topology mesh --sweep $(SIM_MESH_SIZES) --minutes 40 --warmup 10 --load 20 --loss 0.02 --delay 20 --churn 0.1 --partition 15:10 --out docs/scale/mesh-load

@@ -567,8 +567,8 @@ mod tests {
     fn beacon_intervals_and_the_preferred_links_are_read_and_kept_consistent() {
         let s = load("config meshpost 'main'\n option announce_interval '30'\n option link_target '6'\n").unwrap();
         assert_eq!(s.node.link_target, 6);
-        assert_eq!((s.node.announce_interval_ms, s.node.announce_max_interval_ms), (30_000, 3_600_000));
-        assert_eq!(s.node.route_timeout_ms, 3 * 3_600_000, "three of the longest intervals");
+        assert_eq!((s.node.announce_interval_ms, s.node.announce_max_interval_ms), (30_000, 14_400_000));
+        assert_eq!(s.node.route_timeout_ms, 3 * 14_400_000, "three of the longest intervals");
         // The longest interval is never below the shortest.
         let s = load("config meshpost 'main'\n option announce_interval '600'\n option announce_max_interval '60'\n")
             .unwrap();

@@ -280,7 +280,7 @@ impl Node {
         // a few: a node that just linked sends two or three within a
         // second or two, and arrival times bunch up on slow links. A
         // newest beacon that is not passed on leaves a stale neighbour
-        // list in others' graphs until the next one, which may be an hour
+        // list in others' graphs until the next one, which may be hours
         // away.
         let min = self.cfg.announce_min_interval_ms.max(1) as f32;
         let credit = self

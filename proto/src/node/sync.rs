@@ -6,7 +6,7 @@
 //! Beacons are flooded at once and offered here as well, until the peer
 //! says it has them (or sent them to us): a flooded copy lost on the way
 //! would otherwise leave a stale neighbour list in the peer's graph until
-//! the origin's next beacon, which may be an hour away. That costs about
+//! the origin's next beacon, which may be hours away. That costs about
 //! 32 bytes (offer and have) per beacon and link.
 
 use super::*;
