@@ -145,3 +145,23 @@ fn a_copy_of_a_beacon_already_taken_costs_a_hash_not_a_signature_check() {
     carry(&mut p.a, &mut p.b, addr(1), p.now);
     assert_eq!(p.b.metrics().envelopes_bad_signature, bad0 + 1);
 }
+
+#[test]
+fn a_rekey_does_not_offer_the_beacons_again() {
+    let mut p = Pair::new(None);
+    p.run(5_000, 100);
+    let sync = |n: &Node| n.wire_stats().bytes[WireClass::Sync as usize];
+    // Settled: A's beacon was offered and B said it has it.
+    p.run(60_000, 1_000);
+    let before = sync(&p.a);
+    let rekeys = p.a.metrics().clone();
+    // Past two rekeys (every 10 minutes), with nothing stored: A offers
+    // nothing, as B's newest beacon and A's own are known to be held.
+    p.run(25 * 60_000, 5_000);
+    assert!(p.events.iter().filter(|e| matches!(e, Event::Rekeyed { .. })).count() >= 2, "{rekeys:?}");
+    let after = sync(&p.a);
+    // A's new beacons in this time (backoff: 421, 901 s after the link)
+    // are each offered once: 384 bytes with their haves. Offering the
+    // held beacons again at each rekey made it 576.
+    assert!(after - before < 480, "{} sync bytes over two rekeys", after - before);
+}
