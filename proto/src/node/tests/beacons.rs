@@ -165,3 +165,24 @@ fn a_rekey_does_not_offer_the_beacons_again() {
     // held beacons again at each rekey made it 576.
     assert!(after - before < 480, "{} sync bytes over two rekeys", after - before);
 }
+
+#[test]
+fn a_restarted_neighbour_is_offered_our_beacon_again() {
+    let mut p = Pair::new(None);
+    // A's beacons: 1, 61 and 181 s after the link; the next at 421 s.
+    p.run(200_000, 1_000);
+    let aid = p.a.node_id();
+    // B restarts with its identity and nothing else: it must learn A's
+    // card and beacon again, though A's link to it never went down and A
+    // had seen B hold A's beacon. B's new card tells A it restarted.
+    let ib = Identity::from_file_bytes(&p.b.identity().to_file_bytes()).unwrap();
+    p.b = Node::new(ib, Config { name: "b".into(), ..Config::default() }, [3; 32], Timestamp::from(p.now));
+    let t0 = p.now;
+    let knows_a = |b: &Node| b.card(&aid).is_some() && b.cards.advert(&aid).is_some_and(|a| !a.neighbours.is_empty());
+    while !knows_a(&p.b) && p.now < t0 + 60_000 {
+        p.run(500, 100);
+    }
+    // Within a sync round (15 s), not at A's next beacon (minutes away).
+    assert!(knows_a(&p.b), "B learned A's card and beacon again");
+    assert!(p.now - t0 <= 20_000, "B knew A again {} ms after its restart", p.now - t0);
+}
