@@ -152,6 +152,8 @@ pub struct Node {
     announce_ivl: u64,
     /// When to look next for a discovered peer routes do not reach (peers.rs).
     bridge_check_at: u64,
+    /// When the routes are next marked stale for ageing (handle_timeout).
+    routes_aged_at: u64,
     /// When the last accepted announce of each origin arrived.
     /// Per origin: when its last beacon arrived, and the credit left for
     /// passing beacons on (announce.rs).
@@ -229,6 +231,7 @@ impl Node {
             routes_stale: core::cell::Cell::new(false),
             announce_ivl: 0,
             bridge_check_at: now_ms,
+            routes_aged_at: now_ms,
             announce_seen: BTreeMap::new(),
             next_announce: now_ms,
             pending_acks: BTreeMap::new(),
@@ -385,8 +388,13 @@ impl Node {
         }
         self.seen.expire(now_s);
         self.delivered.expire(now_s);
-        // Beacons age out of the graph (graph.rs).
-        self.routes_changed();
+        // Beacons age out of the graph (graph.rs) after hours: looking once
+        // a minute is enough, and keeps keepalive wake-ups from making the
+        // next route lookup compute the whole graph again.
+        if now_ms >= self.routes_aged_at {
+            self.routes_aged_at = now_ms + 60_000;
+            self.routes_changed();
+        }
         if now_ms >= self.next_announce {
             self.announce_now(now_ms);
         }
