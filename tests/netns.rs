@@ -466,14 +466,10 @@ fn eight_nodes_on_one_segment_deliver_once_per_recipient() {
         minutes: 3,
         warmup_minutes: 1,
         seed: 1,
-        load_per_minute: 0.0,
-        loss: 0.0,
         delay_ms: 1,
-        churn_per_hour: 0.0,
         config: s.node.clone(),
         mdns_interval_ms: s.mdns_interval_ms,
-        cut_minute: None,
-        partition: None,
+        ..Default::default()
     })
     .run();
     let simulated: f64 = sim.bytes_per_node_minute.iter().sum();

@@ -77,7 +77,12 @@ pub struct CardBook {
     cap: usize,
     cards: BTreeMap<NodeId, Entry>,
     by_id: BTreeMap<EnvelopeId, NodeId>,
-    by_beacon: BTreeMap<EnvelopeId, NodeId>,
+    /// Newest beacon ids, with the generation each was stored at.
+    by_beacon: BTreeMap<EnvelopeId, (NodeId, u64)>,
+    /// The same beacons by generation: a link's sync offers only those
+    /// newer than what its peer is known to hold (sync.rs).
+    beacon_log: BTreeMap<u64, EnvelopeId>,
+    generation: u64,
     probation: BTreeSet<(u64, NodeId)>,
     protected: BTreeSet<(u64, NodeId)>,
 }
@@ -89,6 +94,8 @@ impl CardBook {
             cards: BTreeMap::new(),
             by_id: BTreeMap::new(),
             by_beacon: BTreeMap::new(),
+            beacon_log: BTreeMap::new(),
+            generation: 0,
             probation: BTreeSet::new(),
             protected: BTreeSet::new(),
         }
@@ -131,13 +138,19 @@ impl CardBook {
 
     /// The newest beacon with envelope id `id`, as received, and its node.
     pub fn by_beacon_id(&self, id: &EnvelopeId) -> Option<(NodeId, &[u8])> {
-        let node = self.by_beacon.get(id)?;
+        let (node, _) = self.by_beacon.get(id)?;
         self.cards.get(node).and_then(|e| e.beacon.as_ref()).map(|(_, b)| (*node, &b[..]))
     }
 
     /// Every node with the id of the newest beacon held for it.
     pub fn beacon_ids(&self) -> impl Iterator<Item = (NodeId, EnvelopeId)> + '_ {
-        self.by_beacon.iter().map(|(id, n)| (*n, *id))
+        self.beacons_since(0).map(|(_, n, id)| (n, id))
+    }
+
+    /// The newest beacons stored at generation `from` or later, oldest
+    /// first, as (generation, node, id).
+    pub fn beacons_since(&self, from: u64) -> impl Iterator<Item = (u64, NodeId, EnvelopeId)> + '_ {
+        self.beacon_log.range(from..).filter_map(|(g, id)| self.by_beacon.get(id).map(|(n, _)| (*g, *n, *id)))
     }
 
     /// What the routing graph knows of `node`: its newest beacon's
@@ -163,10 +176,13 @@ impl CardBook {
         if newer {
             e.seq = b.seq;
             e.card.neighbours.clone_from(&b.neighbours);
-            if let Some((old, _)) = e.beacon.replace((signed.0, signed.1.into())) {
-                self.by_beacon.remove(&old);
+            let old = e.beacon.replace((signed.0, signed.1.into()));
+            if let Some((old, _)) = old {
+                forget_beacon(&mut self.by_beacon, &mut self.beacon_log, &old);
             }
-            self.by_beacon.insert(signed.0, node);
+            self.generation += 1;
+            self.by_beacon.insert(signed.0, (node, self.generation));
+            self.beacon_log.insert(self.generation, signed.0);
         }
         let (heard, protected) = (e.heard, e.protected);
         self.touch(node, heard, protected, now, protected || newer);
@@ -199,8 +215,9 @@ impl CardBook {
             if let Some(e) = self.cards.get_mut(&node) {
                 self.by_id.remove(&e.card_id);
                 // The beacon named the old card.
-                if let Some((old, _)) = e.beacon.take() {
-                    self.by_beacon.remove(&old);
+                let old = e.beacon.take();
+                if let Some((old, _)) = old {
+                    forget_beacon(&mut self.by_beacon, &mut self.beacon_log, &old);
                 }
                 e.seq = e.seq.max(card.seq);
                 // Neighbours come from beacons; a card signed without them
@@ -227,7 +244,7 @@ impl CardBook {
             if let Some(e) = self.cards.remove(&v) {
                 self.by_id.remove(&e.card_id);
                 if let Some((old, _)) = e.beacon {
-                    self.by_beacon.remove(&old);
+                    forget_beacon(&mut self.by_beacon, &mut self.beacon_log, &old);
                 }
             }
             evicted = Some(v);
@@ -252,6 +269,16 @@ impl CardBook {
             e.heard = now;
             e.protected = protect;
         }
+    }
+}
+
+fn forget_beacon(
+    by_beacon: &mut BTreeMap<EnvelopeId, (NodeId, u64)>,
+    log: &mut BTreeMap<u64, EnvelopeId>,
+    id: &EnvelopeId,
+) {
+    if let Some((_, g)) = by_beacon.remove(id) {
+        log.remove(&g);
     }
 }
 

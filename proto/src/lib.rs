@@ -27,6 +27,7 @@ pub mod envelope;
 pub mod expiring;
 pub mod federation;
 pub mod filepart;
+pub mod flood;
 pub mod fragment;
 pub mod hslimit;
 pub mod identity;

@@ -110,6 +110,7 @@ impl Node {
             // A neighbour with a new card restarted (or changed): it may
             // have lost the beacons it held.
             l.beacons_had.clear();
+            l.beacon_floor = 0;
         }
         let changed = match learned {
             Learned::Refused => return None,
@@ -247,20 +248,25 @@ impl Node {
             self.metrics.envelopes_invalid += 1;
             return;
         };
+        let moved = self.cards.advert(&origin).is_none_or(|a| a.neighbours != &beacon.neighbours[..]);
         match self.cards.beacon(origin, &beacon, (env.id(), env.bytes()), now_ms) {
             BeaconMatch::NeedsCard => return self.hold_beacon(now_ms, link, env, beacon.card_id),
             BeaconMatch::Stale => {
                 // Remembered, so a sync offer of it is answered with have
                 // instead of a want that would fetch it again each round.
                 self.seen.insert(env.id(), env.expires_at());
-                self.peer_holds(link, env.id());
+                self.peer_holds_beacon(link, env.id());
                 self.metrics.announces_duplicate += 1;
                 return;
             }
             // A newer beacon may list other neighbours: the graph changed,
             // and what waits here for a path may have one now.
             BeaconMatch::Current { newer: true } => {
-                self.routes_changed();
+                if moved {
+                    self.routes_changed();
+                } else {
+                    self.routes_refreshed();
+                }
                 self.sync_soon(now_ms);
             }
             BeaconMatch::Current { newer: false } => {}
@@ -270,7 +276,7 @@ impl Node {
         }
         let id = env.id();
         // The link that sent it has it: not offered back in sync rounds.
-        self.peer_holds(link, id);
+        self.peer_holds_beacon(link, id);
         if self.seen.contains(&id) {
             self.metrics.announces_duplicate += 1;
             return;

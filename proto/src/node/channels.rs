@@ -42,7 +42,8 @@ impl Node {
             &self.identity,
             &Draft {
                 kind: Kind::Channel,
-                max_hops: self.cfg.default_hops,
+                // A channel is the community's: as far as beacons reach.
+                max_hops: self.cfg.announce_hops.max(self.cfg.default_hops),
                 created: self.unix_s(),
                 ttl: self.cfg.channel_ttl,
                 dest: Destination { id: channel, domain: String::new() },

@@ -16,7 +16,10 @@ impl Node {
     /// The one rule for what may go to link `to`, used by offers, wants
     /// and forwarding alike. Whether the stored `env` should go to `to`: a direct envelope
     /// goes only to its recipient when linked, else only along the best
-    /// route, else (no route) to every link; channel envelopes go everywhere.
+    /// route, else (no route) to every link; channel envelopes go along the
+    /// broadcast tree (flood.rs): the eager copy and the sync offers that
+    /// repair a lost one both follow it, so a flood costs about one
+    /// transmission per node.
     /// Nothing goes back to its origin, and nothing with no hops left goes to
     /// anyone but its recipient.
     pub(super) fn should_offer(&self, env: &Envelope, to: NodeId) -> bool {
@@ -58,7 +61,7 @@ impl Node {
                     _ => env.origin_id() == self.me && self.custodian(&dest) == Some(to),
                 }
             }
-            Kind::Channel => env.hops_left() > 0,
+            Kind::Channel => env.hops_left() > 0 && self.on_flood_tree(env.origin_id(), to),
             Kind::Announce => false,
         }
     }

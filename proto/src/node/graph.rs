@@ -8,10 +8,56 @@
 use super::*;
 use crate::routing::Route;
 
+/// Broadcast trees kept at once (one per recent flood origin).
+const MAX_FLOOD_TREES: usize = 256;
+
 impl Node {
-    /// Marks the routes stale; they are computed again when next asked for.
+    /// Marks the routes stale for the ages and sequence numbers they show,
+    /// with the graph's links unchanged: broadcast trees stay. (A node that
+    /// went away leaves them when its neighbours' beacons stop listing it,
+    /// a second after their links to it drop.)
+    pub(super) fn routes_refreshed(&self) {
+        self.routes_stale.set(true);
+    }
+
+    /// Marks the routes stale after a change of the graph's links; they
+    /// are computed again when next asked for.
     pub(super) fn routes_changed(&self) {
         self.routes_stale.set(true);
+        if let Ok(mut t) = self.flood_trees.try_borrow_mut() {
+            t.clear();
+        }
+    }
+
+    /// Whether a flood from `origin` goes on to mesh link `to`: `to` is a
+    /// child of ours on the broadcast tree, or the tree does not reach us.
+    pub(super) fn on_flood_tree(&self, origin: NodeId, to: NodeId) -> bool {
+        let known = self.flood_trees.try_borrow().is_ok_and(|t| t.contains_key(&origin));
+        if !known {
+            self.compute_flood_tree(origin);
+        }
+        match self.flood_trees.try_borrow().ok().as_ref().and_then(|t| t.get(&origin)) {
+            Some(children) => children.contains(&to),
+            None => true,
+        }
+    }
+
+    /// Computes and caches the mesh links a flood from `origin` goes on
+    /// to (flood.rs). Cached per origin until the
+    /// graph changes; at most `MAX_FLOOD_TREES` origins.
+    fn compute_flood_tree(&self, origin: NodeId) {
+        let links: Vec<NodeId> = self.links.iter().filter(|(_, l)| l.fed.is_none()).map(|(n, _)| *n).collect();
+        let (now, timeout) = (self.clock, self.cfg.route_timeout_ms);
+        let cards = &self.cards;
+        let fresh =
+            |n: &NodeId| cards.advert(n).filter(|a| a.heard.saturating_add(timeout) > now).map(|a| a.neighbours);
+        let c = crate::flood::children(origin, self.me, &links, fresh);
+        if let Ok(mut t) = self.flood_trees.try_borrow_mut() {
+            if t.len() >= MAX_FLOOD_TREES {
+                t.clear();
+            }
+            t.insert(origin, c);
+        }
     }
 
     /// The route to `dest`, from a table no older than the last change.

@@ -66,6 +66,9 @@ pub(super) struct Link {
     /// here. Cleared when the peer signs a new card (it restarted) or when
     /// full.
     pub(super) beacons_had: std::collections::BTreeSet<EnvelopeId>,
+    /// The peer holds every newest beacon stored before this card-book
+    /// generation (sync.rs); reset with `beacons_had`.
+    pub(super) beacon_floor: u64,
     /// Set when this is a federation link.
     pub(super) fed: Option<Meter>,
     /// The peer has sent an authenticated frame on it: it accepted the
@@ -456,6 +459,7 @@ impl Node {
                         tx: 0,
                         peer_has: std::collections::BTreeSet::new(),
                         beacons_had: std::collections::BTreeSet::new(),
+                        beacon_floor: 0,
                         fed: None,
                         confirmed: false,
                         new_cards: Bucket::full(NEW_CARD_BURST, now_ms),

@@ -147,6 +147,9 @@ pub struct Node {
     /// Routes computed from beacons (graph.rs), and whether they are stale.
     routes: core::cell::RefCell<Table>,
     routes_stale: core::cell::Cell<bool>,
+    /// Broadcast-tree neighbours by flood origin (graph.rs), emptied with
+    /// every change of the graph.
+    flood_trees: core::cell::RefCell<BTreeMap<NodeId, Vec<NodeId>>>,
     /// The current announce interval: from `announce_interval_ms`, doubling
     /// while nothing changes up to `announce_max_interval_ms` (announce.rs).
     announce_ivl: u64,
@@ -229,6 +232,7 @@ impl Node {
             rng,
             routes: core::cell::RefCell::new(Table::new()),
             routes_stale: core::cell::Cell::new(false),
+            flood_trees: core::cell::RefCell::new(BTreeMap::new()),
             announce_ivl: 0,
             bridge_check_at: now_ms,
             routes_aged_at: now_ms,
@@ -393,7 +397,7 @@ impl Node {
         // next route lookup compute the whole graph again.
         if now_ms >= self.routes_aged_at {
             self.routes_aged_at = now_ms + 60_000;
-            self.routes_changed();
+            self.routes_refreshed();
         }
         if now_ms >= self.next_announce {
             self.announce_now(now_ms);

@@ -26,7 +26,7 @@ impl Node {
         {
             if kind == Kind::Announce {
                 self.metrics.announces_duplicate += 1;
-                self.peer_holds(link, id);
+                self.peer_holds_beacon(link, id);
             } else {
                 self.metrics.envelopes_duplicate += 1;
                 self.ack(link, id, now_ms);

@@ -36,6 +36,7 @@ impl Node {
         // Only offer what this link should carry (see should_offer).
         let has = self.links.get(&node).map(|l| &l.peer_has);
         let had = self.links.get(&node).map(|l| &l.beacons_had);
+        let mut floor = self.links.get(&node).map_or(0, |l| l.beacon_floor);
         let mut ids: Vec<EnvelopeId> = batch
             .into_iter()
             .filter(|id| !has.is_some_and(|h| h.contains(id)))
@@ -44,16 +45,30 @@ impl Node {
         // The newest beacons, ours first, that the peer has not said it has.
         // Not over a federation link: that gets its handover.
         if self.links.get(&node).is_some_and(|l| l.fed.is_none()) {
-            let own = self.announce.as_ref().map(|e| (self.me, e.id()));
-            let beacons = own
-                .into_iter()
-                .chain(self.cards.beacon_ids())
-                .filter(|(origin, id)| *origin != node && !had.is_some_and(|h| h.contains(id)))
-                .map(|(_, id)| id)
-                .take(self.cfg.offer_batch);
+            let held = |origin: &NodeId, id: &EnvelopeId| *origin == node || had.is_some_and(|h| h.contains(id));
+            let mut beacons: Vec<EnvelopeId> =
+                self.announce.as_ref().map(|e| e.id()).filter(|id| !held(&self.me, id)).into_iter().collect();
+            // Beacons the peer holds up to the first it lacks are behind
+            // the floor: the next round starts after them, so a round costs
+            // what changed, not the whole card book.
+            let mut holds_all = true;
+            for (generation, origin, id) in self.cards.beacons_since(floor) {
+                if held(&origin, &id) {
+                    if holds_all {
+                        floor = generation + 1;
+                    }
+                    continue;
+                }
+                holds_all = false;
+                if beacons.len() >= self.cfg.offer_batch {
+                    break;
+                }
+                beacons.push(id);
+            }
             ids.extend(beacons);
         }
         if let Some(l) = self.links.get_mut(&node) {
+            l.beacon_floor = floor;
             l.next_sync = now_ms + self.cfg.sync_interval_ms;
             l.offer_cursor = next_cursor;
         }
@@ -62,7 +77,8 @@ impl Node {
         }
     }
 
-    /// Notes that the peer `node` holds `id` (it sent it to us).
+    /// Notes that the peer `node` holds `id` (it sent or offered it to us),
+    /// an envelope or a beacon.
     pub(super) fn peer_holds(&mut self, node: NodeId, id: EnvelopeId) {
         if let Some(l) = self.links.get_mut(&node) {
             for set in [&mut l.peer_has, &mut l.beacons_had] {
@@ -71,6 +87,17 @@ impl Node {
                 }
                 set.insert(id);
             }
+        }
+    }
+
+    /// Notes that the peer `node` holds beacon `id` (beacons are not in
+    /// the store, so only the beacon set needs it).
+    pub(super) fn peer_holds_beacon(&mut self, node: NodeId, id: EnvelopeId) {
+        if let Some(set) = self.links.get_mut(&node).map(|l| &mut l.beacons_had) {
+            if set.len() >= MAX_PEER_HAS {
+                set.clear();
+            }
+            set.insert(id);
         }
     }
 

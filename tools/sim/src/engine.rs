@@ -19,6 +19,7 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use meshpost_proto::channel::ChannelKey;
 use meshpost_proto::crypto::kdf;
 use meshpost_proto::envelope::EnvelopeId;
 use meshpost_proto::identity::{Identity, NodeId, fingerprint};
@@ -58,6 +59,33 @@ pub struct Params {
     /// From this minute for this many minutes the network is split in two
     /// halves (every link between them fails), then heals.
     pub partition: Option<(u64, u64)>,
+    /// Channel messages per minute, whole network; every node joins the
+    /// channel, so each message should reach every other node once.
+    pub channel_per_minute: f64,
+}
+
+impl Default for Params {
+    /// A 10-node segment for 30 minutes (10 of warm-up), idle, no loss,
+    /// 5 ms links, mDNS every minute, the daemon's default configuration.
+    fn default() -> Params {
+        Params {
+            topology: topo::Kind::Segment,
+            nodes: 10,
+            degree: 8.0,
+            minutes: 30,
+            warmup_minutes: 10,
+            seed: 1,
+            load_per_minute: 0.0,
+            loss: 0.0,
+            delay_ms: 5,
+            churn_per_hour: 0.0,
+            config: Config::default(),
+            mdns_interval_ms: 60_000,
+            cut_minute: None,
+            partition: None,
+            channel_per_minute: 0.0,
+        }
+    }
 }
 
 /// A message counts as deliverable when its origin and destination were
@@ -96,6 +124,19 @@ pub struct Report {
     /// Messages not delivered by the end although deliverable
     /// ([`DELIVERABLE_MS`]): the ones issue 13 says must be zero.
     pub missed: u64,
+    /// Channel messages published, and how many nodes received each
+    /// (summed; the most is posts x (nodes - 1)), with their latencies.
+    pub channel_posts: u64,
+    pub channel_received: u64,
+    pub channel_latencies_ms: Vec<u64>,
+    /// Channel datagrams sent (eager copies and copies a sync round
+    /// fetched) per node that received a message: 1.0 is the minimum, one
+    /// transmission per receiver.
+    pub channel_copies_per_receiver: f64,
+    /// Channel messages not received by a node although deliverable (as
+    /// for `missed`: published, and the node up and the network whole, for
+    /// [`DELIVERABLE_MS`] before the end), counted per node.
+    pub channel_missed: u64,
 }
 
 enum Ev {
@@ -103,6 +144,7 @@ enum Ev {
     Datagram { from: u32, to: u32, data: Vec<u8> },
     Discover(u32),
     Load,
+    Post,
     Churn,
     Return(u32),
     Cut,
@@ -160,6 +202,9 @@ pub struct Sim {
     rng: NodeRng,
     /// Messages not yet delivered: when sent, from, to.
     sent: HashMap<EnvelopeId, (u64, u32, u32)>,
+    /// Channel messages: when published, by whom, and which nodes have it.
+    posted: HashMap<EnvelopeId, (u64, u32, Vec<bool>)>,
+    channel: [u8; 16],
     report: Report,
     cut_at: Option<u64>,
     /// When each node last came back (0: up from the start).
@@ -189,6 +234,13 @@ impl Sim {
             nodes.push(Node::new(identity, cfg, node_seed, Timestamp::new(0, UNIX0)));
         }
         let n = p.nodes;
+        let key = ChannelKey::from_bytes(kdf(b"mp-simch", &seed, &[]));
+        let channel = key.id();
+        if p.channel_per_minute > 0.0 {
+            for node in &mut nodes {
+                node.join_channel(key.clone());
+            }
+        }
         let mut sim = Sim {
             p,
             nodes,
@@ -202,6 +254,8 @@ impl Sim {
             now: 0,
             rng,
             sent: HashMap::new(),
+            posted: HashMap::new(),
+            channel,
             report: Report::default(),
             cut_at: None,
             up_since: vec![0; n],
@@ -216,6 +270,10 @@ impl Sim {
         if sim.p.load_per_minute > 0.0 {
             let t = sim.warmup_end() + sim.next_gap(sim.p.load_per_minute);
             sim.push(t, Ev::Load);
+        }
+        if sim.p.channel_per_minute > 0.0 {
+            let t = sim.warmup_end() + sim.next_gap(sim.p.channel_per_minute);
+            sim.push(t, Ev::Post);
         }
         if let Some(m) = sim.p.cut_minute {
             sim.push(m * 60_000, Ev::Cut);
@@ -325,6 +383,19 @@ impl Sim {
                 let t = self.now + self.next_gap(self.p.load_per_minute);
                 self.push(t, Ev::Load);
             }
+            Ev::Post => {
+                let src = (self.rng.next_u64() % self.nodes.len() as u64) as u32;
+                if self.up[src as usize] {
+                    let body = [b'c'; 100];
+                    if let Ok(id) = self.nodes[src as usize].publish(ts, self.channel, &body) {
+                        self.posted.insert(id, (self.now, src, vec![false; self.nodes.len()]));
+                        self.report.channel_posts += 1;
+                    }
+                    self.drain(src);
+                }
+                let t = self.now + self.next_gap(self.p.channel_per_minute);
+                self.push(t, Ev::Post);
+            }
             Ev::Churn => {
                 let i = (self.rng.next_u64() % self.nodes.len() as u64) as u32;
                 if self.up[i as usize] {
@@ -406,6 +477,15 @@ impl Sim {
                         self.sent.remove(&d.id);
                     }
                 }
+                Action::ChannelDeliver { message, .. } => {
+                    if let Some((t, _, got)) = self.posted.get_mut(&message.id).filter(|(_, src, _)| *src != i)
+                        && !got[i as usize]
+                    {
+                        got[i as usize] = true;
+                        self.report.channel_received += 1;
+                        self.report.channel_latencies_ms.push(self.now - *t);
+                    }
+                }
                 Action::Event(e) => {
                     let key = match &e {
                         Event::LinkDown { reason, .. } => format!("link down: {reason}"),
@@ -467,6 +547,17 @@ impl Sim {
         r.announce_duplicates_per_accepted = ann_dup as f64 / ann_in.max(1) as f64;
         r.data_duplicates_per_delivered = env_dup as f64 / r.delivered.max(1) as f64;
         r.latencies_ms.sort_unstable();
+        r.channel_latencies_ms.sort_unstable();
+        let channel_dgrams: u64 = self
+            .nodes
+            .iter()
+            .zip(start)
+            .map(|(node, s)| {
+                let c = WireClass::Channel as usize;
+                node.wire_stats().datagrams[c] - s.datagrams[c]
+            })
+            .sum();
+        r.channel_copies_per_receiver = channel_dgrams as f64 / r.channel_received.max(1) as f64;
         // What is still in `sent` was not delivered.
         let end = self.p.minutes * 60_000;
         let settled = |since: u64| since + DELIVERABLE_MS <= end;
@@ -479,6 +570,15 @@ impl Sim {
                     && [src, dst].iter().all(|&&k| self.up[k as usize] && settled(self.up_since[k as usize]))
             })
             .count() as u64;
+        let up_long = |k: usize| self.up[k] && settled(self.up_since[k]);
+        r.channel_missed = self
+            .posted
+            .values()
+            .filter(|(t, _, _)| settled(*t) && settled(self.healed_at))
+            .map(|(_, src, got)| {
+                got.iter().enumerate().filter(|(k, g)| *k != *src as usize && !**g && up_long(*k)).count() as u64
+            })
+            .sum();
         r
     }
 }
@@ -496,13 +596,8 @@ mod tests {
             warmup_minutes: 2,
             seed: 7,
             load_per_minute: load,
-            loss: 0.0,
             delay_ms: 10,
-            churn_per_hour: 0.0,
-            config: Config::default(),
-            mdns_interval_ms: 60_000,
-            cut_minute: None,
-            partition: None,
+            ..Params::default()
         }
     }
 

@@ -12,12 +12,12 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use meshpost_proto::node::{Config, WireClass};
+use meshpost_proto::node::WireClass;
 use meshpost_sim::engine::{Params, Report, Sim};
 use meshpost_sim::{plot, topo};
 
 const USAGE: &str = "usage: meshpost-sim [--topology segment|mesh] [--nodes N | --sweep N,N,...] [--minutes M]
-       [--warmup M] [--seed S] [--load MSGS_PER_MIN] [--loss P] [--delay MS] [--churn SHARE_PER_HOUR]
+       [--warmup M] [--seed S] [--load MSGS_PER_MIN] [--channel MSGS_PER_MIN] [--loss P] [--delay MS] [--churn SHARE_PER_HOUR]
        [--degree D] [--announce SECONDS] [--announce-max SECONDS] [--cut MINUTE]
        [--partition MINUTE:MINUTES] [--link-target K] [--counters] [--out PREFIX]
 Writes PREFIX.csv and PREFIX.svg with --out.";
@@ -25,22 +25,7 @@ Writes PREFIX.csv and PREFIX.svg with --out.";
 type Args = (Params, Vec<usize>, Option<String>, bool);
 
 fn parse() -> Result<Args, String> {
-    let mut p = Params {
-        topology: topo::Kind::Segment,
-        nodes: 10,
-        degree: 8.0,
-        minutes: 30,
-        warmup_minutes: 10,
-        seed: 1,
-        load_per_minute: 0.0,
-        loss: 0.0,
-        delay_ms: 5,
-        churn_per_hour: 0.0,
-        config: Config::default(),
-        mdns_interval_ms: 60_000,
-        cut_minute: None,
-        partition: None,
-    };
+    let mut p = Params::default();
     let mut sweep = Vec::new();
     let mut out = None;
     let mut counters = false;
@@ -59,6 +44,7 @@ fn parse() -> Result<Args, String> {
             "--warmup" => p.warmup_minutes = num(v()?)? as u64,
             "--seed" => p.seed = num(v()?)? as u64,
             "--load" => p.load_per_minute = num(v()?)?,
+            "--channel" => p.channel_per_minute = num(v()?)?,
             "--loss" => p.loss = num(v()?)?,
             "--delay" => p.delay_ms = num(v()?)? as u64,
             "--churn" => p.churn_per_hour = num(v()?)?,
@@ -89,8 +75,11 @@ fn parse() -> Result<Args, String> {
     if sweep.iter().any(|n| *n < 2) || p.warmup_minutes >= p.minutes {
         return Err(format!("need at least 2 nodes and a warmup shorter than the run\n{USAGE}"));
     }
-    if !(0.0..1.0).contains(&p.loss) || p.churn_per_hour < 0.0 || p.load_per_minute < 0.0 || p.degree <= 0.0 {
-        return Err(format!("--loss is a share below 1; --churn, --load and --degree are not negative\n{USAGE}"));
+    let negative = [p.churn_per_hour, p.load_per_minute, p.channel_per_minute].iter().any(|x| *x < 0.0);
+    if !(0.0..1.0).contains(&p.loss) || negative || p.degree <= 0.0 {
+        return Err(format!(
+            "--loss is a share below 1; --churn, --load, --channel and --degree are not negative\n{USAGE}"
+        ));
     }
     if p.cut_minute.is_some_and(|m| m >= p.minutes) {
         return Err(format!("--cut must fall within the run\n{USAGE}"));
@@ -105,7 +94,8 @@ fn header() -> String {
     }
     h.push_str(",bytes_total,datagrams,announce_dup_per_accepted,data_dup_per_delivered,sent,delivered,");
     h.push_str("latency_p50_ms,latency_p99_ms,links_avg,routes_avg,routes_max,cards_avg,store_avg,");
-    h.push_str("seen_avg,seen_max,settled_before_cut,convergence_s,partition,missed,events,wall_s");
+    h.push_str("seen_avg,seen_max,settled_before_cut,convergence_s,partition,missed,");
+    h.push_str("channel_posts,channel_reach,channel_p50_ms,channel_p99_ms,channel_copies_per_receiver,channel_missed,events,wall_s");
     h
 }
 
@@ -130,7 +120,7 @@ fn row(p: &Params, r: &Report, wall: f64) -> String {
     }
     let _ = write!(
         s,
-        ",{:.0},{:.1},{:.2},{:.2},{},{},{},{},{:.1},{:.1},{},{:.1},{:.1},{:.0},{},{},{},{},{},{},{:.1}",
+        ",{:.0},{:.1},{:.2},{:.2},{},{},{},{},{:.1},{:.1},{},{:.1},{:.1},{:.0},{},{},{},{},{},{},{:.4},{},{},{:.2},{},{},{:.1}",
         r.bytes_per_node_minute.iter().sum::<f64>(),
         r.datagrams_per_node_minute,
         r.announce_duplicates_per_accepted,
@@ -150,6 +140,12 @@ fn row(p: &Params, r: &Report, wall: f64) -> String {
         r.convergence_ms.map_or(String::new(), |ms| format!("{:.0}", ms as f64 / 1000.0)),
         p.partition.map_or(String::new(), |(at, m)| format!("{at}:{m}")),
         r.missed,
+        r.channel_posts,
+        r.channel_received as f64 / (r.channel_posts * (p.nodes as u64 - 1)).max(1) as f64,
+        pct(&r.channel_latencies_ms, 0.5),
+        pct(&r.channel_latencies_ms, 0.99),
+        r.channel_copies_per_receiver,
+        r.channel_missed,
         r.events,
         wall
     );

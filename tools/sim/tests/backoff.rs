@@ -18,19 +18,14 @@ fn run(minutes: u64, max_ms: u64) -> Report {
         minutes,
         warmup_minutes: minutes - 1,
         seed: 4,
-        load_per_minute: 0.0,
-        loss: 0.0,
         delay_ms: 10,
-        churn_per_hour: 0.0,
         config: Config {
             announce_interval_ms: MIN_MS,
             announce_max_interval_ms: max_ms,
             route_timeout_ms: 3 * max_ms,
             ..Config::default()
         },
-        mdns_interval_ms: 60_000,
-        cut_minute: None,
-        partition: None,
+        ..Params::default()
     })
     .run()
 }

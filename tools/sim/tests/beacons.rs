@@ -16,10 +16,7 @@ fn run(minutes: u64) -> Report {
         minutes,
         warmup_minutes: minutes - 1,
         seed: 3,
-        load_per_minute: 0.0,
-        loss: 0.0,
         delay_ms: 10,
-        churn_per_hour: 0.0,
         // A fixed interval (no backoff): beacon rounds can be counted.
         config: Config {
             announce_interval_ms: 10_000,
@@ -27,9 +24,7 @@ fn run(minutes: u64) -> Report {
             route_timeout_ms: 30_000,
             ..Config::default()
         },
-        mdns_interval_ms: 60_000,
-        cut_minute: None,
-        partition: None,
+        ..Params::default()
     })
     .run()
 }

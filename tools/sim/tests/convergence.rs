@@ -16,10 +16,7 @@ fn routes_lead_home_again_within_three_announce_intervals_after_a_link_fails() {
         minutes: 6,
         warmup_minutes: 5,
         seed: 5,
-        load_per_minute: 0.0,
-        loss: 0.0,
         delay_ms: 10,
-        churn_per_hour: 0.0,
         config: Config {
             announce_interval_ms: interval,
             // By the cut (minute 3) beacons come every 80 s.
@@ -29,9 +26,8 @@ fn routes_lead_home_again_within_three_announce_intervals_after_a_link_fails() {
             dead_after_ms: 6_000,
             ..Config::default()
         },
-        mdns_interval_ms: 60_000,
         cut_minute: Some(3),
-        partition: None,
+        ..Params::default()
     })
     .run();
     assert!(r.routes_settled_before_cut, "routes had not settled before the cut");

@@ -17,14 +17,8 @@ fn run(link_target: usize) -> Report {
         minutes: 8,
         warmup_minutes: 6,
         seed: 6,
-        load_per_minute: 0.0,
-        loss: 0.0,
-        delay_ms: 5,
-        churn_per_hour: 0.0,
         config: Config { link_target, ..Config::default() },
-        mdns_interval_ms: 60_000,
-        cut_minute: None,
-        partition: None,
+        ..Params::default()
     })
     .run()
 }

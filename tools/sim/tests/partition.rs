@@ -18,11 +18,10 @@ fn messages_across_a_partition_wait_at_their_sender_and_all_arrive_after_it_heal
         load_per_minute: 30.0,
         loss: 0.02,
         delay_ms: 20,
-        churn_per_hour: 0.0,
         config: Config { sync_interval_ms: 5_000, ..Config::default() },
         mdns_interval_ms: 20_000,
-        cut_minute: None,
         partition: Some((4, 3)),
+        ..Params::default()
     })
     .run();
     assert!(r.sent >= 300, "{} sent", r.sent);

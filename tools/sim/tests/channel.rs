@@ -1,0 +1,41 @@
+//! Channel floods follow the broadcast tree (proto flood.rs): every node
+//! that joined gets each message, at about one transmission per node, on
+//! a segment and on a lossy mesh with churn and a partition that heals.
+//! Issue 13 asks for at most 1.5 times the minimum (one per receiver).
+
+use meshpost_sim::engine::{Params, Report, Sim};
+use meshpost_sim::topo;
+
+fn run(p: Params) -> Report {
+    Sim::new(Params { nodes: 40, channel_per_minute: 20.0, ..p }).run()
+}
+
+#[test]
+fn on_a_segment_each_node_gets_each_channel_message_from_one_transmission() {
+    let r = run(Params { topology: topo::Kind::Segment, minutes: 9, warmup_minutes: 3, seed: 11, ..Params::default() });
+    assert!(r.channel_posts >= 80, "{} posts", r.channel_posts);
+    assert_eq!(r.channel_missed, 0, "{r:?}");
+    // Flooded to every link, each node received about 4 copies.
+    assert!(r.channel_copies_per_receiver <= 1.05, "{:.2} copies per receiver", r.channel_copies_per_receiver);
+    let p99 = r.channel_latencies_ms[r.channel_latencies_ms.len() * 99 / 100];
+    assert!(p99 < 1_000, "p99 {p99} ms: the eager copies arrived");
+}
+
+#[test]
+fn on_a_lossy_mesh_with_churn_and_a_partition_every_message_arrives_at_little_extra_cost() {
+    let r = run(Params {
+        topology: topo::Kind::Mesh,
+        degree: 6.0,
+        minutes: 14,
+        warmup_minutes: 3,
+        seed: 12,
+        loss: 0.05,
+        delay_ms: 20,
+        churn_per_hour: 0.1,
+        partition: Some((4, 3)),
+        ..Params::default()
+    });
+    assert!(r.channel_posts >= 150, "{} posts", r.channel_posts);
+    assert_eq!(r.channel_missed, 0, "{r:?}");
+    assert!(r.channel_copies_per_receiver <= 1.5, "{:.2} copies per receiver", r.channel_copies_per_receiver);
+}
