@@ -146,8 +146,10 @@ impl Link {
             Some((LinkTimer::Sync, self.next_sync)),
             self.current.initiator.then_some((LinkTimer::Rekey, self.rekey_at)),
             // After a refused take the bucket was updated at that moment,
-            // so this lies ahead of it.
-            self.fed.as_ref().and_then(Meter::next_send_at).map(|t| (LinkTimer::Pace, t)),
+            // so this lies ahead of it. Not before the peer confirmed the
+            // link: nothing is sent until then (confirm() drains the
+            // backlog), so the timer would be due at once, again and again.
+            self.fed.as_ref().filter(|_| self.confirmed).and_then(Meter::next_send_at).map(|t| (LinkTimer::Pace, t)),
             (!self.confirmed)
                 .then_some((LinkTimer::Unconfirmed, self.current.established_at + cfg.handshake_timeout_ms)),
         ]
