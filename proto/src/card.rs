@@ -27,7 +27,7 @@ pub const MAX_NAME_LEN: usize = 32;
 /// Most neighbours listed in a card.
 pub const MAX_NEIGHBOURS: usize = 32;
 /// Most gateway domains listed in a card.
-pub const MAX_GATEWAY_DOMAINS: usize = 8;
+pub const MAX_GATEWAY_DOMAINS: usize = 16;
 
 /// The public half of a node, as announced.
 #[derive(Clone, PartialEq, Eq)]

@@ -413,6 +413,18 @@ impl Settings {
         if d == self.node.domain {
             return Err(err(domain.line, "domain", "is this node's own domain; federation links other domains".into()));
         }
+        // The card lists the domains a gateway serves; one beyond the
+        // limit would be left out of it, and nothing would go there.
+        let max = meshpost_proto::card::MAX_GATEWAY_DOMAINS;
+        let known = |f: &FederationEntry| f.policy.domain == d;
+        if !self.federation.iter().any(known) {
+            let mut domains: Vec<&str> = self.federation.iter().map(|f| f.policy.domain.as_str()).collect();
+            domains.sort_unstable();
+            domains.dedup();
+            if domains.len() >= max {
+                return Err(err(domain.line, "domain", format!("a gateway serves at most {max} other domains")));
+            }
+        }
         let address = sec
             .get("address")
             .ok_or_else(|| err(sec.line, "address", "every 'config federation' needs an address".into()))?;
@@ -593,6 +605,21 @@ mod tests {
         // option then list of one name is a list: refused for a single option.
         let e = load("config meshpost main\n option port 1\n list port 2\n").unwrap_err();
         assert!(e.reason.contains("takes one value"), "{e}");
+    }
+
+    #[test]
+    fn a_gateway_for_more_domains_than_its_card_can_list_is_refused() {
+        let key = "ab".repeat(32);
+        let fed = |i: usize| {
+            format!("config federation\n option domain 'd{i}'\n option address 'g{i}:1'\n option key '{key}'\n")
+        };
+        let max = meshpost_proto::card::MAX_GATEWAY_DOMAINS;
+        assert_eq!(load(&(0..max).map(fed).collect::<String>()).unwrap().federation.len(), max);
+        // A second gateway of a domain already served is fine.
+        assert!(load(&(0..max).chain([0]).map(fed).collect::<String>()).is_ok());
+        let e = load(&(0..=max).map(fed).collect::<String>()).unwrap_err();
+        assert_eq!((e.line, e.option.as_str()), (4 * max + 2, "domain"));
+        assert!(e.reason.contains("at most 16 other domains"), "{e}");
     }
 
     #[test]

@@ -11,8 +11,13 @@
 //! Signature checks are remembered across nodes (a pure function of the
 //! bytes, identity::verify_memo); each node still runs its whole decode.
 //!
+//! In a `federated` topology each community has its own domain, and its
+//! gateway (topo.rs) is configured with every other gateway as a pinned
+//! federation peer (default policy: direct messages cross, 20/s); the
+//! load's messages go between any two nodes, most of them across.
+//!
 //! Deliberately not here: disks (every write succeeds at once), reboots
-//! that lose memory, federation, and radio contention (a unicast datagram
+//! that lose memory, and radio contention (a unicast datagram
 //! costs one transmission, as on batman-adv's unicast path).
 
 use std::cmp::Ordering;
@@ -22,8 +27,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use meshpost_proto::channel::ChannelKey;
 use meshpost_proto::crypto::kdf;
 use meshpost_proto::envelope::EnvelopeId;
+use meshpost_proto::federation::Policy;
 use meshpost_proto::identity::{Identity, NodeId, fingerprint};
-use meshpost_proto::node::{Action, Config, Event, Node, WireClass, WireStats};
+use meshpost_proto::node::{Action, Config, Event, Node, PeerSpec, WireClass, WireStats};
 use meshpost_proto::rng::NodeRng;
 use meshpost_proto::time::Timestamp;
 use rand_core::RngCore;
@@ -194,6 +200,9 @@ pub struct Sim {
     ids: Vec<NodeId>,
     fps: Vec<[u8; 8]>,
     adj: Vec<Vec<u32>>,
+    /// Gateways of a federated topology (one per community), which reach
+    /// each other beyond `adj`.
+    gateways: Vec<u32>,
     up: Vec<bool>,
     wake_at: Vec<u64>,
     heap: BinaryHeap<Item>,
@@ -223,17 +232,37 @@ impl Sim {
         let mut rng = NodeRng::from_seed(seed);
         let adj = topo::build(p.topology, p.nodes, p.degree, &mut rng);
         let mut nodes = Vec::with_capacity(p.nodes);
-        let (mut ids, mut fps) = (Vec::new(), Vec::new());
+        let (mut ids, mut fps, mut keys) = (Vec::new(), Vec::new(), Vec::new());
+        let comm = p.topology.communities(p.nodes);
+        let federated = p.topology == topo::Kind::Federated;
+        let domain = |c: usize| format!("c{c}");
         for i in 0..p.nodes as u32 {
             let id_seed = kdf(b"mp-simid", &seed, &[&i.to_be_bytes()]);
             let identity = Identity::from_seed(&id_seed);
             ids.push(identity.node_id());
             fps.push(fingerprint(&identity.public_key()));
-            let cfg = Config { name: format!("n{i}"), ..p.config.clone() };
+            keys.push(identity.public_key());
+            let mut cfg = Config { name: format!("n{i}"), ..p.config.clone() };
+            if federated {
+                cfg.domain = domain(comm[i as usize]);
+            }
             let node_seed = kdf(b"mp-simrn", &seed, &[&i.to_be_bytes()]);
             nodes.push(Node::new(identity, cfg, node_seed, Timestamp::new(0, UNIX0)));
         }
         let n = p.nodes;
+        // The first node of each community is its gateway.
+        let gateways: Vec<u32> = if federated {
+            (0..n).filter(|i| *i == 0 || comm[*i] != comm[i - 1]).map(|i| i as u32).collect()
+        } else {
+            vec![]
+        };
+        for &g in &gateways {
+            for &o in gateways.iter().filter(|o| **o != g) {
+                let policy = Policy::new(&domain(comm[o as usize]));
+                let spec = PeerSpec { addr: addr(o), pin: Some(keys[o as usize]), federation: Some(policy) };
+                nodes[g as usize].add_peer(spec, Timestamp::new(0, UNIX0));
+            }
+        }
         let key = ChannelKey::from_bytes(kdf(b"mp-simch", &seed, &[]));
         let channel = key.id();
         if p.channel_per_minute > 0.0 {
@@ -247,6 +276,7 @@ impl Sim {
             ids,
             fps,
             adj,
+            gateways,
             up: vec![true; n],
             wake_at: vec![u64::MAX; n],
             heap: BinaryHeap::new(),
@@ -310,7 +340,8 @@ impl Sim {
     }
 
     fn neighbours(&self, a: u32, b: u32) -> bool {
-        self.adj[a as usize].binary_search(&b).is_ok()
+        let wan = || self.gateways.contains(&a) && self.gateways.contains(&b);
+        self.adj[a as usize].binary_search(&b).is_ok() || wan()
     }
 
     /// Runs to the end and reports.

@@ -16,7 +16,7 @@ use meshpost_proto::node::WireClass;
 use meshpost_sim::engine::{Params, Report, Sim};
 use meshpost_sim::{plot, topo};
 
-const USAGE: &str = "usage: meshpost-sim [--topology segment|mesh] [--nodes N | --sweep N,N,...] [--minutes M]
+const USAGE: &str = "usage: meshpost-sim [--topology segment|mesh|federated] [--nodes N | --sweep N,N,...] [--minutes M]
        [--warmup M] [--seed S] [--load MSGS_PER_MIN] [--channel MSGS_PER_MIN] [--loss P] [--delay MS] [--churn SHARE_PER_HOUR]
        [--degree D] [--announce SECONDS] [--announce-max SECONDS] [--cut MINUTE]
        [--partition MINUTE:MINUTES] [--link-target K] [--counters] [--out PREFIX]
@@ -34,7 +34,7 @@ fn parse() -> Result<Args, String> {
         let mut v = || args.next().ok_or(format!("{a} needs a value"));
         let num = |s: String| s.parse::<f64>().map_err(|e| format!("{a}: {e}"));
         match a.as_str() {
-            "--topology" => p.topology = topo::Kind::parse(&v()?).ok_or("topology: segment or mesh")?,
+            "--topology" => p.topology = topo::Kind::parse(&v()?).ok_or("topology: segment, mesh or federated")?,
             "--nodes" => p.nodes = num(v()?)? as usize,
             "--sweep" => {
                 sweep =

@@ -7,8 +7,12 @@
 //!   the wanted average degree; a component left apart is joined to its
 //!   nearest node, so the graph is connected.
 //!
-//! Deliberately not here: link quality and timing (engine.rs), and
-//! federation between communities (not simulated yet).
+//! - `federated`: ten communities, each a `mesh` of a tenth of the nodes
+//!   with its own domain; the first node of each is its gateway, and the
+//!   gateways reach each other over the internet (no mDNS between them:
+//!   they are configured federation peers, engine.rs).
+//!
+//! Deliberately not here: link quality and timing (engine.rs).
 
 use meshpost_proto::rng::NodeRng;
 use rand_core::RngCore;
@@ -17,13 +21,18 @@ use rand_core::RngCore;
 pub enum Kind {
     Segment,
     Mesh,
+    Federated,
 }
+
+/// Communities of a `federated` topology.
+pub const COMMUNITIES: usize = 10;
 
 impl Kind {
     pub fn parse(s: &str) -> Option<Kind> {
         match s {
             "segment" => Some(Kind::Segment),
             "mesh" => Some(Kind::Mesh),
+            "federated" => Some(Kind::Federated),
             _ => None,
         }
     }
@@ -32,6 +41,16 @@ impl Kind {
         match self {
             Kind::Segment => "segment",
             Kind::Mesh => "mesh",
+            Kind::Federated => "federated",
+        }
+    }
+
+    /// The community of each of `n` nodes (all 0 but for `federated`:
+    /// ten blocks of consecutive nodes).
+    pub fn communities(self, n: usize) -> Vec<usize> {
+        match self {
+            Kind::Federated => (0..n).map(|i| i * COMMUNITIES / n).collect(),
+            _ => vec![0; n],
         }
     }
 }
@@ -50,37 +69,56 @@ pub fn build(kind: Kind, n: usize, degree: f64, rng: &mut NodeRng) -> Vec<Vec<u3
                 *a = (0..n as u32).filter(|j| *j as usize != i).collect();
             }
         }
-        Kind::Mesh => {
-            let pts: Vec<(f64, f64)> = (0..n).map(|_| (unit(rng), unit(rng))).collect();
-            // Expected degree of a random geometric graph: n * pi * r^2.
-            let r2 = degree / (n as f64 * core::f64::consts::PI);
-            let d2 = |a: usize, b: usize| (pts[a].0 - pts[b].0).powi(2) + (pts[a].1 - pts[b].1).powi(2);
-            for i in 0..n {
-                for j in i + 1..n {
-                    if d2(i, j) <= r2 {
-                        adj[i].push(j as u32);
-                        adj[j].push(i as u32);
-                    }
+        Kind::Mesh => adj = mesh(n, degree, rng),
+        Kind::Federated => {
+            let comm = kind.communities(n);
+            for c in 0..COMMUNITIES {
+                let members: Vec<usize> = (0..n).filter(|i| comm[*i] == c).collect();
+                for (a, list) in mesh(members.len(), degree, rng).into_iter().enumerate() {
+                    adj[members[a]] = list.into_iter().map(|b| members[b as usize] as u32).collect();
                 }
-            }
-            // Join components: each one apart from node 0's gets an edge from
-            // its node nearest to the connected part.
-            let mut comp = components(&adj);
-            while let Some(other) = (0..n).find(|i| comp[*i] != comp[0]) {
-                let c = comp[other];
-                let (mut best, mut bd) = ((0, 0), f64::MAX);
-                for a in (0..n).filter(|a| comp[*a] == c) {
-                    for b in (0..n).filter(|b| comp[*b] == comp[0]) {
-                        if d2(a, b) < bd {
-                            (best, bd) = ((a, b), d2(a, b));
-                        }
-                    }
-                }
-                adj[best.0].push(best.1 as u32);
-                adj[best.1].push(best.0 as u32);
-                comp = components(&adj);
             }
         }
+    }
+    for a in &mut adj {
+        a.sort_unstable();
+        a.dedup();
+    }
+    adj
+}
+
+/// A random geometric graph of `n` nodes with about `degree` neighbours
+/// each, made connected.
+fn mesh(n: usize, degree: f64, rng: &mut NodeRng) -> Vec<Vec<u32>> {
+    let mut adj = vec![Vec::new(); n];
+    let pts: Vec<(f64, f64)> = (0..n).map(|_| (unit(rng), unit(rng))).collect();
+    // Expected degree of a random geometric graph: n * pi * r^2.
+    let r2 = degree / (n as f64 * core::f64::consts::PI);
+    let d2 = |a: usize, b: usize| (pts[a].0 - pts[b].0).powi(2) + (pts[a].1 - pts[b].1).powi(2);
+    for i in 0..n {
+        for j in i + 1..n {
+            if d2(i, j) <= r2 {
+                adj[i].push(j as u32);
+                adj[j].push(i as u32);
+            }
+        }
+    }
+    // Join components: each one apart from node 0's gets an edge from
+    // its node nearest to the connected part.
+    let mut comp = components(&adj);
+    while let Some(other) = (0..n).find(|i| comp[*i] != comp[0]) {
+        let c = comp[other];
+        let (mut best, mut bd) = ((0, 0), f64::MAX);
+        for a in (0..n).filter(|a| comp[*a] == c) {
+            for b in (0..n).filter(|b| comp[*b] == comp[0]) {
+                if d2(a, b) < bd {
+                    (best, bd) = ((a, b), d2(a, b));
+                }
+            }
+        }
+        adj[best.0].push(best.1 as u32);
+        adj[best.1].push(best.0 as u32);
+        comp = components(&adj);
     }
     for a in &mut adj {
         a.sort_unstable();
@@ -122,5 +160,16 @@ mod tests {
         let avg = adj.iter().map(Vec::len).sum::<usize>() as f64 / 300.0;
         assert!((5.0..11.0).contains(&avg), "average degree {avg}");
         assert!(adj.iter().enumerate().all(|(i, a)| a.iter().all(|j| adj[*j as usize].contains(&(i as u32)))));
+    }
+
+    #[test]
+    fn federated_communities_are_connected_meshes_with_no_radio_link_between_them() {
+        let mut rng = NodeRng::from_seed([2; 32]);
+        let adj = build(Kind::Federated, 200, 6.0, &mut rng);
+        let comm = Kind::Federated.communities(200);
+        assert!(adj.iter().enumerate().all(|(i, a)| a.iter().all(|j| comm[*j as usize] == comm[i])));
+        let c = components(&adj);
+        assert!((0..200).all(|i| (0..200).all(|j| (c[i] == c[j]) == (comm[i] == comm[j]))));
+        assert_eq!(comm.iter().filter(|x| **x == 9).count(), 20);
     }
 }
