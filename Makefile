@@ -182,3 +182,7 @@ sim:
 	target/sim/meshpost-sim --topology mesh --sweep $(SIM_IDLE_SIZES) --minutes 495 --warmup 255 --out docs/scale/mesh-idle
 	target/sim/meshpost-sim --topology mesh --sweep $(SIM_MESH_SIZES) --minutes 18 --warmup 10 --cut 12 --out docs/scale/mesh-cut
 	target/sim/meshpost-sim --topology mesh --sweep $(SIM_MESH_SIZES) --minutes 40 --warmup 10 --load 20 --loss 0.02 --delay 20 --churn 0.1 --partition 15:10 --out docs/scale/mesh-load
+	target/sim/meshpost-sim --topology segment --sweep $(SIM_IDLE_SIZES) --minutes 20 --warmup 10 --channel 10 --out docs/scale/segment-channel
+	target/sim/meshpost-sim --topology mesh --sweep $(SIM_IDLE_SIZES) --minutes 20 --warmup 10 --channel 10 --out docs/scale/mesh-channel
+	target/sim/meshpost-sim --topology mesh --sweep 30,100,300 --minutes 40 --warmup 10 --channel 10 --load 20 --loss 0.05 --delay 20 --churn 0.1 --partition 15:10 --out docs/scale/mesh-channel-hostile
+	target/sim/meshpost-sim --topology federated --sweep 100,300 --minutes 40 --warmup 10 --load 20 --loss 0.02 --delay 20 --churn 0.1 --out docs/scale/federated-load

@@ -172,6 +172,9 @@ pub struct Envelope {
     kind: Kind,
     max_hops: u8,
     origin: [u8; 32],
+    /// The origin's node id, hashed once: the forwarding rule asks for it
+    /// for every stored envelope on every link at every sync round.
+    origin_id: NodeId,
     created: u64,
     ttl: u32,
     dest: Destination,
@@ -247,6 +250,7 @@ impl Envelope {
             kind: draft.kind,
             max_hops: draft.max_hops,
             origin: identity.public_key(),
+            origin_id: identity.node_id(),
             created: draft.created,
             ttl: draft.ttl,
             dest: draft.dest.clone(),
@@ -337,6 +341,7 @@ impl Envelope {
             kind,
             max_hops,
             origin,
+            origin_id: NodeId::from_public_key(&origin),
             created,
             ttl,
             // Invariant: valid_domain() accepted only ASCII bytes above.
@@ -356,7 +361,7 @@ impl Envelope {
         &self.origin
     }
     pub fn origin_id(&self) -> NodeId {
-        NodeId::from_public_key(&self.origin)
+        self.origin_id
     }
     pub fn created(&self) -> u64 {
         self.created

@@ -9,84 +9,122 @@
 //! with it is lowest (peerbook.rs; the same from either end, and spread
 //! over the neighbours rather than always the lowest id). A node sends the
 //! envelope to the neighbours whose parent it is, and to any linked
-//! neighbour the graph does not reach (nobody else would). Where views
-//! differ for a moment (a beacon still on its way), a node may miss the
-//! eager copy; the link sync offers every stored envelope's id to every
-//! link, so it gets it in the next round.
+//! neighbour the graph does not reach (nobody else would). The link sync
+//! offers follow the same tree, so where views differ for a moment (a
+//! beacon still on its way) and a node misses the eager copy, its parent
+//! offers it again in the next round once they agree.
 //!
 //! It does not decide what is flooded (node/forward.rs), keep the graph
-//! (the card book) or cache trees (node/graph.rs).
+//! (the card book) or cache (node/graph.rs).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::identity::NodeId;
 use crate::peerbook::pair_rank;
 
-/// The neighbours `me` passes a flood from `origin` on to, given its own
-/// `links` and each other node's advertised neighbours (`neighbours`;
-/// None for a node unknown or too long unheard). Work is linear in the
-/// nodes and links the graph holds.
-///
-/// When the tree from `origin` does not reach `me` (the origin is beyond a
-/// partition, gone, or not known yet), the flood follows one spanning tree
-/// of our part of the graph instead, rooted at its lowest node id, over
-/// every tree edge but the one it came in on: whichever node it enters at,
-/// it reaches each node of the part once.
-pub fn children<'a>(
-    origin: NodeId,
-    me: NodeId,
-    links: &'a [NodeId],
-    neighbours: impl Fn(&NodeId) -> Option<&'a [NodeId]>,
-) -> Vec<NodeId> {
-    let adj = |n: &NodeId| if *n == me { Some(links) } else { neighbours(n) };
-    let dist = distances(origin, &adj);
-    let (dist, shared) = match dist.contains_key(&me) {
-        true => (dist, false),
-        false => {
-            let root = distances(me, &adj).keys().next().copied().unwrap_or(me);
-            (distances(root, &adj), true)
+const FAR: u32 = u32::MAX;
+
+/// Hop counts from the nodes near this one (itself, its links and their
+/// neighbours) to every node of its part of the graph: enough to place
+/// this node and its links on the tree of any origin. Computed once per
+/// change of the graph (a search from each of the 20-odd nodes near, over
+/// an indexed copy of the graph), not once per origin, so a store of
+/// floods from a thousand origins costs the same as one.
+#[derive(Debug)]
+pub struct Near {
+    ids: Vec<NodeId>,
+    index: BTreeMap<NodeId, u32>,
+    /// Links both ends list, by index.
+    graph: Vec<Vec<u32>>,
+    /// This node's links, as given.
+    links: Vec<NodeId>,
+    /// Distances from each node near to every indexed node.
+    dist: BTreeMap<u32, Vec<u32>>,
+}
+
+impl Near {
+    /// From this node `me`, its `links` and each other node's advertised
+    /// neighbours (`neighbours`; None for a node unknown or too long
+    /// unheard). Work: one search of this node's part of the graph with
+    /// look-ups by id, then about 1 + L + L x degree searches over indices.
+    pub fn compute<'a>(me: NodeId, links: &'a [NodeId], neighbours: impl Fn(&NodeId) -> Option<&'a [NodeId]>) -> Near {
+        let adj = |n: &NodeId| if *n == me { Some(links) } else { neighbours(n) };
+        let mutual = |a: &NodeId, b: &NodeId| adj(b).is_some_and(|l| l.contains(a));
+        // This node's part of the graph, indexed in the order found.
+        let mut ids = vec![me];
+        let mut index = BTreeMap::from([(me, 0u32)]);
+        let mut graph: Vec<Vec<u32>> = vec![Vec::new()];
+        let mut next = 0;
+        while next < ids.len() {
+            let u = ids[next];
+            for v in adj(&u).unwrap_or_default() {
+                if !mutual(&u, v) {
+                    continue;
+                }
+                let vi = *index.entry(*v).or_insert_with(|| {
+                    ids.push(*v);
+                    graph.push(Vec::new());
+                    (ids.len() - 1) as u32
+                });
+                graph[next].push(vi);
+            }
+            next += 1;
         }
-    };
-    // Invariant: `me` is in both searches above (the second starts from
-    // the lowest node of the part that holds `me`).
-    let mine = dist.get(&me).copied().unwrap_or(0);
-    let parent = |n: &NodeId, d: u32| {
-        adj(n)?
+        let mut ball: BTreeSet<u32> = BTreeSet::from([0]);
+        for l in links.iter().filter_map(|l| index.get(l)) {
+            ball.insert(*l);
+            ball.extend(graph[*l as usize].iter().copied());
+        }
+        let dist = ball.into_iter().map(|x| (x, hops_from(x, &graph))).collect();
+        Near { ids, index, graph, links: links.to_vec(), dist }
+    }
+
+    /// The neighbours this node passes a flood from `origin` on to: the
+    /// links whose parent it is on the origin's shortest-path tree, and any
+    /// link the graph does not reach. When `origin` is not in this node's
+    /// part of the graph (beyond a partition, gone, or not known yet): every
+    /// link. (A tree of the part would cost one copy per node there too,
+    /// but its paths are long: copies that crossed it with their hop limit
+    /// spent were stored where they could go no further, and the nodes
+    /// behind them, whose tree parent held only such a copy, never got the
+    /// message. Flooded, each copy arrives by a shortest path.)
+    pub fn children(&self, origin: &NodeId) -> Vec<NodeId> {
+        let Some(target) = self.index.get(origin).copied() else { return self.links.clone() };
+        let d = |x: u32| self.dist.get(&x).map_or(FAR, |v| v[target as usize]);
+        let mine = d(0);
+        // Of `x`'s graph neighbours one hop nearer the target, the one with
+        // the lowest pair rank with `x`.
+        let parent = |x: u32| {
+            let dx = d(x);
+            self.graph[x as usize]
+                .iter()
+                .filter(|m| dx != FAR && dx > 0 && d(**m) == dx - 1)
+                .min_by_key(|m| (pair_rank(&self.ids[**m as usize], &self.ids[x as usize]), self.ids[**m as usize]))
+                .copied()
+        };
+        self.links
             .iter()
-            .filter(|m| d > 0 && dist.get(*m) == Some(&(d - 1)) && linked(&adj, n, m))
-            .min_by_key(|m| (pair_rank(m, n), **m))
+            .filter(|n| *n != origin)
+            .filter(|n| match self.index.get(*n) {
+                None => true,
+                Some(ni) if d(*ni) == FAR => true,
+                Some(ni) if d(*ni) == mine.saturating_add(1) => parent(*ni) == Some(0),
+                Some(_) => false,
+            })
             .copied()
-    };
-    let my_parent = if shared { parent(&me, mine) } else { None };
-    links
-        .iter()
-        .filter(|n| **n != origin)
-        .filter(|n| match dist.get(*n) {
-            None => true,
-            Some(d) if *d == mine + 1 => parent(n, *d) == Some(me),
-            Some(_) => my_parent == Some(**n),
-        })
-        .copied()
-        .collect()
+            .collect()
+    }
 }
 
-/// Whether the graph has the link `a`-`b`: `b` lists `a` (and the caller
-/// found `b` in `a`'s list).
-fn linked<'a>(adj: &impl Fn(&NodeId) -> Option<&'a [NodeId]>, a: &NodeId, b: &NodeId) -> bool {
-    adj(b).is_some_and(|l| l.contains(a))
-}
-
-/// Hops from `root` to every node the graph reaches from it.
-fn distances<'a>(root: NodeId, adj: &impl Fn(&NodeId) -> Option<&'a [NodeId]>) -> BTreeMap<NodeId, u32> {
-    let mut dist: BTreeMap<NodeId, u32> = BTreeMap::new();
-    let mut queue = VecDeque::new();
-    dist.insert(root, 0);
-    queue.push_back(root);
+/// Hops from `start` to every node of `graph` (FAR where it does not reach).
+fn hops_from(start: u32, graph: &[Vec<u32>]) -> Vec<u32> {
+    let mut dist = vec![FAR; graph.len()];
+    let mut queue = VecDeque::from([start]);
+    dist[start as usize] = 0;
     while let Some(u) = queue.pop_front() {
-        let (Some(list), Some(d)) = (adj(&u), dist.get(&u).copied()) else { continue };
-        for v in list {
-            if !dist.contains_key(v) && linked(adj, &u, v) {
-                dist.insert(*v, d + 1);
+        for v in &graph[u as usize] {
+            if dist[*v as usize] == FAR {
+                dist[*v as usize] = dist[u as usize] + 1;
                 queue.push_back(*v);
             }
         }
@@ -113,7 +151,7 @@ mod tests {
 
     fn kids(g: &BTreeMap<NodeId, Vec<NodeId>>, origin: u8, me: u8) -> Vec<NodeId> {
         let links = g.get(&n(me)).cloned().unwrap_or_default();
-        children(n(origin), n(me), &links, |x| g.get(x).map(Vec::as_slice))
+        Near::compute(n(me), &links, |x| g.get(x).map(Vec::as_slice)).children(&n(origin))
     }
 
     /// Spreads a flood from `origin` that enters the graph at `entry`:
@@ -155,20 +193,18 @@ mod tests {
     }
 
     #[test]
-    fn beyond_the_origins_part_of_the_graph_a_flood_still_reaches_each_node_once() {
-        // The origin (0) is in another part: whichever node of this part
-        // the flood enters at (a healed partition, a late sync), one copy
-        // each.
+    fn beyond_the_origins_part_of_the_graph_a_flood_goes_to_every_link() {
+        // The origin (0) is in another part (a partition, or its beacons
+        // have not come): each node of this part passes it to every link,
+        // so each copy arrives by a shortest path with hops to spare.
         let mut edges = ring_with_chords(20);
         edges.push((0, 1));
         let g = graph(&edges);
-        for entry in 20..32 {
-            let got = spread(&g, 0, entry);
-            assert_eq!(got.len(), 12, "entry {entry}: reached {got:?}");
-            for (node, copies) in got {
-                assert_eq!(copies, u32::from(node != entry), "entry {entry}: node {node} got {copies} copies");
-            }
+        for me in 20..32 {
+            assert_eq!(kids(&g, 0, me), g[&n(me)], "node {me}");
         }
+        let got = spread(&g, 0, 20);
+        assert_eq!(got.len(), 12, "reached {got:?}");
     }
 
     #[test]

@@ -27,37 +27,39 @@ impl Node {
         if let Ok(mut t) = self.flood_trees.try_borrow_mut() {
             t.clear();
         }
+        if let Ok(mut n) = self.flood_near.try_borrow_mut() {
+            *n = None;
+        }
     }
 
     /// Whether a flood from `origin` goes on to mesh link `to`: `to` is a
-    /// child of ours on the broadcast tree, or the tree does not reach us.
+    /// child of ours on the broadcast tree (flood.rs). The distances the
+    /// trees come from are computed once per change of the graph, each
+    /// origin's children once after that; at most `MAX_FLOOD_TREES` origins
+    /// are kept.
     pub(super) fn on_flood_tree(&self, origin: NodeId, to: NodeId) -> bool {
-        let known = self.flood_trees.try_borrow().is_ok_and(|t| t.contains_key(&origin));
-        if !known {
-            self.compute_flood_tree(origin);
+        let (Ok(mut near), Ok(mut trees)) = (self.flood_near.try_borrow_mut(), self.flood_trees.try_borrow_mut())
+        else {
+            return true; // not reached: nothing else borrows them meanwhile
+        };
+        if let Some(children) = trees.get(&origin) {
+            return children.contains(&to);
         }
-        match self.flood_trees.try_borrow().ok().as_ref().and_then(|t| t.get(&origin)) {
-            Some(children) => children.contains(&to),
-            None => true,
+        let near = near.get_or_insert_with(|| {
+            let links: Vec<NodeId> = self.links.iter().filter(|(_, l)| l.fed.is_none()).map(|(n, _)| *n).collect();
+            let (now, timeout) = (self.clock, self.cfg.route_timeout_ms);
+            let cards = &self.cards;
+            let fresh =
+                |n: &NodeId| cards.advert(n).filter(|a| a.heard.saturating_add(timeout) > now).map(|a| a.neighbours);
+            crate::flood::Near::compute(self.me, &links, fresh)
+        });
+        let children = near.children(&origin);
+        let on = children.contains(&to);
+        if trees.len() >= MAX_FLOOD_TREES {
+            trees.clear();
         }
-    }
-
-    /// Computes and caches the mesh links a flood from `origin` goes on
-    /// to (flood.rs). Cached per origin until the
-    /// graph changes; at most `MAX_FLOOD_TREES` origins.
-    fn compute_flood_tree(&self, origin: NodeId) {
-        let links: Vec<NodeId> = self.links.iter().filter(|(_, l)| l.fed.is_none()).map(|(n, _)| *n).collect();
-        let (now, timeout) = (self.clock, self.cfg.route_timeout_ms);
-        let cards = &self.cards;
-        let fresh =
-            |n: &NodeId| cards.advert(n).filter(|a| a.heard.saturating_add(timeout) > now).map(|a| a.neighbours);
-        let c = crate::flood::children(origin, self.me, &links, fresh);
-        if let Ok(mut t) = self.flood_trees.try_borrow_mut() {
-            if t.len() >= MAX_FLOOD_TREES {
-                t.clear();
-            }
-            t.insert(origin, c);
-        }
+        trees.insert(origin, children);
+        on
     }
 
     /// The route to `dest`, from a table no older than the last change.

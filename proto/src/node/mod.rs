@@ -150,6 +150,9 @@ pub struct Node {
     /// Broadcast-tree neighbours by flood origin (graph.rs), emptied with
     /// every change of the graph.
     flood_trees: core::cell::RefCell<BTreeMap<NodeId, Vec<NodeId>>>,
+    /// What the broadcast trees are computed from (flood.rs), emptied with
+    /// them.
+    flood_near: core::cell::RefCell<Option<crate::flood::Near>>,
     /// The current announce interval: from `announce_interval_ms`, doubling
     /// while nothing changes up to `announce_max_interval_ms` (announce.rs).
     announce_ivl: u64,
@@ -233,6 +236,7 @@ impl Node {
             routes: core::cell::RefCell::new(Table::new()),
             routes_stale: core::cell::Cell::new(false),
             flood_trees: core::cell::RefCell::new(BTreeMap::new()),
+            flood_near: core::cell::RefCell::new(None),
             announce_ivl: 0,
             bridge_check_at: now_ms,
             routes_aged_at: now_ms,
