@@ -248,7 +248,13 @@ impl Node {
             self.metrics.envelopes_invalid += 1;
             return;
         };
-        let moved = self.cards.advert(&origin).is_none_or(|a| a.neighbours != &beacon.neighbours[..]);
+        // The table changes only when the links it is built from do, or
+        // when a beacon that had aged out of it (graph.rs) comes back.
+        let timeout = self.cfg.route_timeout_ms;
+        let moved = self
+            .cards
+            .advert(&origin)
+            .is_none_or(|a| a.neighbours != &beacon.neighbours[..] || a.heard.saturating_add(timeout) <= now_ms);
         match self.cards.beacon(origin, &beacon, (env.id(), env.bytes()), now_ms) {
             BeaconMatch::NeedsCard => return self.hold_beacon(now_ms, link, env, beacon.card_id),
             BeaconMatch::Stale => {
@@ -264,8 +270,6 @@ impl Node {
             BeaconMatch::Current { newer: true } => {
                 if moved {
                     self.routes_changed();
-                } else {
-                    self.routes_refreshed();
                 }
                 self.sync_soon(now_ms);
             }

@@ -11,22 +11,35 @@ use crate::routing::Route;
 /// Broadcast trees kept at once (one per recent flood origin).
 const MAX_FLOOD_TREES: usize = 256;
 
+/// After a change elsewhere in the graph, the broadcast trees are computed
+/// again at most this often. Their distance tables cost a search of the
+/// graph from each of the ~20 nodes near this one; under churn in a
+/// domain of a thousand nodes beacons change it every few seconds, and at
+/// every node. A tree a second old misses at worst a neighbour whose
+/// parent changed meanwhile: the next sync round offers it the message.
+const FLOOD_HOLD_MS: u64 = 1_000;
+
 impl Node {
-    /// Marks the routes stale for the ages and sequence numbers they show,
-    /// with the graph's links unchanged: broadcast trees stay. (A node that
-    /// went away leaves them when its neighbours' beacons stop listing it,
-    /// a second after their links to it drop.)
+    /// Marks the routes stale as beacons age out of the graph (once a
+    /// minute), with the links beacons list unchanged: broadcast trees
+    /// stay. (A node that went away leaves them when its neighbours'
+    /// beacons stop listing it, a second after their links to it drop.)
     pub(super) fn routes_refreshed(&self) {
         self.routes_stale.set(true);
     }
 
-    /// Marks the routes stale after a change of the graph's links; they
-    /// are computed again when next asked for.
+    /// Marks the routes stale after a change of the graph's links beyond
+    /// this node's own; they are computed again when next asked for, the
+    /// broadcast trees at most once per `FLOOD_HOLD_MS`.
     pub(super) fn routes_changed(&self) {
         self.routes_stale.set(true);
-        if let Ok(mut t) = self.flood_trees.try_borrow_mut() {
-            t.clear();
-        }
+        self.flood_stale.set(true);
+    }
+
+    /// As `routes_changed`, for a link of this node that came up or went
+    /// down: the trees are computed again when next asked for.
+    pub(super) fn links_changed(&self) {
+        self.routes_changed();
         if let Ok(mut n) = self.flood_near.try_borrow_mut() {
             *n = None;
         }
@@ -34,14 +47,22 @@ impl Node {
 
     /// Whether a flood from `origin` goes on to mesh link `to`: `to` is a
     /// child of ours on the broadcast tree (flood.rs). The distances the
-    /// trees come from are computed once per change of the graph, each
-    /// origin's children once after that; at most `MAX_FLOOD_TREES` origins
-    /// are kept.
+    /// trees come from are computed after a change of the graph (at once
+    /// for a change of our links, at most once per `FLOOD_HOLD_MS` for
+    /// others), each origin's children once after that; at most
+    /// `MAX_FLOOD_TREES` origins are kept.
     pub(super) fn on_flood_tree(&self, origin: NodeId, to: NodeId) -> bool {
         let (Ok(mut near), Ok(mut trees)) = (self.flood_near.try_borrow_mut(), self.flood_trees.try_borrow_mut())
         else {
             return true; // not reached: nothing else borrows them meanwhile
         };
+        let due = self.flood_stale.get() && self.clock >= self.flood_at.get().saturating_add(FLOOD_HOLD_MS);
+        if due || near.is_none() {
+            *near = None;
+            trees.clear();
+            self.flood_stale.set(false);
+            self.flood_at.set(self.clock);
+        }
         if let Some(children) = trees.get(&origin) {
             return children.contains(&to);
         }
@@ -65,7 +86,17 @@ impl Node {
     /// The route to `dest`, from a table no older than the last change.
     pub(super) fn best_route(&self, dest: &NodeId) -> Option<Route> {
         self.fresh_routes();
-        self.routes.try_borrow().ok().and_then(|t| t.best(dest))
+        self.routes.try_borrow().ok().and_then(|t| t.best(dest)).map(|r| self.heard_now(dest, r))
+    }
+
+    /// `r` with its destination's newest sequence number and time heard:
+    /// a newer beacon with the same neighbours changes those, not the
+    /// table, so it does not make the whole graph be searched again.
+    fn heard_now(&self, dest: &NodeId, r: Route) -> Route {
+        match self.cards.advert(dest) {
+            Some(a) => Route { seq: a.seq, updated: a.heard, ..r },
+            None => r,
+        }
     }
 
     /// The hop limit for an envelope to `dest`: `default_hops`, or more
@@ -78,10 +109,16 @@ impl Node {
         self.cfg.default_hops.max(route.min(crate::envelope::MAX_HOPS))
     }
 
+    /// How many times the whole graph was searched for routes.
+    pub fn route_searches(&self) -> u64 {
+        self.route_searches.get()
+    }
+
     /// Every destination with its route.
     pub(super) fn all_routes(&self) -> Vec<(NodeId, Route)> {
         self.fresh_routes();
-        self.routes.try_borrow().map(|t| t.iter().map(|(d, r)| (*d, *r)).collect()).unwrap_or_default()
+        let table = self.routes.try_borrow().map(|t| t.iter().map(|(d, r)| (*d, *r)).collect::<Vec<_>>());
+        table.unwrap_or_default().into_iter().map(|(d, r)| (d, self.heard_now(&d, r))).collect()
     }
 
     fn fresh_routes(&self) {
@@ -92,6 +129,7 @@ impl Node {
         // succeeds; if it did not, the old table stays and stays stale.
         let Ok(mut t) = self.routes.try_borrow_mut() else { return };
         self.routes_stale.set(false);
+        self.route_searches.set(self.route_searches.get() + 1);
         let (me, now, timeout) = (self.me, self.clock, self.cfg.route_timeout_ms);
         let cards = &self.cards;
         t.compute(me, self.links.keys().copied(), |n| {

@@ -474,7 +474,7 @@ impl Node {
         }
         self.peers.linked(node, addr, now_ms);
         if is_new {
-            self.routes_changed();
+            self.links_changed();
             self.introduce(node);
             self.announce_soon();
         }
@@ -504,7 +504,7 @@ impl Node {
                 self.by_index.remove(&p.local_idx);
             }
             self.peers.unlinked(&node, self.clock);
-            self.routes_changed();
+            self.links_changed();
             self.announce_soon();
             self.emit(Event::LinkDown { node, reason });
         }

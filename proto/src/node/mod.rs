@@ -147,12 +147,19 @@ pub struct Node {
     /// Routes computed from beacons (graph.rs), and whether they are stale.
     routes: core::cell::RefCell<Table>,
     routes_stale: core::cell::Cell<bool>,
+    /// Searches of the whole graph for routes so far (what they cost is
+    /// what the simulator watches).
+    route_searches: core::cell::Cell<u64>,
     /// Broadcast-tree neighbours by flood origin (graph.rs), emptied with
     /// every change of the graph.
     flood_trees: core::cell::RefCell<BTreeMap<NodeId, Vec<NodeId>>>,
     /// What the broadcast trees are computed from (flood.rs), emptied with
     /// them.
     flood_near: core::cell::RefCell<Option<crate::flood::Near>>,
+    /// Whether the graph changed since they were computed, and when that
+    /// was (graph.rs holds a recomputation down to once a second).
+    flood_stale: core::cell::Cell<bool>,
+    flood_at: core::cell::Cell<u64>,
     /// The current announce interval: from `announce_interval_ms`, doubling
     /// while nothing changes up to `announce_max_interval_ms` (announce.rs).
     announce_ivl: u64,
@@ -235,8 +242,11 @@ impl Node {
             rng,
             routes: core::cell::RefCell::new(Table::new()),
             routes_stale: core::cell::Cell::new(false),
+            route_searches: core::cell::Cell::new(0),
             flood_trees: core::cell::RefCell::new(BTreeMap::new()),
             flood_near: core::cell::RefCell::new(None),
+            flood_stale: core::cell::Cell::new(false),
+            flood_at: core::cell::Cell::new(0),
             announce_ivl: 0,
             bridge_check_at: now_ms,
             routes_aged_at: now_ms,

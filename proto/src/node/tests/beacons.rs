@@ -186,3 +186,19 @@ fn a_restarted_neighbour_is_offered_our_beacon_again() {
     assert!(knows_a(&p.b), "B learned A's card and beacon again");
     assert!(p.now - t0 <= 20_000, "B knew A again {} ms after its restart", p.now - t0);
 }
+
+#[test]
+fn a_newer_beacon_with_the_same_neighbours_does_not_search_the_graph_again() {
+    let mut p = Pair::new(None);
+    p.run(5_000, 100);
+    let aid = p.a.node_id();
+    assert!(p.b.best_route(&aid).is_some(), "B routes to A");
+    let (searches, seq) = (p.b.route_searches(), p.b.cards.advert(&aid).map(|a| a.seq));
+    // A beacons again with the same neighbour: B takes it (a newer
+    // sequence number, shown by its route) without a search of the graph.
+    p.a.announce_now(p.now);
+    carry(&mut p.a, &mut p.b, addr(1), p.now);
+    let route = p.b.best_route(&aid).expect("route kept");
+    assert!(Some(route.seq) > seq, "route shows the newer beacon: {} after {seq:?}", route.seq);
+    assert_eq!(p.b.route_searches(), searches, "no search for a beacon that changes no link");
+}
