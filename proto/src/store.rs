@@ -117,6 +117,18 @@ impl Store {
     pub fn iter(&self) -> impl Iterator<Item = (&EnvelopeId, &Entry)> {
         self.entries.iter()
     }
+    /// Keeps `env`'s hop limit for the stored copy of the same envelope
+    /// when it has more hops left (hops are outside the id and the
+    /// signature; the size, and so every quota, stays). True if raised.
+    pub fn raise_hops(&mut self, env: &Envelope) -> bool {
+        match self.entries.get_mut(&env.id()) {
+            Some(e) if e.env.hops_left() < env.hops_left() => {
+                e.env = env.clone();
+                true
+            }
+            _ => false,
+        }
+    }
     /// Ids after `cursor` in id order, wrapping around once.
     pub fn ids_after(&self, cursor: Option<EnvelopeId>, n: usize) -> Vec<EnvelopeId> {
         use core::ops::Bound::{Excluded, Unbounded};

@@ -72,6 +72,7 @@ impl Node {
             self.metrics.envelopes_duplicate += 1;
             if !self.writes.contains(&id) {
                 self.ack(link, id, now_ms);
+                self.raise_hops(env, link);
             }
             return;
         }
@@ -118,6 +119,37 @@ impl Node {
                 let then = vec![AfterWrite::Have { link }, AfterWrite::Forward { from: Some(link) }];
                 let _ = self.admit_shared(env, false, share, now_ms, then);
             }
+        }
+    }
+
+    /// A copy of a stored direct envelope (or acknowledgement) that has
+    /// more hops left than ours replaces it and goes on. Without this, a
+    /// copy that spent its hops on a long detour (a route that changed
+    /// under it, a partition) would sit near its recipient for good: every
+    /// better copy offered later would be answered "have".
+    fn raise_hops(&mut self, mut env: Envelope, link: NodeId) {
+        if !matches!(env.kind(), Kind::Direct | Kind::Ack) || !env.take_hop() || !self.store.raise_hops(&env) {
+            return;
+        }
+        self.metrics.envelopes_hops_raised += 1;
+        // Written again so a restart keeps the hops; nothing waits on it.
+        self.actions.push_back(Action::Persist { id: env.id(), bytes: env.bytes().to_vec() });
+        self.forward(&env, Some(link));
+    }
+
+    /// Whether our stored copy of `id` cannot reach its recipient on its
+    /// own: a direct envelope (or acknowledgement) with fewer hops left
+    /// than the route needs. A peer that offers it may hold a better copy.
+    pub(super) fn short_of_hops(&self, id: &EnvelopeId) -> bool {
+        let Some(e) = self.store.get(id).map(|e| &e.env) else { return false };
+        let dest = NodeId(e.dest().id);
+        if !matches!(e.kind(), Kind::Direct | Kind::Ack) || dest == self.me || self.links.contains_key(&dest) {
+            return false;
+        }
+        // From here `r` hops: the copy needs `r - 1` more after ours.
+        match self.best_route(&dest) {
+            Some(r) => e.hops_left().saturating_add(1) < r.hops,
+            None => e.hops_left() == 0,
         }
     }
 

@@ -118,6 +118,9 @@ impl Node {
                             // the first ack of a cross-community message did).
                             self.queue_ack(d.origin, id, d.expires, now_ms, false);
                         }
+                    } else if self.short_of_hops(&id) {
+                        // Ours cannot get there; theirs may (receive.rs).
+                        want.push(id);
                     } else if self.seen.contains(&id) || self.store.contains(&id) || self.holds_card(&id) {
                         have.push(id);
                     } else if !self.writes.contains(&id) {

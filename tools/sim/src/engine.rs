@@ -28,6 +28,8 @@ use meshpost_proto::channel::ChannelKey;
 use meshpost_proto::crypto::kdf;
 use meshpost_proto::envelope::EnvelopeId;
 use meshpost_proto::federation::Policy;
+
+mod missed;
 use meshpost_proto::identity::{Identity, NodeId, fingerprint};
 use meshpost_proto::node::{Action, Config, Event, Node, PeerSpec, WireClass, WireStats};
 use meshpost_proto::rng::NodeRng;
@@ -564,7 +566,10 @@ impl Sim {
             r.seen_max = r.seen_max.max(node.seen_ids());
         }
         for node in &self.nodes {
-            for (k, (name, _, v)) in node.metrics().list().into_iter().enumerate() {
+            let searches = ("route_searches", node.route_searches());
+            for (k, (name, v)) in
+                node.metrics().list().into_iter().map(|(n, _, v)| (n, v)).chain([searches]).enumerate()
+            {
                 match r.counters.get_mut(k) {
                     Some(c) => c.1 += v,
                     None => r.counters.push((name, v)),
@@ -601,6 +606,9 @@ impl Sim {
                     && [src, dst].iter().all(|&&k| self.up[k as usize] && settled(self.up_since[k as usize]))
             })
             .count() as u64;
+        if std::env::var_os("SIM_DEBUG_MISSED").is_some() {
+            self.explain_missed(settled);
+        }
         let up_long = |k: usize| self.up[k] && settled(self.up_since[k]);
         r.channel_missed = self
             .posted

@@ -685,4 +685,5 @@ fn session_unknown_hints_are_bounded_and_never_larger_than_their_cause() {
 }
 
 mod beacons;
+mod hops;
 mod timers;
