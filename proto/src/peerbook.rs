@@ -99,6 +99,8 @@ pub struct PeerBook {
     bridge: Option<NodeId>,
     /// The dial budget of discovered peers never linked.
     unverified: Bucket,
+    /// When the first discovered peer can have gone silent.
+    silent_at: u64,
 }
 
 impl PeerBook {
@@ -110,6 +112,7 @@ impl PeerBook {
             by_rank: BTreeSet::new(),
             bridge: None,
             unverified: Bucket::full(UNVERIFIED_DIAL_BURST, 0),
+            silent_at: 0,
         }
     }
 
@@ -317,15 +320,26 @@ impl PeerBook {
         mut jitter: impl FnMut(u64) -> u64,
     ) -> Vec<Dial> {
         let (timeout, max) = (self.limits.discovery_timeout_ms, self.limits.retry_max_ms);
-        let silent: Vec<NodeId> =
-            self.found.iter().filter(|(_, d)| d.last_seen + timeout <= now).map(|(n, _)| *n).collect();
-        for n in &silent {
-            self.forget(n);
+        // Looked for only when the first of them can be silent: on one
+        // segment a node finds every other, and this runs at every wake-up.
+        if now >= self.silent_at {
+            let silent: Vec<NodeId> =
+                self.found.iter().filter(|(_, d)| d.last_seen + timeout <= now).map(|(n, _)| *n).collect();
+            for n in &silent {
+                self.forget(n);
+            }
+            // Sightings only move `last_seen` later, and a new peer's is now.
+            self.silent_at = self.found.values().map(|d| d.last_seen + timeout).min().unwrap_or(now + timeout);
         }
-        let preferred = self.preferred();
+        // The preferred few when there are some, not every peer found.
+        let dialable: Vec<NodeId> = match self.preferred() {
+            Some(p) => p.into_iter().collect(),
+            None => self.found.keys().copied().collect(),
+        };
         let mut out = Vec::new();
-        for (node, d) in self.found.iter_mut() {
-            if is_linked(node) || now < d.next_attempt || preferred.as_ref().is_some_and(|p| !p.contains(node)) {
+        for node in &dialable {
+            let Some(d) = self.found.get_mut(node) else { continue };
+            if is_linked(node) || now < d.next_attempt {
                 continue;
             }
             if !d.verified && !self.unverified.take(UNVERIFIED_DIAL_RATE, UNVERIFIED_DIAL_BURST, now) {
