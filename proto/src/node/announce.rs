@@ -328,6 +328,10 @@ impl Node {
             // Likewise the neighbour it came from passed it to each of its
             // own links (as its latest beacon lists them) except those the
             // origin had reached: those have it too.
+            // And over the mesh a beacon follows its origin's broadcast tree
+            // (flood.rs), as a channel message does: one copy per node, not
+            // one per link. Where the trees of two nodes disagree for a
+            // moment, the link sync offers the newest beacons on every link.
             let reached = &beacon.neighbours;
             let empty = Vec::new();
             let relayed = self.cards.get(&link).filter(|_| link != origin).map_or(&empty, |c| &c.neighbours);
@@ -337,6 +341,10 @@ impl Node {
                 .filter(|(k, l)| **k != link && **k != origin && (l.fed.is_none() || ours))
                 .filter(|(k, l)| l.fed.is_some() || !(reached.contains(k) || relayed.contains(k)))
                 .map(|(k, _)| *k)
+                .collect();
+            let targets: Vec<NodeId> = targets
+                .into_iter()
+                .filter(|k| self.links.get(k).is_some_and(|l| l.fed.is_some()) || self.on_flood_tree(origin, *k))
                 .collect();
             for t in targets {
                 if !self.take_out(t) {

@@ -59,3 +59,31 @@ fn after_convergence_beacons_carry_the_routes_and_no_card_moves() {
     let dup = long.announce_duplicates_per_accepted;
     assert!(dup < 0.4, "{dup:.2} duplicate receptions per accepted beacon");
 }
+
+#[test]
+fn on_one_segment_a_beacon_reaches_each_node_about_once() {
+    // Every node hears every other (batman-adv): the overlay of preferred
+    // links is what beacons cross, along each origin's broadcast tree.
+    let r = Sim::new(Params {
+        topology: topo::Kind::Segment,
+        nodes: 40,
+        minutes: 6,
+        warmup_minutes: 3,
+        seed: 5,
+        delay_ms: 10,
+        config: Config {
+            announce_interval_ms: 10_000,
+            announce_max_interval_ms: 10_000,
+            route_timeout_ms: 30_000,
+            ..Config::default()
+        },
+        ..Params::default()
+    })
+    .run();
+    let full = 39.0 - 1e-9;
+    assert!(r.cards_avg >= full && r.routes_avg >= full, "{r:?}");
+    // Flooded to every link but the ones known to have it: 2.72 duplicate
+    // receptions per accepted beacon here.
+    let dup = r.announce_duplicates_per_accepted;
+    assert!(dup < 0.3, "{dup:.2} duplicate receptions per accepted beacon");
+}
