@@ -23,6 +23,8 @@ pub struct Metrics {
     pub peers_refused: u64,
     pub envelopes_in: u64,
     pub envelopes_duplicate: u64,
+    /// Of those, channel messages (a flood's extra copies).
+    pub channel_duplicate: u64,
     /// Stored copies replaced by a copy with more hops left.
     pub envelopes_hops_raised: u64,
     pub envelopes_bad_signature: u64,
@@ -97,6 +99,7 @@ impl Metrics {
             ("peers_refused", "peers refused by pin or policy", self.peers_refused),
             ("envelopes_in", "envelopes received from links", self.envelopes_in),
             ("envelopes_duplicate", "data envelopes already seen", self.envelopes_duplicate),
+            ("channel_duplicate", "channel messages already seen", self.channel_duplicate),
             ("envelopes_hops_raised", "stored copies given a copy's larger hop limit", self.envelopes_hops_raised),
             ("envelopes_bad_signature", "envelopes with a bad origin signature", self.envelopes_bad_signature),
             ("envelopes_expired", "envelopes received already expired", self.envelopes_expired),

@@ -29,6 +29,7 @@ impl Node {
                 self.peer_holds_beacon(link, id);
             } else {
                 self.metrics.envelopes_duplicate += 1;
+                self.metrics.channel_duplicate += u64::from(kind == Kind::Channel);
                 self.ack(link, id, now_ms);
             }
             return;
@@ -70,6 +71,7 @@ impl Node {
         }
         if self.seen.contains(&id) || self.store.contains(&id) || self.writes.contains(&id) {
             self.metrics.envelopes_duplicate += 1;
+            self.metrics.channel_duplicate += u64::from(env.kind() == Kind::Channel);
             if !self.writes.contains(&id) {
                 self.ack(link, id, now_ms);
                 self.raise_hops(env, link);

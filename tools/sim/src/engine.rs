@@ -555,7 +555,10 @@ impl Sim {
             let m = node.metrics();
             ann_dup += m.announces_duplicate - start_m[k].announces_duplicate;
             ann_in += m.announces_in - start_m[k].announces_in;
-            env_dup += m.envelopes_duplicate - start_m[k].envelopes_duplicate;
+            // Direct messages and acknowledgements: a channel's copies are
+            // counted per receiver (channel_copies_per_receiver).
+            env_dup += (m.envelopes_duplicate - m.channel_duplicate)
+                - (start_m[k].envelopes_duplicate - start_m[k].channel_duplicate);
             let routes = node.routes().len();
             r.routes_avg += routes as f64 / n;
             r.routes_max = r.routes_max.max(routes);
