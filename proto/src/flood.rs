@@ -79,6 +79,12 @@ impl Near {
         Near { ids, index, graph, links: links.to_vec(), dist }
     }
 
+    /// Whether `origin` is in this node's part of the graph (else a flood
+    /// from it goes to every link).
+    pub fn reaches(&self, origin: &NodeId) -> bool {
+        self.index.contains_key(origin)
+    }
+
     /// The neighbours this node passes a flood from `origin` on to: the
     /// links whose parent it is on the origin's shortest-path tree, and any
     /// link the graph does not reach. When `origin` is not in this node's

@@ -68,9 +68,24 @@ impl Node {
 
     /// Sends an envelope on at once to every link [`should_offer`] picks,
     /// except the one it came from.
+    ///
+    /// A channel message whose origin the broadcast trees cannot place goes
+    /// to every link (should_offer), except, when it came over a link,
+    /// that link's own neighbours as its beacon lists them: in the same
+    /// part of the graph it sent the message to each of them itself. (Where
+    /// the two views differ, a neighbour left out is offered it in the
+    /// next sync round.)
     pub(super) fn forward(&mut self, env: &Envelope, from: Option<NodeId>) {
-        let targets: Vec<NodeId> =
-            self.links.keys().filter(|k| Some(**k) != from && self.should_offer(env, **k)).copied().collect();
+        let mut skip: &[NodeId] = &[];
+        if let Some(f) = from.filter(|_| env.kind() == Kind::Channel && self.beyond_trees(env.origin_id())) {
+            skip = self.cards.advert(&f).map_or(skip, |a| a.neighbours);
+        }
+        let targets: Vec<NodeId> = self
+            .links
+            .keys()
+            .filter(|k| Some(**k) != from && !skip.contains(k) && self.should_offer(env, **k))
+            .copied()
+            .collect();
         for t in targets {
             self.send_stored(t, env.id(), env.bytes());
         }

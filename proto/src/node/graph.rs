@@ -83,6 +83,13 @@ impl Node {
         on
     }
 
+    /// Whether the broadcast trees cannot place `origin`: it is beyond a
+    /// partition, gone, or not known yet, and its floods go to every link.
+    pub(super) fn beyond_trees(&self, origin: NodeId) -> bool {
+        let _ = self.on_flood_tree(origin, self.me); // computes them if due
+        self.flood_near.try_borrow().ok().is_some_and(|n| n.as_ref().is_some_and(|n| !n.reaches(&origin)))
+    }
+
     /// The route to `dest`, from a table no older than the last change.
     pub(super) fn best_route(&self, dest: &NodeId) -> Option<Route> {
         self.fresh_routes();
