@@ -20,7 +20,9 @@ const USAGE: &str = "usage: meshpost-sim [--topology segment|mesh|federated] [--
        [--warmup M] [--seed S] [--load MSGS_PER_MIN] [--channel MSGS_PER_MIN] [--loss P] [--delay MS] [--churn SHARE_PER_HOUR]
        [--degree D] [--announce SECONDS] [--announce-max SECONDS] [--cut MINUTE]
        [--partition MINUTE:MINUTES] [--link-target K] [--counters] [--out PREFIX]
-Writes PREFIX.csv and PREFIX.svg with --out.";
+       meshpost-sim --replot PREFIX
+Writes PREFIX.csv and PREFIX.svg with --out. --replot draws PREFIX.svg again
+from PREFIX.csv (rows of separate runs put together).";
 
 type Args = (Params, Vec<usize>, Option<String>, bool);
 
@@ -152,7 +154,53 @@ fn row(p: &Params, r: &Report, wall: f64) -> String {
     s
 }
 
+/// The title of a plot of runs with these settings.
+fn title(topology: &str, load: bool, warmup: u64) -> String {
+    let state = if load { "under load" } else { "idle" };
+    format!("{topology}: bytes sent per node and minute, {state} after {warmup} min")
+}
+
+/// PREFIX.svg from the rows of PREFIX.csv (written by --out, perhaps put
+/// together from several runs).
+fn replot(prefix: &str) -> Result<(), String> {
+    let path = format!("{prefix}.csv");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    let mut lines = text.lines();
+    let head: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let col = |name: &str| head.iter().position(|h| *h == name).ok_or(format!("{path}: no column {name}"));
+    let classes: Vec<usize> =
+        WireClass::ALL.iter().map(|c| col(&format!("bytes_{}", c.name()))).collect::<Result<_, _>>()?;
+    let (nodes, topology, load, warmup) = (col("nodes")?, col("topology")?, col("load_per_min")?, col("warmup")?);
+    let mut points = Vec::new();
+    let mut first: Option<Vec<String>> = None;
+    for (k, line) in lines.enumerate() {
+        let f: Vec<&str> = line.split(',').collect();
+        let field = |i: usize| f.get(i).copied().ok_or(format!("{path}:{}: short row", k + 2));
+        let n = field(nodes)?.parse().map_err(|e| format!("{path}:{}: nodes: {e}", k + 2))?;
+        let mut b = [0.0; 7];
+        for (slot, i) in b.iter_mut().zip(&classes) {
+            *slot = field(*i)?.parse().map_err(|e| format!("{path}:{}: bytes: {e}", k + 2))?;
+        }
+        points.push((n, b));
+        first.get_or_insert(vec![field(topology)?.to_string(), field(load)?.to_string(), field(warmup)?.to_string()]);
+    }
+    let Some(first) = first else { return Err(format!("{path}: no rows")) };
+    points.sort_by_key(|p| p.0);
+    let t = title(&first[0], first[1].parse::<f64>().unwrap_or(0.0) > 0.0, first[2].parse().unwrap_or(0));
+    std::fs::write(format!("{prefix}.svg"), plot::svg(&t, &points)).map_err(|e| format!("{prefix}.svg: {e}"))
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, prefix] = &args[..]
+        && flag == "--replot"
+    {
+        if let Err(e) = replot(prefix) {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let (p, sweep, out, counters) = match parse() {
         Ok(x) => x,
         Err(e) => {
@@ -183,9 +231,7 @@ fn main() {
         points.push((n, r.bytes_per_node_minute));
     }
     if let Some(prefix) = out {
-        let state = if p.load_per_minute > 0.0 { "under load" } else { "idle" };
-        let title =
-            format!("{}: bytes sent per node and minute, {state} after {} min", p.topology.name(), p.warmup_minutes);
+        let title = title(p.topology.name(), p.load_per_minute > 0.0, p.warmup_minutes);
         let write = |path: String, text: &str| {
             if let Err(e) = std::fs::write(&path, text) {
                 eprintln!("{path}: {e}");
