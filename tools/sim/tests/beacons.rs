@@ -8,6 +8,16 @@ use meshpost_sim::topo;
 
 const N: usize = 12;
 
+/// Beacons at a fixed interval (no backoff), so rounds can be counted.
+fn fixed_interval() -> Config {
+    Config {
+        announce_interval_ms: 10_000,
+        announce_max_interval_ms: 10_000,
+        route_timeout_ms: 30_000,
+        ..Config::default()
+    }
+}
+
 fn run(minutes: u64) -> Report {
     Sim::new(Params {
         topology: topo::Kind::Mesh,
@@ -17,13 +27,7 @@ fn run(minutes: u64) -> Report {
         warmup_minutes: minutes - 1,
         seed: 3,
         delay_ms: 10,
-        // A fixed interval (no backoff): beacon rounds can be counted.
-        config: Config {
-            announce_interval_ms: 10_000,
-            announce_max_interval_ms: 10_000,
-            route_timeout_ms: 30_000,
-            ..Config::default()
-        },
+        config: fixed_interval(),
         ..Params::default()
     })
     .run()
@@ -71,12 +75,7 @@ fn on_one_segment_a_beacon_reaches_each_node_about_once() {
         warmup_minutes: 3,
         seed: 5,
         delay_ms: 10,
-        config: Config {
-            announce_interval_ms: 10_000,
-            announce_max_interval_ms: 10_000,
-            route_timeout_ms: 30_000,
-            ..Config::default()
-        },
+        config: fixed_interval(),
         ..Params::default()
     })
     .run();
