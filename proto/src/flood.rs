@@ -27,7 +27,7 @@ const FAR: u32 = u32::MAX;
 /// Hop counts from the nodes near this one (itself, its links and their
 /// neighbours) to every node of its part of the graph: enough to place
 /// this node and its links on the tree of any origin. Computed after a
-/// change of the graph, at most once a second (node/graph.rs; a search from each of the 20-odd nodes near, over
+/// change of the graph, after a hold that grows with it (node/graph.rs; a search from each of the 20-odd nodes near, over
 /// an indexed copy of the graph), not once per origin, so a store of
 /// floods from a thousand origins costs the same as one.
 #[derive(Debug)]
@@ -77,6 +77,11 @@ impl Near {
         }
         let dist = ball.into_iter().map(|x| (x, hops_from(x, &graph))).collect();
         Near { ids, index, graph, links: links.to_vec(), dist }
+    }
+
+    /// How many nodes this node's part of the graph holds.
+    pub fn nodes(&self) -> usize {
+        self.ids.len()
     }
 
     /// Whether `origin` is in this node's part of the graph (else a flood

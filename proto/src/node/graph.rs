@@ -12,12 +12,16 @@ use crate::routing::Route;
 const MAX_FLOOD_TREES: usize = 256;
 
 /// After a change elsewhere in the graph, the broadcast trees are computed
-/// again at most this often. Their distance tables cost a search of the
-/// graph from each of the ~20 nodes near this one; under churn in a
-/// domain of a thousand nodes beacons change it every few seconds, and at
-/// every node. A tree a second old misses at worst a neighbour whose
-/// parent changed meanwhile: the next sync round offers it the message.
+/// again at most once per this long for each `FLOOD_HOLD_NODES` nodes in
+/// the graph (1 s up to 100 nodes, 10 s at 1000). Their distance tables
+/// cost a search of the whole graph from each of the 20 to 30 nodes near
+/// this one; under churn in a domain of a thousand nodes beacons change
+/// the graph every second or so, at every node, so without a hold that
+/// grows with the graph the work per node and second would grow with it.
+/// A tree some seconds old misses at worst a neighbour whose parent
+/// changed meanwhile: the next sync round offers it the message.
 const FLOOD_HOLD_MS: u64 = 1_000;
+const FLOOD_HOLD_NODES: usize = 100;
 
 impl Node {
     /// Marks the routes stale as beacons age out of the graph (once a
@@ -30,7 +34,7 @@ impl Node {
 
     /// Marks the routes stale after a change of the graph's links beyond
     /// this node's own; they are computed again when next asked for, the
-    /// broadcast trees at most once per `FLOOD_HOLD_MS`.
+    /// broadcast trees after a hold (`FLOOD_HOLD_MS`).
     pub(super) fn routes_changed(&self) {
         self.routes_stale.set(true);
         self.flood_stale.set(true);
@@ -48,15 +52,16 @@ impl Node {
     /// Whether a flood from `origin` goes on to mesh link `to`: `to` is a
     /// child of ours on the broadcast tree (flood.rs). The distances the
     /// trees come from are computed after a change of the graph (at once
-    /// for a change of our links, at most once per `FLOOD_HOLD_MS` for
-    /// others), each origin's children once after that; at most
+    /// for a change of our links, after a hold that grows with the graph
+    /// for others), each origin's children once after that; at most
     /// `MAX_FLOOD_TREES` origins are kept.
     pub(super) fn on_flood_tree(&self, origin: NodeId, to: NodeId) -> bool {
         let (Ok(mut near), Ok(mut trees)) = (self.flood_near.try_borrow_mut(), self.flood_trees.try_borrow_mut())
         else {
             return true; // not reached: nothing else borrows them meanwhile
         };
-        let due = self.flood_stale.get() && self.clock >= self.flood_at.get().saturating_add(FLOOD_HOLD_MS);
+        let hold = FLOOD_HOLD_MS * near.as_ref().map_or(1, |n| n.nodes().div_ceil(FLOOD_HOLD_NODES).max(1)) as u64;
+        let due = self.flood_stale.get() && self.clock >= self.flood_at.get().saturating_add(hold);
         if due || near.is_none() {
             *near = None;
             trees.clear();
