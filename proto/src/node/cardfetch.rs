@@ -69,7 +69,7 @@ impl Node {
         self.asked.insert(id, now_ms + HOLD_MS, now_ms + HOLD_MS);
     }
 
-    fn asked_recently(&self, id: &EnvelopeId, now_ms: u64) -> bool {
+    pub(super) fn asked_recently(&self, id: &EnvelopeId, now_ms: u64) -> bool {
         self.asked.get(id).is_some_and(|until| *until > now_ms)
     }
 

@@ -12,6 +12,10 @@ pub(super) fn may_cross(env: &Envelope, policy: &federation::Policy) -> bool {
         Kind::Announce => false,
     }
 }
+/// Mesh links a channel message beyond the broadcast trees goes to at once
+/// (the rest are offered it in the next sync round).
+const FLOOD_FANOUT: usize = 2;
+
 impl Node {
     /// The one rule for what may go to link `to`, used by offers, wants
     /// and forwarding alike. Whether the stored `env` should go to `to`: a direct envelope
@@ -69,23 +73,31 @@ impl Node {
     /// Sends an envelope on at once to every link [`should_offer`] picks,
     /// except the one it came from.
     ///
-    /// A channel message whose origin the broadcast trees cannot place goes
-    /// to every link (should_offer), except, when it came over a link,
-    /// that link's own neighbours as its beacon lists them: in the same
-    /// part of the graph it sent the message to each of them itself. (Where
-    /// the two views differ, a neighbour left out is offered it in the
-    /// next sync round.)
+    /// A channel message whose origin the broadcast trees cannot place
+    /// (beyond a partition, or not known yet) is offered to every link in
+    /// sync rounds (should_offer), but sent at once only to `FLOOD_FANOUT`
+    /// of them (the lowest pair rank with the origin), leaving out, when it
+    /// came over a link, that link's own neighbours as its beacon lists
+    /// them (in the same part of the graph they had it from that link). A
+    /// node asks only one of the links that offer it an id at a time
+    /// (sync.rs), so the rest cost an offer, not a copy.
     pub(super) fn forward(&mut self, env: &Envelope, from: Option<NodeId>) {
         let mut skip: &[NodeId] = &[];
-        if let Some(f) = from.filter(|_| env.kind() == Kind::Channel && self.beyond_trees(env.origin_id())) {
+        let beyond = env.kind() == Kind::Channel && self.beyond_trees(env.origin_id());
+        if let Some(f) = from.filter(|_| beyond) {
             skip = self.cards.advert(&f).map_or(skip, |a| a.neighbours);
         }
-        let targets: Vec<NodeId> = self
+        let mut targets: Vec<NodeId> = self
             .links
             .keys()
             .filter(|k| Some(**k) != from && !skip.contains(k) && self.should_offer(env, **k))
             .copied()
             .collect();
+        if beyond {
+            let origin = env.origin_id();
+            targets.sort_by_key(|k| (crate::peerbook::pair_rank(k, &origin), *k));
+            targets.truncate(FLOOD_FANOUT);
+        }
         for t in targets {
             self.send_stored(t, env.id(), env.bytes());
         }

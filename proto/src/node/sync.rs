@@ -123,6 +123,10 @@ impl Node {
                         want.push(id);
                     } else if self.seen.contains(&id) || self.store.contains(&id) || self.holds_card(&id) {
                         have.push(id);
+                    } else if self.asked_recently(&id, now_ms) {
+                        // Asked of another link a moment ago and on its
+                        // way: not fetched twice. If it does not come, this
+                        // peer offers it again next round.
                     } else if !self.writes.contains(&id) {
                         want.push(id);
                     }
