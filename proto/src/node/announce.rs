@@ -269,9 +269,12 @@ impl Node {
             // and what waits here for a path may have one now.
             BeaconMatch::Current { newer: true } => {
                 if moved {
+                    // Asked of the table as it was, before the change.
+                    if self.waits_for_path() {
+                        self.sync_soon(now_ms);
+                    }
                     self.routes_changed();
                 }
-                self.sync_soon(now_ms);
             }
             BeaconMatch::Current { newer: false } => {}
         }

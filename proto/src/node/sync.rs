@@ -15,6 +15,23 @@ use super::*;
 const SYNC_SOON_MS: u64 = 200;
 
 impl Node {
+    /// Whether a direct envelope or acknowledgement in the store has no
+    /// path now: its destination (not linked) has no route, or it is for
+    /// another community (a gateway may have come; not looked up here).
+    /// Channel messages and envelopes on a route do not wait for a change
+    /// of the graph; under churn at a thousand nodes the graph changes
+    /// every second or so, and a sync round of every link each time was
+    /// most of what a node did.
+    pub(super) fn waits_for_path(&self) -> bool {
+        self.store.iter().any(|(_, e)| {
+            let dest = NodeId(e.env.dest().id);
+            matches!(e.env.kind(), Kind::Direct | Kind::Ack)
+                && dest != self.me
+                && !self.links.contains_key(&dest)
+                && (self.foreign_domain(&e.env).is_some() || self.best_route(&dest).is_none())
+        })
+    }
+
     /// Brings every link's next sync round forward when envelopes wait
     /// here: one whose destination had no path may have one now.
     pub(super) fn sync_soon(&mut self, now_ms: u64) {
