@@ -70,6 +70,9 @@ pub struct Params {
     /// Channel messages per minute, whole network; every node joins the
     /// channel, so each message should reach every other node once.
     pub channel_per_minute: f64,
+    /// Print the simulated minute and events so far to stderr every five
+    /// simulated minutes (long runs).
+    pub progress: bool,
 }
 
 impl Default for Params {
@@ -92,6 +95,7 @@ impl Default for Params {
             cut_minute: None,
             partition: None,
             channel_per_minute: 0.0,
+            progress: false,
         }
     }
 }
@@ -351,9 +355,14 @@ impl Sim {
         let end = self.p.minutes * 60_000;
         let mut start_stats: Option<Vec<WireStats>> = None;
         let mut start_metrics = Vec::new();
+        let mut next_progress = 5 * 60_000;
         while let Some(item) = self.heap.pop() {
             if item.t > end {
                 break;
+            }
+            if self.p.progress && item.t >= next_progress {
+                eprintln!("minute {}: {} events", next_progress / 60_000, self.report.events);
+                next_progress += 5 * 60_000;
             }
             if start_stats.is_none() && item.t >= self.warmup_end() {
                 start_stats = Some(self.nodes.iter().map(|n| n.wire_stats().clone()).collect());

@@ -19,7 +19,7 @@ use meshpost_sim::{plot, topo};
 const USAGE: &str = "usage: meshpost-sim [--topology segment|mesh|federated] [--nodes N | --sweep N,N,...] [--minutes M]
        [--warmup M] [--seed S] [--load MSGS_PER_MIN] [--channel MSGS_PER_MIN] [--loss P] [--delay MS] [--churn SHARE_PER_HOUR]
        [--degree D] [--announce SECONDS] [--announce-max SECONDS] [--cut MINUTE]
-       [--partition MINUTE:MINUTES] [--link-target K] [--counters] [--out PREFIX]
+       [--partition MINUTE:MINUTES] [--link-target K] [--counters] [--progress] [--out PREFIX]
        meshpost-sim --replot PREFIX
 Writes PREFIX.csv and PREFIX.svg with --out. --replot draws PREFIX.svg again
 from PREFIX.csv (rows of separate runs put together).";
@@ -63,6 +63,7 @@ fn parse() -> Result<Args, String> {
             }
             "--out" => out = Some(v()?),
             "--counters" => counters = true,
+            "--progress" => p.progress = true,
             _ => return Err(format!("unknown argument {a}\n{USAGE}")),
         }
     }
