@@ -27,9 +27,10 @@ const FAR: u32 = u32::MAX;
 /// Hop counts from the nodes near this one (itself, its links and their
 /// neighbours) to every node of its part of the graph: enough to place
 /// this node and its links on the tree of any origin. Computed after a
-/// change of the graph, after a hold that grows with it (node/graph.rs; a search from each of the 20-odd nodes near, over
-/// an indexed copy of the graph), not once per origin, so a store of
-/// floods from a thousand origins costs the same as one.
+/// change of the graph, after a hold that grows with it (node/graph.rs):
+/// a search from each of the 20-odd nodes near, over an indexed copy of
+/// the graph, not one per origin, so a store of floods from a thousand
+/// origins costs the same as one.
 #[derive(Debug)]
 pub struct Near {
     ids: Vec<NodeId>,
