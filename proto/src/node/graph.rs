@@ -1,6 +1,7 @@
 //! Routes from the graph beacons describe: the table is marked stale when
 //! a beacon, a card or a link changes it, and computed again when a route
-//! is next asked for, so a burst of beacons costs one computation.
+//! is next asked for, so a burst of beacons costs one computation; in a
+//! large domain, at most once per hold (`route_hold_ms`).
 //!
 //! It does not decide what a route is (routing.rs) nor learn beacons
 //! (announce.rs).
@@ -23,6 +24,17 @@ const MAX_FLOOD_TREES: usize = 256;
 const FLOOD_HOLD_MS: u64 = 1_000;
 const FLOOD_HOLD_NODES: usize = 100;
 
+/// The routes are held the same way, but only from `FLOOD_HOLD_NODES`
+/// nodes on (none below 100, 1 s from 100, 10 s at 1000): one search of
+/// the whole graph per change per node is what a thousand nodes under
+/// churn spent a quarter of their time on. A change of this node's own
+/// links is not held. A route a few seconds old at worst sends an envelope
+/// towards a node that lost its onward link; that node holds it and
+/// forwards it on its own, fresher routes.
+fn route_hold_ms(nodes: usize) -> u64 {
+    FLOOD_HOLD_MS * (nodes / FLOOD_HOLD_NODES) as u64
+}
+
 impl Node {
     /// Marks the routes stale as beacons age out of the graph (once a
     /// minute), with the links beacons list unchanged: broadcast trees
@@ -44,6 +56,7 @@ impl Node {
     /// down: the trees are computed again when next asked for.
     pub(super) fn links_changed(&self) {
         self.routes_changed();
+        self.routes_urgent.set(true);
         if let Ok(mut n) = self.flood_near.try_borrow_mut() {
             *n = None;
         }
@@ -140,7 +153,13 @@ impl Node {
         // Borrows of the table never outlive the calls above, so this one
         // succeeds; if it did not, the old table stays and stays stale.
         let Ok(mut t) = self.routes.try_borrow_mut() else { return };
+        let held = self.clock < self.routes_at.get().saturating_add(route_hold_ms(t.len()));
+        if held && !self.routes_urgent.get() {
+            return;
+        }
         self.routes_stale.set(false);
+        self.routes_urgent.set(false);
+        self.routes_at.set(self.clock);
         self.route_searches.set(self.route_searches.get() + 1);
         let (me, now, timeout) = (self.me, self.clock, self.cfg.route_timeout_ms);
         let cards = &self.cards;

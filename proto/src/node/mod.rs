@@ -147,6 +147,11 @@ pub struct Node {
     /// Routes computed from beacons (graph.rs), and whether they are stale.
     routes: core::cell::RefCell<Table>,
     routes_stale: core::cell::Cell<bool>,
+    /// When they were last computed, and whether a change of this node's
+    /// own links wants them computed at once (graph.rs holds a search of
+    /// the whole graph down in a large domain).
+    routes_at: core::cell::Cell<u64>,
+    routes_urgent: core::cell::Cell<bool>,
     /// Searches of the whole graph for routes so far (what they cost is
     /// what the simulator watches).
     route_searches: core::cell::Cell<u64>,
@@ -242,6 +247,8 @@ impl Node {
             rng,
             routes: core::cell::RefCell::new(Table::new()),
             routes_stale: core::cell::Cell::new(false),
+            routes_at: core::cell::Cell::new(0),
+            routes_urgent: core::cell::Cell::new(false),
             route_searches: core::cell::Cell::new(0),
             flood_trees: core::cell::RefCell::new(BTreeMap::new()),
             flood_near: core::cell::RefCell::new(None),

@@ -685,5 +685,6 @@ fn session_unknown_hints_are_bounded_and_never_larger_than_their_cause() {
 }
 
 mod beacons;
+mod graph;
 mod hops;
 mod timers;
