@@ -53,6 +53,15 @@ pub(super) struct Link {
     pub(super) last_tx: u64,
     pub(super) next_sync: u64,
     pub(super) offer_cursor: Option<EnvelopeId>,
+    /// Store ids the current pass over the store has still to look at.
+    pub(super) pass_left: usize,
+    /// The offered window not yet answered, and whether the next window
+    /// waits for its answers (flow.rs).
+    pub(super) round: std::collections::BTreeSet<EnvelopeId>,
+    pub(super) chained: bool,
+    /// Ids the peer offered that we answer later, and when (flow.rs).
+    pub(super) deferred: Vec<EnvelopeId>,
+    pub(super) deferred_at: u64,
     pub(super) reasm: Reassembler,
     pub(super) bucket: Bucket,
     /// When the initiator of this session starts the next rekey (retried
@@ -129,6 +138,8 @@ pub(super) enum LinkTimer {
     DeadPeer,
     /// Offer the store's ids again.
     Sync,
+    /// Answer ids the peer offered that had to wait (flow.rs).
+    Deferred,
     /// The initiator replaces the session (retried if it is lost).
     Rekey,
     /// A federation link's out-quota has a token for its backlog.
@@ -144,6 +155,7 @@ impl Link {
             Some((LinkTimer::Keepalive, self.last_tx + cfg.keepalive_ms)),
             Some((LinkTimer::DeadPeer, self.last_rx + cfg.dead_after_ms)),
             Some((LinkTimer::Sync, self.next_sync)),
+            (!self.deferred.is_empty()).then_some((LinkTimer::Deferred, self.deferred_at)),
             self.current.initiator.then_some((LinkTimer::Rekey, self.rekey_at)),
             // After a refused take the bucket was updated at that moment,
             // so this lies ahead of it. Not before the peer confirmed the
@@ -177,6 +189,9 @@ impl Node {
             if due.contains(&LinkTimer::Unconfirmed) {
                 self.drop_link(id, "the peer never confirmed the link");
                 continue;
+            }
+            if due.contains(&LinkTimer::Deferred) {
+                self.redo_deferred(id, now_ms);
             }
             if due.contains(&LinkTimer::Sync) {
                 self.offer(id, now_ms);
@@ -437,6 +452,8 @@ impl Node {
                 // minutes does not make us offer every beacon again.
                 l.peer_has.clear();
                 l.offer_cursor = None;
+                l.round.clear();
+                l.chained = false;
                 self.emit(Event::Rekeyed { node });
             }
             None => {
@@ -450,6 +467,11 @@ impl Node {
                         last_tx: now_ms,
                         next_sync: now_ms,
                         offer_cursor: None,
+                        pass_left: 0,
+                        round: std::collections::BTreeSet::new(),
+                        chained: false,
+                        deferred: Vec::new(),
+                        deferred_at: u64::MAX,
                         reasm: Reassembler::new(
                             self.cfg.reassembly_transfers_per_link,
                             self.cfg.reassembly_bytes_per_link,

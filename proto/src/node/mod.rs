@@ -55,6 +55,7 @@ mod confirm;
 mod contacts;
 mod crossing;
 mod durability;
+mod flow;
 mod forward;
 mod graph;
 mod links;

@@ -8,8 +8,11 @@ use super::*;
 impl Node {
     pub(super) fn on_envelope(&mut self, now_ms: u64, link: NodeId, bytes: &[u8]) {
         self.metrics.envelopes_in += 1;
-        let allowed =
-            self.links.get_mut(&link).is_some_and(|l| l.bucket.take(self.cfg.link_rate, self.cfg.link_burst, now_ms));
+        // What we asked for was paid for when we asked (flow.rs).
+        let prepaid = Envelope::peek_id(bytes).is_ok_and(|(id, _)| self.prepaid(&id, now_ms));
+        let allowed = self.links.get_mut(&link).is_some_and(|l| {
+            prepaid && l.fed.is_none() || l.bucket.take(self.cfg.link_rate, self.cfg.link_burst, now_ms)
+        });
         if !allowed {
             self.metrics.envelopes_rate_limited += 1;
             return;
@@ -88,7 +91,9 @@ impl Node {
             }
         }
         let bucket = self.origin_buckets.entry(origin).or_insert_with(|| Bucket::full(burst, now_ms));
-        if !bucket.take(rate, burst, now_ms) {
+        // What we asked for, the link's budget paid for (an origin's share
+        // of the store is bounded by its quota, store.rs).
+        if !prepaid && !bucket.take(rate, burst, now_ms) {
             self.metrics.envelopes_rate_limited += 1;
             return;
         }

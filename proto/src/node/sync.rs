@@ -1,7 +1,8 @@
 //! Inventory sync on a link: offering stored ids and the ids of the newest
 //! beacons, answering offers with want and have, and sending what the peer
-//! wants. No flow control yet: a round offers at most `offer_batch` stored
-//! ids and as many beacon ids every `sync_interval`.
+//! wants. A round offers a window of stored ids (flow.rs chains windows
+//! while the store has more for the peer) and up to `offer_batch` beacon
+//! ids, every `sync_interval` otherwise.
 //!
 //! Beacons are flooded at once and offered here as well, until the peer
 //! says it has them (or sent them to us): a flooded copy lost on the way
@@ -44,21 +45,14 @@ impl Node {
     }
 
     pub(super) fn offer(&mut self, node: NodeId, now_ms: u64) {
-        let Some(cursor) = self.links.get(&node).map(|l| l.offer_cursor) else {
+        if !self.links.contains_key(&node) {
             return;
-        };
-        let batch = self.store.ids_after(cursor, self.cfg.offer_batch);
-        // A short batch covered the whole store: start from the top next time.
-        let next_cursor = if batch.len() < self.cfg.offer_batch { None } else { batch.last().copied() };
-        // Only offer what this link should carry (see should_offer).
-        let has = self.links.get(&node).map(|l| &l.peer_has);
+        }
+        // Only what this link should carry (see should_offer).
+        let window = self.next_window(node);
         let had = self.links.get(&node).map(|l| &l.beacons_had);
         let mut floor = self.links.get(&node).map_or(0, |l| l.beacon_floor);
-        let mut ids: Vec<EnvelopeId> = batch
-            .into_iter()
-            .filter(|id| !has.is_some_and(|h| h.contains(id)))
-            .filter(|id| self.store.get(id).is_some_and(|e| self.should_offer(&e.env, node)))
-            .collect();
+        let mut ids = window.ids;
         // The newest beacons, ours first, that the peer has not said it has.
         // Not over a federation link: that gets its handover.
         if self.links.get(&node).is_some_and(|l| l.fed.is_none()) {
@@ -86,9 +80,10 @@ impl Node {
         }
         if let Some(l) = self.links.get_mut(&node) {
             l.beacon_floor = floor;
-            l.next_sync = now_ms + self.cfg.sync_interval_ms;
-            l.offer_cursor = next_cursor;
+            l.offer_cursor = window.cursor;
+            l.pass_left = window.left;
         }
+        self.window_sent(node, &ids, window.left > 0, now_ms);
         for f in id_frames(IdList::Offer, &ids) {
             self.send_frame(node, &f, now_ms);
         }
@@ -121,7 +116,7 @@ impl Node {
     pub(super) fn on_ids(&mut self, now_ms: u64, node: NodeId, list: IdList, ids: Vec<EnvelopeId>) {
         match list {
             IdList::Offer => {
-                let (mut want, mut have) = (Vec::new(), Vec::new());
+                let (mut want, mut have, mut later) = (Vec::new(), Vec::new(), Vec::new());
                 for id in ids {
                     // The peer holds what it offers: not offered back.
                     self.peer_holds(node, id);
@@ -134,20 +129,26 @@ impl Node {
                             // (that would hold back every ack queued for it;
                             // the first ack of a cross-community message did).
                             self.queue_ack(d.origin, id, d.expires, now_ms, false);
+                        } else {
+                            later.push(id);
                         }
                     } else if self.short_of_hops(&id) {
                         // Ours cannot get there; theirs may (receive.rs).
                         want.push(id);
                     } else if self.seen.contains(&id) || self.store.contains(&id) || self.holds_card(&id) {
                         have.push(id);
-                    } else if self.asked_recently(&id, now_ms) {
+                    } else if self.asked_recently(&id, now_ms) || self.writes.contains(&id) {
                         // Asked of another link a moment ago and on its
-                        // way: not fetched twice. If it does not come, this
-                        // peer offers it again next round.
-                    } else if !self.writes.contains(&id) {
+                        // way (not fetched twice), or being written: the
+                        // answer comes when it has arrived or is durable,
+                        // or asked of this peer when it did not come.
+                        later.push(id);
+                    } else {
                         want.push(id);
                     }
                 }
+                self.defer(node, later, now_ms);
+                let want = self.afford(node, want, now_ms);
                 for id in &want {
                     self.note_asked(*id, now_ms);
                 }
@@ -156,6 +157,7 @@ impl Node {
                 }
             }
             IdList::Want => {
+                self.answered(node, &ids, now_ms);
                 for id in ids {
                     // The same rule as offers and forwarding: a peer gets
                     // only what we would have offered it (a federation
@@ -171,6 +173,7 @@ impl Node {
                 }
             }
             IdList::Have => {
+                self.answered(node, &ids, now_ms);
                 for id in &ids {
                     self.sent_moved(*id, SentState::Forwarded);
                 }

@@ -685,6 +685,7 @@ fn session_unknown_hints_are_bounded_and_never_larger_than_their_cause() {
 }
 
 mod beacons;
+mod flow;
 mod graph;
 mod hops;
 mod timers;

@@ -1,0 +1,132 @@
+//! Flow control of the inventory sync on one link. The sender offers its
+//! store in windows of `OFFER_WINDOW` ids and sends the next window as soon
+//! as the peer has answered every id of the last one, so a backlog drains
+//! at the pace the peer takes it instead of one window per `sync_interval`.
+//! The receiver asks only for as many envelopes as the link's envelope
+//! budget (`link_rate`, `link_burst`) admits, pays for them when it asks
+//! (so they are not dropped when they arrive), and answers the rest of an
+//! offer later: when the budget has refilled, when a copy asked of another
+//! link has come, or when a write has become durable.
+//!
+//! It does not decide which ids may go over a link (forward.rs,
+//! `should_offer`) nor what an answer means (sync.rs).
+
+use super::*;
+
+/// Stored ids offered in one window: about 100 KB of envelopes, a tenth of
+/// the socket receive buffer the daemon asks for, so a window cannot
+/// overrun the peer.
+pub(super) const OFFER_WINDOW: usize = 64;
+/// How long an offered id waits here before it is looked at again.
+const DEFER_MS: u64 = 250;
+/// Offered ids waiting here per link; more are left unanswered (the peer
+/// offers them again in its next round).
+const MAX_DEFERRED: usize = 1024;
+
+/// The next window of the store to offer over one link.
+pub(super) struct Window {
+    pub(super) ids: Vec<EnvelopeId>,
+    /// Where the next window starts (None: the pass over the store ended).
+    pub(super) cursor: Option<EnvelopeId>,
+    /// Store ids the pass has still to look at after this window.
+    pub(super) left: usize,
+}
+
+impl Node {
+    /// Walks the store from the link's cursor, looking at `offer_batch` ids
+    /// at most (the work of one round), and collects up to `OFFER_WINDOW`
+    /// that may go to `node` and that it does not hold.
+    pub(super) fn next_window(&self, node: NodeId) -> Window {
+        let Some(l) = self.links.get(&node) else {
+            return Window { ids: vec![], cursor: None, left: 0 };
+        };
+        // A pass over the store starts with every stored id to look at.
+        let mut left = if l.offer_cursor.is_none() { self.store.len() } else { l.pass_left };
+        let batch = self.store.ids_after(l.offer_cursor, self.cfg.offer_batch.min(left));
+        let (mut ids, mut last) = (Vec::new(), None);
+        for id in batch {
+            if ids.len() >= OFFER_WINDOW {
+                break;
+            }
+            last = Some(id);
+            left = left.saturating_sub(1);
+            if !l.peer_has.contains(&id) && self.store.get(&id).is_some_and(|e| self.should_offer(&e.env, node)) {
+                ids.push(id);
+            }
+        }
+        let cursor = if left > 0 { last } else { None };
+        Window { ids, cursor, left }
+    }
+
+    /// Starts the window just offered: with more of the store to come, the
+    /// next one goes when `offered` are all answered (at once when nothing
+    /// was offered); otherwise the next round is a `sync_interval` away.
+    pub(super) fn window_sent(&mut self, node: NodeId, offered: &[EnvelopeId], more: bool, now_ms: u64) {
+        let Some(l) = self.links.get_mut(&node) else { return };
+        l.round.clear();
+        l.chained = more && !offered.is_empty();
+        if l.chained {
+            l.round.extend(offered.iter().copied());
+        }
+        // (A millisecond on: a node never asks to be woken at the moment
+        // it is handling.)
+        l.next_sync = now_ms + if more && offered.is_empty() { 1 } else { self.cfg.sync_interval_ms };
+    }
+
+    /// The peer answered `ids` (want or have): once it answered the whole
+    /// window, the next one is due now.
+    pub(super) fn answered(&mut self, node: NodeId, ids: &[EnvelopeId], now_ms: u64) {
+        let Some(l) = self.links.get_mut(&node) else { return };
+        if !l.chained {
+            return;
+        }
+        for id in ids {
+            l.round.remove(id);
+        }
+        if l.round.is_empty() {
+            l.chained = false;
+            l.next_sync = now_ms + 1;
+        }
+    }
+
+    /// Of `want`, the ones the link's envelope budget pays for now; the
+    /// rest wait here.
+    pub(super) fn afford(&mut self, node: NodeId, mut want: Vec<EnvelopeId>, now_ms: u64) -> Vec<EnvelopeId> {
+        let (rate, burst) = (self.cfg.link_rate, self.cfg.link_burst);
+        let Some(l) = self.links.get_mut(&node) else { return vec![] };
+        if l.fed.is_some() {
+            return want; // metered when they arrive (crossing.rs)
+        }
+        let n = l.bucket.take_up_to(want.len() as u32, rate, burst, now_ms) as usize;
+        let later = want.split_off(n.min(want.len()));
+        self.defer(node, later, now_ms);
+        want
+    }
+
+    /// Answers `ids`, offered by `node`, later (at most `MAX_DEFERRED`).
+    pub(super) fn defer(&mut self, node: NodeId, ids: Vec<EnvelopeId>, now_ms: u64) {
+        let Some(l) = self.links.get_mut(&node) else { return };
+        if ids.is_empty() {
+            return;
+        }
+        let room = MAX_DEFERRED.saturating_sub(l.deferred.len());
+        l.deferred.extend(ids.into_iter().take(room));
+        if l.deferred_at == u64::MAX {
+            l.deferred_at = now_ms + DEFER_MS;
+        }
+    }
+
+    /// Looks at the ids waiting here again, as if `node` offered them now.
+    pub(super) fn redo_deferred(&mut self, node: NodeId, now_ms: u64) {
+        let Some(l) = self.links.get_mut(&node) else { return };
+        let ids = core::mem::take(&mut l.deferred);
+        l.deferred_at = u64::MAX;
+        self.on_ids(now_ms, node, IdList::Offer, ids);
+    }
+
+    /// Whether an arriving envelope `id` was paid for when we asked for it
+    /// (the budget is not charged twice).
+    pub(super) fn prepaid(&self, id: &EnvelopeId, now_ms: u64) -> bool {
+        self.asked_recently(id, now_ms)
+    }
+}

@@ -1,0 +1,49 @@
+//! A backlog for a returning peer drains at the pace the peer takes it:
+//! windows of offers follow each other as they are answered, the peer
+//! asks only for what its envelope budget admits, and nothing it asked
+//! for is dropped on arrival.
+
+use super::*;
+
+/// A holds `n` messages for B while B is away; B returns. Returns the
+/// virtual ms from the link coming up to the last delivery, and B's metrics.
+fn drain(n: usize, link_rate: u32, link_burst: u32) -> (u64, Metrics) {
+    let mut p = Pair::new(None);
+    (p.b.cfg.link_rate, p.b.cfg.link_burst) = (link_rate, link_burst);
+    p.run(2_000, 100);
+    let bid = p.b.node_id();
+    p.b_up = false;
+    for i in 0..n {
+        p.a.send_direct(Timestamp::from(p.now), bid, format!("m{i}").as_bytes(), None, None).unwrap();
+    }
+    p.run(40_000, 1_000);
+    assert!(!p.a.is_linked(&bid), "the link went down while B was away");
+    p.b_up = true;
+    while !p.a.is_linked(&bid) {
+        p.run(0, 10);
+    }
+    let up = p.now;
+    while p.delivered_b.len() < n && p.now < up + 120_000 {
+        p.run(0, 10);
+    }
+    assert_eq!(p.delivered_b.len(), n, "every message arrived");
+    eprintln!("{n} messages drained in {} ms", p.now - up);
+    (p.now - up, p.b.metrics().clone())
+}
+
+#[test]
+fn a_backlog_drains_at_the_pace_the_peer_admits_not_one_round_per_sync_interval() {
+    // 1000 messages (what one origin may keep in a store of the default
+    // size); B takes 200 at once and 100 a second after: about 8 s. With
+    // one round of 1024 offers per `sync_interval`, B dropped 800 of the
+    // first round's envelopes and the rest came 15 and 30 s later.
+    let (took, m) = drain(1_000, 100, 200);
+    assert!((7_000..=10_000).contains(&took), "drained in {took} ms");
+    assert_eq!(m.envelopes_rate_limited, 0, "nothing B asked for was dropped");
+    assert_eq!(m.envelopes_duplicate, 0);
+    // With a budget that is not the limit, windows follow each other at
+    // once (here, with no wire between the nodes, within a second).
+    let (took, m) = drain(1_000, 100_000, 100_000);
+    assert!(took <= 1_000, "drained in {took} ms");
+    assert_eq!(m.envelopes_rate_limited, 0);
+}
