@@ -350,3 +350,40 @@ fn a_message_sent_just_after_the_peer_restarted_arrives_at_once_not_after_dead_p
     assert!(took.as_secs_f64() < 3.0, "took {took:?}");
     assert!(a.metric("session_unknown_received_total") >= 1, "A was told its session is unknown");
 }
+
+#[test]
+fn a_backlog_of_a_thousand_messages_reaches_a_returning_peer_at_the_pace_of_its_link_budget() {
+    let t = TempDir::new("backlog");
+    let (a, mut b) = linked_pair(&t.0);
+    let bid = b.node_id();
+    b.stop();
+    // 1000 messages: what A's store keeps for one origin (2 MB) and B's
+    // inbox holds (inbox_max).
+    const N: u64 = 1000;
+    for i in 0..N {
+        send(&a, &bid, &format!("backlog {i}"));
+    }
+    assert_eq!(a.store_count(), N, "A holds them all while B is away");
+    let t0 = std::time::Instant::now();
+    b.start();
+    let delivered = |b: &Node| b.metric("envelopes_delivered_total");
+    assert!(wait_until(30, || delivered(&b) >= 1), "nothing arrived\nA:\n{}\nB:\n{}", a.log(), b.log());
+    let first = t0.elapsed();
+    assert!(wait_until(60, || delivered(&b) >= N), "B got {} of {N}\nA:\n{}", delivered(&b), a.log());
+    let all = t0.elapsed();
+    eprintln!(
+        "FIGURE backlog: {N} messages for a returning peer: first after {} ms, all after {} ms ({:.0} msg/s)",
+        first.as_millis(),
+        all.as_millis(),
+        N as f64 / all.as_secs_f64()
+    );
+    // Within B's link budget (a burst of 1000, then 200 a second) the
+    // whole backlog is asked for at once. One round of offers per sync
+    // interval and
+    // the origin's budget (50 a second) took 12.4 s here before, with
+    // envelopes dropped over the budget and offered again.
+    assert!(all.as_secs_f64() < 8.0, "took {all:?}");
+    assert_eq!(b.metric("envelopes_rate_limited_total"), 0, "nothing B asked for was dropped");
+    assert!(wait_until(20, || a.store_count() == 0), "acks released A's copies");
+    assert_eq!(b.inbox().len() as u64, N, "each exactly once");
+}
