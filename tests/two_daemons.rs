@@ -379,9 +379,8 @@ fn a_backlog_of_a_thousand_messages_reaches_a_returning_peer_at_the_pace_of_its_
     );
     // Within B's link budget (a burst of 1000, then 200 a second) the
     // whole backlog is asked for at once. One round of offers per sync
-    // interval and
-    // the origin's budget (50 a second) took 12.4 s here before, with
-    // envelopes dropped over the budget and offered again.
+    // interval and the origin's budget (50 a second) took 12.4 s here
+    // before, with envelopes dropped over the budget and offered again.
     assert!(all.as_secs_f64() < 8.0, "took {all:?}");
     assert_eq!(b.metric("envelopes_rate_limited_total"), 0, "nothing B asked for was dropped");
     assert!(wait_until(20, || a.store_count() == 0), "acks released A's copies");
