@@ -22,6 +22,14 @@ const DEFER_MS: u64 = 250;
 /// Offered ids waiting here per link; more are left unanswered (the peer
 /// offers them again in its next round).
 const MAX_DEFERRED: usize = 1024;
+/// New envelopes sent over a mesh link unasked, per second and at once:
+/// under the receiver's default budgets (per origin 50/s, burst 500; per
+/// link 200/s, burst 1000), so pushes are not dropped there. Beyond them
+/// envelopes go in offer windows, which follow the receiver's pace.
+const PUSH_RATE: u32 = 50;
+pub(super) const PUSH_BURST: u32 = 250;
+/// How soon a round starts for envelopes held back from a push.
+const HELD_BACK_MS: u64 = 20;
 
 /// The next window of the store to offer over one link.
 pub(super) struct Window {
@@ -63,6 +71,9 @@ impl Node {
     /// was offered); otherwise the next round is a `sync_interval` away.
     pub(super) fn window_sent(&mut self, node: NodeId, offered: &[EnvelopeId], more: bool, now_ms: u64) {
         let Some(l) = self.links.get_mut(&node) else { return };
+        // Envelopes held back from a push during this pass may lie behind
+        // its cursor: another pass starts at once.
+        let more = more || core::mem::take(&mut l.held_back);
         l.round.clear();
         l.chained = more && !offered.is_empty();
         if l.chained {
@@ -71,6 +82,22 @@ impl Node {
         // (A millisecond on: a node never asks to be woken at the moment
         // it is handling.)
         l.next_sync = now_ms + if more && offered.is_empty() { 1 } else { self.cfg.sync_interval_ms };
+    }
+
+    /// Whether a new envelope may be sent over link `to` unasked now (a
+    /// federation link meters its own queue). If not, it goes in the next
+    /// offer window, which starts soon.
+    pub(super) fn may_push(&mut self, to: NodeId) -> bool {
+        let now = self.clock;
+        let Some(l) = self.links.get_mut(&to) else { return false };
+        if l.fed.is_some() || l.push.take(PUSH_RATE, PUSH_BURST, now) {
+            return true;
+        }
+        l.held_back = true;
+        if !l.chained {
+            l.next_sync = l.next_sync.min(now + HELD_BACK_MS);
+        }
+        false
     }
 
     /// The peer answered `ids` (want or have): once it answered the whole

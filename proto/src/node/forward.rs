@@ -90,7 +90,9 @@ impl Node {
             .copied()
             .collect();
         for t in targets {
-            self.send_stored(t, env.id(), env.bytes());
+            if self.may_push(t) {
+                self.send_stored(t, env.id(), env.bytes());
+            }
         }
     }
 

@@ -59,6 +59,10 @@ pub(super) struct Link {
     /// waits for its answers (flow.rs).
     pub(super) round: std::collections::BTreeSet<EnvelopeId>,
     pub(super) chained: bool,
+    /// Budget of envelopes sent unasked, and whether one was held back
+    /// since the pass over the store began (flow.rs).
+    pub(super) push: Bucket,
+    pub(super) held_back: bool,
     /// Ids the peer offered that we answer later, and when (flow.rs).
     pub(super) deferred: Vec<EnvelopeId>,
     pub(super) deferred_at: u64,
@@ -470,6 +474,8 @@ impl Node {
                         pass_left: 0,
                         round: std::collections::BTreeSet::new(),
                         chained: false,
+                        push: Bucket::full(flow::PUSH_BURST, now_ms),
+                        held_back: false,
                         deferred: Vec::new(),
                         deferred_at: u64::MAX,
                         reasm: Reassembler::new(

@@ -9,12 +9,21 @@ impl Node {
     pub(super) fn on_envelope(&mut self, now_ms: u64, link: NodeId, bytes: &[u8]) {
         self.metrics.envelopes_in += 1;
         // What we asked for was paid for when we asked (flow.rs).
-        let prepaid = Envelope::peek_id(bytes).is_ok_and(|(id, _)| self.prepaid(&id, now_ms));
+        let peeked = Envelope::peek_id(bytes).ok().map(|(id, _)| id);
+        let prepaid = peeked.is_some_and(|id| self.prepaid(&id, now_ms));
         let allowed = self.links.get_mut(&link).is_some_and(|l| {
             prepaid && l.fed.is_none() || l.bucket.take(self.cfg.link_rate, self.cfg.link_burst, now_ms)
         });
         if !allowed {
             self.metrics.envelopes_rate_limited += 1;
+            // Pushed beyond the budget: asked for when the budget allows,
+            // as if it had been offered (not over a federation link, which
+            // meters its own queue).
+            if let Some(id) = peeked
+                && self.links.get(&link).is_some_and(|l| l.fed.is_none())
+            {
+                self.defer(link, vec![id], now_ms);
+            }
             return;
         }
         // A copy of an envelope already relayed or taken costs a hash, not
@@ -95,6 +104,9 @@ impl Node {
         // of the store is bounded by its quota, store.rs).
         if !prepaid && !bucket.take(rate, burst, now_ms) {
             self.metrics.envelopes_rate_limited += 1;
+            if self.links.get(&link).is_some_and(|l| l.fed.is_none()) {
+                self.defer(link, vec![id], now_ms);
+            }
             return;
         }
         let for_me = env.dest().id == self.me.0 && self.for_my_domain(&env);

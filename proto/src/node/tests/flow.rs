@@ -47,3 +47,30 @@ fn a_backlog_drains_at_the_pace_the_peer_admits_not_one_round_per_sync_interval(
     assert!(took <= 1_000, "drained in {took} ms");
     assert_eq!(m.envelopes_rate_limited, 0);
 }
+
+#[test]
+fn a_burst_beyond_the_peers_budget_arrives_at_its_pace_not_at_the_next_round() {
+    let mut p = Pair::new(None);
+    (p.b.cfg.link_rate, p.b.cfg.link_burst) = (100, 200);
+    p.run(2_000, 100);
+    let bid = p.b.node_id();
+    // A sends 1000 at once to its linked neighbour: 250 go out at once
+    // (A's push budget), B's budget takes 200 of them, the rest go in offer
+    // windows that B answers as its budget refills.
+    let t0 = p.now;
+    for i in 0..1_000 {
+        p.a.send_direct(Timestamp::from(p.now), bid, format!("m{i}").as_bytes(), None, None).unwrap();
+    }
+    while p.delivered_b.len() < 1_000 && p.now < t0 + 60_000 {
+        p.run(0, 10);
+    }
+    assert_eq!(p.delivered_b.len(), 1_000);
+    // The other 800 come at B's pace (100 a second), well before the next
+    // sync round (15 s) would offer them: the 50 pushes B dropped it asked
+    // for again (19 s when they waited for the round).
+    let took = p.now - t0;
+    assert!((7_000..=10_000).contains(&took), "all delivered after {took} ms");
+    let m = p.b.metrics();
+    assert!(m.envelopes_rate_limited <= 60, "{} pushes dropped", m.envelopes_rate_limited);
+    assert_eq!(m.envelopes_duplicate, 0);
+}
