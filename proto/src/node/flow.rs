@@ -5,8 +5,8 @@
 //! The receiver asks only for as many envelopes as the link's envelope
 //! budget (`link_rate`, `link_burst`) admits, pays for them when it asks
 //! (so they are not dropped when they arrive), and answers the rest of an
-//! offer later: when the budget has refilled, when a copy asked of another
-//! link has come, or when a write has become durable.
+//! offer later: when the budget has refilled, or when a write has become
+//! durable. (An id asked of another link stays unanswered, sync.rs.)
 //!
 //! It does not decide which ids may go over a link (forward.rs,
 //! `should_offer`) nor what an answer means (sync.rs).
