@@ -13,7 +13,7 @@ ARCH         ?= x86_64
 CROSS_TARGETS := x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 FUZZ_TARGETS := envelope card beacon packet frame e2e_open identity_file uci node_datagrams node_session reassembly mdns ack file_part uci_libuci
 
-.PHONY: bridge-idle sim sim-hostile fuzz-seeds run test check lint unit pytools webtools release size cross cross-mips size-cross qemu-test mips-test packaging-test ipk fuzz fuzz-build tools clean
+.PHONY: bench bridge-idle sim sim-hostile fuzz-seeds run test check lint unit pytools webtools release size cross cross-mips size-cross qemu-test mips-test packaging-test ipk fuzz fuzz-build tools clean
 
 ## run: build and run one daemon in the foreground on built-in defaults,
 ## with its state and control socket under ./$(STATE) (no root, no UCI file).
@@ -167,6 +167,30 @@ clean:
 ## minute (docs/scale.md), against alfred's 74 kB (long; needs root).
 bridge-idle:
 	$(CARGO) test -p meshpost --test bridge_idle -- --ignored --nocapture
+
+## bench: real release daemons on loopback driven through their sockets
+## (tools/bench) beside Reticulum/LXMF from PyPI (tools/bench/lxmf_bench.py),
+## in one run; state on tmpfs and on the disk. Writes docs/bench/latest.txt
+## for docs/performance.md (long, about 5 minutes; not part of `make test`).
+BENCHVENV   := target/benchvenv
+BENCH_PY    := rns==1.5.7 lxmf==1.2.1
+BENCH       := target/release/meshpost-bench --bin target/release/meshpost
+BENCH_OUT   := docs/bench/latest.txt
+bench:
+	$(CARGO) build --release -p meshpost -p meshpost-bench
+	@$(BENCHVENV)/bin/python -c "import RNS, LXMF" 2>/dev/null || { \
+		python3 -m venv $(BENCHVENV) && $(BENCHVENV)/bin/pip install -q $(BENCH_PY); }
+	@mkdir -p docs/bench
+	@{ echo "# make bench, $$(date -u +%Y-%m-%dT%H:%MZ), $$(nproc) cores, $$(uname -m), $$(git rev-parse --short HEAD)"; \
+	  for fs in /dev/shm/meshpost-bench target/bench-disk; do echo "## state dir $$fs"; \
+	    $(BENCH) --dir $$fs --scenario two --messages 2000; \
+	    $(BENCH) --dir $$fs --scenario two --messages 5000 --unlimited; \
+	    $(BENCH) --dir $$fs --scenario relay --messages 5000 --unlimited; \
+	    $(BENCH) --dir $$fs --scenario backlog --messages 5000; \
+	    $(BENCH) --dir $$fs --scenario backlog --messages 10000 --unlimited; done; \
+	  echo "## Reticulum/LXMF"; \
+	  $(BENCHVENV)/bin/python tools/bench/lxmf_bench.py --messages 2000 --dir /dev/shm/lxmf-bench 2>/dev/null | grep -v '^\['; \
+	} | tee $(BENCH_OUT)
 
 ## sim: the simulator's sweeps for docs/scale.md (long, about 35 minutes on
 ## two cores; not part of `make test`). Idle figures are taken over minutes
