@@ -1,5 +1,5 @@
-//! Route searches in a large graph: a remote change is searched for at
-//! most once per hold, a change of the node's own links at once.
+//! Route searches and broadcast trees in a large graph: a remote change is
+//! taken in at most once per hold, a change of the node's own links at once.
 
 use super::*;
 use crate::card::Card;
@@ -74,4 +74,41 @@ fn in_a_graph_of_hundreds_a_remote_change_is_searched_once_per_hold_and_an_own_l
     p.b.links_changed();
     assert!(p.b.best_route(&id_of(60)).is_none(), "own link change searched at once");
     assert_eq!(p.b.route_searches(), searches + 2);
+}
+
+#[test]
+fn the_broadcast_trees_follow_a_remote_change_after_their_hold_and_an_own_link_change_at_once() {
+    let mut p = Pair::new(None);
+    p.run(3_000, 100);
+    let (aid, bid) = (p.a.node_id(), p.b.node_id());
+    // The same chain of 150 behind A as above.
+    const LEN: usize = 150;
+    let now = p.now;
+    let mut a_card = p.b.card(&aid).expect("A's card").clone();
+    a_card.seq += 1_000_000;
+    a_card.neighbours = vec![bid, id_of(0)];
+    learn(&mut p.b, a_card, now);
+    for i in 0..LEN {
+        let mut n = vec![if i == 0 { aid } else { id_of(i - 1) }];
+        if i + 1 < LEN {
+            n.push(id_of(i + 1));
+        }
+        learn(&mut p.b, chain_card(i, n, 1), now);
+    }
+    let far = id_of(LEN - 1);
+    p.b.handle_timeout(Timestamp::from(now));
+    assert!(!p.b.beyond_trees(far), "the trees place the end of the chain");
+    // The chain is cut at c100: with 152 nodes in the graph the trees are
+    // computed again after 2 s, not at every beacon.
+    learn(&mut p.b, chain_card(100, vec![id_of(99)], 2), now);
+    p.b.handle_timeout(Timestamp::from(now + 1_999));
+    assert!(!p.b.beyond_trees(far), "within the hold the old trees stay");
+    p.b.handle_timeout(Timestamp::from(now + 2_000));
+    assert!(p.b.beyond_trees(far), "after the hold c149 is beyond the cut");
+    // The cut heals, and within the next hold B's own link changes: the
+    // trees are computed at once.
+    learn(&mut p.b, chain_card(100, vec![id_of(99), id_of(101)], 3), now + 2_000);
+    assert!(p.b.beyond_trees(far), "held");
+    p.b.links_changed();
+    assert!(!p.b.beyond_trees(far), "an own link change is not held");
 }
