@@ -30,6 +30,14 @@ const PUSH_RATE: u32 = 50;
 pub(super) const PUSH_BURST: u32 = 250;
 /// How soon a round starts for envelopes held back from a push.
 const HELD_BACK_MS: u64 = 20;
+/// An envelope asked for that has not come after this long (a fragment of
+/// it was lost) is asked for again, up to `REWANTS` times; after that it
+/// waits for the next round's offer.
+const REWANT_MS: u64 = 1_000;
+const REWANTS: u8 = 3;
+/// Envelopes asked for and awaited per link (the link budget bounds how
+/// many are asked for; this bounds the list).
+const MAX_AWAITED: usize = 1024;
 
 /// The next window of the store to offer over one link.
 pub(super) struct Window {
@@ -149,6 +157,56 @@ impl Node {
         let ids = core::mem::take(&mut l.deferred);
         l.deferred_at = u64::MAX;
         self.on_ids(now_ms, node, IdList::Offer, ids);
+    }
+
+    /// Notes that `ids` were just asked of `node`, to ask once more if they
+    /// do not come (`REWANT_MS`).
+    pub(super) fn awaiting(&mut self, node: NodeId, ids: &[EnvelopeId], now_ms: u64) {
+        // A federation peer sends from a metered queue: its answers may
+        // take longer than a lost fragment would.
+        let Some(l) = self.links.get_mut(&node).filter(|l| l.fed.is_none()) else { return };
+        let room = MAX_AWAITED.saturating_sub(l.awaited.len());
+        l.awaited.extend(ids.iter().take(room).map(|id| (*id, now_ms + REWANT_MS, 0)));
+    }
+
+    /// When the first awaited envelope of a link is due to be asked again.
+    pub(super) fn rewant_at(l: &Link) -> Option<u64> {
+        l.awaited.front().map(|(_, t, _)| *t)
+    }
+
+    /// Asks `node` again for what it was asked for `REWANT_MS` ago and has
+    /// not come, neither from it nor from anyone else.
+    pub(super) fn rewant(&mut self, node: NodeId, now_ms: u64) {
+        let mut again = Vec::new();
+        while let Some((id, t, tries)) = self.links.get(&node).and_then(|l| l.awaited.front().copied()) {
+            if t > now_ms {
+                break;
+            }
+            if let Some(l) = self.links.get_mut(&node) {
+                l.awaited.pop_front();
+            }
+            let here = self.seen.contains(&id)
+                || self.store.contains(&id)
+                || self.delivered.get(&id).is_some()
+                || self.writes.contains(&id)
+                || self.holds_card(&id);
+            if !here {
+                again.push(id);
+                if let Some(l) = self.links.get_mut(&node).filter(|_| tries + 1 < REWANTS) {
+                    l.awaited.push_back((id, now_ms + REWANT_MS, tries + 1));
+                }
+            }
+        }
+        if again.is_empty() {
+            return;
+        }
+        self.metrics.envelopes_rewanted += again.len() as u64;
+        for id in &again {
+            self.note_asked(*id, now_ms); // still paid for (prepaid)
+        }
+        for f in id_frames(IdList::Want, &again) {
+            self.send_frame(node, &f, now_ms);
+        }
     }
 
     /// Whether an arriving envelope `id` was paid for when we asked for it

@@ -66,6 +66,8 @@ pub(super) struct Link {
     /// Ids the peer offered that we answer later, and when (flow.rs).
     pub(super) deferred: Vec<EnvelopeId>,
     pub(super) deferred_at: u64,
+    /// Envelopes asked of the peer and when to ask once more (flow.rs).
+    pub(super) awaited: std::collections::VecDeque<(EnvelopeId, u64, u8)>,
     pub(super) reasm: Reassembler,
     pub(super) bucket: Bucket,
     /// When the initiator of this session starts the next rekey (retried
@@ -144,6 +146,8 @@ pub(super) enum LinkTimer {
     Sync,
     /// Answer ids the peer offered that had to wait (flow.rs).
     Deferred,
+    /// Ask again for envelopes asked for that did not come (flow.rs).
+    Rewant,
     /// The initiator replaces the session (retried if it is lost).
     Rekey,
     /// A federation link's out-quota has a token for its backlog.
@@ -160,6 +164,7 @@ impl Link {
             Some((LinkTimer::DeadPeer, self.last_rx + cfg.dead_after_ms)),
             Some((LinkTimer::Sync, self.next_sync)),
             (!self.deferred.is_empty()).then_some((LinkTimer::Deferred, self.deferred_at)),
+            Node::rewant_at(self).map(|t| (LinkTimer::Rewant, t)),
             self.current.initiator.then_some((LinkTimer::Rekey, self.rekey_at)),
             // After a refused take the bucket was updated at that moment,
             // so this lies ahead of it. Not before the peer confirmed the
@@ -196,6 +201,9 @@ impl Node {
             }
             if due.contains(&LinkTimer::Deferred) {
                 self.redo_deferred(id, now_ms);
+            }
+            if due.contains(&LinkTimer::Rewant) {
+                self.rewant(id, now_ms);
             }
             if due.contains(&LinkTimer::Sync) {
                 self.offer(id, now_ms);
@@ -478,6 +486,7 @@ impl Node {
                         held_back: false,
                         deferred: Vec::new(),
                         deferred_at: u64::MAX,
+                        awaited: std::collections::VecDeque::new(),
                         reasm: Reassembler::new(
                             self.cfg.reassembly_transfers_per_link,
                             self.cfg.reassembly_bytes_per_link,

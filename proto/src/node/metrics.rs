@@ -27,6 +27,8 @@ pub struct Metrics {
     pub channel_duplicate: u64,
     /// Stored copies replaced by a copy with more hops left.
     pub envelopes_hops_raised: u64,
+    /// Envelopes asked for a second time: the first answer did not come.
+    pub envelopes_rewanted: u64,
     pub envelopes_bad_signature: u64,
     pub envelopes_expired: u64,
     pub envelopes_invalid: u64,
@@ -101,6 +103,7 @@ impl Metrics {
             ("envelopes_duplicate", "data envelopes already seen", self.envelopes_duplicate),
             ("channel_duplicate", "channel messages already seen", self.channel_duplicate),
             ("envelopes_hops_raised", "stored copies given a copy's larger hop limit", self.envelopes_hops_raised),
+            ("envelopes_rewanted", "envelopes asked for again after a lost answer", self.envelopes_rewanted),
             ("envelopes_bad_signature", "envelopes with a bad origin signature", self.envelopes_bad_signature),
             ("envelopes_expired", "envelopes received already expired", self.envelopes_expired),
             ("envelopes_invalid", "envelopes malformed in other ways", self.envelopes_invalid),

@@ -157,6 +157,7 @@ impl Node {
                 for id in &want {
                     self.note_asked(*id, now_ms);
                 }
+                self.awaiting(node, &want, now_ms);
                 for f in id_frames(IdList::Want, &want).into_iter().chain(id_frames(IdList::Have, &have)) {
                     self.send_frame(node, &f, now_ms);
                 }

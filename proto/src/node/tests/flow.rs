@@ -74,3 +74,34 @@ fn a_burst_beyond_the_peers_budget_arrives_at_its_pace_not_at_the_next_round() {
     assert!(m.envelopes_rate_limited <= 60, "{} pushes dropped", m.envelopes_rate_limited);
     assert_eq!(m.envelopes_duplicate, 0);
 }
+
+#[test]
+fn an_envelope_whose_fragment_was_lost_is_asked_for_again_within_a_second_or_two() {
+    // Every 50th datagram from A to B is lost; B's budget is not the limit.
+    let mut p = Pair::new(None);
+    (p.b.cfg.link_rate, p.b.cfg.link_burst) = (100_000, 100_000);
+    p.run(2_000, 100);
+    let bid = p.b.node_id();
+    p.b_up = false;
+    for i in 0..500 {
+        // Two fragments each: a lost one loses the envelope.
+        let text = format!("m{i} {}", "x".repeat(1_200));
+        p.a.send_direct(Timestamp::from(p.now), bid, text.as_bytes(), None, None).unwrap();
+    }
+    p.run(40_000, 1_000);
+    p.b_up = true;
+    p.lose_every = 50;
+    while !p.a.is_linked(&bid) {
+        p.run(0, 10);
+    }
+    let up = p.now;
+    while p.delivered_b.len() < 500 && p.now < up + 60_000 {
+        p.run(0, 10);
+    }
+    assert_eq!(p.delivered_b.len(), 500);
+    let took = p.now - up;
+    // Without asking again the lost ones waited for the next round (15 s).
+    assert!(took < 5_000, "all delivered after {took} ms");
+    assert!(p.b.metrics().envelopes_rewanted > 0, "some were asked for again");
+    assert_eq!(p.b.metrics().envelopes_duplicate, 0, "none came twice");
+}

@@ -24,6 +24,10 @@ struct Pair {
     b_inbox_fails: bool,
     /// What A reported about the messages it sent.
     sent_a: Vec<(EnvelopeId, crate::outbox::SentState)>,
+    /// Every n-th datagram from A to B is lost (0: none), and how many A
+    /// has sent to B.
+    lose_every: u64,
+    a_to_b: u64,
 }
 
 impl Pair {
@@ -44,6 +48,8 @@ impl Pair {
             captured: vec![],
             b_inbox_fails: false,
             sent_a: vec![],
+            lose_every: 0,
+            a_to_b: 0,
         }
     }
 
@@ -62,7 +68,9 @@ impl Pair {
                     match act {
                         Action::Transmit { to, data } if to == addr(2) => {
                             self.captured.push((to, data.clone()));
-                            if self.b_up {
+                            self.a_to_b += 1;
+                            let lost = self.lose_every > 0 && self.a_to_b.is_multiple_of(self.lose_every);
+                            if self.b_up && !lost {
                                 self.b.handle_datagram(Timestamp::from(self.now), addr(1), &data);
                             }
                         }
