@@ -213,7 +213,8 @@ sim:
 ## sim-hostile: one simulated hour of each topology under direct and
 ## channel load, 5% loss, churn and (single domains) a 10-minute partition;
 ## SIM_HOSTILE_SIZES=30,100,300,1000 adds the 1000-node runs (2026-12-05:
-## stopped unfinished after 33 minutes of one core each; docs/scale.md),
+## the mesh of 1000 took 32 minutes of one core, docs/scale/mesh-hostile-1000.csv;
+## the segment of 1000 more than an hour; docs/scale.md),
 ## SIM_FED_SIZES=100,300,1000 ten communities of 100 (not run yet).
 SIM_HOSTILE_SIZES ?= 30,100,300
 SIM_FED_SIZES ?= 100,300
