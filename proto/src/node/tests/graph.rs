@@ -31,15 +31,12 @@ fn learn(b: &mut Node, card: Card, now: u64) {
     b.routes_changed();
 }
 
-#[test]
-fn in_a_graph_of_hundreds_a_remote_change_is_searched_once_per_hold_and_an_own_link_change_at_once() {
-    let mut p = Pair::new(None);
-    p.run(3_000, 100);
+/// Nodes in the chain B's book gets behind A.
+const LEN: usize = 150;
+
+/// Writes into B's book A - c0 - c1 - ... - c149 (A's card now lists c0).
+fn chain_behind_a(p: &mut Pair, now: u64) {
     let (aid, bid) = (p.a.node_id(), p.b.node_id());
-    assert!(p.b.best_route(&aid).is_some(), "B routes to A");
-    // Behind A, a chain of 150 nodes: A - c0 - c1 - ... - c149.
-    const LEN: usize = 150;
-    let now = p.now;
     let mut a_card = p.b.card(&aid).expect("A's card").clone();
     a_card.seq += 1_000_000;
     a_card.neighbours = vec![bid, id_of(0)];
@@ -51,6 +48,17 @@ fn in_a_graph_of_hundreds_a_remote_change_is_searched_once_per_hold_and_an_own_l
         }
         learn(&mut p.b, chain_card(i, n, 1), now);
     }
+}
+
+#[test]
+fn in_a_graph_of_hundreds_a_remote_change_is_searched_once_per_hold_and_an_own_link_change_at_once() {
+    let mut p = Pair::new(None);
+    p.run(3_000, 100);
+    let aid = p.a.node_id();
+    assert!(p.b.best_route(&aid).is_some(), "B routes to A");
+    // Behind A, a chain of 150 nodes: A - c0 - c1 - ... - c149.
+    let now = p.now;
+    chain_behind_a(&mut p, now);
     // Below 100 nodes nothing is held: the chain is searched at once.
     let far = id_of(LEN - 1);
     assert_eq!(p.b.best_route(&far).map(|r| (r.via, r.hops)), Some((aid, LEN as u8 + 1)));
@@ -80,21 +88,8 @@ fn in_a_graph_of_hundreds_a_remote_change_is_searched_once_per_hold_and_an_own_l
 fn the_broadcast_trees_follow_a_remote_change_after_their_hold_and_an_own_link_change_at_once() {
     let mut p = Pair::new(None);
     p.run(3_000, 100);
-    let (aid, bid) = (p.a.node_id(), p.b.node_id());
-    // The same chain of 150 behind A as above.
-    const LEN: usize = 150;
     let now = p.now;
-    let mut a_card = p.b.card(&aid).expect("A's card").clone();
-    a_card.seq += 1_000_000;
-    a_card.neighbours = vec![bid, id_of(0)];
-    learn(&mut p.b, a_card, now);
-    for i in 0..LEN {
-        let mut n = vec![if i == 0 { aid } else { id_of(i - 1) }];
-        if i + 1 < LEN {
-            n.push(id_of(i + 1));
-        }
-        learn(&mut p.b, chain_card(i, n, 1), now);
-    }
+    chain_behind_a(&mut p, now);
     let far = id_of(LEN - 1);
     p.b.handle_timeout(Timestamp::from(now));
     assert!(!p.b.beyond_trees(far), "the trees place the end of the chain");
