@@ -78,6 +78,14 @@ fn messages_wait_for_a_stopped_peer_and_arrive_exactly_once() {
     b.start();
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert_eq!(b.inbox().len(), 100);
+    // B saved A's end-to-end session (secret: 0600) and opens A's next
+    // message in it after the restart: A started one session for all of it.
+    let ses = b.dir.join("sessions").join(format!("{}.ses", a.node_id()));
+    let mode = std::fs::metadata(&ses).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+    assert_eq!(mode.ok(), Some(0o600), "{}", ses.display());
+    send(&a, &bid, "after the restart");
+    assert!(wait_until(20, || b.inbox().len() == 101), "B:\n{}", b.log());
+    assert_eq!((a.metric("e2e_sessions_started_total"), b.metric("e2e_sessions_accepted_total")), (1, 0));
 }
 
 #[test]

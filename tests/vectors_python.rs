@@ -82,6 +82,18 @@ fn an_independent_python_implementation_agrees_with_meshpost_both_ways() {
         },
     )
     .unwrap();
+    // Three messages of a session from A to B (protocol.md 7.2.1): the
+    // first with the starting exchange, the other two after B confirmed.
+    let mut session =
+        e2e::start_session(&mut NodeRng::from_seed([4; 32]), &card_of(&b), created).expect("B offers ML-KEM");
+    let texts = ["erste", "zweite — 2", "third"];
+    let mut payloads = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        session.confirmed = i > 0;
+        let (p, n) = e2e::seal_in(&mut session, &a.public_key(), &b.node_id().0, e2e::CONTENT_TEXT, t.as_bytes());
+        assert_eq!((n as usize, p[0]), (i, if i == 0 { e2e::SUITE_SESSION_INIT } else { e2e::SUITE_SESSION }));
+        payloads.push(to_hex(&p));
+    }
     let key: Vec<u8> = (0u8..32).collect();
     // The handshake under load (protocol.md 4.1): a cookie for 192.0.2.7 and
     // a real msg1 sent again with its proof.
@@ -98,6 +110,7 @@ fn an_independent_python_implementation_agrees_with_meshpost_both_ways() {
         "b": describe(&b, &seed_b),
         "envelope": to_hex(env.bytes()),
         "envelope_id": to_hex(&env.id().0),
+        "session": {"payloads": payloads, "texts": texts},
         "text": text,
         "cookie": {
             "secret": to_hex(&key),
@@ -126,7 +139,7 @@ fn an_independent_python_implementation_agrees_with_meshpost_both_ways() {
     });
     assert_eq!(v["ok"], true, "python disagrees: {v}\n{}", String::from_utf8_lossy(&out.stderr));
     eprintln!("python checked: {}", v["checks"]);
-    assert!(v["checks"].as_array().unwrap().len() >= 19, "{v}");
+    assert!(v["checks"].as_array().unwrap().len() >= 22, "{v}");
 
     // Python's reply, sealed and signed by Python: meshpost verifies it,
     // computes the same id, and opens it as A.
@@ -137,6 +150,27 @@ fn an_independent_python_implementation_agrees_with_meshpost_both_ways() {
     assert_eq!(reply.origin(), &b.public_key());
     let opened = e2e::open(&a, reply.origin(), &reply.dest().id, reply.payload()).expect("meshpost opens it");
     assert_eq!(String::from_utf8(opened.body).unwrap(), v["reply_text"].as_str().unwrap());
+
+    // Python's session from B to A: suite 3, then suite 4, opened by
+    // meshpost last first (the suite 4 message cannot open before the
+    // suite 3 one started the session here; a store-and-forward sender
+    // never sends suite 4 before that is acknowledged).
+    let mut book = meshpost_proto::session::Inbound::default();
+    let (b_ed, a_id) = (b.public_key(), a.node_id().0);
+    let session_reply: Vec<Vec<u8>> = v["session_reply"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| meshpost_proto::crypto::from_hex_bytes(x.as_str().unwrap(), 1 << 16).unwrap())
+        .collect();
+    let early = e2e::open_any(&a, &mut book, b.node_id(), &b_ed, &a_id, &session_reply[2], created);
+    assert!(matches!(early, Err(e2e::OpenError::Session(_))), "{early:?}");
+    for i in [0, 2, 1] {
+        let (opened, used) =
+            e2e::open_any(&a, &mut book, b.node_id(), &b_ed, &a_id, &session_reply[i], created).expect("opens");
+        assert_eq!(String::from_utf8(opened.body).unwrap(), v["session_texts"][i].as_str().unwrap());
+        assert_eq!(used.map(|u| (u.counter, u.new)), Some((i as u32, i == 0)));
+    }
 }
 
 /// The link handshake and transport keys (protocol.md sections 3-6) against

@@ -13,6 +13,9 @@ pub const REFUSED_TOO_LARGE: u8 = 1;
 /// Refusal reason: content the recipient cannot take (unknown content
 /// type, malformed file part).
 pub const REFUSED_UNSUPPORTED: u8 = 2;
+/// Refusal reason: an end-to-end session message whose session (or
+/// message key) the recipient does not hold.
+pub const REFUSED_NO_SESSION: u8 = 3;
 
 /// A decoded acknowledgement: what it lists, and the reason if it refuses.
 #[derive(Debug, Clone, PartialEq, Eq)]

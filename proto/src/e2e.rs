@@ -12,6 +12,14 @@
 //! `[32] ephemeral X25519 key`, `[1088] ML-KEM ciphertext` (suite 2 only),
 //! then the AEAD ciphertext with its 16-byte tag.
 //!
+//! Sessions (session.rs) replace the one-shot exchange for later messages:
+//! suite 3 (`u32 counter`, `[32] eph`, `[1088] kem ct`) carries a session's
+//! starting exchange, repeated until the recipient has acknowledged a
+//! message of it; suite 4 (`[8] session id`, `u32 counter`) is every later
+//! message. Both use the counter's message key with a zero nonce, and the
+//! associated data adds the whole header (suite byte to counter or KEM ct)
+//! to the origin and destination.
+//!
 //! Plaintext layout: `u8 content type (1 = UTF-8 text, 2 = a file part,
 //! see filepart.rs)`, `u32 length`,
 //! the body, zero padding.
@@ -28,7 +36,9 @@ use zeroize::Zeroizing;
 use crate::card::Card;
 use crate::crypto::kdf;
 use crate::filepart::{self, FilePartError};
+use crate::identity::NodeId;
 use crate::identity::{Identity, KEM_CT_LEN};
+use crate::session::{self, Inbound, RecvSession, SID_LEN, SendSession, SessionError, SessionId};
 use crate::wire::{Put, Reader};
 
 /// Plaintexts are padded to a multiple of this many bytes.
@@ -40,6 +50,12 @@ pub const CONTENT_TEXT: u8 = 1;
 
 const SUITE_X25519: u8 = 1;
 const SUITE_HYBRID: u8 = 2;
+/// A session message that starts (or repeats the start of) its session.
+pub const SUITE_SESSION_INIT: u8 = 3;
+/// A later message of a confirmed session.
+pub const SUITE_SESSION: u8 = 4;
+/// Header bytes of a suite 4 message: suite, session id, counter.
+pub const SESSION_HEADER: usize = 1 + SID_LEN + 4;
 
 /// Why a direct payload could not be opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +75,8 @@ pub enum OpenError {
     NotText,
     /// A file part that does not fit its file (truncated, misplaced, bad name).
     BadFilePart(FilePartError),
+    /// A session message the session state held cannot open.
+    Session(SessionError),
 }
 
 impl fmt::Display for OpenError {
@@ -75,6 +93,7 @@ impl fmt::Display for OpenError {
             OpenError::UnknownContentType(t) => write!(f, "unknown content type {t}"),
             OpenError::NotText => f.write_str("a text message that is not UTF-8"),
             OpenError::BadFilePart(e) => write!(f, "{e}"),
+            OpenError::Session(e) => write!(f, "{e}"),
         }
     }
 }
@@ -171,6 +190,140 @@ pub fn open(me: &Identity, origin: &[u8; 32], dest: &[u8; 16], payload: &[u8]) -
             .map_err(|_| OpenError::Decrypt)?,
     );
     unpad_direct(&plain)
+}
+
+/// Starts a session to `recipient`: a fresh hybrid exchange with its card.
+/// `None` if the card offers no ML-KEM key (such a recipient gets one-shot
+/// messages, [`seal`]).
+pub fn start_session(rng: &mut impl CryptoRngCore, recipient: &Card, now_s: u64) -> Option<SendSession> {
+    let ek_bytes = recipient.kem_ek.as_ref()?;
+    let eph = x25519_dalek::StaticSecret::random_from_rng(&mut *rng);
+    let eph_pub = x25519_dalek::PublicKey::from(&eph).to_bytes();
+    let dh = eph.diffie_hellman(&x25519_dalek::PublicKey::from(recipient.x25519));
+    let ek = EncapsulationKey::<MlKem768Params>::from_bytes(&(**ek_bytes).into());
+    // Encapsulation to a decoded key is infallible in ml-kem 0.2.
+    let (ct, ss) = ek.encapsulate(&mut *rng).ok()?;
+    let ss = Zeroizing::new(ss.to_vec());
+    let mut header = Vec::with_capacity(32 + KEM_CT_LEN);
+    header.extend_from_slice(&eph_pub);
+    header.extend_from_slice(&ct);
+    let first = session::first_chain_key(dh.as_bytes(), &ss, &eph_pub, &recipient.x25519, &ct);
+    Some(SendSession {
+        sid: session::session_id(&eph_pub, &ct),
+        header,
+        recip_x: recipient.x25519,
+        chain: session::Chain::new(first),
+        confirmed: false,
+        created_s: now_s,
+        unacked: Vec::new(),
+    })
+}
+
+/// Seals `body` as the next message of `s`: suite 3 (with the session's
+/// starting exchange) until `s` is confirmed, suite 4 after. Returns the
+/// payload and the counter used.
+pub fn seal_in(
+    s: &mut SendSession,
+    origin: &[u8; 32],
+    dest: &[u8; 16],
+    content_type: u8,
+    body: &[u8],
+) -> (Vec<u8>, u32) {
+    let (n, mk) = s.chain.step();
+    let plain = pad(content_type, body);
+    let mut out = Vec::with_capacity(SESSION_HEADER + s.header.len() + plain.len() + 16);
+    if s.confirmed {
+        out.put_u8(SUITE_SESSION);
+        out.extend_from_slice(&s.sid);
+        out.put_u32(n);
+    } else {
+        out.put_u8(SUITE_SESSION_INIT);
+        out.put_u32(n);
+        out.extend_from_slice(&s.header);
+    }
+    let a = session_aad(origin, dest, &out);
+    let cipher = ChaCha20Poly1305::new(Key::from_slice(&mk[..]));
+    // Encryption only fails for inputs beyond 256 GiB; ours are < 64 KiB.
+    if let Ok(ct) = cipher.encrypt(Nonce::from_slice(&[0u8; 12]), Payload { msg: &plain, aad: &a }) {
+        out.extend_from_slice(&ct);
+    }
+    (out, n)
+}
+
+fn session_aad(origin: &[u8; 32], dest: &[u8; 16], header: &[u8]) -> Vec<u8> {
+    let mut a = Vec::with_capacity(48 + header.len());
+    a.extend_from_slice(&aad(origin, dest));
+    a.extend_from_slice(header);
+    a
+}
+
+/// The session message a payload was, once opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionUse {
+    pub sid: SessionId,
+    pub counter: u32,
+    /// This message started the session here (it is new in `book`).
+    pub new: bool,
+}
+
+/// Opens a direct payload of any suite. Session messages use and update
+/// `book` (the receiver's sessions); a suite 3 message whose session is
+/// unknown starts it, but only once its AEAD has checked out.
+pub fn open_any(
+    me: &Identity,
+    book: &mut Inbound,
+    origin_id: NodeId,
+    origin: &[u8; 32],
+    dest: &[u8; 16],
+    payload: &[u8],
+    now_s: u64,
+) -> Result<(Opened, Option<SessionUse>), OpenError> {
+    let mut r = Reader::new(payload);
+    let suite = r.u8("suite").map_err(|_| OpenError::Truncated)?;
+    let (sid, counter, fresh) = match suite {
+        SUITE_SESSION => {
+            let sid = r.array::<SID_LEN>("sid").map_err(|_| OpenError::Truncated)?;
+            (sid, r.u32("counter").map_err(|_| OpenError::Truncated)?, None)
+        }
+        SUITE_SESSION_INIT => {
+            let n = r.u32("counter").map_err(|_| OpenError::Truncated)?;
+            let eph = r.array::<32>("eph").map_err(|_| OpenError::Truncated)?;
+            let ct = r.array::<KEM_CT_LEN>("kem ct").map_err(|_| OpenError::Truncated)?;
+            let sid = session::session_id(&eph, &ct);
+            let fresh = if book.contains(&origin_id, &sid) {
+                None
+            } else {
+                if crate::crypto::is_low_order(&eph) {
+                    return Err(OpenError::WeakKey);
+                }
+                let ss = me.kem_dk().decapsulate(&ct.into()).map_err(|_| OpenError::Decrypt)?;
+                let dh = me.e2e_secret().diffie_hellman(&x25519_dalek::PublicKey::from(eph));
+                let first = session::first_chain_key(dh.as_bytes(), &ss, &eph, &me.e2e_public(), &ct);
+                Some(RecvSession::new(sid, first, now_s))
+            };
+            (sid, n, fresh)
+        }
+        _ => return open(me, origin, dest, payload).map(|o| (o, None)),
+    };
+    let sealed = r.rest();
+    let header_len = payload.len() - sealed.len();
+    let a = session_aad(origin, dest, &payload[..header_len]);
+    let decrypt = |mk: &[u8; 32]| {
+        ChaCha20Poly1305::new(Key::from_slice(mk))
+            .decrypt(Nonce::from_slice(&[0u8; 12]), Payload { msg: sealed, aad: &a })
+            .map(Zeroizing::new)
+            .map_err(|_| OpenError::Decrypt)
+    };
+    let new = fresh.is_some();
+    let plain = match fresh {
+        Some(mut s) => {
+            let plain = s.open(counter, now_s, decrypt).map_err(OpenError::Session)??;
+            book.insert(origin_id, s);
+            plain
+        }
+        None => book.open(&origin_id, &sid, counter, now_s, decrypt).map_err(OpenError::Session)??,
+    };
+    Ok((unpad_direct(&plain)?, Some(SessionUse { sid, counter, new })))
 }
 
 /// Frames and pads a plaintext: `u8 content type`, `u32 length`, body, zero

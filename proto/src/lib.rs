@@ -39,6 +39,7 @@ pub mod owncards;
 pub mod peerbook;
 pub mod rng;
 pub mod routing;
+pub mod session;
 pub mod store;
 pub mod time;
 pub mod wire;

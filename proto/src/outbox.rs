@@ -33,6 +33,10 @@ pub enum SentState {
     /// The recipient signed a refusal: it cannot take this content (an
     /// unknown content type, or a malformed file part).
     RefusedUnsupported,
+    /// The recipient signed a refusal: it no longer holds the end-to-end
+    /// session the message was sealed in (its state was lost or the
+    /// session expired); later messages start a new one.
+    RefusedNoSession,
 }
 
 impl SentState {
@@ -43,7 +47,7 @@ impl SentState {
             SentState::Delivered => "delivered",
             SentState::Expired => "expired",
             SentState::Dropped => "dropped",
-            SentState::RefusedTooLarge | SentState::RefusedUnsupported => "refused",
+            SentState::RefusedTooLarge | SentState::RefusedUnsupported | SentState::RefusedNoSession => "refused",
         }
     }
 
@@ -52,6 +56,7 @@ impl SentState {
         match self {
             SentState::RefusedTooLarge => "refused:too_large",
             SentState::RefusedUnsupported => "refused:unsupported",
+            SentState::RefusedNoSession => "refused:no_session",
             s => s.name(),
         }
     }
@@ -61,6 +66,7 @@ impl SentState {
         match self {
             SentState::RefusedTooLarge => Some("larger than the recipient's whole inbox"),
             SentState::RefusedUnsupported => Some("the recipient cannot take this content"),
+            SentState::RefusedNoSession => Some("the recipient no longer holds the session it was sealed in"),
             _ => None,
         }
     }
@@ -74,6 +80,7 @@ impl SentState {
             Self::Dropped,
             Self::RefusedTooLarge,
             Self::RefusedUnsupported,
+            Self::RefusedNoSession,
         ]
         .into_iter()
         .find(|x| x.code() == s)
@@ -83,6 +90,7 @@ impl SentState {
     pub fn refused(reason: u8) -> SentState {
         match reason {
             crate::ack::REFUSED_TOO_LARGE => SentState::RefusedTooLarge,
+            crate::ack::REFUSED_NO_SESSION => SentState::RefusedNoSession,
             _ => SentState::RefusedUnsupported,
         }
     }
@@ -91,7 +99,12 @@ impl SentState {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            Self::Delivered | Self::Expired | Self::Dropped | Self::RefusedTooLarge | Self::RefusedUnsupported
+            Self::Delivered
+                | Self::Expired
+                | Self::Dropped
+                | Self::RefusedTooLarge
+                | Self::RefusedUnsupported
+                | Self::RefusedNoSession
         )
     }
 }

@@ -6,9 +6,11 @@ ML-KEM-768 from PyPI).
 
 Input (stdin, JSON, made by tests/vectors_python.rs with meshpost's code):
 two identity seeds and what meshpost derives from them, an envelope from A
-to B with an end-to-end payload, its id. It checks every derivation and
-opens the payload as B, then seals and signs a reply from B to A itself,
-which the Rust test opens with meshpost. Output: one JSON object.
+to B with an end-to-end payload, its id, and three messages of an
+end-to-end session from A to B. It checks every derivation, opens the
+payload and the session messages (out of order) as B, then seals and signs
+a reply and three session messages from B to A itself, which the Rust test
+opens with meshpost. Output: one JSON object.
 """
 import hashlib
 import ipaddress
@@ -113,6 +115,72 @@ def seal_payload(recipient, origin, dest, body):
     return bytes([2]) + eph + ct + ChaCha20Poly1305(key).encrypt(bytes(12), plain, origin + dest)
 
 
+def pad(body):
+    plain = bytes([1]) + struct.pack(">I", len(body)) + body
+    return plain + bytes(-(-len(plain) // 256) * 256 - len(plain))
+
+
+def unpad(plain):
+    ctype = plain[0]
+    (n,) = struct.unpack(">I", plain[1:5])
+    assert len(plain) == -(-(5 + n) // 256) * 256 and plain[5 + n:] == bytes(len(plain) - 5 - n), "padding"
+    return ctype, plain[5:5 + n]
+
+
+class Sessions:
+    """protocol.md section 7.2.1, as the recipient: sessions by id, each a
+    chain key, its counter and the keys of counters skipped past."""
+
+    def __init__(self, me):
+        self.me = me
+        self.by_sid = {}
+
+    def open(self, origin, dest, payload):
+        suite = payload[0]
+        if suite == 4:
+            sid, (n,) = payload[1:9], struct.unpack(">I", payload[9:13])
+            header_len = 13
+        else:
+            assert suite == 3, "suite 3 or 4 expected"
+            (n,) = struct.unpack(">I", payload[1:5])
+            eph, ct = payload[5:37], payload[37:37 + 1088]
+            header_len = 37 + 1088
+            sid = kdf(b"mp-sid\0\0", b"", [eph, ct])[:8]
+            if sid not in self.by_sid:
+                dh = self.me["e2e_sk"].exchange(X25519PublicKey.from_public_bytes(eph))
+                ss = ML_KEM_768.decaps(self.me["dk"], ct)
+                root = kdf(b"mp-e2s\0\0", b"", [dh, ss, eph, self.me["e2e"], ct])
+                self.by_sid[sid] = {"ck": kdf(b"mp-ck0\0\0", root, []), "next": 0, "skipped": {}}
+        s = self.by_sid[sid]
+        while s["next"] <= n:
+            s["skipped"][s["next"]] = kdf(b"mp-mk\0\0\0", s["ck"], [])
+            s["ck"] = kdf(b"mp-ck\0\0\0", s["ck"], [])
+            s["next"] += 1
+        mk = s["skipped"].pop(n)
+        aad = origin + dest + payload[:header_len]
+        return unpad(ChaCha20Poly1305(mk).decrypt(bytes(12), payload[header_len:], aad))
+
+
+def seal_session(recipient, origin, dest, bodies, confirmed_from):
+    """protocol.md section 7.2.1, as the sender: one session, suite 3 for
+    counters below `confirmed_from`, suite 4 from there."""
+    eph_sk = X25519PrivateKey.generate()
+    eph = eph_sk.public_key().public_bytes(*RAW)
+    dh = eph_sk.exchange(X25519PublicKey.from_public_bytes(recipient["e2e"]))
+    ss, ct = ML_KEM_768.encaps(recipient["ek"])
+    ck = kdf(b"mp-ck0\0\0", kdf(b"mp-e2s\0\0", b"", [dh, ss, eph, recipient["e2e"], ct]), [])
+    sid = kdf(b"mp-sid\0\0", b"", [eph, ct])[:8]
+    out = []
+    for n, body in enumerate(bodies):
+        mk, ck = kdf(b"mp-mk\0\0\0", ck, []), kdf(b"mp-ck\0\0\0", ck, [])
+        if n < confirmed_from:
+            header = bytes([3]) + struct.pack(">I", n) + eph + ct
+        else:
+            header = bytes([4]) + sid + struct.pack(">I", n)
+        out.append(header + ChaCha20Poly1305(mk).encrypt(bytes(12), pad(body), origin + dest + header))
+    return out
+
+
 def sign_envelope(sender, kind, max_hops, created, ttl, dest, payload):
     signed = bytes([kind, max_hops]) + sender["ed"] + struct.pack(">QI", created, ttl) + dest
     signed += bytes([0]) + struct.pack(">I", len(payload)) + payload
@@ -161,11 +229,21 @@ def main():
     ctype, body = open_payload(b, env["origin"], env["dest"], env["payload"])
     check("payload opened by the recipient", ctype == 1 and body.decode() == v["text"])
 
+    # A session from A to B: the start, then counters 2 and 1 out of order.
+    sess = v["session"]
+    book = Sessions(b)
+    for i in (0, 2, 1):
+        ctype, body = book.open(env["origin"], env["dest"], h(sess["payloads"][i]))
+        check("session message %d opened out of order" % i, ctype == 1 and body.decode() == sess["texts"][i])
+    sess_texts = ["python session %d %s" % (i, os.urandom(2).hex()) for i in range(3)]
+    sess_reply = seal_session(a, b["ed"], a["node_id"], [t.encode() for t in sess_texts], 1)
+
     reply_text = "reply from python " + os.urandom(4).hex()
     payload = seal_payload(a, b["ed"], a["node_id"], reply_text.encode())
     reply = sign_envelope(b, 1, 8, env["created"], 3600, a["node_id"], payload)
     print(json.dumps({"ok": True, "checks": checks, "reply": reply.hex(), "reply_text": reply_text,
-                      "reply_id": envelope_id(parse_envelope(reply)).hex()}))
+                      "reply_id": envelope_id(parse_envelope(reply)).hex(),
+                      "session_reply": [x.hex() for x in sess_reply], "session_texts": sess_texts}))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 //! STATE/delivered.log       "ID EXPIRES ORIGIN" lines: never deliver twice
 //! STATE/cards/NODE.ann      verified announces: other nodes' public keys
 //! STATE/channels            channels joined at run time: name and key, 0600
+//! STATE/sessions/NODE.ses   end-to-end sessions received from NODE, 0600
 //! ```
 //! Writes that acknowledge something (a local send, a delivery) go to a
 //! temporary file, are fsynced, renamed into place, and the directory is
@@ -86,7 +87,7 @@ impl State {
         // The directory holds the identity and private messages.
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
             .map_err(|e| format!("cannot set mode 0700 on {}: {e}", dir.display()))?;
-        for sub in ["store", "inbox", "cards"] {
+        for sub in ["store", "inbox", "cards", "sessions"] {
             let p = dir.join(sub);
             mkdir(&p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
             // mkdir says "exists" for a plain file too; every write would fail.
@@ -276,6 +277,32 @@ impl State {
             .into_iter()
             .map(|p| {
                 let b = read_limited(&p, 8192);
+                (p, b)
+            })
+            .collect()
+    }
+
+    fn sessions_path(&self, node: &NodeId) -> PathBuf {
+        self.dir.join("sessions").join(format!("{node}.ses"))
+    }
+
+    /// Saves the end-to-end sessions received from `node` (secret keys:
+    /// 0600, written like everything that acknowledges something).
+    pub fn save_sessions(&self, node: &NodeId, bytes: &[u8]) -> io::Result<()> {
+        write_durable(&self.sessions_path(node), bytes, 0o600)
+    }
+
+    pub fn remove_sessions(&self, node: &NodeId) {
+        let _ = fs::remove_file(self.sessions_path(node));
+    }
+
+    /// Saved session files; one holds at most 16 sessions of 1,024 skipped
+    /// keys (about 590 KB), anything larger is not ours.
+    pub fn sessions(&self) -> Vec<(PathBuf, io::Result<Vec<u8>>)> {
+        list(&self.dir.join("sessions"), "ses")
+            .into_iter()
+            .map(|p| {
+                let b = read_limited(&p, 600 * 1024);
                 (p, b)
             })
             .collect()

@@ -36,6 +36,7 @@ impl Daemon {
                 Action::Deliver(d) => self.deliver(d),
                 Action::SaveCard { node, envelope } => self.state.save_card(&node, &envelope),
                 Action::ForgetCard { node } => self.state.remove_card(&node),
+                Action::ForgetSessions { origin } => self.state.remove_sessions(&origin),
                 Action::Sent { id, to, state } => self.record_sent(id, to, state),
                 Action::ChannelDeliver { channel, message: d } => {
                     let (max, age) = (self.settings.channel_history, self.settings.channel_history_age);
@@ -70,6 +71,28 @@ impl Daemon {
     /// Writes a delivered message (or file part) to the inbox and tells
     /// the node whether it is durable; only then does the node acknowledge it.
     pub(super) fn deliver(&mut self, d: meshpost_proto::node::Delivery) {
+        // The sender's sessions first: the message key stays in them until
+        // the inbox entry is durable, so a crash between the two writes
+        // loses nothing.
+        if let Some(bytes) = &d.sessions
+            && let Err(e) = self.state.save_sessions(&d.from, bytes)
+        {
+            self.persist_errors += 1;
+            // One line per episode (a full or read-only state dir), as for
+            // the inbox write; the next stored message ends it.
+            if self.inbox_full_since.is_none() {
+                self.inbox_full_since = Some(now_ms());
+                error!(
+                    "cannot save the end-to-end sessions of {} ({e}); message {} not acknowledged, the sender keeps it",
+                    d.from, d.id
+                );
+            } else {
+                debug!("sessions of {} still cannot be saved ({e})", d.from);
+            }
+            self.node.sessions_save_failed(d.from);
+            self.node.persist_failed(d.id);
+            return;
+        }
         let (part, body) = if d.content_type == filepart::CONTENT_FILE {
             // The node only delivers parts that decode (e2e::unpad_direct).
             match filepart::decode(&d.body) {

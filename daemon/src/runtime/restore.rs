@@ -40,6 +40,20 @@ pub(crate) fn restore(node: &mut Node, state: &State, inbox: &Inbox, now: Timest
             }
         }
     }
+    for (path, bytes) in state.sessions() {
+        let restored =
+            bytes.map_err(|e| e.to_string()).and_then(|b| node.restore_sessions(&b).map_err(|e| e.to_string()));
+        match restored {
+            Ok(origin) if path.file_stem().and_then(|s| s.to_str()) == Some(&origin.to_string()) => {}
+            Ok(origin) => warn!("sessions file {} holds the sessions of {origin}; kept as it is", path.display()),
+            Err(e) => {
+                // Its messages are refused as "no session": the senders
+                // start new sessions.
+                warn!("sessions file {} unreadable ({e}); moved aside as .bad", path.display());
+                state.quarantine(&path);
+            }
+        }
+    }
     for (path, bytes) in state.envelopes() {
         let bytes = match bytes {
             Ok(b) => b,

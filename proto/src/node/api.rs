@@ -136,6 +136,11 @@ pub struct Delivery {
     pub expires: u64,
     pub content_type: u8,
     pub body: Vec<u8>,
+    /// The sender's end-to-end sessions as the caller is to save them
+    /// (under `from`, 0600) before it writes the message; if that fails the
+    /// delivery fails too (call [`Node::sessions_save_failed`] and
+    /// [`Node::persist_failed`]). `None`: nothing to save this time.
+    pub sessions: Option<Vec<u8>>,
 }
 
 /// Something worth one log line for an admin.
@@ -260,6 +265,11 @@ pub enum Action {
     /// book is full): delete its saved announce.
     ForgetCard {
         node: NodeId,
+    },
+    /// Every end-to-end session received from `origin` is gone: delete
+    /// its saved sessions.
+    ForgetSessions {
+        origin: NodeId,
     },
     /// A verified announce carrying a node's card; keep it to restore keys.
     SaveCard {

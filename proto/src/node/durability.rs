@@ -18,6 +18,8 @@ pub(super) enum AfterWrite {
     /// `cross`: it came from another community (addressed to our domain),
     /// so its ack may need the origin's card for the origin's domain.
     Ack { origin: NodeId, expires: u64, cross: bool },
+    /// The message key of counter `n` of a session is no longer needed.
+    SessionKey { origin: NodeId, sid: crate::session::SessionId, n: u32 },
 }
 
 /// Which write an id is waiting for.
@@ -90,6 +92,7 @@ impl Node {
                 }
                 AfterWrite::Have { link } => self.ack(link, id, now),
                 AfterWrite::Ack { origin, expires, cross } => self.queue_ack(origin, id, expires, now, cross),
+                AfterWrite::SessionKey { origin, sid, n } => self.session_key_durable(origin, sid, n),
             }
         }
     }

@@ -111,8 +111,8 @@ impl Node {
         let card = self.cards.get(&to).ok_or(SendError::UnknownRecipient(to))?;
         // A node of another community is addressed as node@domain.
         let domain = if card.domain != self.cfg.domain { card.domain.clone() } else { String::new() };
-        let payload = e2e::seal(&mut self.rng, card, &self.identity.public_key(), &to.0, content_type, body);
-        Envelope::seal(
+        let payload = self.seal_payload(to, content_type, body).ok_or(SendError::UnknownRecipient(to))?;
+        let env = Envelope::seal(
             &self.identity,
             &Draft {
                 kind: Kind::Direct,
@@ -123,7 +123,11 @@ impl Node {
                 payload: &payload,
             },
         )
-        .map_err(SendError::Envelope)
+        .map_err(SendError::Envelope)?;
+        // Counted against the session from here: a session never has more
+        // than MAX_UNACKED messages out (a file's parts included).
+        self.session_sealed(to, env.id());
+        Ok(env)
     }
 
     /// Sends raw envelope bytes to a linked node as they are, without any

@@ -40,6 +40,10 @@ pub struct Metrics {
     pub envelopes_forwarded: u64,
     pub envelopes_delivered: u64,
     pub envelopes_undecryptable: u64,
+    /// End-to-end sessions this node started as a sender.
+    pub e2e_sessions_started: u64,
+    /// End-to-end sessions other nodes started with this node.
+    pub e2e_sessions_accepted: u64,
     pub envelopes_acked: u64,
     pub frames_invalid: u64,
     pub fragments_dropped: u64,
@@ -119,6 +123,8 @@ impl Metrics {
             ("envelopes_forwarded", "data envelopes sent on a link (announces not counted)", self.envelopes_forwarded),
             ("envelopes_delivered", "envelopes delivered to the local inbox", self.envelopes_delivered),
             ("envelopes_undecryptable", "envelopes for us that failed to decrypt", self.envelopes_undecryptable),
+            ("e2e_sessions_started", "end-to-end sessions started as a sender", self.e2e_sessions_started),
+            ("e2e_sessions_accepted", "end-to-end sessions other nodes started here", self.e2e_sessions_accepted),
             ("envelopes_acked", "stored envelopes released after the recipient confirmed", self.envelopes_acked),
             ("frames_invalid", "decrypted frames that were malformed", self.frames_invalid),
             ("announces_in", "announces received (new ones)", self.announces_in),

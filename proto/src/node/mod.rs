@@ -64,6 +64,7 @@ mod metrics;
 mod peers;
 mod receive;
 mod refusals;
+mod sessions;
 mod status;
 mod sync;
 #[cfg(test)]
@@ -192,6 +193,8 @@ pub struct Node {
     ack_since: BTreeMap<NodeId, u64>,
     channels: BTreeMap<[u8; 16], ChannelKey>,
     channel_buckets: BTreeMap<(NodeId, [u8; 16]), Bucket>,
+    /// End-to-end sessions, both halves (sessions.rs).
+    sessions: sessions::Sessions,
 }
 
 impl Node {
@@ -269,6 +272,7 @@ impl Node {
             refusals: Refusals::default(),
             channels: BTreeMap::new(),
             channel_buckets: BTreeMap::new(),
+            sessions: sessions::Sessions::default(),
         };
         n.refresh_announce(now_ms);
         n
@@ -339,6 +343,7 @@ impl Node {
     /// Reports a transition of a message this node sent, if it is news.
     pub(super) fn sent_moved(&mut self, id: EnvelopeId, state: SentState) {
         if let Some(to) = self.outbox.advance(&id, state) {
+            self.session_moved(id, to, state);
             self.actions.push_back(Action::Sent { id, to, state });
         }
     }
@@ -414,6 +419,7 @@ impl Node {
         }
         self.seen.expire(now_s);
         self.delivered.expire(now_s);
+        self.expire_sessions(now_ms);
         // Beacons age out of the graph (graph.rs) after hours: looking once
         // a minute is enough, and keeps keepalive wake-ups from making the
         // next route lookup compute the whole graph again.

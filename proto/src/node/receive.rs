@@ -183,6 +183,7 @@ impl Node {
             expires: env.expires_at(),
             content_type: opened.content_type,
             body: opened.body,
+            sessions: None,
         }
     }
 
@@ -204,7 +205,7 @@ impl Node {
             self.metrics.deliveries_deferred += 1;
             return;
         }
-        let opened = match e2e::open(&self.identity, env.origin(), &env.dest().id, env.payload()) {
+        let (opened, used) = match self.open_direct(env) {
             Ok(o) => o,
             Err(e) => {
                 // Nobody else can read it either: remember it as seen.
@@ -212,9 +213,17 @@ impl Node {
                 self.metrics.envelopes_undecryptable += 1;
                 // Content we cannot take (as opposed to a key or padding
                 // failure): tell the sender, signed, so it stops offering.
-                if matches!(e, e2e::OpenError::UnknownContentType(_) | e2e::OpenError::BadFilePart(_)) {
+                let reason = match e {
+                    e2e::OpenError::UnknownContentType(_) | e2e::OpenError::BadFilePart(_) => {
+                        Some(crate::ack::REFUSED_UNSUPPORTED)
+                    }
+                    // The sender retires the session and starts a new one.
+                    e2e::OpenError::Session(_) => Some(crate::ack::REFUSED_NO_SESSION),
+                    _ => None,
+                };
+                if let Some(reason) = reason {
                     let now = self.clock;
-                    self.queue_refusal(origin, id, expires, crate::ack::REFUSED_UNSUPPORTED, now);
+                    self.queue_refusal(origin, id, expires, reason, now);
                 }
                 self.emit(Event::EnvelopeDropped { from: origin, reason: e.to_string() });
                 return;
@@ -229,13 +238,14 @@ impl Node {
             return;
         }
         self.metrics.envelopes_delivered += 1;
-        let message = self.delivery(env, opened);
+        let mut message = self.delivery(env, opened);
         let cross = !env.dest().domain.is_empty();
-        self.await_write(
-            id,
-            WriteKind::Inbox,
-            vec![AfterWrite::Have { link }, AfterWrite::Ack { origin, expires, cross }],
-        );
+        let mut then = vec![AfterWrite::Have { link }, AfterWrite::Ack { origin, expires, cross }];
+        if let Some(u) = used {
+            message.sessions = self.sessions_to_save(origin);
+            then.push(AfterWrite::SessionKey { origin, sid: u.sid, n: u.counter });
+        }
+        self.await_write(id, WriteKind::Inbox, then);
         self.actions.push_back(Action::Deliver(message));
     }
 }

@@ -28,6 +28,9 @@ struct Pair {
     /// has sent to B.
     lose_every: u64,
     a_to_b: u64,
+    /// The latest sessions B handed out to save (written before its inbox
+    /// entry, so even when that write then fails).
+    b_sessions: Option<Vec<u8>>,
 }
 
 impl Pair {
@@ -50,6 +53,7 @@ impl Pair {
             sent_a: vec![],
             lose_every: 0,
             a_to_b: 0,
+            b_sessions: None,
         }
     }
 
@@ -90,6 +94,9 @@ impl Pair {
                             self.a.handle_datagram(Timestamp::from(self.now), addr(2), &data)
                         }
                         Action::Deliver(d) => {
+                            if let Some(s) = &d.sessions {
+                                self.b_sessions = Some(s.clone());
+                            }
                             if self.b_inbox_fails {
                                 self.b.persist_failed(d.id);
                             } else {
@@ -696,4 +703,5 @@ mod beacons;
 mod flow;
 mod graph;
 mod hops;
+mod sessions;
 mod timers;

@@ -1,0 +1,136 @@
+//! End-to-end sessions between two nodes: the starting exchange only
+//! until the recipient acknowledges, one datagram per short message after,
+//! a receiver that restarts from its saved sessions (even from a crash
+//! between the sessions write and the inbox write), and one that lost
+//! them.
+
+use super::*;
+use crate::link::frame::MAX_FRAGMENT_DATA;
+
+fn suite_and_len(p: &Pair, id: &EnvelopeId) -> (u8, usize) {
+    let e = &p.a.store().get(id).expect("still stored at A").env;
+    (e.payload()[0], e.len())
+}
+
+fn send(p: &mut Pair, body: &[u8]) -> EnvelopeId {
+    let bid = p.b.node_id();
+    p.a.send_direct(Timestamp::from(p.now), bid, body, None, None).unwrap()
+}
+
+/// B starts again with its identity, its delivered ids, and `sessions` if given.
+fn restart_b(p: &mut Pair, sessions: Option<&[u8]>) {
+    let ib = Identity::from_file_bytes(&p.b.identity().to_file_bytes()).unwrap();
+    // A new seed each time, as the daemon draws one from the OS.
+    let seed = [(p.now / 100 % 251) as u8; 32];
+    let mut b = Node::new(ib, Config { name: "b".into(), ..Config::default() }, seed, Timestamp::from(p.now));
+    for d in &p.delivered_b {
+        b.restore_delivered(d.id, d.from, d.expires);
+    }
+    if let Some(s) = sessions {
+        assert_eq!(b.restore_sessions(s), Ok(p.a.node_id()));
+    }
+    p.b = b;
+}
+
+#[test]
+fn later_messages_ride_the_session_in_one_datagram_once_the_first_is_acknowledged() {
+    let mut p = Pair::new(None);
+    p.run(2000, 100);
+    let first = send(&mut p, b"one");
+    let (suite, len) = suite_and_len(&p, &first);
+    assert_eq!(suite, e2e::SUITE_SESSION_INIT);
+    assert!(len > MAX_FRAGMENT_DATA, "the starting exchange needs {len} bytes");
+    p.run(1000, 100);
+    assert_eq!(p.delivered_b.len(), 1);
+    assert!(p.delivered_b[0].sessions.is_some(), "a new session is saved with its first delivery");
+    let direct = WireClass::Direct as usize;
+    let before = p.a.wire_stats().datagrams[direct];
+    let ids: Vec<_> = (0..20).map(|_| send(&mut p, &[b'x'; 200])).collect();
+    for id in &ids {
+        let (suite, len) = suite_and_len(&p, id);
+        assert_eq!(suite, e2e::SUITE_SESSION, "confirmed: no starting exchange");
+        assert!(len <= MAX_FRAGMENT_DATA, "a 200-byte message is {len} bytes");
+    }
+    p.run(1000, 100);
+    assert_eq!(p.delivered_b.len(), 21);
+    assert!(p.delivered_b[1..].iter().all(|d| d.body == [b'x'; 200]));
+    assert_eq!(p.a.wire_stats().datagrams[direct] - before, 20, "one datagram per message");
+    assert_eq!((p.a.metrics().e2e_sessions_started, p.b.metrics().e2e_sessions_accepted), (1, 1));
+    // Saved when it started and every SAVE_EVERY deliveries after.
+    assert_eq!(p.delivered_b.iter().filter(|d| d.sessions.is_some()).count(), 2);
+}
+
+#[test]
+fn a_crash_between_saving_a_new_session_and_the_inbox_write_loses_nothing() {
+    let mut p = Pair::new(None);
+    p.run(2000, 100);
+    p.b_inbox_fails = true;
+    let id = send(&mut p, b"first of a session");
+    p.run(500, 100);
+    assert!(p.delivered_b.is_empty());
+    let saved = p.b_sessions.clone().expect("the new session was handed out before the inbox write");
+    // B dies here: the sessions file is on disk, the inbox entry is not.
+    restart_b(&mut p, Some(&saved));
+    p.b_inbox_fails = false;
+    p.run(20_000, 100);
+    assert_eq!(p.delivered_b.iter().filter(|d| d.id == id).count(), 1, "offered again and opened");
+    let later = send(&mut p, b"second");
+    p.run(2000, 100);
+    assert!(p.delivered_b.iter().any(|d| d.id == later && d.body == b"second"));
+}
+
+#[test]
+fn a_receiver_restarted_from_saved_sessions_opens_later_messages_one_that_lost_them_refuses() {
+    let mut p = Pair::new(None);
+    p.run(2000, 100);
+    for i in 0..3u8 {
+        send(&mut p, &[b'a' + i]);
+    }
+    p.run(2000, 100);
+    assert_eq!(p.delivered_b.len(), 3);
+    let saved = p.b_sessions.clone().unwrap();
+    restart_b(&mut p, Some(&saved));
+    p.run(1000, 100);
+    let kept = send(&mut p, b"after a restart");
+    assert_eq!(suite_and_len(&p, &kept).0, e2e::SUITE_SESSION);
+    p.run(3000, 100);
+    assert!(p.delivered_b.iter().any(|d| d.id == kept), "opened with the saved session");
+    // Now B loses its state dir's sessions: the next session message is
+    // refused, signed, and A starts a new session for the one after.
+    restart_b(&mut p, None);
+    // (A heeds "session unknown" hints at most so often: a second restart
+    // this soon is found by dead-peer detection.)
+    p.run(40_000, 500);
+    assert!(p.a.is_linked(&p.b.node_id()));
+    let lost = send(&mut p, b"into the void");
+    p.run(3000, 100);
+    assert!(p.sent_a.contains(&(lost, SentState::RefusedNoSession)), "{:?}", p.sent_a);
+    assert!(!p.delivered_b.iter().any(|d| d.id == lost));
+    let fresh = send(&mut p, b"a new session");
+    assert_eq!(suite_and_len(&p, &fresh).0, e2e::SUITE_SESSION_INIT);
+    p.run(3000, 100);
+    assert!(p.delivered_b.iter().any(|d| d.id == fresh));
+    assert_eq!(p.a.metrics().e2e_sessions_started, 2);
+}
+
+#[test]
+fn a_session_has_at_most_max_unacked_messages_out_so_a_backlog_opens_in_any_order() {
+    let mut p = Pair::new(None);
+    p.run(2000, 100);
+    // B is away; more than MAX_UNACKED messages wait at A (so two
+    // sessions) and arrive later in store order, not counter order.
+    p.b_up = false;
+    let n = crate::session::MAX_UNACKED + 76;
+    let ids: Vec<_> = (0..n).map(|i| send(&mut p, i.to_string().as_bytes())).collect();
+    assert_eq!(p.a.metrics().e2e_sessions_started, 2);
+    p.b_up = true;
+    restart_b(&mut p, None);
+    let mut waited = 0;
+    while p.delivered_b.len() < ids.len() && waited < 120_000 {
+        p.run(1000, 100);
+        waited += 1000;
+    }
+    assert_eq!(p.delivered_b.len(), ids.len(), "every message opened, none refused");
+    assert_eq!(p.b.metrics().envelopes_undecryptable, 0);
+    assert_eq!(p.b.metrics().e2e_sessions_accepted, 2);
+}
