@@ -376,6 +376,8 @@ pub enum FileError {
     BadCounter(u32),
     /// Two sessions with the same id.
     DuplicateSession,
+    /// No session at all (an origin without sessions has no file).
+    Empty,
     TrailingBytes(usize),
 }
 
@@ -388,6 +390,7 @@ impl fmt::Display for FileError {
             FileError::BadCounter(n) => write!(f, "skipped counter {n} out of order or not behind the chain"),
             FileError::TrailingBytes(n) => write!(f, "{n} bytes after the last session"),
             FileError::DuplicateSession => f.write_str("two sessions with the same id"),
+            FileError::Empty => f.write_str("no session in it"),
         }
     }
 }
@@ -423,6 +426,9 @@ pub fn decode(bytes: &[u8]) -> Result<(NodeId, Vec<RecvSession>), FileError> {
     }
     let origin = NodeId(r.array::<16>("origin").map_err(|_| t("origin"))?);
     let count = r.u8("count").map_err(|_| t("count"))? as usize;
+    if count == 0 {
+        return Err(FileError::Empty);
+    }
     if count > MAX_SESSIONS_PER_ORIGIN {
         return Err(FileError::TooMany { what: "sessions", count });
     }
@@ -557,6 +563,9 @@ mod tests {
         let mut long = bytes.clone();
         long.push(0);
         assert_eq!(decode(&long).err(), Some(FileError::TrailingBytes(1)));
+        let mut none = bytes[..21].to_vec();
+        none[20] = 0;
+        assert_eq!(decode(&none).err(), Some(FileError::Empty), "an origin without sessions has no file");
         let mut bad = bytes.clone();
         bad[0] = b'X';
         assert_eq!(decode(&bad).err(), Some(FileError::BadMagic));

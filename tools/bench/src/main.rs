@@ -257,6 +257,16 @@ fn run(args: &Args) -> Result<(), BenchError> {
     if !wait_until(30, || probe(&ds[from])) {
         return Err(BenchError::Daemon("the sender never learned the recipient's card".into()));
     }
+    // Two nodes that have talked before: the probe's acknowledgement
+    // confirms the end-to-end session, so the run measures the messages
+    // that follow, not a first contact (protocol.md 7.2.1).
+    let delivered = |d: &Daemon| {
+        d.request(&json!({"cmd": "outbox"}))
+            .is_ok_and(|v| v["messages"].as_array().is_some_and(|m| m.iter().any(|e| e["state"] == "delivered")))
+    };
+    if !wait_until(30, || delivered(&ds[from])) {
+        return Err(BenchError::Daemon("the probe was never acknowledged".into()));
+    }
     let backlog = args.scenario == "backlog";
     if backlog {
         ds[to].stop();
