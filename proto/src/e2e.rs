@@ -215,7 +215,7 @@ pub fn start_session(rng: &mut impl CryptoRngCore, recipient: &Card, now_s: u64)
         chain: session::Chain::new(first),
         confirmed: false,
         created_s: now_s,
-        unacked: Vec::new(),
+        unacked: Default::default(),
     })
 }
 

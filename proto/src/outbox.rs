@@ -10,7 +10,7 @@
 //! the recipient. Bounded: at most [`MAX_TRACKED`] messages, finished ones
 //! forgotten first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::envelope::EnvelopeId;
 use crate::identity::NodeId;
@@ -120,19 +120,25 @@ pub struct Sent {
 #[derive(Debug, Default)]
 pub struct Outbox {
     sent: BTreeMap<EnvelopeId, Sent>,
+    /// Eviction order: (still moving, added, id), so finished messages go
+    /// first, oldest first, without a walk over all of them.
+    order: BTreeSet<(bool, u64, EnvelopeId)>,
     next: u64,
 }
 
 impl Outbox {
     pub fn track(&mut self, id: EnvelopeId, to: NodeId, state: SentState) {
-        if !self.sent.contains_key(&id) && self.sent.len() >= MAX_TRACKED {
-            let victim = self.sent.iter().min_by_key(|(_, s)| (!s.state.is_final(), s.order)).map(|(k, _)| *k);
-            if let Some(k) = victim {
-                self.sent.remove(&k);
-            }
+        if !self.sent.contains_key(&id)
+            && self.sent.len() >= MAX_TRACKED
+            && let Some((_, _, k)) = self.order.pop_first()
+        {
+            self.sent.remove(&k);
         }
         self.next += 1;
-        self.sent.insert(id, Sent { to, state, order: self.next });
+        if let Some(old) = self.sent.insert(id, Sent { to, state, order: self.next }) {
+            self.order.remove(&(!old.state.is_final(), old.order, id));
+        }
+        self.order.insert((!state.is_final(), self.next, id));
     }
 
     pub fn get(&self, id: &EnvelopeId) -> Option<&Sent> {
@@ -147,13 +153,19 @@ impl Outbox {
         if s.state.is_final() || state <= s.state {
             return None;
         }
+        if state.is_final() {
+            self.order.remove(&(true, s.order, *id));
+            self.order.insert((false, s.order, *id));
+        }
         s.state = state;
         Some(s.to)
     }
 
     /// Stops tracking `id` (it was never sent after all).
     pub fn forget(&mut self, id: &EnvelopeId) {
-        self.sent.remove(id);
+        if let Some(s) = self.sent.remove(id) {
+            self.order.remove(&(!s.state.is_final(), s.order, *id));
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -194,5 +206,17 @@ mod tests {
         let mut five = [0u8; 16];
         five[0] = 5;
         assert!(o.get(&EnvelopeId(five)).is_none(), "the finished one was forgotten first");
+        // One that finishes later goes before older ones still moving.
+        let mut seven = [0u8; 16];
+        seven[0] = 7;
+        assert_eq!(o.advance(&EnvelopeId(seven), SentState::Expired), Some(NodeId([1; 16])));
+        o.forget(&EnvelopeId([0xff; 16]));
+        o.track(EnvelopeId([0xfe; 16]), NodeId([1; 16]), SentState::Queued);
+        o.track(EnvelopeId([0xfd; 16]), NodeId([1; 16]), SentState::Queued);
+        assert!(o.get(&EnvelopeId(seven)).is_none());
+        assert_eq!((o.len(), o.order.len()), (MAX_TRACKED, MAX_TRACKED));
+        assert!(o.get(&EnvelopeId([0; 16])).is_some());
+        o.track(EnvelopeId([0xfc; 16]), NodeId([1; 16]), SentState::Queued);
+        assert!(o.get(&EnvelopeId([0; 16])).is_none(), "then the oldest");
     }
 }

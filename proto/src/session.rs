@@ -33,15 +33,15 @@ pub type SessionId = [u8; SID_LEN];
 /// more skipped keys, or a longer jump, than this for an honest sender,
 /// whatever order a backlog arrives in. (A live stream has about its rate
 /// times the acknowledgement delay, 1 s by default, unacknowledged.)
-pub const MAX_UNACKED: usize = 1024;
+pub const MAX_UNACKED: usize = 4096;
 /// Skipped message keys a receiver keeps per session (the oldest go first).
-pub const MAX_SKIPPED: usize = 1024;
+pub const MAX_SKIPPED: usize = 4096;
 /// Skipped message keys a receiver keeps in all (about 1.5 MB): past it,
 /// the oldest keys of the session holding most go first.
 pub const TOTAL_SKIPPED: usize = 32 * 1024;
 /// The furthest a counter may jump ahead of the receiver's chain: bounds
-/// the key derivations one message can cost (2,048 KDF calls, about 1 ms).
-pub const MAX_JUMP: u32 = 1024;
+/// the key derivations one message can cost (8,192 KDF calls, about 3 ms).
+pub const MAX_JUMP: u32 = 4096;
 /// A sender retires a session after this many messages...
 pub const SESSION_MESSAGES: u32 = 10_000;
 /// ...or this many seconds, and starts a fresh hybrid exchange.
@@ -52,6 +52,9 @@ pub const SESSION_AGE_S: u64 = 24 * 3600;
 pub const MAX_SESSIONS_PER_ORIGIN: usize = 16;
 /// Origins a receiver keeps sessions for (least recently used go first).
 pub const MAX_ORIGINS: usize = 4096;
+/// The largest sessions file: every session of one origin, and every
+/// skipped key the book may hold.
+pub const MAX_FILE_LEN: usize = 21 + MAX_SESSIONS_PER_ORIGIN * 54 + TOTAL_SKIPPED * 36;
 
 /// Why a session message cannot be opened with the session state held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +135,7 @@ pub struct SendSession {
     pub confirmed: bool,
     pub created_s: u64,
     /// Envelope ids sealed in it and not yet acknowledged, refused or gone.
-    pub unacked: Vec<[u8; 16]>,
+    pub unacked: std::collections::BTreeSet<[u8; 16]>,
 }
 
 impl SendSession {
@@ -150,11 +153,14 @@ pub struct RecvSession {
     chain: Chain,
     skipped: BTreeMap<u32, Zeroizing<[u8; 32]>>,
     pub last_s: u64,
+    /// When the book last used it, in book operations (finer than
+    /// seconds, for least-recently-used eviction; not saved).
+    touched: u64,
 }
 
 impl RecvSession {
     pub fn new(sid: SessionId, first: Zeroizing<[u8; 32]>, now_s: u64) -> RecvSession {
-        RecvSession { sid, chain: Chain::new(first), skipped: BTreeMap::new(), last_s: now_s }
+        RecvSession { sid, chain: Chain::new(first), skipped: BTreeMap::new(), last_s: now_s, touched: 0 }
     }
 
     /// Opens counter `n` with `f` given its key. Only if `f` succeeds does
@@ -218,6 +224,8 @@ pub struct Inbound {
     gone: Vec<NodeId>,
     /// Skipped keys held in all sessions.
     skipped_total: usize,
+    /// Book operations so far (for [`RecvSession`]'s `touched`).
+    ticks: u64,
 }
 
 impl Inbound {
@@ -239,7 +247,10 @@ impl Inbound {
         now_s: u64,
         f: impl FnOnce(&[u8; 32]) -> Result<T, E>,
     ) -> Result<Result<T, E>, SessionError> {
+        self.ticks += 1;
+        let tick = self.ticks;
         let s = self.get_mut(origin, sid).ok_or(SessionError::Unknown)?;
+        s.touched = tick;
         let before = s.skipped.len();
         let r = s.open(n, now_s, f);
         let after = s.skipped.len();
@@ -292,12 +303,14 @@ impl Inbound {
 
     /// Adds a session; an origin whose sessions were all evicted for it
     /// is reported by [`Inbound::take_gone`].
-    pub fn insert(&mut self, origin: NodeId, s: RecvSession) {
+    pub fn insert(&mut self, origin: NodeId, mut s: RecvSession) {
+        self.ticks += 1;
+        s.touched = self.ticks;
         if !self.by_origin.contains_key(&origin) && self.by_origin.len() >= MAX_ORIGINS {
             let lru = self
                 .by_origin
                 .iter()
-                .min_by_key(|(_, v)| v.iter().map(|s| s.last_s).max().unwrap_or(0))
+                .min_by_key(|(_, v)| v.iter().map(|s| (s.last_s, s.touched)).max().unwrap_or((0, 0)))
                 .map(|(k, _)| *k);
             if let Some(k) = lru {
                 self.by_origin.remove(&k);
@@ -307,7 +320,7 @@ impl Inbound {
         let v = self.by_origin.entry(origin).or_default();
         v.retain(|x| x.sid != s.sid);
         if v.len() >= MAX_SESSIONS_PER_ORIGIN
-            && let Some(i) = v.iter().enumerate().min_by_key(|(_, x)| x.last_s).map(|(i, _)| i)
+            && let Some(i) = v.iter().enumerate().min_by_key(|(_, x)| (x.last_s, x.touched)).map(|(i, _)| i)
         {
             v.remove(i);
         }
@@ -456,7 +469,7 @@ pub fn decode(bytes: &[u8]) -> Result<(NodeId, Vec<RecvSession>), FileError> {
             prev = Some(c);
             skipped.insert(c, k);
         }
-        sessions.push(RecvSession { sid, chain: Chain { key, next }, skipped, last_s });
+        sessions.push(RecvSession { sid, chain: Chain { key, next }, skipped, last_s, touched: 0 });
     }
     match r.rest().len() {
         0 => Ok((origin, sessions)),

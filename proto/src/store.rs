@@ -70,6 +70,8 @@ pub struct Entry {
     pub local: bool,
     /// The federation domain it came in from, which has its own share.
     pub share: Option<String>,
+    /// When it was stored, in admission order (offers go oldest first).
+    pub seq: u64,
 }
 
 /// Bounded in-memory envelope store with quotas and an expiry index.
@@ -78,6 +80,9 @@ pub struct Store {
     limits: StoreLimits,
     entries: BTreeMap<EnvelopeId, Entry>,
     by_expiry: BTreeSet<(u64, EnvelopeId)>,
+    /// Ids in admission order.
+    by_seq: BTreeMap<u64, EnvelopeId>,
+    next_seq: u64,
     origin_bytes: BTreeMap<NodeId, usize>,
     recipient_bytes: BTreeMap<[u8; 16], usize>,
     share_bytes: BTreeMap<String, usize>,
@@ -129,18 +134,20 @@ impl Store {
             _ => false,
         }
     }
-    /// Ids after `cursor` in id order, wrapping around once.
-    pub fn ids_after(&self, cursor: Option<EnvelopeId>, n: usize) -> Vec<EnvelopeId> {
+    /// Ids stored after the one of admission number `cursor`, oldest
+    /// first, wrapping around once; each with its admission number. In
+    /// admission order, so the messages of one sender leave in the order
+    /// they were sent (and a receiver's end-to-end session rarely has to
+    /// keep keys for skipped counters).
+    pub fn ids_after(&self, cursor: Option<u64>, n: usize) -> Vec<(u64, EnvelopeId)> {
         use core::ops::Bound::{Excluded, Unbounded};
         let start = cursor.map_or(Unbounded, Excluded);
-        let mut out: Vec<EnvelopeId> = self.entries.range((start, Unbounded)).map(|(k, _)| *k).take(n).collect();
-        if out.len() < n {
-            for k in self.entries.keys() {
-                if out.len() >= n || Some(*k) > cursor || out.contains(k) {
-                    break;
-                }
-                out.push(*k);
-            }
+        let mut out: Vec<(u64, EnvelopeId)> =
+            self.by_seq.range((start, Unbounded)).map(|(s, k)| (*s, *k)).take(n).collect();
+        if out.len() < n
+            && let Some(c) = cursor
+        {
+            out.extend(self.by_seq.range(..=c).map(|(s, k)| (*s, *k)).take(n - out.len()));
         }
         out
     }
@@ -213,7 +220,10 @@ impl Store {
             *self.share_bytes.entry(tag.to_string()).or_insert(0) += len;
         }
         self.by_expiry.insert((env.expires_at(), env.id()));
-        self.entries.insert(env.id(), Entry { env, local, share: share.map(|(t, _)| t.to_string()) });
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.by_seq.insert(seq, env.id());
+        self.entries.insert(env.id(), Entry { env, local, share: share.map(|(t, _)| t.to_string()), seq });
         Ok(evicted)
     }
 
@@ -246,6 +256,7 @@ impl Store {
         let len = e.env.len();
         self.bytes -= len;
         self.by_expiry.remove(&(e.env.expires_at(), *id));
+        self.by_seq.remove(&e.seq);
         dec(&mut self.origin_bytes, e.env.origin_id(), len);
         dec(&mut self.recipient_bytes, e.env.dest().id, len);
         if let Some(tag) = &e.share {
@@ -467,16 +478,26 @@ mod tests {
     }
 
     #[test]
-    fn ids_after_wraps_around() {
+    fn ids_after_go_oldest_first_and_wrap_around() {
         let a = Identity::generate(&mut OsRng);
         let mut s = Store::new(limits(1 << 20, 10));
+        let mut stored = Vec::new();
         for i in 0..5 {
-            s.insert(env(&a, 1, 100 + i, 1), false, 1000).unwrap();
+            let e = env(&a, 1, 100 + i, 1);
+            stored.push(e.id());
+            s.insert(e, false, 1000).unwrap();
         }
         let all = s.ids_after(None, 10);
-        assert_eq!(all.len(), 5);
-        let tail = s.ids_after(Some(all[3]), 3);
+        assert_eq!(all.iter().map(|(_, id)| *id).collect::<Vec<_>>(), stored, "in the order stored, not by id");
+        let tail = s.ids_after(Some(all[3].0), 3);
         assert_eq!(tail, vec![all[4], all[0], all[1]]);
+        // One removed and one added: the newest comes last.
+        s.remove(&stored[1]);
+        let e = env(&a, 1, 200, 1);
+        let newest = e.id();
+        s.insert(e, false, 1000).unwrap();
+        let ids: Vec<_> = s.ids_after(None, 10).into_iter().map(|(_, id)| id).collect();
+        assert_eq!(ids, vec![stored[0], stored[2], stored[3], stored[4], newest]);
     }
 
     #[test]

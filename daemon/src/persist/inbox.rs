@@ -34,6 +34,7 @@ use meshpost_proto::envelope::MAX_ENVELOPE_LEN;
 use serde::{Deserialize, Serialize};
 
 use super::inbox_files::PartInfo;
+use super::inbox_tally::Tally;
 use super::{State, write_durable};
 
 /// The first line of every inbox file.
@@ -159,6 +160,8 @@ pub struct Inbox {
     /// Each message (or file part) with its body length.
     pub(super) msgs: Vec<(Message, usize)>,
     pub(super) bytes: usize,
+    /// Counts over `msgs`, kept current (inbox_tally.rs).
+    tally: Tally,
 }
 
 impl Inbox {
@@ -200,7 +203,8 @@ impl Inbox {
         msgs.sort_by(|a, b| (a.0.received, &a.0.id).cmp(&(b.0.received, &b.0.id)));
         msgs.dedup_by(|a, b| a.0.id == b.0.id);
         let bytes = msgs.iter().map(|(_, n)| n).sum();
-        let mut inbox = Inbox { max: max.max(1), max_bytes: max_bytes.max(1), msgs, bytes };
+        let tally = Tally::of(&msgs);
+        let mut inbox = Inbox { max: max.max(1), max_bytes: max_bytes.max(1), msgs, bytes, tally };
         // A complete file was checked when its last part arrived; a part
         // changed on disk since then fails here and is moved aside.
         for f in inbox.files().into_iter().filter(|f| f.complete) {
@@ -230,27 +234,11 @@ impl Inbox {
 
     /// Messages held, a file counting as one.
     pub fn len(&self) -> usize {
-        self.entries(|_| true)
+        self.tally.entries()
     }
 
     pub fn is_empty(&self) -> bool {
         self.msgs.is_empty()
-    }
-
-    /// Entries (text messages, and files however many parts they have)
-    /// whose records pass `keep`.
-    fn entries(&self, keep: impl Fn(&Message) -> bool) -> usize {
-        let mut files = std::collections::BTreeSet::new();
-        let mut n = 0;
-        for (m, _) in self.msgs.iter().filter(|(m, _)| keep(m)) {
-            match &m.part {
-                Some(p) => {
-                    files.insert(p.file.as_str());
-                }
-                None => n += 1,
-            }
-        }
-        n + files.len()
     }
 
     /// Body bytes held.
@@ -259,14 +247,13 @@ impl Inbox {
     }
 
     pub fn unread(&self) -> usize {
-        self.entries(|m| !m.read)
+        self.tally.unread()
     }
 
     /// True when the next message of `body_len` bytes would be refused; a
     /// part of a file already here (`new_entry` false) adds no message.
     pub fn is_full_for(&self, body_len: usize, new_entry: bool) -> bool {
-        let read_bytes: usize = self.msgs.iter().filter(|(m, _)| m.read).map(|(_, n)| n).sum();
-        (new_entry && self.unread() >= self.max) || self.bytes - read_bytes + body_len > self.max_bytes
+        (new_entry && self.unread() >= self.max) || self.bytes - self.tally.read_bytes() + body_len > self.max_bytes
     }
 
     /// Every record: text messages and file parts (the delivery records).
@@ -280,7 +267,7 @@ impl Inbox {
     }
 
     pub fn contains(&self, id: &str) -> bool {
-        self.msgs.iter().any(|(m, _)| m.id == id)
+        self.tally.contains(id)
     }
 
     /// Stores a message durably. To make room it removes read messages,
@@ -293,14 +280,14 @@ impl Inbox {
         body: &[u8],
         mut forget: impl FnMut(&Message) -> io::Result<()>,
     ) -> Result<Vec<String>, InboxError> {
-        let new_entry =
-            m.part.as_ref().is_none_or(|p| !self.list().any(|o| o.part.as_ref().is_some_and(|q| q.file == p.file)));
+        let new_entry = m.part.as_ref().is_none_or(|p| !self.tally.has_file(&p.file));
         if self.is_full_for(body.len(), new_entry) {
             return Err(InboxError::Full { messages: self.len(), bytes: self.bytes });
         }
         let bytes = encode(&m, body).map_err(InboxError::Io)?;
         write_durable(&state.inbox_path(&m.id), &bytes, 0o600).map_err(InboxError::Io)?;
         self.bytes += body.len();
+        self.tally.add(&m, body.len());
         self.msgs.push((m, body.len()));
         let mut dropped = Vec::new();
         while self.len() > self.max || self.bytes > self.max_bytes {
@@ -316,9 +303,15 @@ impl Inbox {
         Ok(dropped)
     }
 
+    /// The running counts agree with a count from scratch (for tests).
+    #[cfg(test)]
+    pub(super) fn tally_is_current(&self) -> bool {
+        self.tally == Tally::of(&self.msgs)
+    }
+
     /// Marks a message read and returns it.
     pub fn read(&mut self, state: &State, id: &str) -> Option<Message> {
-        let (m, _) = self.msgs.iter_mut().find(|(m, _)| m.id == id)?;
+        let (m, n) = self.msgs.iter_mut().find(|(m, _)| m.id == id)?;
         if !m.read {
             let path = state.inbox_path(id);
             // Rewrite the file with the flag set; the body is re-read so
@@ -331,6 +324,7 @@ impl Inbox {
                 if let Ok(bytes) = encode(&marked, body)
                     && write_durable(&path, &bytes, 0o600).is_ok()
                 {
+                    self.tally.mark_read(m, *n);
                     m.read = true;
                 }
             }
@@ -378,6 +372,7 @@ impl Inbox {
             }
         }
         self.msgs = kept;
+        self.tally = Tally::of(&self.msgs);
         Ok(before - self.msgs.len())
     }
 }
@@ -435,8 +430,11 @@ mod tests {
         assert!(matches!(add(&mut inbox, &state, 3), Err(InboxError::Full { .. })), "unread mail is not dropped");
         assert_eq!(inbox.len(), 3);
         assert_eq!(inbox.read(&state, &msg(1).id).unwrap().text, "m1");
+        assert!(inbox.tally_is_current());
         assert_eq!(add(&mut inbox, &state, 3).unwrap(), vec![msg(1).id], "a read message makes room");
+        assert!(inbox.tally_is_current());
         assert!(inbox.delete(&state, &msg(3).id, |_| Ok(())).unwrap());
+        assert!(inbox.tally_is_current());
         assert!(!inbox.delete(&state, &msg(3).id, |_| Ok(())).unwrap());
         assert!(inbox.delete(&state, &msg(2).id, |_| Err(io::Error::other("no"))).is_err(), "kept if unrecorded");
         std::fs::write(state.inbox_path("garbage"), b"{not an inbox file").unwrap();

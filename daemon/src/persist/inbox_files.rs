@@ -266,6 +266,7 @@ mod tests {
         assert_eq!(inbox.stale_files(100), vec![key.clone()], "expired with a part missing");
         assert!(!inbox.is_full_for(10, false), "another part of a known file adds no message");
         inbox.add(&state, part_msg([1; 16], &parts[0], 2, 100), &parts[0].data, |_| Ok(())).unwrap();
+        assert!(inbox.tally_is_current());
         assert!(inbox.file(&key).unwrap().complete);
         assert!(inbox.verify_file(&state, &key).unwrap());
         assert_eq!(inbox.read_file(&state, &key, 0, 1 << 20).unwrap().unwrap(), data);
@@ -276,11 +277,14 @@ mod tests {
         assert!(back.file(&key).unwrap().complete);
         // Read, it makes room whole: both part files go.
         assert!(inbox.mark_file_read(&state, &key));
+        assert!(inbox.tally_is_current());
+        assert_eq!(inbox.unread(), 0);
         let text = Message { part: None, text: "hi".into(), ..part_msg([2; 16], &parts[0], 3, 100) };
         inbox.add(&state, text.clone(), b"hi", |_| Ok(())).unwrap();
         let other = Message { id: format!("{:032x}", 4), ..text };
         let dropped = inbox.add(&state, other, b"hi", |_| Ok(())).unwrap();
         assert_eq!(dropped, vec![key.clone()]);
+        assert!(inbox.tally_is_current());
         assert!(inbox.files().is_empty());
         assert_eq!(std::fs::read_dir(dir.join("inbox")).unwrap().count(), 2, "only the two texts are left");
         let _ = std::fs::remove_dir_all(&dir);

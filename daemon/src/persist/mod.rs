@@ -24,6 +24,7 @@
 pub mod contacts;
 pub mod inbox;
 pub mod inbox_files;
+mod inbox_tally;
 pub mod outbox;
 
 use std::fs::{self, File, OpenOptions};
@@ -296,13 +297,14 @@ impl State {
         let _ = fs::remove_file(self.sessions_path(node));
     }
 
-    /// Saved session files; one holds at most 16 sessions of 1,024 skipped
-    /// keys (about 590 KB), anything larger is not ours.
+    /// Saved session files; one holds at most 16 sessions and the book's
+    /// whole allowance of skipped keys (about 1.2 MB), anything larger is
+    /// not ours.
     pub fn sessions(&self) -> Vec<(PathBuf, io::Result<Vec<u8>>)> {
         list(&self.dir.join("sessions"), "ses")
             .into_iter()
             .map(|p| {
-                let b = read_limited(&p, 600 * 1024);
+                let b = read_limited(&p, meshpost_proto::session::MAX_FILE_LEN);
                 (p, b)
             })
             .collect()

@@ -68,7 +68,12 @@ pub struct OutboxLog {
     path: PathBuf,
     /// Oldest first.
     records: VecDeque<Record>,
-    index: BTreeMap<EnvelopeId, usize>,
+    /// Each record's position counted from the first ever kept: the
+    /// record is at `position - dropped` (so dropping the oldest does not
+    /// renumber the others).
+    index: BTreeMap<EnvelopeId, u64>,
+    /// Records dropped from the front so far.
+    dropped: u64,
     /// Lines appended since the file was last rewritten.
     appended: usize,
     /// Names of the files whose parts are in `records`.
@@ -80,8 +85,14 @@ impl OutboxLog {
     /// lines too.
     pub fn load(dir: &std::path::Path) -> (OutboxLog, usize) {
         let path = dir.join("outbox.log");
-        let mut log =
-            OutboxLog { path, records: VecDeque::new(), index: BTreeMap::new(), appended: 0, names: BTreeMap::new() };
+        let mut log = OutboxLog {
+            path,
+            records: VecDeque::new(),
+            index: BTreeMap::new(),
+            dropped: 0,
+            appended: 0,
+            names: BTreeMap::new(),
+        };
         let bytes = read_limited(&log.path, 16 << 20).unwrap_or_default();
         let mut bad = 0;
         for line in String::from_utf8_lossy(&bytes).lines().filter(|l| !l.trim().is_empty()) {
@@ -139,19 +150,21 @@ impl OutboxLog {
 
     fn set(&mut self, mut r: Record) {
         match self.index.get(&r.id) {
-            Some(&i) => {
-                if let Some(old) = self.records.get_mut(i) {
+            Some(&pos) => {
+                if let Some(old) = pos.checked_sub(self.dropped).and_then(|i| self.records.get_mut(i as usize)) {
                     // A state change keeps the file the part belongs to.
                     r.file = r.file.or(old.file);
                     *old = r;
                 }
             }
             None => {
-                if self.records.len() >= MAX_RECORDS {
-                    self.records.pop_front();
-                    self.index = self.records.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+                if self.records.len() >= MAX_RECORDS
+                    && let Some(old) = self.records.pop_front()
+                {
+                    self.index.remove(&old.id);
+                    self.dropped += 1;
                 }
-                self.index.insert(r.id, self.records.len());
+                self.index.insert(r.id, self.dropped + self.records.len() as u64);
                 self.records.push_back(r);
             }
         }
@@ -203,7 +216,7 @@ impl OutboxLog {
     }
 
     pub fn get(&self, id: &EnvelopeId) -> Option<&Record> {
-        self.index.get(id).and_then(|&i| self.records.get(i))
+        self.index.get(id).and_then(|&pos| self.records.get(pos.checked_sub(self.dropped)? as usize))
     }
 
     /// Newest first.

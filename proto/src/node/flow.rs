@@ -42,8 +42,9 @@ const MAX_AWAITED: usize = 1024;
 /// The next window of the store to offer over one link.
 pub(super) struct Window {
     pub(super) ids: Vec<EnvelopeId>,
-    /// Where the next window starts (None: the pass over the store ended).
-    pub(super) cursor: Option<EnvelopeId>,
+    /// Where the next window starts, an admission number (None: the pass
+    /// over the store ended).
+    pub(super) cursor: Option<u64>,
     /// Store ids the pass has still to look at after this window.
     pub(super) left: usize,
 }
@@ -60,11 +61,11 @@ impl Node {
         let mut left = if l.offer_cursor.is_none() { self.store.len() } else { l.pass_left };
         let batch = self.store.ids_after(l.offer_cursor, self.cfg.offer_batch.min(left));
         let (mut ids, mut last) = (Vec::new(), None);
-        for id in batch {
+        for (seq, id) in batch {
             if ids.len() >= OFFER_WINDOW {
                 break;
             }
-            last = Some(id);
+            last = Some(seq);
             left = left.saturating_sub(1);
             if !l.peer_has.contains(&id) && self.store.get(&id).is_some_and(|e| self.should_offer(&e.env, node)) {
                 ids.push(id);

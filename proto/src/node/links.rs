@@ -52,7 +52,7 @@ pub(super) struct Link {
     pub(super) last_rx: u64,
     pub(super) last_tx: u64,
     pub(super) next_sync: u64,
-    pub(super) offer_cursor: Option<EnvelopeId>,
+    pub(super) offer_cursor: Option<u64>,
     /// Store ids the current pass over the store has still to look at.
     pub(super) pass_left: usize,
     /// The offered window not yet answered, and whether the next window

@@ -49,9 +49,12 @@ impl Node {
         let outbox = &self.outbox;
         let usable = match self.sessions.out.get_mut(&to) {
             Some(s) => {
-                // Not tracked (yet, or any more): kept, at worst it
-                // retires the session early.
-                s.unacked.retain(|id| outbox.get(&EnvelopeId(*id)).is_none_or(|x| !x.state.is_final()));
+                if s.unacked.len() >= session::MAX_UNACKED {
+                    // Before retiring it for that: only messages the outbox
+                    // still tracks as moving count (not ones whose send
+                    // failed after sealing, or that it forgot).
+                    s.unacked.retain(|id| outbox.get(&EnvelopeId(*id)).is_some_and(|x| !x.state.is_final()));
+                }
                 s.recip_x == card.x25519 && !s.spent(now_s)
             }
             None => false,
@@ -76,7 +79,7 @@ impl Node {
     /// Records that envelope `id` to `to` was sealed in its current session.
     pub(super) fn session_sealed(&mut self, to: NodeId, id: EnvelopeId) {
         if let Some(s) = self.sessions.out.get_mut(&to) {
-            s.unacked.push(id.0);
+            s.unacked.insert(id.0);
         }
     }
 
@@ -88,8 +91,9 @@ impl Node {
             return;
         }
         let Some(s) = self.sessions.out.get_mut(&to) else { return };
-        let Some(i) = s.unacked.iter().position(|x| *x == id.0) else { return };
-        s.unacked.swap_remove(i);
+        if !s.unacked.remove(&id.0) {
+            return;
+        }
         match state {
             SentState::Delivered => s.confirmed = true,
             SentState::RefusedNoSession => {

@@ -114,14 +114,29 @@ fn a_receiver_restarted_from_saved_sessions_opens_later_messages_one_that_lost_t
 }
 
 #[test]
-fn a_session_has_at_most_max_unacked_messages_out_so_a_backlog_opens_in_any_order() {
+fn a_backlog_beyond_max_unacked_goes_in_two_sessions_and_opens_whole() {
     let mut p = Pair::new(None);
+    let mut cfg = p.a.config().clone();
+    cfg.store = crate::store::StoreLimits {
+        max_bytes: 64 << 20,
+        max_count: 10_000,
+        max_bytes_per_origin: 64 << 20,
+        max_bytes_per_recipient: 64 << 20,
+    };
+    p.a.set_config(cfg, Timestamp::from(p.now));
     p.run(2000, 100);
     // B is away; more than MAX_UNACKED messages wait at A (so two
-    // sessions) and arrive later in store order, not counter order.
+    // sessions), and arrive later.
     p.b_up = false;
     let n = crate::session::MAX_UNACKED + 76;
-    let ids: Vec<_> = (0..n).map(|i| send(&mut p, i.to_string().as_bytes())).collect();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(send(&mut p, i.to_string().as_bytes()));
+        if i % 1000 == 999 {
+            // The writes confirmed, as the daemon does at once.
+            p.run(10, 10);
+        }
+    }
     assert_eq!(p.a.metrics().e2e_sessions_started, 2);
     p.b_up = true;
     restart_b(&mut p, None);
