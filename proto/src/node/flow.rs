@@ -67,7 +67,7 @@ impl Node {
             }
             last = Some(seq);
             left = left.saturating_sub(1);
-            if !l.peer_has.contains(&id) && self.store.get(&id).is_some_and(|e| self.should_offer(&e.env, node)) {
+            if !l.peer_has.contains(&id) && self.store.get(&id).is_some_and(|e| self.should_sync(&e.env, node)) {
                 ids.push(id);
             }
         }

@@ -13,13 +13,33 @@ pub(super) fn may_cross(env: &Envelope, policy: &federation::Policy) -> bool {
     }
 }
 impl Node {
-    /// The one rule for what may go to link `to`, used by offers, wants
-    /// and forwarding alike. Whether the stored `env` should go to `to`: a direct envelope
+    /// What the sync offers (and hands out when asked) over link `to`:
+    /// what [`Node::should_offer`] sends, and a channel envelope over every
+    /// mesh link, not only along the tree. Two neighbours whose views of
+    /// the graph differ (under churn in a large domain they may for long)
+    /// can each take the other to be off the tree, and then nobody would
+    /// offer a node what it missed. An offer is an id (16 bytes), and a
+    /// neighbour that holds the envelope says so once.
+    pub(super) fn should_sync(&self, env: &Envelope, to: NodeId) -> bool {
+        if env.kind() == Kind::Channel
+            && env.hops_left() > 0
+            && env.origin_id() != to
+            && self.links.get(&to).is_some_and(|l| l.confirmed && l.fed.is_none())
+            && self.foreign_domain(env).is_none()
+        {
+            return true;
+        }
+        self.should_offer(env, to)
+    }
+
+    /// The rule for what may go to link `to`, used by forwarding and the
+    /// federation queue, and under [`Node::should_sync`] by offers and
+    /// wants. Whether the stored `env` should go to `to`: a direct envelope
     /// goes only to its recipient when linked, else only along the best
     /// route, else (no route) to every link; channel envelopes go along the
-    /// broadcast tree (flood.rs): the eager copy and the sync offers that
-    /// repair a lost one both follow it, so a flood costs about one
-    /// transmission per node.
+    /// broadcast tree (flood.rs), so a flood costs about one transmission
+    /// per node; the sync offers that repair a lost copy go further
+    /// ([`Node::should_sync`]).
     /// Nothing goes back to its origin, and nothing with no hops left goes to
     /// anyone but its recipient.
     pub(super) fn should_offer(&self, env: &Envelope, to: NodeId) -> bool {

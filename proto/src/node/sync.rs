@@ -173,7 +173,7 @@ impl Node {
                     // only what we would have offered it (a federation
                     // peer cannot fetch what may not cross by asking).
                     let bytes =
-                        self.store.get(&id).filter(|e| self.should_offer(&e.env, node)).map(|e| e.env.bytes().to_vec());
+                        self.store.get(&id).filter(|e| self.should_sync(&e.env, node)).map(|e| e.env.bytes().to_vec());
                     if let Some(b) = bytes {
                         self.send_stored(node, id, &b);
                     } else {
