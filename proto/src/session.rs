@@ -56,6 +56,23 @@ pub const MAX_ORIGINS: usize = 4096;
 /// skipped key the book may hold.
 pub const MAX_FILE_LEN: usize = 21 + MAX_SESSIONS_PER_ORIGIN * 54 + TOTAL_SKIPPED * 36;
 
+/// One origin's sessions as the state dir keeps them: secret keys, so
+/// zeroized when dropped and never printed (Debug shows the length).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionsFile(Zeroizing<Vec<u8>>);
+
+impl SessionsFile {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionsFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionsFile({} bytes)", self.0.len())
+    }
+}
+
 /// Why a session message cannot be opened with the session state held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionError {
@@ -360,8 +377,8 @@ impl Inbound {
     }
 
     /// One origin's sessions as the state dir keeps them.
-    pub fn encode(&self, origin: &NodeId) -> Option<Vec<u8>> {
-        Some(encode(origin, self.by_origin.get(origin)?))
+    pub fn encode(&self, origin: &NodeId) -> Option<SessionsFile> {
+        Some(SessionsFile(Zeroizing::new(encode(origin, self.by_origin.get(origin)?))))
     }
 
     /// Takes back one origin's sessions from the state dir.
@@ -566,7 +583,8 @@ mod tests {
         let mut book = Inbound::default();
         let origin = NodeId([9; 16]);
         book.insert(origin, recv);
-        let bytes = book.encode(&origin).unwrap();
+        let bytes = book.encode(&origin).unwrap().as_bytes().to_vec();
+        assert_eq!(format!("{:?}", book.encode(&origin).unwrap()), format!("SessionsFile({} bytes)", bytes.len()));
         let mut back = Inbound::default();
         assert_eq!(back.restore(&bytes), Ok(origin));
         let s = back.get_mut(&origin, &[1; 8]).unwrap();

@@ -75,7 +75,7 @@ impl Daemon {
         // the inbox entry is durable, so a crash between the two writes
         // loses nothing.
         if let Some(bytes) = &d.sessions
-            && let Err(e) = self.state.save_sessions(&d.from, bytes)
+            && let Err(e) = self.state.save_sessions(&d.from, bytes.as_bytes())
         {
             self.persist_errors += 1;
             // One line per episode (a full or read-only state dir), as for

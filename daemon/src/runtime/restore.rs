@@ -41,8 +41,11 @@ pub(crate) fn restore(node: &mut Node, state: &State, inbox: &Inbox, now: Timest
         }
     }
     for (path, bytes) in state.sessions() {
-        let restored =
-            bytes.map_err(|e| e.to_string()).and_then(|b| node.restore_sessions(&b).map_err(|e| e.to_string()));
+        // Secret keys: the bytes read are zeroized once taken back.
+        let restored = bytes
+            .map(zeroize::Zeroizing::new)
+            .map_err(|e| e.to_string())
+            .and_then(|b| node.restore_sessions(&b).map_err(|e| e.to_string()));
         match restored {
             Ok(origin) if path.file_stem().and_then(|s| s.to_str()) == Some(&origin.to_string()) => {}
             Ok(origin) => warn!("sessions file {} holds the sessions of {origin}; kept as it is", path.display()),

@@ -140,7 +140,7 @@ pub struct Delivery {
     /// (under `from`, 0600) before it writes the message; if that fails the
     /// delivery fails too (call [`Node::sessions_save_failed`] and
     /// [`Node::persist_failed`]). `None`: nothing to save this time.
-    pub sessions: Option<Vec<u8>>,
+    pub sessions: Option<crate::session::SessionsFile>,
 }
 
 /// Something worth one log line for an admin.

@@ -132,7 +132,7 @@ impl Node {
     /// The origin's sessions to save with this delivery, if they are due:
     /// a session not saved yet at once, otherwise after [`SAVE_EVERY`]
     /// deliveries or [`SAVE_BYTES_PER_DELIVERY`] per delivery.
-    pub(super) fn sessions_to_save(&mut self, origin: NodeId) -> Option<Vec<u8>> {
+    pub(super) fn sessions_to_save(&mut self, origin: NodeId) -> Option<session::SessionsFile> {
         let size = self.sessions.inbound.encoded_len(&origin);
         let n = self.sessions.unsaved.entry(origin).or_insert(0);
         *n += 1;

@@ -95,7 +95,7 @@ impl Pair {
                         }
                         Action::Deliver(d) => {
                             if let Some(s) = &d.sessions {
-                                self.b_sessions = Some(s.clone());
+                                self.b_sessions = Some(s.as_bytes().to_vec());
                             }
                             if self.b_inbox_fails {
                                 self.b.persist_failed(d.id);
