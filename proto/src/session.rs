@@ -329,20 +329,28 @@ impl Inbound {
                 .iter()
                 .min_by_key(|(_, v)| v.iter().map(|s| (s.last_s, s.touched)).max().unwrap_or((0, 0)))
                 .map(|(k, _)| *k);
-            if let Some(k) = lru {
-                self.by_origin.remove(&k);
+            if let Some(k) = lru
+                && let Some(v) = self.by_origin.remove(&k)
+            {
+                self.skipped_total -= v.iter().map(|x| x.skipped.len()).sum::<usize>().min(self.skipped_total);
                 self.gone.push(k);
             }
         }
+        // The total follows what leaves and what comes, without a walk
+        // over every session held.
+        let mut left = 0;
         let v = self.by_origin.entry(origin).or_default();
-        v.retain(|x| x.sid != s.sid);
+        if let Some(i) = v.iter().position(|x| x.sid == s.sid) {
+            left += v.remove(i).skipped.len();
+        }
         if v.len() >= MAX_SESSIONS_PER_ORIGIN
             && let Some(i) = v.iter().enumerate().min_by_key(|(_, x)| (x.last_s, x.touched)).map(|(i, _)| i)
         {
-            v.remove(i);
+            left += v.remove(i).skipped.len();
         }
+        let came = s.skipped.len();
         v.push(s);
-        self.recount();
+        self.skipped_total = (self.skipped_total + came).saturating_sub(left);
         if self.skipped_total > TOTAL_SKIPPED {
             self.shed_skipped();
         }
@@ -587,6 +595,10 @@ mod tests {
         assert_eq!(format!("{:?}", book.encode(&origin).unwrap()), format!("SessionsFile({} bytes)", bytes.len()));
         let mut back = Inbound::default();
         assert_eq!(back.restore(&bytes), Ok(origin));
+        assert_eq!(back.skipped_total(), 4);
+        // Taken back again (the same session replaced): still counted once.
+        back.restore(&bytes).unwrap();
+        assert_eq!(back.skipped_total(), 4);
         let s = back.get_mut(&origin, &[1; 8]).unwrap();
         assert_eq!((s.next(), s.skipped()), (4, 4));
         assert_eq!(opens(s, 1, &keys[1]), Ok(true));
@@ -622,6 +634,8 @@ mod tests {
         }
         assert_eq!(book.origins(), MAX_ORIGINS);
         assert_eq!(book.take_gone().len(), 6);
+        let counted: usize = book.by_origin.values().flatten().map(|s| s.skipped()).sum();
+        assert_eq!(counted, book.skipped_total());
         book.expire(1000 + MAX_ORIGINS as u64);
         assert_eq!(book.take_gone().len(), MAX_ORIGINS - 5);
     }

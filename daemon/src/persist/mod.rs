@@ -190,13 +190,7 @@ impl State {
 
     /// Every stored envelope file with its bytes (or the read error).
     pub fn envelopes(&self) -> Vec<(PathBuf, io::Result<Vec<u8>>)> {
-        list(&self.dir.join("store"), "env")
-            .into_iter()
-            .map(|p| {
-                let b = read_limited(&p, MAX_ENVELOPE_LEN);
-                (p, b)
-            })
-            .collect()
+        read_all(&self.dir.join("store"), "env", MAX_ENVELOPE_LEN)
     }
 
     /// Moves a file that failed to load aside as `*.bad`.
@@ -274,13 +268,7 @@ impl State {
     }
 
     pub fn cards(&self) -> Vec<(PathBuf, io::Result<Vec<u8>>)> {
-        list(&self.dir.join("cards"), "ann")
-            .into_iter()
-            .map(|p| {
-                let b = read_limited(&p, 8192);
-                (p, b)
-            })
-            .collect()
+        read_all(&self.dir.join("cards"), "ann", 8192)
     }
 
     fn sessions_path(&self, node: &NodeId) -> PathBuf {
@@ -301,13 +289,7 @@ impl State {
     /// whole allowance of skipped keys (about 1.2 MB), anything larger is
     /// not ours.
     pub fn sessions(&self) -> Vec<(PathBuf, io::Result<Vec<u8>>)> {
-        list(&self.dir.join("sessions"), "ses")
-            .into_iter()
-            .map(|p| {
-                let b = read_limited(&p, meshpost_proto::session::MAX_FILE_LEN);
-                (p, b)
-            })
-            .collect()
+        read_all(&self.dir.join("sessions"), "ses", meshpost_proto::session::MAX_FILE_LEN)
     }
 
     /// Channels joined at run time: `name key` lines, mode 0600 (secret).
@@ -357,26 +339,26 @@ impl State {
     }
 
     pub fn inbox_files(&self) -> Vec<(PathBuf, io::Result<Vec<u8>>)> {
-        list(&self.dir.join("inbox"), "msg")
-            .into_iter()
-            .map(|p| {
-                let b = self.read_inbox_file(&p);
-                (p, b)
-            })
-            .collect()
+        read_all(&self.dir.join("inbox"), "msg", inbox::MAX_FILE)
     }
 
     /// Inbox files of the earlier JSON format (a body escaped as JSON can
     /// be six times its size), to be converted.
     pub fn legacy_inbox_files(&self) -> Vec<(PathBuf, io::Result<Vec<u8>>)> {
-        list(&self.dir.join("inbox"), "json")
-            .into_iter()
-            .map(|p| {
-                let b = read_limited(&p, 6 * MAX_ENVELOPE_LEN + 4096);
-                (p, b)
-            })
-            .collect()
+        read_all(&self.dir.join("inbox"), "json", 6 * MAX_ENVELOPE_LEN + 4096)
     }
+}
+
+/// Every `*.ext` file in `dir` (sorted) with its bytes, or the error that
+/// kept them (a file larger than `max` included).
+fn read_all(dir: &Path, ext: &str, max: usize) -> Vec<(PathBuf, io::Result<Vec<u8>>)> {
+    list(dir, ext)
+        .into_iter()
+        .map(|p| {
+            let b = read_limited(&p, max);
+            (p, b)
+        })
+        .collect()
 }
 
 fn list(dir: &Path, ext: &str) -> Vec<PathBuf> {
