@@ -105,6 +105,24 @@ pub struct Opened {
     pub body: Vec<u8>,
 }
 
+/// ChaCha20-Poly1305 under a key used once (so the nonce is zero), the
+/// ciphertext and tag appended to `out`. Every suite seals through here.
+fn aead_seal_into(key: &[u8], plain: &[u8], aad: &[u8], out: &mut Vec<u8>) {
+    let cipher = ChaCha20Poly1305::new(Key::from_slice(key));
+    // Encryption only fails for inputs beyond 256 GiB; ours are < 64 KiB.
+    if let Ok(ct) = cipher.encrypt(Nonce::from_slice(&[0u8; 12]), Payload { msg: plain, aad }) {
+        out.extend_from_slice(&ct);
+    }
+}
+
+/// The reverse of [`aead_seal_into`]; the plaintext is zeroized when dropped.
+fn aead_open(key: &[u8], sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    ChaCha20Poly1305::new(Key::from_slice(key))
+        .decrypt(Nonce::from_slice(&[0u8; 12]), Payload { msg: sealed, aad })
+        .map(Zeroizing::new)
+        .map_err(|_| OpenError::Decrypt)
+}
+
 fn aad(origin: &[u8; 32], dest: &[u8; 16]) -> [u8; 48] {
     let mut a = [0u8; 48];
     a[..32].copy_from_slice(origin);
@@ -150,13 +168,7 @@ pub fn seal(
     out.extend_from_slice(&eph_pub);
     out.extend_from_slice(&kem_ct);
     let key = message_key(dh.as_bytes(), &kem_ss, &eph_pub, &recipient.x25519, &kem_ct);
-    let plain = pad(content_type, body);
-    let cipher = ChaCha20Poly1305::new(Key::from_slice(&key[..]));
-    let a = aad(origin, dest);
-    // Encryption only fails for inputs beyond 256 GiB; ours are < 64 KiB.
-    if let Ok(ct) = cipher.encrypt(Nonce::from_slice(&[0u8; 12]), Payload { msg: &plain, aad: &a }) {
-        out.extend_from_slice(&ct);
-    }
+    aead_seal_into(&key[..], &pad(content_type, body), &aad(origin, dest), &mut out);
     out
 }
 
@@ -182,14 +194,7 @@ pub fn open(me: &Identity, origin: &[u8; 32], dest: &[u8; 16], payload: &[u8]) -
     let sealed = r.rest();
     let dh = me.e2e_secret().diffie_hellman(&x25519_dalek::PublicKey::from(eph_pub));
     let key = message_key(dh.as_bytes(), &kem_ss, &eph_pub, &me.e2e_public(), kem_ct);
-    let cipher = ChaCha20Poly1305::new(Key::from_slice(&key[..]));
-    let a = aad(origin, dest);
-    let plain = Zeroizing::new(
-        cipher
-            .decrypt(Nonce::from_slice(&[0u8; 12]), Payload { msg: sealed, aad: &a })
-            .map_err(|_| OpenError::Decrypt)?,
-    );
-    unpad_direct(&plain)
+    unpad_direct(&aead_open(&key[..], sealed, &aad(origin, dest))?)
 }
 
 /// Starts a session to `recipient`: a fresh hybrid exchange with its card.
@@ -242,11 +247,7 @@ pub fn seal_in(
         out.extend_from_slice(&s.header);
     }
     let a = session_aad(origin, dest, &out);
-    let cipher = ChaCha20Poly1305::new(Key::from_slice(&mk[..]));
-    // Encryption only fails for inputs beyond 256 GiB; ours are < 64 KiB.
-    if let Ok(ct) = cipher.encrypt(Nonce::from_slice(&[0u8; 12]), Payload { msg: &plain, aad: &a }) {
-        out.extend_from_slice(&ct);
-    }
+    aead_seal_into(&mk[..], &plain, &a, &mut out);
     (out, n)
 }
 
@@ -308,12 +309,7 @@ pub fn open_any(
     let sealed = r.rest();
     let header_len = payload.len() - sealed.len();
     let a = session_aad(origin, dest, &payload[..header_len]);
-    let decrypt = |mk: &[u8; 32]| {
-        ChaCha20Poly1305::new(Key::from_slice(mk))
-            .decrypt(Nonce::from_slice(&[0u8; 12]), Payload { msg: sealed, aad: &a })
-            .map(Zeroizing::new)
-            .map_err(|_| OpenError::Decrypt)
-    };
+    let decrypt = |mk: &[u8; 32]| aead_open(mk, sealed, &a);
     let new = fresh.is_some();
     let plain = match fresh {
         Some(mut s) => {
