@@ -304,7 +304,7 @@ fn a_broken_state_directory_is_refused_with_a_clear_error_and_nothing_replaced()
         String::from_utf8_lossy(&out.stderr).to_string()
     };
     // A plain file where a directory belongs.
-    for sub in ["store", "inbox", "cards"] {
+    for sub in ["log", "cards", "sessions"] {
         let p = a.dir.join(sub);
         let _ = std::fs::remove_dir_all(&p);
         std::fs::write(&p, b"").unwrap();

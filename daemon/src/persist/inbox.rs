@@ -1,7 +1,8 @@
 //! The local inbox: messages delivered to this node, kept until deleted.
 //!
-//! Each message is one file, `STATE/inbox/ID.msg`, written atomically and
-//! durably before anyone is told it arrived:
+//! Each message is one record of the state log (segments.rs, table
+//! `Inbox`, keyed by its envelope id), committed before anyone is told it
+//! arrived; the daemon commits once per turn of its loop:
 //!
 //! ```text
 //! meshpost-inbox 1\n
@@ -18,24 +19,27 @@
 //! not acknowledge it and the sender keeps it. The inbox never drops an
 //! unread message by itself.
 //!
-//! A received file is kept as its parts, one `ID.msg` each with a `part`
+//! A received file is kept as its parts, one record each with a `part`
 //! header field and the part's bytes as body; inbox_files.rs groups them
 //! into one entry per file (a file counts as one message). A read message
 //! that makes room takes its whole file with it.
 //!
-//! It does not record delivered ids (persist.rs keeps `delivered.log`, and
-//! the inbox files themselves count as delivery records at start-up).
+//! An entry that goes (deleted, or read and making room) leaves a
+//! `Delivered` record in the same commit, so its id stays delivered until
+//! it expires. The entries themselves count as delivery records at start.
+//! It does not commit, and it keeps no other delivered ids.
 
 use std::fmt;
 use std::io;
-use std::path::Path;
 
-use meshpost_proto::envelope::MAX_ENVELOPE_LEN;
+use meshpost_proto::envelope::{EnvelopeId, MAX_ENVELOPE_LEN};
+use meshpost_proto::identity::NodeId;
 use serde::{Deserialize, Serialize};
 
 use super::inbox_files::PartInfo;
 use super::inbox_tally::Tally;
-use super::{State, write_durable};
+use super::record::{Table, delivered_payload};
+use super::segments::Log;
 
 /// The first line of every inbox file.
 const MAGIC: &[u8] = b"meshpost-inbox 1\n";
@@ -97,7 +101,7 @@ impl fmt::Display for InboxError {
                 f,
                 "inbox full of unread messages ({messages} messages, {bytes} bytes); read or delete some to receive more"
             ),
-            InboxError::Io(e) => write!(f, "cannot write the inbox file: {e}"),
+            InboxError::Io(e) => write!(f, "cannot write the inbox entry: {e}"),
         }
     }
 }
@@ -165,38 +169,18 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    /// Loads the inbox; unreadable files are quarantined and reported.
-    /// Files of the earlier JSON format are converted.
-    pub fn load(state: &State, max: usize, max_bytes: usize) -> (Inbox, Vec<String>) {
+    /// Loads the inbox from the log; an unreadable entry is set aside
+    /// (`log/ID.inbox.bad`) and reported. The caller commits.
+    pub fn load(log: &mut Log, max: usize, max_bytes: usize) -> (Inbox, Vec<String>) {
         let mut msgs = Vec::new();
         let mut problems = Vec::new();
-        for (path, bytes) in state.inbox_files() {
-            match bytes.map_err(|e| e.to_string()).and_then(|b| decode(&b)) {
+        for key in log.keys(Table::Inbox) {
+            let got = log.get(Table::Inbox, &key).map_err(|e| e.to_string());
+            match got.and_then(|b| decode(&b.unwrap_or_default())) {
                 Ok(m) => msgs.push(m),
                 Err(e) => {
-                    problems.push(format!("inbox file {} unreadable ({e}); moved aside as .bad", path.display()));
-                    state.quarantine(&path);
-                }
-            }
-        }
-        for (path, bytes) in state.legacy_inbox_files() {
-            match bytes
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice::<Message>(&b).map_err(|e| e.to_string()))
-            {
-                Ok(m) => match convert(state, &path, m.clone()) {
-                    Ok(m) => msgs.push(m),
-                    Err(e) => {
-                        // Readable and acknowledged: keep it (and its file);
-                        // the conversion is tried again at the next start.
-                        problems.push(format!("inbox file {} kept as it is ({e})", path.display()));
-                        let n = m.text.len();
-                        msgs.push((m, n));
-                    }
-                },
-                Err(e) => {
-                    problems.push(format!("inbox file {} unreadable ({e}); moved aside as .bad", path.display()));
-                    state.quarantine(&path);
+                    let kept = log.set_aside(Table::Inbox, key);
+                    problems.push(format!("inbox entry {} unreadable ({e}); {kept}", EnvelopeId(key)));
                 }
             }
         }
@@ -206,11 +190,11 @@ impl Inbox {
         let tally = Tally::of(&msgs);
         let mut inbox = Inbox { max: max.max(1), max_bytes: max_bytes.max(1), msgs, bytes, tally };
         // A complete file was checked when its last part arrived; a part
-        // changed on disk since then fails here and is moved aside.
+        // changed on disk since then fails here and is set aside.
         for f in inbox.files().into_iter().filter(|f| f.complete) {
-            if !inbox.verify_file(state, &f.id).unwrap_or(false) {
+            if !inbox.verify_file(log, &f.id).unwrap_or(false) {
                 problems.push(format!(
-                    "file {} ({}) in the inbox fails its hash check; its parts moved aside as .bad",
+                    "file {} ({}) in the inbox fails its hash check; its parts set aside as log/*.inbox.bad",
                     f.id, f.name
                 ));
                 let parts: Vec<String> = inbox
@@ -218,10 +202,10 @@ impl Inbox {
                     .filter(|m| m.part.as_ref().is_some_and(|p| p.file == f.id))
                     .map(|m| m.id.clone())
                     .collect();
-                for id in parts {
-                    state.quarantine(&state.inbox_path(&id));
+                for id in parts.iter().filter_map(|id| EnvelopeId::parse(id)) {
+                    log.set_aside(Table::Inbox, id.0);
                 }
-                let _ = inbox.remove_entry(state, &f.id, &mut |_| Ok(()));
+                let _ = inbox.remove_entry(log, &f.id, false);
             }
         }
         (inbox, problems)
@@ -270,22 +254,18 @@ impl Inbox {
         self.tally.contains(id)
     }
 
-    /// Stores a message durably. To make room it removes read messages,
-    /// oldest first, and returns their ids (after `forget` has recorded
-    /// each as delivered); it refuses rather than drop an unread one.
-    pub fn add(
-        &mut self,
-        state: &State,
-        m: Message,
-        body: &[u8],
-        mut forget: impl FnMut(&Message) -> io::Result<()>,
-    ) -> Result<Vec<String>, InboxError> {
+    /// Stores a message (buffered in the log: the caller commits before
+    /// telling anyone). To make room it removes read messages, oldest
+    /// first, each leaving its delivered id, and returns their ids; it
+    /// refuses rather than drop an unread one.
+    pub fn add(&mut self, log: &mut Log, m: Message, body: &[u8]) -> Result<Vec<String>, InboxError> {
         let new_entry = m.part.as_ref().is_none_or(|p| !self.tally.has_file(&p.file));
         if self.is_full_for(body.len(), new_entry) {
             return Err(InboxError::Full { messages: self.len(), bytes: self.bytes });
         }
+        let key = key_of(&m.id).map_err(InboxError::Io)?;
         let bytes = encode(&m, body).map_err(InboxError::Io)?;
-        write_durable(&state.inbox_path(&m.id), &bytes, 0o600).map_err(InboxError::Io)?;
+        log.put(Table::Inbox, key, &bytes).map_err(|e| InboxError::Io(io::Error::other(e)))?;
         self.bytes += body.len();
         self.tally.add(&m, body.len());
         self.msgs.push((m, body.len()));
@@ -295,7 +275,7 @@ impl Inbox {
             // A read file goes whole: all its parts.
             let old = &self.msgs[pos].0;
             let key = old.part.as_ref().map_or_else(|| old.id.clone(), |p| p.file.clone());
-            if self.remove_entry(state, &key, &mut forget).is_err() {
+            if self.remove_entry(log, &key, true).is_err() {
                 break;
             }
             dropped.push(key);
@@ -309,20 +289,21 @@ impl Inbox {
         self.tally == Tally::of(&self.msgs)
     }
 
-    /// Marks a message read and returns it.
-    pub fn read(&mut self, state: &State, id: &str) -> Option<Message> {
+    /// Marks a message read and returns it (the flag is buffered in the
+    /// log; the caller commits).
+    pub fn read(&mut self, log: &mut Log, id: &str) -> Option<Message> {
         let (m, n) = self.msgs.iter_mut().find(|(m, _)| m.id == id)?;
         if !m.read {
-            let path = state.inbox_path(id);
-            // Rewrite the file with the flag set; the body is re-read so
-            // the stored bytes stay exact.
-            if let Ok(b) = state.read_inbox_file(&path)
+            // The entry is written again with the flag set; the body is
+            // read back so the stored bytes stay exact.
+            if let Ok(key) = key_of(id)
+                && let Ok(Some(b)) = log.get(Table::Inbox, &key)
                 && let Some(body) = body_of(&b)
             {
                 let mut marked = m.clone();
                 marked.read = true;
                 if let Ok(bytes) = encode(&marked, body)
-                    && write_durable(&path, &bytes, 0o600).is_ok()
+                    && log.put(Table::Inbox, key, &bytes).is_ok()
                 {
                     self.tally.mark_read(m, *n);
                     m.read = true;
@@ -332,41 +313,35 @@ impl Inbox {
         Some(m.clone())
     }
 
-    /// Deletes a message, or a file with all its parts, after `forget`
-    /// has recorded each as delivered.
-    pub fn delete(
-        &mut self,
-        state: &State,
-        id: &str,
-        mut forget: impl FnMut(&Message) -> io::Result<()>,
-    ) -> Result<bool, io::Error> {
-        let n = self.remove_entry(state, id, &mut forget)?;
-        // A message still in the earlier format (not yet converted).
-        state.remove_file(&state.inbox_path(id).with_extension("json"));
-        Ok(n > 0)
+    /// Deletes a message, or a file with all its parts, each leaving its
+    /// delivered id.
+    pub fn delete(&mut self, log: &mut Log, id: &str) -> Result<bool, io::Error> {
+        Ok(self.remove_entry(log, id, true)? > 0)
     }
 
-    /// Removes the text message `key`, or every part of the file `key`,
-    /// once `forget` has recorded all of them (or none is removed).
-    pub(super) fn remove_entry(
-        &mut self,
-        state: &State,
-        key: &str,
-        forget: &mut impl FnMut(&Message) -> io::Result<()>,
-    ) -> io::Result<usize> {
+    /// Removes the text message `key`, or every part of the file `key`;
+    /// with `record`, each leaves a `Delivered` record in the same commit.
+    /// An id that is not an envelope id removes nothing.
+    pub(super) fn remove_entry(&mut self, log: &mut Log, key: &str, record: bool) -> io::Result<usize> {
         let hit = |m: &Message| match &m.part {
             Some(p) => p.file == key,
             None => m.id == key,
         };
+        let mut doomed = Vec::new();
         for (m, _) in self.msgs.iter().filter(|(m, _)| hit(m)) {
-            forget(m)?;
+            doomed.push((key_of(&m.id)?, m.expires, NodeId::parse(&m.from).unwrap_or(NodeId([0; 16]))));
+        }
+        for (id, expires, from) in &doomed {
+            if record {
+                log.put(Table::Delivered, *id, &delivered_payload(*expires, &from.0)).map_err(io::Error::other)?;
+            }
+            log.del(Table::Inbox, *id);
         }
         let before = self.msgs.len();
         let mut kept = Vec::with_capacity(before);
         for (m, n) in std::mem::take(&mut self.msgs) {
             if hit(&m) {
                 self.bytes -= n;
-                state.remove_file(&state.inbox_path(&m.id));
             } else {
                 kept.push((m, n));
             }
@@ -377,20 +352,18 @@ impl Inbox {
     }
 }
 
+/// The log key of an inbox message: its envelope id.
+fn key_of(id: &str) -> io::Result<[u8; 16]> {
+    EnvelopeId::parse(id)
+        .map(|e| e.0)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("inbox id {id:?} is not an envelope id")))
+}
+
 /// The body of an encoded message file.
 pub(super) fn body_of(bytes: &[u8]) -> Option<&[u8]> {
     let rest = bytes.strip_prefix(MAGIC)?;
     let nl = rest.iter().position(|b| *b == b'\n')?;
     Some(&rest[nl + 1..])
-}
-
-/// Rewrites a message of the earlier JSON format as an `.msg` file.
-fn convert(state: &State, old: &Path, m: Message) -> Result<(Message, usize), String> {
-    let body = m.text.clone().into_bytes();
-    let bytes = encode(&m, &body).map_err(|e| e.to_string())?;
-    write_durable(&state.inbox_path(&m.id), &bytes, 0o600).map_err(|e| format!("cannot convert: {e}"))?;
-    state.remove_file(old);
-    Ok((m, body.len()))
 }
 
 #[cfg(test)]
@@ -411,37 +384,48 @@ mod tests {
         }
     }
 
-    fn add(inbox: &mut Inbox, state: &State, i: u64) -> Result<Vec<String>, InboxError> {
+    fn add(inbox: &mut Inbox, log: &mut Log, i: u64) -> Result<Vec<String>, InboxError> {
         let m = msg(i);
         let body = m.text.clone().into_bytes();
-        inbox.add(state, m, &body, |_| Ok(()))
+        let r = inbox.add(log, m, &body);
+        log.commit().unwrap();
+        r
+    }
+
+    fn open(tag: &str) -> (std::path::PathBuf, Log) {
+        let dir = std::env::temp_dir().join(format!("meshpost-inbox-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (log, _) = Log::open(&dir).unwrap();
+        (dir, log)
     }
 
     #[test]
-    fn bounded_never_drops_unread_and_quarantines_bad_files() {
-        let dir = std::env::temp_dir().join(format!("meshpost-inbox-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let state = State::open(&dir).unwrap();
-        let (mut inbox, problems) = Inbox::load(&state, 3, 1 << 20);
+    fn bounded_never_drops_unread_and_sets_bad_entries_aside() {
+        let (dir, mut log) = open("bounded");
+        let (mut inbox, problems) = Inbox::load(&mut log, 3, 1 << 20);
         assert!(problems.is_empty());
         for i in 0..3 {
-            add(&mut inbox, &state, i).unwrap();
+            add(&mut inbox, &mut log, i).unwrap();
         }
-        assert!(matches!(add(&mut inbox, &state, 3), Err(InboxError::Full { .. })), "unread mail is not dropped");
+        assert!(matches!(add(&mut inbox, &mut log, 3), Err(InboxError::Full { .. })), "unread mail is not dropped");
         assert_eq!(inbox.len(), 3);
-        assert_eq!(inbox.read(&state, &msg(1).id).unwrap().text, "m1");
+        assert_eq!(inbox.read(&mut log, &msg(1).id).unwrap().text, "m1");
         assert!(inbox.tally_is_current());
-        assert_eq!(add(&mut inbox, &state, 3).unwrap(), vec![msg(1).id], "a read message makes room");
+        assert_eq!(add(&mut inbox, &mut log, 3).unwrap(), vec![msg(1).id], "a read message makes room");
         assert!(inbox.tally_is_current());
-        assert!(inbox.delete(&state, &msg(3).id, |_| Ok(())).unwrap());
+        let one = EnvelopeId::parse(&msg(1).id).unwrap().0;
+        assert!(log.contains(Table::Delivered, &one) && !log.contains(Table::Inbox, &one), "its id stays delivered");
+        assert!(inbox.delete(&mut log, &msg(3).id).unwrap());
         assert!(inbox.tally_is_current());
-        assert!(!inbox.delete(&state, &msg(3).id, |_| Ok(())).unwrap());
-        assert!(inbox.delete(&state, &msg(2).id, |_| Err(io::Error::other("no"))).is_err(), "kept if unrecorded");
-        std::fs::write(state.inbox_path("garbage"), b"{not an inbox file").unwrap();
-        let (back, problems) = Inbox::load(&state, 3, 1 << 20);
+        assert!(!inbox.delete(&mut log, &msg(3).id).unwrap());
+        log.put(Table::Inbox, [0xee; 16], b"{not an inbox entry").unwrap();
+        log.commit().unwrap();
+        drop(log);
+        let (mut log, _) = Log::open(&dir).unwrap();
+        let (back, problems) = Inbox::load(&mut log, 3, 1 << 20);
         assert_eq!(back.len(), 2);
-        assert_eq!(problems.len(), 1);
-        assert!(dir.join("inbox/garbage.bad").exists(), "moved aside, not deleted");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(dir.join(format!("{}.inbox.bad", "ee".repeat(16))).exists(), "moved aside, not deleted");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -451,6 +435,7 @@ mod tests {
         let body: Vec<u8> = (0..MAX_ENVELOPE_LEN).map(|i| (i % 32) as u8).collect();
         let bytes = encode(&m, &body).unwrap();
         assert!(bytes.len() <= MAX_FILE, "control characters are not escaped");
+        assert!(bytes.len() <= super::super::record::MAX_PAYLOAD, "fits one log record");
         let (back, n) = decode(&bytes).unwrap();
         assert_eq!((back.id, n), (m.id, body.len()));
         assert_eq!(body_of(&bytes).unwrap(), &body[..]);
@@ -459,35 +444,12 @@ mod tests {
     }
 
     #[test]
-    fn an_inbox_of_the_earlier_json_format_is_converted_exactly() {
-        let dir = std::env::temp_dir().join(format!("meshpost-inbox-old-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let state = State::open(&dir).unwrap();
-        // What the earlier version wrote: JSON, a body of control characters
-        // escaped six bytes each, larger than its own reader allowed.
-        let mut m = msg(7);
-        m.text = (0..60_000).map(|i| char::from(1 + (i % 31) as u8)).collect();
-        let old = state.inbox_path(&m.id).with_extension("json");
-        std::fs::write(&old, serde_json::to_vec(&m).unwrap()).unwrap();
-        assert!(std::fs::metadata(&old).unwrap().len() > 300_000);
-        let (inbox, problems) = Inbox::load(&state, 10, 1 << 20);
-        assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!(inbox.list().next().unwrap().text, m.text, "exact text after the upgrade");
-        assert!(!old.exists() && state.inbox_path(&m.id).exists(), "converted to .msg");
-        let (again, _) = Inbox::load(&state, 10, 1 << 20);
-        assert_eq!(again.list().next().unwrap().text, m.text);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
     fn the_byte_limit_holds_too() {
-        let dir = std::env::temp_dir().join(format!("meshpost-inbox-b-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let state = State::open(&dir).unwrap();
-        let (mut inbox, _) = Inbox::load(&state, 100, 5);
-        add(&mut inbox, &state, 1).unwrap();
-        add(&mut inbox, &state, 2).unwrap();
-        assert!(matches!(add(&mut inbox, &state, 3), Err(InboxError::Full { .. })));
+        let (dir, mut log) = open("bytes");
+        let (mut inbox, _) = Inbox::load(&mut log, 100, 5);
+        add(&mut inbox, &mut log, 1).unwrap();
+        add(&mut inbox, &mut log, 2).unwrap();
+        assert!(matches!(add(&mut inbox, &mut log, 3), Err(InboxError::Full { .. })));
         assert_eq!(inbox.bytes(), 4);
         let _ = std::fs::remove_dir_all(&dir);
     }

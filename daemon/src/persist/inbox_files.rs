@@ -18,8 +18,10 @@ use meshpost_proto::crypto::to_hex;
 use meshpost_proto::filepart::{self, FilePart, PART_LEN};
 use serde::{Deserialize, Serialize};
 
-use super::State;
-use super::inbox::{Inbox, Message};
+use super::inbox::Inbox;
+use super::record::Table;
+use super::segments::Log;
+use meshpost_proto::envelope::EnvelopeId;
 
 /// What the header of a stored part says about it and its file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -156,7 +158,7 @@ impl Inbox {
 
     /// `len` bytes of a complete or partial file from `offset`, read from
     /// its parts on disk; `None` for a part that has not arrived.
-    pub fn read_file(&self, state: &State, key: &str, offset: u64, len: usize) -> io::Result<Option<Vec<u8>>> {
+    pub fn read_file(&self, log: &Log, key: &str, offset: u64, len: usize) -> io::Result<Option<Vec<u8>>> {
         let Some(f) = self.file(key) else {
             return Err(io::Error::new(io::ErrorKind::NotFound, "no such file in the inbox"));
         };
@@ -165,7 +167,7 @@ impl Inbox {
         let mut pos = offset;
         while pos < end {
             let index = (pos / PART_LEN as u64) as u16;
-            let Some(part) = self.part_bytes(state, key, index)? else { return Ok(None) };
+            let Some(part) = self.part_bytes(log, key, index)? else { return Ok(None) };
             let from = (pos % PART_LEN as u64) as usize;
             let take = ((end - pos) as usize).min(part.len().saturating_sub(from));
             if take == 0 {
@@ -177,37 +179,38 @@ impl Inbox {
         Ok(Some(out))
     }
 
-    fn part_bytes(&self, state: &State, key: &str, index: u16) -> io::Result<Option<Vec<u8>>> {
+    fn part_bytes(&self, log: &Log, key: &str, index: u16) -> io::Result<Option<Vec<u8>>> {
         let Some((m, _)) =
             self.msgs.iter().find(|(m, _)| m.part.as_ref().is_some_and(|p| p.file == key && p.index == index))
         else {
             return Ok(None);
         };
-        let bytes = state.read_inbox_file(&state.inbox_path(&m.id))?;
+        let Some(id) = EnvelopeId::parse(&m.id) else { return Ok(None) };
+        let bytes = log.get(Table::Inbox, &id.0)?.unwrap_or_default();
         Ok(super::inbox::body_of(&bytes).map(<[u8]>::to_vec))
     }
 
     /// For a complete file: whether its bytes hash to what its parts say.
     /// Reads the parts one at a time.
-    pub fn verify_file(&self, state: &State, key: &str) -> io::Result<bool> {
+    pub fn verify_file(&self, log: &Log, key: &str) -> io::Result<bool> {
         let Some(f) = self.file(key).filter(|f| f.complete) else { return Ok(false) };
         let mut h = filepart::Hasher::new();
         for index in 0..f.parts {
-            let Some(part) = self.part_bytes(state, key, index)? else { return Ok(false) };
+            let Some(part) = self.part_bytes(log, key, index)? else { return Ok(false) };
             h.update(&part);
         }
         Ok(to_hex(&h.finish()) == f.hash)
     }
 
     /// Marks every part of a file read.
-    pub fn mark_file_read(&mut self, state: &State, key: &str) -> bool {
+    pub fn mark_file_read(&mut self, log: &mut Log, key: &str) -> bool {
         let ids: Vec<String> = self
             .msgs
             .iter()
             .filter(|(m, _)| !m.read && m.part.as_ref().is_some_and(|p| p.file == key))
             .map(|(m, _)| m.id.clone())
             .collect();
-        ids.iter().all(|id| self.read(state, id).is_some_and(|m| m.read))
+        ids.iter().all(|id| self.read(log, id).is_some_and(|m| m.read))
     }
 
     /// Files that can no longer complete: incomplete, and the newest part
@@ -216,20 +219,17 @@ impl Inbox {
         self.files().into_iter().filter(|f| !f.complete && f.expires <= now).map(|f| f.id).collect()
     }
 
-    /// Removes a file and all its parts (see `remove_entry`).
-    pub fn remove_file(
-        &mut self,
-        state: &State,
-        key: &str,
-        mut forget: impl FnMut(&Message) -> io::Result<()>,
-    ) -> io::Result<usize> {
-        self.remove_entry(state, key, &mut forget)
+    /// Removes a file and all its parts, each leaving its delivered id
+    /// (see `remove_entry`).
+    pub fn remove_file(&mut self, log: &mut Log, key: &str) -> io::Result<usize> {
+        self.remove_entry(log, key, true)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::persist::inbox::Message;
 
     fn part_msg(from: [u8; 16], p: &FilePart, n: u64, expires: u64) -> Message {
         Message {
@@ -249,8 +249,8 @@ mod tests {
     fn parts_group_into_one_file_that_is_checked_read_and_evicted_whole() {
         let dir = std::env::temp_dir().join(format!("meshpost-inbox-files-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let state = State::open(&dir).unwrap();
-        let (mut inbox, _) = Inbox::load(&state, 2, 1 << 20);
+        let (mut log, _) = Log::open(&dir).unwrap();
+        let (mut inbox, _) = Inbox::load(&mut log, 2, 1 << 20);
         let data: Vec<u8> = (0..(PART_LEN + 7)).map(|i| (i % 253) as u8).collect();
         let parts: Vec<FilePart> = filepart::split([4; 16], "a.bin", "", &data)
             .unwrap()
@@ -258,35 +258,38 @@ mod tests {
             .map(|b| filepart::decode(b).unwrap())
             .collect();
         // The second part first: a partial file, one entry, not complete.
-        inbox.add(&state, part_msg([1; 16], &parts[1], 1, 100), &parts[1].data, |_| Ok(())).unwrap();
+        inbox.add(&mut log, part_msg([1; 16], &parts[1], 1, 100), &parts[1].data).unwrap();
         assert_eq!((inbox.len(), inbox.files().len()), (1, 1));
         let key = inbox.files()[0].id.clone();
         assert!(!inbox.files()[0].complete);
         assert_eq!(inbox.stale_files(99), Vec::<String>::new());
         assert_eq!(inbox.stale_files(100), vec![key.clone()], "expired with a part missing");
         assert!(!inbox.is_full_for(10, false), "another part of a known file adds no message");
-        inbox.add(&state, part_msg([1; 16], &parts[0], 2, 100), &parts[0].data, |_| Ok(())).unwrap();
+        inbox.add(&mut log, part_msg([1; 16], &parts[0], 2, 100), &parts[0].data).unwrap();
         assert!(inbox.tally_is_current());
         assert!(inbox.file(&key).unwrap().complete);
-        assert!(inbox.verify_file(&state, &key).unwrap());
-        assert_eq!(inbox.read_file(&state, &key, 0, 1 << 20).unwrap().unwrap(), data);
+        assert!(inbox.verify_file(&log, &key).unwrap());
+        assert_eq!(inbox.read_file(&log, &key, 0, 1 << 20).unwrap().unwrap(), data);
         assert!(inbox.stale_files(1000).is_empty(), "a complete file never goes stale");
         // Reloaded: still one complete, verified file.
-        let (back, problems) = Inbox::load(&state, 2, 1 << 20);
+        log.commit().unwrap();
+        let (back, problems) = Inbox::load(&mut log, 2, 1 << 20);
         assert!(problems.is_empty(), "{problems:?}");
         assert!(back.file(&key).unwrap().complete);
         // Read, it makes room whole: both part files go.
-        assert!(inbox.mark_file_read(&state, &key));
+        assert!(inbox.mark_file_read(&mut log, &key));
         assert!(inbox.tally_is_current());
         assert_eq!(inbox.unread(), 0);
         let text = Message { part: None, text: "hi".into(), ..part_msg([2; 16], &parts[0], 3, 100) };
-        inbox.add(&state, text.clone(), b"hi", |_| Ok(())).unwrap();
+        inbox.add(&mut log, text.clone(), b"hi").unwrap();
         let other = Message { id: format!("{:032x}", 4), ..text };
-        let dropped = inbox.add(&state, other, b"hi", |_| Ok(())).unwrap();
+        let dropped = inbox.add(&mut log, other, b"hi").unwrap();
+        log.commit().unwrap();
         assert_eq!(dropped, vec![key.clone()]);
         assert!(inbox.tally_is_current());
         assert!(inbox.files().is_empty());
-        assert_eq!(std::fs::read_dir(dir.join("inbox")).unwrap().count(), 2, "only the two texts are left");
+        assert_eq!(log.count(Table::Inbox), 2, "only the two texts are left");
+        assert_eq!(log.count(Table::Delivered), 2, "the parts' ids stay delivered");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -294,20 +297,25 @@ mod tests {
     fn a_part_changed_on_disk_is_moved_aside_at_start() {
         let dir = std::env::temp_dir().join(format!("meshpost-inbox-files-bad-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let state = State::open(&dir).unwrap();
-        let (mut inbox, _) = Inbox::load(&state, 10, 1 << 20);
+        let (mut log, _) = Log::open(&dir).unwrap();
+        let (mut inbox, _) = Inbox::load(&mut log, 10, 1 << 20);
         let parts = filepart::split([4; 16], "a.bin", "", &[7; 10]).unwrap();
         let p = filepart::decode(&parts[0]).unwrap();
-        inbox.add(&state, part_msg([1; 16], &p, 1, 100), &p.data, |_| Ok(())).unwrap();
-        let path = state.inbox_path(&format!("{:032x}", 1));
-        let mut bytes = std::fs::read(&path).unwrap();
+        inbox.add(&mut log, part_msg([1; 16], &p, 1, 100), &p.data).unwrap();
+        // The part's bytes change on disk (the check of its record is
+        // made to match, as a careless repair would).
+        let key = EnvelopeId::parse(&format!("{:032x}", 1)).unwrap().0;
+        let mut bytes = log.get(Table::Inbox, &key).unwrap().unwrap();
         let n = bytes.len();
         bytes[n - 1] ^= 1;
-        std::fs::write(&path, bytes).unwrap();
-        let (back, problems) = Inbox::load(&state, 10, 1 << 20);
+        log.put(Table::Inbox, key, &bytes).unwrap();
+        log.commit().unwrap();
+        let (back, problems) = Inbox::load(&mut log, 10, 1 << 20);
         assert!(back.files().is_empty());
         assert!(problems[0].contains("hash check"), "{problems:?}");
-        assert!(path.with_extension("bad").exists());
+        log.commit().unwrap();
+        assert!(dir.join(format!("{}.inbox.bad", to_hex(&key))).exists());
+        assert_eq!(log.count(Table::Inbox), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,31 +1,35 @@
-//! The state directory: identity, stored envelopes, inbox, delivered ids
-//! and known cards.
+//! The state directory: identity, the state log, known cards, sessions.
 //!
 //! ```text
 //! STATE/identity.key        the node's secret seed, mode 0600
-//! STATE/store/ID.env        one file per stored envelope (wire bytes)
-//! STATE/inbox/ID.msg        one file per delivered message (inbox.rs)
-//! STATE/delivered.log       "ID EXPIRES ORIGIN" lines: never deliver twice
+//! STATE/log/NNNNNNNN.seg    the state log (segments.rs): stored envelopes,
+//!                           inbox entries (inbox.rs) and delivered ids
+//! STATE/outbox.log          what became of the messages sent (outbox.rs)
 //! STATE/cards/NODE.ann      verified announces: other nodes' public keys
 //! STATE/channels            channels joined at run time: name and key, 0600
 //! STATE/sessions/NODE.ses   end-to-end sessions received from NODE, 0600
 //! ```
-//! Writes that acknowledge something (a local send, a delivery) go to a
-//! temporary file, are fsynced, renamed into place, and the directory is
-//! fsynced, so a crash leaves either the old state or the new one. A
-//! `*.tmp` left by a crash was never acknowledged and is removed at start.
-//! Files that fail to parse are renamed to `*.bad`, never deleted.
+//! What acknowledges something (a local send, a delivery) is a record in
+//! the log, committed (one fsync per turn of the daemon's loop) before
+//! anyone is told. A delivery is one record, the inbox entry; when the
+//! entry goes, a delivered-id record replaces it in the same commit, so
+//! the two can never disagree about a delivery.
 //!
-//! A delivery is recorded by one atomic step, the inbox file; the
-//! delivered.log line follows it and outlives the inbox file (a message is
-//! deleted only after its line is written). At start the delivered ids are
-//! the union of both, so the two can never disagree about a delivery.
+//! Other files go to a temporary file, are fsynced, renamed into place,
+//! and the directory is fsynced, so a crash leaves either the old state or
+//! the new one. A `*.tmp` left by a crash was never acknowledged and is
+//! removed at start. Files that fail to parse are renamed to `*.bad`,
+//! never deleted. The layout before the log (`store/ID.env`,
+//! `inbox/ID.msg`, `delivered.log`) is moved into it at start (migrate.rs).
 
 pub mod contacts;
 pub mod inbox;
 pub mod inbox_files;
 mod inbox_tally;
+pub mod migrate;
 pub mod outbox;
+pub mod record;
+pub mod segments;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -88,7 +92,7 @@ impl State {
         // The directory holds the identity and private messages.
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
             .map_err(|e| format!("cannot set mode 0700 on {}: {e}", dir.display()))?;
-        for sub in ["store", "inbox", "cards", "sessions"] {
+        for sub in ["cards", "sessions"] {
             let p = dir.join(sub);
             mkdir(&p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
             // mkdir says "exists" for a plain file too; every write would fail.
@@ -117,7 +121,7 @@ impl State {
     /// them was acknowledged. Returns how many there were.
     pub fn clean_tmp(&self) -> usize {
         let mut n = 0;
-        for sub in ["", "store", "inbox", "cards"] {
+        for sub in ["", "store", "inbox", "cards", "sessions"] {
             for p in list(&self.dir.join(sub), "tmp") {
                 if fs::remove_file(&p).is_ok() {
                     n += 1;
@@ -176,19 +180,8 @@ impl State {
         }
     }
 
-    fn envelope_path(&self, id: &EnvelopeId) -> PathBuf {
-        self.dir.join("store").join(format!("{id}.env"))
-    }
-
-    pub fn write_envelope(&self, id: &EnvelopeId, bytes: &[u8]) -> io::Result<()> {
-        write_durable(&self.envelope_path(id), bytes, 0o600)
-    }
-
-    pub fn remove_envelope(&self, id: &EnvelopeId) {
-        let _ = fs::remove_file(self.envelope_path(id));
-    }
-
-    /// Every stored envelope file with its bytes (or the read error).
+    /// Every envelope file of the earlier layout with its bytes (or the
+    /// read error), to be moved into the log.
     pub fn envelopes(&self) -> Vec<(PathBuf, io::Result<Vec<u8>>)> {
         read_all(&self.dir.join("store"), "env", MAX_ENVELOPE_LEN)
     }
@@ -202,14 +195,8 @@ impl State {
         let _ = fs::remove_file(p);
     }
 
-    /// Records a delivered id durably.
-    pub fn append_delivered(&self, id: &EnvelopeId, expires: u64, origin: &NodeId) -> io::Result<()> {
-        let mut f = OpenOptions::new().append(true).create(true).mode(0o600).open(self.dir.join("delivered.log"))?;
-        writeln!(f, "{id} {expires} {origin}")?;
-        f.sync_data()
-    }
-
-    /// Loads delivered ids still unexpired at `now` and compacts the log.
+    /// Loads the delivered ids of the earlier layout's delivered.log that
+    /// are still unexpired at `now` (and compacts it).
     /// Lines that do not parse are kept in `delivered.log.bad` first (a
     /// lost id could let a re-sent copy be delivered twice), and reported.
     /// Lines of the earlier "ID EXPIRES" form have an all-zero origin.
@@ -330,14 +317,7 @@ impl State {
         write_durable(&self.dir.join("channels"), text.as_bytes(), 0o600)
     }
 
-    pub fn inbox_path(&self, id: &str) -> PathBuf {
-        self.dir.join("inbox").join(format!("{id}.msg"))
-    }
-
-    pub fn read_inbox_file(&self, p: &Path) -> io::Result<Vec<u8>> {
-        read_limited(p, inbox::MAX_FILE)
-    }
-
+    /// Inbox files of the earlier layout, to be moved into the log.
     pub fn inbox_files(&self) -> Vec<(PathBuf, io::Result<Vec<u8>>)> {
         read_all(&self.dir.join("inbox"), "msg", inbox::MAX_FILE)
     }

@@ -2,7 +2,8 @@
 //! (`STATE/outbox.log`), so `meshpost outbox` and `send --wait` tell the
 //! truth across restarts.
 //!
-//! One line per transition, appended and synced: `ID TO STATE SINCE`
+//! One line per transition, appended, and synced with the state log's
+//! commit (one sync per turn of the daemon's loop): `ID TO STATE SINCE`
 //! (state as in `meshpost_proto::outbox`, since = unix seconds), and for a
 //! part of a file ` FILE INDEX COUNT NAME` (the file's id as the recipient's
 //! inbox names it, and its name in hex). At start,
@@ -78,6 +79,8 @@ pub struct OutboxLog {
     appended: usize,
     /// Names of the files whose parts are in `records`.
     names: BTreeMap<[u8; 16], String>,
+    /// Lines recorded since the last [`OutboxLog::flush`].
+    unsynced: String,
 }
 
 impl OutboxLog {
@@ -92,6 +95,7 @@ impl OutboxLog {
             dropped: 0,
             appended: 0,
             names: BTreeMap::new(),
+            unsynced: String::new(),
         };
         let bytes = read_limited(&log.path, 16 << 20).unwrap_or_default();
         let mut bad = 0;
@@ -140,6 +144,7 @@ impl OutboxLog {
         let text: String = self.records.iter().map(|r| r.line(&self.names)).collect();
         write_durable(&self.path, text.as_bytes(), 0o600)?;
         self.appended = 0;
+        self.unsynced.clear();
         Ok(())
     }
 
@@ -170,7 +175,7 @@ impl OutboxLog {
         }
     }
 
-    /// Records a state and appends it to the log (synced).
+    /// Records a state; its line is appended at the next [`OutboxLog::flush`].
     pub fn record(&mut self, r: Record) -> io::Result<()> {
         self.set(r);
         let r = self.get(&r.id).copied().unwrap_or(r);
@@ -178,12 +183,23 @@ impl OutboxLog {
             return self.compact();
         }
         self.appended += 1;
+        let line = r.line(&self.names);
+        self.unsynced.push_str(&line);
+        Ok(())
+    }
+
+    /// Appends and syncs the lines recorded since the last flush.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.unsynced.is_empty() {
+            return Ok(());
+        }
         let mut f = OpenOptions::new().append(true).create(true).mode(0o600).open(&self.path)?;
-        f.write_all(r.line(&self.names).as_bytes())?;
+        f.write_all(self.unsynced.as_bytes())?;
+        self.unsynced.clear();
         f.sync_data()
     }
 
-    /// Records the parts of a file just queued, in one append and sync.
+    /// Records the parts of a file just queued (appended at the next flush).
     pub fn record_file(&mut self, name: &str, parts: &[Record]) -> io::Result<()> {
         if let Some(f) = parts.first().and_then(|r| r.file) {
             self.names.insert(f.key, name.to_string());
@@ -197,9 +213,8 @@ impl OutboxLog {
         if self.appended >= COMPACT_AFTER {
             return self.compact();
         }
-        let mut f = OpenOptions::new().append(true).create(true).mode(0o600).open(&self.path)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_data()
+        self.unsynced.push_str(&text);
+        Ok(())
     }
 
     /// The name of a file whose parts were sent.
@@ -245,6 +260,7 @@ mod tests {
         let (id, to) = (EnvelopeId([1; 16]), NodeId([2; 16]));
         log.record(Record { id, to, state: SentState::Queued, since: 10, file: None }).unwrap();
         log.record(Record { id, to, state: SentState::Delivered, since: 12, file: None }).unwrap();
+        log.flush().unwrap();
         std::fs::OpenOptions::new()
             .append(true)
             .open(dir.join("outbox.log"))
@@ -271,6 +287,7 @@ mod tests {
             log.record(Record { id: EnvelopeId(b), to, state: SentState::Forwarded, since: 1_234_567_890, file: None })
                 .unwrap();
         }
+        log.flush().unwrap();
         assert!(log.file_len() <= (MAX_RECORDS + COMPACT_AFTER + 1) as u64 * line, "{} bytes", log.file_len());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -128,8 +128,11 @@ impl Daemon {
 
     fn inbox_cmd(&mut self, action: InboxAction, id: Option<&str>) -> Value {
         match (action, id) {
-            (InboxAction::Read, Some(id)) => match self.inbox.read(&self.state, id) {
+            (InboxAction::Read, Some(id)) => match self.inbox.read(&mut self.log, id) {
                 Some(m) => {
+                    // The read flag is kept if the commit fails; it is
+                    // set again at the next read.
+                    self.commit();
                     self.reopen_inbox();
                     let verified = NodeId::parse(&m.from).is_some_and(|f| self.contacts.is_verified(&f));
                     let mut v = json!(m);
@@ -138,17 +141,15 @@ impl Daemon {
                 }
                 None => error("no such message in the inbox"),
             },
-            (InboxAction::Delete, Some(id)) => {
-                let state = &self.state;
-                match self.inbox.delete(state, id, |m| record_delivered(state, m)) {
-                    Ok(true) => {
-                        self.reopen_inbox();
-                        json!({"ok": true, "deleted": id})
-                    }
-                    Ok(false) => error("no such message in the inbox"),
-                    Err(e) => error(format!("cannot record the message as delivered ({e}); kept")),
+            (InboxAction::Delete, Some(id)) => match self.inbox.delete(&mut self.log, id) {
+                Ok(true) if self.commit() => {
+                    self.reopen_inbox();
+                    json!({"ok": true, "deleted": id})
                 }
-            }
+                Ok(true) => error("cannot write the state log; the message is kept"),
+                Ok(false) => error("no such message in the inbox"),
+                Err(e) => error(format!("cannot record the message as delivered ({e}); kept")),
+            },
             (InboxAction::List, _) | (_, None) => error("inbox read and delete need \"id\""),
         }
     }

@@ -1,14 +1,95 @@
-//! Carrying out the node's actions: datagrams out, envelope files written
-//! and removed, deliveries written to the inbox, channel messages to
-//! their subscribers, events to the log. Every write is reported back to
-//! the node (`persisted` / `persist_failed`); nothing here decides what
-//! is acknowledged.
+//! Carrying out the node's actions: datagrams out, envelopes put into and
+//! taken out of the state log, deliveries written to the inbox, channel
+//! messages to their subscribers, events to the log. The writes of one
+//! turn share one commit (group commit); only after it is every write
+//! reported back to the node (`persisted` / `persist_failed`) and are
+//! subscribers told of new messages. Nothing here decides what is
+//! acknowledged.
 
 use super::*;
 
 impl Daemon {
-    /// Carries out the node's actions in order.
+    /// Carries out the node's actions, committing their writes together,
+    /// until the node has nothing more to do.
     pub(super) fn drain(&mut self) {
+        loop {
+            self.carry_out();
+            if self.uncommitted.is_empty()
+                && !self.log.has_pending()
+                && self.after_commit.is_empty()
+                && self.delivered_lines.is_empty()
+            {
+                break;
+            }
+            self.commit();
+        }
+        if let Err(e) = self.outbox.flush() {
+            self.persist_errors += 1;
+            warn!("cannot append to outbox.log ({e}); `meshpost outbox` may show older states after a restart");
+        }
+    }
+
+    /// Commits the state log: one fsync for every write since the last
+    /// commit. Then the node learns which writes are durable, and
+    /// subscribers hear of the messages. Returns whether it succeeded.
+    pub(super) fn commit(&mut self) -> bool {
+        let ids = std::mem::take(&mut self.uncommitted);
+        let events = std::mem::take(&mut self.after_commit);
+        let inbox_changed = std::mem::take(&mut self.inbox_changed);
+        let lines = std::mem::take(&mut self.delivered_lines);
+        match self.log.commit() {
+            Ok(()) => {
+                for l in lines {
+                    debug!("{l}");
+                }
+                if self.log_failing.take().is_some() {
+                    notice!("the state log is writable again");
+                }
+                if inbox_changed && self.inbox_full_since.take().is_some() {
+                    notice!("inbox writable and with room again; messages left with senders will now arrive");
+                }
+                for id in ids {
+                    self.node.persisted(id);
+                }
+                for e in events {
+                    let _ = self.events.send(e);
+                }
+                match self.log.maintain(now_ms() / 1000) {
+                    Ok(true) => debug!("state log: oldest segment compacted, {:?}", self.log.sizes()),
+                    Ok(false) => {}
+                    Err(e) => debug!("state log: compaction deferred ({e})"),
+                }
+                true
+            }
+            Err(e) => {
+                self.persist_errors += 1;
+                if self.log_failing.is_none() {
+                    self.log_failing = Some(now_ms());
+                    error!(
+                        "cannot write the state log in {} ({e}); {} writes not made and none acknowledged: messages for this node stay with their senders, local sends fail",
+                        self.state.dir().join("log").display(),
+                        ids.len()
+                    );
+                } else {
+                    debug!("state log still not writable ({e})");
+                }
+                for id in ids {
+                    self.failed_writes.push(id);
+                    self.node.persist_failed(id);
+                }
+                if inbox_changed {
+                    // The inbox in memory went ahead of the log: read it back.
+                    let (inbox, _) = Inbox::load(&mut self.log, self.settings.inbox_max, self.settings.inbox_max_bytes);
+                    self.inbox = inbox;
+                    self.inbox_full_since.get_or_insert(now_ms());
+                }
+                false
+            }
+        }
+    }
+
+    /// Carries out the node's actions in order.
+    fn carry_out(&mut self) {
         while let Some(a) = self.node.poll_action() {
             match a {
                 Action::Transmit { to, data } => {
@@ -22,17 +103,16 @@ impl Daemon {
                         self.send_errors += 1;
                     }
                 }
-                Action::Persist { id, bytes } => match self.state.write_envelope(&id, &bytes) {
-                    Ok(()) => self.node.persisted(id),
+                Action::Persist { id, bytes } => match self.log.put(Table::Envelope, id.0, &bytes) {
+                    Ok(()) => self.uncommitted.push(id),
                     Err(e) => {
                         self.persist_errors += 1;
                         self.failed_writes.push(id);
-                        self.state.remove_envelope(&id);
                         self.node.persist_failed(id);
-                        error!("cannot persist envelope {id}: {e}");
+                        error!("cannot store envelope {id}: {e}");
                     }
                 },
-                Action::Unpersist { id } => self.state.remove_envelope(&id),
+                Action::Unpersist { id } => self.log.del(Table::Envelope, id.0),
                 Action::Deliver(d) => self.deliver(d),
                 Action::SaveCard { node, envelope } => self.state.save_card(&node, &envelope),
                 Action::ForgetCard { node } => self.state.remove_card(&node),
@@ -124,8 +204,12 @@ impl Daemon {
             }
             if self.inbox.has_part(&p.file, p.index) {
                 // The same part again under another envelope id: already
-                // stored, so it is delivered.
-                self.delivered_durably(&d.id, d.expires, &d.from);
+                // stored, so it is delivered (its id recorded as such).
+                let p = delivered_payload(d.expires, &d.from.0);
+                match self.log.put(Table::Delivered, d.id.0, &p) {
+                    Ok(()) => self.uncommitted.push(d.id),
+                    Err(_) => self.node.persist_failed(d.id),
+                }
                 return;
             }
         }
@@ -140,19 +224,17 @@ impl Daemon {
             read: false,
             part,
         };
-        let state = &self.state;
-        // A read message that makes room keeps its delivered.log line.
-        let forget = |m: &Message| record_delivered(state, m);
-        match self.inbox.add(&self.state, msg.clone(), &body, forget) {
+        match self.inbox.add(&mut self.log, msg.clone(), &body) {
             Ok(dropped) => {
+                self.inbox_changed = true;
                 for id in dropped {
                     debug!("inbox: removed read message {id} to make room");
                 }
-                if self.inbox_full_since.take().is_some() {
-                    notice!("inbox writable and with room again; messages left with senders will now arrive");
-                }
-                self.delivered_durably(&d.id, d.expires, &d.from);
-                debug!("message {} from {} delivered ({} bytes)", d.id, d.from, body.len());
+                // The inbox entry is the delivery record: acknowledged
+                // once the commit has it.
+                self.uncommitted.push(d.id);
+                // Logged once durable: one line per delivery, ever.
+                self.delivered_lines.push(format!("message {} from {} delivered ({} bytes)", d.id, d.from, body.len()));
                 match &msg.part {
                     Some(p) => self.file_part_stored(&p.file),
                     None => {
@@ -160,12 +242,11 @@ impl Daemon {
                         if let Some(o) = ev.as_object_mut() {
                             o.insert("event".into(), json!("message"));
                         }
-                        let _ = self.events.send(Arc::from(ev.to_string()));
+                        self.after_commit.push(Arc::from(ev.to_string()));
                     }
                 }
             }
             Err(e) => {
-                self.state.remove_file(&self.state.inbox_path(&msg.id));
                 self.node.persist_failed(d.id);
                 match e {
                     InboxError::Io(_) => self.persist_errors += 1,
@@ -184,30 +265,19 @@ impl Daemon {
         }
     }
 
-    /// The inbox file is the delivery record; the delivered.log line lets
-    /// the id outlive the file. If that fails, the file still counts.
-    fn delivered_durably(&mut self, id: &EnvelopeId, expires: u64, from: &NodeId) {
-        if let Err(e) = self.state.append_delivered(id, expires, from) {
-            self.persist_errors += 1;
-            warn!("cannot append to delivered.log ({e}); the inbox file records message {id}");
-        }
-        self.node.persisted(*id);
-    }
-
     /// A part of a file is stored: tell subscribers how far it is, and when
     /// it is complete, check the whole file's hash (a mismatch discards it).
     fn file_part_stored(&mut self, key: &str) {
         let Some(f) = self.inbox.file(key) else { return };
         if f.complete {
-            match self.inbox.verify_file(&self.state, key) {
+            match self.inbox.verify_file(&self.log, key) {
                 Ok(true) => debug!("file {key} '{}' from {} complete ({} bytes)", f.name, f.from, f.size),
                 Ok(false) | Err(_) => {
-                    let state = &self.state;
-                    let _ = self.inbox.remove_file(state, key, |m| record_delivered(state, m));
+                    let _ = self.inbox.remove_file(&mut self.log, key);
                     self.files_failed += 1;
                     warn!("file '{}' from {} does not match its hash; discarded", f.name, f.from);
                     let ev = json!({"event": "file_failed", "id": key, "from": f.from, "name": f.name});
-                    let _ = self.events.send(Arc::from(ev.to_string()));
+                    self.after_commit.push(Arc::from(ev.to_string()));
                     return;
                 }
             }
@@ -216,20 +286,20 @@ impl Daemon {
         if let Some(o) = ev.as_object_mut() {
             o.insert("event".into(), json!(if f.complete { "file" } else { "file_progress" }));
         }
-        let _ = self.events.send(Arc::from(ev.to_string()));
+        self.after_commit.push(Arc::from(ev.to_string()));
     }
 
     /// Removes files that can no longer complete (their newest part has
     /// expired, so no sender still holds the rest).
     pub(super) fn drop_stale_files(&mut self, now_s: u64) {
         for key in self.inbox.stale_files(now_s) {
-            let state = &self.state;
             let name = self.inbox.file(&key).map(|f| f.name).unwrap_or_default();
-            match self.inbox.remove_file(state, &key, |m| record_delivered(state, m)) {
+            match self.inbox.remove_file(&mut self.log, &key) {
                 Ok(n) => info!("file {key} '{name}' expired with parts missing; removed its {n} parts"),
                 Err(e) => warn!("cannot remove the stale file {key}: {e}"),
             }
         }
+        self.commit();
         self.reopen_inbox();
     }
 

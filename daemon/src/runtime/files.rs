@@ -160,7 +160,8 @@ impl Daemon {
             return error("no such message in the inbox");
         };
         if f.complete {
-            self.inbox.mark_file_read(&self.state, key);
+            self.inbox.mark_file_read(&mut self.log, key);
+            self.commit();
         }
         let verified = NodeId::parse(&f.from).is_some_and(|n| self.contacts.is_verified(&n));
         let mut entry = json!(self.inbox.file(key).unwrap_or(f));
@@ -170,7 +171,7 @@ impl Daemon {
             return json!({"ok": true, "message": entry});
         };
         let len = limit.unwrap_or(FILE_CHUNK).clamp(1, FILE_CHUNK);
-        match self.inbox.read_file(&self.state, key, offset as u64, len) {
+        match self.inbox.read_file(&self.log, key, offset as u64, len) {
             Ok(Some(data)) => {
                 let end = offset as u64 + data.len() as u64;
                 let size = entry["size"].as_u64().unwrap_or(0);

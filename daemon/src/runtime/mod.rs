@@ -33,6 +33,8 @@ use crate::net::names::{Answer, Lookup, Names};
 use crate::net::udp::{bind_udp, normalize, resolve_peers};
 use crate::persist::State;
 use crate::persist::inbox_files::PartInfo;
+use crate::persist::record::{Table, delivered_payload};
+use crate::persist::segments::Log;
 use crate::{debug, error, info, log, notice, warn};
 use meshpost_proto::filepart;
 
@@ -45,9 +47,13 @@ pub mod selftest;
 mod views;
 
 use channels::{Channel, prune};
-use restore::{record_delivered, restore};
+use restore::restore;
 pub use views::identity_json;
 use views::page;
+
+/// Datagrams taken from the socket in one turn of the loop, before the
+/// turn's writes are committed together.
+const MAX_BATCH: usize = 64;
 
 /// Longest sleep of the event loop when no timer is due sooner.
 const MAX_SLEEP_MS: u64 = 5_000;
@@ -137,6 +143,18 @@ fn bind_control(path: &PathBuf) -> Result<UnixListener, String> {
 pub struct Daemon {
     node: Node,
     state: State,
+    /// Stored envelopes, the inbox's entries and delivered ids.
+    log: Log,
+    /// Writes the node waits for, made durable by the next commit.
+    uncommitted: Vec<EnvelopeId>,
+    /// Events for subscribers about what the next commit makes durable.
+    after_commit: Vec<Arc<str>>,
+    /// Debug lines about deliveries, logged once the commit has them.
+    delivered_lines: Vec<String>,
+    /// The inbox in memory changed since the last commit.
+    inbox_changed: bool,
+    /// Since when commits of the state log fail (logged once per episode).
+    log_failing: Option<u64>,
     inbox: Inbox,
     settings: Settings,
     config_path: Option<PathBuf>,
@@ -221,11 +239,30 @@ impl Daemon {
         let now = timestamp();
         router_defaults(&mut settings, identity.node_id(), true);
         let mut node = Node::new(identity, settings.node.clone(), os_seed(), now);
-        let (inbox, problems) = Inbox::load(&state, settings.inbox_max, settings.inbox_max_bytes);
+        let (mut log, problems) = Log::open(&state.dir().join("log"))?;
         for p in problems {
             warn!("{p}");
         }
-        let restored = restore(&mut node, &state, &inbox, now);
+        let (moved, problems) = crate::persist::migrate::migrate(&state, &mut log, now.unix_s())?;
+        for p in problems {
+            warn!("{p}");
+        }
+        if moved.any() {
+            notice!(
+                "moved {} stored envelopes, {} inbox messages and {} delivered ids into the state log",
+                moved.envelopes,
+                moved.inbox,
+                moved.delivered
+            );
+        }
+        let (inbox, problems) = Inbox::load(&mut log, settings.inbox_max, settings.inbox_max_bytes);
+        for p in problems {
+            warn!("{p}");
+        }
+        let restored = restore(&mut node, &mut log, &state, &inbox, now);
+        if let Err(e) = log.commit() {
+            warn!("cannot write the state log at start ({e}); set-aside entries stay in it");
+        }
         let (outbox, bad) = crate::persist::outbox::OutboxLog::load(state.dir());
         if bad > 0 {
             warn!("{}: {bad} unreadable lines skipped", state.dir().join("outbox.log").display());
@@ -281,6 +318,12 @@ impl Daemon {
         let mut d = Daemon {
             node,
             state,
+            log,
+            uncommitted: Vec::new(),
+            after_commit: Vec::new(),
+            delivered_lines: Vec::new(),
+            inbox_changed: false,
+            log_failing: None,
             inbox,
             settings,
             config_path,
@@ -338,6 +381,12 @@ impl Daemon {
                 r = d.udp.recv_from(&mut buf) => {
                     if let Ok((n, from)) = r {
                         d.node.handle_datagram(timestamp(), normalize(from), &buf[..n]);
+                        // Whatever else is waiting joins this turn, so its
+                        // writes share one commit.
+                        for _ in 1..MAX_BATCH {
+                            let Ok((n, from)) = d.udp.try_recv_from(&mut buf) else { break };
+                            d.node.handle_datagram(timestamp(), normalize(from), &buf[..n]);
+                        }
                     }
                 }
                 _ = tokio::time::sleep(Duration::from_millis(wait)) => {

@@ -1,28 +1,26 @@
-//! Start-up: taking back stored envelopes, cards and delivered ids from the
-//! state directory, and recording delivered ids that outlive inbox files.
-//! Unreadable files are quarantined, never deleted.
+//! Start-up: taking back stored envelopes, cards, sessions and delivered
+//! ids from the state directory and its log. Unreadable files are
+//! quarantined and unreadable records set aside, never deleted.
 
 use super::*;
+use crate::persist::record::parse_delivered;
 
-/// Appends a message's id to delivered.log, so it stays a delivery after
-/// its inbox file is gone.
-pub(crate) fn record_delivered(state: &State, m: &Message) -> std::io::Result<()> {
-    let id = EnvelopeId::parse(&m.id).ok_or_else(|| std::io::Error::other("inbox message id is not an envelope id"))?;
-    let from = NodeId::parse(&m.from).unwrap_or(NodeId([0; 16]));
-    state.append_delivered(&id, m.expires, &from)
-}
-
-/// Loads envelopes, delivered ids and cards from the state directory. The
-/// delivered ids are those in delivered.log and those in the inbox.
-pub(crate) fn restore(node: &mut Node, state: &State, inbox: &Inbox, now: Timestamp) -> usize {
+/// Loads envelopes, delivered ids, cards and sessions. The delivered ids
+/// are the log's delivered records and the inbox's entries. Buffers
+/// deletions in `log` (expired envelopes, set-aside records); the caller
+/// commits.
+pub(crate) fn restore(node: &mut Node, log: &mut Log, state: &State, inbox: &Inbox, now: Timestamp) -> usize {
     let now_s = now.unix_s();
     let mut n = 0;
-    let (delivered, problem) = state.delivered(now_s);
-    if let Some(p) = problem {
-        warn!("{p}");
-    }
-    for (id, exp, origin) in delivered {
-        node.restore_delivered(id, origin, exp);
+    for key in log.keys(Table::Delivered) {
+        match log.get(Table::Delivered, &key).ok().flatten().as_deref().and_then(parse_delivered) {
+            Some((expires, origin)) if expires > now_s => {
+                node.restore_delivered(EnvelopeId(key), NodeId(origin), expires)
+            }
+            // Expired: dropped when its segment is compacted.
+            Some(_) => {}
+            None => warn!("delivered id {}: {}", EnvelopeId(key), log.set_aside(Table::Delivered, key)),
+        }
     }
     for m in inbox.list() {
         if let Some(id) = EnvelopeId::parse(&m.id)
@@ -57,29 +55,26 @@ pub(crate) fn restore(node: &mut Node, state: &State, inbox: &Inbox, now: Timest
             }
         }
     }
-    for (path, bytes) in state.envelopes() {
-        let bytes = match bytes {
-            Ok(b) => b,
+    for key in log.keys(Table::Envelope) {
+        let id = EnvelopeId(key);
+        let bytes = match log.get(Table::Envelope, &key) {
+            Ok(Some(b)) => b,
+            Ok(None) => continue,
             Err(e) => {
-                warn!("stored envelope {} unreadable ({e}); moved aside as .bad", path.display());
-                state.quarantine(&path);
+                warn!("stored envelope {id} unreadable ({e}); {}", log.set_aside(Table::Envelope, key));
                 continue;
             }
         };
         match node.restore_envelope(&bytes, now) {
-            Ok(id) => {
+            Ok(got) if got == id => n += 1,
+            Ok(got) => {
+                // Filed under another id: file it under its own.
                 n += 1;
-                let expected = path.file_stem().and_then(|s| s.to_str()).and_then(EnvelopeId::parse);
-                if expected != Some(id) {
-                    let _ = state.write_envelope(&id, &bytes);
-                    state.remove_file(&path);
-                }
+                let _ = log.put(Table::Envelope, got.0, &bytes);
+                log.del(Table::Envelope, key);
             }
-            Err(e) if e.is_expired() => state.remove_file(&path),
-            Err(e) => {
-                warn!("stored envelope {} refused ({e}); moved aside as .bad", path.display());
-                state.quarantine(&path);
-            }
+            Err(e) if e.is_expired() => log.del(Table::Envelope, key),
+            Err(e) => warn!("stored envelope {id} refused ({e}); {}", log.set_aside(Table::Envelope, key)),
         }
     }
     n

@@ -238,6 +238,9 @@ impl Daemon {
             ("known_nodes", "nodes whose keys are known", self.node.cards().count() as u64),
             ("routes", "destinations with a route", self.node.routes().len() as u64),
             ("control_clients", "connected control clients", self.stats.clients.load(Relaxed) as u64),
+            ("state_log_bytes", "bytes in the state log's segment files", self.log.sizes().0),
+            ("state_log_live_bytes", "bytes of live records in the state log", self.log.sizes().1),
+            ("state_log_segments", "segment files of the state log", self.log.segments() as u64),
         ];
         for (name, help, v) in gauges {
             let _ = writeln!(s, "# HELP meshpost_{name} {help}\n# TYPE meshpost_{name} gauge\nmeshpost_{name} {v}");
@@ -246,7 +249,16 @@ impl Daemon {
         for l in self.node.federation_links() {
             fed.add(&l.counters);
         }
+        let ls = self.log.stats();
         let counters = [
+            ("state_log_commits", "commits of the state log (one fsync each)", ls.commits),
+            (
+                "state_log_failed_commits",
+                "commits of the state log that failed (nothing of them acknowledged)",
+                ls.failed_commits,
+            ),
+            ("state_log_written_bytes", "bytes written to the state log, compaction included", ls.bytes_written),
+            ("state_log_compacted_bytes", "bytes the state log's compaction copied", ls.bytes_compacted),
             (
                 "control_refused_access",
                 "control clients refused by SO_PEERCRED",
