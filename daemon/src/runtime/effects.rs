@@ -312,10 +312,59 @@ impl Daemon {
         }
     }
 
+    /// Handles control requests that arrived together. Plain sends share
+    /// one commit and are answered after it; one whose write failed is
+    /// answered with an error instead (and shows as dropped in the outbox).
+    pub(super) fn answer(&mut self, batch: Vec<crate::control::Incoming>) {
+        let mut replies = Vec::with_capacity(batch.len());
+        let (sends, others): (Vec<_>, Vec<_>) =
+            batch.into_iter().partition(|r| matches!(r.request, crate::control::protocol::Request::Send { .. }));
+        self.failed_writes.clear();
+        for req in sends {
+            self.batch_sent = Some(Vec::new());
+            let reply = self.handle(req.request);
+            let ids = self.batch_sent.take().unwrap_or_default();
+            replies.push((req.reply, reply, ids));
+        }
+        self.drain();
+        for (tx, reply, ids) in replies {
+            let lost: Vec<EnvelopeId> = ids
+                .into_iter()
+                .filter(|id| self.failed_writes.contains(id) || self.node.is_pending_write(id))
+                .collect();
+            let reply = if lost.is_empty() {
+                reply
+            } else {
+                for id in lost {
+                    if let Some(to) = self.outbox.get(&id).map(|r| r.to) {
+                        self.record_sent(id, to, SentState::Dropped);
+                    }
+                    self.messages_sent = self.messages_sent.saturating_sub(1);
+                }
+                crate::control::Reply::Json(crate::control::error(
+                    "could not write the message to the state directory; not sent",
+                ))
+            };
+            let _ = tx.send(reply);
+        }
+        // Anything else one by one, after the sends' commit.
+        for req in others {
+            let reply = self.handle(req.request);
+            let _ = req.reply.send(reply);
+            self.drain();
+        }
+    }
+
     /// Carries out the actions of a local send or publish, whose `Persist`
     /// comes first, and says whether the envelope is durable. If not, it is
     /// taken back, so nothing is acknowledged that a crash could lose.
     pub(super) fn make_durable(&mut self, id: &EnvelopeId) -> bool {
+        if let Some(ids) = &mut self.batch_sent {
+            // Answered after the batch's commit (`answer`).
+            ids.push(*id);
+            self.carry_out();
+            return !self.failed_writes.contains(id);
+        }
         self.failed_writes.clear();
         self.drain();
         // The node forwards nothing before `persisted`, and took the

@@ -180,6 +180,9 @@ pub struct Daemon {
     persist_errors: u64,
     /// Writes that failed during the current drain (for local sends).
     failed_writes: Vec<EnvelopeId>,
+    /// Set while a batch of sends is handled: `make_durable` leaves the
+    /// commit to the end of the batch and notes the id here.
+    batch_sent: Option<Vec<EnvelopeId>>,
     /// Set while deliveries cannot be stored: the inbox is full of unread
     /// mail or its files cannot be written (logged once per episode).
     inbox_full_since: Option<u64>,
@@ -343,6 +346,7 @@ impl Daemon {
             send_errors: 0,
             persist_errors: 0,
             failed_writes: Vec::new(),
+            batch_sent: None,
             inbox_full_since: None,
             refused_files: Default::default(),
             files_failed: 0,
@@ -405,8 +409,16 @@ impl Daemon {
                     }
                 }
                 Some(req) = rx.recv() => {
-                    let reply = d.handle(req.request);
-                    let _ = req.reply.send(reply);
+                    // Sends waiting from other clients join this turn and
+                    // share its commit; each is answered after it.
+                    let mut batch = vec![req];
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(r) => batch.push(r),
+                            Err(_) => break,
+                        }
+                    }
+                    d.answer(batch);
                 }
                 _ = async {
                     match &changes {

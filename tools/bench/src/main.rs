@@ -330,11 +330,21 @@ fn run(args: &Args) -> Result<(), BenchError> {
     for (i, d) in ds.iter().enumerate() {
         let cpu = cpu1[i].saturating_sub(cpu0[i]);
         let (files, bytes) = d.state_usage();
+        // The state log's own counts: fsyncs and bytes written per message,
+        // and how much of it compaction copied (write amplification).
+        let per = arrived.len().max(1) as f64;
+        let (commits, written, compacted) = (
+            metric(d, "state_log_commits_total"),
+            metric(d, "state_log_written_bytes_total"),
+            metric(d, "state_log_compacted_bytes_total"),
+        );
         println!(
-            "  {}: cpu_ms={cpu} cpu_us_per_msg={:.0} rss_kib={} state_files={files} state_bytes={bytes}",
+            "  {}: cpu_ms={cpu} cpu_us_per_msg={:.0} rss_kib={} state_files={files} state_bytes={bytes} log_commits_per_msg={:.2} log_written_per_msg={:.0} log_compacted_bytes={compacted}",
             d.name,
-            cpu as f64 * 1e3 / arrived.len().max(1) as f64,
-            d.rss_kib()
+            cpu as f64 * 1e3 / per,
+            d.rss_kib(),
+            commits as f64 / per,
+            written as f64 / per,
         );
     }
     if let Some((files, bytes, rss)) = stored {
