@@ -83,15 +83,21 @@ fn an_independent_python_implementation_agrees_with_meshpost_both_ways() {
     )
     .unwrap();
     // Three messages of a session from A to B (protocol.md 7.2.1): the
-    // first with the starting exchange, the other two after B confirmed.
+    // first with the starting exchange, the second naming the session
+    // before B confirmed it (suite 5), the third after (suite 4).
     let mut session =
         e2e::start_session(&mut NodeRng::from_seed([4; 32]), &card_of(&b), created).expect("B offers ML-KEM");
     let texts = ["erste", "zweite — 2", "third"];
+    let suites = [e2e::SUITE_SESSION_INIT, e2e::SUITE_SESSION_EARLY, e2e::SUITE_SESSION];
     let mut payloads = Vec::new();
+    let expires = created + 3600;
     for (i, t) in texts.iter().enumerate() {
-        session.confirmed = i > 0;
-        let (p, n) = e2e::seal_in(&mut session, &a.public_key(), &b.node_id().0, e2e::CONTENT_TEXT, t.as_bytes());
-        assert_eq!((n as usize, p[0]), (i, if i == 0 { e2e::SUITE_SESSION_INIT } else { e2e::SUITE_SESSION }));
+        session.confirmed = i > 1;
+        let (p, n) =
+            e2e::seal_in(&mut session, &a.public_key(), &b.node_id().0, e2e::CONTENT_TEXT, t.as_bytes(), expires);
+        // The node notes each message that carried the start.
+        session.starts.insert([i as u8; 16]);
+        assert_eq!((n as usize, p[0]), (i, suites[i]));
         payloads.push(to_hex(&p));
     }
     let key: Vec<u8> = (0u8..32).collect();
@@ -151,10 +157,11 @@ fn an_independent_python_implementation_agrees_with_meshpost_both_ways() {
     let opened = e2e::open(&a, reply.origin(), &reply.dest().id, reply.payload()).expect("meshpost opens it");
     assert_eq!(String::from_utf8(opened.body).unwrap(), v["reply_text"].as_str().unwrap());
 
-    // Python's session from B to A: suite 3, then suite 4, opened by
-    // meshpost last first (the suite 4 message cannot open before the
-    // suite 3 one started the session here; a store-and-forward sender
-    // never sends suite 4 before that is acknowledged).
+    // Python's session from B to A: suites 3, 5 and 4, opened by meshpost
+    // out of order. Before the suite 3 message started the session here,
+    // the suite 5 one waits for it and the suite 4 one is refused (a
+    // store-and-forward sender never sends suite 4 before that is
+    // acknowledged).
     let mut book = meshpost_proto::session::Inbound::default();
     let (b_ed, a_id) = (b.public_key(), a.node_id().0);
     let session_reply: Vec<Vec<u8>> = v["session_reply"]
@@ -163,6 +170,8 @@ fn an_independent_python_implementation_agrees_with_meshpost_both_ways() {
         .iter()
         .map(|x| meshpost_proto::crypto::from_hex_bytes(x.as_str().unwrap(), 1 << 16).unwrap())
         .collect();
+    let early = e2e::open_any(&a, &mut book, b.node_id(), &b_ed, &a_id, &session_reply[1], created);
+    assert_eq!(early, Err(e2e::OpenError::SessionPending));
     let early = e2e::open_any(&a, &mut book, b.node_id(), &b_ed, &a_id, &session_reply[2], created);
     assert!(matches!(early, Err(e2e::OpenError::Session(_))), "{early:?}");
     for i in [0, 2, 1] {

@@ -70,22 +70,22 @@ fn envelopes(c: &mut Criterion) {
     });
     // A confirmed session (protocol.md 7.2.1): what every later message costs.
     let mut session = e2e::start_session(&mut OsRng, &bob_card, NOW).unwrap();
-    let first = e2e::seal_in(&mut session, &[1; 32], &[2; 16], 1, b"start").0;
+    let first = e2e::seal_in(&mut session, &[1; 32], &[2; 16], 1, b"start", NOW + 3600).0;
     let mut book = meshpost_proto::session::Inbound::default();
     let alice = meshpost_proto::identity::NodeId([1; 16]);
     e2e::open_any(&bob, &mut book, alice, &[1; 32], &[2; 16], &first, NOW).unwrap();
     session.confirmed = true;
     c.bench_function("e2e session seal, suite 4 (200 B)", |b| {
-        b.iter(|| e2e::seal_in(&mut session, &[1; 32], &[2; 16], 1, black_box(&[b'x'; 200])))
+        b.iter(|| e2e::seal_in(&mut session, &[1; 32], &[2; 16], 1, black_box(&[b'x'; 200]), NOW + 3600))
     });
     // A second session, so the open starts where its book is.
     let mut session = e2e::start_session(&mut OsRng, &bob_card, NOW).unwrap();
-    let first = e2e::seal_in(&mut session, &[1; 32], &[2; 16], 1, b"start").0;
+    let first = e2e::seal_in(&mut session, &[1; 32], &[2; 16], 1, b"start", NOW + 3600).0;
     e2e::open_any(&bob, &mut book, alice, &[1; 32], &[2; 16], &first, NOW).unwrap();
     session.confirmed = true;
     c.bench_function("e2e session open, suite 4, next counter (200 B)", |b| {
         b.iter_batched(
-            || e2e::seal_in(&mut session, &[1; 32], &[2; 16], 1, &[b'x'; 200]).0,
+            || e2e::seal_in(&mut session, &[1; 32], &[2; 16], 1, &[b'x'; 200], NOW + 3600).0,
             |p| e2e::open_any(&bob, &mut book, alice, &[1; 32], &[2; 16], black_box(&p), NOW).unwrap(),
             BatchSize::SmallInput,
         )

@@ -54,7 +54,12 @@ const SUITE_HYBRID: u8 = 2;
 pub const SUITE_SESSION_INIT: u8 = 3;
 /// A later message of a confirmed session.
 pub const SUITE_SESSION: u8 = 4;
-/// Header bytes of a suite 4 message: suite, session id, counter.
+/// A message of a session not confirmed yet that leaves its start to the
+/// messages around it (every [`session::START_EVERY`]th carries it). A
+/// receiver without the session defers it (no ack, no refusal) until the
+/// start arrives.
+pub const SUITE_SESSION_EARLY: u8 = 5;
+/// Header bytes of a suite 4 or 5 message: suite, session id, counter.
 pub const SESSION_HEADER: usize = 1 + SID_LEN + 4;
 
 /// Why a direct payload could not be opened.
@@ -77,6 +82,9 @@ pub enum OpenError {
     BadFilePart(FilePartError),
     /// A session message the session state held cannot open.
     Session(SessionError),
+    /// A suite 5 message whose session has not started here yet: its
+    /// start is on its way in another message.
+    SessionPending,
 }
 
 impl fmt::Display for OpenError {
@@ -94,6 +102,7 @@ impl fmt::Display for OpenError {
             OpenError::NotText => f.write_str("a text message that is not UTF-8"),
             OpenError::BadFilePart(e) => write!(f, "{e}"),
             OpenError::Session(e) => write!(f, "{e}"),
+            OpenError::SessionPending => f.write_str("the session's start has not arrived yet"),
         }
     }
 }
@@ -220,12 +229,19 @@ pub fn start_session(rng: &mut impl CryptoRngCore, recipient: &Card, now_s: u64)
         chain: session::Chain::new(first),
         confirmed: false,
         created_s: now_s,
+        start_until: 0,
+        starts: Default::default(),
         unacked: Default::default(),
     })
 }
 
-/// Seals `body` as the next message of `s`: suite 3 (with the session's
-/// starting exchange) until `s` is confirmed, suite 4 after. Returns the
+/// Seals `body`, for a message that expires at `expires` (unix seconds),
+/// as the next message of `s`. Until `s` is confirmed, the session's
+/// starting exchange rides in every [`session::START_EVERY`]th message
+/// (suite 3), in any that would outlive all earlier ones carrying it by
+/// more than [`session::START_GRACE_S`], and in the next one whenever no
+/// message carrying it is still on its way (`s.starts` empty); the rest
+/// name the session (suite 5). Suite 4 once confirmed. Returns the
 /// payload and the counter used.
 pub fn seal_in(
     s: &mut SendSession,
@@ -233,15 +249,21 @@ pub fn seal_in(
     dest: &[u8; 16],
     content_type: u8,
     body: &[u8],
+    expires: u64,
 ) -> (Vec<u8>, u32) {
     let (n, mk) = s.chain.step();
     let plain = pad(content_type, body);
     let mut out = Vec::with_capacity(SESSION_HEADER + s.header.len() + plain.len() + 16);
-    if s.confirmed {
-        out.put_u8(SUITE_SESSION);
+    let start = !s.confirmed
+        && (s.starts.is_empty()
+            || n.is_multiple_of(session::START_EVERY)
+            || expires > s.start_until.saturating_add(session::START_GRACE_S));
+    if !start {
+        out.put_u8(if s.confirmed { SUITE_SESSION } else { SUITE_SESSION_EARLY });
         out.extend_from_slice(&s.sid);
         out.put_u32(n);
     } else {
+        s.start_until = s.start_until.max(expires);
         out.put_u8(SUITE_SESSION_INIT);
         out.put_u32(n);
         out.extend_from_slice(&s.header);
@@ -282,8 +304,11 @@ pub fn open_any(
     let mut r = Reader::new(payload);
     let suite = r.u8("suite").map_err(|_| OpenError::Truncated)?;
     let (sid, counter, fresh) = match suite {
-        SUITE_SESSION => {
+        SUITE_SESSION | SUITE_SESSION_EARLY => {
             let sid = r.array::<SID_LEN>("sid").map_err(|_| OpenError::Truncated)?;
+            if suite == SUITE_SESSION_EARLY && !book.contains(&origin_id, &sid) {
+                return Err(OpenError::SessionPending);
+            }
             (sid, r.u32("counter").map_err(|_| OpenError::Truncated)?, None)
         }
         SUITE_SESSION_INIT => {

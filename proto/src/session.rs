@@ -46,6 +46,12 @@ pub const MAX_JUMP: u32 = 4096;
 pub const SESSION_MESSAGES: u32 = 10_000;
 /// ...or this many seconds, and starts a fresh hybrid exchange.
 pub const SESSION_AGE_S: u64 = 24 * 3600;
+/// Until a session is confirmed, every this many messages carries its
+/// start (suite 3); the others only name it (suite 5).
+pub const START_EVERY: u32 = 16;
+/// ...and so does any message that would outlive every start sent so far
+/// by more than this (a follower whose start expired could never open).
+pub const START_GRACE_S: u64 = 3600;
 /// Sessions a receiver keeps per origin (least recently used go first):
 /// a backlog as large as a recipient's share of the default store
 /// (2 MiB, about 4,600 messages) needs 5.
@@ -151,6 +157,12 @@ pub struct SendSession {
     pub chain: Chain,
     pub confirmed: bool,
     pub created_s: u64,
+    /// The latest expiry (unix seconds) of a message that carried the start.
+    pub start_until: u64,
+    /// Messages carrying the start that may still arrive (the node drops
+    /// one once it is final or its write failed). None left: the next
+    /// message carries the start again.
+    pub starts: std::collections::BTreeSet<[u8; 16]>,
     /// Envelope ids sealed in it and not yet acknowledged, refused or gone.
     pub unacked: std::collections::BTreeSet<[u8; 16]>,
 }

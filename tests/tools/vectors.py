@@ -137,11 +137,12 @@ class Sessions:
 
     def open(self, origin, dest, payload):
         suite = payload[0]
-        if suite == 4:
+        if suite in (4, 5):
             sid, (n,) = payload[1:9], struct.unpack(">I", payload[9:13])
             header_len = 13
+            assert sid in self.by_sid, "suite 4/5 before the session started"
         else:
-            assert suite == 3, "suite 3 or 4 expected"
+            assert suite == 3, "suite 3, 4 or 5 expected"
             (n,) = struct.unpack(">I", payload[1:5])
             eph, ct = payload[5:37], payload[37:37 + 1088]
             header_len = 37 + 1088
@@ -161,9 +162,10 @@ class Sessions:
         return unpad(ChaCha20Poly1305(mk).decrypt(bytes(12), payload[header_len:], aad))
 
 
-def seal_session(recipient, origin, dest, bodies, confirmed_from):
+def seal_session(recipient, origin, dest, bodies, early_from, confirmed_from):
     """protocol.md section 7.2.1, as the sender: one session, suite 3 for
-    counters below `confirmed_from`, suite 4 from there."""
+    counters below `early_from`, suite 5 (naming the unconfirmed session)
+    below `confirmed_from`, suite 4 from there."""
     eph_sk = X25519PrivateKey.generate()
     eph = eph_sk.public_key().public_bytes(*RAW)
     dh = eph_sk.exchange(X25519PublicKey.from_public_bytes(recipient["e2e"]))
@@ -173,8 +175,10 @@ def seal_session(recipient, origin, dest, bodies, confirmed_from):
     out = []
     for n, body in enumerate(bodies):
         mk, ck = kdf(b"mp-mk\0\0\0", ck, []), kdf(b"mp-ck\0\0\0", ck, [])
-        if n < confirmed_from:
+        if n < early_from:
             header = bytes([3]) + struct.pack(">I", n) + eph + ct
+        elif n < confirmed_from:
+            header = bytes([5]) + sid + struct.pack(">I", n)
         else:
             header = bytes([4]) + sid + struct.pack(">I", n)
         out.append(header + ChaCha20Poly1305(mk).encrypt(bytes(12), pad(body), origin + dest + header))
@@ -231,12 +235,19 @@ def main():
 
     # A session from A to B: the start, then counters 2 and 1 out of order.
     sess = v["session"]
+    check("suites 3, 5, 4", [h(x)[0] for x in sess["payloads"]] == [3, 5, 4])
+    try:
+        Sessions(b).open(env["origin"], env["dest"], h(sess["payloads"][1]))
+        waits = False
+    except AssertionError:
+        waits = True
+    check("suite 5 cannot open before its session's start", waits)
     book = Sessions(b)
     for i in (0, 2, 1):
         ctype, body = book.open(env["origin"], env["dest"], h(sess["payloads"][i]))
         check("session message %d opened out of order" % i, ctype == 1 and body.decode() == sess["texts"][i])
     sess_texts = ["python session %d %s" % (i, os.urandom(2).hex()) for i in range(3)]
-    sess_reply = seal_session(a, b["ed"], a["node_id"], [t.encode() for t in sess_texts], 1)
+    sess_reply = seal_session(a, b["ed"], a["node_id"], [t.encode() for t in sess_texts], 1, 2)
 
     reply_text = "reply from python " + os.urandom(4).hex()
     payload = seal_payload(a, b["ed"], a["node_id"], reply_text.encode())

@@ -106,6 +106,9 @@ impl Node {
         self.metrics.writes_failed += 1;
         match w.kind {
             WriteKind::Store => {
+                if let Some(e) = self.store.get(&id).filter(|e| e.local).map(|e| e.env.clone()) {
+                    self.session_unsealed(NodeId(e.dest().id), id);
+                }
                 self.store.remove(&id);
                 // A local send that could not be stored was never sent.
                 self.outbox.forget(&id);

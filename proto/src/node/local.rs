@@ -111,14 +111,17 @@ impl Node {
         let card = self.cards.get(&to).ok_or(SendError::UnknownRecipient(to))?;
         // A node of another community is addressed as node@domain.
         let domain = if card.domain != self.cfg.domain { card.domain.clone() } else { String::new() };
-        let payload = self.seal_payload(to, content_type, body).ok_or(SendError::UnknownRecipient(to))?;
+        let (created, ttl) = (self.unix_s(), ttl.unwrap_or(self.cfg.default_ttl));
+        let payload = self
+            .seal_payload(to, content_type, body, created + u64::from(ttl))
+            .ok_or(SendError::UnknownRecipient(to))?;
         let env = Envelope::seal(
             &self.identity,
             &Draft {
                 kind: Kind::Direct,
                 max_hops: hops.unwrap_or_else(|| self.hops_to(&to)),
-                created: self.unix_s(),
-                ttl: ttl.unwrap_or(self.cfg.default_ttl),
+                created,
+                ttl,
                 dest: Destination { id: to.0, domain },
                 payload: &payload,
             },
@@ -126,7 +129,7 @@ impl Node {
         .map_err(SendError::Envelope)?;
         // Counted against the session from here: a session never has more
         // than MAX_UNACKED messages out (a file's parts included).
-        self.session_sealed(to, env.id());
+        self.session_sealed(to, &env);
         Ok(env)
     }
 

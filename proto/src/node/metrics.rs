@@ -44,6 +44,9 @@ pub struct Metrics {
     pub e2e_sessions_started: u64,
     /// End-to-end sessions other nodes started with this node.
     pub e2e_sessions_accepted: u64,
+    /// Session messages deferred because their session's start had not
+    /// arrived yet (suite 5).
+    pub e2e_session_pending: u64,
     pub envelopes_acked: u64,
     pub frames_invalid: u64,
     pub fragments_dropped: u64,
@@ -125,6 +128,11 @@ impl Metrics {
             ("envelopes_undecryptable", "envelopes for us that failed to decrypt", self.envelopes_undecryptable),
             ("e2e_sessions_started", "end-to-end sessions started as a sender", self.e2e_sessions_started),
             ("e2e_sessions_accepted", "end-to-end sessions other nodes started here", self.e2e_sessions_accepted),
+            (
+                "e2e_session_pending",
+                "session messages deferred until their session's start arrives",
+                self.e2e_session_pending,
+            ),
             ("envelopes_acked", "stored envelopes released after the recipient confirmed", self.envelopes_acked),
             ("frames_invalid", "decrypted frames that were malformed", self.frames_invalid),
             ("announces_in", "announces received (new ones)", self.announces_in),

@@ -207,6 +207,13 @@ impl Node {
         }
         let (opened, used) = match self.open_direct(env) {
             Ok(o) => o,
+            Err(e2e::OpenError::SessionPending) if self.session_may_wait(id) => {
+                // Its session's start is in another message, offered
+                // before it: not acknowledged, the sender keeps it.
+                self.metrics.deliveries_deferred += 1;
+                self.metrics.e2e_session_pending += 1;
+                return;
+            }
             Err(e) => {
                 // Nobody else can read it either: remember it as seen.
                 self.seen.insert(id, expires);
@@ -218,7 +225,7 @@ impl Node {
                         Some(crate::ack::REFUSED_UNSUPPORTED)
                     }
                     // The sender retires the session and starts a new one.
-                    e2e::OpenError::Session(_) => Some(crate::ack::REFUSED_NO_SESSION),
+                    e2e::OpenError::Session(_) | e2e::OpenError::SessionPending => Some(crate::ack::REFUSED_NO_SESSION),
                     _ => None,
                 };
                 if let Some(reason) = reason {

@@ -25,6 +25,13 @@ pub const SAVE_BYTES_PER_DELIVERY: usize = 256;
 /// Recipients a sender keeps a session with (the oldest goes first; its
 /// recipient then gets a new one).
 pub const MAX_SEND_SESSIONS: usize = 1024;
+/// How long a receiver defers a suite 5 message whose session's start has
+/// not arrived, from the first time it did so; then it refuses it as
+/// "no session" (the start was dropped, say from a sender blocked then).
+pub const START_WAIT_MS: u64 = 10 * 60 * 1000;
+/// Deferred suite 5 messages remembered (the oldest is forgotten first,
+/// which only restarts its wait).
+pub const MAX_PENDING_STARTS: usize = 4096;
 
 /// Both halves of the node's sessions.
 #[derive(Default)]
@@ -33,6 +40,9 @@ pub(super) struct Sessions {
     inbound: Inbound,
     /// Deliveries per origin since its sessions were last handed out to save.
     unsaved: BTreeMap<NodeId, u32>,
+    /// Suite 5 messages deferred for want of their session's start, and
+    /// when (monotonic ms) they were first.
+    pending: BTreeMap<EnvelopeId, u64>,
     /// Origins with a session not saved yet (or whose save failed).
     must_save: std::collections::BTreeSet<NodeId>,
     expire_at: u64,
@@ -42,7 +52,7 @@ impl Node {
     /// Seals `body` to `to`, in the current session with it (started when
     /// there is none, it is spent, or it was made for another card).
     /// Recipients without an ML-KEM key get a one-shot message.
-    pub(super) fn seal_payload(&mut self, to: NodeId, content_type: u8, body: &[u8]) -> Option<Vec<u8>> {
+    pub(super) fn seal_payload(&mut self, to: NodeId, content_type: u8, body: &[u8], expires: u64) -> Option<Vec<u8>> {
         let now_s = self.unix_s();
         let card = self.cards.get(&to)?;
         let origin = self.identity.public_key();
@@ -73,14 +83,44 @@ impl Node {
             self.sessions.out.insert(to, fresh);
         }
         let s = self.sessions.out.get_mut(&to)?;
-        Some(e2e::seal_in(s, &origin, &to.0, content_type, body).0)
+        Some(e2e::seal_in(s, &origin, &to.0, content_type, body, expires).0)
     }
 
-    /// Records that envelope `id` to `to` was sealed in its current session.
-    pub(super) fn session_sealed(&mut self, to: NodeId, id: EnvelopeId) {
+    /// Records that envelope `env` to `to` was sealed in its current session.
+    pub(super) fn session_sealed(&mut self, to: NodeId, env: &Envelope) {
         if let Some(s) = self.sessions.out.get_mut(&to) {
-            s.unacked.insert(id.0);
+            s.unacked.insert(env.id().0);
+            if env.payload().first() == Some(&e2e::SUITE_SESSION_INIT) {
+                s.starts.insert(env.id().0);
+            }
         }
+    }
+
+    /// A local envelope to `to` will never go out (its write failed).
+    pub(super) fn session_unsealed(&mut self, to: NodeId, id: EnvelopeId) {
+        if let Some(s) = self.sessions.out.get_mut(&to) {
+            s.unacked.remove(&id.0);
+            s.starts.remove(&id.0);
+        }
+    }
+
+    /// Whether the suite 5 message `id` may wait longer for its session's
+    /// start ([`START_WAIT_MS`] from the first time it was deferred).
+    pub(super) fn session_may_wait(&mut self, id: EnvelopeId) -> bool {
+        let now = self.clock;
+        let pending = &mut self.sessions.pending;
+        if !pending.contains_key(&id) && pending.len() >= MAX_PENDING_STARTS {
+            let oldest = pending.iter().min_by_key(|(_, t)| **t).map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                pending.remove(&k);
+            }
+        }
+        let first = *pending.entry(id).or_insert(now);
+        if now.saturating_sub(first) < START_WAIT_MS {
+            return true;
+        }
+        pending.remove(&id);
+        false
     }
 
     /// A sent message reached a final state: an acknowledgement confirms
@@ -91,6 +131,7 @@ impl Node {
             return;
         }
         let Some(s) = self.sessions.out.get_mut(&to) else { return };
+        s.starts.remove(&id.0);
         if !s.unacked.remove(&id.0) {
             return;
         }
@@ -118,6 +159,9 @@ impl Node {
             env.payload(),
             now_s,
         );
+        if r.is_ok() {
+            self.sessions.pending.remove(&env.id());
+        }
         if let Ok((_, Some(u))) = &r
             && u.new
         {

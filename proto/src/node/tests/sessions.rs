@@ -149,3 +149,31 @@ fn a_backlog_beyond_max_unacked_goes_in_two_sessions_and_opens_whole() {
     assert_eq!(p.b.metrics().envelopes_undecryptable, 0);
     assert_eq!(p.b.metrics().e2e_sessions_accepted, 2);
 }
+
+#[test]
+fn a_backlog_for_an_absent_recipient_carries_the_start_in_one_message_of_sixteen() {
+    let mut p = Pair::new(None);
+    p.run(2000, 100);
+    p.b_up = false;
+    let ids: Vec<_> = (0..40).map(|_| send(&mut p, &[b'y'; 200])).collect();
+    p.run(10, 10);
+    let mut starts = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let (suite, len) = suite_and_len(&p, id);
+        if suite == e2e::SUITE_SESSION_INIT {
+            starts.push(i);
+        } else {
+            assert_eq!(suite, e2e::SUITE_SESSION_EARLY, "message {i}");
+            assert!(len <= MAX_FRAGMENT_DATA, "a 200-byte follower is one datagram ({len} bytes)");
+        }
+    }
+    assert_eq!(starts, vec![0, 16, 32], "the start rides every sixteenth message");
+    // The recipient returns: the starts come first (oldest first), so
+    // nothing waits and nothing is refused.
+    p.b_up = true;
+    p.run(20_000, 100);
+    assert_eq!(p.delivered_b.len(), 40);
+    assert_eq!(p.b.metrics().e2e_session_pending, 0);
+    assert_eq!(p.b.metrics().envelopes_undecryptable, 0);
+    assert_eq!(p.b.metrics().e2e_sessions_accepted, 1);
+}
