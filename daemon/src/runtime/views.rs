@@ -209,6 +209,7 @@ impl Daemon {
         }
         let st = self.node.store();
         let fed_links = self.node.federation_links();
+        let sessions = self.node.session_counts();
         let gauges = [
             (
                 "federation_backlog",
@@ -238,6 +239,9 @@ impl Daemon {
             ("known_nodes", "nodes whose keys are known", self.node.cards().count() as u64),
             ("routes", "destinations with a route", self.node.routes().len() as u64),
             ("control_clients", "connected control clients", self.stats.clients.load(Relaxed) as u64),
+            ("e2e_send_sessions", "recipients this node holds an end-to-end session with", sessions.0 as u64),
+            ("e2e_recv_origins", "origins whose end-to-end sessions this node holds", sessions.1 as u64),
+            ("e2e_recv_sessions", "end-to-end sessions held as a receiver", sessions.2 as u64),
             ("state_log_bytes", "bytes in the state log's segment files", self.log.sizes().0),
             ("state_log_live_bytes", "bytes of live records in the state log", self.log.sizes().1),
             ("state_log_segments", "segment files of the state log", self.log.segments() as u64),
