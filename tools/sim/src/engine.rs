@@ -620,6 +620,7 @@ impl Sim {
             .count() as u64;
         if std::env::var_os("SIM_DEBUG_MISSED").is_some() {
             self.explain_missed(settled);
+            self.explain_channel_missed(settled);
         }
         let up_long = |k: usize| self.up[k] && settled(self.up_since[k]);
         r.channel_missed = self

@@ -35,6 +35,45 @@ impl Sim {
         }
     }
 
+    /// With `SIM_DEBUG_MISSED`: each channel message a node missed, when it
+    /// was posted and by whom, since when the node is up, whether it is
+    /// joined to the origin now, whether it stores the message, and which
+    /// of its radio neighbours that are up store it (hops left) or are
+    /// linked to it.
+    pub(super) fn explain_channel_missed(&self, settled: impl Fn(u64) -> bool) {
+        for (id, (t, src, got)) in &self.posted {
+            if !(settled(*t) && settled(self.healed_at)) {
+                continue;
+            }
+            for (k, g) in got.iter().enumerate() {
+                if k == *src as usize || *g || !(self.up[k] && settled(self.up_since[k])) {
+                    continue;
+                }
+                let linked: Vec<usize> = self.nodes[k]
+                    .links()
+                    .iter()
+                    .filter_map(|l| self.ids.iter().position(|x| *x == l.node))
+                    .collect();
+                let holders: Vec<(u32, u8, bool)> = self.adj[k]
+                    .iter()
+                    .filter(|&&j| self.up[j as usize])
+                    .filter_map(|&j| {
+                        let e = self.nodes[j as usize].store().get(id)?;
+                        Some((j, e.env.hops_left(), linked.contains(&(j as usize))))
+                    })
+                    .collect();
+                eprintln!(
+                    "channel missed {id:?}: posted at {t} ms by {src}; node {k} up since {} ms, joined {}, stores it {}; {} of {} radio neighbours up and linked; holders (node, hops left, linked): {holders:?}",
+                    self.up_since[k],
+                    self.joined(*src, k as u32),
+                    self.nodes[k].store().get(id).is_some(),
+                    linked.len(),
+                    self.adj[k].iter().filter(|&&j| self.up[j as usize]).count(),
+                );
+            }
+        }
+    }
+
     /// Whether radio links between nodes that are up join `a` and `b`.
     fn joined(&self, a: u32, b: u32) -> bool {
         let mut seen = vec![false; self.nodes.len()];
