@@ -79,10 +79,12 @@ pub struct LogStats {
 pub struct Log {
     dir: PathBuf,
     segs: BTreeMap<u32, Seg>,
+    /// The segment commits append to. It is opened for each commit and
+    /// closed after, so an idle daemon holds no file open for writing (a
+    /// read-only remount of the state filesystem stays possible), and one
+    /// that could not be created at start (full or read-only disk) is
+    /// created by the first commit that can.
     head: u32,
-    /// The head, open for writing; `None` while it cannot be created (a
-    /// full or read-only disk at start): the next commit tries again.
-    file: Option<File>,
     index: BTreeMap<Key, Loc>,
     /// Records written since the last commit.
     pending: Vec<u8>,
@@ -146,7 +148,6 @@ impl Log {
             dir: dir.to_path_buf(),
             segs: BTreeMap::new(),
             head: 0,
-            file: None,
             index: BTreeMap::new(),
             pending: Vec::new(),
             undo: Vec::new(),
@@ -159,19 +160,11 @@ impl Log {
             log.load_segment(n, Some(n) == last, &mut problems)?;
         }
         match last {
-            Some(n) if log.segs.contains_key(&n) => {
-                let p = seg_path(dir, n);
-                match OpenOptions::new().write(true).open(&p) {
-                    Ok(f) => log.file = Some(f),
-                    Err(e) => problems
-                        .push(format!("cannot open {} for writing ({e}); tried again at the first write", p.display())),
-                }
-                log.head = n;
-            }
+            Some(n) if log.segs.contains_key(&n) => log.head = n,
             _ => {
                 let n = last.map_or(1, |n| n + 1);
                 match create_segment(dir, n) {
-                    Ok(f) => log.file = Some(f),
+                    Ok(_) => {}
                     Err(e) => problems.push(format!(
                         "cannot create a log segment in {} ({e}); tried again at the first write",
                         dir.display()
@@ -385,19 +378,15 @@ impl Log {
             return Ok(());
         }
         let at = self.head_len();
+        let mut opened = None;
         let written = (|| {
-            let f = match &mut self.file {
-                Some(f) => f,
-                None => {
-                    let f = match OpenOptions::new().write(true).open(seg_path(&self.dir, self.head)) {
-                        Err(e) if e.kind() == io::ErrorKind::NotFound && at == MAGIC.len() as u64 => {
-                            create_segment(&self.dir, self.head)?
-                        }
-                        r => r?,
-                    };
-                    self.file.insert(f)
+            let f = match OpenOptions::new().write(true).open(seg_path(&self.dir, self.head)) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && at == MAGIC.len() as u64 => {
+                    create_segment(&self.dir, self.head)?
                 }
+                r => r?,
             };
+            let f = opened.insert(f);
             if self.dirty_tail {
                 f.set_len(at)?;
                 self.dirty_tail = false;
@@ -407,7 +396,7 @@ impl Log {
         })();
         if let Err(e) = written {
             self.stats.failed_commits += 1;
-            if let Some(f) = &self.file {
+            if let Some(f) = &opened {
                 self.dirty_tail = f.set_len(at).and_then(|()| f.sync_data()).is_err();
             }
             for (key, prev) in std::mem::take(&mut self.undo).into_iter().rev() {
@@ -426,9 +415,8 @@ impl Log {
         self.undo.clear();
         if self.head_len() >= self.segment_bytes {
             // If no new segment can be made now, the head grows until one can.
-            if let Ok(f) = create_segment(&self.dir, self.head + 1) {
+            if create_segment(&self.dir, self.head + 1).is_ok() {
                 self.head += 1;
-                self.file = Some(f);
                 self.segs.insert(self.head, Seg { len: MAGIC.len() as u64, live: 0 });
             }
         }

@@ -53,14 +53,18 @@ fn a_failed_commit_takes_every_buffered_write_back() {
     log.put(Table::Envelope, key(2), b"lost").unwrap();
     log.put(Table::Envelope, key(1), b"replaced?").unwrap();
     log.del(Table::Envelope, key(1));
-    // A head that cannot be written (as on a full or read-only disk).
-    let good = log.file.replace(File::open(seg_path(&d, log.head)).unwrap());
+    // A head that cannot be written (as on a full or read-only disk; a
+    // directory in its place, since root ignores file modes).
+    let head = seg_path(&d, log.head);
+    fs::rename(&head, d.join("aside")).unwrap();
+    fs::create_dir(&head).unwrap();
     assert!(log.commit().is_err());
     assert_eq!(log.stats().failed_commits, 1);
     assert_eq!(log.keys(Table::Envelope), vec![key(1)]);
-    assert_eq!(log.get(Table::Envelope, &key(1)).unwrap().unwrap(), b"kept");
     assert_eq!(log.sizes().1, (HEADER + 4) as u64, "live bytes counted back too");
-    log.file = good;
+    fs::remove_dir(&head).unwrap();
+    fs::rename(d.join("aside"), &head).unwrap();
+    assert_eq!(log.get(Table::Envelope, &key(1)).unwrap().unwrap(), b"kept");
     log.put(Table::Envelope, key(3), b"after").unwrap();
     log.commit().unwrap();
     drop(log);
