@@ -49,11 +49,8 @@ impl Sim {
                 if k == *src as usize || *g || !(self.up[k] && settled(self.up_since[k])) {
                     continue;
                 }
-                let linked: Vec<usize> = self.nodes[k]
-                    .links()
-                    .iter()
-                    .filter_map(|l| self.ids.iter().position(|x| *x == l.node))
-                    .collect();
+                let linked: Vec<usize> =
+                    self.nodes[k].links().iter().filter_map(|l| self.ids.iter().position(|x| *x == l.node)).collect();
                 let holders: Vec<(u32, u8, bool)> = self.adj[k]
                     .iter()
                     .filter(|&&j| self.up[j as usize])
