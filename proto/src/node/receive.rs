@@ -197,6 +197,12 @@ impl Node {
         let (id, origin, expires) = (env.id(), env.origin_id(), env.expires_at());
         if self.blocked.contains(&origin) {
             // Dropped unread; remembered so its copies are not taken again.
+            // It is opened only to keep its sender's end-to-end session,
+            // so messages after an unblock that name the session (suite
+            // 5) open; its key goes at once.
+            if let Ok((_, Some(u))) = self.open_direct(env) {
+                self.session_key_durable(origin, u.sid, u.counter);
+            }
             self.seen.insert(id, expires);
             self.metrics.envelopes_blocked += 1;
             return;
