@@ -338,13 +338,16 @@ fn run(args: &Args) -> Result<(), BenchError> {
             metric(d, "state_log_written_bytes_total"),
             metric(d, "state_log_compacted_bytes_total"),
         );
+        let (dg_in, dg_out) = (metric(d, "datagrams_in_total"), metric(d, "datagrams_out_total"));
         println!(
-            "  {}: cpu_ms={cpu} cpu_us_per_msg={:.0} rss_kib={} state_files={files} state_bytes={bytes} log_commits_per_msg={:.2} log_written_per_msg={:.0} log_compacted_bytes={compacted}",
+            "  {}: cpu_ms={cpu} cpu_us_per_msg={:.0} rss_kib={} state_files={files} state_bytes={bytes} log_commits_per_msg={:.2} log_written_per_msg={:.0} log_compacted_bytes={compacted} datagrams_in_per_msg={:.2} datagrams_out_per_msg={:.2}",
             d.name,
             cpu as f64 * 1e3 / per,
             d.rss_kib(),
             commits as f64 / per,
             written as f64 / per,
+            dg_in as f64 / per,
+            dg_out as f64 / per,
         );
     }
     if let Some((files, bytes, rss)) = stored {
