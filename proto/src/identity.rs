@@ -228,16 +228,62 @@ pub fn verify(pk: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
 }
 
 fn verify_now(pk: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
-    if !canonical_y(pk) || !canonical_y(&sig[..32]) {
+    if !canonical_y(&sig[..32]) {
         return false;
     }
-    let Ok(vk) = VerifyingKey::from_bytes(pk) else {
+    let Some(vk) = key_cache::key(pk) else {
         return false;
     };
-    if vk.is_weak() {
-        return false;
-    }
     vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(sig)).is_ok()
+}
+
+/// A public key as a checked curve point, or `None` if it is not
+/// canonical, not on the curve, or of small order.
+fn checked_key(pk: &[u8; 32]) -> Option<VerifyingKey> {
+    if !canonical_y(pk) {
+        return None;
+    }
+    VerifyingKey::from_bytes(pk).ok().filter(|vk| !vk.is_weak())
+}
+
+/// Checked public keys of recent signers. Decompressing a key is a field
+/// square root, about a quarter of a signature check, and a few origins
+/// sign most envelopes a node sees; the result is a pure function of the
+/// 32 bytes, so it is remembered per thread (the daemon has one). Bounded:
+/// cleared at [`MAX_KEYS`](key_cache::MAX_KEYS) entries, so keys sent to
+/// fill it cost no more than checking them did.
+mod key_cache {
+    use std::cell::RefCell;
+    // Not a HashMap: its per-thread random seed would be OS randomness.
+    use std::collections::BTreeMap;
+
+    use ed25519_dalek::VerifyingKey;
+
+    pub const MAX_KEYS: usize = 1024;
+
+    thread_local! {
+        static KEYS: RefCell<BTreeMap<[u8; 32], Option<VerifyingKey>>> = const { RefCell::new(BTreeMap::new()) };
+    }
+
+    pub(super) fn key(pk: &[u8; 32]) -> Option<VerifyingKey> {
+        if let Some(k) = KEYS.with(|c| c.borrow().get(pk).copied()) {
+            return k;
+        }
+        let k = super::checked_key(pk);
+        KEYS.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() >= MAX_KEYS {
+                c.clear();
+            }
+            c.insert(*pk, k);
+        });
+        k
+    }
+
+    #[cfg(test)]
+    pub(super) fn len() -> usize {
+        KEYS.with(|c| c.borrow().len())
+    }
 }
 
 /// A memo of signature checks for simulations, where a thousand nodes on
@@ -284,6 +330,31 @@ pub mod verify_memo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remembered_keys_give_the_answers_a_fresh_check_gives_and_stay_bounded() {
+        let id = Identity::from_seed(&[5; 32]);
+        let sig = id.sign(b"m");
+        let mut identity_pt = [0u8; 32];
+        identity_pt[0] = 1;
+        let mut noncanonical = [0xff; 32];
+        noncanonical[31] = 0x7f;
+        for pk in [id.public_key(), identity_pt, noncanonical, [0x42; 32]] {
+            let fresh = checked_key(&pk).is_some();
+            // Twice: from the check, then from the memory.
+            assert_eq!(key_cache::key(&pk).is_some(), fresh);
+            assert_eq!(key_cache::key(&pk).is_some(), fresh);
+        }
+        assert!(verify(&id.public_key(), b"m", &sig) && verify(&id.public_key(), b"m", &sig));
+        assert!(!verify(&id.public_key(), b"n", &sig));
+        for i in 0..(key_cache::MAX_KEYS as u32 + 10) {
+            let mut pk = [0u8; 32];
+            pk[..4].copy_from_slice(&i.to_le_bytes());
+            let _ = key_cache::key(&pk);
+            assert!(key_cache::len() <= key_cache::MAX_KEYS);
+        }
+        assert!(verify(&id.public_key(), b"m", &sig), "after the memory was cleared");
+    }
 
     #[test]
     fn strict_ed25519_refuses_the_forms_a_lax_verifier_accepts() {
