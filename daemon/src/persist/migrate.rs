@@ -33,6 +33,29 @@ impl Moved {
     }
 }
 
+/// Counts a file that was put into the log (removed after the commit), or
+/// moves one that could not be read aside as `.bad` and says so.
+fn settle(
+    state: &State,
+    r: Result<(), String>,
+    path: PathBuf,
+    what: &str,
+    count: &mut usize,
+    done: &mut Vec<PathBuf>,
+    problems: &mut Vec<String>,
+) {
+    match r {
+        Ok(()) => {
+            *count += 1;
+            done.push(path);
+        }
+        Err(e) => {
+            problems.push(format!("{what} {} unreadable ({e}); moved aside as .bad", path.display()));
+            state.quarantine(&path);
+        }
+    }
+}
+
 /// Moves the earlier layout into `log`. Problems (unreadable files) are
 /// returned for the log; an error means nothing was removed.
 pub fn migrate(state: &State, log: &mut Log, now_s: u64) -> Result<(Moved, Vec<String>), String> {
@@ -40,19 +63,11 @@ pub fn migrate(state: &State, log: &mut Log, now_s: u64) -> Result<(Moved, Vec<S
     let mut problems = Vec::new();
     let mut done: Vec<PathBuf> = Vec::new();
     for (path, bytes) in state.envelopes() {
-        match bytes.map_err(|e| e.to_string()).and_then(|b| {
+        let r = bytes.map_err(|e| e.to_string()).and_then(|b| {
             let (id, _) = Envelope::peek_id(&b).map_err(|e| e.to_string())?;
             log.put(Table::Envelope, id.0, &b).map_err(|e| e.to_string())
-        }) {
-            Ok(()) => {
-                moved.envelopes += 1;
-                done.push(path);
-            }
-            Err(e) => {
-                problems.push(format!("stored envelope {} unreadable ({e}); moved aside as .bad", path.display()));
-                state.quarantine(&path);
-            }
-        }
+        });
+        settle(state, r, path, "stored envelope", &mut moved.envelopes, &mut done, &mut problems);
     }
     let put_message = |log: &mut Log, m: &Message, body: &[u8]| -> Result<(), String> {
         let id = EnvelopeId::parse(&m.id).ok_or("its id is not an envelope id")?;
@@ -64,16 +79,7 @@ pub fn migrate(state: &State, log: &mut Log, now_s: u64) -> Result<(Moved, Vec<S
             let (m, _) = inbox::decode(&b)?;
             put_message(log, &m, inbox::body_of(&b).unwrap_or_default())
         });
-        match r {
-            Ok(()) => {
-                moved.inbox += 1;
-                done.push(path);
-            }
-            Err(e) => {
-                problems.push(format!("inbox file {} unreadable ({e}); moved aside as .bad", path.display()));
-                state.quarantine(&path);
-            }
-        }
+        settle(state, r, path, "inbox file", &mut moved.inbox, &mut done, &mut problems);
     }
     // The format before `.msg`: JSON, the body as text.
     for (path, bytes) in state.legacy_inbox_files() {
@@ -81,16 +87,7 @@ pub fn migrate(state: &State, log: &mut Log, now_s: u64) -> Result<(Moved, Vec<S
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice::<Message>(&b).map_err(|e| e.to_string()))
             .and_then(|m| put_message(log, &m, m.text.as_bytes()));
-        match r {
-            Ok(()) => {
-                moved.inbox += 1;
-                done.push(path);
-            }
-            Err(e) => {
-                problems.push(format!("inbox file {} unreadable ({e}); moved aside as .bad", path.display()));
-                state.quarantine(&path);
-            }
-        }
+        settle(state, r, path, "inbox file", &mut moved.inbox, &mut done, &mut problems);
     }
     let old_log = state.dir().join("delivered.log");
     if old_log.exists() {
