@@ -171,7 +171,7 @@ fn an_independent_python_implementation_agrees_with_meshpost_both_ways() {
         .map(|x| meshpost_proto::crypto::from_hex_bytes(x.as_str().unwrap(), 1 << 16).unwrap())
         .collect();
     let early = e2e::open_any(&a, &mut book, b.node_id(), &b_ed, &a_id, &session_reply[1], created);
-    assert_eq!(early, Err(e2e::OpenError::SessionPending));
+    assert!(matches!(early, Err(e2e::OpenError::SessionPending(_))), "{early:?}");
     let early = e2e::open_any(&a, &mut book, b.node_id(), &b_ed, &a_id, &session_reply[2], created);
     assert!(matches!(early, Err(e2e::OpenError::Session(_))), "{early:?}");
     for i in [0, 2, 1] {

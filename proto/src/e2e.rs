@@ -84,7 +84,7 @@ pub enum OpenError {
     Session(SessionError),
     /// A suite 5 message whose session has not started here yet: its
     /// start is on its way in another message.
-    SessionPending,
+    SessionPending(SessionId),
 }
 
 impl fmt::Display for OpenError {
@@ -102,7 +102,7 @@ impl fmt::Display for OpenError {
             OpenError::NotText => f.write_str("a text message that is not UTF-8"),
             OpenError::BadFilePart(e) => write!(f, "{e}"),
             OpenError::Session(e) => write!(f, "{e}"),
-            OpenError::SessionPending => f.write_str("the session's start has not arrived yet"),
+            OpenError::SessionPending(_) => f.write_str("the session's start has not arrived yet"),
         }
     }
 }
@@ -307,7 +307,7 @@ pub fn open_any(
         SUITE_SESSION | SUITE_SESSION_EARLY => {
             let sid = r.array::<SID_LEN>("sid").map_err(|_| OpenError::Truncated)?;
             if suite == SUITE_SESSION_EARLY && !book.contains(&origin_id, &sid) {
-                return Err(OpenError::SessionPending);
+                return Err(OpenError::SessionPending(sid));
             }
             (sid, r.u32("counter").map_err(|_| OpenError::Truncated)?, None)
         }

@@ -213,7 +213,10 @@ impl Node {
         }
         let (opened, used) = match self.open_direct(env) {
             Ok(o) => o,
-            Err(e2e::OpenError::SessionPending) if self.session_may_wait(id) => {
+            Err(e2e::OpenError::SessionPending(sid)) if self.session_may_wait(id, sid, link) => {
+                // Looked at again shortly, as an offer answered later.
+                let now = self.clock;
+                self.defer(link, vec![id], now);
                 // Its session's start is in another message, offered
                 // before it: not acknowledged, the sender keeps it.
                 self.metrics.deliveries_deferred += 1;
@@ -231,7 +234,9 @@ impl Node {
                         Some(crate::ack::REFUSED_UNSUPPORTED)
                     }
                     // The sender retires the session and starts a new one.
-                    e2e::OpenError::Session(_) | e2e::OpenError::SessionPending => Some(crate::ack::REFUSED_NO_SESSION),
+                    e2e::OpenError::Session(_) | e2e::OpenError::SessionPending(_) => {
+                        Some(crate::ack::REFUSED_NO_SESSION)
+                    }
                     _ => None,
                 };
                 if let Some(reason) = reason {
@@ -255,6 +260,9 @@ impl Node {
         let cross = !env.dest().domain.is_empty();
         let mut then = vec![AfterWrite::Have { link }, AfterWrite::Ack { origin, expires, cross }];
         if let Some(u) = used {
+            if u.new {
+                self.fetch_pending(u.sid);
+            }
             message.sessions = self.sessions_to_save(origin);
             then.push(AfterWrite::SessionKey { origin, sid: u.sid, n: u.counter });
         }
