@@ -452,7 +452,9 @@ impl Log {
             let mut off = MAGIC.len();
             let mut copied = 0u64;
             while off < seg.len as usize {
-                let Ok((r, used)) = record::decode(&bytes[off..]) else { break };
+                // A file cut short since it was read at start ends the copy;
+                // the segment then keeps live records and is not deleted.
+                let Some(Ok((r, used))) = bytes.get(off..).map(record::decode) else { break };
                 let here = Loc { seg: oldest, off: off as u64, len: used as u32 };
                 if let Some(payload) = r.payload
                     && self.index.get(&(r.table, r.key)) == Some(&here)

@@ -176,3 +176,28 @@ fn compaction_keeps_the_log_within_twice_its_live_bytes_and_loses_nothing() {
     assert!(expired_left <= 2, "{expired_left} expired delivered ids kept");
     let _ = fs::remove_dir_all(&d);
 }
+
+#[test]
+fn compacting_a_segment_cut_short_behind_the_daemons_back_neither_panics_nor_deletes_it() {
+    let d = dir("cutshort");
+    let (mut log, _) = Log::open_with(&d, 4096).unwrap();
+    for i in 0..30 {
+        log.put(Table::Inbox, key(i), &body(i, 300)).unwrap();
+        log.commit().unwrap();
+    }
+    for i in 0..30 {
+        log.del(Table::Inbox, key(i));
+        log.put(Table::Envelope, key(100 + i), &body(i, 300)).unwrap();
+        log.del(Table::Envelope, key(100 + i));
+        log.commit().unwrap();
+    }
+    log.put(Table::Inbox, key(0), b"live in the oldest? no: the newest").unwrap();
+    log.commit().unwrap();
+    // Give the oldest segment a live record again, then cut its file short.
+    let oldest = *log.segs.keys().next().unwrap();
+    log.set((Table::Delivered, key(7)), Some(Loc { seg: oldest, off: 16, len: 29 }));
+    fs::OpenOptions::new().write(true).open(seg_path(&d, oldest)).unwrap().set_len(10).unwrap();
+    assert!(!log.maintain(0).unwrap_or(false));
+    assert!(seg_path(&d, oldest).exists(), "a segment with live records is kept");
+    let _ = fs::remove_dir_all(&d);
+}
