@@ -30,6 +30,7 @@ use meshpost_proto::envelope::EnvelopeId;
 use meshpost_proto::federation::Policy;
 
 mod missed;
+mod reach;
 use meshpost_proto::identity::{Identity, NodeId, fingerprint};
 use meshpost_proto::node::{Action, Config, Event, Node, PeerSpec, WireClass, WireStats};
 use meshpost_proto::rng::NodeRng;
@@ -101,7 +102,8 @@ impl Default for Params {
 }
 
 /// A message counts as deliverable when its origin and destination were
-/// both up, and the network whole, for this long before the run ended.
+/// both up, the partition healed, and the radio graph of nodes up joining
+/// them (`engine/reach.rs`), for this long before the run ended.
 pub const DELIVERABLE_MS: u64 = 5 * 60_000;
 
 /// What one run measured.
@@ -146,8 +148,10 @@ pub struct Report {
     /// transmission per receiver.
     pub channel_copies_per_receiver: f64,
     /// Channel messages not received by a node although deliverable (as
-    /// for `missed`: published, and the node up and the network whole, for
-    /// [`DELIVERABLE_MS`] before the end), counted per node.
+    /// for `missed`: published, the origin and the node up, and the network
+    /// whole, for [`DELIVERABLE_MS`] before the end), counted per node. A
+    /// post whose origin left at once and is still away counts for nobody:
+    /// no copy may have left it.
     pub channel_missed: u64,
 }
 
@@ -227,6 +231,9 @@ pub struct Sim {
     /// Links cut by the partition, and when it healed.
     split: Vec<(u32, u32)>,
     healed_at: u64,
+    /// Component labels of the radio graph over the settling window
+    /// (`reach.rs`).
+    late_components: Vec<Vec<u32>>,
 }
 
 impl Sim {
@@ -297,6 +304,7 @@ impl Sim {
             up_since: vec![0; n],
             split: Vec::new(),
             healed_at: 0,
+            late_components: Vec::new(),
         };
         for i in 0..n as u32 {
             // Routers boot within the first 10 s.
@@ -441,6 +449,7 @@ impl Sim {
             Ev::Churn => {
                 let i = (self.rng.next_u64() % self.nodes.len() as u64) as u32;
                 if self.up[i as usize] {
+                    self.note_graph_change();
                     self.up[i as usize] = false;
                     let away = 300_000 + (unit(&mut self.rng) * 600_000.0) as u64;
                     self.push(self.now + away, Ev::Return(i));
@@ -450,6 +459,7 @@ impl Sim {
                 self.push(t, Ev::Churn);
             }
             Ev::Return(i) => {
+                self.note_graph_change();
                 self.up[i as usize] = true;
                 self.up_since[i as usize] = self.now;
                 self.wake_at[i as usize] = self.now;
@@ -462,18 +472,21 @@ impl Sim {
                 let (nodes, ids) = (&self.nodes, &self.ids);
                 let used = |a: u32, b: u32| nodes[a as usize].is_linked(&ids[b as usize]);
                 if let Some((a, b)) = converge::removable_edge(&self.adj, &mut self.rng, used) {
+                    self.note_graph_change();
                     converge::remove_edge(&mut self.adj, a, b);
                     self.cut_at = Some(self.now);
                     self.push(self.now + 1_000, Ev::CheckRoutes);
                 }
             }
             Ev::Partition => {
+                self.note_graph_change();
                 self.split = converge::split_in_half(&self.adj);
                 for &(a, b) in &self.split {
                     converge::remove_edge(&mut self.adj, a, b);
                 }
             }
             Ev::Heal => {
+                self.note_graph_change();
                 for (a, b) in std::mem::take(&mut self.split) {
                     converge::add_edge(&mut self.adj, a, b);
                 }
@@ -609,6 +622,8 @@ impl Sim {
         // What is still in `sent` was not delivered.
         let end = self.p.minutes * 60_000;
         let settled = |since: u64| since + DELIVERABLE_MS <= end;
+        let now = self.components();
+        self.late_components.push(now);
         r.missed = self
             .sent
             .values()
@@ -616,6 +631,7 @@ impl Sim {
                 settled(*t)
                     && settled(self.healed_at)
                     && [src, dst].iter().all(|&&k| self.up[k as usize] && settled(self.up_since[k as usize]))
+                    && self.joined_late(*src, *dst)
             })
             .count() as u64;
         if std::env::var_os("SIM_DEBUG_MISSED").is_some() {
@@ -626,9 +642,12 @@ impl Sim {
         r.channel_missed = self
             .posted
             .values()
-            .filter(|(t, _, _)| settled(*t) && settled(self.healed_at))
+            .filter(|(t, src, _)| settled(*t) && settled(self.healed_at) && up_long(*src as usize))
             .map(|(_, src, got)| {
-                got.iter().enumerate().filter(|(k, g)| *k != *src as usize && !**g && up_long(*k)).count() as u64
+                let missed = |(k, g): &(usize, &bool)| {
+                    *k != *src as usize && !**g && up_long(*k) && self.joined_late(*src, *k as u32)
+                };
+                got.iter().enumerate().filter(missed).count() as u64
             })
             .sum();
         r
@@ -676,5 +695,34 @@ mod tests {
         let b = r.bytes_per_node_minute;
         assert!(b[WireClass::Announce as usize] > 0.0 && b[WireClass::Direct as usize] > 0.0);
         assert!(b[WireClass::Ack as usize] > 0.0 && b[WireClass::Keepalive as usize] >= 0.0);
+    }
+
+    #[test]
+    fn a_node_cut_off_by_churn_in_the_settling_time_is_not_counted_as_reachable() {
+        let mut sim = Sim::new(params(12, 0.0));
+        sim.now = 5 * 60_000; // within the last five minutes of six
+        let lone = 0u32;
+        let others: Vec<u32> = (1..12).filter(|k| !sim.adj[lone as usize].contains(k)).collect();
+        let (a, b) = (others[0], others[1]);
+        assert!(sim.joined(a, b) && sim.joined(lone, a), "the mesh is joined at first");
+        for n in sim.adj[lone as usize].clone() {
+            sim.note_graph_change();
+            sim.up[n as usize] = false;
+        }
+        // Its neighbours come back before the end: it was cut off all the same.
+        for n in sim.adj[lone as usize].clone() {
+            sim.note_graph_change();
+            sim.up[n as usize] = true;
+        }
+        let end = sim.components();
+        sim.late_components.push(end);
+        assert!(!sim.joined_late(lone, a), "cut off for a while in the settling time");
+        assert!(sim.joined(lone, a), "and joined again at the end");
+        // Two nodes that the neighbours' absence did not separate.
+        let still = others.iter().flat_map(|&x| others.iter().map(move |&y| (x, y))).find(|&(x, y)| {
+            x != y && sim.late_components.iter().all(|c| c[x as usize] == c[y as usize] && c[x as usize] != u32::MAX)
+        });
+        let (x, y) = still.expect("some pair stayed joined");
+        assert!(sim.joined_late(x, y));
     }
 }

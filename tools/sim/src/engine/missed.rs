@@ -13,7 +13,8 @@ impl Sim {
     pub(super) fn explain_missed(&self, settled: impl Fn(u64) -> bool) {
         let index = |n: &NodeId| self.ids.iter().position(|x| x == n);
         for (id, (t, src, dst)) in &self.sent {
-            let ends_up = [src, dst].iter().all(|&&k| self.up[k as usize] && settled(self.up_since[k as usize]));
+            let ends_up = [src, dst].iter().all(|&&k| self.up[k as usize] && settled(self.up_since[k as usize]))
+                && self.joined_late(*src, *dst);
             if !(settled(*t) && settled(self.healed_at) && ends_up) {
                 continue;
             }
@@ -42,11 +43,13 @@ impl Sim {
     /// linked to it.
     pub(super) fn explain_channel_missed(&self, settled: impl Fn(u64) -> bool) {
         for (id, (t, src, got)) in &self.posted {
-            if !(settled(*t) && settled(self.healed_at)) {
+            let origin_up = self.up[*src as usize] && settled(self.up_since[*src as usize]);
+            if !(settled(*t) && settled(self.healed_at) && origin_up) {
                 continue;
             }
             for (k, g) in got.iter().enumerate() {
-                if k == *src as usize || *g || !(self.up[k] && settled(self.up_since[k])) {
+                let reachable = self.up[k] && settled(self.up_since[k]) && self.joined_late(*src, k as u32);
+                if k == *src as usize || *g || !reachable {
                     continue;
                 }
                 let linked: Vec<usize> =
@@ -59,8 +62,17 @@ impl Sim {
                         Some((j, e.env.hops_left(), linked.contains(&(j as usize))))
                     })
                     .collect();
+                // Neighbours that had it but keep no copy (came without
+                // hops, or the store let it go).
+                let had: Vec<u32> = self.adj[k]
+                    .iter()
+                    .filter(|&&j| {
+                        self.up[j as usize] && got[j as usize] && self.nodes[j as usize].store().get(id).is_none()
+                    })
+                    .copied()
+                    .collect();
                 eprintln!(
-                    "channel missed {id:?}: posted at {t} ms by {src}; node {k} up since {} ms, joined {}, stores it {}; {} of {} radio neighbours up and linked; holders (node, hops left, linked): {holders:?}",
+                    "channel missed {id:?}: posted at {t} ms by {src}; node {k} up since {} ms, joined {}, stores it {}; {} of {} radio neighbours up and linked; holders (node, hops left, linked): {holders:?}; had it, no copy: {had:?}",
                     self.up_since[k],
                     self.joined(*src, k as u32),
                     self.nodes[k].store().get(id).is_some(),
@@ -69,21 +81,5 @@ impl Sim {
                 );
             }
         }
-    }
-
-    /// Whether radio links between nodes that are up join `a` and `b`.
-    fn joined(&self, a: u32, b: u32) -> bool {
-        let mut seen = vec![false; self.nodes.len()];
-        let mut queue = std::collections::VecDeque::from([a]);
-        seen[a as usize] = true;
-        while let Some(u) = queue.pop_front() {
-            for v in &self.adj[u as usize] {
-                if self.up[*v as usize] && !seen[*v as usize] {
-                    seen[*v as usize] = true;
-                    queue.push_back(*v);
-                }
-            }
-        }
-        seen[b as usize]
     }
 }
