@@ -17,6 +17,13 @@ use super::*;
 /// the socket receive buffer the daemon asks for, so a window cannot
 /// overrun the peer.
 pub(super) const OFFER_WINDOW: usize = 64;
+/// How long a window waits for the peer's answers before the next goes
+/// anyway; doubled while windows go unanswered, up to `sync_interval`.
+/// The peer leaves some ids unanswered on purpose (asked of another link,
+/// a message waiting for its session's start), and an answer can be
+/// lost: waiting the whole `sync_interval` stalled a burst through a
+/// relay for 15 s in two runs of five.
+pub(super) const WINDOW_WAIT_MS: u64 = 500;
 /// How long an offered id waits here before it is looked at again.
 const DEFER_MS: u64 = 250;
 /// Offered ids waiting here per link; more are left unanswered (the peer
@@ -90,7 +97,12 @@ impl Node {
         }
         // (A millisecond on: a node never asks to be woken at the moment
         // it is handling.)
-        l.next_sync = now_ms + if more && offered.is_empty() { 1 } else { self.cfg.sync_interval_ms };
+        l.next_sync = now_ms
+            + match (more, offered.is_empty()) {
+                (true, true) => 1,
+                (true, false) => l.window_wait.min(self.cfg.sync_interval_ms),
+                (false, _) => self.cfg.sync_interval_ms,
+            };
     }
 
     /// Whether a new envelope may be sent over link `to` unasked now (a
@@ -121,6 +133,7 @@ impl Node {
         }
         if l.round.is_empty() {
             l.chained = false;
+            l.window_wait = WINDOW_WAIT_MS;
             l.next_sync = now_ms + 1;
         }
     }

@@ -59,6 +59,9 @@ pub(super) struct Link {
     /// waits for its answers (flow.rs).
     pub(super) round: std::collections::BTreeSet<EnvelopeId>,
     pub(super) chained: bool,
+    /// How long a chained window waits for its answers before the next
+    /// goes anyway (flow.rs).
+    pub(super) window_wait: u64,
     /// Budget of envelopes sent unasked, and whether one was held back
     /// since the pass over the store began (flow.rs).
     pub(super) push: Bucket,
@@ -466,6 +469,7 @@ impl Node {
                 l.offer_cursor = None;
                 l.round.clear();
                 l.chained = false;
+                l.window_wait = flow::WINDOW_WAIT_MS;
                 self.emit(Event::Rekeyed { node });
             }
             None => {
@@ -482,6 +486,7 @@ impl Node {
                         pass_left: 0,
                         round: std::collections::BTreeSet::new(),
                         chained: false,
+                        window_wait: flow::WINDOW_WAIT_MS,
                         push: Bucket::full(flow::PUSH_BURST, now_ms),
                         held_back: false,
                         deferred: Vec::new(),

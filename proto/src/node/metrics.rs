@@ -29,6 +29,7 @@ pub struct Metrics {
     pub envelopes_hops_raised: u64,
     /// Envelopes asked for a second time: the first answer did not come.
     pub envelopes_rewanted: u64,
+    pub offer_windows_unanswered: u64,
     pub envelopes_bad_signature: u64,
     pub envelopes_expired: u64,
     pub envelopes_invalid: u64,
@@ -111,6 +112,11 @@ impl Metrics {
             ("channel_duplicate", "channel messages already seen", self.channel_duplicate),
             ("envelopes_hops_raised", "stored copies given a copy's larger hop limit", self.envelopes_hops_raised),
             ("envelopes_rewanted", "envelopes asked for again after a lost answer", self.envelopes_rewanted),
+            (
+                "offer_windows_unanswered",
+                "offer windows followed by the next before the peer answered every id",
+                self.offer_windows_unanswered,
+            ),
             ("envelopes_bad_signature", "envelopes with a bad origin signature", self.envelopes_bad_signature),
             ("envelopes_expired", "envelopes received already expired", self.envelopes_expired),
             ("envelopes_invalid", "envelopes malformed in other ways", self.envelopes_invalid),

@@ -104,6 +104,12 @@ impl Node {
         }
     }
 
+    /// Whether the suite 5 message `id` came before its session's start
+    /// and waits for it (deferred, not acknowledged).
+    pub(super) fn waits_for_start(&self, id: &EnvelopeId) -> bool {
+        self.sessions.pending.contains_key(id)
+    }
+
     /// Whether the suite 5 message `id` may wait longer for its session's
     /// start ([`START_WAIT_MS`] from the first time it was deferred).
     pub(super) fn session_may_wait(&mut self, id: EnvelopeId, sid: SessionId, link: NodeId) -> bool {

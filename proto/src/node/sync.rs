@@ -48,6 +48,16 @@ impl Node {
         if !self.links.contains_key(&node) {
             return;
         }
+        let most = self.cfg.sync_interval_ms;
+        if let Some(l) = self.links.get_mut(&node).filter(|l| l.chained) {
+            // The last window's wait ran out before every id was answered
+            // (flow.rs): the next goes now, and the one after waits longer.
+            // Its unanswered ids lie behind the cursor now: another pass
+            // follows this one at once, as for envelopes held back.
+            l.window_wait = l.window_wait.saturating_mul(2).min(most);
+            l.held_back = true;
+            self.metrics.offer_windows_unanswered += 1;
+        }
         // Only what this link should carry (see should_offer). Beacons go
         // with the first window of a pass over the store only: the windows
         // that follow it at once would each walk the beacon log again (at
@@ -141,6 +151,13 @@ impl Node {
                         want.push(id);
                     } else if self.seen.contains(&id) || self.store.contains(&id) || self.holds_card(&id) {
                         have.push(id);
+                    } else if self.waits_for_start(&id) {
+                        // It came before its session's start and waits for
+                        // it unopened (sessions.rs): asked for again, so
+                        // the peer's window is answered and its pass goes
+                        // on to the start (left unanswered, as below, each
+                        // window waited for its answers in vain).
+                        want.push(id);
                     } else if self.asked_recently(&id, now_ms) {
                         // Asked of another link a moment ago and on its
                         // way: not fetched twice, and left unanswered (this

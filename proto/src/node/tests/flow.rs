@@ -105,3 +105,36 @@ fn an_envelope_whose_fragment_was_lost_is_asked_for_again_within_a_second_or_two
     assert!(p.b.metrics().envelopes_rewanted > 0, "some were asked for again");
     assert_eq!(p.b.metrics().envelopes_duplicate, 0, "none came twice");
 }
+
+#[test]
+fn a_window_whose_answer_was_lost_is_followed_by_the_next_within_a_second() {
+    // Every 10th datagram from B to A is lost: wants, haves and acks. A
+    // offers its backlog in windows; each waits for B's answers, and one
+    // whose answer was lost waited for the next round (15 s) before.
+    let mut p = Pair::new(None);
+    (p.b.cfg.link_rate, p.b.cfg.link_burst) = (100_000, 100_000);
+    p.run(2_000, 100);
+    let bid = p.b.node_id();
+    p.b_up = false;
+    for i in 0..2_000 {
+        p.a.send_direct(Timestamp::from(p.now), bid, format!("m{i}").as_bytes(), None, None).unwrap();
+    }
+    p.run(40_000, 1_000);
+    p.b_up = true;
+    p.lose_b_every = 10;
+    while !p.a.is_linked(&bid) {
+        p.run(0, 10);
+    }
+    let up = p.now;
+    while p.delivered_b.len() < 2_000 && p.now < up + 60_000 {
+        p.run(0, 10);
+    }
+    assert_eq!(p.delivered_b.len(), 2_000, "every message arrived");
+    let took = p.now - up;
+    let unanswered = p.a.metrics().offer_windows_unanswered;
+    assert!(unanswered > 0, "some windows went unanswered");
+    eprintln!("{took} ms, {unanswered} windows unanswered");
+    assert!(took < 10_000, "all delivered after {took} ms ({unanswered} windows unanswered)");
+    let ids: std::collections::BTreeSet<_> = p.delivered_b.iter().map(|d| d.id).collect();
+    assert_eq!(ids.len(), 2_000, "none delivered twice");
+}

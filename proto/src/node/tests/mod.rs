@@ -28,6 +28,9 @@ struct Pair {
     /// has sent to B.
     lose_every: u64,
     a_to_b: u64,
+    /// The same from B to A.
+    lose_b_every: u64,
+    b_to_a: u64,
     /// The latest sessions B handed out to save (written before its inbox
     /// entry, so even when that write then fails).
     b_sessions: Option<Vec<u8>>,
@@ -53,6 +56,8 @@ impl Pair {
             sent_a: vec![],
             lose_every: 0,
             a_to_b: 0,
+            lose_b_every: 0,
+            b_to_a: 0,
             b_sessions: None,
         }
     }
@@ -91,7 +96,10 @@ impl Pair {
                     moved = true;
                     match act {
                         Action::Transmit { data, .. } if self.b_up => {
-                            self.a.handle_datagram(Timestamp::from(self.now), addr(2), &data)
+                            self.b_to_a += 1;
+                            if !(self.lose_b_every > 0 && self.b_to_a.is_multiple_of(self.lose_b_every)) {
+                                self.a.handle_datagram(Timestamp::from(self.now), addr(2), &data)
+                            }
                         }
                         Action::Deliver(d) => {
                             if let Some(s) = &d.sessions {
