@@ -376,3 +376,43 @@ fn sending_to_an_unknown_node_of_another_community_names_the_domain_and_what_is_
     assert!(e.contains("no keys known for S1@south yet"), "{e}");
     assert!(e.contains("no federation link to south"), "{e}");
 }
+
+#[test]
+fn pipelined_sends_on_one_connection_are_answered_in_order_and_all_arrive() {
+    let t = TempDir::new("pipelined");
+    let (a, b) = linked_pair(&t.0);
+    let bid = b.node_id();
+    // 40 sends written at once, an unknown recipient in the middle (an
+    // error answer in its place), then a status request.
+    let mut batch = String::new();
+    for i in 0..40 {
+        let to = if i == 20 { "0".repeat(32) } else { bid.clone() };
+        batch.push_str(&format!("{}\n", json!({"cmd": "send", "to": to, "text": format!("piped {i}")})));
+    }
+    batch.push_str("{\"cmd\":\"status\"}\n");
+    let mut s = UnixStream::connect(&a.sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(batch.as_bytes()).unwrap();
+    let mut r = BufReader::new(s);
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if i == 20 {
+            assert_eq!(v["ok"], false, "answer {i} belongs to the unknown recipient: {v}");
+        } else {
+            assert_eq!(v["ok"], true, "answer {i}: {v}");
+            ids.push(v["id"].as_str().unwrap().to_string());
+        }
+    }
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(serde_json::from_str::<Value>(&line).unwrap()["node_id"].is_string(), "then the status: {line}");
+    assert!(wait_until(20, || b.inbox().len() == 39), "B has {}", b.inbox().len());
+    let texts: Vec<String> = b.inbox().iter().map(|m| m["text"].as_str().unwrap().to_string()).collect();
+    for i in (0..40).filter(|i| *i != 20) {
+        assert!(texts.contains(&format!("piped {i}")), "piped {i} missing");
+    }
+    assert_eq!(ids.iter().collect::<std::collections::BTreeSet<_>>().len(), 39);
+}

@@ -28,6 +28,10 @@ use super::upload;
 /// Big enough for the largest `send` text (`MAX_TEXT`) even when every
 /// character is a control character that JSON escapes as six bytes.
 pub const MAX_REQUEST: usize = 6 * crate::runtime::MAX_TEXT + 4096;
+/// Plain sends one client may have waiting for answers at once: a client
+/// that writes several before reading (pipelined) gets them handled in
+/// one turn of the daemon's loop and committed together.
+pub const MAX_PIPELINED: usize = 16;
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections root may open beyond `max_clients`.
 pub const ROOT_RESERVE: usize = 2;
@@ -321,9 +325,31 @@ async fn client(
                 continue;
             }
         };
+        let is_send = matches!(request, Request::Send { .. });
         let (rtx, rrx) = oneshot::channel();
         if tx.send(Incoming { request, reply: rtx }).await.is_err() {
             return;
+        }
+        if is_send {
+            // Further sends already read from the socket go at once; the
+            // answers follow in order.
+            let mut waiting = std::collections::VecDeque::from([rrx]);
+            while waiting.len() < MAX_PIPELINED
+                && let Some(request) = buffered_send(&mut rd)
+            {
+                let (rtx, rrx) = oneshot::channel();
+                if tx.send(Incoming { request, reply: rtx }).await.is_err() {
+                    return;
+                }
+                waiting.push_back(rrx);
+            }
+            while let Some(rrx) = waiting.pop_front() {
+                match rrx.await {
+                    Ok(Reply::Json(v)) if send_line(&mut wr, &v).await.is_ok() => {}
+                    _ => return,
+                }
+            }
+            continue;
         }
         match rrx.await {
             Ok(Reply::Json(v)) => {
@@ -340,6 +366,18 @@ async fn client(
             Err(_) => return,
         }
     }
+}
+
+/// The next request line if it is already in `rd`'s buffer and is a plain
+/// send, taken out of the buffer; anything else is left for the main loop
+/// of `client` (which reads, checks and answers it in order).
+fn buffered_send(rd: &mut BufReader<tokio::net::unix::OwnedReadHalf>) -> Option<Request> {
+    let buf = rd.buffer();
+    let end = buf.iter().position(|&b| b == b'\n')?;
+    let v = serde_json::from_slice::<Value>(&buf[..end]).ok()?;
+    let request = Request::from_value(v).ok().filter(|r| matches!(r, Request::Send { .. }))?;
+    rd.consume(end + 1);
+    Some(request)
 }
 
 /// Forwards events until the client closes, is too slow, or the daemon stops.
