@@ -49,25 +49,51 @@ impl Near {
     /// unheard). Work: one search of this node's part of the graph with
     /// look-ups by id, then about 1 + L + L x degree searches over indices.
     pub fn compute<'a>(me: NodeId, links: &'a [NodeId], neighbours: impl Fn(&NodeId) -> Option<&'a [NodeId]>) -> Near {
-        let adj = |n: &NodeId| if *n == me { Some(links) } else { neighbours(n) };
-        let mutual = |a: &NodeId, b: &NodeId| adj(b).is_some_and(|l| l.contains(a));
-        // This node's part of the graph, indexed in the order found.
+        // Every node a listing leads to, indexed in the order found, with
+        // the nodes it lists: one look-up of each node's neighbours (they
+        // lie all over the card book; looking them up again for every link
+        // that names the node was most of a simulation's time).
+        let mut seen = vec![me];
+        let mut at = BTreeMap::from([(me, 0u32)]);
+        let mut listed: Vec<Vec<u32>> = Vec::new();
+        while listed.len() < seen.len() {
+            let u = seen[listed.len()];
+            let list = if u == me { Some(links) } else { neighbours(&u) };
+            let out = list
+                .unwrap_or_default()
+                .iter()
+                .map(|v| {
+                    *at.entry(*v).or_insert_with(|| {
+                        seen.push(*v);
+                        (seen.len() - 1) as u32
+                    })
+                })
+                .collect();
+            listed.push(out);
+        }
+        // This node's part of the graph: what links both ends list join to
+        // it, indexed in the order found.
         let mut ids = vec![me];
         let mut index = BTreeMap::from([(me, 0u32)]);
+        let mut renumber = vec![u32::MAX; seen.len()];
+        renumber[0] = 0;
         let mut graph: Vec<Vec<u32>> = vec![Vec::new()];
+        let mut order = vec![0u32];
         let mut next = 0;
-        while next < ids.len() {
-            let u = ids[next];
-            for v in adj(&u).unwrap_or_default() {
-                if !mutual(&u, v) {
+        while next < order.len() {
+            let u = order[next] as usize;
+            for &v in &listed[u] {
+                if !listed[v as usize].contains(&(u as u32)) {
                     continue;
                 }
-                let vi = *index.entry(*v).or_insert_with(|| {
-                    ids.push(*v);
+                if renumber[v as usize] == u32::MAX {
+                    renumber[v as usize] = ids.len() as u32;
+                    index.insert(seen[v as usize], ids.len() as u32);
+                    ids.push(seen[v as usize]);
                     graph.push(Vec::new());
-                    (ids.len() - 1) as u32
-                });
-                graph[next].push(vi);
+                    order.push(v);
+                }
+                graph[next].push(renumber[v as usize]);
             }
             next += 1;
         }
