@@ -100,8 +100,10 @@ impl Node {
         l.next_sync = now_ms
             + match (more, offered.is_empty()) {
                 (true, true) => 1,
-                (true, false) => l.window_wait.min(self.cfg.sync_interval_ms),
-                (false, _) => self.cfg.sync_interval_ms,
+                // A federation peer answers from a metered queue: its
+                // windows wait for the round, as before.
+                (true, false) if l.fed.is_none() => l.window_wait.min(self.cfg.sync_interval_ms),
+                _ => self.cfg.sync_interval_ms,
             };
     }
 

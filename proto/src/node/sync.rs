@@ -49,7 +49,7 @@ impl Node {
             return;
         }
         let most = self.cfg.sync_interval_ms;
-        if let Some(l) = self.links.get_mut(&node).filter(|l| l.chained) {
+        if let Some(l) = self.links.get_mut(&node).filter(|l| l.chained && l.fed.is_none()) {
             // The last window's wait ran out before every id was answered
             // (flow.rs): the next goes now, and the one after waits longer.
             // Its unanswered ids lie behind the cursor now: another pass
