@@ -108,9 +108,13 @@ impl Node {
             && let Some(l) = self.links.get_mut(&node)
         {
             // A neighbour with a new card restarted (or changed): it may
-            // have lost the beacons it held.
+            // have lost the envelopes and beacons it held. A new pass over
+            // the store offers them again at once.
             l.beacons_had.clear();
+            l.peer_has.clear();
             l.beacon_floor = 0;
+            l.offer_cursor = None;
+            l.next_sync = l.next_sync.min(self.clock);
         }
         let changed = match learned {
             Learned::Refused => return None,

@@ -461,11 +461,11 @@ impl Node {
                 l.rekey_at = now_ms + self.cfg.rekey_after_ms;
                 l.next_sync = now_ms;
                 // A new session may mean the peer restarted with an empty
-                // (RAM) store: what it had before proves nothing now. Its
-                // beacons are another matter: a restart signs a new card,
-                // which clears them (announce.rs); a rekey every ten
-                // minutes does not make us offer every beacon again.
-                l.peer_has.clear();
+                // (RAM) store; but a restart also signs a new card, which
+                // clears what we noted it holds, envelopes and beacons
+                // (announce.rs). A rekey every ten minutes does not make us
+                // offer it every stored id again (a day of channel messages
+                // is hundreds of ids per link).
                 l.offer_cursor = None;
                 l.round.clear();
                 l.chained = false;

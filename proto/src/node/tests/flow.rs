@@ -138,3 +138,40 @@ fn a_window_whose_answer_was_lost_is_followed_by_the_next_within_a_second() {
     let ids: std::collections::BTreeSet<_> = p.delivered_b.iter().map(|d| d.id).collect();
     assert_eq!(ids.len(), 2_000, "none delivered twice");
 }
+
+/// A publishes `n` channel messages; both nodes hold the channel.
+fn with_channel_messages(n: usize) -> (Pair, Vec<EnvelopeId>) {
+    let mut p = Pair::new(None);
+    let key = crate::channel::ChannelKey::from_bytes([7; 32]);
+    let ch = p.a.join_channel(key.clone());
+    p.b.join_channel(key);
+    p.run(5_000, 100);
+    let ids = (0..n).map(|i| p.a.publish(Timestamp::from(p.now), ch, format!("c{i}").as_bytes()).unwrap()).collect();
+    p.run(60_000, 1_000);
+    (p, ids)
+}
+
+#[test]
+fn a_rekey_does_not_offer_stored_envelopes_again_a_restart_does() {
+    let (mut p, ids) = with_channel_messages(50);
+    assert!(ids.iter().all(|id| p.b.store().contains(id)), "B holds A's channel messages");
+    let sync = |n: &Node| n.wire_stats().bytes[WireClass::Sync as usize];
+    let before = sync(&p.a);
+    // Past two rekeys (every 10 minutes): B said it holds the 50, and a
+    // new session of the link is no reason to think it lost them (offering
+    // them again at each rekey cost 50 x 16 bytes and the haves).
+    p.run(25 * 60_000, 5_000);
+    assert!(p.events.iter().filter(|e| matches!(e, Event::Rekeyed { .. })).count() >= 2);
+    let spent = sync(&p.a) - before;
+    assert!(spent < 800, "{spent} sync bytes over two rekeys");
+    // B restarts with its identity and nothing else: its new card tells A,
+    // and A offers the messages again within a sync round.
+    let ib = Identity::from_file_bytes(&p.b.identity().to_file_bytes()).unwrap();
+    p.b = Node::new(ib, Config { name: "b".into(), ..Config::default() }, [3; 32], Timestamp::from(p.now));
+    let t0 = p.now;
+    while !ids.iter().all(|id| p.b.store().contains(id)) && p.now < t0 + 60_000 {
+        p.run(500, 100);
+    }
+    assert!(ids.iter().all(|id| p.b.store().contains(id)), "B holds them again");
+    assert!(p.now - t0 <= 20_000, "B held them again {} ms after its restart", p.now - t0);
+}
