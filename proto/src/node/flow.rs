@@ -170,8 +170,14 @@ impl Node {
     /// Looks at the ids waiting here again, as if `node` offered them now.
     pub(super) fn redo_deferred(&mut self, node: NodeId, now_ms: u64) {
         let Some(l) = self.links.get_mut(&node) else { return };
-        let ids = core::mem::take(&mut l.deferred);
+        let mut ids = core::mem::take(&mut l.deferred);
         l.deferred_at = u64::MAX;
+        // A message waiting for its session's start that we fetched a
+        // moment ago is not fetched again: it came and waits again, and
+        // would come back every 250 ms until its start did. The start's
+        // arrival fetches it (sessions.rs), and so does the peer's next
+        // offer of it (sync.rs answers those).
+        ids.retain(|id| !(self.waits_for_start(id) && self.asked_recently(id, now_ms)));
         self.on_ids(now_ms, node, IdList::Offer, ids);
     }
 
@@ -205,7 +211,9 @@ impl Node {
                 || self.store.contains(&id)
                 || self.delivered.get(&id).is_some()
                 || self.writes.contains(&id)
-                || self.holds_card(&id);
+                || self.holds_card(&id)
+                // It came, and waits for its session's start.
+                || self.waits_for_start(&id);
             if !here {
                 again.push(id);
                 if let Some(l) = self.links.get_mut(&node).filter(|_| tries + 1 < REWANTS) {

@@ -177,3 +177,43 @@ fn a_backlog_for_an_absent_recipient_carries_the_start_in_one_message_of_sixteen
     assert_eq!(p.b.metrics().envelopes_undecryptable, 0);
     assert_eq!(p.b.metrics().e2e_sessions_accepted, 1);
 }
+
+#[test]
+fn a_message_waiting_for_its_start_is_fetched_again_once_and_answered_when_offered() {
+    let mut p = Pair::new(None);
+    // No sync rounds during the test but the ones it starts.
+    p.a.cfg.sync_interval_ms = 600_000;
+    p.run(2000, 100);
+    let bid = p.b.node_id();
+    // A's pushes of 100 messages are lost: they wait at A, one session,
+    // the start in every sixteenth.
+    p.b_up = false;
+    let ids: Vec<_> = (0..100).map(|i| send(&mut p, format!("w{i}").as_bytes())).collect();
+    p.run(10, 10);
+    p.b_up = true;
+    let envelopes_sent = |p: &Pair| p.captured.iter().filter(|(_, d)| d.len() > 250).count();
+    // B gets the second alone: a suite 5 message without its start waits.
+    // B asks for it once more after 250 ms (its start may have come), and
+    // not again: it came back every 250 ms until the start did.
+    let second = p.a.store().get(&ids[1]).expect("stored at A").env.bytes().to_vec();
+    let before = envelopes_sent(&p);
+    assert!(p.a.send_raw_envelope(bid, &second));
+    p.run(3_000, 10);
+    assert!(p.b.waits_for_start(&ids[1]));
+    assert_eq!(envelopes_sent(&p) - before, 2, "sent, and fetched again once");
+    // A offers it (in a window): B answers (want), though it fetched it a
+    // moment ago. Left unanswered, as an id asked of another link is, A's
+    // next window waited for it (a relay's burst stalled for 15 s).
+    let offer = crate::link::frame::id_frames(IdList::Offer, &ids[1..2]);
+    assert!(p.a.send_raw_frame(bid, &offer[0]));
+    p.run(100, 10);
+    assert_eq!(envelopes_sent(&p) - before, 3, "B asked for the offered id");
+    // The start comes with A's next round, and everything opens.
+    p.a.offer(bid, p.now);
+    let t0 = p.now;
+    while p.delivered_b.len() < 100 && p.now < t0 + 10_000 {
+        p.run(0, 10);
+    }
+    assert_eq!(p.delivered_b.len(), 100);
+    assert_eq!(p.a.metrics().offer_windows_unanswered, 0, "every window answered in full");
+}
