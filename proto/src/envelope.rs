@@ -390,6 +390,11 @@ impl Envelope {
         self.bytes[1] -= 1;
         true
     }
+    /// Raises hops-left to `floor` if it is lower, never beyond the signed
+    /// `max_hops` (hops-left is not signed: any relay may set it).
+    pub fn lift_hops(&mut self, floor: u8) {
+        self.bytes[1] = self.bytes[1].max(floor.min(self.max_hops));
+    }
     /// Lowers hops-left to at most `max` (a mesh's own hop limit, for
     /// envelopes that arrive from another mesh).
     pub fn clamp_hops(&mut self, max: u8) {
@@ -457,6 +462,12 @@ mod tests {
         let back = Envelope::decode(env.bytes(), NOW).unwrap();
         assert_eq!(back.hops_left(), 3);
         assert_eq!(back.id(), id);
+        // Lifting never goes past the signed limit (4), nor lowers.
+        env.lift_hops(200);
+        assert_eq!(env.hops_left(), 4);
+        env.lift_hops(1);
+        assert_eq!(env.hops_left(), 4);
+        assert!(Envelope::decode(env.bytes(), NOW).is_ok());
     }
 
     #[test]

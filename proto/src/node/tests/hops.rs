@@ -60,3 +60,27 @@ fn a_copy_with_more_hops_left_replaces_a_spent_one_and_is_asked_for() {
     p.run(0, 1);
     assert!(p.b.asked.get(&id).is_none(), "a copy that can go on is not asked for again");
 }
+
+#[test]
+fn a_channel_copy_that_came_the_long_way_round_gets_the_hops_of_the_shortest_path() {
+    let mut p = Pair::new(None);
+    let key = crate::channel::ChannelKey::from_bytes([5; 32]);
+    let ch = p.a.join_channel(key.clone());
+    p.b.join_channel(key);
+    p.run(5_000, 100);
+    let bid = p.b.node_id();
+    // A's own copy of its post is lost on the way to B.
+    p.b_up = false;
+    let id = p.a.publish(Timestamp::from(p.now), ch, b"post").unwrap();
+    p.run(10, 10);
+    p.b_up = true;
+    let env = p.a.store().get(&id).expect("A keeps its post").env.clone();
+    // A copy that spent every hop on a detour reaches B: B is one hop from
+    // the origin, so it keeps the copy with the hops a copy by the
+    // shortest path leaves, and passes it on. Dropped before, as spent,
+    // the nodes beyond B never got the post.
+    assert!(p.a.send_raw_envelope(bid, &with_hops(&env, 0)));
+    p.run(0, 1);
+    assert_eq!(p.b.store().get(&id).map(|e| e.env.hops_left()), Some(env.max_hops() - 1));
+    assert_eq!(p.b.metrics().channel_delivered, 1);
+}
