@@ -215,7 +215,8 @@ sim:
 ## SIM_HOSTILE_SIZES=30,100,300,1000 adds the 1000-node runs (2026-12-05:
 ## the mesh of 1000 took 32 minutes of one core, docs/scale/mesh-hostile-1000.csv;
 ## the segment of 1000 more than an hour; docs/scale.md),
-## SIM_FED_SIZES=100,300,1000 ten communities of 100 (not run yet).
+## SIM_FED_SIZES=100,300,1000 ten communities of 100 (2026-12-06: 26
+## minutes of one core, docs/scale/federated-hostile-1000.csv).
 SIM_HOSTILE_SIZES ?= 30,100,300
 SIM_FED_SIZES ?= 100,300
 SIM_HOSTILE = --minutes 60 --warmup 10 --load 20 --loss 0.05 --delay 20 --churn 0.1
