@@ -114,7 +114,8 @@ impl Node {
             l.peer_has.clear();
             l.beacon_floor = 0;
             l.offer_cursor = None;
-            l.next_sync = l.next_sync.min(self.clock);
+            // (A millisecond on: never a timer at the moment being handled.)
+            l.next_sync = l.next_sync.min(self.clock + 1);
         }
         let changed = match learned {
             Learned::Refused => return None,
