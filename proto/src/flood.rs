@@ -53,22 +53,28 @@ impl Near {
         // the nodes it lists: one look-up of each node's neighbours (they
         // lie all over the card book; looking them up again for every link
         // that names the node was most of a simulation's time).
+        // A listed node with no neighbours of its own (unknown, unheard)
+        // cannot be linked both ways: it is left out, so ids a card merely
+        // names (64 a card, real or not) cost a look-up, never an entry.
         let mut seen = vec![me];
+        let mut lists: Vec<&[NodeId]> = vec![links];
         let mut at = BTreeMap::from([(me, 0u32)]);
         let mut listed: Vec<Vec<u32>> = Vec::new();
         while listed.len() < seen.len() {
-            let u = seen[listed.len()];
-            let list = if u == me { Some(links) } else { neighbours(&u) };
-            let out = list
-                .unwrap_or_default()
-                .iter()
-                .map(|v| {
-                    *at.entry(*v).or_insert_with(|| {
+            let mut out = Vec::new();
+            for v in lists[listed.len()] {
+                let vi = match at.get(v) {
+                    Some(i) => *i,
+                    None => {
+                        let Some(l) = neighbours(v) else { continue };
                         seen.push(*v);
+                        lists.push(l);
+                        at.insert(*v, (seen.len() - 1) as u32);
                         (seen.len() - 1) as u32
-                    })
-                })
-                .collect();
+                    }
+                };
+                out.push(vi);
+            }
             listed.push(out);
         }
         // This node's part of the graph: what links both ends list join to

@@ -129,7 +129,9 @@ impl Node {
                     self.on_ack(&env);
                 }
                 let mut env = env;
+                let own_domain = self.cards.get(&origin).is_some_and(|c| c.domain == self.cfg.domain);
                 if env.kind() == Kind::Channel
+                    && own_domain
                     && let Some(r) = self.best_route(&origin)
                 {
                     // A copy that came the long way round (churn, a
@@ -139,6 +141,8 @@ impl Node {
                     // Copies that spent theirs on detours stopped next to
                     // nodes the shortest paths still reached (a mesh of
                     // 1000 under churn: 41 node-messages never arrived).
+                    // Only for our own community's origins: another's
+                    // copies keep the limit their gateway clamped them to.
                     env.lift_hops(env.max_hops().saturating_add(1).saturating_sub(r.hops));
                 }
                 if !env.take_hop() {
