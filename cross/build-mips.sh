@@ -67,7 +67,21 @@ say "cargo +nightly build -Z build-std for $triple"
 cd "$top"
 env_triple=$(echo "$triple" | tr 'a-z-' 'A-Z_')
 export "CARGO_TARGET_${env_triple}_LINKER=$sysroot/bin/musl-gcc"
-export "CARGO_TARGET_${env_triple}_RUSTFLAGS=-C target-feature=+crt-static -C link-self-contained=no -L native=$unwind"
+# Flash (docs/size.md, 2026-12-06): the binary is a static, non-PIE
+# executable, so its code need not be position-independent
+# (relocation-model=static, -240 KB on mipsel) and nothing applies RELRO at
+# run time (musl does that only in its dynamic linker, ldso/dynlink.c), so
+# the RW segment need not start on a 64 KB page (-z norelro, -56 KB).
+# panic=abort never unwinds: no unwind tables (-131 KB). panic=immediate-abort
+# also drops std's panic messages and their formatting (-460 KB): a bug that
+# panics on a MIPS router ends the process without a message, and procd
+# restarts it (nothing acknowledged is lost, docs/storage.md). Set
+# MIPS_PANIC_MESSAGES=1 to keep the messages, for a debugging build.
+size_flags="-C relocation-model=static -C link-arg=-Wl,-z,norelro -C force-unwind-tables=no"
+if [ "${MIPS_PANIC_MESSAGES:-0}" != 1 ]; then
+  size_flags="$size_flags -Zunstable-options -C panic=immediate-abort"
+fi
+export "CARGO_TARGET_${env_triple}_RUSTFLAGS=-C target-feature=+crt-static -C link-self-contained=no -L native=$unwind $size_flags"
 cargo +nightly build --release -p meshpost --target "$triple" -Z build-std=std,panic_abort
 bin=target/$triple/release/meshpost
 "$gnu-strip" "$bin" 2>/dev/null || true
