@@ -228,14 +228,51 @@ pub fn verify(pk: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
 }
 
 fn verify_now(pk: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
-    if !canonical_y(&sig[..32]) {
+    if !canonical_y(&sig[..32]) || SMALL_ORDER.iter().any(|p| p[..] == sig[..32]) {
         return false;
     }
     let Some(vk) = key_cache::key(pk) else {
         return false;
     };
-    vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(sig)).is_ok()
+    // The cofactorless check compares the encoding of [S]B - [k]A with R's
+    // bytes. An encoding equal to one the curve code computed is a point's
+    // canonical encoding, so R is a point, and of small order exactly when
+    // it is one of the eight in SMALL_ORDER: the same answers as
+    // `verify_strict`, without decompressing R (a field square root, a
+    // sixth of the check). A is checked by `checked_key`.
+    ed25519_dalek::Verifier::verify(&vk, msg, &ed25519_dalek::Signature::from_bytes(sig)).is_ok()
 }
+
+/// The canonical encodings of the eight points of small order (the
+/// torsion subgroup): a test derives them from curve25519-dalek's
+/// `EIGHT_TORSION`.
+const SMALL_ORDER: [[u8; 32]; 8] = {
+    let mut t = [[0u8; 32]; 8];
+    // The identity (0, 1).
+    t[0][0] = 1;
+    // (0, -1), of order 2: y = p - 1.
+    t[1] = [0xff; 32];
+    t[1][0] = 0xec;
+    t[1][31] = 0x7f;
+    // (+-sqrt(-1), 0), of order 4: y = 0, either sign of x.
+    t[3][31] = 0x80;
+    // The four of order 8.
+    t[4] = ORDER8_A;
+    t[5] = ORDER8_A;
+    t[5][31] |= 0x80;
+    t[6] = ORDER8_B;
+    t[7] = ORDER8_B;
+    t[7][31] |= 0x80;
+    t
+};
+const ORDER8_A: [u8; 32] = [
+    0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67, 0x0f, 0x2a, 0x20, 0x53,
+    0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a,
+];
+const ORDER8_B: [u8; 32] = [
+    0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98, 0xf0, 0xd5, 0xdf, 0xac,
+    0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05,
+];
 
 /// A public key as a checked curve point, or `None` if it is not
 /// canonical, not on the curve, or of small order.
@@ -392,6 +429,48 @@ mod tests {
         bad_r[..32].copy_from_slice(&y_is_p);
         assert!(!verify(&id.public_key(), msg, &bad_r));
         assert!(canonical_y(&id.public_key()));
+    }
+
+    #[test]
+    fn the_small_order_table_is_the_torsion_subgroup() {
+        let mut want: Vec<[u8; 32]> =
+            curve25519_dalek::constants::EIGHT_TORSION.iter().map(|p| p.compress().to_bytes()).collect();
+        let mut have = SMALL_ORDER.to_vec();
+        want.sort();
+        have.sort();
+        assert_eq!(have, want);
+    }
+
+    /// A signature whose R is the identity, made with the secret key so the
+    /// cofactorless equation holds (S = k a): `verify` must refuse it
+    /// though the equation checks out, as `verify_strict` does.
+    #[test]
+    fn a_valid_equation_with_a_small_order_r_is_refused() {
+        use curve25519_dalek::scalar::Scalar;
+        use sha2::{Digest, Sha512};
+        let seed = [9u8; 32];
+        let id = Identity::from_seed(&seed);
+        let pk = id.public_key();
+        let h = Sha512::digest(seed);
+        let mut a = [0u8; 32];
+        a.copy_from_slice(&h[..32]);
+        a[0] &= 248;
+        a[31] &= 127;
+        a[31] |= 64;
+        let a = Scalar::from_bytes_mod_order(a);
+        let msg = b"small order R";
+        let r = SMALL_ORDER[0];
+        let k = Scalar::from_hash(Sha512::new().chain_update(r).chain_update(pk).chain_update(msg));
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&r);
+        sig[32..].copy_from_slice((k * a).as_bytes());
+        let vk = VerifyingKey::from_bytes(&pk).expect("a real key");
+        let dalek_sig = ed25519_dalek::Signature::from_bytes(&sig);
+        assert!(ed25519_dalek::Verifier::verify(&vk, msg, &dalek_sig).is_ok(), "the lax check accepts it");
+        assert!(vk.verify_strict(msg, &dalek_sig).is_err());
+        assert!(!verify(&pk, msg, &sig));
+        // And an honest signature still verifies.
+        assert!(verify(&pk, msg, &id.sign(msg)));
     }
     use rand_core::OsRng;
 
