@@ -199,10 +199,12 @@ fn valid_domain(d: &[u8]) -> bool {
     d.len() <= MAX_DOMAIN_LEN && d.iter().all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.'))
 }
 
-fn signed_message(version_and_region: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(SIG_CONTEXT.len() + version_and_region.len());
+/// What the origin signs: the context, the version and the signed region.
+fn signed_message(version: u8, region: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(SIG_CONTEXT.len() + 1 + region.len());
     m.extend_from_slice(SIG_CONTEXT);
-    m.extend_from_slice(version_and_region);
+    m.push(version);
+    m.extend_from_slice(region);
     m
 }
 
@@ -211,6 +213,75 @@ fn id_of(version: u8, region: &[u8]) -> EnvelopeId {
     let mut id = [0u8; 16];
     id.copy_from_slice(&h[..16]);
     EnvelopeId(id)
+}
+
+/// The fields of well-formed envelope bytes, before the signature and the
+/// time are checked.
+struct Parsed<'a> {
+    version: u8,
+    kind: Kind,
+    max_hops: u8,
+    origin: [u8; 32],
+    created: u64,
+    ttl: u32,
+    dest_id: [u8; 16],
+    domain: &'a [u8],
+    payload: Range<usize>,
+    /// End of the signed region (the signature follows).
+    region_end: usize,
+    sig: [u8; 64],
+}
+
+/// Checks, in order: size, version, structure, domain, ttl, hop counts.
+fn parse(bytes: &[u8]) -> Result<Parsed<'_>, EnvelopeError> {
+    if bytes.len() > MAX_ENVELOPE_LEN {
+        return Err(EnvelopeError::Oversize { len: bytes.len(), max: MAX_ENVELOPE_LEN });
+    }
+    let mut r = Reader::new(bytes);
+    let version = r.u8("version")?;
+    if version != VERSION {
+        return Err(EnvelopeError::BadVersion { got: version });
+    }
+    let hops_left = r.u8("hops_left")?;
+    let kind_byte = r.u8("kind")?;
+    let kind = Kind::from_u8(kind_byte).ok_or(EnvelopeError::UnknownKind { got: kind_byte })?;
+    let max_hops = r.u8("max_hops")?;
+    let origin = r.array::<32>("origin")?;
+    let created = r.u64("created")?;
+    let ttl = r.u32("ttl")?;
+    let dest_id = r.array::<16>("destination")?;
+    let dlen = r.u8("domain length")? as usize;
+    let domain = r.bytes(dlen, "domain")?;
+    if !valid_domain(domain) {
+        return Err(EnvelopeError::BadDomain);
+    }
+    let plen = r.u32("payload length")? as usize;
+    let payload_start = r.pos();
+    r.bytes(plen, "payload")?;
+    let region_end = r.pos();
+    let sig = r.array::<64>("signature")?;
+    if r.remaining() != 0 {
+        return Err(EnvelopeError::TrailingBytes { extra: r.remaining() });
+    }
+    if ttl == 0 || ttl > MAX_TTL {
+        return Err(EnvelopeError::BadTtl { ttl });
+    }
+    if max_hops > MAX_HOPS || hops_left > max_hops {
+        return Err(EnvelopeError::TooManyHops { max_hops, hops_left });
+    }
+    Ok(Parsed {
+        version,
+        kind,
+        max_hops,
+        origin,
+        created,
+        ttl,
+        dest_id,
+        domain,
+        payload: payload_start..payload_start + plen,
+        region_end,
+        sig,
+    })
 }
 
 impl Envelope {
@@ -242,10 +313,7 @@ impl Envelope {
         b.extend_from_slice(draft.dest.domain.as_bytes());
         b.put_u32(draft.payload.len() as u32);
         b.extend_from_slice(draft.payload);
-        let mut vr = Vec::with_capacity(b.len() - 1);
-        vr.push(VERSION);
-        vr.extend_from_slice(&b[2..]);
-        let sig = identity.sign(&signed_message(&vr));
+        let sig = identity.sign(&signed_message(VERSION, &b[2..]));
         b.extend_from_slice(&sig);
         let payload_start = HEADER_LEN + draft.dest.domain.len();
         Ok(Envelope {
@@ -281,75 +349,46 @@ impl Envelope {
     /// taken (the id covers every signed byte) for the price of a hash,
     /// not a signature check. It never yields an [`Envelope`].
     pub fn peek_id(bytes: &[u8]) -> Result<(EnvelopeId, Kind), EnvelopeError> {
-        Self::decode_inner(bytes, None, false).map(|e| (e.id, e.kind))
+        let p = parse(bytes)?;
+        Ok((id_of(p.version, &bytes[2..p.region_end]), p.kind))
+    }
+
+    /// [`decode`](Self::decode) for bytes whose id [`peek_id`](Self::peek_id)
+    /// gave: the id is not hashed again. `peeked` must come from these
+    /// bytes; a test checks that both decodes agree.
+    pub(crate) fn decode_peeked(bytes: &[u8], now: u64, peeked: EnvelopeId) -> Result<Envelope, EnvelopeError> {
+        Self::decode_inner(bytes, Some(now), Some(peeked))
     }
 
     fn decode_at(bytes: &[u8], now: Option<u64>) -> Result<Envelope, EnvelopeError> {
-        Self::decode_inner(bytes, now, true)
+        Self::decode_inner(bytes, now, None)
     }
 
-    fn decode_inner(bytes: &[u8], now: Option<u64>, check_signature: bool) -> Result<Envelope, EnvelopeError> {
-        if bytes.len() > MAX_ENVELOPE_LEN {
-            return Err(EnvelopeError::Oversize { len: bytes.len(), max: MAX_ENVELOPE_LEN });
-        }
-        let mut r = Reader::new(bytes);
-        let version = r.u8("version")?;
-        if version != VERSION {
-            return Err(EnvelopeError::BadVersion { got: version });
-        }
-        let hops_left = r.u8("hops_left")?;
-        let kind_byte = r.u8("kind")?;
-        let kind = Kind::from_u8(kind_byte).ok_or(EnvelopeError::UnknownKind { got: kind_byte })?;
-        let max_hops = r.u8("max_hops")?;
-        let origin = r.array::<32>("origin")?;
-        let created = r.u64("created")?;
-        let ttl = r.u32("ttl")?;
-        let dest_id = r.array::<16>("destination")?;
-        let dlen = r.u8("domain length")? as usize;
-        let domain = r.bytes(dlen, "domain")?;
-        if !valid_domain(domain) {
-            return Err(EnvelopeError::BadDomain);
-        }
-        let plen = r.u32("payload length")? as usize;
-        let payload_start = r.pos();
-        r.bytes(plen, "payload")?;
-        let region_end = r.pos();
-        let sig = r.array::<64>("signature")?;
-        if r.remaining() != 0 {
-            return Err(EnvelopeError::TrailingBytes { extra: r.remaining() });
-        }
-        if ttl == 0 || ttl > MAX_TTL {
-            return Err(EnvelopeError::BadTtl { ttl });
-        }
-        if max_hops > MAX_HOPS || hops_left > max_hops {
-            return Err(EnvelopeError::TooManyHops { max_hops, hops_left });
-        }
-        let mut vr = Vec::with_capacity(region_end - 1);
-        vr.push(version);
-        vr.extend_from_slice(&bytes[2..region_end]);
-        if check_signature && !verify(&origin, &signed_message(&vr), &sig) {
+    fn decode_inner(bytes: &[u8], now: Option<u64>, peeked: Option<EnvelopeId>) -> Result<Envelope, EnvelopeError> {
+        let p = parse(bytes)?;
+        if !verify(&p.origin, &signed_message(p.version, &bytes[2..p.region_end]), &p.sig) {
             return Err(EnvelopeError::BadSignature);
         }
         if let Some(now) = now {
-            let expires_at = created.saturating_add(ttl as u64);
+            let expires_at = p.created.saturating_add(p.ttl as u64);
             if expires_at <= now {
                 return Err(EnvelopeError::Expired { expired_at: expires_at, now });
             }
-            if created > now.saturating_add(MAX_CLOCK_SKEW) {
-                return Err(EnvelopeError::FromTheFuture { created, now });
+            if p.created > now.saturating_add(MAX_CLOCK_SKEW) {
+                return Err(EnvelopeError::FromTheFuture { created: p.created, now });
             }
         }
         Ok(Envelope {
-            id: id_of(version, &bytes[2..region_end]),
-            kind,
-            max_hops,
-            origin,
-            origin_id: NodeId::from_public_key(&origin),
-            created,
-            ttl,
-            // Invariant: valid_domain() accepted only ASCII bytes above.
-            dest: Destination { id: dest_id, domain: String::from_utf8_lossy(domain).into_owned() },
-            payload: payload_start..payload_start + plen,
+            id: peeked.unwrap_or_else(|| id_of(p.version, &bytes[2..p.region_end])),
+            kind: p.kind,
+            max_hops: p.max_hops,
+            origin: p.origin,
+            origin_id: NodeId::from_public_key(&p.origin),
+            created: p.created,
+            ttl: p.ttl,
+            // Invariant: valid_domain() accepted only ASCII bytes in parse().
+            dest: Destination { id: p.dest_id, domain: String::from_utf8_lossy(p.domain).into_owned() },
+            payload: p.payload,
             bytes: bytes.to_vec(),
         })
     }
@@ -452,6 +491,21 @@ mod tests {
         assert_eq!(back.dest().domain, "ffa");
         assert_eq!(back.hops_left(), 4);
         assert_eq!(back.expires_at(), NOW + 3600);
+    }
+
+    #[test]
+    fn a_peeked_decode_is_the_decode() {
+        let (_, env) = sealed();
+        let (id, kind) = Envelope::peek_id(env.bytes()).unwrap();
+        assert_eq!((id, kind), (env.id(), env.kind()));
+        assert_eq!(Envelope::decode_peeked(env.bytes(), NOW, id), Envelope::decode(env.bytes(), NOW));
+        // The peek does not check the signature; the peeked decode does.
+        let mut forged = env.bytes().to_vec();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        let (fid, _) = Envelope::peek_id(&forged).unwrap();
+        assert_eq!(fid, id, "the signature is not in the id");
+        assert_eq!(Envelope::decode_peeked(&forged, NOW, fid), Err(EnvelopeError::BadSignature));
     }
 
     #[test]

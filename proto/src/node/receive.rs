@@ -9,7 +9,8 @@ impl Node {
     pub(super) fn on_envelope(&mut self, now_ms: u64, link: NodeId, bytes: &[u8]) {
         self.metrics.envelopes_in += 1;
         // What we asked for was paid for when we asked (flow.rs).
-        let peeked = Envelope::peek_id(bytes).ok().map(|(id, _)| id);
+        let peek = Envelope::peek_id(bytes).ok();
+        let peeked = peek.map(|(id, _)| id);
         let prepaid = peeked.is_some_and(|id| self.prepaid(&id, now_ms));
         let allowed = self.links.get_mut(&link).is_some_and(|l| {
             prepaid && l.fed.is_none() || l.bucket.take(self.cfg.link_rate, self.cfg.link_burst, now_ms)
@@ -31,7 +32,7 @@ impl Node {
         // envelope we verified (hops_left aside). Federation links meter
         // every envelope first (crossing.rs).
         if self.links.get(&link).is_some_and(|l| l.fed.is_none())
-            && let Ok((id, kind)) = Envelope::peek_id(bytes)
+            && let Some((id, kind)) = peek
             && self.seen.contains(&id)
             && !self.writes.contains(&id)
             && self.delivered.get(&id).is_none()
@@ -46,7 +47,12 @@ impl Node {
             }
             return;
         }
-        let env = match Envelope::decode(bytes, self.unix_s()) {
+        let decoded = match peeked {
+            Some(id) => Envelope::decode_peeked(bytes, self.unix_s(), id),
+            // Not well formed: decode says why.
+            None => Envelope::decode(bytes, self.unix_s()),
+        };
+        let env = match decoded {
             Ok(e) => e,
             Err(e) => {
                 match e {
