@@ -19,10 +19,10 @@ use core::fmt;
 
 use ml_kem::kem::{Decapsulate, DecapsulationKey, Encapsulate, EncapsulationKey};
 use ml_kem::{EncodedSizeUser, KemCore, MlKem768, MlKem768Params};
-use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::{Builder, HandshakeState};
 use zeroize::Zeroizing;
 
+use super::noise_crypto::Resolver;
 use super::packet::{MSG1_LEN, MSG2_LEN, MSG3_LEN, emit_final, emit_init, emit_resp};
 use crate::crypto::{ct_eq, kdf};
 use crate::identity::{Identity, KEM_CT_LEN, KEM_EK_LEN, noise_static_for};
@@ -83,25 +83,6 @@ pub struct SessionKeys {
     pub local_idx: u32,
     pub remote_idx: u32,
     pub initiator: bool,
-}
-
-/// snow's primitives, with its randomness drawn from the node's seeded
-/// generator instead of the operating system's.
-struct Resolver(core::cell::RefCell<Option<NodeRng>>);
-
-impl CryptoResolver for Resolver {
-    fn resolve_rng(&self) -> Option<Box<dyn snow::types::Random>> {
-        self.0.borrow_mut().take().map(|r| Box::new(r) as Box<dyn snow::types::Random>)
-    }
-    fn resolve_dh(&self, choice: &snow::params::DHChoice) -> Option<Box<dyn snow::types::Dh>> {
-        DefaultResolver.resolve_dh(choice)
-    }
-    fn resolve_hash(&self, choice: &snow::params::HashChoice) -> Option<Box<dyn snow::types::Hash>> {
-        DefaultResolver.resolve_hash(choice)
-    }
-    fn resolve_cipher(&self, choice: &snow::params::CipherChoice) -> Option<Box<dyn snow::types::Cipher>> {
-        DefaultResolver.resolve_cipher(choice)
-    }
 }
 
 /// A fresh Noise state for our side of the handshake; its ephemeral key

@@ -5,6 +5,7 @@
 pub mod cookie;
 pub mod frame;
 pub mod handshake;
+mod noise_crypto;
 pub mod packet;
 pub mod replay;
 pub mod session;
