@@ -3,6 +3,7 @@
 //! changes.
 
 pub mod discovery;
+pub mod mmsg;
 pub mod names;
 pub mod netlink;
 pub mod udp;
