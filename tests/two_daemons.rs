@@ -391,11 +391,6 @@ fn a_backlog_of_a_thousand_messages_reaches_a_returning_peer_at_the_pace_of_its_
     // before, with envelopes dropped over the budget and offered again.
     assert!(all.as_secs_f64() < 8.0, "took {all:?}");
     assert_eq!(b.metric("envelopes_rate_limited_total"), 0, "nothing B asked for was dropped");
-    // Windows of envelopes arrive faster than B checks their signatures:
-    // it takes what is waiting in one recvmmsg call, not one per datagram.
-    let (calls, datagrams) = (b.metric("udp_receive_calls_total"), b.metric("datagrams_in_total"));
-    eprintln!("FIGURE backlog: B took {datagrams} datagrams in {calls} receive calls");
-    assert!(calls * 2 < datagrams, "{calls} receive calls for {datagrams} datagrams");
     assert!(wait_until(20, || a.store_count() == 0), "acks released A's copies");
     assert_eq!(b.inbox().len() as u64, N, "each exactly once");
 }

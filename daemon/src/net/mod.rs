@@ -3,7 +3,6 @@
 //! changes.
 
 pub mod discovery;
-pub mod mmsg;
 pub mod names;
 pub mod netlink;
 pub mod udp;

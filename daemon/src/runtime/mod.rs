@@ -18,7 +18,6 @@ use meshpost_proto::outbox::SentState;
 use meshpost_proto::time::Timestamp;
 use rand_core::OsRng;
 use serde_json::{Value, json};
-use tokio::io::Interest;
 use tokio::net::{UdpSocket, UnixListener};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc};
@@ -30,7 +29,6 @@ use crate::control::protocol::{
 use crate::control::{self, Incoming, Policy, Reply, Stats, error};
 use crate::discovery::{self, Discovery};
 use crate::inbox::{Inbox, InboxError, Message};
-use crate::net::mmsg::RecvBatch;
 use crate::net::names::{Answer, Lookup, Names};
 use crate::net::udp::{bind_udp, normalize, resolve_peers};
 use crate::persist::State;
@@ -53,8 +51,8 @@ use restore::restore;
 pub use views::identity_json;
 use views::page;
 
-/// Requests taken from the control socket in one turn of the loop, before
-/// the turn's writes are committed together (datagrams: `mmsg::SLOTS`).
+/// Datagrams taken from the socket in one turn of the loop, before the
+/// turn's writes are committed together.
 const MAX_BATCH: usize = 64;
 
 /// Longest sleep of the event loop when no timer is due sooner.
@@ -179,8 +177,6 @@ pub struct Daemon {
     stats: Arc<Stats>,
     started: Instant,
     send_errors: u64,
-    /// Receive system calls that took datagrams (`recvmmsg`, a batch each).
-    udp_batches: u64,
     persist_errors: u64,
     /// Writes that failed during the current drain (for local sends).
     failed_writes: Vec<EnvelopeId>,
@@ -348,7 +344,6 @@ impl Daemon {
             stats,
             started: Instant::now(),
             send_errors: 0,
-            udp_batches: 0,
             persist_errors: 0,
             failed_writes: Vec::new(),
             batch_sent: None,
@@ -372,7 +367,7 @@ impl Daemon {
         let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
         let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
         let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
-        let mut datagrams = RecvBatch::default();
+        let mut buf = vec![0u8; 2048];
         d.node.handle_timeout(timestamp());
         d.drain();
         loop {
@@ -387,17 +382,14 @@ impl Daemon {
             let next = [d.node.poll_timeout(), d.discovery.next_timer()].into_iter().flatten().min();
             let wait = next.map_or(MAX_SLEEP_MS, |t| t.saturating_sub(now)).min(MAX_SLEEP_MS);
             tokio::select! {
-                r = d.udp.readable() => {
-                    // Everything waiting (up to a batch) is taken in one
-                    // system call and joins this turn, so its writes share
-                    // one commit.
-                    let got = r.and_then(|()| d.udp.try_io(Interest::READABLE, || datagrams.recv(&d.udp)));
-                    if let Ok(n) = got {
-                        d.udp_batches += 1;
-                        for i in 0..n {
-                            if let Some((data, from)) = datagrams.get(i) {
-                                d.node.handle_datagram(timestamp(), normalize(from), data);
-                            }
+                r = d.udp.recv_from(&mut buf) => {
+                    if let Ok((n, from)) = r {
+                        d.node.handle_datagram(timestamp(), normalize(from), &buf[..n]);
+                        // Whatever else is waiting joins this turn, so its
+                        // writes share one commit.
+                        for _ in 1..MAX_BATCH {
+                            let Ok((n, from)) = d.udp.try_recv_from(&mut buf) else { break };
+                            d.node.handle_datagram(timestamp(), normalize(from), &buf[..n]);
                         }
                     }
                 }

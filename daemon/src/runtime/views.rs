@@ -279,7 +279,6 @@ impl Daemon {
                 self.stats.bad_requests.load(Relaxed) as u64,
             ),
             ("udp_send_errors", "datagrams the socket refused", self.send_errors),
-            ("udp_receive_calls", "receive system calls that took datagrams (up to 64 each)", self.udp_batches),
             ("persist_errors", "failed writes to the state directory", self.persist_errors),
             ("files_failed", "received files discarded: their parts did not match the file's hash", self.files_failed),
             ("log_dropped", "log lines syslog did not accept", log::dropped()),

@@ -207,13 +207,22 @@ fn subscribe(to: &Daemon, n: usize, secs: u64) -> Result<mpsc::Receiver<Vec<Opti
     std::thread::spawn(move || {
         let mut got = vec![None; n];
         let (mut count, deadline) = (0, Instant::now() + Duration::from_secs(secs));
+        // Events the daemon dropped for a lagging subscriber: their
+        // messages count as arrived without a time (the run still ends).
+        let mut dropped = 0;
         let mut line = String::new();
-        while count < n && Instant::now() < deadline {
+        while count + dropped < n && Instant::now() < deadline {
             line.clear();
             if r.read_line(&mut line).unwrap_or(0) == 0 {
                 break;
             }
             let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+            if v["event"] == "dropped" {
+                let k = v["count"].as_u64().unwrap_or(0) as usize;
+                eprintln!("bench: the subscription dropped {k} events");
+                dropped += k;
+                continue;
+            }
             let i = v["text"].as_str().and_then(|t| t.strip_prefix("bench ")?.split(' ').next()?.parse::<usize>().ok());
             if v["event"] == "message"
                 && let Some(i) = i.filter(|i| *i < n)
