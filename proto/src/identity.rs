@@ -254,7 +254,8 @@ const SMALL_ORDER: [[u8; 32]; 8] = {
     t[1] = [0xff; 32];
     t[1][0] = 0xec;
     t[1][31] = 0x7f;
-    // (+-sqrt(-1), 0), of order 4: y = 0, either sign of x.
+    // (+-sqrt(-1), 0), of order 4: y = 0, either sign of x (t[2] is the
+    // all-zero encoding as it stands).
     t[3][31] = 0x80;
     // The four of order 8.
     t[4] = ORDER8_A;

@@ -84,3 +84,25 @@ fn a_channel_copy_that_came_the_long_way_round_gets_the_hops_of_the_shortest_pat
     assert_eq!(p.b.store().get(&id).map(|e| e.env.hops_left()), Some(env.max_hops() - 1));
     assert_eq!(p.b.metrics().channel_delivered, 1);
 }
+
+#[test]
+fn a_channel_copy_from_another_community_keeps_the_hops_it_came_with() {
+    let mut p = Pair::new(None);
+    let key = crate::channel::ChannelKey::from_bytes([5; 32]);
+    let ch = p.a.join_channel(key.clone());
+    p.b.join_channel(key);
+    p.run(5_000, 100);
+    let bid = p.b.node_id();
+    p.b_up = false;
+    let id = p.a.publish(Timestamp::from(p.now), ch, b"post").unwrap();
+    p.run(10, 10);
+    p.b_up = true;
+    let env = p.a.store().get(&id).expect("A keeps its post").env.clone();
+    // B now belongs to another community than A's card names: A's copies
+    // keep the limit a gateway gave them, so a spent one is not lifted.
+    p.b.cfg.domain = "elsewhere".into();
+    assert!(p.a.send_raw_envelope(bid, &with_hops(&env, 0)));
+    p.run(0, 1);
+    assert_ne!(p.b.store().get(&id).map(|e| e.env.hops_left()), Some(env.max_hops() - 1));
+    assert!(p.b.store().get(&id).is_none_or(|e| e.env.hops_left() == 0), "not passed on");
+}
