@@ -196,7 +196,11 @@ fn send_all(from: &Daemon, to: &str, n: usize, size: usize, conns: usize) -> Res
 
 /// Follows `to`'s message events on a subscription; sends the arrival time
 /// of each bench message by index until `n` arrived or `secs` passed.
-fn subscribe(to: &Daemon, n: usize, secs: u64) -> Result<mpsc::Receiver<Vec<Option<Instant>>>, BenchError> {
+/// Arrival times by message index, and how many events the daemon
+/// reported dropped for this subscriber (their messages have no time).
+type Arrivals = (Vec<Option<Instant>>, usize);
+
+fn subscribe(to: &Daemon, n: usize, secs: u64) -> Result<mpsc::Receiver<Arrivals>, BenchError> {
     let mut s = UnixStream::connect(&to.sock).map_err(io("connect"))?;
     writeln!(s, "{}", json!({"cmd": "subscribe"})).map_err(io("subscribe"))?;
     s.set_read_timeout(Some(Duration::from_secs(secs))).map_err(io("timeout"))?;
@@ -208,7 +212,7 @@ fn subscribe(to: &Daemon, n: usize, secs: u64) -> Result<mpsc::Receiver<Vec<Opti
         let mut got = vec![None; n];
         let (mut count, deadline) = (0, Instant::now() + Duration::from_secs(secs));
         // Events the daemon dropped for a lagging subscriber: their
-        // messages count as arrived without a time (the run still ends).
+        // messages have no time; the run still ends and says so.
         let mut dropped = 0;
         let mut line = String::new();
         while count + dropped < n && Instant::now() < deadline {
@@ -232,7 +236,7 @@ fn subscribe(to: &Daemon, n: usize, secs: u64) -> Result<mpsc::Receiver<Vec<Opti
                 count += 1;
             }
         }
-        let _ = tx.send(got);
+        let _ = tx.send((got, dropped));
     });
     Ok(rx)
 }
@@ -306,11 +310,11 @@ fn run(args: &Args) -> Result<(), BenchError> {
                 seen = seen.max(now.min(n));
                 std::thread::sleep(Duration::from_millis(5));
             }
-            let _ = tx.send(got);
+            let _ = tx.send((got, 0));
             rx
         }
     };
-    let got = rx.recv().unwrap_or_default();
+    let (got, events_dropped) = rx.recv().unwrap_or_default();
     let cpu1: Vec<u64> = ds.iter().map(Daemon::cpu_ms).collect();
     let arrived: Vec<Instant> = got.iter().flatten().copied().collect();
     let start = if backlog { queued_at } else { sent.iter().min().copied().unwrap_or(queued_at) };
@@ -325,7 +329,7 @@ fn run(args: &Args) -> Result<(), BenchError> {
     lat.sort_by(f64::total_cmp);
     let dups = metric(&ds[to], "envelopes_duplicate_total");
     println!(
-        "scenario={} messages={n} size={} conns={} unlimited={} refused={refused} delivered={} seconds={secs:.3} msg_per_s={:.0} first_ms={first:.1} p50_ms={:.1} p99_ms={:.1} max_ms={:.1} duplicates={dups}",
+        "scenario={} messages={n} size={} conns={} unlimited={} refused={refused} delivered={} seconds={secs:.3} msg_per_s={:.0} first_ms={first:.1} p50_ms={:.1} p99_ms={:.1} max_ms={:.1} duplicates={dups} events_dropped={events_dropped}",
         args.scenario,
         args.size,
         args.conns,
