@@ -98,9 +98,21 @@ impl Node {
     /// that took the long way round spent their hops, and the nodes behind
     /// them never got the message (a fan-out of two was tried: 75 node-
     /// messages missed in an hour at 300 nodes with a partition).
+    ///
+    /// Such a copy that came over a mesh link is offered to those links,
+    /// not sent (a lazy push, as in Plumtree's epidemic broadcast trees):
+    /// every node beyond the trees hands it to every link, so each node
+    /// hears of it from several, and asks only the first (sync.rs,
+    /// `asked_recently`). This is what happens when a partition heals: the
+    /// copies that cross it reach nodes whose graph does not yet hold the
+    /// links that just formed. Sent whole, a segment of 300 received 1.74
+    /// copies per node over a run with a split, against 1.00 without one.
+    /// The first offer to arrive comes, as the first copy did, the
+    /// quickest way; the cost is one round trip per hop.
     pub(super) fn forward(&mut self, env: &Envelope, from: Option<NodeId>) {
         let mut skip: &[NodeId] = &[];
-        if let Some(f) = from.filter(|_| env.kind() == Kind::Channel && self.beyond_trees(env.origin_id())) {
+        let beyond = from.is_some() && env.kind() == Kind::Channel && self.beyond_trees(env.origin_id());
+        if let Some(f) = from.filter(|_| beyond) {
             skip = self.cards.advert(&f).map_or(skip, |a| a.neighbours);
         }
         let targets: Vec<NodeId> = self
@@ -109,8 +121,13 @@ impl Node {
             .filter(|k| Some(**k) != from && !skip.contains(k) && self.should_offer(env, **k))
             .copied()
             .collect();
+        let now = self.clock;
         for t in targets {
-            if self.may_push(t) {
+            if beyond && self.links.get(&t).is_some_and(|l| l.fed.is_none()) {
+                for f in id_frames(IdList::Offer, &[env.id()]) {
+                    self.send_frame(t, &f, now);
+                }
+            } else if self.may_push(t) {
                 self.send_stored(t, env.id(), env.bytes());
             }
         }
