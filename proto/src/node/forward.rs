@@ -123,7 +123,10 @@ impl Node {
             .collect();
         let now = self.clock;
         for t in targets {
-            if beyond && self.links.get(&t).is_some_and(|l| l.fed.is_none()) {
+            if let Some(l) = self.links.get(&t).filter(|l| beyond && l.fed.is_none()) {
+                if l.peer_has.contains(&env.id()) {
+                    continue; // it offered it to us, or said it has it
+                }
                 for f in id_frames(IdList::Offer, &[env.id()]) {
                     self.send_frame(t, &f, now);
                 }
