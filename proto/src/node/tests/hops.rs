@@ -61,20 +61,26 @@ fn a_copy_with_more_hops_left_replaces_a_spent_one_and_is_asked_for() {
     assert!(p.b.asked.get(&id).is_none(), "a copy that can go on is not asked for again");
 }
 
-#[test]
-fn a_channel_copy_that_came_the_long_way_round_gets_the_hops_of_the_shortest_path() {
+/// A and B on one channel; A posts while B is away, so A's own copy is
+/// lost on the way to B. Returns the pair and A's stored post.
+fn post_lost_on_the_way() -> (Pair, Envelope) {
     let mut p = Pair::new(None);
     let key = crate::channel::ChannelKey::from_bytes([5; 32]);
     let ch = p.a.join_channel(key.clone());
     p.b.join_channel(key);
     p.run(5_000, 100);
-    let bid = p.b.node_id();
-    // A's own copy of its post is lost on the way to B.
     p.b_up = false;
     let id = p.a.publish(Timestamp::from(p.now), ch, b"post").unwrap();
     p.run(10, 10);
     p.b_up = true;
     let env = p.a.store().get(&id).expect("A keeps its post").env.clone();
+    (p, env)
+}
+
+#[test]
+fn a_channel_copy_that_came_the_long_way_round_gets_the_hops_of_the_shortest_path() {
+    let (mut p, env) = post_lost_on_the_way();
+    let (bid, id) = (p.b.node_id(), env.id());
     // A copy that spent every hop on a detour reaches B: B is one hop from
     // the origin, so it keeps the copy with the hops a copy by the
     // shortest path leaves, and passes it on. Dropped before, as spent,
@@ -87,17 +93,8 @@ fn a_channel_copy_that_came_the_long_way_round_gets_the_hops_of_the_shortest_pat
 
 #[test]
 fn a_channel_copy_from_another_community_keeps_the_hops_it_came_with() {
-    let mut p = Pair::new(None);
-    let key = crate::channel::ChannelKey::from_bytes([5; 32]);
-    let ch = p.a.join_channel(key.clone());
-    p.b.join_channel(key);
-    p.run(5_000, 100);
-    let bid = p.b.node_id();
-    p.b_up = false;
-    let id = p.a.publish(Timestamp::from(p.now), ch, b"post").unwrap();
-    p.run(10, 10);
-    p.b_up = true;
-    let env = p.a.store().get(&id).expect("A keeps its post").env.clone();
+    let (mut p, env) = post_lost_on_the_way();
+    let (bid, id) = (p.b.node_id(), env.id());
     // B now belongs to another community than A's card names: A's copies
     // keep the limit a gateway gave them, so a spent one is not lifted.
     p.b.cfg.domain = "elsewhere".into();
