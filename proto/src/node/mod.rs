@@ -243,8 +243,12 @@ impl Node {
             wire: WireStats::default(),
             sending: WireClass::Handshake,
             fragments: WireClass::Direct,
-            next_xfer: 0,
             next_index: rng.next_u32() | 1,
+            // Random, not 0: a peer keeps its reassembly buffers across
+            // our restart, and transfers numbered from 0 again would meet
+            // its unfinished ones of our last life (mixed into an envelope
+            // that failed its signature check, seen in tests/durability.rs).
+            next_xfer: rng.next_u32(),
             clock: now_ms,
             unix_ms: now.unix_ms,
             card_seq: 0,
