@@ -77,6 +77,35 @@ fn deliveries_logged(n: &Node) -> BTreeMap<String, usize> {
     m
 }
 
+/// What the two nodes say about messages that did not arrive, most telling
+/// first (the output of a failed CI run is cut short): what became of each
+/// in A's outbox.log, every line of either log that is not routine, and
+/// the counters that are not zero.
+fn explain_loss(a: &Node, b: &Node, lost: &[&String]) -> String {
+    let mut out = String::new();
+    let outbox = std::fs::read_to_string(a.dir.join("outbox.log")).unwrap_or_default();
+    for id in lost.iter().take(5) {
+        let states: Vec<&str> =
+            outbox.lines().filter(|l| l.starts_with(id.as_str())).filter_map(|l| l.split(' ').nth(2)).collect();
+        out += &format!("A's outbox.log for {id}: {states:?}\n");
+    }
+    let routine = [" delivered (", "link rekeyed", "link up", "started:", "stopping:", "learned keys"];
+    for (name, n) in [("A", a), ("B", b)] {
+        let odd: Vec<String> =
+            n.log().lines().filter(|l| !routine.iter().any(|r| l.contains(r))).map(String::from).collect();
+        out += &format!("{name}'s log, {} lines not routine:\n", odd.len());
+        for l in odd.iter().take(30) {
+            out += &format!("  {l}\n");
+        }
+    }
+    for (name, n) in [("B", b), ("A", a)] {
+        let text = n.request(json!({"cmd": "metrics"}))["text"].as_str().unwrap_or("").to_string();
+        let set: Vec<&str> = text.lines().filter(|l| !l.starts_with('#') && !l.ends_with(" 0")).collect();
+        out += &format!("{name}'s counters not zero: {}\n", set.join(", "));
+    }
+    out
+}
+
 /// Waits until the receiver's inbox holds every acknowledged message and
 /// checks that none was delivered twice.
 fn check_exactly_once(a: &Node, b: &Node, acked: &BTreeMap<String, String>) {
@@ -92,15 +121,13 @@ fn check_exactly_once(a: &Node, b: &Node, acked: &BTreeMap<String, String>) {
         .collect();
     let lost: Vec<&String> = acked.keys().filter(|id| !got.contains_key(*id)).collect();
     if !(done && lost.is_empty()) {
-        let metrics = |n: &Node| n.request(json!({"cmd": "metrics"}))["text"].as_str().unwrap_or("").to_string();
         panic!(
-            "{} of {} acknowledged messages not in B's inbox (first: {:?}); A's store holds {}\nA metrics:\n{}\nB metrics:\n{}",
+            "{} of {} acknowledged messages not in B's inbox (first: {:?}); A's store holds {}\n{}",
             lost.len(),
             acked.len(),
             &lost[..lost.len().min(5)],
             a.store_count(),
-            metrics(a),
-            metrics(b)
+            explain_loss(a, b, &lost)
         );
     }
     for (id, text) in acked {
@@ -155,14 +182,19 @@ fn kill_rounds(victim_is_receiver: bool, rounds: usize) {
     check_exactly_once(&a, &b, &acked);
 }
 
+/// Kills per test: 100, or `MESHPOST_KILL_ROUNDS` for a longer hunt.
+fn rounds() -> usize {
+    std::env::var("MESHPOST_KILL_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(100)
+}
+
 #[test]
 fn receiver_killed_100_times_while_receiving_loses_nothing_and_duplicates_nothing() {
-    kill_rounds(true, 100);
+    kill_rounds(true, rounds());
 }
 
 #[test]
 fn sender_killed_100_times_while_sending_loses_nothing_and_duplicates_nothing() {
-    kill_rounds(false, 100);
+    kill_rounds(false, rounds());
 }
 
 /// A tmpfs mounted on a node's state log directory, unmounted on drop.

@@ -27,7 +27,14 @@ impl TempDir {
 }
 
 impl Drop for TempDir {
+    /// Removed, except after a failed test (or with
+    /// `MESHPOST_KEEP_TEST_STATE` set): its logs and state are then what
+    /// explains the failure.
     fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("MESHPOST_KEEP_TEST_STATE").is_some() {
+            eprintln!("test state kept for inspection: {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
