@@ -59,6 +59,14 @@ pub const SUITE_SESSION: u8 = 4;
 /// receiver without the session defers it (no ack, no refusal) until the
 /// start arrives.
 pub const SUITE_SESSION_EARLY: u8 = 5;
+/// No message: the start of a session its sender still has messages in,
+/// sent again to a recipient that said it no longer holds the session
+/// (evicted, expired, or its saved state lost). `eph || kem ct`, as a
+/// suite 3 message carries them; the envelope's signature vouches for it.
+/// The recipient takes the session up again from its first key, so every
+/// message in it opens once more (exactly-once delivery is the delivered
+/// ids' job, not the session's).
+pub const SUITE_SESSION_RESTATE: u8 = 6;
 /// Header bytes of a suite 4 or 5 message: suite, session id, counter.
 pub const SESSION_HEADER: usize = 1 + SID_LEN + 4;
 
@@ -66,6 +74,8 @@ pub const SESSION_HEADER: usize = 1 + SID_LEN + 4;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpenError {
     Truncated,
+    /// Bytes after a payload that has no room for any.
+    TrailingBytes,
     UnknownSuite(u8),
     /// Wrong recipient, or tampered in transit.
     Decrypt,
@@ -91,6 +101,7 @@ impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             OpenError::Truncated => f.write_str("encrypted payload truncated"),
+            OpenError::TrailingBytes => f.write_str("bytes after the end of the payload"),
             OpenError::UnknownSuite(s) => write!(f, "unknown encryption suite {s}"),
             OpenError::Decrypt => f.write_str("decryption failed (not for us, or tampered)"),
             OpenError::BadPadding => f.write_str("plaintext framing or padding is invalid"),
@@ -306,7 +317,10 @@ pub fn open_any(
     let (sid, counter, fresh) = match suite {
         SUITE_SESSION | SUITE_SESSION_EARLY => {
             let sid = r.array::<SID_LEN>("sid").map_err(|_| OpenError::Truncated)?;
-            if suite == SUITE_SESSION_EARLY && !book.contains(&origin_id, &sid) {
+            // Either waits: for the start around it (suite 5), or for the
+            // start sent again once we ask (suite 6; a confirmed session
+            // we no longer hold).
+            if !book.contains(&origin_id, &sid) {
                 return Err(OpenError::SessionPending(sid));
             }
             (sid, r.u32("counter").map_err(|_| OpenError::Truncated)?, None)
@@ -316,17 +330,7 @@ pub fn open_any(
             let eph = r.array::<32>("eph").map_err(|_| OpenError::Truncated)?;
             let ct = r.array::<KEM_CT_LEN>("kem ct").map_err(|_| OpenError::Truncated)?;
             let sid = session::session_id(&eph, &ct);
-            let fresh = if book.contains(&origin_id, &sid) {
-                None
-            } else {
-                if crate::crypto::is_low_order(&eph) {
-                    return Err(OpenError::WeakKey);
-                }
-                let ss = me.kem_dk().decapsulate(&ct.into()).map_err(|_| OpenError::Decrypt)?;
-                let dh = me.e2e_secret().diffie_hellman(&x25519_dalek::PublicKey::from(eph));
-                let first = session::first_chain_key(dh.as_bytes(), &ss, &eph, &me.e2e_public(), &ct);
-                Some(RecvSession::new(sid, first, now_s))
-            };
+            let fresh = if book.contains(&origin_id, &sid) { None } else { Some(recv_session(me, &eph, &ct, now_s)?) };
             (sid, n, fresh)
         }
         _ => return open(me, origin, dest, payload).map(|o| (o, None)),
@@ -345,6 +349,68 @@ pub fn open_any(
         None => book.open(&origin_id, &sid, counter, now_s, decrypt).map_err(OpenError::Session)??,
     };
     Ok((unpad_direct(&plain)?, Some(SessionUse { sid, counter, new })))
+}
+
+/// The receiver's half of the session that `eph` and `ct` start.
+fn recv_session(me: &Identity, eph: &[u8; 32], ct: &[u8; KEM_CT_LEN], now_s: u64) -> Result<RecvSession, OpenError> {
+    if crate::crypto::is_low_order(eph) {
+        return Err(OpenError::WeakKey);
+    }
+    let ss = me.kem_dk().decapsulate(&(*ct).into()).map_err(|_| OpenError::Decrypt)?;
+    let dh = me.e2e_secret().diffie_hellman(&x25519_dalek::PublicKey::from(*eph));
+    let first = session::first_chain_key(dh.as_bytes(), &ss, eph, &me.e2e_public(), ct);
+    Ok(RecvSession::new(session::session_id(eph, ct), first, now_s))
+}
+
+/// A suite 6 payload: the start `header` (`eph || kem ct`) of a session
+/// sent again.
+pub fn restatement(header: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + header.len());
+    out.put_u8(SUITE_SESSION_RESTATE);
+    out.extend_from_slice(header);
+    out
+}
+
+/// Takes up the session a suite 6 payload starts, unless `book` holds it
+/// already. Returns its id and whether it is new here.
+pub fn restate(
+    me: &Identity,
+    book: &mut Inbound,
+    origin_id: NodeId,
+    payload: &[u8],
+    now_s: u64,
+) -> Result<(SessionId, bool), OpenError> {
+    let mut r = Reader::new(payload);
+    match r.u8("suite").map_err(|_| OpenError::Truncated)? {
+        SUITE_SESSION_RESTATE => {}
+        s => return Err(OpenError::UnknownSuite(s)),
+    }
+    let eph = r.array::<32>("eph").map_err(|_| OpenError::Truncated)?;
+    let ct = r.array::<KEM_CT_LEN>("kem ct").map_err(|_| OpenError::Truncated)?;
+    if !r.rest().is_empty() {
+        return Err(OpenError::TrailingBytes);
+    }
+    let sid = session::session_id(&eph, &ct);
+    if book.contains(&origin_id, &sid) {
+        return Ok((sid, false));
+    }
+    book.insert(origin_id, recv_session(me, &eph, &ct, now_s)?);
+    Ok((sid, true))
+}
+
+/// The session a session payload (suite 3, 4 or 5) was sealed in.
+pub fn session_of(payload: &[u8]) -> Option<SessionId> {
+    let mut r = Reader::new(payload);
+    match r.u8("suite").ok()? {
+        SUITE_SESSION | SUITE_SESSION_EARLY => r.array::<SID_LEN>("sid").ok(),
+        SUITE_SESSION_INIT => {
+            r.u32("counter").ok()?;
+            let eph = r.array::<32>("eph").ok()?;
+            let ct = r.array::<KEM_CT_LEN>("kem ct").ok()?;
+            Some(session::session_id(&eph, &ct))
+        }
+        _ => None,
+    }
 }
 
 /// Frames and pads a plaintext: `u8 content type`, `u32 length`, body, zero

@@ -31,6 +31,10 @@ pub enum Table {
     /// A delivered id that outlives its inbox entry; payload = expiry
     /// (unix seconds, u64 LE) and origin (16 bytes).
     Delivered = 3,
+    /// The start of an end-to-end session this node sealed messages in;
+    /// key = session id (8 bytes, then zeros); payload = recipient node
+    /// id (16 bytes) and the start (`eph || kem ct`, public bytes).
+    Start = 4,
 }
 
 impl Table {
@@ -40,6 +44,7 @@ impl Table {
             Table::Envelope => "envelope",
             Table::Inbox => "inbox",
             Table::Delivered => "delivered",
+            Table::Start => "start",
         }
     }
 
@@ -48,6 +53,7 @@ impl Table {
             1 => Some(Table::Envelope),
             2 => Some(Table::Inbox),
             3 => Some(Table::Delivered),
+            4 => Some(Table::Start),
             _ => None,
         }
     }

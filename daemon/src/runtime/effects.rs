@@ -113,6 +113,15 @@ impl Daemon {
                     }
                 },
                 Action::Unpersist { id } => self.log.del(Table::Envelope, id.0),
+                Action::SaveStart { sid, to, header } => {
+                    // In the commit of the first message sealed in it.
+                    let mut payload = to.0.to_vec();
+                    payload.extend_from_slice(&header);
+                    if let Err(e) = self.log.put(Table::Start, start_key(&sid), &payload) {
+                        warn!("cannot keep the start of a session with {to}: {e}");
+                    }
+                }
+                Action::ForgetStart { sid } => self.log.del(Table::Start, start_key(&sid)),
                 Action::Deliver(d) => self.deliver(d),
                 Action::SaveCard { node, envelope } => self.state.save_card(&node, &envelope),
                 Action::ForgetCard { node } => self.state.remove_card(&node),
@@ -371,4 +380,11 @@ impl Daemon {
         // envelope back on `persist_failed`: a retry makes no duplicate.
         !self.failed_writes.contains(id) && !self.node.is_pending_write(id)
     }
+}
+
+/// The state log key of a session start: its id, then zeros.
+fn start_key(sid: &meshpost_proto::session::SessionId) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..sid.len()].copy_from_slice(sid);
+    k
 }

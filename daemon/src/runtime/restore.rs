@@ -48,11 +48,23 @@ pub(crate) fn restore(node: &mut Node, log: &mut Log, state: &State, inbox: &Inb
             Ok(origin) if path.file_stem().and_then(|s| s.to_str()) == Some(&origin.to_string()) => {}
             Ok(origin) => warn!("sessions file {} holds the sessions of {origin}; kept as it is", path.display()),
             Err(e) => {
-                // Its messages are refused as "no session": the senders
-                // start new sessions.
+                // Their messages wait while we ask their senders for the
+                // sessions' starts (restate.rs in the node).
                 warn!("sessions file {} unreadable ({e}); moved aside as .bad", path.display());
                 state.quarantine(&path);
             }
+        }
+    }
+    for key in log.keys(Table::Start) {
+        let mut sid = [0u8; 8];
+        sid.copy_from_slice(&key[..8]);
+        match log.get(Table::Start, &key).ok().flatten() {
+            Some(p) if p.len() > 16 => {
+                let mut to = [0u8; 16];
+                to.copy_from_slice(&p[..16]);
+                node.restore_start(sid, NodeId(to), p[16..].to_vec());
+            }
+            _ => warn!("session start {}: {}", meshpost_proto::crypto::to_hex(&sid), log.set_aside(Table::Start, key)),
         }
     }
     for key in log.keys(Table::Envelope) {
@@ -77,5 +89,7 @@ pub(crate) fn restore(node: &mut Node, log: &mut Log, state: &State, inbox: &Inb
             Err(e) => warn!("stored envelope {id} refused ({e}); {}", log.set_aside(Table::Envelope, key)),
         }
     }
+    // Starts of sessions no stored message of ours is sealed in go.
+    node.forget_unused_starts();
     n
 }

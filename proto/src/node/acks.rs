@@ -152,6 +152,11 @@ impl Node {
         // A refusal, like an ack, ends the offering of what it lists.
         let state = ack_list.refused.map_or(SentState::Delivered, SentState::refused);
         for id in ack_list.ids {
+            if state == SentState::RefusedNoSession && self.restate(id, recipient) {
+                // Not final: the recipient gets the session's start again
+                // and asks for the message once more (restate.rs).
+                continue;
+            }
             // Ours, and acknowledged by its recipient's signature (the
             // envelope was verified before we got here): delivered, or
             // refused with the recipient's reason.

@@ -271,6 +271,19 @@ pub enum Action {
     ForgetSessions {
         origin: NodeId,
     },
+    /// This node started an end-to-end session with `to`: keep its start
+    /// (`eph || kem ct`, public) in the same commit as the first message
+    /// sealed in it, so that after a restart the session can still be sent
+    /// again to a recipient that lost it (sessions.rs).
+    SaveStart {
+        sid: crate::session::SessionId,
+        to: NodeId,
+        header: Vec<u8>,
+    },
+    /// No stored message is sealed in session `sid` any more.
+    ForgetStart {
+        sid: crate::session::SessionId,
+    },
     /// A verified announce carrying a node's card; keep it to restore keys.
     SaveCard {
         node: NodeId,

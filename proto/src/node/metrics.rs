@@ -45,6 +45,10 @@ pub struct Metrics {
     pub e2e_sessions_started: u64,
     /// End-to-end sessions other nodes started with this node.
     pub e2e_sessions_accepted: u64,
+    /// Session starts sent again to a recipient that had lost the session.
+    pub e2e_sessions_restated: u64,
+    /// Deferred messages whose session start we asked their origin for.
+    pub e2e_starts_asked: u64,
     /// Session messages deferred because their session's start had not
     /// arrived yet (suite 5).
     pub e2e_session_pending: u64,
@@ -134,6 +138,16 @@ impl Metrics {
             ("envelopes_undecryptable", "envelopes for us that failed to decrypt", self.envelopes_undecryptable),
             ("e2e_sessions_started", "end-to-end sessions started as a sender", self.e2e_sessions_started),
             ("e2e_sessions_accepted", "end-to-end sessions other nodes started here", self.e2e_sessions_accepted),
+            (
+                "e2e_sessions_restated",
+                "session starts sent again to a recipient that no longer held the session",
+                self.e2e_sessions_restated,
+            ),
+            (
+                "e2e_starts_asked",
+                "deferred messages whose session start was asked of their origin",
+                self.e2e_starts_asked,
+            ),
             (
                 "e2e_session_pending",
                 "session messages deferred until their session's start arrives",

@@ -64,6 +64,7 @@ mod metrics;
 mod peers;
 mod receive;
 mod refusals;
+mod restate;
 mod sessions;
 mod status;
 mod sync;
@@ -195,6 +196,8 @@ pub struct Node {
     channel_buckets: BTreeMap<(NodeId, [u8; 16]), Bucket>,
     /// End-to-end sessions, both halves (sessions.rs).
     sessions: sessions::Sessions,
+    /// The starts of our sessions, kept to send again (restate.rs).
+    starts: restate::KeptStarts,
 }
 
 impl Node {
@@ -277,6 +280,7 @@ impl Node {
             channels: BTreeMap::new(),
             channel_buckets: BTreeMap::new(),
             sessions: sessions::Sessions::default(),
+            starts: restate::KeptStarts::default(),
         };
         n.refresh_announce(now_ms);
         n

@@ -4,7 +4,8 @@
 //! receiver's session state is handed to the caller to save.
 //!
 //! Only the receiver's half is saved: a sender that restarts starts new
-//! sessions, so it can never reuse a message key after a crash. The
+//! sessions, so it can never reuse a message key after a crash (it keeps
+//! only each session's public start, to send again: restate.rs). The
 //! receiver's state goes out with the delivery it changed (written before
 //! the inbox entry), and the key of a delivered message is kept until the
 //! inbox entry is durable, so a crash between the two can open the same
@@ -80,6 +81,7 @@ impl Node {
                 }
             }
             self.metrics.e2e_sessions_started += 1;
+            self.keep_start(fresh.sid, to, fresh.header.clone());
             self.sessions.out.insert(to, fresh);
         }
         let s = self.sessions.out.get_mut(&to)?;
@@ -102,6 +104,29 @@ impl Node {
             s.unacked.remove(&id.0);
             s.starts.remove(&id.0);
         }
+    }
+
+    /// The sessions messages are sealed in now, one per recipient.
+    pub(super) fn current_send_sessions(&self) -> impl Iterator<Item = SessionId> + '_ {
+        self.sessions.out.values().map(|s| s.sid)
+    }
+
+    /// Takes up the session a start sent again (suite 6) names; saved
+    /// with the next delivery of its origin's.
+    pub(super) fn restate_inbound(&mut self, env: &Envelope) -> Result<(SessionId, bool), e2e::OpenError> {
+        let (origin, now_s) = (env.origin_id(), self.unix_s());
+        let r = e2e::restate(&self.identity, &mut self.sessions.inbound, origin, env.payload(), now_s);
+        if let Ok((_, true)) = r {
+            self.sessions.must_save.insert(origin);
+        }
+        self.forget_evicted_sessions();
+        r
+    }
+
+    /// Since when (monotonic ms) the message `id` has waited for its
+    /// session's start.
+    pub(super) fn waiting_since(&self, id: &EnvelopeId) -> Option<u64> {
+        self.sessions.pending.get(id).map(|p| p.0)
     }
 
     /// Whether the suite 5 message `id` came before its session's start
@@ -250,6 +275,7 @@ impl Node {
         let before = self.unix_s().saturating_sub(u64::from(crate::envelope::MAX_TTL) + session::SESSION_AGE_S);
         self.sessions.inbound.expire(before);
         self.forget_evicted_sessions();
+        self.forget_unused_starts();
     }
 
     fn forget_evicted_sessions(&mut self) {
