@@ -34,6 +34,8 @@ struct Pair {
     /// The latest sessions B handed out to save (written before its inbox
     /// entry, so even when that write then fails).
     b_sessions: Option<Vec<u8>>,
+    /// What A asked to keep beside its stored envelopes (starts, cards).
+    kept_a: Vec<Action>,
 }
 
 impl Pair {
@@ -59,6 +61,7 @@ impl Pair {
             lose_b_every: 0,
             b_to_a: 0,
             b_sessions: None,
+            kept_a: vec![],
         }
     }
 
@@ -89,6 +92,9 @@ impl Pair {
                         }
                         Action::Event(e) => self.events.push(e),
                         Action::Sent { id, state, .. } => self.sent_a.push((id, state)),
+                        a @ (Action::SaveStart { .. } | Action::ForgetStart { .. } | Action::SaveCard { .. }) => {
+                            self.kept_a.push(a)
+                        }
                         _ => {}
                     }
                 }

@@ -2,7 +2,8 @@
 //! until the recipient acknowledges, one datagram per short message after,
 //! a receiver that restarts from its saved sessions (even from a crash
 //! between the sessions write and the inbox write), and one that lost
-//! them.
+//! them, to which the sender sends the start again, also after its own
+//! restart.
 
 use super::*;
 use crate::link::frame::MAX_FRAGMENT_DATA;
@@ -30,6 +31,63 @@ fn restart_b(p: &mut Pair, sessions: Option<&[u8]>) {
         assert_eq!(b.restore_sessions(s), Ok(p.a.node_id()));
     }
     p.b = b;
+}
+
+/// A starts again as the daemon starts it: its identity, the cards and
+/// session starts it kept, and the envelopes in its store.
+fn restart_a(p: &mut Pair) {
+    let ia = Identity::from_file_bytes(&p.a.identity().to_file_bytes()).unwrap();
+    let now = Timestamp::from(p.now);
+    let mut a = Node::new(ia, Config { name: "a".into(), ..Config::default() }, [(p.now % 251) as u8; 32], now);
+    let mut starts = BTreeMap::new();
+    for k in &p.kept_a {
+        match k {
+            Action::SaveCard { envelope, .. } => {
+                let _ = a.restore_card(envelope);
+            }
+            Action::SaveStart { sid, to, header } => {
+                starts.insert(*sid, (*to, header.clone()));
+            }
+            Action::ForgetStart { sid } => {
+                starts.remove(sid);
+            }
+            _ => {}
+        }
+    }
+    for (sid, (to, header)) in starts {
+        a.restore_start(sid, to, header);
+    }
+    for (_, e) in p.a.store().iter() {
+        a.restore_envelope(e.env.bytes(), now).unwrap();
+    }
+    a.forget_unused_starts();
+    a.add_peer(PeerSpec { addr: addr(2), pin: None, federation: None }, now);
+    p.a = a;
+}
+
+#[test]
+fn a_backlog_in_a_session_its_recipient_lost_arrives_after_both_restart() {
+    let mut p = Pair::new(None);
+    p.run(2000, 100);
+    send(&mut p, b"confirms the session");
+    p.run(3000, 100);
+    assert_eq!(p.delivered_b.len(), 1);
+    // B goes away; A stores three messages of the confirmed session (they
+    // name it only), then A restarts, and B comes back without its
+    // sessions (lost, or evicted: it keeps 16 per origin).
+    p.b_up = false;
+    let backlog: Vec<_> = (0..3u8).map(|i| send(&mut p, &[b'x', i])).collect();
+    assert!(backlog.iter().all(|id| suite_and_len(&p, id).0 == e2e::SUITE_SESSION));
+    p.run(1000, 100);
+    restart_a(&mut p);
+    restart_b(&mut p, None);
+    p.b_up = true;
+    p.run(60_000, 200);
+    for id in &backlog {
+        assert_eq!(p.delivered_b.iter().filter(|d| d.id == *id).count(), 1, "{id} delivered once");
+    }
+    assert!(!p.sent_a.iter().any(|(_, s)| *s == SentState::RefusedNoSession), "{:?}", p.sent_a);
+    assert_eq!(p.a.metrics().e2e_sessions_restated, 1, "one start sent again for the three");
 }
 
 #[test]
