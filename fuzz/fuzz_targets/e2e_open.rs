@@ -18,6 +18,6 @@ fuzz_target!(|data: &[u8]| {
     let mut book = Inbound::default();
     book.insert(NodeId([3; 16]), RecvSession::new([0; 8], Zeroizing::new([5; 32]), 0));
     let _ = e2e::open_any(me, &mut book, NodeId([3; 16]), &[1; 32], &[2; 16], data, 10);
-    let _ = e2e::restate(me, &mut book, NodeId([3; 16]), data, 10);
+    let _ = e2e::restate(me, &mut book, NodeId([3; 16]), data, 10, data.first() == Some(&0));
     let _ = e2e::session_of(data);
 });

@@ -16,6 +16,11 @@ pub const REFUSED_UNSUPPORTED: u8 = 2;
 /// Refusal reason: an end-to-end session message whose session (or
 /// message key) the recipient does not hold.
 pub const REFUSED_NO_SESSION: u8 = 3;
+/// Not a refusal but a request in the same form: the signer no longer
+/// holds the session these envelopes are sealed in (or the key of their
+/// counter), defers them, and asks for the session's start (suite 6);
+/// the sender keeps them.
+pub const ASK_SESSION_START: u8 = 4;
 
 /// A decoded acknowledgement: what it lists, and the reason if it refuses.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -372,13 +372,17 @@ pub fn restatement(header: &[u8]) -> Vec<u8> {
 }
 
 /// Takes up the session a suite 6 payload starts, unless `book` holds it
-/// already. Returns its id and whether it is new here.
+/// already and `reset` is false (with `reset` the session starts over
+/// from its first key: messages whose keys were dropped open again, and
+/// the delivered ids keep those already delivered from arriving twice).
+/// Returns its id and whether it was taken up.
 pub fn restate(
     me: &Identity,
     book: &mut Inbound,
     origin_id: NodeId,
     payload: &[u8],
     now_s: u64,
+    reset: bool,
 ) -> Result<(SessionId, bool), OpenError> {
     let mut r = Reader::new(payload);
     match r.u8("suite").map_err(|_| OpenError::Truncated)? {
@@ -391,20 +395,27 @@ pub fn restate(
         return Err(OpenError::TrailingBytes);
     }
     let sid = session::session_id(&eph, &ct);
-    if book.contains(&origin_id, &sid) {
-        return Ok((sid, false));
+    if let Some(s) = book.get_mut(&origin_id, &sid) {
+        // A chain started over reaches MAX_JUMP counters only: a session
+        // that went further keeps the state it has.
+        if !reset || s.next() > session::MAX_JUMP {
+            return Ok((sid, false));
+        }
     }
     book.insert(origin_id, recv_session(me, &eph, &ct, now_s)?);
     Ok((sid, true))
 }
 
-/// The session a session payload (suite 3, 4 or 5) was sealed in.
+/// The session a session payload (suite 3, 4 or 5) was sealed in, or a
+/// suite 6 payload starts.
 pub fn session_of(payload: &[u8]) -> Option<SessionId> {
     let mut r = Reader::new(payload);
     match r.u8("suite").ok()? {
         SUITE_SESSION | SUITE_SESSION_EARLY => r.array::<SID_LEN>("sid").ok(),
-        SUITE_SESSION_INIT => {
-            r.u32("counter").ok()?;
+        s @ (SUITE_SESSION_INIT | SUITE_SESSION_RESTATE) => {
+            if s == SUITE_SESSION_INIT {
+                r.u32("counter").ok()?;
+            }
             let eph = r.array::<32>("eph").ok()?;
             let ct = r.array::<KEM_CT_LEN>("kem ct").ok()?;
             Some(session::session_id(&eph, &ct))
@@ -475,6 +486,50 @@ mod tests {
             neighbours: Vec::new(),
             gateway_for: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_start_sent_again_takes_a_lost_session_up_and_resets_one_whose_key_is_gone() {
+        let (alice, bob) = (Identity::generate(&mut OsRng), Identity::generate(&mut OsRng));
+        let (origin, dest) = (alice.public_key(), [2u8; 16]);
+        let from = NodeId::from_public_key(&origin);
+        let mut s = start_session(&mut OsRng, &card_of(&bob, true), 0).unwrap();
+        let mut msgs = Vec::new();
+        for i in 0..3u8 {
+            msgs.push(seal_in(&mut s, &origin, &dest, CONTENT_TEXT, &[b'm', i], 99).0);
+            // The first carries the start and is on its way: the rest name it.
+            s.starts.insert([0; 16]);
+        }
+        assert_eq!(msgs[1][0], SUITE_SESSION_EARLY);
+        assert_eq!(session_of(&msgs[1]), Some(s.sid));
+        let open = |book: &mut Inbound, m: &[u8]| open_any(&bob, book, from, &origin, &dest, m, 5);
+        // A receiver that lost the session waits for it (suite 5)...
+        let mut book = Inbound::default();
+        assert_eq!(open(&mut book, &msgs[1]).unwrap_err(), OpenError::SessionPending(s.sid));
+        // ...and takes it up from the start sent again: 1 and 2 open.
+        let again = restatement(&s.header);
+        assert_eq!(session_of(&again), Some(s.sid));
+        assert_eq!(restate(&bob, &mut book, from, &again, 5, false), Ok((s.sid, true)));
+        assert_eq!(open(&mut book, &msgs[1]).unwrap().0.body, b"m\x01");
+        // The key of 1 is gone once its message is durable: a message of
+        // counter 1 no longer opens; a reset brings it back (the delivered
+        // ids, not the session, keep a delivered message from a second
+        // delivery). Without `reset` a held session is left as it is.
+        book.forget(&from, &s.sid, 1);
+        assert_eq!(open(&mut book, &msgs[1]).unwrap_err(), OpenError::Session(SessionError::KeyGone));
+        assert_eq!(restate(&bob, &mut book, from, &again, 5, false), Ok((s.sid, false)));
+        assert_eq!(restate(&bob, &mut book, from, &again, 5, true), Ok((s.sid, true)));
+        assert_eq!(open(&mut book, &msgs[1]).unwrap().0.body, b"m\x01");
+        assert_eq!(open(&mut book, &msgs[2]).unwrap().0.body, b"m\x02");
+        // Bytes after the start, or a start that is not one, are refused.
+        let mut long = again.clone();
+        long.push(0);
+        assert_eq!(restate(&bob, &mut book, from, &long, 5, false), Err(OpenError::TrailingBytes));
+        assert_eq!(restate(&bob, &mut book, from, &again[..100], 5, false), Err(OpenError::Truncated));
+        assert_eq!(
+            restate(&bob, &mut book, from, &msgs[0], 5, false),
+            Err(OpenError::UnknownSuite(SUITE_SESSION_INIT))
+        );
     }
 
     #[test]

@@ -149,14 +149,16 @@ impl Node {
             return;
         };
         let recipient = ack.origin_id();
+        if ack_list.refused == Some(crate::ack::ASK_SESSION_START) {
+            // Not final: the start goes again, the messages stay.
+            for id in ack_list.ids {
+                self.restate(id, recipient);
+            }
+            return;
+        }
         // A refusal, like an ack, ends the offering of what it lists.
         let state = ack_list.refused.map_or(SentState::Delivered, SentState::refused);
         for id in ack_list.ids {
-            if state == SentState::RefusedNoSession && self.restate(id, recipient) {
-                // Not final: the recipient gets the session's start again
-                // and asks for the message once more (restate.rs).
-                continue;
-            }
             // Ours, and acknowledged by its recipient's signature (the
             // envelope was verified before we got here): delivered, or
             // refused with the recipient's reason.

@@ -247,11 +247,16 @@ impl Node {
                 // Its start may be on its way; if not, its origin sends it
                 // again when asked (restate.rs).
                 let since = self.waiting_since(&id).unwrap_or(now);
-                self.ask_for_start(env, since);
+                self.ask_for_start(env, since, false);
                 // Its session's start is in another message, offered
                 // before it: not acknowledged, the sender keeps it.
                 self.metrics.deliveries_deferred += 1;
                 self.metrics.e2e_session_pending += 1;
+                return;
+            }
+            Err(e2e::OpenError::Session(
+                crate::session::SessionError::KeyGone | crate::session::SessionError::TooFar,
+            )) if self.wait_for_reset(env, link) => {
                 return;
             }
             Err(e) => {

@@ -1,11 +1,15 @@
 //! Sessions sent again. A recipient that no longer holds the session a
 //! message was sealed in (evicted as the least recently used of its
 //! origin's, expired, or its saved state lost) defers the message, like
-//! one whose start has not come yet, and refuses it "no session". The
+//! one whose start has not come yet, and asks for the start (a signed
+//! acknowledgement with reason [`crate::ack::ASK_SESSION_START`]). The
 //! sender keeps the start of every session a stored message of its own is
-//! sealed in, and answers with that start alone (suite 6, e2e.rs) instead
-//! of taking the refusal as final; the recipient takes the session up
-//! again and asks for the messages it deferred. Before this, such a
+//! sealed in, and answers with that start alone (suite 6, e2e.rs),
+//! keeping the message; the recipient takes the session up
+//! again and asks for the messages it deferred. A message whose key is
+//! gone from a session still held (skipped keys shed under load) is
+//! handled the same way: the start sent again resets the session to its
+//! first key. Before this, such a
 //! message was refused for good after its sender had told its user it was
 //! sent (seen in tests/durability.rs: a sender restarted 100 times left
 //! more sessions than the recipient keeps).
@@ -35,9 +39,9 @@ pub(super) struct KeptStarts {
     by_sid: BTreeMap<SessionId, (NodeId, Vec<u8>, u64)>,
     next: u64,
     restated_at: BTreeMap<SessionId, u64>,
-    /// Deferred messages of other nodes, and when we last asked for
-    /// their start (bounded like the deferred set, sessions.rs).
-    asked: BTreeMap<EnvelopeId, u64>,
+    /// Sessions of other nodes we asked the start of, and when (bounded
+    /// like the deferred set, sessions.rs).
+    asked: BTreeMap<(NodeId, SessionId), u64>,
 }
 
 impl KeptStarts {
@@ -90,26 +94,27 @@ impl Node {
         }
     }
 
-    /// `recipient` refused our message `id` for want of its session: if
-    /// we still hold the message and the session's start, the start goes
-    /// to it again (at most every [`RESTATE_EVERY_MS`]) and the message
-    /// stays with us. False if the refusal is final.
-    pub(super) fn restate(&mut self, id: EnvelopeId, recipient: NodeId) -> bool {
+    /// `recipient` asked for the start of the session our message `id` is
+    /// sealed in: if we still hold the message and the start, the start
+    /// goes to it again (at most every [`RESTATE_EVERY_MS`]). The message
+    /// stays with us either way; if we cannot help, the recipient refuses
+    /// it for good once it has waited its 10 minutes.
+    pub(super) fn restate(&mut self, id: EnvelopeId, recipient: NodeId) {
         let sid = self
             .store
             .get(&id)
             .filter(|e| e.local && e.env.kind() == Kind::Direct && e.env.dest().id == recipient.0)
             .and_then(|e| e2e::session_of(e.env.payload()));
-        let Some(sid) = sid else { return false };
+        let Some(sid) = sid else { return };
         let header = match self.starts.by_sid.get(&sid) {
             Some((to, header, _)) if *to == recipient => header.clone(),
-            _ => return false,
+            _ => return,
         };
         let now = self.clock;
         if self.starts.restated_at.get(&sid).is_some_and(|t| now < t.saturating_add(RESTATE_EVERY_MS)) {
-            return true;
+            return;
         }
-        let Some(card) = self.cards.get(&recipient) else { return false };
+        let Some(card) = self.cards.get(&recipient) else { return };
         let domain = if card.domain != self.cfg.domain { card.domain.clone() } else { String::new() };
         let payload = e2e::restatement(&header);
         let sealed = Envelope::seal(
@@ -123,29 +128,30 @@ impl Node {
                 payload: &payload,
             },
         );
-        let Ok(env) = sealed else { return false };
+        let Ok(env) = sealed else { return };
         if self.admit(env, true, now, vec![AfterWrite::Forward { from: None }]).is_err() {
             // No room now: the recipient asks again and we try again.
-            return true;
+            return;
         }
         self.starts.restated_at.insert(sid, now);
         self.metrics.e2e_sessions_restated += 1;
-        true
     }
 
-    /// A deferred message `id` from `origin` waits for the start of its
-    /// session: ask for it (a signed "no session" refusal, which the
-    /// origin answers with the start) at once for a confirmed session's
-    /// message (suite 4: we held the session and lost it), after
-    /// [`ASK_START_AFTER_MS`] for one whose start may still be on its way
-    /// (suite 5), and again every [`ASK_START_EVERY_MS`].
-    pub(super) fn ask_for_start(&mut self, env: &Envelope, waiting_since: u64) {
+    /// A deferred message waits for the start of its session: ask its
+    /// origin for it (which answers with the start) at once when we held
+    /// the session and lost it or its key (`at_once`, or a confirmed
+    /// session's suite 4), after [`ASK_START_AFTER_MS`] for a message whose
+    /// start may still be on its way (suite 5), and again every
+    /// [`ASK_START_EVERY_MS`]; one ask per session covers its messages.
+    pub(super) fn ask_for_start(&mut self, env: &Envelope, waiting_since: u64, at_once: bool) {
         let (id, now) = (env.id(), self.clock);
         let early = env.payload().first() == Some(&e2e::SUITE_SESSION_EARLY);
-        if early && now < waiting_since.saturating_add(ASK_START_AFTER_MS) {
+        if !at_once && early && now < waiting_since.saturating_add(ASK_START_AFTER_MS) {
             return;
         }
-        if self.starts.asked.get(&id).is_some_and(|t| now < t.saturating_add(ASK_START_EVERY_MS)) {
+        let Some(sid) = e2e::session_of(env.payload()) else { return };
+        let key = (env.origin_id(), sid);
+        if self.starts.asked.get(&key).is_some_and(|t| now < t.saturating_add(ASK_START_EVERY_MS)) {
             return;
         }
         if self.starts.asked.len() >= sessions::MAX_PENDING_STARTS {
@@ -154,9 +160,27 @@ impl Node {
                 return;
             }
         }
-        self.starts.asked.insert(id, now);
+        self.starts.asked.insert(key, now);
         self.metrics.e2e_starts_asked += 1;
-        self.queue_refusal(env.origin_id(), id, env.expires_at(), crate::ack::REFUSED_NO_SESSION, now);
+        self.queue_refusal(env.origin_id(), id, env.expires_at(), crate::ack::ASK_SESSION_START, now);
+    }
+
+    /// A message of a session we hold could not open for want of its key
+    /// (dropped under load, or beyond the chain's jump): deferred, and the
+    /// start asked for at once, which resets the session (for at most
+    /// [`sessions::START_WAIT_MS`], as any deferred message). False once
+    /// it has waited that long: then it is refused for good.
+    pub(super) fn wait_for_reset(&mut self, env: &Envelope, link: NodeId) -> bool {
+        let (id, now) = (env.id(), self.clock);
+        let Some(sid) = e2e::session_of(env.payload()) else { return false };
+        if !self.session_may_wait(id, sid, link) {
+            return false;
+        }
+        self.defer(link, vec![id], now);
+        self.metrics.deliveries_deferred += 1;
+        let since = self.waiting_since(&id).unwrap_or(now);
+        self.ask_for_start(env, since, true);
+        true
     }
 
     /// A start sent again (suite 6) arrived: the session is taken up, the

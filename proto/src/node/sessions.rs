@@ -111,11 +111,16 @@ impl Node {
         self.sessions.out.values().map(|s| s.sid)
     }
 
-    /// Takes up the session a start sent again (suite 6) names; saved
-    /// with the next delivery of its origin's.
+    /// Takes up the session a start sent again (suite 6) names, from its
+    /// first key again if messages of it wait here (their keys were
+    /// gone); saved with the next delivery of its origin's.
     pub(super) fn restate_inbound(&mut self, env: &Envelope) -> Result<(SessionId, bool), e2e::OpenError> {
         let (origin, now_s) = (env.origin_id(), self.unix_s());
-        let r = e2e::restate(&self.identity, &mut self.sessions.inbound, origin, env.payload(), now_s);
+        let sid = e2e::session_of(env.payload());
+        // (The deferred set is keyed by envelope, not origin: another
+        // origin's session of the same id could only reset that origin's.)
+        let reset = self.sessions.pending.values().any(|p| Some(p.1) == sid);
+        let r = e2e::restate(&self.identity, &mut self.sessions.inbound, origin, env.payload(), now_s, reset);
         if let Ok((_, true)) = r {
             self.sessions.must_save.insert(origin);
         }
