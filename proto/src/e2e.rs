@@ -57,7 +57,7 @@ pub const SUITE_SESSION: u8 = 4;
 /// A message of a session not confirmed yet that leaves its start to the
 /// messages around it (every [`session::START_EVERY`]th carries it). A
 /// receiver without the session defers it (no ack, no refusal) until the
-/// start arrives.
+/// start arrives, and after 30 s asks the sender for it (node/restate.rs).
 pub const SUITE_SESSION_EARLY: u8 = 5;
 /// No message: the start of a session its sender still has messages in,
 /// sent again to a recipient that said it no longer holds the session
