@@ -58,13 +58,19 @@ pub(crate) fn restore(node: &mut Node, log: &mut Log, state: &State, inbox: &Inb
     for key in log.keys(Table::Start) {
         let mut sid = [0u8; 8];
         sid.copy_from_slice(&key[..8]);
-        match log.get(Table::Start, &key).ok().flatten() {
-            Some(p) if p.len() > 16 => {
+        let restored = match log.get(Table::Start, &key) {
+            Ok(Some(p)) if p.len() > 16 => {
                 let mut to = [0u8; 16];
                 to.copy_from_slice(&p[..16]);
-                node.restore_start(sid, NodeId(to), p[16..].to_vec());
+                node.restore_start(sid, NodeId(to), p[16..].to_vec()).map_err(|e| e.to_string())
             }
-            _ => warn!("session start {}: {}", meshpost_proto::crypto::to_hex(&sid), log.set_aside(Table::Start, key)),
+            Ok(Some(_)) => Err("shorter than a recipient id".to_string()),
+            Ok(None) => continue,
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = restored {
+            let sid = meshpost_proto::crypto::to_hex(&sid);
+            warn!("session start {sid} refused ({e}); {}", log.set_aside(Table::Start, key));
         }
     }
     for key in log.keys(Table::Envelope) {

@@ -310,6 +310,9 @@ pub enum RestoreError {
     Store(StoreError),
     /// A card file that holds no valid announce.
     NotAnAnnounce,
+    /// A kept session start of the wrong length, or whose bytes do not
+    /// hash to the session id it was filed under.
+    NotAStart,
 }
 
 impl RestoreError {
@@ -325,6 +328,7 @@ impl fmt::Display for RestoreError {
             RestoreError::Envelope(e) => write!(f, "{e}"),
             RestoreError::Store(e) => write!(f, "{e}"),
             RestoreError::NotAnAnnounce => f.write_str("not a valid announce"),
+            RestoreError::NotAStart => f.write_str("not the start of the session it is filed under"),
         }
     }
 }

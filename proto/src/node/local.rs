@@ -108,29 +108,41 @@ impl Node {
         if to == self.me {
             return Err(SendError::ToSelf);
         }
-        let card = self.cards.get(&to).ok_or(SendError::UnknownRecipient(to))?;
-        // A node of another community is addressed as node@domain.
-        let domain = if card.domain != self.cfg.domain { card.domain.clone() } else { String::new() };
         let (created, ttl) = (self.unix_s(), ttl.unwrap_or(self.cfg.default_ttl));
         let payload = self
             .seal_payload(to, content_type, body, created + u64::from(ttl))
             .ok_or(SendError::UnknownRecipient(to))?;
-        let env = Envelope::seal(
-            &self.identity,
-            &Draft {
-                kind: Kind::Direct,
-                max_hops: hops.unwrap_or_else(|| self.hops_to(&to)),
-                created,
-                ttl,
-                dest: Destination { id: to.0, domain },
-                payload: &payload,
-            },
-        )
-        .map_err(SendError::Envelope)?;
+        let env = self.seal_direct_envelope(to, &payload, ttl, hops)?;
         // Counted against the session from here: a session never has more
         // than MAX_UNACKED messages out (a file's parts included).
         self.session_sealed(to, &env);
         Ok(env)
+    }
+
+    /// Signs a direct envelope of ours to `to` around a payload already
+    /// encrypted for it, created now: the one place that addresses a node
+    /// of another community as node@domain and picks the hop limit.
+    pub(super) fn seal_direct_envelope(
+        &self,
+        to: NodeId,
+        payload: &[u8],
+        ttl: u32,
+        hops: Option<u8>,
+    ) -> Result<Envelope, SendError> {
+        let card = self.cards.get(&to).ok_or(SendError::UnknownRecipient(to))?;
+        let domain = if card.domain != self.cfg.domain { card.domain.clone() } else { String::new() };
+        Envelope::seal(
+            &self.identity,
+            &Draft {
+                kind: Kind::Direct,
+                max_hops: hops.unwrap_or_else(|| self.hops_to(&to)),
+                created: self.unix_s(),
+                ttl,
+                dest: Destination { id: to.0, domain },
+                payload,
+            },
+        )
+        .map_err(SendError::Envelope)
     }
 
     /// Sends raw envelope bytes to a linked node as they are, without any

@@ -69,11 +69,19 @@ impl Node {
         self.actions.push_back(Action::SaveStart { sid, to, header });
     }
 
-    /// Takes back a kept session start at start-up.
-    pub fn restore_start(&mut self, sid: SessionId, to: NodeId, header: Vec<u8>) {
+    /// Takes back a kept session start at start-up. One that is not an
+    /// ephemeral key and a KEM ciphertext hashing to `sid` is refused, so
+    /// a damaged record is never sent to a recipient as a start.
+    pub fn restore_start(&mut self, sid: SessionId, to: NodeId, header: Vec<u8>) -> Result<(), RestoreError> {
+        let (eph, ct) = header.split_at_checked(32).ok_or(RestoreError::NotAStart)?;
+        let eph: &[u8; 32] = eph.try_into().map_err(|_| RestoreError::NotAStart)?;
+        if ct.len() != crate::identity::KEM_CT_LEN || crate::session::session_id(eph, ct) != sid {
+            return Err(RestoreError::NotAStart);
+        }
         if let Some(gone) = self.starts.insert(sid, to, header) {
             self.actions.push_back(Action::ForgetStart { sid: gone });
         }
+        Ok(())
     }
 
     /// Forgets the starts no stored message of ours and no current
@@ -114,20 +122,8 @@ impl Node {
         if self.starts.restated_at.get(&sid).is_some_and(|t| now < t.saturating_add(RESTATE_EVERY_MS)) {
             return;
         }
-        let Some(card) = self.cards.get(&recipient) else { return };
-        let domain = if card.domain != self.cfg.domain { card.domain.clone() } else { String::new() };
         let payload = e2e::restatement(&header);
-        let sealed = Envelope::seal(
-            &self.identity,
-            &Draft {
-                kind: Kind::Direct,
-                max_hops: self.hops_to(&recipient),
-                created: self.unix_s(),
-                ttl: self.cfg.default_ttl,
-                dest: Destination { id: recipient.0, domain },
-                payload: &payload,
-            },
-        );
+        let sealed = self.seal_direct_envelope(recipient, &payload, self.cfg.default_ttl, None);
         let Ok(env) = sealed else { return };
         if self.admit(env, true, now, vec![AfterWrite::Forward { from: None }]).is_err() {
             // No room now: the recipient asks again and we try again.

@@ -55,7 +55,7 @@ fn restart_a(p: &mut Pair) {
         }
     }
     for (sid, (to, header)) in starts {
-        a.restore_start(sid, to, header);
+        a.restore_start(sid, to, header).unwrap();
     }
     for (_, e) in p.a.store().iter() {
         a.restore_envelope(e.env.bytes(), now).unwrap();
@@ -282,4 +282,31 @@ fn a_message_waiting_for_its_start_is_fetched_again_once_and_answered_when_offer
     }
     assert_eq!(p.delivered_b.len(), 100);
     assert_eq!(p.a.metrics().offer_windows_unanswered, 0, "every window answered in full");
+}
+
+#[test]
+fn a_damaged_kept_start_is_refused_at_restore_and_a_sound_one_taken_back() {
+    let mut p = Pair::new(None);
+    p.run(2000, 100);
+    send(&mut p, b"starts a session");
+    p.run(500, 100);
+    let (sid, to, header) = p
+        .kept_a
+        .iter()
+        .find_map(|k| match k {
+            Action::SaveStart { sid, to, header } => Some((*sid, *to, header.clone())),
+            _ => None,
+        })
+        .expect("the start was kept");
+    let ia = Identity::from_file_bytes(&p.a.identity().to_file_bytes()).unwrap();
+    let mut a = Node::new(ia, Config::default(), [9; 32], Timestamp::from(p.now));
+    let mut flipped = header.clone();
+    flipped[40] ^= 1;
+    for bad in [header[..header.len() - 1].to_vec(), [&header[..], &[0]].concat(), flipped, vec![]] {
+        assert_eq!(a.restore_start(sid, to, bad), Err(RestoreError::NotAStart));
+    }
+    let mut other = sid;
+    other[0] ^= 1;
+    assert_eq!(a.restore_start(other, to, header.clone()), Err(RestoreError::NotAStart));
+    assert_eq!(a.restore_start(sid, to, header), Ok(()));
 }
