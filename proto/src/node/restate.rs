@@ -33,29 +33,75 @@ pub const ASK_START_AFTER_MS: u64 = 30_000;
 /// ...and, for any deferred message, again this often while it waits.
 pub const ASK_START_EVERY_MS: u64 = 60_000;
 
-/// The starts of this node's sessions, and when each was last sent again.
+/// One kept start: whose session, its bytes, and when it was last sent
+/// again.
+struct Kept {
+    sid: SessionId,
+    to: NodeId,
+    header: Vec<u8>,
+    /// Order of keeping: the lowest goes first when the list is full.
+    seq: u64,
+    restated_at: Option<u64>,
+}
+
+/// The starts of this node's sessions, and the sessions of others whose
+/// start we asked for. Plain vectors, not maps: a few hundred entries
+/// scanned now and then cost less than another B-tree's code on mipsel
+/// (docs/size.md).
 #[derive(Default)]
 pub(super) struct KeptStarts {
-    by_sid: BTreeMap<SessionId, (NodeId, Vec<u8>, u64)>,
+    kept: Vec<Kept>,
     next: u64,
-    restated_at: BTreeMap<SessionId, u64>,
-    /// Sessions of other nodes we asked the start of, and when (bounded
-    /// like the deferred set, sessions.rs).
-    asked: BTreeMap<(NodeId, SessionId), u64>,
+    /// Sessions of other nodes we asked the start of, and when, sorted by
+    /// (origin, session) (bounded like the deferred set, sessions.rs).
+    asked: Vec<(NodeId, SessionId, u64)>,
 }
 
 impl KeptStarts {
     /// Adds a start; returns the one evicted to make room, if any.
     fn insert(&mut self, sid: SessionId, to: NodeId, header: Vec<u8>) -> Option<SessionId> {
         self.next += 1;
-        self.by_sid.insert(sid, (to, header, self.next));
-        if self.by_sid.len() <= MAX_KEPT_STARTS {
+        self.kept.retain(|k| k.sid != sid);
+        self.kept.push(Kept { sid, to, header, seq: self.next, restated_at: None });
+        if self.kept.len() <= MAX_KEPT_STARTS {
             return None;
         }
-        let oldest = self.by_sid.iter().min_by_key(|(_, v)| v.2).map(|(k, _)| *k)?;
-        self.by_sid.remove(&oldest);
-        self.restated_at.remove(&oldest);
-        Some(oldest)
+        let (i, _) = self.kept.iter().enumerate().min_by_key(|(_, k)| k.seq)?;
+        Some(self.kept.swap_remove(i).sid)
+    }
+
+    fn get_mut(&mut self, sid: &SessionId) -> Option<&mut Kept> {
+        self.kept.iter_mut().find(|k| k.sid == *sid)
+    }
+
+    /// Where the entry of `origin`'s session `sid` is in `asked`, or goes.
+    fn asked_pos(&self, origin: NodeId, sid: SessionId) -> Result<usize, usize> {
+        self.asked.binary_search_by(|(o, s, _)| (o, s).cmp(&(&origin, &sid)))
+    }
+
+    /// Whether to ask `origin` for the start of `sid` now: not if we did
+    /// within [`ASK_START_EVERY_MS`], nor while [`sessions::MAX_PENDING_STARTS`]
+    /// asks that recent are remembered. Remembers the ask.
+    fn ask_now(&mut self, origin: NodeId, sid: SessionId, now: u64) -> bool {
+        let fresh = |t: u64| now < t.saturating_add(ASK_START_EVERY_MS);
+        match self.asked_pos(origin, sid) {
+            Ok(i) if fresh(self.asked[i].2) => false,
+            Ok(i) => {
+                self.asked[i].2 = now;
+                true
+            }
+            Err(mut at) => {
+                if self.asked.len() >= sessions::MAX_PENDING_STARTS {
+                    self.asked.retain(|(_, _, t)| fresh(*t));
+                    if self.asked.len() >= sessions::MAX_PENDING_STARTS {
+                        return false;
+                    }
+                    at = self.asked_pos(origin, sid).unwrap_or_else(|at| at);
+                }
+                self.asked.insert(at, (origin, sid, now));
+                true
+            }
+        }
     }
 }
 
@@ -87,19 +133,22 @@ impl Node {
     /// Forgets the starts no stored message of ours and no current
     /// session needs (after the restore, and hourly).
     pub fn forget_unused_starts(&mut self) {
-        let mut used: std::collections::BTreeSet<SessionId> = self
+        let mut used: Vec<SessionId> = self
             .store
             .iter()
             .filter(|(_, e)| e.local && e.env.kind() == Kind::Direct)
             .filter_map(|(_, e)| e2e::session_of(e.env.payload()))
             .collect();
         used.extend(self.current_send_sessions());
-        let unused: Vec<SessionId> = self.starts.by_sid.keys().filter(|s| !used.contains(*s)).copied().collect();
-        for sid in unused {
-            self.starts.by_sid.remove(&sid);
-            self.starts.restated_at.remove(&sid);
-            self.actions.push_back(Action::ForgetStart { sid });
-        }
+        used.sort_unstable();
+        let actions = &mut self.actions;
+        self.starts.kept.retain(|k| {
+            let keep = used.binary_search(&k.sid).is_ok();
+            if !keep {
+                actions.push_back(Action::ForgetStart { sid: k.sid });
+            }
+            keep
+        });
     }
 
     /// `recipient` asked for the start of the session our message `id` is
@@ -114,22 +163,22 @@ impl Node {
             .filter(|e| e.local && e.env.kind() == Kind::Direct && e.env.dest().id == recipient.0)
             .and_then(|e| e2e::session_of(e.env.payload()));
         let Some(sid) = sid else { return };
-        let header = match self.starts.by_sid.get(&sid) {
-            Some((to, header, _)) if *to == recipient => header.clone(),
+        let now = self.clock;
+        let payload = match self.starts.get_mut(&sid) {
+            Some(k) if k.to == recipient && k.restated_at.is_none_or(|t| now >= t.saturating_add(RESTATE_EVERY_MS)) => {
+                e2e::restatement(&k.header)
+            }
             _ => return,
         };
-        let now = self.clock;
-        if self.starts.restated_at.get(&sid).is_some_and(|t| now < t.saturating_add(RESTATE_EVERY_MS)) {
-            return;
-        }
-        let payload = e2e::restatement(&header);
         let sealed = self.seal_direct_envelope(recipient, &payload, self.cfg.default_ttl, None);
         let Ok(env) = sealed else { return };
         if self.admit(env, true, now, vec![AfterWrite::Forward { from: None }]).is_err() {
             // No room now: the recipient asks again and we try again.
             return;
         }
-        self.starts.restated_at.insert(sid, now);
+        if let Some(k) = self.starts.get_mut(&sid) {
+            k.restated_at = Some(now);
+        }
         self.metrics.e2e_sessions_restated += 1;
     }
 
@@ -146,17 +195,9 @@ impl Node {
             return;
         }
         let Some(sid) = e2e::session_of(env.payload()) else { return };
-        let key = (env.origin_id(), sid);
-        if self.starts.asked.get(&key).is_some_and(|t| now < t.saturating_add(ASK_START_EVERY_MS)) {
+        if !self.starts.ask_now(env.origin_id(), sid, now) {
             return;
         }
-        if self.starts.asked.len() >= sessions::MAX_PENDING_STARTS {
-            self.starts.asked.retain(|_, t| now < t.saturating_add(ASK_START_EVERY_MS));
-            if self.starts.asked.len() >= sessions::MAX_PENDING_STARTS {
-                return;
-            }
-        }
-        self.starts.asked.insert(key, now);
         self.metrics.e2e_starts_asked += 1;
         self.queue_refusal(env.origin_id(), id, env.expires_at(), crate::ack::ASK_SESSION_START, now);
     }
@@ -198,5 +239,43 @@ impl Node {
                 self.emit(Event::EnvelopeDropped { from: env.origin_id(), reason: e.to_string() });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_starts_hold_at_most_their_limit_and_the_oldest_goes_first() {
+        let mut k = KeptStarts::default();
+        let sid = |i: u64| i.to_le_bytes();
+        for i in 0..MAX_KEPT_STARTS as u64 {
+            assert_eq!(k.insert(sid(i), NodeId([1; 16]), vec![i as u8]), None);
+        }
+        // Kept again: it becomes the newest, and 1 is now the oldest.
+        assert_eq!(k.insert(sid(0), NodeId([1; 16]), vec![0]), None);
+        assert_eq!(k.insert(sid(1000), NodeId([1; 16]), vec![]), Some(sid(1)));
+        assert_eq!(k.kept.len(), MAX_KEPT_STARTS);
+        assert!(k.get_mut(&sid(0)).is_some() && k.get_mut(&sid(1)).is_none());
+    }
+
+    #[test]
+    fn a_start_is_asked_for_once_a_minute_and_asks_remembered_stay_bounded() {
+        let mut k = KeptStarts::default();
+        let (a, b) = (NodeId([1; 16]), NodeId([2; 16]));
+        assert!(k.ask_now(a, [1; 8], 0));
+        assert!(!k.ask_now(a, [1; 8], ASK_START_EVERY_MS - 1));
+        assert!(k.ask_now(b, [1; 8], 10), "another origin's session of the same id");
+        assert!(k.ask_now(a, [1; 8], ASK_START_EVERY_MS));
+        // Full of recent asks: no more until they age.
+        k.asked.clear();
+        for i in 0..sessions::MAX_PENDING_STARTS as u64 {
+            assert!(k.ask_now(a, i.to_be_bytes(), 1_000));
+        }
+        assert!(k.asked.is_sorted_by_key(|(o, s, _)| (*o, *s)));
+        assert!(!k.ask_now(b, [0; 8], 1_000 + ASK_START_EVERY_MS - 1));
+        assert!(k.ask_now(b, [0; 8], 1_000 + ASK_START_EVERY_MS));
+        assert_eq!(k.asked, vec![(b, [0; 8], 1_000 + ASK_START_EVERY_MS)]);
     }
 }
