@@ -242,6 +242,11 @@ impl Daemon {
             ("e2e_send_sessions", "recipients this node holds an end-to-end session with", sessions.0 as u64),
             ("e2e_recv_origins", "origins whose end-to-end sessions this node holds", sessions.1 as u64),
             ("e2e_recv_sessions", "end-to-end sessions held as a receiver", sessions.2 as u64),
+            (
+                "e2e_starts_kept",
+                "starts of this node's end-to-end sessions kept in the state log to send again",
+                self.log.count(Table::Start) as u64,
+            ),
             ("state_log_bytes", "bytes in the state log's segment files", self.log.sizes().0),
             ("state_log_live_bytes", "bytes of live records in the state log", self.log.sizes().1),
             ("state_log_segments", "segment files of the state log", self.log.segments() as u64),
