@@ -6,8 +6,6 @@
 //! grows a transfer beyond the largest envelope. A lost fragment loses the
 //! transfer; the inventory sync offers the envelope again later.
 
-use std::collections::BTreeMap;
-
 use crate::envelope::MAX_ENVELOPE_LEN;
 use crate::link::frame::{MAX_FRAGMENT_DATA, fragment};
 
@@ -42,7 +40,7 @@ pub enum ReassemblyError {
 /// Per-peer reassembly buffers.
 #[derive(Debug)]
 pub struct Reassembler {
-    partials: BTreeMap<u32, Partial>,
+    partials: crate::SmallMap<u32, Partial>,
     bytes: usize,
     max_partials: usize,
     max_bytes: usize,
@@ -51,7 +49,7 @@ pub struct Reassembler {
 
 impl Reassembler {
     pub fn new(max_partials: usize, max_bytes: usize, timeout_ms: u64) -> Reassembler {
-        Reassembler { partials: BTreeMap::new(), bytes: 0, max_partials, max_bytes, timeout_ms }
+        Reassembler { partials: crate::SmallMap::new(), bytes: 0, max_partials, max_bytes, timeout_ms }
     }
 
     /// Bytes held in incomplete transfers.

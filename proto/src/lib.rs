@@ -43,3 +43,9 @@ pub mod session;
 pub mod store;
 pub mod time;
 pub mod wire;
+
+/// A map kept as one sorted vector (litemap): for the small, bounded
+/// maps. Each B-tree key and value type costs 4 to 8 KB of code on mipsel
+/// (docs/size.md); this one far less. Not for large maps whose keys come
+/// in random order (every insert moves the entries after it).
+pub type SmallMap<K, V> = litemap::LiteMap<K, V>;

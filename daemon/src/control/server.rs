@@ -72,7 +72,7 @@ pub struct Stats {
     pub refused_busy: AtomicUsize,
     pub bad_requests: AtomicUsize,
     /// Connections held per user id.
-    pub per_uid: Mutex<std::collections::BTreeMap<u32, usize>>,
+    pub per_uid: Mutex<meshpost_proto::SmallMap<u32, usize>>,
 }
 
 impl Stats {

@@ -144,7 +144,7 @@ pub struct Stats {
 /// Discovery state for all configured interfaces.
 pub struct Discovery {
     wanted: Vec<String>,
-    active: BTreeMap<String, Iface>,
+    active: meshpost_proto::SmallMap<String, Iface>,
     me: Announcement,
     max_interval: u64,
     next_scan: u64,
@@ -157,7 +157,7 @@ impl Discovery {
     pub fn new(interfaces: Vec<String>, me: Announcement, max_interval_ms: u64, tx: mpsc::Sender<Packet>) -> Discovery {
         Discovery {
             wanted: interfaces,
-            active: BTreeMap::new(),
+            active: meshpost_proto::SmallMap::new(),
             me,
             max_interval: max_interval_ms,
             next_scan: 0,
@@ -181,7 +181,7 @@ impl Discovery {
         }
         self.next_scan = 0;
         if changed_me {
-            for i in self.active.values_mut() {
+            for i in self.active.iter_mut().map(|(_, i)| i) {
                 i.next_announce = 0;
                 i.interval = FIRST_INTERVAL_MS;
             }
@@ -225,7 +225,7 @@ impl Discovery {
         let q = mdns::query();
         let max = self.max_interval;
         let mut sent = 0;
-        for i in self.active.values_mut() {
+        for i in self.active.iter_mut().map(|(_, i)| i) {
             if now < i.next_announce {
                 continue;
             }
@@ -414,7 +414,7 @@ impl Discovery {
 
     /// Says goodbye on every interface (the daemon is stopping).
     pub fn goodbye(&mut self) {
-        for i in self.active.values_mut() {
+        for i in self.active.iter_mut().map(|(_, i)| i) {
             self.stats.sent += say_goodbye(&self.me, i);
         }
     }

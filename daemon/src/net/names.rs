@@ -12,7 +12,7 @@
 //! bounded (configured peers are at most 256). It decides nothing about
 //! peers; udp.rs and the runtime do.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use tokio::sync::mpsc;
@@ -38,7 +38,7 @@ pub enum Lookup {
 }
 
 pub struct Names {
-    cache: BTreeMap<String, Result<SocketAddr, String>>,
+    cache: meshpost_proto::SmallMap<String, Result<SocketAddr, String>>,
     /// Names asked for and not answered yet (running or waiting).
     pending: BTreeSet<String>,
     running: usize,
@@ -48,7 +48,13 @@ pub struct Names {
 
 impl Names {
     pub fn new(tx: mpsc::Sender<Answer>) -> Names {
-        Names { cache: BTreeMap::new(), pending: BTreeSet::new(), running: 0, waiting: VecDeque::new(), tx }
+        Names {
+            cache: meshpost_proto::SmallMap::new(),
+            pending: BTreeSet::new(),
+            running: 0,
+            waiting: VecDeque::new(),
+            tx,
+        }
     }
 
     /// The address for `address` (`host:port`, `[v6]:port`, `ip%zone:port`).

@@ -7,7 +7,7 @@
 //! (write_durable) on each change. It decides nothing about keys (the node
 //! refuses key changes) or messages (the node drops blocked senders').
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use meshpost_proto::identity::NodeId;
@@ -16,7 +16,7 @@ use super::{read_limited, write_durable};
 
 pub struct Contacts {
     path: PathBuf,
-    names: BTreeMap<NodeId, String>,
+    names: meshpost_proto::SmallMap<NodeId, String>,
     verified: BTreeSet<NodeId>,
     blocked: BTreeSet<NodeId>,
 }
@@ -26,7 +26,7 @@ impl Contacts {
     pub fn load(dir: &Path) -> (Contacts, usize) {
         let path = dir.join("contacts");
         let bytes = read_limited(&path, 1 << 20).unwrap_or_default();
-        let (mut names, mut verified, mut bad) = (BTreeMap::new(), BTreeSet::new(), 0);
+        let (mut names, mut verified, mut bad) = (meshpost_proto::SmallMap::new(), BTreeSet::new(), 0);
         for line in String::from_utf8_lossy(&bytes).lines().filter(|l| !l.trim().is_empty()) {
             let mut w = line.splitn(3, ' ');
             match (w.next().and_then(NodeId::parse), w.next()) {

@@ -54,7 +54,7 @@ pub struct FileTag {
 }
 
 impl Record {
-    fn line(&self, names: &BTreeMap<[u8; 16], String>) -> String {
+    fn line(&self, names: &meshpost_proto::SmallMap<[u8; 16], String>) -> String {
         let mut l = format!("{} {} {} {}", self.id, self.to, self.state.code(), self.since);
         if let Some(f) = self.file {
             let name = names.get(&f.key).map_or(String::new(), |n| to_hex(n.as_bytes()));
@@ -78,7 +78,7 @@ pub struct OutboxLog {
     /// Lines appended since the file was last rewritten.
     appended: usize,
     /// Names of the files whose parts are in `records`.
-    names: BTreeMap<[u8; 16], String>,
+    names: meshpost_proto::SmallMap<[u8; 16], String>,
     /// Lines recorded since the last [`OutboxLog::flush`].
     unsynced: String,
 }
@@ -94,7 +94,7 @@ impl OutboxLog {
             index: BTreeMap::new(),
             dropped: 0,
             appended: 0,
-            names: BTreeMap::new(),
+            names: meshpost_proto::SmallMap::new(),
             unsynced: String::new(),
         };
         let bytes = read_limited(&log.path, 16 << 20).unwrap_or_default();

@@ -78,7 +78,7 @@ pub struct LogStats {
 
 pub struct Log {
     dir: PathBuf,
-    segs: BTreeMap<u32, Seg>,
+    segs: meshpost_proto::SmallMap<u32, Seg>,
     /// The segment commits append to. It is opened for each commit and
     /// closed after, so an idle daemon holds no file open for writing (a
     /// read-only remount of the state filesystem stays possible), and one
@@ -146,7 +146,7 @@ impl Log {
         let mut problems = Vec::new();
         let mut log = Log {
             dir: dir.to_path_buf(),
-            segs: BTreeMap::new(),
+            segs: meshpost_proto::SmallMap::new(),
             head: 0,
             index: BTreeMap::new(),
             pending: Vec::new(),

@@ -23,6 +23,8 @@ use core::fmt;
 use core::net::SocketAddr;
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::SmallMap;
+
 use rand_core::RngCore;
 
 use crate::card::Card;
@@ -99,19 +101,19 @@ pub struct Node {
     /// (without sequence and neighbours) to tell when to sign a new one.
     full_card: Option<(Envelope, Vec<u8>)>,
     /// Beacons waiting for the card they name (cardfetch.rs).
-    held: BTreeMap<NodeId, cardfetch::Held>,
+    held: SmallMap<NodeId, cardfetch::Held>,
     /// Ids we sent a want of lately, until when (cardfetch.rs).
     asked: crate::expiring::ExpiringMap<u64>,
     announce_made_ms: u64,
     peers: PeerBook,
-    initiators: BTreeMap<u32, PendingInit>,
-    responders: BTreeMap<u32, PendingResp>,
+    initiators: SmallMap<u32, PendingInit>,
+    responders: SmallMap<u32, PendingResp>,
     /// How many msg1 are answered (per source address and in total).
     hs_limit: HandshakeLimiter,
     /// Cookies loaded peers gave us, by their address, with when (links.rs).
-    cookies_held: BTreeMap<core::net::IpAddr, ([u8; crate::link::packet::COOKIE_LEN], u64)>,
-    links: BTreeMap<NodeId, Link>,
-    by_index: BTreeMap<u32, NodeId>,
+    cookies_held: SmallMap<core::net::IpAddr, ([u8; crate::link::packet::COOKIE_LEN], u64)>,
+    links: SmallMap<NodeId, Link>,
+    by_index: SmallMap<u32, NodeId>,
     cards: CardBook,
     /// Our own domain's announces, handed to federation peers at link-up.
     cards_out: OwnCards,
@@ -180,7 +182,7 @@ pub struct Node {
     /// passing beacons on (announce.rs).
     announce_seen: BTreeMap<NodeId, (u64, f32)>,
     next_announce: u64,
-    pending_acks: BTreeMap<NodeId, Vec<(EnvelopeId, u64)>>,
+    pending_acks: SmallMap<NodeId, Vec<(EnvelopeId, u64)>>,
     /// Refusals to send: origin, id, expiry, reason (bounded, see acks.rs).
     pending_refusals: Vec<(NodeId, EnvelopeId, u64, u8)>,
     /// "Session unknown" hints sent (unknown.rs).
@@ -191,9 +193,9 @@ pub struct Node {
     /// Peers refused recently (log once per cause, penalties).
     refusals: Refusals,
     /// When acks for each origin started waiting (for its card).
-    ack_since: BTreeMap<NodeId, u64>,
-    channels: BTreeMap<[u8; 16], ChannelKey>,
-    channel_buckets: BTreeMap<(NodeId, [u8; 16]), Bucket>,
+    ack_since: SmallMap<NodeId, u64>,
+    channels: SmallMap<[u8; 16], ChannelKey>,
+    channel_buckets: SmallMap<(NodeId, [u8; 16]), Bucket>,
     /// End-to-end sessions, both halves (sessions.rs).
     sessions: sessions::Sessions,
     /// The starts of our sessions, kept to send again (restate.rs).
@@ -220,16 +222,16 @@ impl Node {
             cfg,
             announce: None,
             full_card: None,
-            held: BTreeMap::new(),
+            held: SmallMap::new(),
             asked: crate::expiring::ExpiringMap::default(),
             announce_made_ms: 0,
             peers,
-            initiators: BTreeMap::new(),
-            responders: BTreeMap::new(),
+            initiators: SmallMap::new(),
+            responders: SmallMap::new(),
             hs_limit,
-            cookies_held: BTreeMap::new(),
-            links: BTreeMap::new(),
-            by_index: BTreeMap::new(),
+            cookies_held: SmallMap::new(),
+            links: SmallMap::new(),
+            by_index: SmallMap::new(),
             cards: CardBook::new(max_cards),
             cards_out: OwnCards::new(MAX_CARDS_EXCHANGED),
             outbox: Outbox::default(),
@@ -270,15 +272,15 @@ impl Node {
             routes_aged_at: now_ms,
             announce_seen: BTreeMap::new(),
             next_announce: now_ms,
-            pending_acks: BTreeMap::new(),
+            pending_acks: SmallMap::new(),
             pending_refusals: Vec::new(),
             refusal_budget: Bucket::full(acks::REFUSAL_BURST, now_ms),
             hint_budget: Bucket::full(unknown::HINT_RATE, now_ms),
             next_ack_flush: None,
-            ack_since: BTreeMap::new(),
+            ack_since: SmallMap::new(),
             refusals: Refusals::default(),
-            channels: BTreeMap::new(),
-            channel_buckets: BTreeMap::new(),
+            channels: SmallMap::new(),
+            channel_buckets: SmallMap::new(),
             sessions: sessions::Sessions::default(),
             starts: restate::KeptStarts::default(),
         };

@@ -28,7 +28,7 @@ pub(super) struct Refused {
 
 #[derive(Debug, Default)]
 pub(super) struct Refusals {
-    peers: BTreeMap<NodeId, Refused>,
+    peers: crate::SmallMap<NodeId, Refused>,
 }
 
 impl Refusals {

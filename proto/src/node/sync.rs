@@ -39,7 +39,7 @@ impl Node {
         if self.store.is_empty() {
             return;
         }
-        for l in self.links.values_mut() {
+        for l in self.links.iter_mut().map(|(_, l)| l) {
             l.next_sync = l.next_sync.min(now_ms + SYNC_SOON_MS);
         }
     }
