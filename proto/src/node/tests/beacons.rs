@@ -202,3 +202,38 @@ fn a_newer_beacon_with_the_same_neighbours_does_not_search_the_graph_again() {
     assert!(Some(route.seq) > seq, "route shows the newer beacon: {} after {seq:?}", route.seq);
     assert_eq!(p.b.route_searches(), searches, "no search for a beacon that changes no link");
 }
+
+#[test]
+fn a_link_change_is_beaconed_within_a_second_and_the_backoff_goes_on_where_it_was() {
+    let mut p = Pair::new(None);
+    // Two quiet hours: A's interval has doubled from 60 s to over an hour.
+    p.run(2 * 3_600_000, 10_000);
+    let settled = p.a.announce_ivl;
+    assert!(settled >= 3_840_000, "interval {settled} ms");
+    let bid = p.b.node_id();
+    // B goes away for five minutes and comes back; A is watched each second
+    // for 40 minutes: when its link to B changes, and when it signs a beacon.
+    let (mut beacons, mut changes, mut made, mut linked) = (vec![], vec![], p.a.announce_made_ms, true);
+    p.b_up = false;
+    let t0 = p.now;
+    while p.now < t0 + 40 * 60_000 {
+        p.b_up = p.now >= t0 + 5 * 60_000 || p.now < t0;
+        p.run(1_000, 100);
+        if p.a.announce_made_ms != made {
+            made = p.a.announce_made_ms;
+            beacons.push(made);
+        }
+        if p.a.is_linked(&bid) != linked {
+            linked = !linked;
+            changes.push(p.now);
+        }
+    }
+    assert_eq!(changes.len(), 2, "the link went down and came back: {changes:?}");
+    for c in &changes {
+        assert!(beacons.iter().any(|b| (c - 1_000..=c + 2_000).contains(b)), "a beacon within a second of {c}");
+    }
+    // One beacon per change, and the interval is still the settled one
+    // (starting the backoff again from 60 s signed six more in this time).
+    assert_eq!(beacons.len(), 2, "beacons at {beacons:?}, changes at {changes:?}");
+    assert!(p.a.announce_ivl >= settled, "{} ms", p.a.announce_ivl);
+}
