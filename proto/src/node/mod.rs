@@ -436,6 +436,7 @@ impl Node {
         if now_ms >= self.routes_aged_at {
             self.routes_aged_at = now_ms + 60_000;
             self.routes_refreshed();
+            self.lift_spent_channel_copies();
         }
         if now_ms >= self.next_announce {
             self.announce_now(now_ms);
