@@ -125,6 +125,11 @@ impl CardBook {
         self.cards.iter().map(|(id, e)| (id, &e.card))
     }
 
+    /// Every node's advert (see [`CardBook::advert`]), in id order.
+    pub fn adverts(&self) -> impl Iterator<Item = (NodeId, Advert<'_>)> {
+        self.cards.iter().map(|(n, e)| (*n, Advert { neighbours: &e.card.neighbours, seq: e.seq, heard: e.heard }))
+    }
+
     /// The signed full-card announce with envelope id `card_id`, and its node.
     pub fn by_card_id(&self, card_id: &EnvelopeId) -> Option<(NodeId, &[u8])> {
         let node = self.by_id.get(card_id)?;

@@ -162,9 +162,7 @@ impl Node {
         self.routes_at.set(self.clock);
         self.route_searches.set(self.route_searches.get() + 1);
         let (me, now, timeout) = (self.me, self.clock, self.cfg.route_timeout_ms);
-        let cards = &self.cards;
-        t.compute(me, self.links.keys().copied(), |n| {
-            cards.advert(n).filter(|a| a.heard.saturating_add(timeout) > now)
-        });
+        let fresh: Vec<_> = self.cards.adverts().filter(|(_, a)| a.heard.saturating_add(timeout) > now).collect();
+        t.compute(me, self.links.keys().copied(), &fresh);
     }
 }
