@@ -45,10 +45,15 @@ pub struct Near {
 
 impl Near {
     /// From this node `me`, its `links` and each other node's advertised
-    /// neighbours (`neighbours`; None for a node unknown or too long
-    /// unheard). Work: one search of this node's part of the graph with
-    /// look-ups by id, then about 1 + L + L x degree searches over indices.
-    pub fn compute<'a>(me: NodeId, links: &'a [NodeId], neighbours: impl Fn(&NodeId) -> Option<&'a [NodeId]>) -> Near {
+    /// neighbours (`adverts`, sorted by id; a node unknown or too long
+    /// unheard is left out). Work: one search of this node's part of the
+    /// graph with binary searches of `adverts` by id, then about
+    /// 1 + L + L x degree searches over indices.
+    pub fn compute<'a>(me: NodeId, links: &'a [NodeId], adverts: &[(NodeId, &'a [NodeId])]) -> Near {
+        debug_assert!(adverts.is_sorted_by_key(|(n, _)| *n), "adverts sorted by id");
+        let find = |id: &NodeId| adverts.binary_search_by(|(n, _)| n.cmp(id)).ok();
+        // Each advert's index in the order found (u32::MAX: not yet).
+        let mut at_pos = vec![u32::MAX; adverts.len()];
         // Every node a listing leads to, indexed in the order found, with
         // the nodes it lists: one look-up of each node's neighbours (they
         // lie all over the card book; looking them up again for every link
@@ -58,20 +63,20 @@ impl Near {
         // names (64 a card, real or not) cost a look-up, never an entry.
         let mut seen = vec![me];
         let mut lists: Vec<&[NodeId]> = vec![links];
-        let mut at = BTreeMap::from([(me, 0u32)]);
         let mut listed: Vec<Vec<u32>> = Vec::new();
         while listed.len() < seen.len() {
             let mut out = Vec::new();
             for v in lists[listed.len()] {
-                let vi = match at.get(v) {
-                    Some(i) => *i,
-                    None => {
-                        let Some(l) = neighbours(v) else { continue };
+                let vi = if *v == me {
+                    0
+                } else {
+                    let Some(p) = find(v) else { continue };
+                    if at_pos[p] == u32::MAX {
                         seen.push(*v);
-                        lists.push(l);
-                        at.insert(*v, (seen.len() - 1) as u32);
-                        (seen.len() - 1) as u32
+                        lists.push(adverts[p].1);
+                        at_pos[p] = (seen.len() - 1) as u32;
                     }
+                    at_pos[p]
                 };
                 out.push(vi);
             }
@@ -195,7 +200,8 @@ mod tests {
 
     fn kids(g: &BTreeMap<NodeId, Vec<NodeId>>, origin: u8, me: u8) -> Vec<NodeId> {
         let links = g.get(&n(me)).cloned().unwrap_or_default();
-        Near::compute(n(me), &links, |x| g.get(x).map(Vec::as_slice)).children(&n(origin))
+        let adverts: Vec<(NodeId, &[NodeId])> = g.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+        Near::compute(n(me), &links, &adverts).children(&n(origin))
     }
 
     /// Spreads a flood from `origin` that enters the graph at `entry`:

@@ -87,10 +87,13 @@ impl Node {
         let near = near.get_or_insert_with(|| {
             let links: Vec<NodeId> = self.links.iter().filter(|(_, l)| l.fed.is_none()).map(|(n, _)| *n).collect();
             let (now, timeout) = (self.clock, self.cfg.route_timeout_ms);
-            let cards = &self.cards;
-            let fresh =
-                |n: &NodeId| cards.advert(n).filter(|a| a.heard.saturating_add(timeout) > now).map(|a| a.neighbours);
-            crate::flood::Near::compute(self.me, &links, fresh)
+            let fresh: Vec<(NodeId, &[NodeId])> = self
+                .cards
+                .adverts()
+                .filter(|(_, a)| a.heard.saturating_add(timeout) > now)
+                .map(|(n, a)| (n, a.neighbours))
+                .collect();
+            crate::flood::Near::compute(self.me, &links, &fresh)
         });
         let children = near.children(&origin);
         let on = children.contains(&to);
