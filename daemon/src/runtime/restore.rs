@@ -99,3 +99,54 @@ pub(crate) fn restore(node: &mut Node, log: &mut Log, state: &State, inbox: &Inb
     node.forget_unused_starts();
     n
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshpost_proto::identity::{Identity, KEM_CT_LEN};
+    use meshpost_proto::node::Config;
+
+    #[test]
+    fn damaged_session_starts_are_set_aside_and_a_sound_one_taken_back() {
+        let dir = std::env::temp_dir().join(format!("meshpost-restore-starts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = State::open(&dir).unwrap();
+        let (mut log, _) = Log::open(&dir.join("log")).unwrap();
+        let key = |sid: [u8; 8]| {
+            let mut k = [0u8; 16];
+            k[..8].copy_from_slice(&sid);
+            k
+        };
+        // A start is the ephemeral key and the KEM ciphertext; its session
+        // id is their hash. Record: recipient (16 bytes), then the start.
+        let start: Vec<u8> = (0..32 + KEM_CT_LEN).map(|i| i as u8).collect();
+        let sid = meshpost_proto::session::session_id(start[..32].try_into().unwrap(), &start[32..]);
+        let record = |s: &[u8]| [&[7u8; 16][..], s].concat();
+        let misfiled = [sid[0] ^ 1, sid[1], sid[2], sid[3], sid[4], sid[5], sid[6], sid[7]];
+        log.put(Table::Start, key(sid), &record(&start)).unwrap();
+        log.put(Table::Start, key([1; 8]), &record(&start[..100])).unwrap();
+        log.put(Table::Start, key(misfiled), &record(&start)).unwrap();
+        log.put(Table::Start, key([2; 8]), &[7u8; 10]).unwrap();
+        log.commit().unwrap();
+        let (inbox, _) = Inbox::load(&mut log, 100, 1 << 20);
+        let now = Timestamp::from(1_800_000_000_000);
+        let mut node = Node::new(Identity::from_seed(&[3; 32]), Config::default(), [4; 32], now);
+        restore(&mut node, &mut log, &state, &inbox, now);
+        log.commit().unwrap();
+        // The sound one was taken back (and, with no message needing it,
+        // let go at once); the three others are copied out and gone.
+        assert_eq!(log.keys(Table::Start), vec![key(sid)]);
+        let forgotten: Vec<_> = std::iter::from_fn(|| node.poll_action())
+            .filter_map(|a| match a {
+                Action::ForgetStart { sid } => Some(sid),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(forgotten, vec![sid]);
+        for bad in [key([1; 8]), key(misfiled), key([2; 8])] {
+            let name = format!("{}.start.bad", meshpost_proto::crypto::to_hex(&bad));
+            assert!(dir.join("log").join(&name).exists(), "{name} set aside");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
