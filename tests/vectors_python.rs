@@ -46,7 +46,7 @@ fn card_of(id: &Identity) -> Card {
     Card {
         ed_pk: id.public_key(),
         x25519: id.e2e_public(),
-        kem_ek: Some(Box::new(*id.kem_public())),
+        kem_ek: Some(meshpost_proto::card::KemKey::new(id.kem_public())),
         name: "b".into(),
         domain: String::new(),
         seq: 1,

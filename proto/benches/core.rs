@@ -35,7 +35,7 @@ fn card(id: &Identity) -> Card {
     Card {
         ed_pk: id.public_key(),
         x25519: id.e2e_public(),
-        kem_ek: Some(Box::new(*id.kem_public())),
+        kem_ek: Some(meshpost_proto::card::KemKey::new(id.kem_public())),
         name: String::new(),
         domain: String::new(),
         seq: 1,

@@ -19,6 +19,7 @@
 //! card files to save and which to delete, so disk follows memory.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::beacon::Beacon;
 use crate::card::Card;
@@ -58,8 +59,9 @@ struct Entry {
     /// The card as signed, except `neighbours`: those of the newest beacon
     /// (full cards are signed without them).
     card: Card,
-    /// The signed full-card announce, as received.
-    envelope: Box<[u8]>,
+    /// The signed full-card announce, as received (shared with the card's
+    /// ML-KEM key and the federation copy, owncards.rs).
+    envelope: Arc<[u8]>,
     card_id: EnvelopeId,
     /// The newest beacon naming this card, as received, with its id.
     beacon: Option<(EnvelopeId, Box<[u8]>)>,
@@ -200,7 +202,7 @@ impl CardBook {
     pub fn learn(
         &mut self,
         card: Card,
-        signed: (EnvelopeId, &[u8]),
+        signed: (EnvelopeId, impl Into<Arc<[u8]>>),
         now: u64,
         keep: impl Fn(&NodeId) -> bool,
     ) -> (Learned, Option<NodeId>) {
@@ -316,7 +318,7 @@ mod tests {
     fn learn(b: &mut CardBook, c: Card, now: u64, keep: impl Fn(&NodeId) -> bool) -> (Learned, Option<NodeId>) {
         let id = id_of(&c);
         let bytes = c.encode();
-        b.learn(c, (id, &bytes), now, keep)
+        b.learn(c, (id, &bytes[..]), now, keep)
     }
 
     #[test]

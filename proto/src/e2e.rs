@@ -479,7 +479,7 @@ mod tests {
         Card {
             ed_pk: id.public_key(),
             x25519: id.e2e_public(),
-            kem_ek: kem.then(|| Box::new(*id.kem_public())),
+            kem_ek: kem.then(|| crate::card::KemKey::new(id.kem_public())),
             name: String::new(),
             domain: String::new(),
             seq: 1,

@@ -445,6 +445,10 @@ impl Envelope {
     pub fn payload(&self) -> &[u8] {
         &self.bytes[self.payload.clone()]
     }
+    /// Where the payload lies in [`Envelope::bytes`].
+    pub fn payload_range(&self) -> core::ops::Range<usize> {
+        self.payload.clone()
+    }
     /// The bytes as sent on the wire, with the current hops-left.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes

@@ -9,18 +9,22 @@
 //! before learning its card) and does not decide who gets them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::identity::NodeId;
 
 type Beacon = Vec<u8>;
+/// When a node was last heard, its full card, its latest beacon.
+type Kept = (u64, Arc<[u8]>, Option<Beacon>);
 
 /// Announce envelopes by node, with a counter of when each was last heard.
 #[derive(Debug, Default)]
 pub struct OwnCards {
     cap: usize,
     tick: u64,
-    /// When heard, the full card, the latest beacon.
-    by_node: BTreeMap<NodeId, (u64, Vec<u8>, Option<Beacon>)>,
+    /// When heard, the full card (shared with the card book), the latest
+    /// beacon.
+    by_node: BTreeMap<NodeId, Kept>,
     by_heard: BTreeSet<(u64, NodeId)>,
 }
 
@@ -39,12 +43,12 @@ impl OwnCards {
 
     /// Keeps `envelope` as `node`'s full card (its beacon is cleared: a
     /// beacon names one card).
-    pub fn insert(&mut self, node: NodeId, envelope: Vec<u8>) {
+    pub fn insert(&mut self, node: NodeId, envelope: impl Into<Arc<[u8]>>) {
         if self.cap == 0 {
             return;
         }
         self.tick += 1;
-        if let Some((old, _, _)) = self.by_node.insert(node, (self.tick, envelope, None)) {
+        if let Some((old, _, _)) = self.by_node.insert(node, (self.tick, envelope.into(), None)) {
             self.by_heard.remove(&(old, node));
         }
         self.by_heard.insert((self.tick, node));
@@ -70,7 +74,9 @@ impl OwnCards {
 
     /// The full card, then the beacon if one was heard.
     pub fn get(&self, node: &NodeId) -> Option<Vec<Vec<u8>>> {
-        self.by_node.get(node).map(|(_, card, beacon)| std::iter::once(card).chain(beacon).cloned().collect())
+        self.by_node
+            .get(node)
+            .map(|(_, card, beacon)| std::iter::once(&card[..]).chain(beacon.as_deref()).map(<[u8]>::to_vec).collect())
     }
 
     /// Nodes, the most recently heard first.

@@ -5,6 +5,8 @@
 
 use super::*;
 use crate::beacon::{BEACON_VERSION, Beacon, MAX_BEACON_NEIGHBOURS};
+use crate::card::KemKey;
+use std::sync::Arc;
 
 pub(super) const ANNOUNCE_TTL: u32 = 24 * 3600;
 /// Soonest re-announce after a link change (debounce).
@@ -19,7 +21,7 @@ impl Node {
         Card {
             ed_pk: self.identity.public_key(),
             x25519: self.identity.e2e_public(),
-            kem_ek: Some(Box::new(*self.identity.kem_public())),
+            kem_ek: Some(KemKey::new(self.identity.kem_public())),
             name: self.cfg.name.clone(),
             domain: self.cfg.domain.clone(),
             seq,
@@ -80,7 +82,10 @@ impl Node {
     /// Learns the card in a verified full-card announce; returns its node
     /// id if valid.
     pub(super) fn learn_card(&mut self, env: &Envelope, save: bool) -> Option<NodeId> {
-        let card = Card::decode(*env.origin(), env.payload()).ok()?;
+        // One copy of the announce, shared by the card book, the card's
+        // ML-KEM key and the federation copy.
+        let bytes: Arc<[u8]> = env.bytes().into();
+        let card = Card::decode_shared(*env.origin(), &bytes, env.payload_range()).ok()?;
         let node = card.node_id();
         if node == self.me {
             return Some(node);
@@ -90,7 +95,7 @@ impl Node {
         let links = &self.links;
         let contacts = &self.contacts;
         let keep = |k: &NodeId| links.contains_key(k) || contacts.contains(k);
-        let (learned, evicted) = self.cards.learn(card, (env.id(), env.bytes()), self.clock, keep);
+        let (learned, evicted) = self.cards.learn(card, (env.id(), Arc::clone(&bytes)), self.clock, keep);
         if evicted.is_some() || learned == Learned::New {
             self.routes_changed();
         }
@@ -100,7 +105,7 @@ impl Node {
             self.actions.push_back(Action::ForgetCard { node: gone });
         }
         if own_domain && !matches!(learned, Learned::Refused | Learned::Known) {
-            self.cards_out.insert(node, env.bytes().to_vec());
+            self.cards_out.insert(node, bytes);
         } else if !own_domain {
             self.cards_out.remove(&node);
         }

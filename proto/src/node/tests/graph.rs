@@ -27,7 +27,7 @@ fn id_of(i: usize) -> NodeId {
 /// Puts `card` into B's book as if a newer card had arrived.
 fn learn(b: &mut Node, card: Card, now: u64) {
     let id = EnvelopeId(card.node_id().0);
-    b.cards.learn(card, (id, &[]), now, |_| true);
+    b.cards.learn(card, (id, &[][..]), now, |_| true);
     b.routes_changed();
 }
 
