@@ -134,22 +134,27 @@ impl Store {
             _ => false,
         }
     }
-    /// Ids stored after the one of admission number `cursor`, oldest
-    /// first, wrapping around once; each with its admission number. In
-    /// admission order, so the messages of one sender leave in the order
-    /// they were sent (and a receiver's end-to-end session rarely has to
-    /// keep keys for skipped counters).
-    pub fn ids_after(&self, cursor: Option<u64>, n: usize) -> Vec<(u64, EnvelopeId)> {
-        use core::ops::Bound::{Excluded, Unbounded};
-        let start = cursor.map_or(Unbounded, Excluded);
+    /// Ids of admission number `floor` or later stored after the one of
+    /// admission number `cursor`, oldest first, wrapping around once (to
+    /// `floor`); each with its admission number. In admission order, so
+    /// the messages of one sender leave in the order they were sent (and a
+    /// receiver's end-to-end session rarely has to keep keys for skipped
+    /// counters).
+    pub fn ids_after(&self, floor: u64, cursor: Option<u64>, n: usize) -> Vec<(u64, EnvelopeId)> {
+        use core::ops::Bound::{Excluded, Included, Unbounded};
+        let start = cursor.filter(|c| *c >= floor).map_or(Included(floor), Excluded);
         let mut out: Vec<(u64, EnvelopeId)> =
             self.by_seq.range((start, Unbounded)).map(|(s, k)| (*s, *k)).take(n).collect();
         if out.len() < n
-            && let Some(c) = cursor
+            && let Some(c) = cursor.filter(|c| *c >= floor)
         {
-            out.extend(self.by_seq.range(..=c).map(|(s, k)| (*s, *k)).take(n - out.len()));
+            out.extend(self.by_seq.range(floor..=c).map(|(s, k)| (*s, *k)).take(n - out.len()));
         }
         out
+    }
+    /// How many stored ids have admission number `floor` or later.
+    pub fn count_from(&self, floor: u64) -> usize {
+        if floor == 0 { self.by_seq.len() } else { self.by_seq.range(floor..).count() }
     }
     /// Earliest expiry among stored envelopes.
     pub fn next_expiry(&self) -> Option<u64> {
@@ -487,16 +492,21 @@ mod tests {
             stored.push(e.id());
             s.insert(e, false, 1000).unwrap();
         }
-        let all = s.ids_after(None, 10);
+        let all = s.ids_after(0, None, 10);
         assert_eq!(all.iter().map(|(_, id)| *id).collect::<Vec<_>>(), stored, "in the order stored, not by id");
-        let tail = s.ids_after(Some(all[3].0), 3);
+        let tail = s.ids_after(0, Some(all[3].0), 3);
         assert_eq!(tail, vec![all[4], all[0], all[1]]);
+        // Above a floor, the wrap stops at the floor.
+        let floor = all[2].0;
+        assert_eq!(s.ids_after(floor, Some(all[3].0), 5), vec![all[4], all[2], all[3]]);
+        assert_eq!(s.ids_after(floor, None, 5), vec![all[2], all[3], all[4]]);
+        assert_eq!((s.count_from(0), s.count_from(floor), s.count_from(all[4].0 + 1)), (5, 3, 0));
         // One removed and one added: the newest comes last.
         s.remove(&stored[1]);
         let e = env(&a, 1, 200, 1);
         let newest = e.id();
         s.insert(e, false, 1000).unwrap();
-        let ids: Vec<_> = s.ids_after(None, 10).into_iter().map(|(_, id)| id).collect();
+        let ids: Vec<_> = s.ids_after(0, None, 10).into_iter().map(|(_, id)| id).collect();
         assert_eq!(ids, vec![stored[0], stored[2], stored[3], stored[4], newest]);
     }
 

@@ -116,7 +116,7 @@ impl Node {
             // have lost the envelopes and beacons it held. A new pass over
             // the store offers them again at once.
             l.beacons_had.clear();
-            l.peer_has.clear();
+            l.forget_peer_has();
             l.beacon_floor = 0;
             l.offer_cursor = None;
             // (A millisecond on: never a timer at the moment being handled.)

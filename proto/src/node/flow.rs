@@ -54,6 +54,10 @@ pub(super) struct Window {
     pub(super) cursor: Option<u64>,
     /// Store ids the pass has still to look at after this window.
     pub(super) left: usize,
+    /// The link's new store floor: the first window of a pass raises it
+    /// over the ids it found the peer holds, oldest first, up to the first
+    /// it does not.
+    pub(super) floor: u64,
 }
 
 impl Node {
@@ -62,24 +66,37 @@ impl Node {
     /// that may go to `node` and that it does not hold.
     pub(super) fn next_window(&self, node: NodeId) -> Window {
         let Some(l) = self.links.get(&node) else {
-            return Window { ids: vec![], cursor: None, left: 0 };
+            return Window { ids: vec![], cursor: None, left: 0, floor: 0 };
         };
-        // A pass over the store starts with every stored id to look at.
-        let mut left = if l.offer_cursor.is_none() { self.store.len() } else { l.pass_left };
-        let batch = self.store.ids_after(l.offer_cursor, self.cfg.offer_batch.min(left));
+        // A pass over the store starts at the link's floor, with every id
+        // stored from there on to look at. Below the floor every id is one
+        // the peer holds (in `peer_has`, which only grows until it is
+        // cleared, and a clear lowers the floor to 0): the ids a pass
+        // would look at and skip. Without it a pass looked at every stored
+        // id, mostly channel posts every peer held, on every link every
+        // round: a B-tree look-up each, 9-18% of a simulation of 1000.
+        let first = l.offer_cursor.is_none();
+        let mut left = if first { self.store.count_from(l.store_floor) } else { l.pass_left };
+        let batch = self.store.ids_after(l.store_floor, l.offer_cursor, self.cfg.offer_batch.min(left));
         let (mut ids, mut last) = (Vec::new(), None);
+        let (mut floor, mut all_held) = (l.store_floor, first);
         for (seq, id) in batch {
             if ids.len() >= OFFER_WINDOW {
                 break;
             }
             last = Some(seq);
             left = left.saturating_sub(1);
-            if !l.peer_has.contains(&id) && self.store.get(&id).is_some_and(|e| self.should_sync(&e.env, node)) {
+            let held = l.peer_has.contains(&id);
+            all_held &= held;
+            if all_held {
+                floor = seq + 1;
+            }
+            if !held && self.store.get(&id).is_some_and(|e| self.should_sync(&e.env, node)) {
                 ids.push(id);
             }
         }
         let cursor = if left > 0 { last } else { None };
-        Window { ids, cursor, left }
+        Window { ids, cursor, left, floor }
     }
 
     /// Starts the window just offered: with more of the store to come, the

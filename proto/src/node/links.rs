@@ -78,8 +78,12 @@ pub(super) struct Link {
     pub(super) rekey_at: u64,
     pub(super) rx: u64,
     pub(super) tx: u64,
-    /// Ids the peer said it has; not offered to it again. Cleared when full.
+    /// Ids the peer said it has; not offered to it again. Cleared when full
+    /// (with the store floor, `forget_peer_has`).
     pub(super) peer_has: std::collections::BTreeSet<EnvelopeId>,
+    /// Admission number below which every stored id is in `peer_has`: a
+    /// pass over the store starts here (flow.rs).
+    pub(super) store_floor: u64,
     /// Ids the peer has, kept across rekeys: beacon ids are looked up
     /// here. Cleared when the peer signs a new card (it restarted) or when
     /// full.
@@ -160,6 +164,13 @@ pub(super) enum LinkTimer {
 }
 
 impl Link {
+    /// Forgets which ids the peer holds: every stored id is looked at
+    /// again from the next pass on.
+    pub(super) fn forget_peer_has(&mut self) {
+        self.peer_has.clear();
+        self.store_floor = 0;
+    }
+
     /// The deadline (monotonic ms) of each timer this link runs.
     pub(super) fn timers(&self, cfg: &Config) -> impl Iterator<Item = (LinkTimer, u64)> {
         [
@@ -504,6 +515,7 @@ impl Node {
                         peer_has: std::collections::BTreeSet::new(),
                         beacons_had: std::collections::BTreeSet::new(),
                         beacon_floor: 0,
+                        store_floor: 0,
                         fed: None,
                         confirmed: false,
                         new_cards: Bucket::full(NEW_CARD_BURST, now_ms),

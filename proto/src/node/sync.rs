@@ -95,6 +95,7 @@ impl Node {
         if let Some(l) = self.links.get_mut(&node) {
             l.beacon_floor = floor;
             l.offer_cursor = window.cursor;
+            l.store_floor = window.floor;
             l.pass_left = window.left;
         }
         self.window_sent(node, &ids, window.left > 0, now_ms);
@@ -107,12 +108,14 @@ impl Node {
     /// an envelope or a beacon.
     pub(super) fn peer_holds(&mut self, node: NodeId, id: EnvelopeId) {
         if let Some(l) = self.links.get_mut(&node) {
-            for set in [&mut l.peer_has, &mut l.beacons_had] {
-                if set.len() >= MAX_PEER_HAS {
-                    set.clear();
-                }
-                set.insert(id);
+            if l.peer_has.len() >= MAX_PEER_HAS {
+                l.forget_peer_has();
             }
+            l.peer_has.insert(id);
+            if l.beacons_had.len() >= MAX_PEER_HAS {
+                l.beacons_had.clear();
+            }
+            l.beacons_had.insert(id);
         }
     }
 
@@ -205,12 +208,14 @@ impl Node {
                     self.sent_moved(*id, SentState::Forwarded);
                 }
                 if let Some(l) = self.links.get_mut(&node) {
-                    for set in [&mut l.peer_has, &mut l.beacons_had] {
-                        if set.len() + ids.len() > MAX_PEER_HAS {
-                            set.clear();
-                        }
-                        set.extend(ids.iter().copied());
+                    if l.peer_has.len() + ids.len() > MAX_PEER_HAS {
+                        l.forget_peer_has();
                     }
+                    l.peer_has.extend(ids.iter().copied());
+                    if l.beacons_had.len() + ids.len() > MAX_PEER_HAS {
+                        l.beacons_had.clear();
+                    }
+                    l.beacons_had.extend(ids.iter().copied());
                 }
                 for id in ids {
                     // The recipient itself confirms: our copy has done its job.

@@ -175,3 +175,35 @@ fn a_rekey_does_not_offer_stored_envelopes_again_a_restart_does() {
     assert!(ids.iter().all(|id| p.b.store().contains(id)), "B holds them again");
     assert!(p.now - t0 <= 20_000, "B held them again {} ms after its restart", p.now - t0);
 }
+
+#[test]
+fn a_pass_over_the_store_starts_past_the_ids_the_peer_holds() {
+    // (50: a channel's burst per origin; B drops what goes beyond it.)
+    let (mut p, ids) = with_channel_messages(50);
+    assert!(ids.iter().all(|id| p.b.store().contains(id)), "B holds A's channel messages");
+    let bid = p.b.node_id();
+    let floor = |p: &Pair| p.a.links.get(&bid).map(|l| l.store_floor);
+    // The rounds since: B said it holds all 50, so the floor is past
+    // them and a pass looks at no stored id (it looked at all 50 on every
+    // round, on every link).
+    let floor_now = floor(&p).unwrap();
+    assert_eq!(p.a.store().count_from(floor_now), 0, "floor {floor_now}: every stored id is below it");
+    let w = p.a.next_window(bid);
+    assert!(w.ids.is_empty() && w.left == 0);
+    // A new message the peer does not hold yet is still offered: B is cut
+    // off, so A's push is lost and the next window carries it.
+    p.b_up = false;
+    let ch = *p.a.joined_channels().next().unwrap();
+    let new = p.a.publish(Timestamp::from(p.now), ch, b"late").unwrap();
+    p.run(100, 10);
+    assert!(!p.b.store().contains(&new));
+    let w = p.a.next_window(bid);
+    assert_eq!(w.ids, vec![new], "only the new one is looked at and offered");
+    // Forgetting what the peer holds (its set was full) lowers the floor:
+    // every stored id is offered again.
+    p.a.links.get_mut(&bid).unwrap().forget_peer_has();
+    assert_eq!(floor(&p), Some(0));
+    let w = p.a.next_window(bid);
+    assert_eq!(w.ids.len(), 51, "the 50 and the new one");
+    assert_eq!(w.ids[..50], ids[..], "from the oldest");
+}
