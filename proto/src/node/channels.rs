@@ -59,8 +59,8 @@ impl Node {
     }
 
     /// Applies the per-origin, per-channel rate limit and, for joined
-    /// channels, decrypts and delivers. False means: drop, do not relay.
-    pub(super) fn on_channel(&mut self, env: &Envelope, now_ms: u64) -> bool {
+    /// channels, decrypts and delivers.
+    pub(super) fn on_channel(&mut self, env: &Envelope, now_ms: u64) -> ChannelCheck {
         let key = (env.origin_id(), env.dest().id);
         let (rate, burst) = (self.cfg.channel_rate, self.cfg.channel_burst);
         if self.channel_buckets.len() >= self.cfg.max_cards && !self.channel_buckets.contains_key(&key) {
@@ -73,14 +73,28 @@ impl Node {
         let bucket = self.channel_buckets.entry(key).or_insert_with(|| Bucket::full(burst, now_ms));
         if !bucket.take(rate, burst, now_ms) {
             self.metrics.channel_rate_limited += 1;
-            return false;
+            return ChannelCheck::OverRate;
         }
-        if self.channels.contains_key(&env.dest().id) {
-            return self.deliver_channel(env);
+        if self.channels.contains_key(&env.dest().id) && !self.deliver_channel(env) {
+            return ChannelCheck::Undecryptable;
         }
-        true
+        ChannelCheck::Pass
     }
+}
 
+/// What the channel rules make of an arriving channel message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ChannelCheck {
+    /// Delivered if the channel is ours; stored and relayed.
+    Pass,
+    /// Its origin is over its rate on this channel: not taken now.
+    OverRate,
+    /// A channel we hold the key of, and the key does not open it:
+    /// dropped, not relayed.
+    Undecryptable,
+}
+
+impl Node {
     /// Decrypts a message of a joined channel and hands it to the caller.
     pub(super) fn deliver_channel(&mut self, env: &Envelope) -> bool {
         let Some(key) = self.channels.get(&env.dest().id) else { return false };

@@ -3,6 +3,7 @@
 //! ids), then dispatch by kind; and delivery of direct messages for us.
 //! It does not write anything: deliveries become `Deliver` actions.
 
+use super::channels::ChannelCheck;
 use super::*;
 
 impl Node {
@@ -116,6 +117,7 @@ impl Node {
             return;
         }
         let for_me = env.dest().id == self.me.0 && self.for_my_domain(&env);
+        let channel = (env.kind() == Kind::Channel).then(|| self.on_channel(&env, now_ms));
         match env.kind() {
             Kind::Announce => {}
             Kind::Direct if for_me => self.deliver(&env, link),
@@ -124,9 +126,20 @@ impl Node {
                 self.seen.insert(id, env.expires_at());
                 self.ack(link, id, now_ms);
             }
-            Kind::Channel if !self.on_channel(&env, now_ms) => {
-                // Undecryptable on a channel we hold the key for, or over the
-                // rate: dropped, not relayed.
+            Kind::Channel if channel == Some(ChannelCheck::OverRate) => {
+                // Paced, not lost: answered later, like an origin over its
+                // rate (above), so the peer sends it again once the budget
+                // has refilled. Dropped and noted as seen, a burst of more
+                // than the channel's burst from one origin (a returning
+                // node fetching a backlog, a script posting) was lost here
+                // and to every node behind this one.
+                if self.links.get(&link).is_some_and(|l| l.fed.is_none()) {
+                    self.defer(link, vec![id], now_ms);
+                }
+            }
+            Kind::Channel if channel == Some(ChannelCheck::Undecryptable) => {
+                // Undecryptable on a channel we hold the key for: dropped,
+                // not relayed.
                 self.seen.insert(id, env.expires_at());
             }
             Kind::Direct | Kind::Channel | Kind::Ack => {

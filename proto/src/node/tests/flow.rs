@@ -207,3 +207,18 @@ fn a_pass_over_the_store_starts_past_the_ids_the_peer_holds() {
     assert_eq!(w.ids.len(), 51, "the 50 and the new one");
     assert_eq!(w.ids[..50], ids[..], "from the oldest");
 }
+
+#[test]
+fn a_channel_burst_beyond_the_origins_budget_arrives_paced_not_lost() {
+    // 120 posts at once, more than a channel's burst per origin (50, then
+    // 5 a second): B takes 50 and the rest as the budget refills. They
+    // were dropped and noted as seen, so B (and every node behind it)
+    // never got 70 of them, however often A offered them.
+    let (mut p, ids) = with_channel_messages(120);
+    p.run(30_000, 500);
+    let held = ids.iter().filter(|id| p.b.store().contains(id)).count();
+    let m = p.b.metrics();
+    assert_eq!(held, 120, "B holds {held} of 120");
+    assert_eq!(m.channel_delivered, 120, "each delivered once");
+    assert!(m.channel_rate_limited > 0, "the budget did pace them");
+}
