@@ -56,7 +56,12 @@ fn mkdir(p: &Path) -> io::Result<()> {
 /// Reads a file of at most `max` bytes.
 fn read_limited(p: &Path, max: usize) -> io::Result<Vec<u8>> {
     let f = File::open(p)?;
-    let mut buf = Vec::new();
+    // Sized once from the file's length: a `take` hides it from
+    // `read_to_end`, which then grew the buffer by doubling, to up to
+    // twice the file (a segment compacted while 10,000 messages were
+    // queued, heaptrack).
+    let len = f.metadata().map_or(0, |m| m.len()).min(max as u64 + 1);
+    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     f.take(max as u64 + 1).read_to_end(&mut buf)?;
     if buf.len() > max {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {max} bytes")));
