@@ -351,6 +351,12 @@ impl Bucket {
         self.last_ms + ((1.0 - self.tokens) * 1000.0 / rate as f32).ceil() as u64
     }
 
+    /// Tokens there at `now_ms`, without taking any.
+    pub fn available(&self, rate: u32, burst: u32, now_ms: u64) -> f32 {
+        let dt = now_ms.saturating_sub(self.last_ms) as f32 / 1000.0;
+        (self.tokens + dt * rate as f32).min(burst as f32)
+    }
+
     /// Takes one token if available.
     pub fn take(&mut self, rate: u32, burst: u32, now_ms: u64) -> bool {
         self.take_n(1, rate, burst, now_ms)

@@ -180,17 +180,72 @@ impl Node {
             return;
         }
         let room = MAX_DEFERRED.saturating_sub(l.deferred.len());
-        l.deferred.extend(ids.into_iter().take(room));
+        l.deferred.extend(ids.into_iter().take(room).map(|id| (id, Wait::Turn)));
         if l.deferred_at == u64::MAX {
             l.deferred_at = now_ms + DEFER_MS;
         }
     }
 
+    /// Asks for `id`, which came from `node` and was refused for want of
+    /// the budget `wait` names, again once that budget has a token for it.
+    pub(super) fn defer_for(&mut self, node: NodeId, id: EnvelopeId, wait: Wait, now_ms: u64) {
+        let Some(l) = self.links.get_mut(&node) else { return };
+        if l.deferred.len() < MAX_DEFERRED {
+            l.deferred.push((id, wait));
+        }
+        if l.deferred_at == u64::MAX {
+            l.deferred_at = now_ms + DEFER_MS;
+        }
+    }
+
+    /// Tokens the budget `wait` names holds at `now_ms`, and when (ms) its
+    /// next token comes. A bucket not kept (never used, or forgotten as
+    /// the most idle) is full when the envelope arrives.
+    fn budget(&self, wait: Wait, now_ms: u64) -> (f32, u64) {
+        let Wait::Channel(o, c) = wait else { return (f32::MAX, now_ms) };
+        let (rate, burst) = (self.cfg.channel_rate, self.cfg.channel_burst);
+        self.channel_buckets
+            .get(&(o, c))
+            .map_or((burst as f32, now_ms), |b| (b.available(rate, burst, now_ms), b.next_token_at(rate)))
+    }
+
     /// Looks at the ids waiting here again, as if `node` offered them now.
+    /// One that waits for its origin's budget on a channel is asked for
+    /// only if that budget has a token for it, one
+    /// token per id asked in this turn: asking for all of them brought
+    /// each back to be refused again until its turn came (a burst of 120
+    /// channel posts cost 474 copies).
     pub(super) fn redo_deferred(&mut self, node: NodeId, now_ms: u64) {
         let Some(l) = self.links.get_mut(&node) else { return };
-        let mut ids = core::mem::take(&mut l.deferred);
+        let waiting = core::mem::take(&mut l.deferred);
         l.deferred_at = u64::MAX;
+        let mut ids = Vec::with_capacity(waiting.len());
+        let mut still = Vec::new();
+        let mut due = u64::MAX;
+        // Tokens not yet spoken for in this turn, per budget (a map: a
+        // hostile peer can fill the list with ids of many origins).
+        let mut left: BTreeMap<Wait, (f32, u64)> = BTreeMap::new();
+        for (id, wait) in waiting {
+            let held = self.seen.contains(&id) || self.store.contains(&id);
+            if wait == Wait::Turn || held {
+                ids.push(id);
+                continue;
+            }
+            let (tokens, next) = left.entry(wait).or_insert_with(|| self.budget(wait, now_ms));
+            if *tokens >= 1.0 {
+                *tokens -= 1.0;
+                ids.push(id);
+            } else {
+                due = due.min(*next);
+                still.push((id, wait));
+            }
+        }
+        if !still.is_empty()
+            && let Some(l) = self.links.get_mut(&node)
+        {
+            l.deferred = still;
+            l.deferred_at = due.max(now_ms + DEFER_MS);
+        }
         // A message waiting for its session's start that we fetched a
         // moment ago is not fetched again: it came and waits again, and
         // would come back every 250 ms until its start did. The start's
@@ -219,6 +274,7 @@ impl Node {
     /// not come, neither from it nor from anyone else.
     pub(super) fn rewant(&mut self, node: NodeId, now_ms: u64) {
         let mut again = Vec::new();
+        let paced = self.links.get(&node).map(paced).unwrap_or_default();
         while let Some((id, t, tries)) = self.links.get(&node).and_then(|l| l.awaited.front().copied()) {
             if t > now_ms {
                 break;
@@ -232,7 +288,9 @@ impl Node {
                 || self.writes.contains(&id)
                 || self.holds_card(&id)
                 // It came, and waits for its session's start.
-                || self.waits_for_start(&id);
+                || self.waits_for_start(&id)
+                // It came, and waits for its channel budget (redo_deferred).
+                || paced.contains(&id);
             if !here {
                 again.push(id);
                 if let Some(l) = self.links.get_mut(&node).filter(|_| tries + 1 < REWANTS) {
@@ -257,4 +315,24 @@ impl Node {
     pub(super) fn prepaid(&self, id: &EnvelopeId, now_ms: u64) -> bool {
         self.asked_recently(id, now_ms)
     }
+}
+
+/// The ids waiting on `l` for a channel budget (none, and no work, when
+/// nothing does): they came and are asked for again in their turn, not
+/// at each offer or as lost.
+pub(super) fn paced(l: &Link) -> std::collections::BTreeSet<EnvelopeId> {
+    l.deferred.iter().filter(|(_, w)| *w != Wait::Turn).map(|(id, _)| *id).collect()
+}
+
+/// What an id in a link's deferred list waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Wait {
+    /// The link's envelope budget, a write to become durable, its
+    /// origin's budget for envelopes not asked for (what is asked for is
+    /// paid by the link's), or its session's start: looked at again at
+    /// the next turn.
+    Turn,
+    /// Its origin's budget on a channel (channels.rs), which also binds
+    /// what was asked for.
+    Channel(NodeId, [u8; 16]),
 }

@@ -67,7 +67,7 @@ pub(super) struct Link {
     pub(super) push: Bucket,
     pub(super) held_back: bool,
     /// Ids the peer offered that we answer later, and when (flow.rs).
-    pub(super) deferred: Vec<EnvelopeId>,
+    pub(super) deferred: Vec<(EnvelopeId, Wait)>,
     pub(super) deferred_at: u64,
     /// Envelopes asked of the peer and when to ask once more (flow.rs).
     pub(super) awaited: std::collections::VecDeque<(EnvelopeId, u64, u8)>,
