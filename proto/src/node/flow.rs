@@ -29,6 +29,9 @@ const DEFER_MS: u64 = 250;
 /// Offered ids waiting here per link; more are left unanswered (the peer
 /// offers them again in its next round).
 const MAX_DEFERRED: usize = 1024;
+/// Ids per link waiting for their origin's budget on a channel; more are
+/// left unanswered (offered again in the peer's next round).
+const MAX_PACED: usize = 256;
 /// New envelopes sent over a mesh link unasked, per second and at once:
 /// under the receiver's default budgets (per origin 50/s, burst 500; per
 /// link 200/s, burst 1000), so pushes are not dropped there. Beyond them
@@ -180,70 +183,75 @@ impl Node {
             return;
         }
         let room = MAX_DEFERRED.saturating_sub(l.deferred.len());
-        l.deferred.extend(ids.into_iter().take(room).map(|id| (id, Wait::Turn)));
+        l.deferred.extend(ids.into_iter().take(room));
         if l.deferred_at == u64::MAX {
             l.deferred_at = now_ms + DEFER_MS;
         }
     }
 
-    /// Asks for `id`, which came from `node` and was refused for want of
-    /// the budget `wait` names, again once that budget has a token for it.
-    pub(super) fn defer_for(&mut self, node: NodeId, id: EnvelopeId, wait: Wait, now_ms: u64) {
+    /// Asks for `id`, which came from `node` over its origin's budget on
+    /// the channel `key` names, again once that budget has a token for it
+    /// (at most `MAX_PACED` wait per link; the peer offers the rest again).
+    pub(super) fn defer_paced(&mut self, node: NodeId, id: EnvelopeId, key: PaceKey, now_ms: u64) {
         let Some(l) = self.links.get_mut(&node) else { return };
-        if l.deferred.len() < MAX_DEFERRED {
-            l.deferred.push((id, wait));
+        if l.paced.len() < MAX_PACED {
+            l.paced.push((id, key));
         }
         if l.deferred_at == u64::MAX {
             l.deferred_at = now_ms + DEFER_MS;
         }
     }
 
-    /// Tokens the budget `wait` names holds at `now_ms`, and when (ms) its
+    /// Tokens the channel budget `key` holds at `now_ms`, and when (ms) its
     /// next token comes. A bucket not kept (never used, or forgotten as
     /// the most idle) is full when the envelope arrives.
-    fn budget(&self, wait: Wait, now_ms: u64) -> (f32, u64) {
-        let Wait::Channel(o, c) = wait else { return (f32::MAX, now_ms) };
+    fn budget(&self, key: &PaceKey, now_ms: u64) -> (f32, u64) {
         let (rate, burst) = (self.cfg.channel_rate, self.cfg.channel_burst);
         self.channel_buckets
-            .get(&(o, c))
+            .get(key)
             .map_or((burst as f32, now_ms), |b| (b.available(rate, burst, now_ms), b.next_token_at(rate)))
     }
 
     /// Looks at the ids waiting here again, as if `node` offered them now.
     /// One that waits for its origin's budget on a channel is asked for
-    /// only if that budget has a token for it, one
-    /// token per id asked in this turn: asking for all of them brought
-    /// each back to be refused again until its turn came (a burst of 120
-    /// channel posts cost 474 copies).
+    /// only if that budget has a token for it, one token per id asked in
+    /// this turn: asking for all of them brought each back to be refused
+    /// again until its turn came (a burst of 120 channel posts cost 474
+    /// copies).
     pub(super) fn redo_deferred(&mut self, node: NodeId, now_ms: u64) {
         let Some(l) = self.links.get_mut(&node) else { return };
-        let waiting = core::mem::take(&mut l.deferred);
+        let mut ids = core::mem::take(&mut l.deferred);
+        let paced = core::mem::take(&mut l.paced);
         l.deferred_at = u64::MAX;
-        let mut ids = Vec::with_capacity(waiting.len());
         let mut still = Vec::new();
         let mut due = u64::MAX;
-        // Tokens not yet spoken for in this turn, per budget (a map: a
-        // hostile peer can fill the list with ids of many origins).
-        let mut left: BTreeMap<Wait, (f32, u64)> = BTreeMap::new();
-        for (id, wait) in waiting {
-            let held = self.seen.contains(&id) || self.store.contains(&id);
-            if wait == Wait::Turn || held {
-                ids.push(id);
+        // Tokens not yet spoken for in this turn, per budget (a list: at
+        // most MAX_PACED budgets).
+        let mut left: Vec<(PaceKey, f32, u64)> = Vec::new();
+        for (id, key) in paced {
+            if self.seen.contains(&id) || self.store.contains(&id) {
+                ids.push(id); // answered "have"
                 continue;
             }
-            let (tokens, next) = left.entry(wait).or_insert_with(|| self.budget(wait, now_ms));
-            if *tokens >= 1.0 {
-                *tokens -= 1.0;
+            let at = left.iter().position(|e| e.0 == key).unwrap_or_else(|| {
+                let (tokens, next) = self.budget(&key, now_ms);
+                left.push((key, tokens, next));
+                left.len() - 1
+            });
+            // (`at` is an index into `left`, just found or pushed.)
+            let Some(slot) = left.get_mut(at) else { continue };
+            if slot.1 >= 1.0 {
+                slot.1 -= 1.0;
                 ids.push(id);
             } else {
-                due = due.min(*next);
-                still.push((id, wait));
+                due = due.min(slot.2);
+                still.push((id, key));
             }
         }
         if !still.is_empty()
             && let Some(l) = self.links.get_mut(&node)
         {
-            l.deferred = still;
+            l.paced = still;
             l.deferred_at = due.max(now_ms + DEFER_MS);
         }
         // A message waiting for its session's start that we fetched a
@@ -274,7 +282,6 @@ impl Node {
     /// not come, neither from it nor from anyone else.
     pub(super) fn rewant(&mut self, node: NodeId, now_ms: u64) {
         let mut again = Vec::new();
-        let paced = self.links.get(&node).map(paced).unwrap_or_default();
         while let Some((id, t, tries)) = self.links.get(&node).and_then(|l| l.awaited.front().copied()) {
             if t > now_ms {
                 break;
@@ -290,7 +297,7 @@ impl Node {
                 // It came, and waits for its session's start.
                 || self.waits_for_start(&id)
                 // It came, and waits for its channel budget (redo_deferred).
-                || paced.contains(&id);
+                || self.links.get(&node).is_some_and(|l| is_paced(l, &id));
             if !here {
                 again.push(id);
                 if let Some(l) = self.links.get_mut(&node).filter(|_| tries + 1 < REWANTS) {
@@ -317,22 +324,11 @@ impl Node {
     }
 }
 
-/// The ids waiting on `l` for a channel budget (none, and no work, when
-/// nothing does): they came and are asked for again in their turn, not
-/// at each offer or as lost.
-pub(super) fn paced(l: &Link) -> std::collections::BTreeSet<EnvelopeId> {
-    l.deferred.iter().filter(|(_, w)| *w != Wait::Turn).map(|(id, _)| *id).collect()
+/// Whether `id` waits on `l` for its channel budget: it came, and is
+/// asked for again in its turn, not at each offer or as lost.
+pub(super) fn is_paced(l: &Link, id: &EnvelopeId) -> bool {
+    l.paced.iter().any(|(p, _)| p == id)
 }
 
-/// What an id in a link's deferred list waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum Wait {
-    /// The link's envelope budget, a write to become durable, its
-    /// origin's budget for envelopes not asked for (what is asked for is
-    /// paid by the link's), or its session's start: looked at again at
-    /// the next turn.
-    Turn,
-    /// Its origin's budget on a channel (channels.rs), which also binds
-    /// what was asked for.
-    Channel(NodeId, [u8; 16]),
-}
+/// A channel budget: the origin and the channel id (channels.rs).
+pub(super) type PaceKey = (NodeId, [u8; 16]);

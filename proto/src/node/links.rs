@@ -67,7 +67,10 @@ pub(super) struct Link {
     pub(super) push: Bucket,
     pub(super) held_back: bool,
     /// Ids the peer offered that we answer later, and when (flow.rs).
-    pub(super) deferred: Vec<(EnvelopeId, Wait)>,
+    pub(super) deferred: Vec<EnvelopeId>,
+    /// Ids that came over their origin's budget on a channel, asked for
+    /// again when it has a token for each (flow.rs).
+    pub(super) paced: Vec<(EnvelopeId, PaceKey)>,
     pub(super) deferred_at: u64,
     /// Envelopes asked of the peer and when to ask once more (flow.rs).
     pub(super) awaited: std::collections::VecDeque<(EnvelopeId, u64, u8)>,
@@ -177,7 +180,7 @@ impl Link {
             Some((LinkTimer::Keepalive, self.last_tx + cfg.keepalive_ms)),
             Some((LinkTimer::DeadPeer, self.last_rx + cfg.dead_after_ms)),
             Some((LinkTimer::Sync, self.next_sync)),
-            (!self.deferred.is_empty()).then_some((LinkTimer::Deferred, self.deferred_at)),
+            (!self.deferred.is_empty() || !self.paced.is_empty()).then_some((LinkTimer::Deferred, self.deferred_at)),
             Node::rewant_at(self).map(|t| (LinkTimer::Rewant, t)),
             self.current.initiator.then_some((LinkTimer::Rekey, self.rekey_at)),
             // After a refused take the bucket was updated at that moment,
@@ -501,6 +504,7 @@ impl Node {
                         push: Bucket::full(flow::PUSH_BURST, now_ms),
                         held_back: false,
                         deferred: Vec::new(),
+                        paced: Vec::new(),
                         deferred_at: u64::MAX,
                         awaited: std::collections::VecDeque::new(),
                         reasm: Reassembler::new(

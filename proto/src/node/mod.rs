@@ -83,7 +83,7 @@ pub use wire::{WireClass, WireStats};
 
 use crate::peerbook::{Limits as PeerLimits, PeerBook};
 use durability::{AfterWrite, WriteKind, Writes};
-use flow::Wait;
+use flow::PaceKey;
 use links::{BEACON_BURST, BEACON_RATE, Link, MAX_PEER_HAS, NEW_CARD_BURST, NEW_CARD_RATE, PendingInit, PendingResp};
 use refusals::Refusals;
 

@@ -134,7 +134,7 @@ impl Node {
                 // node fetching a backlog, a script posting) was lost here
                 // and to every node behind this one.
                 if self.links.get(&link).is_some_and(|l| l.fed.is_none()) {
-                    self.defer_for(link, id, Wait::Channel(origin, env.dest().id), now_ms);
+                    self.defer_paced(link, id, (origin, env.dest().id), now_ms);
                 }
             }
             Kind::Channel if channel == Some(ChannelCheck::Undecryptable) => {

@@ -134,7 +134,6 @@ impl Node {
         match list {
             IdList::Offer => {
                 let (mut want, mut have, mut later) = (Vec::new(), Vec::new(), Vec::new());
-                let paced = self.links.get(&node).map(flow::paced).unwrap_or_default();
                 for id in ids {
                     // The peer holds what it offers: not offered back.
                     self.peer_holds(node, id);
@@ -155,7 +154,7 @@ impl Node {
                         want.push(id);
                     } else if self.seen.contains(&id) || self.store.contains(&id) || self.holds_card(&id) {
                         have.push(id);
-                    } else if paced.contains(&id) {
+                    } else if self.links.get(&node).is_some_and(|l| flow::is_paced(l, &id)) {
                         // It came over its channel's budget and is asked
                         // for again in its turn (flow.rs): answered then.
                     } else if self.waits_for_start(&id) {

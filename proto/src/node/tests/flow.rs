@@ -241,3 +241,33 @@ fn a_channel_burst_beyond_the_origins_budget_arrives_paced_not_lost() {
     assert_eq!(m.channel_rate_limited, 70, "each message beyond the burst refused once");
     assert!(copies <= 200, "{copies} copies received for 120 messages (190 measured: 120 + 70)");
 }
+
+#[test]
+fn a_burst_beyond_what_a_link_keeps_waiting_arrives_with_the_peers_next_offers() {
+    // 400 posts at once: 50 pass, 256 wait for the channel budget on the
+    // link (its bound), and the other 94 are left unanswered, so A offers
+    // them again and B takes them in their turn.
+    let mut p = Pair::new(None);
+    let key = crate::channel::ChannelKey::from_bytes([7; 32]);
+    let ch = p.a.join_channel(key.clone());
+    p.b.join_channel(key);
+    p.run(5_000, 100);
+    let aid = p.a.node_id();
+    let ids: Vec<_> =
+        (0..400).map(|i| p.a.publish(Timestamp::from(p.now), ch, format!("c{i}").as_bytes()).unwrap()).collect();
+    let (t0, mut most) = (p.now, 0);
+    while ids.iter().any(|id| !p.b.store().contains(id)) && p.now < t0 + 300_000 {
+        p.run(100, 100);
+        most = most.max(p.b.links.get(&aid).map_or(0, |l| l.paced.len()));
+    }
+    let held = ids.iter().filter(|id| p.b.store().contains(id)).count();
+    assert_eq!(held, 400, "B holds {held} of 400");
+    assert_eq!(most, 256, "ids waiting on the link for the channel budget");
+    // 350 beyond the burst at 5 a second: 70 s, and the peer's rounds.
+    let took = p.now - t0;
+    assert!(took <= 100_000, "all 400 after {took} ms");
+    // Those beyond the bound are fetched and refused until one finds room
+    // (944 copies measured; 400 + 350 were it unbounded).
+    let copies = p.b.metrics().envelopes_in;
+    assert!(copies <= 1_000, "{copies} copies received for 400 messages");
+}
