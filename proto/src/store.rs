@@ -412,6 +412,17 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_stored_message_costs_no_more_memory_than_measured() {
+        // Each queued message keeps an Entry inline in the store's B-tree
+        // (docs/performance.md, "Memory with 10,000 queued": 200 -> 152
+        // bytes since the origin is read from the envelope's bytes). A
+        // field added later would give that memory back unnoticed.
+        assert!(size_of::<Envelope>() <= 112, "Envelope is {} bytes", size_of::<Envelope>());
+        assert!(size_of::<Entry>() <= 152, "store Entry is {} bytes", size_of::<Entry>());
+    }
+
+    #[test]
     fn count_limit_evicts_soonest_expiring_relayed_first() {
         let a = Identity::generate(&mut OsRng);
         let mut s = Store::new(limits(1 << 20, 2));

@@ -124,7 +124,7 @@ pub struct Node {
     contacts: std::collections::BTreeSet<NodeId>,
     /// Nodes whose messages to us are dropped.
     blocked: std::collections::BTreeSet<NodeId>,
-    origin_buckets: BTreeMap<NodeId, Bucket>,
+    origin_buckets: SmallMap<NodeId, Bucket>,
     store: Store,
     seen: SeenSet,
     delivered: Delivered,
@@ -181,7 +181,7 @@ pub struct Node {
     /// When the last accepted announce of each origin arrived.
     /// Per origin: when its last beacon arrived, and the credit left for
     /// passing beacons on (announce.rs).
-    announce_seen: BTreeMap<NodeId, (u64, f32)>,
+    announce_seen: SmallMap<NodeId, (u64, f32)>,
     next_announce: u64,
     pending_acks: SmallMap<NodeId, Vec<(EnvelopeId, u64)>>,
     /// Refusals to send: origin, id, expiry, reason (bounded, see acks.rs).
@@ -238,7 +238,7 @@ impl Node {
             outbox: Outbox::default(),
             contacts: std::collections::BTreeSet::new(),
             blocked: std::collections::BTreeSet::new(),
-            origin_buckets: BTreeMap::new(),
+            origin_buckets: SmallMap::new(),
             store,
             seen,
             delivered,
@@ -271,7 +271,7 @@ impl Node {
             announce_ivl: 0,
             bridge_check_at: now_ms,
             routes_aged_at: now_ms,
-            announce_seen: BTreeMap::new(),
+            announce_seen: SmallMap::new(),
             next_announce: now_ms,
             pending_acks: SmallMap::new(),
             pending_refusals: Vec::new(),

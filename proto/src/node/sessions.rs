@@ -40,7 +40,7 @@ pub(super) struct Sessions {
     out: BTreeMap<NodeId, SendSession>,
     inbound: Inbound,
     /// Deliveries per origin since its sessions were last handed out to save.
-    unsaved: BTreeMap<NodeId, u32>,
+    unsaved: SmallMap<NodeId, u32>,
     /// Suite 5 messages deferred for want of their session's start, and
     /// when (monotonic ms) they were first.
     pending: BTreeMap<EnvelopeId, (u64, SessionId, NodeId)>,
