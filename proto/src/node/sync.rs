@@ -49,6 +49,15 @@ impl Node {
             return;
         }
         let most = self.cfg.sync_interval_ms;
+        if let Some(l) = self.links.get_mut(&node).filter(|l| !l.confirmed) {
+            // Nothing goes over a link the peer has not confirmed
+            // (should_offer), and a window walked now moved the pass's
+            // cursor past up to `offer_batch` ids without offering them:
+            // a returning peer got the oldest 1024 of its backlog a whole
+            // round later. confirm() starts the first round.
+            l.next_sync = now_ms + most;
+            return;
+        }
         if let Some(l) = self.links.get_mut(&node).filter(|l| l.chained && l.fed.is_none()) {
             // The last window's wait ran out before every id was answered
             // (flow.rs): the next goes now, and the one after waits longer.

@@ -271,3 +271,31 @@ fn a_burst_beyond_what_a_link_keeps_waiting_arrives_with_the_peers_next_offers()
     let copies = p.b.metrics().envelopes_in;
     assert!(copies <= 1_000, "{copies} copies received for 400 messages");
 }
+
+#[test]
+fn a_sync_round_over_a_link_not_yet_confirmed_leaves_the_pass_where_it_was() {
+    // A's sync timer can fire between the handshake and the peer's first
+    // authenticated frame (lost, say). That round walked a window of the
+    // store over the unconfirmed link, offered nothing (nothing goes over
+    // it), and moved the pass's cursor past the oldest `offer_batch` ids:
+    // a returning peer got the oldest 1024 of its backlog a whole round
+    // (15 s) after the rest (seen in the lossy backlog test above).
+    let mut p = Pair::new(None);
+    p.run(2_000, 100);
+    let bid = p.b.node_id();
+    p.b_up = false;
+    let ids: Vec<_> = (0..2_000)
+        .map(|i| p.a.send_direct(Timestamp::from(p.now), bid, format!("m{i}").as_bytes(), None, None).unwrap())
+        .collect();
+    p.run(0, 10);
+    let l = p.a.links.get_mut(&bid).unwrap();
+    (l.confirmed, l.offer_cursor, l.chained) = (false, None, false);
+    p.a.offer(bid, p.now);
+    let l = p.a.links.get(&bid).unwrap();
+    assert_eq!((l.offer_cursor, l.pass_left), (None, 0), "no pass over an unconfirmed link");
+    assert!(l.next_sync > p.now, "and no sync timer due at once again");
+    p.a.links.get_mut(&bid).unwrap().confirmed = true;
+    p.a.offer(bid, p.now);
+    let l = p.a.links.get(&bid).unwrap();
+    assert!(l.round.contains(&ids[0]), "the first round once confirmed offers the oldest");
+}
