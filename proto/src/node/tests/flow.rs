@@ -299,3 +299,36 @@ fn a_sync_round_over_a_link_not_yet_confirmed_leaves_the_pass_where_it_was() {
     let l = p.a.links.get(&bid).unwrap();
     assert!(l.round.contains(&ids[0]), "the first round once confirmed offers the oldest");
 }
+
+#[test]
+fn a_channel_burst_fetched_through_offers_arrives_at_the_budgets_pace() {
+    // B is away while A posts 120: back, B fetches them through A's offers,
+    // so each was asked for. One refused over its origin's channel budget
+    // was then taken, when its turn came, as already on its way (asked in
+    // the last 5 s) and left unanswered, waiting for a re-ask or A's next
+    // round: 30.2 s for the 120 instead of 14.
+    let mut p = Pair::new(None);
+    let key = crate::channel::ChannelKey::from_bytes([7; 32]);
+    let ch = p.a.join_channel(key.clone());
+    p.b.join_channel(key);
+    p.run(5_000, 100);
+    let bid = p.b.node_id();
+    p.b_up = false;
+    let ids: Vec<_> =
+        (0..120).map(|i| p.a.publish(Timestamp::from(p.now), ch, format!("c{i}").as_bytes()).unwrap()).collect();
+    p.run(40_000, 1_000);
+    p.b_up = true;
+    while !p.a.is_linked(&bid) {
+        p.run(0, 10);
+    }
+    let t0 = p.now;
+    while ids.iter().any(|id| !p.b.store().contains(id)) && p.now < t0 + 120_000 {
+        p.run(100, 100);
+    }
+    let took = p.now - t0;
+    let m = p.b.metrics();
+    assert!(ids.iter().all(|id| p.b.store().contains(id)), "B holds all 120");
+    assert!(took <= 16_000, "all 120 after {took} ms (14.2 s measured)");
+    assert_eq!(m.channel_rate_limited, 70, "each beyond the burst refused once");
+    assert_eq!(m.envelopes_rewanted, 0, "none waited for a re-ask");
+}
