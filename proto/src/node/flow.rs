@@ -282,8 +282,14 @@ impl Node {
         // A federation peer sends from a metered queue: its answers may
         // take longer than a lost fragment would.
         let Some(l) = self.links.get_mut(&node).filter(|l| l.fed.is_none()) else { return };
-        let room = MAX_AWAITED.saturating_sub(l.awaited.len());
-        l.awaited.extend(ids.iter().take(room).map(|id| (*id, now_ms + REWANT_MS, 0)));
+        // Full: the oldest go. They were asked longest ago, so most have
+        // come; leaving out the newest instead left a lost want of a fast
+        // backlog without its re-ask, waiting for the peer's next pass and
+        // the 5 s hold (windows waiting up to 8 s).
+        let ids = &ids[ids.len().saturating_sub(MAX_AWAITED)..];
+        let drop = (l.awaited.len() + ids.len()).saturating_sub(MAX_AWAITED);
+        l.awaited.drain(..drop);
+        l.awaited.extend(ids.iter().map(|id| (*id, now_ms + REWANT_MS, 0)));
     }
 
     /// When the first awaited envelope of a link is due to be asked again.

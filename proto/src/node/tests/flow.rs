@@ -108,9 +108,19 @@ fn an_envelope_whose_fragment_was_lost_is_asked_for_again_within_a_second_or_two
 
 #[test]
 fn a_window_whose_answer_was_lost_is_followed_by_the_next_within_a_second() {
-    // Every 10th datagram from B to A is lost: wants, haves and acks. A
-    // offers its backlog in windows; each waits for B's answers, and one
-    // whose answer was lost waited for the next round (15 s) before.
+    // Every 10th (12th, 16th, 17th) datagram from B to A is lost: wants,
+    // haves and acks. A offers its backlog in windows; each waits for B's
+    // answers, and one whose answer was lost waited for the next round
+    // (15 s) before. B asks for the 2,000 within about a second, more than
+    // the 1,024 it keeps to ask again: keeping the first and not the rest
+    // left a lost want of the rest to A's next pass and the 5 s hold
+    // (8.8 and 9.3 s with every 16th or 17th lost).
+    for every in [10, 12, 16, 17] {
+        lossy_backlog(every);
+    }
+}
+
+fn lossy_backlog(every: u64) {
     let mut p = Pair::new(None);
     (p.b.cfg.link_rate, p.b.cfg.link_burst) = (100_000, 100_000);
     p.run(2_000, 100);
@@ -121,7 +131,7 @@ fn a_window_whose_answer_was_lost_is_followed_by_the_next_within_a_second() {
     }
     p.run(40_000, 1_000);
     p.b_up = true;
-    p.lose_b_every = 10;
+    p.lose_b_every = every;
     while !p.a.is_linked(&bid) {
         p.run(0, 10);
     }
@@ -133,8 +143,8 @@ fn a_window_whose_answer_was_lost_is_followed_by_the_next_within_a_second() {
     let took = p.now - up;
     let unanswered = p.a.metrics().offer_windows_unanswered;
     assert!(unanswered > 0, "some windows went unanswered");
-    eprintln!("{took} ms, {unanswered} windows unanswered");
-    assert!(took < 10_000, "all delivered after {took} ms ({unanswered} windows unanswered)");
+    eprintln!("every {every}th lost: {took} ms, {unanswered} windows unanswered");
+    assert!(took < 5_000, "every {every}th lost: all delivered after {took} ms ({unanswered} windows unanswered)");
     let ids: std::collections::BTreeSet<_> = p.delivered_b.iter().map(|d| d.id).collect();
     assert_eq!(ids.len(), 2_000, "none delivered twice");
 }
