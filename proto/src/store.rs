@@ -372,9 +372,8 @@ impl Bucket {
 
     /// Takes `n` tokens if available (for byte budgets).
     pub fn take_n(&mut self, n: u32, rate: u32, burst: u32, now_ms: u64) -> bool {
-        let dt = now_ms.saturating_sub(self.last_ms) as f32 / 1000.0;
+        self.tokens = self.available(rate, burst, now_ms);
         self.last_ms = self.last_ms.max(now_ms);
-        self.tokens = (self.tokens + dt * rate as f32).min(burst as f32);
         if self.tokens >= n as f32 {
             self.tokens -= n as f32;
             true

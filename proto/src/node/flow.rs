@@ -194,7 +194,7 @@ impl Node {
     /// (at most `MAX_PACED` wait per link; the peer offers the rest again).
     pub(super) fn defer_paced(&mut self, node: NodeId, id: EnvelopeId, key: PaceKey, now_ms: u64) {
         let Some(l) = self.links.get_mut(&node) else { return };
-        if l.paced.len() < MAX_PACED {
+        if l.paced.len() < MAX_PACED && !is_paced(l, &id) {
             l.paced.push((id, key));
         }
         if l.deferred_at == u64::MAX {
