@@ -149,13 +149,19 @@ fn lossy_backlog(every: u64) {
     assert_eq!(ids.len(), 2_000, "none delivered twice");
 }
 
-/// A publishes `n` channel messages; both nodes hold the channel.
-fn with_channel_messages(n: usize) -> (Pair, Vec<EnvelopeId>) {
+/// A linked pair that both hold one channel, and its id.
+fn channel_pair() -> (Pair, [u8; 16]) {
     let mut p = Pair::new(None);
     let key = crate::channel::ChannelKey::from_bytes([7; 32]);
     let ch = p.a.join_channel(key.clone());
     p.b.join_channel(key);
     p.run(5_000, 100);
+    (p, ch)
+}
+
+/// A publishes `n` channel messages; both nodes hold the channel.
+fn with_channel_messages(n: usize) -> (Pair, Vec<EnvelopeId>) {
+    let (mut p, ch) = channel_pair();
     let ids = (0..n).map(|i| p.a.publish(Timestamp::from(p.now), ch, format!("c{i}").as_bytes()).unwrap()).collect();
     p.run(60_000, 1_000);
     (p, ids)
@@ -224,11 +230,7 @@ fn a_channel_burst_beyond_the_origins_budget_arrives_paced_not_lost() {
     // 5 a second): B takes 50 and the rest as the budget refills. They
     // were dropped and noted as seen, so B (and every node behind it)
     // never got 70 of them, however often A offered them.
-    let mut p = Pair::new(None);
-    let key = crate::channel::ChannelKey::from_bytes([7; 32]);
-    let ch = p.a.join_channel(key.clone());
-    p.b.join_channel(key);
-    p.run(5_000, 100);
+    let (mut p, ch) = channel_pair();
     let before = p.b.metrics().envelopes_in;
     let ids: Vec<_> =
         (0..120).map(|i| p.a.publish(Timestamp::from(p.now), ch, format!("c{i}").as_bytes()).unwrap()).collect();
@@ -257,11 +259,7 @@ fn a_burst_beyond_what_a_link_keeps_waiting_arrives_with_the_peers_next_offers()
     // 400 posts at once: 50 pass, 256 wait for the channel budget on the
     // link (its bound), and the other 94 are left unanswered, so A offers
     // them again and B takes them in their turn.
-    let mut p = Pair::new(None);
-    let key = crate::channel::ChannelKey::from_bytes([7; 32]);
-    let ch = p.a.join_channel(key.clone());
-    p.b.join_channel(key);
-    p.run(5_000, 100);
+    let (mut p, ch) = channel_pair();
     let aid = p.a.node_id();
     let ids: Vec<_> =
         (0..400).map(|i| p.a.publish(Timestamp::from(p.now), ch, format!("c{i}").as_bytes()).unwrap()).collect();
@@ -317,11 +315,7 @@ fn a_channel_burst_fetched_through_offers_arrives_at_the_budgets_pace() {
     // was then taken, when its turn came, as already on its way (asked in
     // the last 5 s) and left unanswered, waiting for a re-ask or A's next
     // round: 30.2 s for the 120 instead of 14.
-    let mut p = Pair::new(None);
-    let key = crate::channel::ChannelKey::from_bytes([7; 32]);
-    let ch = p.a.join_channel(key.clone());
-    p.b.join_channel(key);
-    p.run(5_000, 100);
+    let (mut p, ch) = channel_pair();
     let bid = p.b.node_id();
     p.b_up = false;
     let ids: Vec<_> =
