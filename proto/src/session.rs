@@ -18,7 +18,7 @@
 use core::fmt;
 use std::collections::BTreeMap;
 
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::crypto::kdf;
 use crate::identity::NodeId;
@@ -176,12 +176,27 @@ impl SendSession {
     }
 }
 
+/// A message key and its counter.
+type Keyed = (u32, Zeroizing<[u8; 32]>);
+
+/// Overwrites the first `k` slots past the end of `v`. A shift (remove,
+/// drain) or a move out of a vector leaves bitwise copies of keys there,
+/// which no `Zeroizing` drop sees.
+fn wipe_spare(v: &mut Vec<Keyed>, k: usize) {
+    let spare = v.spare_capacity_mut();
+    let k = k.min(spare.len());
+    if let Some(s) = spare.get_mut(..k) {
+        s.zeroize();
+    }
+}
+
 /// The keys of counters a chain stepped past, ascending by counter (at
 /// most `MAX_SKIPPED` per session): a sorted vector searched by halving. A
 /// B-tree map of them cost about 6 KB of MIPS code and nothing in speed
 /// at this size (keys usually come in order and few are ever skipped).
+/// Key bytes a shift or a growth leaves behind are wiped (`wipe_spare`).
 #[derive(Default)]
-struct Skipped(Vec<(u32, Zeroizing<[u8; 32]>)>);
+struct Skipped(Vec<Keyed>);
 
 impl Skipped {
     fn get(&self, n: u32) -> Option<&Zeroizing<[u8; 32]>> {
@@ -193,12 +208,32 @@ impl Skipped {
     fn remove(&mut self, n: u32) -> bool {
         let Ok(i) = self.0.binary_search_by_key(&n, |e| e.0) else { return false };
         self.0.remove(i);
+        wipe_spare(&mut self.0, 1);
         true
     }
 
     /// Forgets the `k` lowest counters' keys.
     fn drop_oldest(&mut self, k: usize) {
-        self.0.drain(..k.min(self.0.len()));
+        let k = k.min(self.0.len());
+        self.0.drain(..k);
+        wipe_spare(&mut self.0, k);
+    }
+
+    /// Appends keys of counters above every one held (the chain only moves
+    /// forward), growing into a new buffer only after the old one's keys
+    /// are wiped.
+    fn append(&mut self, mut passed: Vec<Keyed>) {
+        let need = self.0.len() + passed.len();
+        if need > self.0.capacity() {
+            let mut grown = Vec::with_capacity(need.max(self.0.capacity() * 2));
+            let k = self.0.len();
+            grown.append(&mut self.0);
+            wipe_spare(&mut self.0, k);
+            self.0 = grown;
+        }
+        let m = passed.len();
+        self.0.append(&mut passed);
+        wipe_spare(&mut passed, m);
     }
 
     fn len(&self) -> usize {
@@ -249,7 +284,9 @@ impl RecvSession {
             return Err(SessionError::TooFar);
         }
         let mut c = self.chain.copy();
-        let mut passed = Vec::new();
+        // Sized for the whole jump: a growing vector would leave copies of
+        // keys in the buffers it gives up.
+        let mut passed = Vec::with_capacity((n - self.chain.next()) as usize + 1);
         loop {
             let (i, mk) = c.step();
             if i == n {
@@ -257,9 +294,7 @@ impl RecvSession {
                 if r.is_ok() {
                     passed.push((i, mk));
                     self.chain = c;
-                    // Every counter passed is above those held: the chain
-                    // only moves forward.
-                    self.skipped.0.extend(passed);
+                    self.skipped.append(passed);
                     self.skipped.drop_oldest(self.skipped.len().saturating_sub(MAX_SKIPPED));
                     self.last_s = now_s;
                 }
@@ -527,7 +562,7 @@ pub fn decode(bytes: &[u8]) -> Result<(NodeId, Vec<RecvSession>), FileError> {
         if n > MAX_SKIPPED {
             return Err(FileError::TooMany { what: "skipped keys", count: n });
         }
-        let mut skipped = Skipped::default();
+        let mut skipped = Skipped(Vec::with_capacity(n));
         let mut prev: Option<u32> = None;
         for _ in 0..n {
             let c = r.u32("counter").map_err(|_| t("skipped counter"))?;
