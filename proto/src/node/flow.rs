@@ -96,7 +96,10 @@ impl Node {
             if all_held {
                 floor = seq + 1;
             }
-            if !held && self.store.get(&id).is_some_and(|e| self.should_sync(&e.env, node)) {
+            // Not one still being written: it goes out once it is durable
+            // (its write's forward, or the next pass), and only then.
+            let durable = !self.writes.contains(&id);
+            if !held && durable && self.store.get(&id).is_some_and(|e| self.should_sync(&e.env, node)) {
                 ids.push(id);
             }
         }

@@ -204,8 +204,12 @@ impl Node {
                     // The same rule as offers and forwarding: a peer gets
                     // only what we would have offered it (a federation
                     // peer cannot fetch what may not cross by asking).
-                    let bytes =
-                        self.store.get(&id).filter(|e| self.should_sync(&e.env, node)).map(|e| e.env.bytes().to_vec());
+                    // Nothing still being written (asked for again later).
+                    let bytes = self
+                        .store
+                        .get(&id)
+                        .filter(|e| !self.writes.contains(&id) && self.should_sync(&e.env, node))
+                        .map(|e| e.env.bytes().to_vec());
                     if let Some(b) = bytes {
                         self.send_stored(node, id, &b);
                     } else {
