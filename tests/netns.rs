@@ -476,9 +476,12 @@ fn eight_nodes_on_one_segment_deliver_once_per_recipient() {
         "FIGURE segment-of-eight idle: real daemons send {real:.0} bytes per node and minute (UDP payload), \
          the simulator {simulated:.0} for the same configuration"
     );
+    // Within 10%: at 25% it let the simulator overstate the sync by 47%
+    // (its rounds ran in step, the real daemons' did not) and the total by
+    // 20% unnoticed.
     assert!(
-        (real / simulated - 1.0).abs() <= 0.25,
-        "real {real:.0} and simulated {simulated:.0} bytes per node and minute differ by more than 25%"
+        (real / simulated - 1.0).abs() <= 0.10,
+        "real {real:.0} and simulated {simulated:.0} bytes per node and minute differ by more than 10%"
     );
     // Node 0 writes to every other node; each gets its message exactly once.
     for (j, id) in ids.iter().enumerate().skip(1) {

@@ -111,6 +111,13 @@ impl Node {
     /// next one goes when `offered` are all answered (at once when nothing
     /// was offered); otherwise the next round is a `sync_interval` away.
     pub(super) fn window_sent(&mut self, node: NodeId, offered: &[EnvelopeId], more: bool, now_ms: u64) {
+        // The next round comes within a quarter of the interval either
+        // side, at random: the two ends of a link come up together, and in
+        // step each offered the other what it had just got before hearing
+        // the other's offer (a simulated segment: 47% more sync bytes).
+        let interval = self.cfg.sync_interval_ms;
+        let spread = interval / 2;
+        let jittered = interval - spread / 2 + self.rng.next_u64() % (spread + 1);
         let Some(l) = self.links.get_mut(&node) else { return };
         // Envelopes held back from a push during this pass may lie behind
         // its cursor: another pass starts at once.
@@ -128,7 +135,7 @@ impl Node {
                 // A federation peer answers from a metered queue: its
                 // windows wait for the round, as before.
                 (true, false) if l.fed.is_none() => l.window_wait.min(self.cfg.sync_interval_ms),
-                _ => self.cfg.sync_interval_ms,
+                _ => jittered,
             };
     }
 
