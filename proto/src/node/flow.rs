@@ -109,7 +109,7 @@ impl Node {
 
     /// Starts the window just offered: with more of the store to come, the
     /// next one goes when `offered` are all answered (at once when nothing
-    /// was offered); otherwise the next round is a `sync_interval` away.
+    /// was offered); otherwise the next round is about a `sync_interval` away.
     pub(super) fn window_sent(&mut self, node: NodeId, offered: &[EnvelopeId], more: bool, now_ms: u64) {
         // The next round comes within a quarter of the interval either
         // side, at random: the two ends of a link come up together, and in
