@@ -98,8 +98,10 @@ impl Node {
             }
             // Not one still being written: it goes out once it is durable
             // (its write's forward, or the next pass), and only then.
-            let durable = !self.writes.contains(&id);
-            if !held && durable && self.store.get(&id).is_some_and(|e| self.should_sync(&e.env, node)) {
+            if !held
+                && !self.writes.contains(&id)
+                && self.store.get(&id).is_some_and(|e| self.should_sync(&e.env, node))
+            {
                 ids.push(id);
             }
         }
