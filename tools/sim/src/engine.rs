@@ -56,6 +56,11 @@ pub struct Params {
     pub load_per_minute: f64,
     pub loss: f64,
     pub delay_ms: u64,
+    /// How long a node's writes (stored envelopes, inbox entries) take to
+    /// become durable; 0: at once. A router's flash takes milliseconds to
+    /// tens of them, and what waits on a write (its have, its forward, an
+    /// acknowledgement) waits that long.
+    pub write_ms: u64,
     /// Share of nodes that leave (for 5 to 15 minutes) per hour.
     pub churn_per_hour: f64,
     /// Every node's configuration (its name is set per node).
@@ -90,6 +95,7 @@ impl Default for Params {
             load_per_minute: 0.0,
             loss: 0.0,
             delay_ms: 5,
+            write_ms: 0,
             churn_per_hour: 0.0,
             config: Config::default(),
             mdns_interval_ms: 60_000,
@@ -157,7 +163,13 @@ pub struct Report {
 
 enum Ev {
     Wake(u32),
-    Datagram { from: u32, to: u32, data: Vec<u8> },
+    Datagram {
+        from: u32,
+        to: u32,
+        data: Vec<u8>,
+    },
+    /// A node's write of `id` is durable now.
+    Written(u32, EnvelopeId),
     Discover(u32),
     Load,
     Post,
@@ -404,6 +416,12 @@ impl Sim {
                     self.drain(to);
                 }
             }
+            Ev::Written(i, id) => {
+                // A node that went silent meanwhile still finishes its
+                // write (churn keeps a node's memory, as a radio that drops).
+                self.nodes[i as usize].persisted(id);
+                self.drain(i);
+            }
             Ev::Discover(i) => {
                 if self.up[i as usize] {
                     for k in 0..self.adj[i as usize].len() {
@@ -521,9 +539,16 @@ impl Sim {
                     let jitter = (unit(&mut self.rng) * self.p.delay_ms as f64 * 0.2) as u64;
                     self.push(self.now + self.p.delay_ms + jitter, Ev::Datagram { from: i, to: j, data });
                 }
+                Action::Persist { id, .. } if self.p.write_ms > 0 => {
+                    self.push(self.now + self.p.write_ms, Ev::Written(i, id))
+                }
                 Action::Persist { id, .. } => self.nodes[i as usize].persisted(id),
                 Action::Deliver(d) => {
-                    self.nodes[i as usize].persisted(d.id);
+                    if self.p.write_ms > 0 {
+                        self.push(self.now + self.p.write_ms, Ev::Written(i, d.id));
+                    } else {
+                        self.nodes[i as usize].persisted(d.id);
+                    }
                     if let Some((t, _, dst)) = self.sent.get(&d.id)
                         && *dst == i
                     {
@@ -695,6 +720,20 @@ mod tests {
         let b = r.bytes_per_node_minute;
         assert!(b[WireClass::Announce as usize] > 0.0 && b[WireClass::Direct as usize] > 0.0);
         assert!(b[WireClass::Ack as usize] > 0.0 && b[WireClass::Keepalive as usize] >= 0.0);
+    }
+
+    #[test]
+    fn a_mesh_on_slow_disks_delivers_every_message_each_leaving_once_durable() {
+        // Writes that take 200 ms: an origin's message leaves only once its
+        // write is durable, and each relay forwards only once its own is.
+        let fast = Sim::new(params(8, 30.0)).run();
+        let r = Sim::new(Params { write_ms: 200, ..params(8, 30.0) }).run();
+        assert!(r.sent >= 80, "{} sent", r.sent);
+        assert!(r.delivered + 3 >= r.sent, "{} of {} delivered", r.delivered, r.sent);
+        assert_eq!(r.missed, 0);
+        let median = |l: &[u64]| l[l.len() / 2];
+        assert!(median(&r.latencies_ms) >= 200, "the origin's write first: {:?}", median(&r.latencies_ms));
+        assert!(median(&r.latencies_ms) >= median(&fast.latencies_ms) + 200);
     }
 
     #[test]
