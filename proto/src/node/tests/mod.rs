@@ -344,6 +344,26 @@ fn an_envelope_being_written_is_not_offered_and_goes_out_once_when_durable() {
 }
 
 #[test]
+fn an_envelope_being_written_is_not_sent_when_asked_for() {
+    // The other half of the rule: a want for an id whose write is pending
+    // (a peer that heard of it some other way) is not answered with the
+    // envelope; the peer asks again, and gets it once it is durable.
+    let mut p = Pair::new(None);
+    p.run(2000, 100);
+    let bid = p.b.node_id();
+    p.a_writes_wait = true;
+    let id = p.a.send_direct(Timestamp::from(p.now), bid, b"asked too soon", None, None).unwrap();
+    p.run(0, 1);
+    assert_eq!(p.waiting_a, vec![id]);
+    let before = p.a.metrics().envelopes_forwarded;
+    p.a.on_ids(p.now, bid, IdList::Want, vec![id]);
+    assert_eq!(p.a.metrics().envelopes_forwarded, before, "not sent while its write is pending");
+    p.a.persisted(id);
+    p.a.on_ids(p.now, bid, IdList::Want, vec![id]);
+    assert!(p.a.metrics().envelopes_forwarded > before, "sent once durable");
+}
+
+#[test]
 fn a_delivery_that_cannot_be_stored_is_not_acknowledged_and_arrives_later() {
     let mut p = Pair::new(None);
     p.run(2000, 100);
