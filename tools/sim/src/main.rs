@@ -9,6 +9,13 @@
 //! any I/O beyond writing the results. The engine is the library (lib.rs),
 //! so tests can run the same simulation.
 
+// A thousand nodes' maps and sets are gigabytes of small allocations:
+// mimalloc took about a sixth off a loaded mesh of 300 against the system
+// allocator (docs/scale.md, "Simulator speed"). The daemon keeps the
+// platform's allocator; this is the simulator binary alone.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::fmt::Write as _;
 use std::time::Instant;
 
