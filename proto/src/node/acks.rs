@@ -135,7 +135,7 @@ impl Node {
         ) else {
             return;
         };
-        if self.admit(env, true, now_ms, vec![AfterWrite::Forward { from: None }]).is_ok() {
+        if self.admit(env, true, now_ms, vec![AfterWrite::Forward]).is_ok() {
             self.metrics.acks_sent += 1;
         }
     }

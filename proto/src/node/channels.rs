@@ -53,7 +53,7 @@ impl Node {
         .map_err(SendError::Envelope)?;
         let id = env.id();
         self.deliver_channel(&env);
-        self.admit(env, true, now_ms, vec![AfterWrite::Forward { from: None }]).map_err(SendError::Store)?;
+        self.admit(env, true, now_ms, vec![AfterWrite::Forward]).map_err(SendError::Store)?;
         self.metrics.channel_published += 1;
         Ok(id)
     }

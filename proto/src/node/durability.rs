@@ -9,9 +9,12 @@ use super::*;
 /// What waits for a write to be confirmed durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum AfterWrite {
-    /// Send the stored envelope on (a local send, our own acknowledgement,
-    /// a relayed envelope), except back to `from`.
-    Forward { from: Option<NodeId> },
+    /// Send the stored envelope on: something this node made (a local
+    /// send, a channel post, our own acknowledgement). Nothing of ours
+    /// leaves before it is durable, or a crash could leave a copy in the
+    /// mesh that the sender was told never went. A relayed copy goes on
+    /// at once (receive.rs): the peer it came from still holds it.
+    Forward,
     /// Tell the link it came from that we hold it.
     Have { link: NodeId },
     /// Acknowledge a delivery to its origin, end to end.
@@ -85,9 +88,9 @@ impl Node {
         let now = self.clock;
         for then in w.then {
             match then {
-                AfterWrite::Forward { from } => {
+                AfterWrite::Forward => {
                     if let Some(env) = self.store.get(&id).map(|e| e.env.clone()) {
-                        self.forward(&env, from);
+                        self.forward(&env, None);
                     }
                 }
                 AfterWrite::Have { link } => self.ack(link, id, now),
@@ -208,10 +211,10 @@ mod tests {
         let id = EnvelopeId([1; 16]);
         let link = NodeId([2; 16]);
         w.add(id, WriteKind::Store, vec![AfterWrite::Have { link }]);
-        w.add(id, WriteKind::Store, vec![AfterWrite::Forward { from: Some(link) }]);
+        w.add(id, WriteKind::Store, vec![AfterWrite::Forward]);
         assert!(w.contains(&id));
         let p = w.take(&id).unwrap();
-        assert_eq!(p.then, vec![AfterWrite::Have { link }, AfterWrite::Forward { from: Some(link) }]);
+        assert_eq!(p.then, vec![AfterWrite::Have { link }, AfterWrite::Forward]);
         assert!(w.take(&id).is_none(), "answered once");
         for i in 0..MAX_PENDING_WRITES as u32 {
             assert!(!w.is_full());

@@ -47,7 +47,7 @@ impl Node {
         let now_ms = self.tick(now);
         let env = self.seal_direct(to, e2e::CONTENT_TEXT, body, ttl, hops)?;
         let id = env.id();
-        self.admit(env, true, now_ms, vec![AfterWrite::Forward { from: None }]).map_err(SendError::Store)?;
+        self.admit(env, true, now_ms, vec![AfterWrite::Forward]).map_err(SendError::Store)?;
         self.outbox.track(id, to, SentState::Queued);
         Ok(id)
     }
@@ -78,7 +78,7 @@ impl Node {
         let mut ids = Vec::with_capacity(envs.len());
         for env in envs {
             let id = env.id();
-            self.admit(env, true, now_ms, vec![AfterWrite::Forward { from: None }]).map_err(SendError::Store)?;
+            self.admit(env, true, now_ms, vec![AfterWrite::Forward]).map_err(SendError::Store)?;
             self.outbox.track(id, to, SentState::Queued);
             ids.push(id);
         }

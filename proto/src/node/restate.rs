@@ -172,7 +172,7 @@ impl Node {
         };
         let sealed = self.seal_direct_envelope(recipient, &payload, self.cfg.default_ttl, None);
         let Ok(env) = sealed else { return };
-        if self.admit(env, true, now, vec![AfterWrite::Forward { from: None }]).is_err() {
+        if self.admit(env, true, now, vec![AfterWrite::Forward]).is_err() {
             // No room now: the recipient asks again and we try again.
             return;
         }

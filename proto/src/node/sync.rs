@@ -162,7 +162,10 @@ impl Node {
                         // Ours cannot get there; theirs may (receive.rs).
                         want.push(id);
                     } else if self.seen.contains(&id) || self.store.contains(&id) || self.holds_card(&id) {
-                        have.push(id);
+                        // Not "have" before our copy is durable: the peer
+                        // would stop offering it to us, and a crash here
+                        // would leave it believing we hold it.
+                        if self.writes.contains(&id) { later.push(id) } else { have.push(id) }
                     } else if self.links.get(&node).is_some_and(|l| flow::is_paced(l, &id)) {
                         // It came over its channel's budget and is asked
                         // for again in its turn (flow.rs): answered then.

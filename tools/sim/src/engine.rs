@@ -723,17 +723,26 @@ mod tests {
     }
 
     #[test]
-    fn a_mesh_on_slow_disks_delivers_every_message_each_leaving_once_durable() {
+    fn a_mesh_on_slow_disks_delivers_every_message_paying_for_one_write_not_one_per_hop() {
         // Writes that take 200 ms: an origin's message leaves only once its
-        // write is durable, and each relay forwards only once its own is.
+        // write is durable, and a relay passes a copy on at once, saying
+        // "have" only once its own write is (protocol.md, Durability).
         let fast = Sim::new(params(8, 30.0)).run();
         let r = Sim::new(Params { write_ms: 200, ..params(8, 30.0) }).run();
         assert!(r.sent >= 80, "{} sent", r.sent);
         assert!(r.delivered + 3 >= r.sent, "{} of {} delivered", r.delivered, r.sent);
         assert_eq!(r.missed, 0);
-        let median = |l: &[u64]| l[l.len() / 2];
-        assert!(median(&r.latencies_ms) >= 200, "the origin's write first: {:?}", median(&r.latencies_ms));
-        assert!(median(&r.latencies_ms) >= median(&fast.latencies_ms) + 200);
+        // Sorted: the quickest and the slowest delivery.
+        let (Some(&first), Some(&slowest), Some(&slowest_fast)) =
+            (r.latencies_ms.first(), r.latencies_ms.last(), fast.latencies_ms.last())
+        else {
+            panic!("deliveries in both runs");
+        };
+        assert!(first >= 200, "nothing left before the origin's write: {first} ms");
+        assert!(slowest_fast >= 30, "some paths have relays: {slowest_fast} ms at most at 10 ms a hop");
+        // Relays waiting for their writes made a path of h hops pay h
+        // writes (four hops: over 800 ms); now it pays the origin's one.
+        assert!(slowest <= slowest_fast + 200 + 20, "{slowest} ms against {slowest_fast} ms on fast disks");
     }
 
     #[test]

@@ -774,5 +774,6 @@ mod beacons;
 mod flow;
 mod graph;
 mod hops;
+mod relay;
 mod sessions;
 mod timers;
