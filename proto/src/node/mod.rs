@@ -178,6 +178,9 @@ pub struct Node {
     bridge_check_at: u64,
     /// When the routes are next marked stale for ageing (handle_timeout).
     routes_aged_at: u64,
+    /// Stranded copies (receive.rs): `false` once found stranded, `true`
+    /// once asked for. Bounded: cleared when full.
+    stranded_ids: BTreeMap<EnvelopeId, bool>,
     /// When the last accepted announce of each origin arrived.
     /// Per origin: when its last beacon arrived, and the credit left for
     /// passing beacons on (announce.rs).
@@ -271,6 +274,7 @@ impl Node {
             announce_ivl: 0,
             bridge_check_at: now_ms,
             routes_aged_at: now_ms,
+            stranded_ids: BTreeMap::new(),
             announce_seen: SmallMap::new(),
             next_announce: now_ms,
             pending_acks: SmallMap::new(),
@@ -438,6 +442,7 @@ impl Node {
             self.routes_aged_at = now_ms + 60_000;
             self.routes_refreshed();
             self.lift_spent_channel_copies();
+            self.ask_for_stranded_copies(now_ms);
         }
         if now_ms >= self.next_announce {
             self.announce_now(now_ms);

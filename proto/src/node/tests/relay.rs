@@ -1,35 +1,46 @@
-//! A relay on a slow disk: what it passes on goes at once, and what frees
-//! the copy behind it waits for its write. Three nodes on a line, A - R - Z.
+//! Relays on a line of nodes: what a relay passes on goes at once, what
+//! frees the copy behind it waits for its write, and a copy stranded
+//! without hops is replaced by a better one.
 
 use super::*;
 
-/// A - R - Z on virtual time: A and Z know R as a static peer, and a
-/// datagram reaches only the neighbours of its sender. R's envelope writes
-/// wait in `held`, and Z's inbox writes in `inbox_z`, until the test
-/// confirms them.
+/// Nodes 0 - 1 - ... - n-1 on virtual time: each knows the next as a
+/// static peer, and a datagram reaches only the neighbours of its sender
+/// (and not at all over `cut`). The envelope writes of `hold_writes`, and
+/// the inbox writes of `hold_inbox`, wait in `held` and `inbox` until the
+/// test confirms them.
 struct Line {
-    nodes: [Node; 3],
+    nodes: Vec<Node>,
     now: u64,
+    hold_writes: Option<usize>,
     held: Vec<EnvelopeId>,
-    delivered_z: Vec<EnvelopeId>,
-    inbox_z: Vec<EnvelopeId>,
+    hold_inbox: Option<usize>,
+    inbox: Vec<EnvelopeId>,
+    delivered: Vec<Vec<EnvelopeId>>,
+    cut: Option<(usize, usize)>,
 }
 
-const A: usize = 0;
-const R: usize = 1;
-const Z: usize = 2;
-
 impl Line {
-    fn new() -> Line {
-        let node = |name: &str, seed: u8| {
-            let cfg = Config { name: name.into(), ..Config::default() };
-            Node::new(Identity::generate(&mut OsRng), cfg, [seed; 32], Timestamp::from(T0))
-        };
-        let mut nodes = [node("a", 1), node("r", 2), node("z", 3)];
-        for end in [A, Z] {
-            nodes[end].add_peer(PeerSpec { addr: addr(2), pin: None, federation: None }, Timestamp::from(T0));
+    fn new(n: usize) -> Line {
+        let mut nodes: Vec<Node> = (0..n)
+            .map(|i| {
+                let cfg = Config { name: format!("n{i}"), ..Config::default() };
+                Node::new(Identity::generate(&mut OsRng), cfg, [i as u8 + 1; 32], Timestamp::from(T0))
+            })
+            .collect();
+        for (i, node) in nodes.iter_mut().enumerate().take(n - 1) {
+            node.add_peer(PeerSpec { addr: addr(i as u16 + 2), pin: None, federation: None }, Timestamp::from(T0));
         }
-        Line { nodes, now: T0, held: vec![], delivered_z: vec![], inbox_z: vec![] }
+        Line {
+            nodes,
+            now: T0,
+            hold_writes: None,
+            held: vec![],
+            hold_inbox: None,
+            inbox: vec![],
+            delivered: vec![vec![]; n],
+            cut: None,
+        }
     }
 
     /// Runs until quiet, advancing time in `step` ms up to `ms` more.
@@ -41,7 +52,7 @@ impl Line {
             }
             for _ in 0..1000 {
                 let mut moved = false;
-                for i in [A, R, Z] {
+                for i in 0..self.nodes.len() {
                     while let Some(act) = self.nodes[i].poll_action() {
                         moved = true;
                         self.carry_out(i, act);
@@ -60,18 +71,28 @@ impl Line {
         match act {
             Action::Transmit { to, data } => {
                 let j = usize::from(to.port()) - 1;
-                if j < 3 && i.abs_diff(j) == 1 {
+                if j < self.nodes.len() && i.abs_diff(j) == 1 && self.cut != Some((i, j)) {
                     self.nodes[j].handle_datagram(now, addr(i as u16 + 1), &data);
                 }
             }
-            Action::Persist { id, .. } if i == R => self.held.push(id),
+            Action::Persist { id, .. } if self.hold_writes == Some(i) => self.held.push(id),
             Action::Persist { id, .. } => self.nodes[i].persisted(id),
-            Action::Deliver(d) if i == Z => {
-                self.delivered_z.push(d.id);
-                self.inbox_z.push(d.id);
+            Action::Deliver(d) => {
+                self.delivered[i].push(d.id);
+                if self.hold_inbox == Some(i) {
+                    self.inbox.push(d.id);
+                } else {
+                    self.nodes[i].persisted(d.id);
+                }
             }
-            Action::Deliver(d) => self.nodes[i].persisted(d.id),
             _ => {}
+        }
+    }
+
+    /// Confirms the held writes of `node` (inbox or store).
+    fn confirm(&mut self, node: usize, ids: Vec<EnvelopeId>) {
+        for id in ids {
+            self.nodes[node].persisted(id);
         }
     }
 
@@ -84,33 +105,77 @@ impl Line {
 
 #[test]
 fn a_relay_passes_a_message_on_at_once_and_says_it_has_it_only_once_durable() {
-    let mut l = Line::new();
+    let (a, r, z) = (0, 1, 2);
+    let mut l = Line::new(3);
+    l.hold_writes = Some(r);
+    l.hold_inbox = Some(z);
     l.run(5_000, 100);
-    let zid = l.nodes[Z].node_id();
-    assert!(l.nodes[A].card(&zid).is_some(), "A learned Z's card through R");
-    let id = l.nodes[A].send_direct(Timestamp::from(l.now), zid, b"over a slow relay", None, None).unwrap();
+    let zid = l.nodes[z].node_id();
+    assert!(l.nodes[a].card(&zid).is_some(), "A learned Z's card through R");
+    let id = l.nodes[a].send_direct(Timestamp::from(l.now), zid, b"over a slow relay", None, None).unwrap();
     // Less than a sync round: the first push, not a repair, carried it.
     l.run(200, 10);
     assert!(l.held.contains(&id), "R's write of the copy is not confirmed yet");
-    assert_eq!(l.delivered_z, vec![id], "Z has it before R's disk does");
+    assert_eq!(l.delivered[z], vec![id], "Z has it before R's disk does");
     // R does not say it has what is not on its disk: were R to crash now,
     // A would offer it again. (Z's inbox write waits too, so no end-to-end
     // acknowledgement frees A's copy meanwhile.)
-    l.run(3 * l.nodes[A].cfg.sync_interval_ms, 500);
-    assert!(!l.told_held(A, R, &id), "no \"have\" before R's write");
-    assert!(l.nodes[A].store().contains(&id));
-    for held in std::mem::take(&mut l.held) {
-        l.nodes[R].persisted(held);
-    }
+    l.run(3 * l.nodes[a].cfg.sync_interval_ms, 500);
+    assert!(!l.told_held(a, r, &id), "no \"have\" before R's write");
+    assert!(l.nodes[a].store().contains(&id));
+    let held = std::mem::take(&mut l.held);
+    l.confirm(r, held);
     l.run(200, 10);
-    assert!(l.told_held(A, R, &id), "durable at R: now A is told");
+    assert!(l.told_held(a, r, &id), "durable at R: now A is told");
     // Z's inbox write, then its acknowledgement, which R passes on at
     // once as well, frees A's copy.
-    for held in std::mem::take(&mut l.inbox_z) {
-        l.nodes[Z].persisted(held);
-    }
+    let inbox = std::mem::take(&mut l.inbox);
+    l.confirm(z, inbox);
     l.run(2_000, 100);
-    assert!(!l.nodes[A].store().contains(&id), "Z's acknowledgement came back through R");
-    assert_eq!(l.delivered_z, vec![id], "exactly once");
-    assert_eq!(l.nodes[Z].metrics().envelopes_duplicate, 0, "and in one copy");
+    assert!(!l.nodes[a].store().contains(&id), "Z's acknowledgement came back through R");
+    assert_eq!(l.delivered[z], vec![id], "exactly once");
+    assert_eq!(l.nodes[z].metrics().envelopes_duplicate, 0, "and in one copy");
+}
+
+#[test]
+fn a_copy_stranded_without_hops_asks_its_links_for_a_better_one() {
+    // 0 - 1 - 2 - 3: node 1 holds a copy of 0's message to 3 with no hops
+    // left (it came the long way round, say), told 0 it has it, and 0's
+    // own push was lost. Nobody offers it again: 0 takes 1 to hold it, and
+    // a spent copy is offered to nobody but its recipient.
+    let mut l = Line::new(4);
+    l.run(10_000, 100);
+    let (n1, n3) = (l.nodes[1].node_id(), l.nodes[3].node_id());
+    assert_eq!(l.nodes[1].best_route(&n3).map(|r| r.hops), Some(2), "1 is two hops from 3");
+    l.hold_writes = Some(0);
+    let id = l.nodes[0].send_direct(Timestamp::from(l.now), n3, b"the long way round", None, None).unwrap();
+    l.run(0, 1);
+    let mut spent = l.nodes[0].store().get(&id).map(|e| e.env.bytes().to_vec()).unwrap();
+    spent[1] = 1; // hops_left: 0 once node 1 has taken its hop
+    assert!(l.nodes[0].send_raw_envelope(n1, &spent));
+    l.run(0, 1);
+    assert_eq!(l.nodes[1].store().get(&id).map(|e| e.env.hops_left()), Some(0));
+    assert!(l.told_held(0, 1, &id), "1 said it has it");
+    l.cut = Some((0, 1));
+    let held = std::mem::take(&mut l.held);
+    l.hold_writes = None;
+    l.confirm(0, held);
+    l.run(0, 1);
+    l.cut = None;
+    // A sync round later nothing has moved...
+    l.run(l.nodes[0].cfg.sync_interval_ms * 2, 500);
+    assert!(l.delivered[3].is_empty(), "stranded at 1");
+    // ...and once it has been found stranded at two checks a minute apart,
+    // 1 asks its links, gets 0's copy, and it goes on to 3. (The ids it
+    // remembers are bounded: full, they are forgotten and found again.)
+    let kept = super::super::receive::MAX_STRANDED_KEPT;
+    for i in 0..kept as u32 {
+        let mut b = [0xee; 16];
+        b[..4].copy_from_slice(&i.to_le_bytes());
+        l.nodes[1].stranded_ids.insert(EnvelopeId(b), true);
+    }
+    l.run(130_000, 1000);
+    assert!(l.nodes[1].stranded_ids.len() <= kept);
+    assert_eq!(l.delivered[3], vec![id], "delivered once");
+    assert!(l.nodes[1].store().get(&id).is_none_or(|e| e.env.hops_left() > 0), "1's spent copy was replaced");
 }
