@@ -1,6 +1,7 @@
 //! The admission pipeline for an envelope that arrived on a link: rate
 //! limits, signature and validity, dedup (relay seen set and delivered
-//! ids), then dispatch by kind; and delivery of direct messages for us.
+//! ids), then dispatch by kind; delivery of direct messages for us; and
+//! the repair of copies stranded without hops near their recipient.
 //! It does not write anything: deliveries become `Deliver` actions.
 
 use super::channels::ChannelCheck;
@@ -8,8 +9,8 @@ use super::*;
 
 /// At most this many stranded copies are asked for in one minute (each a
 /// 16-byte id per mesh link; a neighbour answers only with a copy it
-/// would have sent us anyway), and at most `MAX_STRANDED_KEPT` ids are
-/// remembered as asked for.
+/// would have sent us anyway), and at most `MAX_STRANDED_KEPT` stranded
+/// ids are remembered (found once, or asked for).
 const MAX_STRANDED_ASKED: usize = 64;
 pub(super) const MAX_STRANDED_KEPT: usize = 1024;
 
@@ -281,6 +282,7 @@ impl Node {
             .filter(|(id, e)| !e.local && e.env.kind() == Kind::Direct && self.stranded_ids.get(id) != Some(&true))
             .map(|(id, _)| *id)
             .filter(|id| self.stranded(id))
+            .take(MAX_STRANDED_KEPT)
             .collect();
         // Found stranded before: asked for now. Found now: asked for at
         // the next check if still stranded then.
