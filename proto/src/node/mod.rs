@@ -178,9 +178,10 @@ pub struct Node {
     bridge_check_at: u64,
     /// When the routes are next marked stale for ageing (handle_timeout).
     routes_aged_at: u64,
-    /// Stranded copies (receive.rs): `false` once found stranded, `true`
-    /// once asked for. Bounded: cleared when full.
-    stranded_ids: BTreeMap<EnvelopeId, bool>,
+    /// Stranded copies (receive.rs) until their envelopes expire: 0 once
+    /// found stranded, 1 once asked for. Bounded: full, the soonest to
+    /// expire is forgotten.
+    stranded_ids: crate::expiring::ExpiringMap<u64>,
     /// When the last accepted announce of each origin arrived.
     /// Per origin: when its last beacon arrived, and the credit left for
     /// passing beacons on (announce.rs).
@@ -274,7 +275,7 @@ impl Node {
             announce_ivl: 0,
             bridge_check_at: now_ms,
             routes_aged_at: now_ms,
-            stranded_ids: BTreeMap::new(),
+            stranded_ids: crate::expiring::ExpiringMap::default(),
             announce_seen: SmallMap::new(),
             next_announce: now_ms,
             pending_acks: SmallMap::new(),

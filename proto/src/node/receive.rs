@@ -10,9 +10,12 @@ use super::*;
 /// At most this many stranded copies are asked for in one minute (each a
 /// 16-byte id per mesh link; a neighbour answers only with a copy it
 /// would have sent us anyway), and at most `MAX_STRANDED_KEPT` stranded
-/// ids are remembered (found once, or asked for).
+/// ids are remembered (found once, or asked for) until they expire.
 const MAX_STRANDED_ASKED: usize = 64;
 pub(super) const MAX_STRANDED_KEPT: usize = 1024;
+/// What `stranded_ids` holds for an id.
+const FOUND: u64 = 0;
+const ASKED: u64 = 1;
 
 impl Node {
     pub(super) fn on_envelope(&mut self, now_ms: u64, link: NodeId, bytes: &[u8]) {
@@ -279,7 +282,7 @@ impl Node {
         let stranded: Vec<EnvelopeId> = self
             .store
             .iter()
-            .filter(|(id, e)| !e.local && e.env.kind() == Kind::Direct && self.stranded_ids.get(id) != Some(&true))
+            .filter(|(id, e)| !e.local && e.env.kind() == Kind::Direct && self.stranded_ids.get(id) != Some(&ASKED))
             .map(|(id, _)| *id)
             .filter(|id| self.stranded(id))
             .take(MAX_STRANDED_KEPT)
@@ -287,12 +290,14 @@ impl Node {
         // Found stranded before: asked for now. Found now: asked for at
         // the next check if still stranded then.
         let ask: Vec<EnvelopeId> =
-            stranded.iter().filter(|id| self.stranded_ids.contains_key(id)).take(MAX_STRANDED_ASKED).copied().collect();
-        if self.stranded_ids.len() + stranded.len() > MAX_STRANDED_KEPT {
-            self.stranded_ids.clear();
-        }
+            stranded.iter().filter(|id| self.stranded_ids.contains(id)).take(MAX_STRANDED_ASKED).copied().collect();
+        self.stranded_ids.expire(self.unix_s());
         for id in stranded {
-            self.stranded_ids.insert(id, ask.contains(&id));
+            let Some(expires) = self.store.get(&id).map(|e| e.env.expires_at()) else { continue };
+            if self.stranded_ids.len() >= MAX_STRANDED_KEPT && !self.stranded_ids.contains(&id) {
+                self.stranded_ids.pop_soonest();
+            }
+            self.stranded_ids.insert(id, expires, if ask.contains(&id) { ASKED } else { FOUND });
         }
         if ask.is_empty() {
             return;

@@ -165,16 +165,24 @@ fn a_copy_stranded_without_hops_asks_its_links_for_a_better_one() {
     // A sync round later nothing has moved...
     l.run(l.nodes[0].cfg.sync_interval_ms * 2, 500);
     assert!(l.delivered[3].is_empty(), "stranded at 1");
-    // ...and once it has been found stranded at two checks a minute apart,
-    // 1 asks its links, gets 0's copy, and it goes on to 3. (The ids it
-    // remembers are bounded: full, they are forgotten and found again.)
+    // ...nor at the first check a minute in, which only finds it stranded
+    // (most stranded copies are so for a moment while routes change)...
+    // (The ids it remembers are bounded: full, the soonest to expire is
+    // forgotten, and the others are kept.)
     let kept = super::super::receive::MAX_STRANDED_KEPT;
+    let far = l.now / 1000 + 100_000;
     for i in 0..kept as u32 {
         let mut b = [0xee; 16];
         b[..4].copy_from_slice(&i.to_le_bytes());
-        l.nodes[1].stranded_ids.insert(EnvelopeId(b), true);
+        l.nodes[1].stranded_ids.insert(EnvelopeId(b), far + u64::from(i), 1);
     }
-    l.run(130_000, 1000);
+    l.run(T0 + 61_000 - l.now, 1000);
+    assert!(l.delivered[3].is_empty(), "found stranded once: not asked for yet");
+    assert_eq!(l.nodes[1].stranded_ids.len(), kept);
+    assert!(l.nodes[1].stranded_ids.contains(&id), "it is remembered in the place of the soonest to expire");
+    // ...and once it has been found stranded at two checks a minute apart,
+    // 1 asks its links, gets 0's copy, and it goes on to 3.
+    l.run(70_000, 1000);
     assert!(l.nodes[1].stranded_ids.len() <= kept);
     assert_eq!(l.delivered[3], vec![id], "delivered once");
     assert!(l.nodes[1].store().get(&id).is_none_or(|e| e.env.hops_left() > 0), "1's spent copy was replaced");
