@@ -7,6 +7,8 @@
 //! 3 want        u8 n, n x [16]                "send me these"
 //! 4 have        u8 n, n x [16]                "I already have (or got) these"
 //! 5 refuse      u8 reason                     "I will not link with you"
+//! 6 want better u8 hops, u8 n, n x [16]       "send me these if yours
+//!                                              arrive with more hops left"
 //! ```
 //! A `refuse` frame is sealed with the keys of the handshake just finished,
 //! so it proves it comes from the key the handshake proved; it is the only
@@ -20,6 +22,8 @@ use super::packet::MAX_FRAME;
 
 /// Most ids one offer/want/have frame carries.
 pub const MAX_IDS: usize = (MAX_FRAME - 2) / 16;
+/// Most ids one want-better frame carries (it has a hops byte more).
+pub const MAX_BETTER_IDS: usize = (MAX_FRAME - 3) / 16;
 /// Largest fragment data per datagram.
 pub const MAX_FRAGMENT_DATA: usize = MAX_FRAME - 9;
 
@@ -71,9 +75,23 @@ impl RefuseReason {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
     Keepalive,
-    Fragment { xfer: u32, index: u16, count: u16, data: &'a [u8] },
-    Ids { list: IdList, ids: Vec<EnvelopeId> },
+    Fragment {
+        xfer: u32,
+        index: u16,
+        count: u16,
+        data: &'a [u8],
+    },
+    Ids {
+        list: IdList,
+        ids: Vec<EnvelopeId>,
+    },
     Refuse(RefuseReason),
+    /// A want of copies that arrive with more than `hops` hops left: the
+    /// asker's own copy has `hops`, too few to reach the recipient.
+    WantBetter {
+        hops: u8,
+        ids: Vec<EnvelopeId>,
+    },
 }
 
 /// Why a decrypted frame was refused (only an authenticated peer can send one).
@@ -97,20 +115,17 @@ impl<'a> Frame<'a> {
                 Ok(Frame::Fragment { xfer, index, count, data: r.rest() })
             }
             2..=4 => {
-                let n = r.u8("n").map_err(|_| FrameError("id list truncated"))? as usize;
-                if n > MAX_IDS || r.remaining() != n * 16 {
-                    return Err(FrameError("id list length mismatch"));
-                }
-                let mut ids = Vec::with_capacity(n);
-                for _ in 0..n {
-                    ids.push(EnvelopeId(r.array::<16>("id").map_err(|_| FrameError("id truncated"))?));
-                }
+                let ids = id_list(&mut r, MAX_IDS)?;
                 let list = match t {
                     2 => IdList::Offer,
                     3 => IdList::Want,
                     _ => IdList::Have,
                 };
                 Ok(Frame::Ids { list, ids })
+            }
+            6 => {
+                let hops = r.u8("hops").map_err(|_| FrameError("want-better frame truncated"))?;
+                Ok(Frame::WantBetter { hops, ids: id_list(&mut r, MAX_BETTER_IDS)? })
             }
             5 => {
                 let reason = r.u8("reason").map_err(|_| FrameError("refuse without a reason"))?;
@@ -122,6 +137,19 @@ impl<'a> Frame<'a> {
             _ => Err(FrameError("unknown frame type")),
         }
     }
+}
+
+/// The `n u8` then n ids that end an id-carrying frame, at most `most`.
+fn id_list(r: &mut Reader<'_>, most: usize) -> Result<Vec<EnvelopeId>, FrameError> {
+    let n = r.u8("n").map_err(|_| FrameError("id list truncated"))? as usize;
+    if n > most || r.remaining() != n * 16 {
+        return Err(FrameError("id list length mismatch"));
+    }
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        ids.push(EnvelopeId(r.array::<16>("id").map_err(|_| FrameError("id truncated"))?));
+    }
+    Ok(ids)
 }
 
 pub fn keepalive() -> Vec<u8> {
@@ -157,6 +185,23 @@ pub fn id_frames(list: IdList, ids: &[EnvelopeId]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Encodes a want of the copies of `ids` better than ones with `hops`
+/// hops left into as many frames as needed.
+pub fn want_better_frames(hops: u8, ids: &[EnvelopeId]) -> Vec<Vec<u8>> {
+    ids.chunks(MAX_BETTER_IDS)
+        .map(|chunk| {
+            let mut v = Vec::with_capacity(3 + chunk.len() * 16);
+            v.put_u8(6);
+            v.put_u8(hops);
+            v.put_u8(chunk.len() as u8);
+            for id in chunk {
+                v.extend_from_slice(&id.0);
+            }
+            v
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +226,17 @@ mod tests {
         assert_eq!(Frame::parse(&refuse(RefuseReason::PinMismatch)), Ok(Frame::Refuse(RefuseReason::PinMismatch)));
         assert_eq!(Frame::parse(&[5, 77]), Ok(Frame::Refuse(RefuseReason::Other)), "unknown reasons still refuse");
         assert!(Frame::parse(&[5]).is_err() && Frame::parse(&[5, 1, 0]).is_err());
+        let frames = want_better_frames(3, &ids);
+        assert_eq!(frames.len(), ids.len().div_ceil(MAX_BETTER_IDS));
+        let mut back = Vec::new();
+        for f in &frames {
+            assert!(f.len() <= MAX_FRAME);
+            match Frame::parse(f).unwrap() {
+                Frame::WantBetter { hops: 3, ids } => back.extend(ids),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(back, ids);
     }
 
     #[test]
@@ -191,5 +247,13 @@ mod tests {
         assert!(Frame::parse(&fragment(1, 0, 0, b"x")).is_err());
         assert!(Frame::parse(&[2, 2, 0, 0]).is_err());
         assert!(Frame::parse(&[1, 0, 0]).is_err());
+        // A want-better frame: its hops, then a count that matches.
+        assert!(Frame::parse(&[6]).is_err());
+        assert!(Frame::parse(&[6, 2]).is_err());
+        assert!(Frame::parse(&[6, 2, 1, 0]).is_err());
+        let mut full = vec![6, 2, (MAX_BETTER_IDS + 1) as u8];
+        full.resize(3 + (MAX_BETTER_IDS + 1) * 16, 0);
+        assert!(Frame::parse(&full).is_err(), "more ids than a frame may carry");
+        assert_eq!(Frame::parse(&[6, 2, 0]), Ok(Frame::WantBetter { hops: 2, ids: vec![] }));
     }
 }

@@ -627,6 +627,7 @@ impl Node {
                 }
             }
             Ok(Frame::Ids { list, ids }) => self.on_ids(now_ms, node, list, ids),
+            Ok(Frame::WantBetter { hops, ids }) => self.on_want_better(now_ms, node, hops, ids),
             Err(_) => self.metrics.frames_invalid += 1,
         }
     }

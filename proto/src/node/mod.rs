@@ -37,7 +37,7 @@ use crate::federation::{self, Meter, Queued};
 use crate::fragment::{Reassembler, split};
 use crate::hslimit::HandshakeLimiter;
 use crate::identity::{Identity, NodeId, fingerprint};
-use crate::link::frame::{Frame, IdList, id_frames, keepalive};
+use crate::link::frame::{Frame, IdList, id_frames, keepalive, want_better_frames};
 use crate::link::handshake::{HandshakeError, Initiator, Responder, SessionKeys};
 use crate::link::packet::Packet;
 use crate::link::session::{OpenError, Session};

@@ -305,9 +305,7 @@ impl Node {
         let links: Vec<NodeId> =
             self.links.iter().filter(|(_, l)| l.confirmed && l.fed.is_none()).map(|(n, _)| *n).collect();
         for link in links {
-            for f in id_frames(IdList::Want, &ask) {
-                self.send_frame(link, &f, now_ms);
-            }
+            self.want_better(link, &ask, now_ms);
         }
     }
 

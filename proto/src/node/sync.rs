@@ -142,7 +142,7 @@ impl Node {
     pub(super) fn on_ids(&mut self, now_ms: u64, node: NodeId, list: IdList, ids: Vec<EnvelopeId>) {
         match list {
             IdList::Offer => {
-                let (mut want, mut have, mut later) = (Vec::new(), Vec::new(), Vec::new());
+                let (mut want, mut have, mut later, mut better) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
                 for id in ids {
                     // The peer holds what it offers: not offered back.
                     self.peer_holds(node, id);
@@ -159,8 +159,10 @@ impl Node {
                             later.push(id);
                         }
                     } else if self.short_of_hops(&id) {
-                        // Ours cannot get there; theirs may (receive.rs).
-                        want.push(id);
+                        // Ours cannot get there; theirs may (receive.rs),
+                        // and is sent only if it can: a copy no better
+                        // than ours is a duplicate on the air.
+                        better.push(id);
                     } else if self.seen.contains(&id) || self.store.contains(&id) || self.holds_card(&id) {
                         // Not "have" before our copy is durable: the peer
                         // would stop offering it to us, and a crash here
@@ -192,6 +194,7 @@ impl Node {
                     }
                 }
                 self.defer(node, later, now_ms);
+                self.want_better(node, &better, now_ms);
                 let want = self.afford(node, want, now_ms);
                 for id in &want {
                     self.note_asked(*id, now_ms);
@@ -246,6 +249,42 @@ impl Node {
                         self.release(&id);
                     }
                 }
+            }
+        }
+    }
+
+    /// Asks `node` for the copies of `ids` (stored here, short of hops)
+    /// that would arrive with more hops left than ours: one frame per
+    /// distinct hop count. Neither paid from the link's budget nor awaited
+    /// (flow.rs): the peer sends only a better copy, most often none, and
+    /// our own copy stays whatever comes.
+    pub(super) fn want_better(&mut self, node: NodeId, ids: &[EnvelopeId], now_ms: u64) {
+        let mut by_hops: Vec<(u8, EnvelopeId)> =
+            ids.iter().filter_map(|id| self.store.get(id).map(|e| (e.env.hops_left(), *id))).collect();
+        by_hops.sort_unstable();
+        for group in by_hops.chunk_by(|a, b| a.0 == b.0) {
+            let ids: Vec<EnvelopeId> = group.iter().map(|(_, id)| *id).collect();
+            for f in want_better_frames(group[0].0, &ids) {
+                self.send_frame(node, &f, now_ms);
+            }
+        }
+    }
+
+    /// A want of copies better than the asker's (`hops` hops left): ours
+    /// goes only if it arrives with more, after the hop it takes on the
+    /// way, and otherwise nothing is sent. The same rule as a want besides:
+    /// only what we would have offered, nothing still being written.
+    pub(super) fn on_want_better(&mut self, now_ms: u64, node: NodeId, hops: u8, ids: Vec<EnvelopeId>) {
+        self.answered(node, &ids, now_ms);
+        for id in ids {
+            let bytes = self
+                .store
+                .get(&id)
+                .filter(|e| e.env.hops_left().saturating_sub(1) > hops)
+                .filter(|e| !self.writes.contains(&id) && self.should_sync(&e.env, node))
+                .map(|e| e.env.bytes().to_vec());
+            if let Some(b) = bytes {
+                self.send_stored(node, id, &b);
             }
         }
     }

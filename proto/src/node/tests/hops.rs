@@ -1,8 +1,9 @@
 //! Hop limits of stored copies: a copy that spent its hops on a detour is
-//! replaced by a better one, and asked for when a peer offers it.
+//! replaced by a better one, asked for when a peer offers it, and only a
+//! better one comes.
 
 use super::*;
-use crate::link::frame::{IdList, id_frames};
+use crate::link::frame::{IdList, id_frames, want_better_frames};
 
 /// An envelope from a third node to a node nobody knows (8 hops signed).
 fn stranger_envelope(now_ms: u64) -> Envelope {
@@ -35,13 +36,6 @@ fn a_copy_with_more_hops_left_replaces_a_spent_one_and_is_asked_for() {
     assert!(p.a.send_raw_envelope(bid, &with_hops(&env, 1)));
     p.run(0, 1);
     assert_eq!(p.b.store().get(&id).map(|e| e.env.hops_left()), Some(0));
-    // A offers it: B, whose copy is spent, asks for A's instead of saying
-    // it has it.
-    for f in id_frames(IdList::Offer, &[id]) {
-        assert!(p.a.send_raw_frame(bid, &f));
-    }
-    p.run(0, 1);
-    assert!(p.b.asked.get(&id).is_some(), "B asked for the offered copy");
     // A copy with six hops left replaces it (five after B's hop)...
     assert!(p.a.send_raw_envelope(bid, &with_hops(&env, 6)));
     p.run(0, 1);
@@ -52,13 +46,58 @@ fn a_copy_with_more_hops_left_replaces_a_spent_one_and_is_asked_for() {
     p.run(0, 1);
     assert_eq!(p.b.store().get(&id).map(|e| e.env.hops_left()), Some(5));
     assert_eq!(p.b.metrics().envelopes_hops_raised, 1);
-    // Offered again, B now says it has it: nothing is fetched twice.
-    p.b.asked = Default::default();
-    for f in id_frames(IdList::Offer, &[id]) {
-        assert!(p.a.send_raw_frame(bid, &f));
+}
+
+#[test]
+fn a_spent_copy_asks_only_for_a_better_one_and_gets_none_that_is_not() {
+    let mut p = Pair::new(None);
+    p.run(2_000, 100);
+    let (aid, bid) = (p.a.node_id(), p.b.node_id());
+    let env = stranger_envelope(p.now);
+    let id = env.id();
+    // B's copy is spent; A's has one hop left, so it would reach B with
+    // none: no better than B's.
+    assert!(p.a.send_raw_envelope(bid, &with_hops(&env, 1)));
+    assert!(p.b.send_raw_envelope(aid, &with_hops(&env, 2)));
+    p.run(0, 1);
+    assert_eq!(p.b.store().get(&id).map(|e| e.env.hops_left()), Some(0));
+    assert_eq!(p.a.store().get(&id).map(|e| e.env.hops_left()), Some(1));
+    let offer = |p: &mut Pair| {
+        for f in id_frames(IdList::Offer, &[id]) {
+            assert!(p.a.send_raw_frame(bid, &f));
+        }
+        p.run(0, 1);
+    };
+    // A offers it: B asks for a better copy, and A, which has none, sends
+    // nothing (before, B asked for A's copy and got a duplicate).
+    let dup = p.b.metrics().envelopes_duplicate;
+    offer(&mut p);
+    assert_eq!(p.b.metrics().envelopes_duplicate, dup, "no copy came");
+    assert_eq!(p.b.store().get(&id).map(|e| e.env.hops_left()), Some(0));
+    // Once A holds a copy with five hops left, the same offer and ask
+    // bring it: B's copy is raised to four.
+    assert!(p.b.send_raw_envelope(aid, &with_hops(&env, 6)));
+    p.run(0, 1);
+    assert_eq!(p.a.store().get(&id).map(|e| e.env.hops_left()), Some(5));
+    offer(&mut p);
+    assert_eq!(p.b.store().get(&id).map(|e| e.env.hops_left()), Some(4));
+    assert_eq!(p.b.metrics().envelopes_hops_raised, 1);
+    // Offered again, nothing comes: B's copy can go on now.
+    let dup = p.b.metrics().envelopes_duplicate;
+    offer(&mut p);
+    assert_eq!(p.b.metrics().envelopes_duplicate, dup);
+    // A want-better for a hop count A's copy does not beat is not
+    // answered either, whoever sends it.
+    for f in want_better_frames(4, &[id]) {
+        assert!(p.b.send_raw_frame(aid, &f));
     }
     p.run(0, 1);
-    assert!(p.b.asked.get(&id).is_none(), "a copy that can go on is not asked for again");
+    assert_eq!(p.b.metrics().envelopes_duplicate, dup, "4 after the hop is not more than 4");
+    for f in want_better_frames(3, &[id]) {
+        assert!(p.b.send_raw_frame(aid, &f));
+    }
+    p.run(0, 1);
+    assert_eq!(p.b.metrics().envelopes_duplicate, dup + 1, "4 is more than 3: sent");
 }
 
 /// A and B on one channel; A posts while B is away, so A's own copy is
