@@ -132,6 +132,7 @@ impl Node {
                 }
             } else if self.may_push(t) {
                 self.send_stored(t, env.id(), env.bytes());
+                self.push_sent(t, env, now);
             }
         }
     }

@@ -74,6 +74,9 @@ pub(super) struct Link {
     pub(super) deferred_at: u64,
     /// Envelopes asked of the peer and when to ask once more (flow.rs).
     pub(super) awaited: std::collections::VecDeque<(EnvelopeId, u64, u8)>,
+    /// Envelopes pushed to the peer unasked and when to see whether it
+    /// said it has them (pushcheck.rs).
+    pub(super) pushed: std::collections::VecDeque<(EnvelopeId, u64)>,
     pub(super) reasm: Reassembler,
     pub(super) bucket: Bucket,
     /// When the initiator of this session starts the next rekey (retried
@@ -158,6 +161,8 @@ pub(super) enum LinkTimer {
     Deferred,
     /// Ask again for envelopes asked for that did not come (flow.rs).
     Rewant,
+    /// Offer again what was pushed and not confirmed (pushcheck.rs).
+    PushCheck,
     /// The initiator replaces the session (retried if it is lost).
     Rekey,
     /// A federation link's out-quota has a token for its backlog.
@@ -182,6 +187,7 @@ impl Link {
             Some((LinkTimer::Sync, self.next_sync)),
             (!self.deferred.is_empty() || !self.paced.is_empty()).then_some((LinkTimer::Deferred, self.deferred_at)),
             Node::rewant_at(self).map(|t| (LinkTimer::Rewant, t)),
+            Node::push_check_at(self).map(|t| (LinkTimer::PushCheck, t)),
             self.current.initiator.then_some((LinkTimer::Rekey, self.rekey_at)),
             // After a refused take the bucket was updated at that moment,
             // so this lies ahead of it. Not before the peer confirmed the
@@ -221,6 +227,9 @@ impl Node {
             }
             if due.contains(&LinkTimer::Rewant) {
                 self.rewant(id, now_ms);
+            }
+            if due.contains(&LinkTimer::PushCheck) {
+                self.check_pushes(id, now_ms);
             }
             if due.contains(&LinkTimer::Sync) {
                 self.offer(id, now_ms);
@@ -507,6 +516,7 @@ impl Node {
                         paced: Vec::new(),
                         deferred_at: u64::MAX,
                         awaited: std::collections::VecDeque::new(),
+                        pushed: std::collections::VecDeque::new(),
                         reasm: Reassembler::new(
                             self.cfg.reassembly_transfers_per_link,
                             self.cfg.reassembly_bytes_per_link,

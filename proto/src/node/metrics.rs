@@ -29,6 +29,8 @@ pub struct Metrics {
     pub envelopes_hops_raised: u64,
     /// Envelopes asked for a second time: the first answer did not come.
     pub envelopes_rewanted: u64,
+    /// Pushed envelopes offered again: no "have" came within 1 s.
+    pub pushes_offered_again: u64,
     pub offer_windows_unanswered: u64,
     pub envelopes_bad_signature: u64,
     pub envelopes_expired: u64,
@@ -116,6 +118,11 @@ impl Metrics {
             ("channel_duplicate", "channel messages already seen", self.channel_duplicate),
             ("envelopes_hops_raised", "stored copies given a copy's larger hop limit", self.envelopes_hops_raised),
             ("envelopes_rewanted", "envelopes asked for again after a lost answer", self.envelopes_rewanted),
+            (
+                "pushes_offered_again",
+                "pushed envelopes offered again when no have came within 1 s",
+                self.pushes_offered_again,
+            ),
             (
                 "offer_windows_unanswered",
                 "offer windows followed by the next before the peer answered every id",

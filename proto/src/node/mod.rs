@@ -64,6 +64,7 @@ mod links;
 mod local;
 mod metrics;
 mod peers;
+mod pushcheck;
 mod receive;
 mod refusals;
 mod restate;

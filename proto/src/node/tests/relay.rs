@@ -1,6 +1,7 @@
 //! Relays on a line of nodes: what a relay passes on goes at once, what
-//! frees the copy behind it waits for its write, and a copy stranded
-//! without hops is replaced by a better one.
+//! frees the copy behind it waits for its write, a lost push is offered
+//! again within a second, and a copy stranded without hops is replaced by
+//! a better one.
 
 use super::*;
 
@@ -186,4 +187,34 @@ fn a_copy_stranded_without_hops_asks_its_links_for_a_better_one() {
     assert!(l.nodes[1].stranded_ids.len() <= kept);
     assert_eq!(l.delivered[3], vec![id], "delivered once");
     assert!(l.nodes[1].store().get(&id).is_none_or(|e| e.env.hops_left() > 0), "1's spent copy was replaced");
+}
+
+#[test]
+fn a_lost_push_is_offered_again_within_a_second_not_a_sync_round_later() {
+    let mut l = Line::new(3);
+    l.run(5_000, 100);
+    let zid = l.nodes[2].node_id();
+    // A message that goes through: every "have" comes in time, and
+    // nothing is offered again.
+    let first = l.nodes[0].send_direct(Timestamp::from(l.now), zid, b"first", None, None).unwrap();
+    l.run(2_000, 10);
+    assert_eq!(l.delivered[2], vec![first]);
+    assert!(l.nodes.iter().all(|n| n.metrics().pushes_offered_again == 0), "no push was lost");
+    // The next push from 0 to 1 is lost on the air.
+    l.cut = Some((0, 1));
+    let sent_at = l.now;
+    let id = l.nodes[0].send_direct(Timestamp::from(l.now), zid, b"lost on the way", None, None).unwrap();
+    l.run(0, 1);
+    l.cut = None;
+    assert!(l.nodes[1].store().get(&id).is_none(), "1 did not get it");
+    // A second later 0 offers it to 1 again, 1 asks for it, and it goes
+    // on to 2: well within the first sync round (15 s, give or take).
+    let sync = l.nodes[0].cfg.sync_interval_ms;
+    while !l.delivered[2].contains(&id) && l.now < sent_at + sync / 2 {
+        l.run(0, 10);
+    }
+    assert_eq!(l.delivered[2], vec![first, id], "delivered once");
+    let took = l.now - sent_at;
+    assert!(took <= super::super::pushcheck::PUSH_CHECK_MS + 200, "took {took} ms");
+    assert_eq!(l.nodes[0].metrics().pushes_offered_again, 1);
 }
