@@ -44,14 +44,15 @@ impl Node {
     /// still stored here, would still go to it, and of which it has not
     /// said it holds it.
     pub(super) fn check_pushes(&mut self, node: NodeId, now_ms: u64) {
-        let mut again = Vec::new();
+        // In the order pushed (a sender's messages oldest first), each once.
+        let (mut again, mut listed) = (Vec::new(), std::collections::BTreeSet::new());
         while let Some((id, t)) = self.links.get(&node).and_then(|l| l.pushed.front().copied()) {
             if t > now_ms {
                 break;
             }
             let Some(l) = self.links.get_mut(&node) else { break };
             l.pushed.pop_front();
-            if l.peer_has.contains(&id) || again.contains(&id) {
+            if l.peer_has.contains(&id) || !listed.insert(id) {
                 continue;
             }
             if self.store.get(&id).is_some_and(|e| self.should_offer(&e.env, node)) {
