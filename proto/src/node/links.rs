@@ -76,7 +76,7 @@ pub(super) struct Link {
     pub(super) awaited: std::collections::VecDeque<(EnvelopeId, u64, u8)>,
     /// Envelopes pushed to the peer unasked and when to see whether it
     /// said it has them (pushcheck.rs).
-    pub(super) pushed: std::collections::VecDeque<(EnvelopeId, u64)>,
+    pub(super) pushed: std::collections::VecDeque<(EnvelopeId, u64, u8)>,
     pub(super) reasm: Reassembler,
     pub(super) bucket: Bucket,
     /// When the initiator of this session starts the next rekey (retried
