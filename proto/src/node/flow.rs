@@ -63,6 +63,16 @@ pub(super) struct Window {
     pub(super) floor: u64,
 }
 
+/// Takes every entry due at `now_ms` from the front of a link's retry
+/// queue (ids with their deadline and tries so far, in deadline order: an
+/// entry put back goes `now_ms` plus a delay, behind all others), with the
+/// tries each has had: the envelopes asked for (`awaited`, below) and the
+/// pushes not confirmed (`pushed`, pushcheck.rs).
+pub(super) fn take_due(queue: &mut VecDeque<(EnvelopeId, u64, u8)>, now_ms: u64) -> Vec<(EnvelopeId, u8)> {
+    let n = queue.iter().take_while(|(_, t, _)| *t <= now_ms).count();
+    queue.drain(..n).map(|(id, _, tries)| (id, tries)).collect()
+}
+
 impl Node {
     /// Walks the store from the link's cursor, looking at `offer_batch` ids
     /// at most (the work of one round), and collects up to `OFFER_WINDOW`
@@ -313,13 +323,8 @@ impl Node {
     /// not come, neither from it nor from anyone else.
     pub(super) fn rewant(&mut self, node: NodeId, now_ms: u64) {
         let mut again = Vec::new();
-        while let Some((id, t, tries)) = self.links.get(&node).and_then(|l| l.awaited.front().copied()) {
-            if t > now_ms {
-                break;
-            }
-            if let Some(l) = self.links.get_mut(&node) {
-                l.awaited.pop_front();
-            }
+        let due = self.links.get_mut(&node).map(|l| take_due(&mut l.awaited, now_ms)).unwrap_or_default();
+        for (id, tries) in due {
             let here = self.seen.contains(&id)
                 || self.store.contains(&id)
                 || self.delivered.get(&id).is_some()

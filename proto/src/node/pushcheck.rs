@@ -52,13 +52,9 @@ impl Node {
     pub(super) fn check_pushes(&mut self, node: NodeId, now_ms: u64) {
         // In the order pushed (a sender's messages oldest first), each once.
         let (mut again, mut listed) = (Vec::new(), std::collections::BTreeSet::new());
-        while let Some((id, t, tries)) = self.links.get(&node).and_then(|l| l.pushed.front().copied()) {
-            if t > now_ms {
-                break;
-            }
-            let Some(l) = self.links.get_mut(&node) else { break };
-            l.pushed.pop_front();
-            if l.peer_has.contains(&id) || !listed.insert(id) {
+        let due = self.links.get_mut(&node).map(|l| flow::take_due(&mut l.pushed, now_ms)).unwrap_or_default();
+        for (id, tries) in due {
+            if self.links.get(&node).is_none_or(|l| l.peer_has.contains(&id)) || !listed.insert(id) {
                 continue;
             }
             if self.store.get(&id).is_some_and(|e| self.should_offer(&e.env, node)) {

@@ -36,6 +36,19 @@ fn a_copy_with_more_hops_left_replaces_a_spent_one_and_is_asked_for() {
     assert!(p.a.send_raw_envelope(bid, &with_hops(&env, 1)));
     p.run(0, 1);
     assert_eq!(p.b.store().get(&id).map(|e| e.env.hops_left()), Some(0));
+    // A offers it: B, whose copy is spent, asks for A's (a want-better,
+    // the next test) instead of saying it has it. (What A knew B holds is
+    // forgotten first: B offered its new copy to A.)
+    let offer = |p: &mut Pair| {
+        p.a.links.get_mut(&bid).expect("linked").peer_has.clear();
+        let out = p.b.metrics().datagrams_out;
+        for f in id_frames(IdList::Offer, &[id]) {
+            assert!(p.a.send_raw_frame(bid, &f));
+        }
+        p.run(0, 1);
+        (p.b.metrics().datagrams_out - out, p.a.links.get(&bid).is_some_and(|l| l.peer_has.contains(&id)))
+    };
+    assert_eq!(offer(&mut p), (1, false), "B asked for the offered copy");
     // A copy with six hops left replaces it (five after B's hop)...
     assert!(p.a.send_raw_envelope(bid, &with_hops(&env, 6)));
     p.run(0, 1);
@@ -46,6 +59,8 @@ fn a_copy_with_more_hops_left_replaces_a_spent_one_and_is_asked_for() {
     p.run(0, 1);
     assert_eq!(p.b.store().get(&id).map(|e| e.env.hops_left()), Some(5));
     assert_eq!(p.b.metrics().envelopes_hops_raised, 1);
+    // Offered again, B now says it has it: nothing is fetched twice.
+    assert_eq!(offer(&mut p), (1, true), "a copy that can go on is not asked for again");
 }
 
 #[test]
