@@ -87,7 +87,11 @@ fn an_independent_python_implementation_agrees_with_meshpost_both_ways() {
     // before B confirmed it (suite 5), the third after (suite 4).
     let mut session =
         e2e::start_session(&mut NodeRng::from_seed([4; 32]), &card_of(&b), created).expect("B offers ML-KEM");
-    let texts = ["erste", "zweite — 2", "third"];
+    // The second is long enough to pad past the short size (205 bytes
+    // framed, 208 padded), the third long enough for steps of 64.
+    let long = format!("zweite — {}", "2".repeat(189));
+    let longer = "third ".repeat(100);
+    let texts = ["erste", long.as_str(), longer.as_str()];
     let suites = [e2e::SUITE_SESSION_INIT, e2e::SUITE_SESSION_EARLY, e2e::SUITE_SESSION];
     let mut payloads = Vec::new();
     let expires = created + 3600;

@@ -6,7 +6,7 @@
 //! ChaCha20-Poly1305 key (so the nonce is zero). The AEAD's associated data
 //! is the origin's Ed25519 key and the destination id, so a relay cannot
 //! re-sign someone else's ciphertext as its own. Plaintext is length-prefixed
-//! and zero-padded to a multiple of [`PAD_BUCKET`] bytes to hide its size.
+//! and zero-padded to [`padded_len`] bytes to hide its size.
 //!
 //! Payload layout: `u8 suite (1 = X25519, 2 = X25519+ML-KEM-768)`,
 //! `[32] ephemeral X25519 key`, `[1088] ML-KEM ciphertext` (suite 2 only),
@@ -41,8 +41,26 @@ use crate::identity::{Identity, KEM_CT_LEN};
 use crate::session::{self, Inbound, RecvSession, SID_LEN, SendSession, SessionError, SessionId};
 use crate::wire::{Put, Reader};
 
-/// Plaintexts are padded to a multiple of this many bytes.
-pub const PAD_BUCKET: usize = 256;
+/// Plaintexts of up to this many bytes (framing included) are padded to
+/// it, so every short message has one size.
+pub const PAD_MIN: usize = 128;
+/// Above [`PAD_MIN`], a plaintext is padded to a multiple of an eighth of
+/// the largest power of two not above its length (eight sizes per
+/// doubling, at most 12.5% added), and of at most this many bytes.
+pub const PAD_MAX_STEP: usize = 256;
+
+/// The padded length of a plaintext of `len` bytes, framing included
+/// ([`PAD_MIN`], [`PAD_MAX_STEP`]): 128 up to 128, then steps of 16 to 256,
+/// of 32 to 512, of 64 to 1024, of 128 to 2048, and of 256 above.
+pub fn padded_len(len: usize) -> usize {
+    if len <= PAD_MIN {
+        return PAD_MIN;
+    }
+    // len > 128, so floor(log2(len)) >= 7 and the shift is at least 4.
+    let log2 = (usize::BITS - 1 - len.leading_zeros()) as usize;
+    let step = (1usize << (log2 - 3)).min(PAD_MAX_STEP);
+    len.div_ceil(step) * step
+}
 /// Bytes the encryption adds around the padded plaintext, at most.
 pub const OVERHEAD: usize = 1 + 32 + KEM_CT_LEN + 16;
 /// Content type of a UTF-8 text message.
@@ -55,7 +73,7 @@ pub const SUITE_SESSION_INIT: u8 = 3;
 /// A later message of a confirmed session.
 pub const SUITE_SESSION: u8 = 4;
 /// A message of a session not confirmed yet that leaves its start to the
-/// messages around it (every [`session::START_EVERY`]th carries it). A
+/// messages around it ([`session::carries_start`]). A
 /// receiver without the session defers it (no ack, no refusal) until the
 /// start arrives, and after 30 s asks the sender for it (node/restate.rs).
 pub const SUITE_SESSION_EARLY: u8 = 5;
@@ -156,7 +174,7 @@ fn message_key(dh: &[u8], kem_ss: &[u8], eph: &[u8], recip_x: &[u8], kem_ct: &[u
 
 /// Length of the sealed payload for a body of `body_len` bytes.
 pub fn sealed_len(body_len: usize, hybrid: bool) -> usize {
-    let padded = (5 + body_len).div_ceil(PAD_BUCKET) * PAD_BUCKET;
+    let padded = padded_len(5 + body_len);
     1 + 32 + if hybrid { KEM_CT_LEN } else { 0 } + padded + 16
 }
 
@@ -248,7 +266,7 @@ pub fn start_session(rng: &mut impl CryptoRngCore, recipient: &Card, now_s: u64)
 
 /// Seals `body`, for a message that expires at `expires` (unix seconds),
 /// as the next message of `s`. Until `s` is confirmed, the session's
-/// starting exchange rides in every [`session::START_EVERY`]th message
+/// starting exchange rides in the messages [`session::carries_start`] names
 /// (suite 3), in any that would outlive all earlier ones carrying it by
 /// more than [`session::START_GRACE_S`], and in the next one whenever no
 /// message carrying it is still on its way (`s.starts` empty); the rest
@@ -267,7 +285,7 @@ pub fn seal_in(
     let mut out = Vec::with_capacity(SESSION_HEADER + s.header.len() + plain.len() + 16);
     let start = !s.confirmed
         && (s.starts.is_empty()
-            || n.is_multiple_of(session::START_EVERY)
+            || session::carries_start(n)
             || expires > s.start_until.saturating_add(session::START_GRACE_S));
     if !start {
         out.put_u8(if s.confirmed { SUITE_SESSION } else { SUITE_SESSION_EARLY });
@@ -425,20 +443,20 @@ pub fn session_of(payload: &[u8]) -> Option<SessionId> {
 }
 
 /// Frames and pads a plaintext: `u8 content type`, `u32 length`, body, zero
-/// bytes up to the next multiple of [`PAD_BUCKET`].
+/// bytes up to [`padded_len`].
 pub fn pad(content_type: u8, body: &[u8]) -> Zeroizing<Vec<u8>> {
-    let mut plain = Zeroizing::new(Vec::with_capacity((5 + body.len()).div_ceil(PAD_BUCKET) * PAD_BUCKET));
+    let padded = padded_len(5 + body.len());
+    let mut plain = Zeroizing::new(Vec::with_capacity(padded));
     plain.put_u8(content_type);
     plain.put_u32(body.len() as u32);
     plain.extend_from_slice(body);
-    let padded = plain.len().div_ceil(PAD_BUCKET) * PAD_BUCKET;
     plain.resize(padded, 0);
     plain
 }
 
 /// Reverses [`pad`] for a channel message, which is always text; refuses
-/// short framing, padding that is not zeros up to exactly the next multiple
-/// of [`PAD_BUCKET`], other content types and text that is not UTF-8.
+/// short framing, padding that is not zeros up to exactly [`padded_len`],
+/// other content types and text that is not UTF-8.
 pub fn unpad(plain: &[u8]) -> Result<Opened, OpenError> {
     unpad_with(plain, false)
 }
@@ -454,7 +472,7 @@ fn unpad_with(plain: &[u8], files: bool) -> Result<Opened, OpenError> {
     let content_type = r.u8("type").map_err(|_| OpenError::BadPadding)?;
     let len = r.u32("len").map_err(|_| OpenError::BadPadding)? as usize;
     let body = r.bytes(len, "body").map_err(|_| OpenError::BadPadding)?.to_vec();
-    if r.rest().iter().any(|&b| b != 0) || plain.len() != (5 + len).div_ceil(PAD_BUCKET) * PAD_BUCKET {
+    if r.rest().iter().any(|&b| b != 0) || plain.len() != padded_len(5 + len) {
         return Err(OpenError::BadPadding);
     }
     if files && content_type == filepart::CONTENT_FILE {
@@ -485,6 +503,26 @@ mod tests {
             seq: 1,
             neighbours: Vec::new(),
             gateway_for: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn padded_lengths_hide_short_messages_and_add_at_most_an_eighth() {
+        // A 200-byte text is 205 bytes framed: 208 padded (256 before).
+        let table = [(6, 128), (128, 128), (129, 144), (205, 208), (256, 256), (257, 288), (513, 576)];
+        for (len, padded) in table {
+            assert_eq!(padded_len(len), padded, "{len}");
+        }
+        // Above 2 KiB the steps are the 256 bytes of a whole bucket, so a
+        // file part pads as much as it did with the single bucket.
+        assert_eq!(padded_len(2049), 2304);
+        assert_eq!(padded_len(5 + 33_000), 33_024);
+        let mut last = 0;
+        for len in 1..70_000 {
+            let p = padded_len(len);
+            assert!(p >= len && p >= last, "{len}");
+            assert!(len <= PAD_MIN || (p - len) * 8 <= len, "{len} -> {p}");
+            last = p;
         }
     }
 
@@ -551,9 +589,13 @@ mod tests {
         let mut ct = seal(&mut OsRng, &card_of(&bob, true), &[1; 32], &[2; 16], CONTENT_TEXT, b"x");
         ct[1..33].copy_from_slice(&[0; 32]);
         assert_eq!(open(&bob, &[1; 32], &[2; 16], &ct), Err(OpenError::WeakKey));
-        // Padding: zeros to exactly the next 256 bytes, nothing more or less.
+        // Padding: zeros to exactly padded_len, nothing more or less.
         let mut long = pad(CONTENT_TEXT, b"x").to_vec();
-        long.extend_from_slice(&[0; 256]);
+        long.extend_from_slice(&[0; 16]);
+        assert_eq!(unpad(&long), Err(OpenError::BadPadding));
+        let mut long = pad(CONTENT_TEXT, &[b'y'; 200]).to_vec();
+        assert_eq!(long.len(), 208);
+        long.extend_from_slice(&[0; 16]);
         assert_eq!(unpad(&long), Err(OpenError::BadPadding));
         assert_eq!(unpad(&pad(CONTENT_TEXT, b"x")[..100]), Err(OpenError::BadPadding));
         assert_eq!(unpad(&pad(9, b"x")), Err(OpenError::UnknownContentType(9)));
@@ -606,11 +648,13 @@ mod tests {
     }
 
     #[test]
-    fn sizes_are_bucketed() {
+    fn short_messages_have_one_size() {
         let bob = Identity::generate(&mut OsRng);
         let a = seal(&mut OsRng, &card_of(&bob, true), &[1; 32], &[2; 16], 1, b"a");
-        let b = seal(&mut OsRng, &card_of(&bob, true), &[1; 32], &[2; 16], 1, &[b'x'; 250]);
+        let b = seal(&mut OsRng, &card_of(&bob, true), &[1; 32], &[2; 16], 1, &[b'x'; 123]);
+        let c = seal(&mut OsRng, &card_of(&bob, true), &[1; 32], &[2; 16], 1, &[b'x'; 124]);
         assert_eq!(a.len(), b.len());
+        assert_eq!(c.len(), a.len() + 16);
     }
 
     #[test]

@@ -46,9 +46,17 @@ pub const MAX_JUMP: u32 = 4096;
 pub const SESSION_MESSAGES: u32 = 10_000;
 /// ...or this many seconds, and starts a fresh hybrid exchange.
 pub const SESSION_AGE_S: u64 = 24 * 3600;
-/// Until a session is confirmed, every this many messages carries its
-/// start (suite 3); the others only name it (suite 5).
-pub const START_EVERY: u32 = 16;
+/// Until a session is confirmed, its start (suite 3) rides in counter 0
+/// and in each power of two from this one on (16, 32, 64, ...: 11 of a
+/// session's 10,000 messages); the others only name it (suite 5). A
+/// follower whose start was lost asks for it (node/restate.rs).
+pub const START_FIRST_REPEAT: u32 = 16;
+
+/// Whether counter `n` of an unconfirmed session carries its start
+/// ([`START_FIRST_REPEAT`]).
+pub fn carries_start(n: u32) -> bool {
+    n == 0 || (n >= START_FIRST_REPEAT && n.is_power_of_two())
+}
 /// ...and so does any message that would outlive every start sent so far
 /// by more than this (a follower whose start expired could never open).
 pub const START_GRACE_S: u64 = 3600;
@@ -595,6 +603,12 @@ mod tests {
     }
 
     /// The vectors in docs/protocol.md section 7.2.1.
+    #[test]
+    fn an_unconfirmed_session_repeats_its_start_at_doubling_counters() {
+        let starts: Vec<u32> = (0..SESSION_MESSAGES).filter(|&n| carries_start(n)).collect();
+        assert_eq!(starts, [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]);
+    }
+
     #[test]
     fn key_schedule_vectors() {
         let k: [u8; 32] = core::array::from_fn(|i| i as u8);

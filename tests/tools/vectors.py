@@ -97,7 +97,7 @@ def open_payload(me, origin, dest, payload):
     ctype = plain[0]
     (n,) = struct.unpack(">I", plain[1:5])
     body = plain[5:5 + n]
-    assert len(plain) == -(-(5 + n) // 256) * 256, "padded to the 256-byte bucket"
+    assert len(plain) == padded_len(5 + n), "padded as protocol.md section 7.2 says"
     assert plain[5 + n:] == bytes(len(plain) - 5 - n), "zero padding"
     return ctype, body
 
@@ -111,19 +111,28 @@ def seal_payload(recipient, origin, dest, body):
     key = kdf(b"mp-e2e\0\0", b"", [dh, ss, eph, recipient["e2e"], ct])
     n = len(body)
     plain = bytes([1]) + struct.pack(">I", n) + body
-    plain += bytes(-(-len(plain) // 256) * 256 - len(plain))
+    plain += bytes(padded_len(len(plain)) - len(plain))
     return bytes([2]) + eph + ct + ChaCha20Poly1305(key).encrypt(bytes(12), plain, origin + dest)
+
+
+def padded_len(n):
+    """protocol.md section 7.2: 128 bytes up to 128, then the next multiple
+    of an eighth of the largest power of two not above n, at most 256."""
+    if n <= 128:
+        return 128
+    step = min((1 << (n.bit_length() - 1)) // 8, 256)
+    return -(-n // step) * step
 
 
 def pad(body):
     plain = bytes([1]) + struct.pack(">I", len(body)) + body
-    return plain + bytes(-(-len(plain) // 256) * 256 - len(plain))
+    return plain + bytes(padded_len(len(plain)) - len(plain))
 
 
 def unpad(plain):
     ctype = plain[0]
     (n,) = struct.unpack(">I", plain[1:5])
-    assert len(plain) == -(-(5 + n) // 256) * 256 and plain[5 + n:] == bytes(len(plain) - 5 - n), "padding"
+    assert len(plain) == padded_len(5 + n) and plain[5 + n:] == bytes(len(plain) - 5 - n), "padding"
     return ctype, plain[5:5 + n]
 
 
@@ -246,7 +255,7 @@ def main():
     for i in (0, 2, 1):
         ctype, body = book.open(env["origin"], env["dest"], h(sess["payloads"][i]))
         check("session message %d opened out of order" % i, ctype == 1 and body.decode() == sess["texts"][i])
-    sess_texts = ["python session %d %s" % (i, os.urandom(2).hex()) for i in range(3)]
+    sess_texts = ["python session %d %s %s" % (i, os.urandom(2).hex(), "x" * 150 * i) for i in range(3)]
     sess_reply = seal_session(a, b["ed"], a["node_id"], [t.encode() for t in sess_texts], 1, 2)
 
     reply_text = "reply from python " + os.urandom(4).hex()
