@@ -455,8 +455,9 @@ pub fn pad(content_type: u8, body: &[u8]) -> Zeroizing<Vec<u8>> {
 }
 
 /// Reverses [`pad`] for a channel message, which is always text; refuses
-/// short framing, padding that is not zeros up to exactly [`padded_len`],
-/// other content types and text that is not UTF-8.
+/// short framing, padding that is not zeros up to exactly [`padded_len`]
+/// (or the older single 256-byte bucket), other content types and text
+/// that is not UTF-8.
 pub fn unpad(plain: &[u8]) -> Result<Opened, OpenError> {
     unpad_with(plain, false)
 }
@@ -472,7 +473,10 @@ fn unpad_with(plain: &[u8], files: bool) -> Result<Opened, OpenError> {
     let content_type = r.u8("type").map_err(|_| OpenError::BadPadding)?;
     let len = r.u32("len").map_err(|_| OpenError::BadPadding)? as usize;
     let body = r.bytes(len, "body").map_err(|_| OpenError::BadPadding)?.to_vec();
-    if r.rest().iter().any(|&b| b != 0) || plain.len() != padded_len(5 + len) {
+    // The single 256-byte bucket of versions before 2026-12-07 is taken
+    // too, so their messages still open here.
+    let old_bucket = (5 + len).div_ceil(PAD_MAX_STEP) * PAD_MAX_STEP;
+    if r.rest().iter().any(|&b| b != 0) || (plain.len() != padded_len(5 + len) && plain.len() != old_bucket) {
         return Err(OpenError::BadPadding);
     }
     if files && content_type == filepart::CONTENT_FILE {
@@ -597,6 +601,15 @@ mod tests {
         assert_eq!(long.len(), 208);
         long.extend_from_slice(&[0; 16]);
         assert_eq!(unpad(&long), Err(OpenError::BadPadding));
+        // What a version before 2026-12-07 sent (the 256-byte bucket)
+        // still opens; nothing between, nothing beyond.
+        long.resize(256, 0);
+        assert_eq!(unpad(&long).map(|o| o.body.len()), Ok(200));
+        long.resize(512, 0);
+        assert_eq!(unpad(&long), Err(OpenError::BadPadding));
+        let mut short = pad(CONTENT_TEXT, b"x").to_vec();
+        short.resize(256, 0);
+        assert!(unpad(&short).is_ok());
         assert_eq!(unpad(&pad(CONTENT_TEXT, b"x")[..100]), Err(OpenError::BadPadding));
         assert_eq!(unpad(&pad(9, b"x")), Err(OpenError::UnknownContentType(9)));
         assert_eq!(unpad(&pad(CONTENT_TEXT, &[0xff, 0xfe])), Err(OpenError::NotText));
