@@ -35,7 +35,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::record::{self, HEADER, Record, RecordError, Table};
+use super::record::{self, Record, RecordError, Table};
 
 /// A new head segment starts after this many bytes.
 pub const SEGMENT_BYTES: u64 = 1 << 20;
@@ -220,7 +220,7 @@ impl Log {
             RecordError::Short { .. } => true,
             RecordError::BadCheck => {
                 let len = u32::from_le_bytes([bytes[off], bytes[off + 1], bytes[off + 2], bytes[off + 3]]) as usize;
-                off + HEADER + len == bytes.len()
+                off + record::header_len(bytes[off + 4]) + len == bytes.len()
             }
             _ => false,
         };
@@ -353,7 +353,7 @@ impl Log {
                 } else {
                     File::open(seg_path(&self.dir, loc.seg)).and_then(|f| f.read_exact_at(&mut raw, loc.off))
                 };
-                let body = raw.get(HEADER..).unwrap_or_default();
+                let body = raw.get(raw.get(4).map_or(raw.len(), |k| record::header_len(*k))..).unwrap_or_default();
                 read.and_then(|()| super::write_durable(&path, body, 0o600))
             }
         };

@@ -1,4 +1,5 @@
 use super::*;
+use crate::persist::record::HEADER;
 use std::io::Write;
 
 fn dir(tag: &str) -> PathBuf {
@@ -41,6 +42,40 @@ fn committed_records_survive_a_restart_and_uncommitted_ones_do_not() {
     assert_eq!(log.get(Table::Envelope, &key(2)).unwrap().unwrap(), b"two, again");
     assert_eq!(log.get(Table::Inbox, &key(1)).unwrap().unwrap(), b"inbox one");
     assert_eq!(log.get(Table::Envelope, &key(1)).unwrap(), None);
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn envelopes_filed_without_their_key_read_back_and_a_torn_one_is_cut_off() {
+    use crate::persist::record::tests::{envelope, keyed};
+    use crate::persist::record::{HEADER_OWN_KEY, encode};
+    let d = dir("ownkey");
+    let (e1, id1) = envelope(100);
+    let (e2, id2) = envelope(200);
+    let (e3, id3) = envelope(300);
+    // A segment of an older version: the envelope with its key.
+    let mut seg = MAGIC.to_vec();
+    seg.extend_from_slice(&keyed(Table::Envelope, &id3, &e3));
+    fs::write(seg_path(&d, 1), &seg).unwrap();
+    let (mut log, problems) = Log::open(&d).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    log.put(Table::Envelope, id1, &e1).unwrap();
+    log.commit().unwrap();
+    assert_eq!(log.sizes().1, (HEADER + e3.len() + HEADER_OWN_KEY + e1.len()) as u64);
+    let head = seg_path(&d, log.head);
+    drop(log);
+    // A write of the next one that never finished: its last byte wrong.
+    let mut torn = Vec::new();
+    encode(&mut torn, Table::Envelope, &id2, Some(&e2)).unwrap();
+    *torn.last_mut().unwrap() ^= 1;
+    fs::OpenOptions::new().append(true).open(&head).unwrap().write_all(&torn).unwrap();
+    let (log, problems) = Log::open(&d).unwrap();
+    assert!(problems.len() == 1 && problems[0].contains("never finished"), "{problems:?}");
+    let mut want = vec![id1, id3];
+    want.sort();
+    assert_eq!(log.keys(Table::Envelope), want);
+    assert_eq!(log.get(Table::Envelope, &id1).unwrap().unwrap(), e1);
+    assert_eq!(log.get(Table::Envelope, &id3).unwrap().unwrap(), e3);
     let _ = fs::remove_dir_all(&d);
 }
 
