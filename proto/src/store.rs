@@ -69,7 +69,7 @@ pub struct Entry {
     /// Originated by this node (never evicted for relayed traffic).
     pub local: bool,
     /// The federation domain it came in from, which has its own share.
-    pub share: Option<String>,
+    pub share: Option<Box<str>>,
     /// When it was stored, in admission order (offers go oldest first).
     pub seq: u64,
 }
@@ -78,7 +78,10 @@ pub struct Entry {
 #[derive(Debug, Default)]
 pub struct Store {
     limits: StoreLimits,
-    entries: BTreeMap<EnvelopeId, Entry>,
+    /// Boxed: a B-tree node holds eleven slots and is about two thirds
+    /// full under random ids, so a slot of 24 bytes instead of 168 saves
+    /// about 45 bytes an entry (0.45 MB with 10,000 stored).
+    entries: BTreeMap<EnvelopeId, Box<Entry>>,
     by_expiry: BTreeSet<(u64, EnvelopeId)>,
     /// Ids in admission order.
     by_seq: BTreeMap<u64, EnvelopeId>,
@@ -117,10 +120,10 @@ impl Store {
         self.entries.contains_key(id)
     }
     pub fn get(&self, id: &EnvelopeId) -> Option<&Entry> {
-        self.entries.get(id)
+        self.entries.get(id).map(|e| &**e)
     }
     pub fn iter(&self) -> impl Iterator<Item = (&EnvelopeId, &Entry)> {
-        self.entries.iter()
+        self.entries.iter().map(|(id, e)| (id, &**e))
     }
     /// Keeps `env`'s hop limit for the stored copy of the same envelope
     /// when it has more hops left (hops are outside the id and the
@@ -228,7 +231,7 @@ impl Store {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.by_seq.insert(seq, env.id());
-        self.entries.insert(env.id(), Entry { env, local, share: share.map(|(t, _)| t.to_string()), seq });
+        self.entries.insert(env.id(), Box::new(Entry { env, local, share: share.map(|(t, _)| t.into()), seq }));
         Ok(evicted)
     }
 
@@ -257,7 +260,7 @@ impl Store {
     }
 
     pub fn remove(&mut self, id: &EnvelopeId) -> Option<Entry> {
-        let e = self.entries.remove(id)?;
+        let e = *self.entries.remove(id)?;
         let len = e.env.len();
         self.bytes -= len;
         self.by_expiry.remove(&(e.env.expires_at(), *id));
@@ -265,7 +268,7 @@ impl Store {
         dec(&mut self.origin_bytes, e.env.origin_id(), len);
         dec(&mut self.recipient_bytes, e.env.dest().id, len);
         if let Some(tag) = &e.share {
-            dec(&mut self.share_bytes, tag.clone(), len);
+            dec(&mut self.share_bytes, tag.to_string(), len);
         }
         Some(e)
     }
