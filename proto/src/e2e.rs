@@ -48,6 +48,8 @@ pub const PAD_MIN: usize = 128;
 /// the largest power of two not above its length (eight sizes per
 /// doubling, at most 12.5% added), and of at most this many bytes.
 pub const PAD_MAX_STEP: usize = 256;
+/// The single padding bucket of versions before 2026-12-07, still opened.
+const OLD_PAD_BUCKET: usize = 256;
 
 /// The padded length of a plaintext of `len` bytes, framing included
 /// ([`PAD_MIN`], [`PAD_MAX_STEP`]): 128 up to 128, then steps of 16 to 256,
@@ -475,7 +477,7 @@ fn unpad_with(plain: &[u8], files: bool) -> Result<Opened, OpenError> {
     let body = r.bytes(len, "body").map_err(|_| OpenError::BadPadding)?.to_vec();
     // The single 256-byte bucket of versions before 2026-12-07 is taken
     // too, so their messages still open here.
-    let old_bucket = (5 + len).div_ceil(PAD_MAX_STEP) * PAD_MAX_STEP;
+    let old_bucket = (5 + len).div_ceil(OLD_PAD_BUCKET) * OLD_PAD_BUCKET;
     if r.rest().iter().any(|&b| b != 0) || (plain.len() != padded_len(5 + len) && plain.len() != old_bucket) {
         return Err(OpenError::BadPadding);
     }
@@ -528,6 +530,25 @@ mod tests {
             assert!(len <= PAD_MIN || (p - len) * 8 <= len, "{len} -> {p}");
             last = p;
         }
+    }
+
+    #[test]
+    fn an_unconfirmed_session_seals_its_start_into_counters_0_16_32_64() {
+        let bob = Identity::generate(&mut OsRng);
+        let mut s = start_session(&mut OsRng, &card_of(&bob, true), 0).unwrap();
+        let mut with_start = Vec::new();
+        for i in 0..100u32 {
+            let (m, n) = seal_in(&mut s, &[1; 32], &[2; 16], CONTENT_TEXT, b"m", 99);
+            assert_eq!(n, i);
+            if m[0] == SUITE_SESSION_INIT {
+                with_start.push(n);
+            } else {
+                assert_eq!(m[0], SUITE_SESSION_EARLY, "{n}");
+            }
+            // The first carries the start and is on its way.
+            s.starts.insert([0; 16]);
+        }
+        assert_eq!(with_start, [0, 16, 32, 64]);
     }
 
     #[test]

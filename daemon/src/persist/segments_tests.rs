@@ -80,6 +80,36 @@ fn envelopes_filed_without_their_key_read_back_and_a_torn_one_is_cut_off() {
 }
 
 #[test]
+fn a_short_record_whose_bytes_are_no_envelope_is_kept_readable_and_can_be_set_aside() {
+    use crate::persist::record::tests::{envelope, short_form};
+    let d = dir("ownkey-junk");
+    let (e1, id1) = envelope(100);
+    let mut seg = MAGIC.to_vec();
+    seg.extend_from_slice(&short_form(b"not an envelope"));
+    fs::write(seg_path(&d, 1), &seg).unwrap();
+    let (mut log, problems) = Log::open(&d).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    log.put(Table::Envelope, id1, &e1).unwrap();
+    log.commit().unwrap();
+    // Filed under a hash of itself: readable, and the records after it too.
+    let keys = log.keys(Table::Envelope);
+    let junk = *keys.iter().find(|k| **k != id1).expect("the junk is indexed");
+    assert_eq!(keys.len(), 2);
+    assert_eq!(log.get(Table::Envelope, &junk).unwrap().unwrap(), b"not an envelope");
+    // What the daemon does with a stored envelope that does not decode.
+    let said = log.set_aside(Table::Envelope, junk);
+    assert!(said.contains("moved aside"), "{said}");
+    log.commit().unwrap();
+    let name = format!("{}.envelope.bad", meshpost_proto::crypto::to_hex(&junk));
+    assert_eq!(fs::read(d.join(name)).unwrap(), b"not an envelope");
+    drop(log);
+    let (log, problems) = Log::open(&d).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(log.keys(Table::Envelope), vec![id1], "its deletion holds across a restart");
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
 fn a_failed_commit_takes_every_buffered_write_back() {
     let d = dir("failed");
     let (mut log, _) = Log::open(&d).unwrap();

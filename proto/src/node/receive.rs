@@ -261,23 +261,22 @@ impl Node {
         }
     }
 
-    /// Asks every mesh link for the stored direct copies that a route
-    /// reaches but whose hops left do not: copies that spent their hops on
-    /// detours while a partition lasted. A neighbour whose route goes
-    /// through us and that holds a better copy sends it (a want-better,
-    /// sync.rs; one no better is not sent), and it replaces ours and goes
-    /// on at once (`raise_hops`). Without this such a copy waited for an offer that never came, since we had
-    /// once told that neighbour we hold the id (mesh of 300: one message
+    /// Asks every mesh link for the stored direct copies that a route reaches
+    /// but whose hops left do not: copies that spent their hops on detours
+    /// while a partition lasted. A neighbour whose route goes through us and
+    /// that holds a better copy sends it (a want-better, sync.rs; one no better
+    /// is not sent), and it replaces ours and goes on at once (`raise_hops`).
+    /// Without this such a copy waited for an offer that never came, since we
+    /// had once told that neighbour we hold the id (mesh of 300: one message
     /// missed in about 17 runs). Called once a minute. A copy is asked for
-    /// once, and only when it was stranded at the check before too: most
-    /// are stranded for a moment while routes change, and every ask made
-    /// the neighbours whose routes go through us send their copies, most
-    /// no better than ours, while asks were plain wants (asking for every
-    /// stranded copy every minute took a mesh of 300 from 3.6 to 9.6
-    /// duplicate receptions per delivered message). Not for copies whose
-    /// recipient has no route (a want cannot help those), nor for acknowledgements (a message whose
-    /// acknowledgement is lost is offered again, and answered with a new
-    /// one).
+    /// once, and only when it was stranded at the check before too: most are
+    /// stranded for a moment while routes change, and every ask made the
+    /// neighbours whose routes go through us send their copies, most no better
+    /// than ours, while asks were plain wants (asking for every stranded copy
+    /// every minute took a mesh of 300 from 3.6 to 9.6 duplicate receptions per
+    /// delivered message). Not for copies whose recipient has no route (a want
+    /// cannot help those), nor for acknowledgements (a message whose
+    /// acknowledgement is lost is offered again, and answered with a new one).
     pub(super) fn ask_for_stranded_copies(&mut self, now_ms: u64) {
         let stranded: Vec<EnvelopeId> = self
             .store
