@@ -139,11 +139,16 @@ fn check_exactly_once(a: &Node, b: &Node, acked: &BTreeMap<String, String>) {
 }
 
 /// Kills `victim` with SIGKILL at random moments, `rounds` times, while a
-/// sender thread keeps sending from A to B.
-fn kill_rounds(victim_is_receiver: bool, rounds: usize) {
+/// sender thread keeps sending from A to B. `a_extra`: more of A's options.
+fn kill_rounds(victim_is_receiver: bool, rounds: usize, a_extra: &str) {
     let tag = if victim_is_receiver { "kill-rx" } else { "kill-tx" };
     let t = TempDir::new(tag);
     let (mut a, mut b) = linked_pair(&t.0);
+    if !a_extra.is_empty() {
+        a.extra = a_extra.into();
+        a.stop();
+        a.start();
+    }
     // Plenty of inbox room: this test is about crashes, not limits.
     b.extra = "\toption inbox_max '100000'\n".into();
     b.stop();
@@ -186,6 +191,7 @@ fn kill_rounds(victim_is_receiver: bool, rounds: usize) {
         // but the current session's: a restart keeps at most that one,
         // and the log's live records are about its 1.2 KB.
         assert!(wait_until(60, || a.store_count() == 0), "A's copies freed by B's acknowledgements");
+        eprintln!("{tag}: A's last life read back {} envelopes", a.metric("envelopes_read_back_total"));
         eprintln!("{tag}: before the restart A keeps {} session starts", a.metric("e2e_starts_kept"));
         a.stop();
         a.start();
@@ -203,12 +209,19 @@ fn rounds() -> usize {
 
 #[test]
 fn receiver_killed_100_times_while_receiving_loses_nothing_and_duplicates_nothing() {
-    kill_rounds(true, rounds());
+    kill_rounds(true, rounds(), "");
 }
 
 #[test]
 fn sender_killed_100_times_while_sending_loses_nothing_and_duplicates_nothing() {
-    kill_rounds(false, rounds());
+    kill_rounds(false, rounds(), "");
+}
+
+/// The same with every queued message kept on disk only (`store_memory`
+/// 0): each is read back from the state log to be sent, across the kills.
+#[test]
+fn sender_keeping_its_store_on_disk_only_killed_30_times_loses_nothing_and_duplicates_nothing() {
+    kill_rounds(false, (rounds() * 3).div_ceil(10), "\toption store_memory '0'\n");
 }
 
 /// A tmpfs mounted on a node's state log directory, unmounted on drop.

@@ -117,6 +117,7 @@ fn store(c: &mut Criterion) {
         max_count: 2048,
         max_bytes_per_origin: 1 << 30,
         max_bytes_per_recipient: 1 << 30,
+        ..Default::default()
     };
     c.bench_function("store: admit 4096 into a 2048-slot store (evicting)", |b| {
         b.iter(|| {
@@ -211,7 +212,7 @@ fn relay(c: &mut Criterion) {
                     .map(|i| {
                         let id =
                             a.send_direct(Timestamp::from(*now), zid, format!("m{i}").as_bytes(), None, None).unwrap();
-                        let bytes = a.store().get(&id).unwrap().env.bytes().to_vec();
+                        let bytes = a.store().get(&id).unwrap().bytes().expect("in memory").to_vec();
                         a.persist_failed(id);
                         bytes
                     })

@@ -23,7 +23,6 @@
 //! decrypt payloads; see [`crate::e2e`].
 
 use core::fmt;
-use core::ops::Range;
 
 use crate::crypto::{kdf, to_hex};
 use crate::identity::{Identity, NodeId, verify};
@@ -106,17 +105,43 @@ impl EnvelopeId {
 /// Why bytes were not accepted as an envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnvelopeError {
-    BadVersion { got: u8 },
-    Truncated { field: &'static str },
-    Oversize { len: usize, max: usize },
-    UnknownKind { got: u8 },
+    BadVersion {
+        got: u8,
+    },
+    Truncated {
+        field: &'static str,
+    },
+    Oversize {
+        len: usize,
+        max: usize,
+    },
+    UnknownKind {
+        got: u8,
+    },
     BadDomain,
-    BadTtl { ttl: u32 },
-    TrailingBytes { extra: usize },
+    BadTtl {
+        ttl: u32,
+    },
+    TrailingBytes {
+        extra: usize,
+    },
     BadSignature,
-    Expired { expired_at: u64, now: u64 },
-    FromTheFuture { created: u64, now: u64 },
-    TooManyHops { max_hops: u8, hops_left: u8 },
+    Expired {
+        expired_at: u64,
+        now: u64,
+    },
+    FromTheFuture {
+        created: u64,
+        now: u64,
+    },
+    TooManyHops {
+        max_hops: u8,
+        hops_left: u8,
+    },
+    /// Bytes read back for a stored envelope are not that envelope.
+    NotStored {
+        id: EnvelopeId,
+    },
 }
 
 impl From<Truncated> for EnvelopeError {
@@ -144,6 +169,7 @@ impl fmt::Display for EnvelopeError {
             TooManyHops { max_hops, hops_left } => {
                 write!(f, "hops_left {hops_left} exceeds signed max_hops {max_hops} (or max {MAX_HOPS})")
             }
+            NotStored { id } => write!(f, "bytes read back for stored envelope {id} are not that envelope"),
         }
     }
 }
@@ -175,18 +201,69 @@ pub struct Envelope {
     /// not kept twice: a stored envelope is mostly its bytes, and a store
     /// of 10,000 held 320 KB of copied keys.
     bytes: Box<[u8]>,
-    kind: Kind,
-    max_hops: u8,
+    head: Head,
+}
+
+/// What every rule asks of an envelope, without its bytes: a stored
+/// envelope whose bytes are only on disk (store.rs) keeps this. It holds
+/// no key and no payload; hops-left is kept in step with byte 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    id: EnvelopeId,
     /// The origin's node id, hashed once: the forwarding rule asks for it
     /// for every stored envelope on every link at every sync round.
     origin_id: NodeId,
+    dest: Destination,
     created: u64,
     ttl: u32,
-    dest: Destination,
-    /// Where the payload lies in `bytes` (an envelope is at most
-    /// `MAX_ENVELOPE_LEN` bytes).
-    payload: Range<u32>,
-    id: EnvelopeId,
+    /// The envelope's length (at most `MAX_ENVELOPE_LEN`); the payload lies
+    /// between the header with the domain and the signature.
+    len: u32,
+    /// 4 bytes of a hash of the signature, which the id does not cover:
+    /// bytes read back from a disk must carry the signature checked when
+    /// the envelope was taken ([`Envelope::from_stored`]).
+    sig_check: u32,
+    kind: Kind,
+    max_hops: u8,
+    hops_left: u8,
+}
+
+impl Head {
+    pub fn id(&self) -> EnvelopeId {
+        self.id
+    }
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+    pub fn origin_id(&self) -> NodeId {
+        self.origin_id
+    }
+    pub fn created(&self) -> u64 {
+        self.created
+    }
+    pub fn ttl(&self) -> u32 {
+        self.ttl
+    }
+    /// Unix second at which the envelope must be gone everywhere.
+    pub fn expires_at(&self) -> u64 {
+        self.created.saturating_add(self.ttl as u64)
+    }
+    pub fn max_hops(&self) -> u8 {
+        self.max_hops
+    }
+    pub fn hops_left(&self) -> u8 {
+        self.hops_left
+    }
+    pub fn dest(&self) -> &Destination {
+        &self.dest
+    }
+    /// The envelope's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        false
+    }
 }
 
 /// Where the origin's Ed25519 key lies in an envelope's bytes (after the
@@ -196,8 +273,8 @@ const ORIGIN_AT: usize = 4;
 impl fmt::Debug for Envelope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Envelope")
-            .field("id", &self.id)
-            .field("kind", &self.kind)
+            .field("id", &self.head.id)
+            .field("kind", &self.head.kind)
             .field("len", &self.bytes.len())
             .finish()
     }
@@ -207,11 +284,11 @@ fn valid_domain(d: &[u8]) -> bool {
     d.len() <= MAX_DOMAIN_LEN && d.iter().all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.'))
 }
 
-/// A payload range of an envelope, which is at most `MAX_ENVELOPE_LEN`
-/// bytes long (checked before any range is made), as u32s.
-fn narrow(r: Range<usize>) -> Range<u32> {
+/// The length of an envelope, which is at most `MAX_ENVELOPE_LEN` bytes
+/// long (checked before any head is made), as a u32.
+fn narrow(len: usize) -> u32 {
     const _: () = assert!(MAX_ENVELOPE_LEN <= u32::MAX as usize);
-    r.start as u32..r.end as u32
+    len as u32
 }
 
 /// What the origin signs: the context, the version and the signed region.
@@ -236,15 +313,38 @@ struct Parsed<'a> {
     version: u8,
     kind: Kind,
     max_hops: u8,
+    hops_left: u8,
     origin: [u8; 32],
     created: u64,
     ttl: u32,
     dest_id: [u8; 16],
     domain: &'a [u8],
-    payload: Range<usize>,
     /// End of the signed region (the signature follows).
     region_end: usize,
     sig: [u8; 64],
+}
+
+/// 4 bytes of a hash of a signature (`Head::sig_check`).
+fn check_of(sig: &[u8; SIG_LEN]) -> u32 {
+    let h = kdf(b"mp-sigck", &[], &[sig]);
+    u32::from_le_bytes([h[0], h[1], h[2], h[3]])
+}
+
+/// The head of parsed bytes whose id is `id`.
+fn head_of(p: &Parsed<'_>, id: EnvelopeId) -> Head {
+    Head {
+        id,
+        kind: p.kind,
+        max_hops: p.max_hops,
+        hops_left: p.hops_left,
+        origin_id: NodeId::from_public_key(&p.origin),
+        created: p.created,
+        ttl: p.ttl,
+        // Invariant: valid_domain() accepted only ASCII bytes in parse().
+        dest: Destination { id: p.dest_id, domain: String::from_utf8_lossy(p.domain).into_owned() },
+        len: narrow(p.region_end + SIG_LEN),
+        sig_check: check_of(&p.sig),
+    }
 }
 
 /// Checks, in order: size, version, structure, domain, ttl, hop counts.
@@ -271,7 +371,6 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, EnvelopeError> {
         return Err(EnvelopeError::BadDomain);
     }
     let plen = r.u32("payload length")? as usize;
-    let payload_start = r.pos();
     r.bytes(plen, "payload")?;
     let region_end = r.pos();
     let sig = r.array::<64>("signature")?;
@@ -284,19 +383,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, EnvelopeError> {
     if max_hops > MAX_HOPS || hops_left > max_hops {
         return Err(EnvelopeError::TooManyHops { max_hops, hops_left });
     }
-    Ok(Parsed {
-        version,
-        kind,
-        max_hops,
-        origin,
-        created,
-        ttl,
-        dest_id,
-        domain,
-        payload: payload_start..payload_start + plen,
-        region_end,
-        sig,
-    })
+    Ok(Parsed { version, kind, max_hops, hops_left, origin, created, ttl, dest_id, domain, region_end, sig })
 }
 
 impl Envelope {
@@ -330,18 +417,21 @@ impl Envelope {
         b.extend_from_slice(draft.payload);
         let sig = identity.sign(&signed_message(VERSION, &b[2..]));
         b.extend_from_slice(&sig);
+        let sig_check = check_of(&sig);
         let payload_start = HEADER_LEN + draft.dest.domain.len();
-        Ok(Envelope {
+        let head = Head {
             id: id_of(VERSION, &b[2..payload_start + draft.payload.len()]),
             kind: draft.kind,
             max_hops: draft.max_hops,
+            hops_left: draft.max_hops,
             origin_id: identity.node_id(),
             created: draft.created,
             ttl: draft.ttl,
             dest: draft.dest.clone(),
-            payload: narrow(payload_start..payload_start + draft.payload.len()),
-            bytes: b.into_boxed_slice(),
-        })
+            len: narrow(len),
+            sig_check,
+        };
+        Ok(Envelope { bytes: b.into_boxed_slice(), head })
     }
 
     /// Parses, validates and verifies envelope bytes. `now` is unix seconds.
@@ -392,25 +482,49 @@ impl Envelope {
                 return Err(EnvelopeError::FromTheFuture { created: p.created, now });
             }
         }
-        Ok(Envelope {
-            id: peeked.unwrap_or_else(|| id_of(p.version, &bytes[2..p.region_end])),
-            kind: p.kind,
-            max_hops: p.max_hops,
-            origin_id: NodeId::from_public_key(&p.origin),
-            created: p.created,
-            ttl: p.ttl,
-            // Invariant: valid_domain() accepted only ASCII bytes in parse().
-            dest: Destination { id: p.dest_id, domain: String::from_utf8_lossy(p.domain).into_owned() },
-            payload: narrow(p.payload),
-            bytes: bytes.into(),
-        })
+        let id = peeked.unwrap_or_else(|| id_of(p.version, &bytes[2..p.region_end]));
+        Ok(Envelope { head: head_of(&p, id), bytes: bytes.into() })
+    }
+
+    /// The envelope `head` describes, from bytes this node stored itself
+    /// and read back: their id must be `head`'s (the id covers every signed
+    /// byte) and their signature must hash to `head`'s check (the signature
+    /// is not signed), so these are the bytes whose signature was checked
+    /// when the envelope was taken, for the price of two hashes. Hops-left
+    /// is `head`'s, which may be newer than the bytes read.
+    pub fn from_stored(head: &Head, bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
+        let p = parse(bytes)?;
+        if id_of(p.version, &bytes[2..p.region_end]) != head.id
+            || bytes.len() != head.len()
+            || check_of(&p.sig) != head.sig_check
+        {
+            return Err(EnvelopeError::NotStored { id: head.id });
+        }
+        let mut bytes: Box<[u8]> = bytes.into();
+        bytes[1] = head.hops_left;
+        Ok(Envelope { bytes, head: head.clone() })
+    }
+
+    /// What the rules ask of this envelope, without its bytes.
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// The head and the bytes apart (for a store that may let the bytes go).
+    pub fn into_parts(self) -> (Head, Box<[u8]>) {
+        (self.head, self.bytes)
+    }
+
+    /// The envelope again from [`into_parts`](Self::into_parts)'s halves.
+    pub(crate) fn from_parts(head: Head, bytes: Box<[u8]>) -> Envelope {
+        Envelope { bytes, head }
     }
 
     pub fn id(&self) -> EnvelopeId {
-        self.id
+        self.head.id
     }
     pub fn kind(&self) -> Kind {
-        self.kind
+        self.head.kind
     }
     pub fn origin(&self) -> &[u8; 32] {
         // Invariant: `seal` and `decode` make envelopes of at least
@@ -419,51 +533,58 @@ impl Envelope {
         self.bytes[ORIGIN_AT..].first_chunk().expect("an envelope holds its origin's key")
     }
     pub fn origin_id(&self) -> NodeId {
-        self.origin_id
+        self.head.origin_id
     }
     pub fn created(&self) -> u64 {
-        self.created
+        self.head.created
     }
     pub fn ttl(&self) -> u32 {
-        self.ttl
+        self.head.ttl
     }
     /// Unix second at which the envelope must be gone everywhere.
     pub fn expires_at(&self) -> u64 {
-        self.created.saturating_add(self.ttl as u64)
+        self.head.expires_at()
     }
     pub fn max_hops(&self) -> u8 {
-        self.max_hops
+        self.head.max_hops
     }
     pub fn hops_left(&self) -> u8 {
-        self.bytes[1]
+        self.head.hops_left
     }
     /// Lowers hops-left by one for the next hop; false if none are left.
     pub fn take_hop(&mut self) -> bool {
-        if self.bytes[1] == 0 {
+        if self.head.hops_left == 0 {
             return false;
         }
-        self.bytes[1] -= 1;
+        self.set_hops(self.head.hops_left - 1);
         true
     }
     /// Raises hops-left to `floor` if it is lower, never beyond the signed
     /// `max_hops` (hops-left is not signed: any relay may set it).
     pub fn lift_hops(&mut self, floor: u8) {
-        self.bytes[1] = self.bytes[1].max(floor.min(self.max_hops));
+        self.set_hops(self.head.hops_left.max(floor.min(self.head.max_hops)));
     }
     /// Lowers hops-left to at most `max` (a mesh's own hop limit, for
     /// envelopes that arrive from another mesh).
     pub fn clamp_hops(&mut self, max: u8) {
-        self.bytes[1] = self.bytes[1].min(max);
+        self.set_hops(self.head.hops_left.min(max));
+    }
+    /// Byte 1 and the head agree, always.
+    fn set_hops(&mut self, hops: u8) {
+        self.bytes[1] = hops;
+        self.head.hops_left = hops;
     }
     pub fn dest(&self) -> &Destination {
-        &self.dest
+        &self.head.dest
     }
     pub fn payload(&self) -> &[u8] {
         &self.bytes[self.payload_range()]
     }
     /// Where the payload lies in [`Envelope::bytes`].
     pub fn payload_range(&self) -> core::ops::Range<usize> {
-        self.payload.start as usize..self.payload.end as usize
+        // Invariant: parse() and seal() put the payload after the header
+        // and the (ASCII) domain and before the signature.
+        HEADER_LEN + self.head.dest.domain.len()..self.head.len as usize - SIG_LEN
     }
     /// The bytes as sent on the wire, with the current hops-left.
     pub fn bytes(&self) -> &[u8] {
@@ -499,6 +620,35 @@ mod tests {
         let id = Identity::generate(&mut OsRng);
         let env = Envelope::seal(&id, &draft(b"hello mesh")).unwrap();
         (id, env)
+    }
+
+    #[test]
+    fn bytes_read_back_are_taken_only_as_the_stored_envelope_with_its_hops() {
+        let (id, mut env) = sealed();
+        let head = env.head().clone();
+        // The disk has an older hop count than memory: memory's counts.
+        env.take_hop();
+        let back = Envelope::from_stored(env.head(), &{
+            let mut b = env.bytes().to_vec();
+            b[1] = 4;
+            b
+        })
+        .unwrap();
+        assert_eq!(back.hops_left(), 3);
+        assert_eq!(back.bytes()[1], 3);
+        assert_eq!(&back.bytes()[2..], &env.bytes()[2..]);
+        // A changed signed byte, a changed signature, another envelope,
+        // and a cut record are each refused.
+        let not = Err(EnvelopeError::NotStored { id: head.id() });
+        let mut b = env.bytes().to_vec();
+        b[env.payload_range().start] ^= 1;
+        assert_eq!(Envelope::from_stored(&head, &b), not);
+        let mut b = env.bytes().to_vec();
+        *b.last_mut().unwrap() ^= 1;
+        assert_eq!(Envelope::from_stored(&head, &b), not);
+        let other = Envelope::seal(&id, &draft(b"hello mash")).unwrap();
+        assert_eq!(Envelope::from_stored(&head, other.bytes()), not);
+        assert!(Envelope::from_stored(&head, &env.bytes()[..env.len() - 1]).is_err());
     }
 
     #[test]

@@ -35,12 +35,12 @@ fn a_spent_channel_copy_is_lifted_when_a_route_to_its_origin_appears_and_reaches
     // O posts; a copy reaches R2 with one hop left (a detour spent the
     // rest), so R2 stores it with none and may not pass it on.
     let id = s.nodes[o].publish(Timestamp::from(s.now), key.id(), b"across the split").unwrap();
-    let mut bytes = s.nodes[o].store().get(&id).unwrap().env.bytes().to_vec();
+    let mut bytes = s.nodes[o].store().get(&id).unwrap().bytes().expect("in memory").to_vec();
     bytes[1] = 1;
     let r2id = s.id(r2);
     assert!(s.nodes[r1].send_raw_envelope(r2id, &bytes));
     s.run(5_000);
-    assert_eq!(s.nodes[r2].store().get(&id).map(|e| e.env.hops_left()), Some(0), "R2 holds it spent");
+    assert_eq!(s.nodes[r2].store().get(&id).map(|e| e.head.hops_left()), Some(0), "R2 holds it spent");
     assert!(s.channel[m].is_empty(), "M cannot get it yet");
     // The split heals: R2 gets a route to O, lifts its copy within a
     // minute, and M reads the post, once.

@@ -49,7 +49,7 @@ fn a_line_of_five_learns_routes_and_delivers_end_to_end_exactly_once() {
     s.run(5_000);
     for i in 0..4 {
         let direct_left =
-            s.nodes[i].store().iter().filter(|(_, e)| e.env.kind() == meshpost_proto::envelope::Kind::Direct).count();
+            s.nodes[i].store().iter().filter(|(_, e)| e.head.kind() == meshpost_proto::envelope::Kind::Direct).count();
         assert_eq!(direct_left, 0, "node {i} still holds the message");
     }
     s.run(20_000);
@@ -101,7 +101,7 @@ fn partition_and_heal_delivers_all_fifty_once_and_the_flood_ends() {
     assert_eq!(s.forwarded(), a, "envelopes still circulating");
     for i in 0..5 {
         let direct =
-            s.nodes[i].store().iter().filter(|(_, e)| e.env.kind() == meshpost_proto::envelope::Kind::Direct).count();
+            s.nodes[i].store().iter().filter(|(_, e)| e.head.kind() == meshpost_proto::envelope::Kind::Direct).count();
         assert_eq!(direct, 0, "node {i} freed its copies");
     }
 }
@@ -177,7 +177,7 @@ fn channel_messages_reach_every_member_once_and_keyless_relays_cannot_read_them(
         assert_eq!(got, vec![b"from B".to_vec(), b"from D".to_vec()], "node {i}");
     }
     assert!(s.channel[2].is_empty(), "C has no key and reads nothing");
-    let c_holds = s.nodes[2].store().iter().filter(|(_, e)| e.env.dest().id == ch).count();
+    let c_holds = s.nodes[2].store().iter().filter(|(_, e)| e.head.dest().id == ch).count();
     assert_eq!(c_holds, 2, "C relays and stores the ciphertext");
     // Replaying every datagram changes nothing.
     let wire = std::mem::take(&mut s.wire);
@@ -381,10 +381,10 @@ fn only_federated_channels_cross_and_spoofed_reinjection_is_refused() {
     s.run(5_000);
     let got: Vec<Vec<u8>> = s.channel[5].iter().map(|d| d.body.clone()).collect();
     assert_eq!(got, vec![b"for both communities".to_vec()]);
-    assert!(s.nodes[3].store().iter().all(|(_, e)| e.env.dest().id != inside.id()), "GB never saw it");
+    assert!(s.nodes[3].store().iter().all(|(_, e)| e.head.dest().id != inside.id()), "GB never saw it");
     // GB learned the id somehow and asks for it: a want obeys the same
     // crossing rule as an offer.
-    let inside_id = *s.nodes[2].store().iter().find(|(_, e)| e.env.dest().id == inside.id()).unwrap().0;
+    let inside_id = *s.nodes[2].store().iter().find(|(_, e)| e.head.dest().id == inside.id()).unwrap().0;
     let ga = s.id(2);
     let out_before = s.nodes[2].federation_links()[0].counters.envelopes_out;
     for f in id_frames(IdList::Want, &[inside_id]) {
@@ -397,8 +397,8 @@ fn only_federated_channels_cross_and_spoofed_reinjection_is_refused() {
     let a1_env = s.nodes[2]
         .store()
         .iter()
-        .find(|(_, e)| e.env.origin_id() == s.id(0))
-        .map(|(_, e)| e.env.bytes().to_vec())
+        .find(|(_, e)| e.head.origin_id() == s.id(0))
+        .map(|(_, e)| e.bytes().expect("in memory").to_vec())
         .unwrap();
     assert!(s.nodes[3].send_raw_envelope(ga, &a1_env));
     s.run(1_000);

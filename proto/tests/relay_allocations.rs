@@ -130,7 +130,7 @@ fn a_relay_allocates_a_bounded_number_of_buffers_per_envelope() {
             let id = nodes[0]
                 .send_direct(Timestamp::from(now), zid, format!("message {i} ").repeat(12).as_bytes(), None, None)
                 .unwrap();
-            let bytes = nodes[0].store().get(&id).unwrap().env.bytes().to_vec();
+            let bytes = nodes[0].store().get(&id).unwrap().bytes().expect("in memory").to_vec();
             nodes[0].persist_failed(id);
             bytes
         })

@@ -27,7 +27,7 @@ fn restart_without_sessions(s: &mut Sim, i: usize) {
 }
 
 fn holds(s: &Sim, i: usize, id: &EnvelopeId) -> bool {
-    s.nodes[i].store().get(id).is_some_and(|e| e.env.kind() == Kind::Direct)
+    s.nodes[i].store().get(id).is_some_and(|e| e.head.kind() == Kind::Direct)
 }
 
 #[test]

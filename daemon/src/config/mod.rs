@@ -279,6 +279,7 @@ impl Settings {
                 "accept_unknown" => n.accept_unknown = parse_bool(v).map_err(err)?,
                 "store_max_bytes" => n.store.max_bytes = parse_num(v, 65_536, 1 << 30).map_err(err)? as usize,
                 "store_max_count" => n.store.max_count = parse_num(v, 1, 1_000_000).map_err(err)? as usize,
+                "store_memory" => n.store.max_hot_bytes = parse_num(v, 0, 1 << 30).map_err(err)? as usize,
                 "store_origin_quota" => {
                     n.store.max_bytes_per_origin = parse_num(v, 65_536, 1 << 30).map_err(err)? as usize
                 }

@@ -113,6 +113,7 @@ impl Daemon {
                     }
                 },
                 Action::Unpersist { id } => self.log.del(Table::Envelope, id.0),
+                Action::Load { id } => self.read_back(id),
                 Action::SaveStart { sid, to, header } => {
                     // In the commit of the first message sealed in it.
                     let mut payload = to.0.to_vec();
@@ -153,6 +154,25 @@ impl Daemon {
                         info!("{e}");
                     }
                 }
+            }
+        }
+    }
+
+    /// Reads a stored envelope whose bytes the node let go back from the
+    /// state log. A record that no longer reads as what was written is set
+    /// aside and the envelope is lost (the node says so); any other error
+    /// (out of file handles, say) skips this send only: the peer asks again.
+    fn read_back(&mut self, id: EnvelopeId) {
+        match self.log.get(Table::Envelope, &id.0) {
+            Ok(Some(bytes)) => self.node.loaded(id, &bytes),
+            Ok(None) => self.node.load_failed(id, "not in the state log"),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                let kept = self.log.set_aside(Table::Envelope, id.0);
+                self.node.load_failed(id, &format!("{e}; {kept}"));
+            }
+            Err(e) => {
+                warn!("cannot read envelope {id} back from the state log ({e}); it stays stored");
+                self.node.load_later(id);
             }
         }
     }

@@ -57,9 +57,9 @@ impl Daemon {
             .iter()
             .take(1000)
             .map(|(id, e)| {
-                json!({"id": id.to_string(), "kind": format!("{:?}", e.env.kind()).to_lowercase(),
-                "origin": e.env.origin_id().to_string(), "dest": meshpost_proto::crypto::to_hex(&e.env.dest().id),
-                "expires": e.env.expires_at(), "hops_left": e.env.hops_left(), "bytes": e.env.len(), "local": e.local})
+                json!({"id": id.to_string(), "kind": format!("{:?}", e.head.kind()).to_lowercase(),
+                "origin": e.head.origin_id().to_string(), "dest": meshpost_proto::crypto::to_hex(&e.head.dest().id),
+                "expires": e.head.expires_at(), "hops_left": e.head.hops_left(), "bytes": e.head.len(), "local": e.local})
             })
             .collect();
         json!({"ok": true, "envelopes": list})

@@ -22,7 +22,7 @@ impl Node {
     pub(super) fn release(&mut self, id: &EnvelopeId) {
         self.writes.take(id);
         if let Some(e) = self.store.remove(id) {
-            self.seen.insert(*id, e.env.expires_at());
+            self.seen.insert(*id, e.head.expires_at());
             self.metrics.envelopes_acked += 1;
             self.actions.push_back(Action::Unpersist { id: *id });
         }
@@ -166,7 +166,7 @@ impl Node {
                 self.sent_moved(id, state);
             }
             let addressed =
-                self.store.get(&id).is_some_and(|e| e.env.kind() == Kind::Direct && e.env.dest().id == recipient.0);
+                self.store.get(&id).is_some_and(|e| e.head.kind() == Kind::Direct && e.head.dest().id == recipient.0);
             if addressed {
                 self.release(&id);
             }

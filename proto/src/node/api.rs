@@ -174,6 +174,12 @@ pub enum Event {
     StoreEvicted {
         id: EnvelopeId,
     },
+    /// A stored envelope whose bytes were on disk only could not be read
+    /// back: it is lost here.
+    StoredUnreadable {
+        id: EnvelopeId,
+        reason: String,
+    },
     CardUpdated {
         node: NodeId,
         name: String,
@@ -211,6 +217,9 @@ impl fmt::Display for Event {
                 write!(f, "envelope from link {from} dropped: {reason}")
             }
             Event::StoreEvicted { id } => write!(f, "store full: evicted envelope {id}"),
+            Event::StoredUnreadable { id, reason } => {
+                write!(f, "stored envelope {id} could not be read back, lost: {reason}")
+            }
             Event::CardUpdated { node, name } => write!(f, "learned keys of {node} ({name})"),
             Event::DeliveryDeferred { reason } => {
                 write!(f, "messages for this node are left with their senders for now: {reason}")
@@ -229,7 +238,13 @@ impl fmt::Display for Event {
 impl Event {
     /// True for events an admin should see at warning level.
     pub fn is_warning(&self) -> bool {
-        matches!(self, Event::PeerRefused { .. } | Event::StoreEvicted { .. } | Event::DeliveryDeferred { .. })
+        matches!(
+            self,
+            Event::PeerRefused { .. }
+                | Event::StoreEvicted { .. }
+                | Event::StoredUnreadable { .. }
+                | Event::DeliveryDeferred { .. }
+        )
     }
 }
 
@@ -248,6 +263,12 @@ pub enum Action {
     },
     /// The envelope left the store (delivered, expired, evicted).
     Unpersist {
+        id: EnvelopeId,
+    },
+    /// Read the envelope `id` back from where its `Persist` put it (the
+    /// store let its bytes go, store.rs), then call [`Node::loaded`] with
+    /// them, or [`Node::load_failed`] if it cannot be read.
+    Load {
         id: EnvelopeId,
     },
     /// Store in the inbox durably, then call [`Node::persisted`] with the

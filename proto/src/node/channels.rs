@@ -13,8 +13,9 @@ impl Node {
         let stored: Vec<Envelope> = self
             .store
             .iter()
-            .filter(|(_, e)| e.env.kind() == Kind::Channel && e.env.dest().id == id)
-            .map(|(_, e)| e.env.clone())
+            .filter(|(_, e)| e.head.kind() == Kind::Channel && e.head.dest().id == id)
+            // Channel copies keep their bytes in memory (store.rs).
+            .filter_map(|(_, e)| e.envelope())
             .collect();
         for env in stored {
             self.deliver_channel(&env);

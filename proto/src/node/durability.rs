@@ -89,7 +89,8 @@ impl Node {
         for then in w.then {
             match then {
                 AfterWrite::Forward => {
-                    if let Some(env) = self.store.get(&id).map(|e| e.env.clone()) {
+                    // In memory still: the bytes go only once durable, below.
+                    if let Some(env) = self.store.get(&id).and_then(|e| e.envelope()) {
                         self.forward(&env, None);
                     }
                 }
@@ -97,6 +98,9 @@ impl Node {
                 AfterWrite::Ack { origin, expires, cross } => self.queue_ack(origin, id, expires, now, cross),
                 AfterWrite::SessionKey { origin, sid, n } => self.session_key_durable(origin, sid, n),
             }
+        }
+        if w.kind == WriteKind::Store {
+            self.store.cool(&id);
         }
     }
 
@@ -109,7 +113,7 @@ impl Node {
         self.metrics.writes_failed += 1;
         match w.kind {
             WriteKind::Store => {
-                if let Some(e) = self.store.get(&id).filter(|e| e.local).map(|e| e.env.clone()) {
+                if let Some(e) = self.store.get(&id).filter(|e| e.local).map(|e| e.head.clone()) {
                     self.session_unsealed(NodeId(e.dest().id), id);
                 }
                 self.store.remove(&id);

@@ -110,7 +110,7 @@ impl Node {
             // (its write's forward, or the next pass), and only then.
             if !held
                 && !self.writes.contains(&id)
-                && self.store.get(&id).is_some_and(|e| self.should_sync(&e.env, node))
+                && self.store.get(&id).is_some_and(|e| self.should_sync(&e.head, node))
             {
                 ids.push(id);
             }

@@ -5,7 +5,7 @@
 use super::*;
 
 /// Whether `env` may cross a federation link with `policy`.
-pub(super) fn may_cross(env: &Envelope, policy: &federation::Policy) -> bool {
+pub(super) fn may_cross(env: &Head, policy: &federation::Policy) -> bool {
     match env.kind() {
         Kind::Direct | Kind::Ack => policy.direct && env.dest().domain == policy.domain,
         Kind::Channel => policy.channels.contains(&env.dest().id),
@@ -20,7 +20,7 @@ impl Node {
     /// can each take the other to be off the tree, and then nobody would
     /// offer a node what it missed. An offer is an id (16 bytes), and a
     /// neighbour that holds the envelope says so once.
-    pub(super) fn should_sync(&self, env: &Envelope, to: NodeId) -> bool {
+    pub(super) fn should_sync(&self, env: &Head, to: NodeId) -> bool {
         if env.kind() == Kind::Channel
             && env.hops_left() > 0
             && env.origin_id() != to
@@ -42,7 +42,7 @@ impl Node {
     /// ([`Node::should_sync`]).
     /// Nothing goes back to its origin, and nothing with no hops left goes to
     /// anyone but its recipient.
-    pub(super) fn should_offer(&self, env: &Envelope, to: NodeId) -> bool {
+    pub(super) fn should_offer(&self, env: &Head, to: NodeId) -> bool {
         if env.origin_id() == to || !self.links.get(&to).is_some_and(|l| l.confirmed) {
             return false;
         }
@@ -118,7 +118,7 @@ impl Node {
         let targets: Vec<NodeId> = self
             .links
             .keys()
-            .filter(|k| Some(**k) != from && !skip.contains(k) && self.should_offer(env, **k))
+            .filter(|k| Some(**k) != from && !skip.contains(k) && self.should_offer(env.head(), **k))
             .copied()
             .collect();
         let now = self.clock;
@@ -175,16 +175,20 @@ impl Node {
         if !self.links.get(&to).is_some_and(|l| l.confirmed) {
             return; // confirm() drains it
         }
+        // Once one envelope is read back, so are those behind it, in order
+        // (cold.rs, `send_stored_id`).
+        let mut after_cold = false;
         loop {
             let Some(q) = self.links.get(&to).and_then(|l| l.fed.as_ref()).and_then(Meter::front) else { return };
+            // `Some(None)`: a cold envelope, sent once read back (cold.rs).
             let bytes = match q {
                 Queued::Envelope(id) => self
                     .store
                     .get(&id)
-                    .filter(|e| self.should_offer(&e.env, to))
+                    .filter(|e| self.should_offer(&e.head, to))
                     .filter(|_| !self.links.get(&to).is_some_and(|l| l.peer_has.contains(&id)))
-                    .map(|e| vec![e.env.bytes().to_vec()]),
-                Queued::Card(node) => self.cards_out.get(&node),
+                    .map(|e| e.bytes().filter(|_| !after_cold).map(|b| vec![b.to_vec()])),
+                Queued::Card(node) => self.cards_out.get(&node).map(Some),
             };
             let Some(m) = self.links.get_mut(&to).and_then(|l| l.fed.as_mut()) else { return };
             if let Some(b) = bytes {
@@ -192,9 +196,18 @@ impl Node {
                     return; // the Pace timer comes back for the rest
                 }
                 m.pop_front();
-                self.metrics.envelopes_forwarded += 1;
-                for b in b {
-                    self.send_envelope_bytes(to, &b);
+                match (b, q) {
+                    (Some(b), _) => {
+                        self.metrics.envelopes_forwarded += 1;
+                        for b in b {
+                            self.send_envelope_bytes(to, &b);
+                        }
+                    }
+                    (None, Queued::Envelope(id)) => {
+                        after_cold = true;
+                        self.read_back(to, id);
+                    }
+                    (None, Queued::Card(_)) => {}
                 }
             } else {
                 // Delivered, expired or no longer for this link meanwhile.
@@ -215,7 +228,7 @@ impl Node {
     }
 
     /// The destination domain of `env` if it is another community's.
-    pub(super) fn foreign_domain<'e>(&self, env: &'e Envelope) -> Option<&'e str> {
+    pub(super) fn foreign_domain<'e>(&self, env: &'e Head) -> Option<&'e str> {
         let d = env.dest().domain.as_str();
         (!d.is_empty() && d != self.cfg.domain).then_some(d)
     }

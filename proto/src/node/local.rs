@@ -14,6 +14,8 @@ impl Node {
         let id = env.id();
         let local = env.origin() == &self.identity.public_key();
         self.store.insert(env, local, now.unix_s()).map_err(RestoreError::Store)?;
+        // Read from the caller's disk: durable, so its bytes may go.
+        self.store.cool(&id);
         Ok(id)
     }
 

@@ -27,6 +27,10 @@ pub struct Metrics {
     pub channel_duplicate: u64,
     /// Stored copies replaced by a copy with more hops left.
     pub envelopes_hops_raised: u64,
+    /// Cold stored envelopes read back from the caller's disk to be sent.
+    pub envelopes_read_back: u64,
+    /// Cold stored envelopes the caller could not read back (lost).
+    pub envelopes_unreadable: u64,
     /// Envelopes asked for a second time: the first answer did not come.
     pub envelopes_rewanted: u64,
     /// Pushed envelopes offered again: no "have" came within 1 s.
@@ -117,6 +121,16 @@ impl Metrics {
             ("envelopes_duplicate", "data envelopes already seen", self.envelopes_duplicate),
             ("channel_duplicate", "channel messages already seen", self.channel_duplicate),
             ("envelopes_hops_raised", "stored copies given a copy's larger hop limit", self.envelopes_hops_raised),
+            (
+                "envelopes_read_back",
+                "stored envelopes read back from the state log to be sent",
+                self.envelopes_read_back,
+            ),
+            (
+                "envelopes_unreadable",
+                "stored envelopes that could not be read back from the state log (lost)",
+                self.envelopes_unreadable,
+            ),
             ("envelopes_rewanted", "envelopes asked for again after a lost answer", self.envelopes_rewanted),
             (
                 "pushes_offered_again",

@@ -32,7 +32,7 @@ use crate::cardbook::{BeaconMatch, CardBook, Learned};
 use crate::channel::{ChannelKey, MAX_CHANNEL_BODY};
 use crate::delivered::Delivered;
 use crate::e2e;
-use crate::envelope::{DEFAULT_HOPS, Destination, Draft, Envelope, EnvelopeError, EnvelopeId, Kind};
+use crate::envelope::{DEFAULT_HOPS, Destination, Draft, Envelope, EnvelopeError, EnvelopeId, Head, Kind};
 use crate::federation::{self, Meter, Queued};
 use crate::fragment::{Reassembler, split};
 use crate::hslimit::HandshakeLimiter;
@@ -53,6 +53,7 @@ mod announce;
 mod api;
 mod cardfetch;
 mod channels;
+mod cold;
 mod confirm;
 mod contacts;
 mod crossing;
@@ -183,6 +184,9 @@ pub struct Node {
     /// found stranded, 1 once asked for. Bounded: full, the soonest to
     /// expire is forgotten.
     stranded_ids: crate::expiring::ExpiringMap<u64>,
+    /// Cold envelopes asked of the caller, and the links waiting for each
+    /// (cold.rs). Bounded by `cold::MAX_LOADING`.
+    loading: BTreeMap<EnvelopeId, cold::Loading>,
     /// When the last accepted announce of each origin arrived.
     /// Per origin: when its last beacon arrived, and the credit left for
     /// passing beacons on (announce.rs).
@@ -277,6 +281,7 @@ impl Node {
             bridge_check_at: now_ms,
             routes_aged_at: now_ms,
             stranded_ids: crate::expiring::ExpiringMap::default(),
+            loading: BTreeMap::new(),
             announce_seen: SmallMap::new(),
             next_announce: now_ms,
             pending_acks: SmallMap::new(),

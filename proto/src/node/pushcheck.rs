@@ -57,7 +57,7 @@ impl Node {
             if self.links.get(&node).is_none_or(|l| l.peer_has.contains(&id)) || !listed.insert(id) {
                 continue;
             }
-            if self.store.get(&id).is_some_and(|e| self.should_offer(&e.env, node)) {
+            if self.store.get(&id).is_some_and(|e| self.should_offer(&e.head, node)) {
                 again.push(id);
                 // Checked again a check from now: the latest deadline
                 // yet, so the queue stays in deadline order.

@@ -190,7 +190,7 @@ impl Node {
                 // 500 ms writes took a mesh of 300's channel median from
                 // 1.2 s to 8.1 s.
                 if self.admit_shared(env, false, share, now_ms, vec![AfterWrite::Have { link }]).is_ok()
-                    && let Some(stored) = self.store.get(&id).map(|e| e.env.clone())
+                    && let Some(stored) = self.store.get(&id).and_then(|e| e.envelope())
                 {
                     self.forward(&stored, Some(link));
                 }
@@ -225,11 +225,12 @@ impl Node {
         let spent: Vec<EnvelopeId> = self
             .store
             .iter()
-            .filter(|(_, e)| e.env.kind() == Kind::Channel && e.env.hops_left() == 0)
+            .filter(|(_, e)| e.head.kind() == Kind::Channel && e.head.hops_left() == 0)
             .map(|(id, _)| *id)
             .collect();
         for id in spent {
-            let Some(mut env) = self.store.get(&id).map(|e| e.env.clone()) else { continue };
+            // Channel copies keep their bytes in memory (store.rs).
+            let Some(mut env) = self.store.get(&id).and_then(|e| e.envelope()) else { continue };
             let origin = env.origin_id();
             if self.cards.get(&origin).is_none_or(|c| c.domain != self.cfg.domain) {
                 continue;
@@ -249,7 +250,7 @@ impl Node {
     /// own: a direct envelope (or acknowledgement) with fewer hops left
     /// than the route needs. A peer that offers it may hold a better copy.
     pub(super) fn short_of_hops(&self, id: &EnvelopeId) -> bool {
-        let Some(e) = self.store.get(id).map(|e| &e.env) else { return false };
+        let Some(e) = self.store.get(id).map(|e| &e.head) else { return false };
         let dest = NodeId(e.dest().id);
         if !matches!(e.kind(), Kind::Direct | Kind::Ack) || dest == self.me || self.links.contains_key(&dest) {
             return false;
@@ -281,7 +282,7 @@ impl Node {
         let stranded: Vec<EnvelopeId> = self
             .store
             .iter()
-            .filter(|(id, e)| !e.local && e.env.kind() == Kind::Direct && self.stranded_ids.get(id) != Some(&ASKED))
+            .filter(|(id, e)| !e.local && e.head.kind() == Kind::Direct && self.stranded_ids.get(id) != Some(&ASKED))
             .map(|(id, _)| *id)
             .filter(|id| self.stranded(id))
             .take(MAX_STRANDED_KEPT)
@@ -292,7 +293,7 @@ impl Node {
             stranded.iter().filter(|id| self.stranded_ids.contains(id)).take(MAX_STRANDED_ASKED).copied().collect();
         self.stranded_ids.expire(self.unix_s());
         for id in stranded {
-            let Some(expires) = self.store.get(&id).map(|e| e.env.expires_at()) else { continue };
+            let Some(expires) = self.store.get(&id).map(|e| e.head.expires_at()) else { continue };
             if self.stranded_ids.len() >= MAX_STRANDED_KEPT && !self.stranded_ids.contains(&id) {
                 self.stranded_ids.pop_soonest();
             }
@@ -310,7 +311,7 @@ impl Node {
 
     /// [`Node::short_of_hops`] where a route to the recipient exists.
     fn stranded(&self, id: &EnvelopeId) -> bool {
-        let Some(e) = self.store.get(id).map(|e| &e.env) else { return false };
+        let Some(e) = self.store.get(id).map(|e| &e.head) else { return false };
         let dest = NodeId(e.dest().id);
         self.short_of_hops(id) && self.best_route(&dest).is_some()
     }

@@ -136,8 +136,8 @@ impl Node {
         let mut used: Vec<SessionId> = self
             .store
             .iter()
-            .filter(|(_, e)| e.local && e.env.kind() == Kind::Direct)
-            .filter_map(|(_, e)| e2e::session_of(e.env.payload()))
+            .filter(|(_, e)| e.local && e.head.kind() == Kind::Direct)
+            .filter_map(|(_, e)| e.sid)
             .collect();
         used.extend(self.current_send_sessions());
         used.sort_unstable();
@@ -160,8 +160,8 @@ impl Node {
         let sid = self
             .store
             .get(&id)
-            .filter(|e| e.local && e.env.kind() == Kind::Direct && e.env.dest().id == recipient.0)
-            .and_then(|e| e2e::session_of(e.env.payload()));
+            .filter(|e| e.local && e.head.kind() == Kind::Direct && e.head.dest().id == recipient.0)
+            .and_then(|e| e.sid);
         let Some(sid) = sid else { return };
         let now = self.clock;
         let payload = match self.starts.get_mut(&sid) {

@@ -25,11 +25,11 @@ impl Node {
     /// most of what a node did.
     pub(super) fn waits_for_path(&self) -> bool {
         self.store.iter().any(|(_, e)| {
-            let dest = NodeId(e.env.dest().id);
-            matches!(e.env.kind(), Kind::Direct | Kind::Ack)
+            let dest = NodeId(e.head.dest().id);
+            matches!(e.head.kind(), Kind::Direct | Kind::Ack)
                 && dest != self.me
                 && !self.links.contains_key(&dest)
-                && (self.foreign_domain(&e.env).is_some() || self.best_route(&dest).is_none())
+                && (self.foreign_domain(&e.head).is_some() || self.best_route(&dest).is_none())
         })
     }
 
@@ -206,18 +206,18 @@ impl Node {
             }
             IdList::Want => {
                 self.answered(node, &ids, now_ms);
+                let mut after_cold = false;
                 for id in ids {
                     // The same rule as offers and forwarding: a peer gets
                     // only what we would have offered it (a federation
                     // peer cannot fetch what may not cross by asking).
                     // Nothing still being written (asked for again later).
-                    let bytes = self
+                    let ours = self
                         .store
                         .get(&id)
-                        .filter(|e| !self.writes.contains(&id) && self.should_sync(&e.env, node))
-                        .map(|e| e.env.bytes().to_vec());
-                    if let Some(b) = bytes {
-                        self.send_stored(node, id, &b);
+                        .is_some_and(|e| !self.writes.contains(&id) && self.should_sync(&e.head, node));
+                    if ours {
+                        self.send_stored_id(node, id, &mut after_cold);
                     } else {
                         // Or a card a beacon of ours named (cardfetch.rs).
                         self.serve_card(now_ms, node, &id);
@@ -241,10 +241,9 @@ impl Node {
                 }
                 for id in ids {
                     // The recipient itself confirms: our copy has done its job.
-                    let delivered = self
-                        .store
-                        .get(&id)
-                        .is_some_and(|e| matches!(e.env.kind(), Kind::Direct | Kind::Ack) && e.env.dest().id == node.0);
+                    let delivered = self.store.get(&id).is_some_and(|e| {
+                        matches!(e.head.kind(), Kind::Direct | Kind::Ack) && e.head.dest().id == node.0
+                    });
                     if delivered {
                         self.release(&id);
                     }
@@ -260,7 +259,7 @@ impl Node {
     /// our own copy stays whatever comes.
     pub(super) fn want_better(&mut self, node: NodeId, ids: &[EnvelopeId], now_ms: u64) {
         let mut by_hops: Vec<(u8, EnvelopeId)> =
-            ids.iter().filter_map(|id| self.store.get(id).map(|e| (e.env.hops_left(), *id))).collect();
+            ids.iter().filter_map(|id| self.store.get(id).map(|e| (e.head.hops_left(), *id))).collect();
         by_hops.sort_unstable();
         for group in by_hops.chunk_by(|a, b| a.0 == b.0) {
             let ids: Vec<EnvelopeId> = group.iter().map(|(_, id)| *id).collect();
@@ -276,15 +275,15 @@ impl Node {
     /// only what we would have offered, nothing still being written.
     pub(super) fn on_want_better(&mut self, now_ms: u64, node: NodeId, hops: u8, ids: Vec<EnvelopeId>) {
         self.answered(node, &ids, now_ms);
+        let mut after_cold = false;
         for id in ids {
-            let bytes = self
+            let better = self
                 .store
                 .get(&id)
-                .filter(|e| e.env.hops_left().saturating_sub(1) > hops)
-                .filter(|e| !self.writes.contains(&id) && self.should_sync(&e.env, node))
-                .map(|e| e.env.bytes().to_vec());
-            if let Some(b) = bytes {
-                self.send_stored(node, id, &b);
+                .filter(|e| e.head.hops_left().saturating_sub(1) > hops)
+                .is_some_and(|e| !self.writes.contains(&id) && self.should_sync(&e.head, node));
+            if better {
+                self.send_stored_id(node, id, &mut after_cold);
             }
         }
     }

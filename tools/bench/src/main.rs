@@ -29,6 +29,9 @@ struct Args {
     conns: usize,
     /// Rate limits out of the way (link_rate, origin_rate 100000).
     unlimited: bool,
+    /// Further UCI options for every daemon (`--set KEY=VALUE`), e.g. to
+    /// compare `store_memory` values in one run.
+    set: Vec<(String, String)>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -40,6 +43,7 @@ fn parse_args() -> Result<Args, String> {
         size: 200,
         conns: 4,
         unlimited: false,
+        set: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -53,6 +57,11 @@ fn parse_args() -> Result<Args, String> {
             "--size" => a.size = num(val()?)?,
             "--conns" => a.conns = num(val()?)?.max(1),
             "--unlimited" => a.unlimited = true,
+            "--set" => {
+                let kv = val()?;
+                let (k, v) = kv.split_once('=').ok_or(format!("--set {kv}: want KEY=VALUE"))?;
+                a.set.push((k.into(), v.into()));
+            }
             _ => return Err(format!("unknown argument {k}")),
         }
     }
@@ -60,7 +69,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 const USAGE: &str = "usage: meshpost-bench [--scenario two|relay|backlog] [--messages N] [--size BYTES]
-       [--conns K] [--unlimited] [--bin PATH] [--dir DIR]";
+       [--conns K] [--unlimited] [--set KEY=VALUE]... [--bin PATH] [--dir DIR]";
 
 fn main() -> ExitCode {
     let args = match parse_args() {
@@ -113,6 +122,7 @@ fn start(args: &Args, names: &[&str], edges: &[(usize, usize)]) -> Result<Vec<Da
             d.options.push(("link_rate".into(), "100000".into()));
             d.options.push(("origin_rate".into(), "100000".into()));
         }
+        d.options.extend(args.set.iter().cloned());
         ds.push(d);
     }
     for &(x, y) in edges {

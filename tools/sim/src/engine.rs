@@ -268,6 +268,9 @@ impl Sim {
             fps.push(fingerprint(&identity.public_key()));
             keys.push(identity.public_key());
             let mut cfg = Config { name: format!("n{i}"), ..p.config.clone() };
+            // Its disks hold nothing: every stored envelope keeps its bytes
+            // in memory, so no node ever asks to read one back (Load).
+            cfg.store.max_hot_bytes = usize::MAX;
             if federated {
                 cfg.domain = domain(comm[i as usize]);
             }
@@ -543,6 +546,8 @@ impl Sim {
                     self.push(self.now + self.p.write_ms, Ev::Written(i, id))
                 }
                 Action::Persist { id, .. } => self.nodes[i as usize].persisted(id),
+                // Never asked for: no envelope goes cold here (above).
+                Action::Load { id } => self.nodes[i as usize].load_later(id),
                 Action::Deliver(d) => {
                     if self.p.write_ms > 0 {
                         self.push(self.now + self.p.write_ms, Ev::Written(i, d.id));

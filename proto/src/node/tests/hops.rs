@@ -35,7 +35,7 @@ fn a_copy_with_more_hops_left_replaces_a_spent_one_and_is_asked_for() {
     // B takes the copy with its last hop: stored, but it can go nowhere.
     assert!(p.a.send_raw_envelope(bid, &with_hops(&env, 1)));
     p.run(0, 1);
-    assert_eq!(p.b.store().get(&id).map(|e| e.env.hops_left()), Some(0));
+    assert_eq!(p.b.store().get(&id).map(|e| e.head.hops_left()), Some(0));
     // A offers it: B, whose copy is spent, asks for A's (a want-better,
     // the next test) instead of saying it has it. (What A knew B holds is
     // forgotten first: B offered its new copy to A.)
@@ -52,12 +52,12 @@ fn a_copy_with_more_hops_left_replaces_a_spent_one_and_is_asked_for() {
     // A copy with six hops left replaces it (five after B's hop)...
     assert!(p.a.send_raw_envelope(bid, &with_hops(&env, 6)));
     p.run(0, 1);
-    assert_eq!(p.b.store().get(&id).map(|e| e.env.hops_left()), Some(5));
+    assert_eq!(p.b.store().get(&id).map(|e| e.head.hops_left()), Some(5));
     assert_eq!(p.b.metrics().envelopes_hops_raised, 1);
     // ...and one with fewer hops does not.
     assert!(p.a.send_raw_envelope(bid, &with_hops(&env, 3)));
     p.run(0, 1);
-    assert_eq!(p.b.store().get(&id).map(|e| e.env.hops_left()), Some(5));
+    assert_eq!(p.b.store().get(&id).map(|e| e.head.hops_left()), Some(5));
     assert_eq!(p.b.metrics().envelopes_hops_raised, 1);
     // Offered again, B now says it has it: nothing is fetched twice.
     assert_eq!(offer(&mut p), (1, true), "a copy that can go on is not asked for again");
@@ -75,8 +75,8 @@ fn a_spent_copy_asks_only_for_a_better_one_and_gets_none_that_is_not() {
     assert!(p.a.send_raw_envelope(bid, &with_hops(&env, 1)));
     assert!(p.b.send_raw_envelope(aid, &with_hops(&env, 2)));
     p.run(0, 1);
-    assert_eq!(p.b.store().get(&id).map(|e| e.env.hops_left()), Some(0));
-    assert_eq!(p.a.store().get(&id).map(|e| e.env.hops_left()), Some(1));
+    assert_eq!(p.b.store().get(&id).map(|e| e.head.hops_left()), Some(0));
+    assert_eq!(p.a.store().get(&id).map(|e| e.head.hops_left()), Some(1));
     let offer = |p: &mut Pair| {
         for f in id_frames(IdList::Offer, &[id]) {
             assert!(p.a.send_raw_frame(bid, &f));
@@ -88,14 +88,14 @@ fn a_spent_copy_asks_only_for_a_better_one_and_gets_none_that_is_not() {
     let dup = p.b.metrics().envelopes_duplicate;
     offer(&mut p);
     assert_eq!(p.b.metrics().envelopes_duplicate, dup, "no copy came");
-    assert_eq!(p.b.store().get(&id).map(|e| e.env.hops_left()), Some(0));
+    assert_eq!(p.b.store().get(&id).map(|e| e.head.hops_left()), Some(0));
     // Once A holds a copy with five hops left, the same offer and ask
     // bring it: B's copy is raised to four.
     assert!(p.b.send_raw_envelope(aid, &with_hops(&env, 6)));
     p.run(0, 1);
-    assert_eq!(p.a.store().get(&id).map(|e| e.env.hops_left()), Some(5));
+    assert_eq!(p.a.store().get(&id).map(|e| e.head.hops_left()), Some(5));
     offer(&mut p);
-    assert_eq!(p.b.store().get(&id).map(|e| e.env.hops_left()), Some(4));
+    assert_eq!(p.b.store().get(&id).map(|e| e.head.hops_left()), Some(4));
     assert_eq!(p.b.metrics().envelopes_hops_raised, 1);
     // Offered again, nothing comes: B's copy can go on now.
     let dup = p.b.metrics().envelopes_duplicate;
@@ -127,7 +127,7 @@ fn post_lost_on_the_way() -> (Pair, Envelope) {
     let id = p.a.publish(Timestamp::from(p.now), ch, b"post").unwrap();
     p.run(10, 10);
     p.b_up = true;
-    let env = p.a.store().get(&id).expect("A keeps its post").env.clone();
+    let env = p.a.store().get(&id).expect("A keeps its post").envelope().expect("in memory");
     (p, env)
 }
 
@@ -141,7 +141,7 @@ fn a_channel_copy_that_came_the_long_way_round_gets_the_hops_of_the_shortest_pat
     // the nodes beyond B never got the post.
     assert!(p.a.send_raw_envelope(bid, &with_hops(&env, 0)));
     p.run(0, 1);
-    assert_eq!(p.b.store().get(&id).map(|e| e.env.hops_left()), Some(env.max_hops() - 1));
+    assert_eq!(p.b.store().get(&id).map(|e| e.head.hops_left()), Some(env.max_hops() - 1));
     assert_eq!(p.b.metrics().channel_delivered, 1);
 }
 
@@ -154,6 +154,6 @@ fn a_channel_copy_from_another_community_keeps_the_hops_it_came_with() {
     p.b.cfg.domain = "elsewhere".into();
     assert!(p.a.send_raw_envelope(bid, &with_hops(&env, 0)));
     p.run(0, 1);
-    assert_ne!(p.b.store().get(&id).map(|e| e.env.hops_left()), Some(env.max_hops() - 1));
-    assert!(p.b.store().get(&id).is_none_or(|e| e.env.hops_left() == 0), "not passed on");
+    assert_ne!(p.b.store().get(&id).map(|e| e.head.hops_left()), Some(env.max_hops() - 1));
+    assert!(p.b.store().get(&id).is_none_or(|e| e.head.hops_left() == 0), "not passed on");
 }

@@ -39,6 +39,9 @@ struct Pair {
     /// A's disk is slow: its envelope writes wait here, unconfirmed.
     a_writes_wait: bool,
     waiting_a: Vec<EnvelopeId>,
+    /// A's stored envelopes as its caller wrote them, for reading back
+    /// the cold ones (`Action::Load`).
+    disk_a: BTreeMap<EnvelopeId, Vec<u8>>,
 }
 
 impl Pair {
@@ -67,6 +70,7 @@ impl Pair {
             kept_a: vec![],
             a_writes_wait: false,
             waiting_a: vec![],
+            disk_a: BTreeMap::new(),
         }
     }
 
@@ -91,11 +95,22 @@ impl Pair {
                                 self.b.handle_datagram(Timestamp::from(self.now), addr(1), &data);
                             }
                         }
-                        Action::Persist { id, .. } if self.a_writes_wait => self.waiting_a.push(id),
-                        Action::Persist { id, .. } => {
+                        Action::Persist { id, bytes } if self.a_writes_wait => {
+                            self.disk_a.insert(id, bytes);
+                            self.waiting_a.push(id)
+                        }
+                        Action::Persist { id, bytes } => {
+                            self.disk_a.insert(id, bytes);
                             self.persisted_a += 1;
                             self.a.persisted(id);
                         }
+                        Action::Unpersist { id } => {
+                            self.disk_a.remove(&id);
+                        }
+                        Action::Load { id } => match self.disk_a.get(&id) {
+                            Some(b) => self.a.loaded(id, &b.clone()),
+                            None => self.a.load_failed(id, "not on disk"),
+                        },
                         Action::Event(e) => self.events.push(e),
                         Action::Sent { id, state, .. } => self.sent_a.push((id, state)),
                         a @ (Action::SaveStart { .. } | Action::ForgetStart { .. } | Action::SaveCard { .. }) => {
@@ -241,7 +256,7 @@ fn forged_envelopes_are_dropped_before_storing() {
     let bid = p.b.node_id();
     // A builds a valid envelope to B, then corrupts its signature.
     let id = p.a.send_direct(Timestamp::from(p.now), bid, b"real", None, None).unwrap();
-    let bytes = p.a.store().get(&id).unwrap().env.bytes().to_vec();
+    let bytes = p.a.store().get(&id).unwrap().bytes().expect("in memory").to_vec();
     p.run(500, 100);
     let mut forged = bytes.clone();
     let n = forged.len();
@@ -387,7 +402,7 @@ fn a_flood_of_relay_ids_cannot_evict_a_delivered_one() {
     p.run(2000, 100);
     let bid = p.b.node_id();
     let id = p.a.send_direct(Timestamp::from(p.now), bid, b"only once", None, None).unwrap();
-    let original = p.a.store().get(&id).unwrap().env.bytes().to_vec();
+    let original = p.a.store().get(&id).unwrap().bytes().expect("in memory").to_vec();
     p.run(2000, 100);
     assert_eq!(p.delivered_b.len(), 1);
     // 70,000 valid envelopes with no hops left, 30-day TTL, from many
@@ -771,6 +786,7 @@ fn session_unknown_hints_are_bounded_and_never_larger_than_their_cause() {
 }
 
 mod beacons;
+mod cold;
 mod flow;
 mod graph;
 mod hops;

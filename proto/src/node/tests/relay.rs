@@ -151,11 +151,11 @@ fn a_copy_stranded_without_hops_asks_its_links_for_a_better_one() {
     l.hold_writes = Some(0);
     let id = l.nodes[0].send_direct(Timestamp::from(l.now), n3, b"the long way round", None, None).unwrap();
     l.run(0, 1);
-    let mut spent = l.nodes[0].store().get(&id).map(|e| e.env.bytes().to_vec()).unwrap();
+    let mut spent = l.nodes[0].store().get(&id).map(|e| e.bytes().expect("in memory").to_vec()).unwrap();
     spent[1] = 1; // hops_left: 0 once node 1 has taken its hop
     assert!(l.nodes[0].send_raw_envelope(n1, &spent));
     l.run(0, 1);
-    assert_eq!(l.nodes[1].store().get(&id).map(|e| e.env.hops_left()), Some(0));
+    assert_eq!(l.nodes[1].store().get(&id).map(|e| e.head.hops_left()), Some(0));
     assert!(l.told_held(0, 1, &id), "1 said it has it");
     l.cut = Some((0, 1));
     let held = std::mem::take(&mut l.held);
@@ -186,7 +186,7 @@ fn a_copy_stranded_without_hops_asks_its_links_for_a_better_one() {
     l.run(70_000, 1000);
     assert!(l.nodes[1].stranded_ids.len() <= kept);
     assert_eq!(l.delivered[3], vec![id], "delivered once");
-    assert!(l.nodes[1].store().get(&id).is_none_or(|e| e.env.hops_left() > 0), "1's spent copy was replaced");
+    assert!(l.nodes[1].store().get(&id).is_none_or(|e| e.head.hops_left() > 0), "1's spent copy was replaced");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use super::*;
 use crate::link::frame::MAX_FRAGMENT_DATA;
 
 fn suite_and_len(p: &Pair, id: &EnvelopeId) -> (u8, usize) {
-    let e = &p.a.store().get(id).expect("still stored at A").env;
+    let e = p.a.store().get(id).expect("still stored at A").envelope().expect("in memory");
     (e.payload()[0], e.len())
 }
 
@@ -58,7 +58,7 @@ fn restart_a(p: &mut Pair) {
         a.restore_start(sid, to, header).unwrap();
     }
     for (_, e) in p.a.store().iter() {
-        a.restore_envelope(e.env.bytes(), now).unwrap();
+        a.restore_envelope(e.bytes().expect("in memory"), now).unwrap();
     }
     a.forget_unused_starts();
     a.add_peer(PeerSpec { addr: addr(2), pin: None, federation: None }, now);
@@ -188,6 +188,7 @@ fn a_backlog_beyond_max_unacked_goes_in_two_sessions_and_opens_whole() {
         max_count: 10_000,
         max_bytes_per_origin: 64 << 20,
         max_bytes_per_recipient: 64 << 20,
+        ..Default::default()
     };
     p.a.set_config(cfg, Timestamp::from(p.now));
     p.run(2000, 100);
@@ -263,7 +264,7 @@ fn a_message_waiting_for_its_start_is_fetched_again_once_and_answered_when_offer
     // B gets the second alone: a suite 5 message without its start waits.
     // B asks for it once more after 250 ms (its start may have come), and
     // not again: it came back every 250 ms until the start did.
-    let second = p.a.store().get(&ids[1]).expect("stored at A").env.bytes().to_vec();
+    let second = p.a.store().get(&ids[1]).expect("stored at A").bytes().expect("in memory").to_vec();
     let before = envelopes_sent(&p);
     assert!(p.a.send_raw_envelope(bid, &second));
     p.run(3_000, 10);

@@ -28,7 +28,7 @@ impl Sim {
                 eprintln!(
                     "  stored at {k} (up {}): {} hops left; route {:?}; links {:?}",
                     self.up[k],
-                    e.env.hops_left(),
+                    e.head.hops_left(),
                     route.map(|r| (index(&r.via), r.hops)),
                     node.links().iter().filter_map(|l| index(&l.node)).collect::<Vec<_>>()
                 );
@@ -59,7 +59,7 @@ impl Sim {
                     .filter(|&&j| self.up[j as usize])
                     .filter_map(|&j| {
                         let e = self.nodes[j as usize].store().get(id)?;
-                        Some((j, e.env.hops_left(), linked.contains(&(j as usize))))
+                        Some((j, e.head.hops_left(), linked.contains(&(j as usize))))
                     })
                     .collect();
                 // Neighbours that had it but keep no copy (came without
