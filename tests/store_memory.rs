@@ -30,6 +30,11 @@ fn a_backlog_kept_on_disk_only_reaches_the_returning_peer_and_a_damaged_record_i
     a.stop();
     a.start();
     assert_eq!(a.store_count(), n as u64);
+    let v = a.request(json!({"cmd": "store"}));
+    assert_eq!((v["memory_bytes"].as_u64(), v["max_memory"].as_u64()), (Some(0), Some(0)), "{v}");
+    assert_eq!(a.metric("store_memory_bytes"), 0);
+    let cli = String::from_utf8(a.cli(&["store"]).stdout).unwrap();
+    assert!(cli.contains("memory:    0 of 0 bytes"), "{cli}");
     // The newest record of the log is the last message's envelope (B is
     // away: nothing else was written after it). One byte of it changes.
     let log = a.dir.join("log");

@@ -569,12 +569,14 @@ fn human(cmd: &str, words: &[String], v: &Value) -> String {
             table(&["id", "kind", "destination", "hops left", "expires", "bytes"], &rows)
         }
         "store" => format!(
-            "envelopes: {} of {} ({} local)\nbytes:     {} of {}\nquota:     {} bytes per origin, {} per recipient",
+            "envelopes: {} of {} ({} local)\nbytes:     {} of {}\nmemory:    {} of {} bytes (the rest read back from the state log)\nquota:     {} bytes per origin, {} per recipient",
             s(v, "envelopes"),
             s(v, "max_count"),
             s(v, "local"),
             s(v, "bytes"),
             s(v, "max_bytes"),
+            s(v, "memory_bytes"),
+            s(v, "max_memory"),
             s(v, "max_bytes_per_origin"),
             s(v, "max_bytes_per_recipient")
         ),

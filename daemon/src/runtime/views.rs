@@ -70,6 +70,7 @@ impl Daemon {
         let l = st.limits();
         let local = st.iter().filter(|(_, e)| e.local).count();
         json!({"ok": true, "envelopes": st.len(), "bytes": st.bytes(), "local": local,
+            "memory_bytes": st.hot_bytes(), "max_memory": l.max_hot_bytes,
             "max_bytes": l.max_bytes, "max_count": l.max_count,
             "max_bytes_per_origin": l.max_bytes_per_origin, "max_bytes_per_recipient": l.max_bytes_per_recipient,
             "next_expiry": st.next_expiry()})
@@ -223,6 +224,7 @@ impl Daemon {
             ),
             ("store_envelopes", "envelopes in the store", st.len() as u64),
             ("store_bytes", "bytes in the store", st.bytes() as u64),
+            ("store_memory_bytes", "bytes of stored envelopes held in memory (store_memory)", st.hot_bytes() as u64),
             ("inbox_messages", "messages in the inbox", self.inbox.len() as u64),
             ("inbox_bytes", "message bytes in the inbox", self.inbox.bytes() as u64),
             (
