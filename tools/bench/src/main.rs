@@ -29,6 +29,9 @@ struct Args {
     conns: usize,
     /// Rate limits out of the way (link_rate, origin_rate 100000).
     unlimited: bool,
+    /// backlog: restart the sender once its messages are queued, so it
+    /// drains from a store restored from its state log.
+    restart_sender: bool,
     /// Further UCI options for every daemon (`--set KEY=VALUE`), e.g. to
     /// compare `store_memory` values in one run.
     set: Vec<(String, String)>,
@@ -44,6 +47,7 @@ fn parse_args() -> Result<Args, String> {
         conns: 4,
         unlimited: false,
         set: Vec::new(),
+        restart_sender: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -57,6 +61,7 @@ fn parse_args() -> Result<Args, String> {
             "--size" => a.size = num(val()?)?,
             "--conns" => a.conns = num(val()?)?.max(1),
             "--unlimited" => a.unlimited = true,
+            "--restart-sender" => a.restart_sender = true,
             "--set" => {
                 let kv = val()?;
                 let (k, v) = kv.split_once('=').ok_or(format!("--set {kv}: want KEY=VALUE"))?;
@@ -69,7 +74,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 const USAGE: &str = "usage: meshpost-bench [--scenario two|relay|backlog] [--messages N] [--size BYTES]
-       [--conns K] [--unlimited] [--set KEY=VALUE]... [--bin PATH] [--dir DIR]";
+       [--conns K] [--unlimited] [--set KEY=VALUE]... [--restart-sender] [--bin PATH] [--dir DIR]";
 
 fn main() -> ExitCode {
     let args = match parse_args() {
@@ -294,16 +299,32 @@ fn run(args: &Args) -> Result<(), BenchError> {
     if backlog {
         ds[to].stop();
     }
-    let cpu0: Vec<u64> = ds.iter().map(Daemon::cpu_ms).collect();
+    let mut cpu0: Vec<u64> = ds.iter().map(Daemon::cpu_ms).collect();
     let rx = if backlog { None } else { Some(subscribe(&ds[to], n, 600)?) };
     let (sent, refused) = send_all(&ds[from], &dest, n, args.size, args.conns)?;
     let queued_at = Instant::now();
     let mut stored = None;
+    let mut restored = None;
     let rx = match rx {
         Some(rx) => rx,
         None => {
             let (files, bytes) = ds[from].state_usage();
             stored = Some((files, bytes, ds[from].rss_kib()));
+            if args.restart_sender {
+                ds[from].stop();
+                ds[from].start()?;
+                let t = Instant::now();
+                while !(ds[from]
+                    .request(&json!({"cmd": "store"}))
+                    .is_ok_and(|v| v["envelopes"].as_u64() >= Some(n as u64))
+                    || t.elapsed() > Duration::from_secs(60))
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                restored = Some(ds[from].rss_kib());
+                // Its CPU line is then the new life's: the restore and the drain.
+                cpu0[from] = 0;
+            }
             ds[to].start()?;
             // Deliveries begin before a subscription could be made: the
             // delivered counter is polled instead.
@@ -379,6 +400,9 @@ fn run(args: &Args) -> Result<(), BenchError> {
             ds[from].name,
             bytes / n.max(1) as u64
         );
+    }
+    if let Some(rss) = restored {
+        println!("  restarted {}: rss_kib={rss} (its store restored from the state log)", ds[from].name);
     }
     if arrived.len() < n {
         return Err(BenchError::Daemon(format!("{} of {n} delivered", arrived.len())));
