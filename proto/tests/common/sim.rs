@@ -3,7 +3,7 @@
 //! API. It does not model loss, delay or capacity (tools/sim does).
 #![allow(dead_code)] // each test binary uses part of it
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use meshpost_proto::envelope::EnvelopeId;
@@ -35,8 +35,9 @@ pub struct Sim {
     pub link_downs: usize,
     /// Refusals logged (one log line each), per node.
     pub refusals_logged: Vec<usize>,
-    /// Envelopes in each node's store as persisted (Persist minus Unpersist).
-    pub persisted: Vec<BTreeSet<String>>,
+    /// Envelopes in each node's store as persisted (Persist minus
+    /// Unpersist), with their bytes, read back when a node asks (Load).
+    pub persisted: Vec<BTreeMap<String, Vec<u8>>>,
     /// Card files each node keeps (SaveCard minus ForgetCard).
     pub card_files: Vec<BTreeSet<NodeId>>,
 }
@@ -89,7 +90,7 @@ impl Sim {
             unix_offset: 0,
             link_downs: 0,
             refusals_logged: vec![0; n],
-            persisted: vec![BTreeSet::new(); n],
+            persisted: vec![BTreeMap::new(); n],
             card_files: vec![BTreeSet::new(); n],
         };
         for &(a, b) in edges {
@@ -157,10 +158,14 @@ impl Sim {
                             self.delivered[i].push(d);
                         }
                         Action::ChannelDeliver { message, .. } => self.channel[i].push(message),
-                        Action::Persist { id, .. } => {
-                            self.persisted[i].insert(id.to_string());
+                        Action::Persist { id, bytes } => {
+                            self.persisted[i].insert(id.to_string(), bytes);
                             self.nodes[i].persisted(id);
                         }
+                        Action::Load { id } => match self.persisted[i].get(&id.to_string()).cloned() {
+                            Some(b) => self.nodes[i].loaded(id, &b),
+                            None => self.nodes[i].load_failed(id, "not persisted"),
+                        },
                         Action::Event(Event::LinkDown { .. }) => self.link_downs += 1,
                         Action::Event(Event::PeerRefused { .. }) => self.refusals_logged[i] += 1,
                         Action::Unpersist { id } => {
