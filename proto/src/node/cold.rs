@@ -40,6 +40,25 @@ impl Node {
         }
     }
 
+    /// Lets the bytes of durable envelopes go while the store holds more
+    /// than its memory limit (a lowered `store_memory` takes effect at
+    /// once, not only as new envelopes come), oldest first.
+    pub(super) fn cool_durable(&mut self) {
+        let limit = self.store.limits().max_hot_bytes;
+        if self.store.hot_bytes() <= limit {
+            return;
+        }
+        let hot: Vec<EnvelopeId> = self.store.ids_after(0, None, usize::MAX).into_iter().map(|(_, id)| id).collect();
+        for id in hot {
+            if self.store.hot_bytes() <= limit {
+                break;
+            }
+            if !self.writes.contains(&id) {
+                self.store.cool(&id);
+            }
+        }
+    }
+
     /// Asks the caller for the bytes of the cold envelope `id`, to go to
     /// `to` (whose out-quota is already charged).
     pub(super) fn read_back(&mut self, to: NodeId, id: EnvelopeId) {

@@ -344,6 +344,7 @@ impl Node {
         let now_ms = self.tick(now);
         let renamed = cfg.name != self.cfg.name || cfg.domain != self.cfg.domain;
         self.store.set_limits(cfg.store);
+        self.cool_durable();
         self.delivered.set_capacity(cfg.delivered_capacity);
         self.peers.set_limits(Node::peer_limits(&cfg));
         self.cards.set_capacity(cfg.max_cards);

@@ -94,3 +94,17 @@ fn a_restored_store_keeps_only_what_the_limit_allows_in_memory() {
     assert_eq!(a.store().len(), 100);
     assert!(a.store().hot_bytes() <= (4 << 10) + 400, "{} bytes in memory", a.store().hot_bytes());
 }
+
+#[test]
+fn a_lowered_memory_limit_takes_effect_at_once_and_the_backlog_still_arrives() {
+    let (mut p, ids) = queued(100, 1 << 20);
+    assert!(p.a.store().iter().all(|(_, e)| !e.is_cold()));
+    let mut cfg = p.a.cfg.clone();
+    cfg.store.max_hot_bytes = 4 << 10;
+    p.a.set_config(cfg, Timestamp::from(p.now));
+    let hot = p.a.store().hot_bytes();
+    assert!(((4 << 10) - 400..=4 << 10).contains(&hot), "{hot} bytes in memory");
+    back(&mut p, 100);
+    let got: Vec<EnvelopeId> = p.delivered_b.iter().map(|d| d.id).collect();
+    assert_eq!(got, ids);
+}
