@@ -124,7 +124,8 @@ pub struct Store {
     by_seq: BTreeMap<u64, EnvelopeId>,
     next_seq: u64,
     origin_bytes: BTreeMap<NodeId, usize>,
-    recipient_bytes: BTreeMap<[u8; 16], usize>,
+    /// Keyed like `origin_bytes`, so both share one B-tree's code.
+    recipient_bytes: BTreeMap<NodeId, usize>,
     share_bytes: BTreeMap<String, usize>,
     bytes: usize,
     /// Bytes of the entries whose bytes are in memory.
@@ -172,15 +173,6 @@ impl Store {
                 true
             }
             _ => false,
-        }
-    }
-    /// Keeps bytes read back for `env`'s entry in memory again if there is
-    /// room under the limit.
-    pub fn warm(&mut self, env: &Envelope) {
-        let room = self.hot + env.len() <= self.limits.max_hot_bytes;
-        if let Some(e) = self.entries.get_mut(&env.id()).filter(|e| room && e.bytes.is_none()) {
-            e.bytes = Some(env.bytes().into());
-            self.hot += env.len();
         }
     }
     pub fn contains(&self, id: &EnvelopeId) -> bool {
@@ -254,7 +246,7 @@ impl Store {
         let mut evicted = self.expire(now);
         let len = env.len();
         let origin = env.origin_id();
-        let recipient = env.dest().id;
+        let recipient = NodeId(env.dest().id);
         if self.origin_bytes.get(&origin).copied().unwrap_or(0) + len > self.limits.max_bytes_per_origin {
             return Err(StoreError::OriginQuota);
         }
@@ -323,7 +315,9 @@ impl Store {
         if self.origin_bytes.get(&origin).copied().unwrap_or(0) + bytes > self.limits.max_bytes_per_origin {
             return Err(StoreError::OriginQuota);
         }
-        if self.recipient_bytes.get(&recipient).copied().unwrap_or(0) + bytes > self.limits.max_bytes_per_recipient {
+        if self.recipient_bytes.get(&NodeId(recipient)).copied().unwrap_or(0) + bytes
+            > self.limits.max_bytes_per_recipient
+        {
             return Err(StoreError::RecipientQuota);
         }
         let (local_bytes, local_count) =
@@ -344,7 +338,7 @@ impl Store {
         self.by_expiry.remove(&(e.head.expires_at(), *id));
         self.by_seq.remove(&e.seq);
         dec(&mut self.origin_bytes, &e.head.origin_id(), len);
-        dec(&mut self.recipient_bytes, &e.head.dest().id, len);
+        dec(&mut self.recipient_bytes, &NodeId(e.head.dest().id), len);
         if let Some(tag) = &e.share {
             dec(&mut self.share_bytes, &**tag, len);
         }

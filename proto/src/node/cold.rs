@@ -48,8 +48,7 @@ impl Node {
         if self.store.hot_bytes() <= limit {
             return;
         }
-        let hot: Vec<EnvelopeId> = self.store.ids_after(0, None, usize::MAX).into_iter().map(|(_, id)| id).collect();
-        for id in hot {
+        for (_, id) in self.store.ids_after(0, None, usize::MAX) {
             if self.store.hot_bytes() <= limit {
                 break;
             }
@@ -63,10 +62,15 @@ impl Node {
     /// `to` (whose out-quota is already charged).
     pub(super) fn read_back(&mut self, to: NodeId, id: EnvelopeId) {
         let now = self.clock;
-        if self.loading.len() >= MAX_LOADING && !self.loading.contains_key(&id) {
-            return;
-        }
-        let l = self.loading.entry(id).or_default();
+        let at = match self.loading.iter().position(|(i, _)| *i == id) {
+            Some(at) => at,
+            None if self.loading.len() >= MAX_LOADING => return,
+            None => {
+                self.loading.push((id, Loading::default()));
+                self.loading.len() - 1
+            }
+        };
+        let l = &mut self.loading[at].1;
         let ask = l.to.is_empty() || now >= l.asked_at.saturating_add(LOAD_AGAIN_MS);
         if !l.to.contains(&to) {
             l.to.push(to);
@@ -82,12 +86,12 @@ impl Node {
     /// Bytes that are not that envelope lose it, as
     /// [`load_failed`](Self::load_failed) does.
     pub fn loaded(&mut self, id: EnvelopeId, bytes: &[u8]) {
-        let Some(l) = self.loading.remove(&id) else { return };
+        let Some(l) = self.take_loading(&id) else { return };
         // Delivered, expired or evicted meanwhile: nothing to send.
-        let Some(head) = self.store.get(&id).map(|e| e.head.clone()) else { return };
-        let env = match Envelope::from_stored(&head, bytes) {
-            Ok(env) => env,
-            Err(e) => return self.lose_stored(id, &e.to_string()),
+        let env = match self.store.get(&id).map(|e| Envelope::from_stored(&e.head, bytes)) {
+            None => return,
+            Some(Ok(env)) => env,
+            Some(Err(e)) => return self.lose_stored(id, &e.to_string()),
         };
         self.metrics.envelopes_read_back += 1;
         for to in l.to {
@@ -96,14 +100,13 @@ impl Node {
                 self.send_envelope_bytes(to, env.bytes());
             }
         }
-        self.store.warm(&env);
     }
 
     /// The caller could not read back stored envelope `id` (its disk
     /// failed it; `why` says how, for the log). The copy is lost: it
     /// leaves the store, and a message of ours is reported dropped.
     pub fn load_failed(&mut self, id: EnvelopeId, why: &str) {
-        self.loading.remove(&id);
+        self.take_loading(&id);
         if self.store.contains(&id) {
             self.lose_stored(id, why);
         }
@@ -112,7 +115,12 @@ impl Node {
     /// The caller cannot read `id` back now (a passing error): this send
     /// is skipped, the envelope stays, and the peer asks again.
     pub fn load_later(&mut self, id: EnvelopeId) {
-        self.loading.remove(&id);
+        self.take_loading(&id);
+    }
+
+    fn take_loading(&mut self, id: &EnvelopeId) -> Option<Loading> {
+        let at = self.loading.iter().position(|(i, _)| i == id)?;
+        Some(self.loading.swap_remove(at).1)
     }
 
     fn lose_stored(&mut self, id: EnvelopeId, why: &str) {

@@ -185,8 +185,10 @@ pub struct Node {
     /// expire is forgotten.
     stranded_ids: crate::expiring::ExpiringMap<u64>,
     /// Cold envelopes asked of the caller, and the links waiting for each
-    /// (cold.rs). Bounded by `cold::MAX_LOADING`.
-    loading: BTreeMap<EnvelopeId, cold::Loading>,
+    /// (cold.rs). Bounded by `cold::MAX_LOADING`; a list, not a map: the
+    /// daemon answers within the tick, so it holds a few at most, and a
+    /// B-tree of its own cost 2.7 KB of the mipsel binary.
+    loading: Vec<(EnvelopeId, cold::Loading)>,
     /// When the last accepted announce of each origin arrived.
     /// Per origin: when its last beacon arrived, and the credit left for
     /// passing beacons on (announce.rs).
@@ -281,7 +283,7 @@ impl Node {
             bridge_check_at: now_ms,
             routes_aged_at: now_ms,
             stranded_ids: crate::expiring::ExpiringMap::default(),
-            loading: BTreeMap::new(),
+            loading: Vec::new(),
             announce_seen: SmallMap::new(),
             next_announce: now_ms,
             pending_acks: SmallMap::new(),
