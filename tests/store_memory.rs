@@ -26,10 +26,17 @@ fn a_backlog_kept_on_disk_only_reaches_the_returning_peer_and_a_damaged_record_i
             v["id"].as_str().unwrap().to_string()
         })
         .collect();
-    // A restart restores the store from the log: nothing of it in memory.
+    // A queued message costs outbox.log nothing: the state log has it.
+    let outbox_log = a.dir.join("outbox.log");
+    assert_eq!(std::fs::metadata(&outbox_log).map_or(0, |m| m.len()), 0, "outbox.log stays empty");
+    // A restart restores the store from the log: nothing of it in memory;
+    // the outbox lists every message as queued again.
     a.stop();
     a.start();
     assert_eq!(a.store_count(), n as u64);
+    let listed = a.request(json!({"cmd": "outbox"}))["messages"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), n);
+    assert!(listed.iter().all(|m| m["state"] == "queued" && m["to"] == bid.as_str()), "{listed:?}");
     let v = a.request(json!({"cmd": "store"}));
     assert_eq!((v["memory_bytes"].as_u64(), v["max_memory"].as_u64()), (Some(0), Some(0)), "{v}");
     assert_eq!(a.metric("store_memory_bytes"), 0);

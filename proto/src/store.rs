@@ -95,6 +95,9 @@ pub struct Entry {
     /// The end-to-end session a direct message of ours is sealed in (read
     /// from the payload when stored, so it is known while cold).
     pub sid: Option<SessionId>,
+    /// A direct message this node sent, as `meshpost outbox` reports them
+    /// (not the start of a session sent again, `e2e::SUITE_SESSION_RESTATE`).
+    pub sent: bool,
 }
 
 impl Entry {
@@ -294,10 +297,12 @@ impl Store {
         self.next_seq += 1;
         self.by_seq.insert(seq, env.id());
         self.hot += len;
-        let sid = (local && env.kind() == Kind::Direct).then(|| crate::e2e::session_of(env.payload())).flatten();
+        let ours = local && env.kind() == Kind::Direct;
+        let sid = ours.then(|| crate::e2e::session_of(env.payload())).flatten();
+        let sent = ours && env.payload().first() != Some(&crate::e2e::SUITE_SESSION_RESTATE);
         let (head, bytes) = env.into_parts();
         let share = share.map(|(t, _)| t.into());
-        let entry = Entry { head, bytes: Some(bytes), local, share, seq, sid };
+        let entry = Entry { head, bytes: Some(bytes), local, share, seq, sid, sent };
         self.entries.insert(entry.head.id(), Box::new(entry));
         Ok(evicted)
     }

@@ -8,7 +8,10 @@
 //! part of a file ` FILE INDEX COUNT NAME` (the file's id as the recipient's
 //! inbox names it, and its name in hex). A later transition of a message
 //! already in the file is only `ID STATE SINCE` (since 2026-12-07: 53
-//! bytes instead of 86 or more). At start,
+//! bytes instead of 86 or more). A text message just queued gets no line
+//! (since 2026-12-07, twenty-fourth session): the state log holds its
+//! envelope, and at start the daemon takes every message of ours still
+//! stored back as queued; its first later state is a whole line. At start,
 //! and whenever [`COMPACT_AFTER`] lines were appended since the last
 //! rewrite, the log is cut to the [`MAX_RECORDS`] most recent messages and
 //! rewritten, so the file stays bounded on a router that runs for months. Unreadable lines are
@@ -32,6 +35,11 @@ use super::{read_limited, write_durable};
 
 /// Sent messages remembered.
 pub const MAX_RECORDS: usize = 1000;
+/// Set in a message's `index` position while the file does not name it
+/// yet: a queued text message gets no line of its own (its envelope in the
+/// state log says as much, and a restart takes it from there,
+/// [`OutboxLog::restore_queued`]); its first transition is a whole line.
+const UNWRITTEN: u64 = 1 << 63;
 /// Appended lines after which the file is rewritten compactly.
 pub const COMPACT_AFTER: usize = 3 * MAX_RECORDS;
 
@@ -78,7 +86,7 @@ pub struct OutboxLog {
     records: VecDeque<Record>,
     /// Each record's position counted from the first ever kept: the
     /// record is at `position - dropped` (so dropping the oldest does not
-    /// renumber the others).
+    /// renumber the others); with [`UNWRITTEN`] while no line names it.
     index: BTreeMap<EnvelopeId, u64>,
     /// Records dropped from the front so far.
     dropped: u64,
@@ -161,6 +169,9 @@ impl OutboxLog {
         self.names.retain(|k, _| keys.contains(k));
         let text: String = self.records.iter().map(|r| r.line(&self.names)).collect();
         write_durable(&self.path, text.as_bytes(), 0o600)?;
+        for p in self.index.values_mut() {
+            *p &= !UNWRITTEN;
+        }
         self.appended = 0;
         self.unsynced.clear();
         Ok(())
@@ -174,6 +185,7 @@ impl OutboxLog {
     fn set(&mut self, mut r: Record) {
         match self.index.get(&r.id) {
             Some(&pos) => {
+                let pos = pos & !UNWRITTEN;
                 if let Some(old) = pos.checked_sub(self.dropped).and_then(|i| self.records.get_mut(i as usize)) {
                     // A state change keeps the file the part belongs to.
                     r.file = r.file.or(old.file);
@@ -193,18 +205,43 @@ impl OutboxLog {
         }
     }
 
-    /// Records a state; its line is appended at the next [`OutboxLog::flush`].
+    /// Records a state; its line is appended at the next [`OutboxLog::flush`]
+    /// (a text message just queued gets none, [`UNWRITTEN`]).
     pub fn record(&mut self, r: Record) -> io::Result<()> {
-        let known = self.get(&r.id).is_some();
+        let known = self.index.get(&r.id).copied();
         self.set(r);
+        if known.is_none() && r.state == SentState::Queued && r.file.is_none() {
+            self.mark_unwritten(&r.id);
+            return Ok(());
+        }
         let r = self.get(&r.id).copied().unwrap_or(r);
         if self.appended >= COMPACT_AFTER {
             return self.compact();
         }
         self.appended += 1;
-        let line = if known { r.transition_line() } else { r.line(&self.names) };
+        let named = known.is_some_and(|p| p & UNWRITTEN == 0);
+        let line = if named { r.transition_line() } else { r.line(&self.names) };
+        if let Some(p) = self.index.get_mut(&r.id) {
+            *p &= !UNWRITTEN;
+        }
         self.unsynced.push_str(&line);
         Ok(())
+    }
+
+    /// Takes back, at start, a message of ours still queued in the store
+    /// that the file does not name (its queued state got no line). Oldest
+    /// first, as they were sent; nothing is written.
+    pub fn restore_queued(&mut self, id: EnvelopeId, to: NodeId, since: u64) {
+        if self.get(&id).is_none() {
+            self.set(Record { id, to, state: SentState::Queued, since, file: None });
+            self.mark_unwritten(&id);
+        }
+    }
+
+    fn mark_unwritten(&mut self, id: &EnvelopeId) {
+        if let Some(p) = self.index.get_mut(id) {
+            *p |= UNWRITTEN;
+        }
     }
 
     /// Appends and syncs the lines recorded since the last flush.
@@ -250,7 +287,7 @@ impl OutboxLog {
     }
 
     pub fn get(&self, id: &EnvelopeId) -> Option<&Record> {
-        self.index.get(id).and_then(|&pos| self.records.get(pos.checked_sub(self.dropped)? as usize))
+        self.index.get(id).and_then(|&pos| self.records.get((pos & !UNWRITTEN).checked_sub(self.dropped)? as usize))
     }
 
     /// Newest first.
@@ -327,9 +364,11 @@ mod tests {
         log.flush().unwrap();
         let text = std::fs::read_to_string(dir.join("outbox.log")).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 4);
-        assert_eq!(lines[2], format!("{id} forwarded 11"));
-        assert_eq!(lines[3], format!("{part} delivered 12"));
+        // The text message's queued state has no line, so its first
+        // transition names it whole; a file's part was named when queued.
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[1], format!("{id} {to} forwarded 11"));
+        assert_eq!(lines[2], format!("{part} delivered 12"));
         let (log, bad) = OutboxLog::load(&dir);
         assert_eq!(bad, 0);
         assert_eq!(log.get(&id).map(|r| (r.to, r.state, r.since)), Some((to, SentState::Forwarded, 11)));
@@ -341,6 +380,42 @@ mod tests {
         let (log, bad) = OutboxLog::load(&dir);
         assert_eq!(bad, 0);
         assert_eq!(log.get(&id).map(|r| (r.to, r.state, r.since)), Some((to, SentState::Delivered, 13)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_queued_text_message_writes_nothing_until_it_moves_and_a_restart_takes_it_back() {
+        let dir = std::env::temp_dir().join(format!("meshpost-outbox-queued-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b, to) = (EnvelopeId([1; 16]), EnvelopeId([5; 16]), NodeId([2; 16]));
+        let (mut log, _) = OutboxLog::load(&dir);
+        log.record(Record { id: a, to, state: SentState::Queued, since: 10, file: None }).unwrap();
+        log.record(Record { id: b, to, state: SentState::Queued, since: 11, file: None }).unwrap();
+        log.flush().unwrap();
+        assert_eq!(log.file_len(), 0, "nothing written for two queued messages");
+        assert_eq!(log.get(&a).map(|r| r.state), Some(SentState::Queued), "but both are listed");
+        log.record(Record { id: a, to, state: SentState::Delivered, since: 12, file: None }).unwrap();
+        log.flush().unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("outbox.log")).unwrap(), format!("{a} {to} delivered 12\n"));
+        // A restart: the file names `a`; `b` comes back from the store.
+        let (mut log, bad) = OutboxLog::load(&dir);
+        assert_eq!(bad, 0);
+        log.restore_queued(a, to, 10);
+        log.restore_queued(b, to, 11);
+        assert_eq!(log.get(&a).map(|r| r.state), Some(SentState::Delivered), "a named message stays as named");
+        assert_eq!(log.get(&b).map(|r| (r.to, r.state, r.since)), Some((to, SentState::Queued, 11)));
+        log.record(Record { id: b, to, state: SentState::Forwarded, since: 13, file: None }).unwrap();
+        log.flush().unwrap();
+        let text = std::fs::read_to_string(dir.join("outbox.log")).unwrap();
+        assert_eq!(text.lines().last(), Some(format!("{b} {to} forwarded 13").as_str()));
+        // A rewrite names every message, queued ones too.
+        log.restore_queued(EnvelopeId([6; 16]), to, 14);
+        log.compact().unwrap();
+        log.record(Record { id: EnvelopeId([6; 16]), to, state: SentState::Expired, since: 15, file: None }).unwrap();
+        log.flush().unwrap();
+        let text = std::fs::read_to_string(dir.join("outbox.log")).unwrap();
+        assert_eq!(text.lines().last(), Some(format!("{} expired 15", EnvelopeId([6; 16])).as_str()));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

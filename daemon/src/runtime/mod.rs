@@ -266,9 +266,21 @@ impl Daemon {
         if let Err(e) = log.commit() {
             warn!("cannot write the state log at start ({e}); set-aside entries stay in it");
         }
-        let (outbox, bad) = crate::persist::outbox::OutboxLog::load(state.dir());
+        let (mut outbox, bad) = crate::persist::outbox::OutboxLog::load(state.dir());
         if bad > 0 {
             warn!("{}: {bad} unreadable lines skipped", state.dir().join("outbox.log").display());
+        }
+        // Messages of ours still stored whose queued state has no line in
+        // the file (persist/outbox.rs), in the order they were sent.
+        let mut queued: Vec<(u64, EnvelopeId, NodeId)> = node
+            .store()
+            .iter()
+            .filter(|(id, e)| e.sent && outbox.get(id).is_none())
+            .map(|(id, e)| (e.head.created(), *id, NodeId(e.head.dest().id)))
+            .collect();
+        queued.sort_unstable_by_key(|q| q.0);
+        for (since, id, to) in queued {
+            outbox.restore_queued(id, to, since);
         }
         for r in outbox.newest_first().filter(|r| !r.state.is_final()) {
             node.track_sent(r.id, r.to, r.state);
