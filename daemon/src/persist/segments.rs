@@ -306,6 +306,16 @@ impl Log {
         self.index.range((table, [0; 16])..=(table, [0xff; 16])).map(|((_, k), _)| *k).collect()
     }
 
+    /// Keys of one table in the order their records lie in the log, oldest
+    /// segment first: the order they were written (a compacted record
+    /// counts from its copy).
+    pub fn keys_in_write_order(&self, table: Table) -> Vec<[u8; 16]> {
+        let mut v: Vec<(u32, u64, [u8; 16])> =
+            self.index.range((table, [0; 16])..=(table, [0xff; 16])).map(|((_, k), l)| (l.seg, l.off, *k)).collect();
+        v.sort_unstable();
+        v.into_iter().map(|(_, _, k)| k).collect()
+    }
+
     pub fn count(&self, table: Table) -> usize {
         self.index.range((table, [0; 16])..=(table, [0xff; 16])).count()
     }

@@ -20,6 +20,29 @@ fn body(i: u32, len: usize) -> Vec<u8> {
 }
 
 #[test]
+fn keys_come_back_in_the_order_written_across_segments_and_a_restart() {
+    let d = dir("order");
+    let (mut log, _) = Log::open_with(&d, 4096).unwrap();
+    // Keys whose byte order is not the write order, over several segments.
+    let order: Vec<u32> = (0..200).map(|i| (i * 7919) % 1000).collect();
+    for i in &order {
+        log.put(Table::Envelope, key(*i), &body(*i, 100)).unwrap();
+        log.put(Table::Inbox, key(*i), b"other table").unwrap();
+        log.commit().unwrap();
+    }
+    // A later write of a key moves it to the end.
+    log.put(Table::Envelope, key(order[0]), b"again").unwrap();
+    log.commit().unwrap();
+    drop(log);
+    let (log, _) = Log::open_with(&d, 4096).unwrap();
+    assert!(log.segments() > 3);
+    let mut want: Vec<[u8; 16]> = order[1..].iter().map(|i| key(*i)).collect();
+    want.push(key(order[0]));
+    assert_eq!(log.keys_in_write_order(Table::Envelope), want);
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
 fn committed_records_survive_a_restart_and_uncommitted_ones_do_not() {
     let d = dir("restart");
     let (mut log, problems) = Log::open(&d).unwrap();

@@ -73,7 +73,10 @@ pub(crate) fn restore(node: &mut Node, log: &mut Log, state: &State, inbox: &Inb
             warn!("session start {sid} refused ({e}); {}", log.set_aside(Table::Start, key));
         }
     }
-    for key in log.keys(Table::Envelope) {
+    // In the order written, so a backlog goes on in the order it was sent
+    // (offers go by admission): in key order it left in a random one, and
+    // its recipient's sessions kept a skipped key for most messages.
+    for key in log.keys_in_write_order(Table::Envelope) {
         let id = EnvelopeId(key);
         let bytes = match log.get(Table::Envelope, &key) {
             Ok(Some(b)) => b,
