@@ -271,16 +271,12 @@ impl Daemon {
             warn!("{}: {bad} unreadable lines skipped", state.dir().join("outbox.log").display());
         }
         // Messages of ours still stored whose queued state has no line in
-        // the file (persist/outbox.rs), in the order they were sent.
-        let mut queued: Vec<(u64, EnvelopeId, NodeId)> = node
-            .store()
-            .iter()
-            .filter(|(id, e)| e.sent && outbox.get(id).is_none())
-            .map(|(id, e)| (e.head.created(), *id, NodeId(e.head.dest().id)))
-            .collect();
-        queued.sort_unstable_by_key(|q| q.0);
-        for (since, id, to) in queued {
-            outbox.restore_queued(id, to, since);
+        // the file (persist/outbox.rs), in the order they were sent (the
+        // store's admission order: restore.rs takes them as written).
+        for (_, id) in node.store().ids_after(0, None, usize::MAX) {
+            if let Some(e) = node.store().get(&id).filter(|e| e.sent && outbox.get(&id).is_none()) {
+                outbox.restore_queued(id, NodeId(e.head.dest().id), e.head.created());
+            }
         }
         for r in outbox.newest_first().filter(|r| !r.state.is_final()) {
             node.track_sent(r.id, r.to, r.state);
