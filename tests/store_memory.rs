@@ -37,6 +37,10 @@ fn a_backlog_kept_on_disk_only_reaches_the_returning_peer_and_a_damaged_record_i
     let listed = a.request(json!({"cmd": "outbox"}))["messages"].as_array().unwrap().clone();
     assert_eq!(listed.len(), n);
     assert!(listed.iter().all(|m| m["state"] == "queued" && m["to"] == bid.as_str()), "{listed:?}");
+    let newest_first: Vec<&str> = listed.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let mut sent_order = ids.iter().map(String::as_str).collect::<Vec<_>>();
+    sent_order.reverse();
+    assert_eq!(newest_first, sent_order, "listed in the order sent, newest first");
     let v = a.request(json!({"cmd": "store"}));
     assert_eq!((v["memory_bytes"].as_u64(), v["max_memory"].as_u64()), (Some(0), Some(0)), "{v}");
     assert_eq!(a.metric("store_memory_bytes"), 0);
@@ -58,9 +62,11 @@ fn a_backlog_kept_on_disk_only_reaches_the_returning_peer_and_a_damaged_record_i
     b.start();
     assert!(wait_until(60, || b.inbox().len() == n - 1), "B got {} of {}\nA:\n{}", b.inbox().len(), n - 1, a.log());
     let mut texts: Vec<String> = b.inbox().iter().map(|m| m["text"].as_str().unwrap().to_string()).collect();
+    let arrived = texts.clone();
     texts.sort_by_key(|t| t[5..].parse::<usize>().unwrap());
     let want: Vec<String> = (0..n - 1).map(|i| format!("cold {i}")).collect();
     assert_eq!(texts, want, "every message but the damaged one, once each");
+    assert_eq!(arrived, want, "and in the order sent, after the sender's restart");
     assert!(a.metric("envelopes_read_back_total") >= (n - 1) as u64);
     assert_eq!(a.metric("envelopes_unreadable_total"), 1);
     let lost = &ids[n - 1];
