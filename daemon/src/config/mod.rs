@@ -577,6 +577,20 @@ mod tests {
     }
 
     #[test]
+    fn store_memory_is_read_bounded_and_named_in_its_error() {
+        let d = load("config meshpost 'main'\n").unwrap();
+        assert_eq!(d.node.store.max_hot_bytes, meshpost_proto::store::DEFAULT_HOT_BYTES);
+        let s = load("config meshpost 'main'\n option store_memory '0'\n").unwrap();
+        assert_eq!(s.node.store.max_hot_bytes, 0, "everything read back from the state log");
+        let s = load("config meshpost 'main'\n option store_memory '1048576'\n").unwrap();
+        assert_eq!(s.node.store.max_hot_bytes, 1 << 20);
+        for bad in ["-1", "2147483648", "lots"] {
+            let e = load(&format!("config meshpost 'main'\n option store_memory '{bad}'\n")).unwrap_err();
+            assert!(e.to_string().contains("option 'store_memory'"), "{e}");
+        }
+    }
+
+    #[test]
     fn beacon_intervals_and_the_preferred_links_are_read_and_kept_consistent() {
         let s = load("config meshpost 'main'\n option announce_interval '30'\n option link_target '6'\n").unwrap();
         assert_eq!(s.node.link_target, 6);

@@ -69,6 +69,10 @@ return view.extend({
 		o = s.option(form.Value, 'store_max_bytes', _('Store size (bytes)'));
 		o.datatype = 'uinteger';
 		o.placeholder = '8388608';
+		o = s.option(form.Value, 'store_memory', _('Store kept in memory (bytes)'),
+			_('Beyond this, queued messages are read back from the state directory when sent.'));
+		o.datatype = 'range(0,1073741824)';
+		o.placeholder = '524288';
 
 		s = m.section(form.GridSection, 'peer', _('Peers'), _('Nodes to link to by address, beyond those found with mDNS.'));
 		s.anonymous = true;
