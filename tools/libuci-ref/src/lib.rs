@@ -99,11 +99,20 @@ fn parse_error(message: &str) -> LibuciError {
     LibuciError { reason, line, message: message.to_string() }
 }
 
+/// Held around every call into libuci: its `uci_get_errorstr` formats
+/// into a `static char error_info[128]` (openwrt/uci `libuci.c`), so two
+/// threads reporting errors at once garbled each other's messages (a test
+/// binary runs its tests on several threads; CI saw "(too many
+/// arguments) at line erwrites prior section..." on 2026-12-07).
+static LIBUCI: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Imports `input` as package `meshpost` with the real libuci.
 pub fn parse(input: &[u8]) -> Result<Vec<u8>, LibuciError> {
     if input.is_empty() {
         return Ok(Vec::new());
     }
+    // A test that panicked holding it left libuci as it was: go on.
+    let _one_at_a_time = LIBUCI.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     // SAFETY: fmemopen reads `input`, which outlives the stream; the
     // context and stream are freed on every path below.
     unsafe {
