@@ -164,14 +164,23 @@ impl Daemon {
     /// (out of file handles, say) skips this send only: the peer asks again.
     fn read_back(&mut self, id: EnvelopeId) {
         match self.log.get(Table::Envelope, &id.0) {
-            Ok(Some(bytes)) => self.node.loaded(id, &bytes),
+            Ok(Some(bytes)) => {
+                self.read_back_failing = false;
+                self.node.loaded(id, &bytes)
+            }
             Ok(None) => self.node.load_failed(id, "not in the state log"),
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                 let kept = self.log.set_aside(Table::Envelope, id.0);
                 self.node.load_failed(id, &format!("{e}; {kept}"));
             }
             Err(e) => {
-                warn!("cannot read envelope {id} back from the state log ({e}); it stays stored");
+                if core::mem::replace(&mut self.read_back_failing, true) {
+                    debug!("still cannot read envelope {id} back from the state log ({e})");
+                } else {
+                    warn!(
+                        "cannot read envelope {id} back from the state log ({e}); it stays stored and is sent when a read works"
+                    );
+                }
                 self.node.load_later(id);
             }
         }

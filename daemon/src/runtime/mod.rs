@@ -155,6 +155,9 @@ pub struct Daemon {
     inbox_changed: bool,
     /// Since when commits of the state log fail (logged once per episode).
     log_failing: Option<u64>,
+    /// A passing error reading stored envelopes back was logged (one line
+    /// per episode; a read that works ends it).
+    read_back_failing: bool,
     inbox: Inbox,
     settings: Settings,
     config_path: Option<PathBuf>,
@@ -335,6 +338,7 @@ impl Daemon {
             delivered_lines: Vec::new(),
             inbox_changed: false,
             log_failing: None,
+            read_back_failing: false,
             inbox,
             settings,
             config_path,
