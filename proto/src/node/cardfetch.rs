@@ -4,9 +4,16 @@
 //! (routes, flood). A node floods only beacons whose card it holds, so the
 //! neighbour asked can always answer. Serving such wants is here too.
 //!
-//! Bounded: at most `MAX_HELD` beacons wait, each for at most `HOLD_MS`;
-//! a beacon that does not fit is dropped and the next interval's one
-//! asks again. Unknown origins are charged to the link's new-card budget,
+//! A want that goes unanswered (with a fifth of datagrams lost, the want
+//! or one of the card's two fragments is lost half the time) is sent
+//! again each second, `CARD_REWANTS` times (flow.rs, `rewant`). A copy of
+//! the beacon that comes after the hold asks again; each hold that ended
+//! without the card doubles the wait for the next, so a card that cannot
+//! cross costs a few asks an hour, not one a second.
+//!
+//! Bounded: at most `MAX_HELD` beacons wait; one held longer than
+//! `HOLD_MS` gives way to a new one when the set is full, and a beacon that
+//! does not fit is dropped and the next interval's one asks again. Unknown origins are charged to the link's new-card budget,
 //! and cards served to a link's budget of the same size (300, then 20 a
 //! second), so a want frame of 70 ids cannot buy 100 KB at will.
 //! It does not verify anything (the envelope was verified on receipt) and
@@ -17,8 +24,17 @@ use crate::link::frame::{IdList, id_frames};
 
 /// Most beacons waiting for their card at once.
 pub(super) const MAX_HELD: usize = 256;
-/// How long a beacon waits for its card before a new beacon may ask again.
+/// How long a beacon waits for its card before a new beacon may ask again
+/// (doubled each time it did not come), and another may take its place.
 pub(super) const HOLD_MS: u64 = 5_000;
+/// How often a card a held beacon names is asked for again, a second
+/// apart: at a fifth of datagrams lost, when a fetch (a want and the
+/// card's two fragments) fails half the time, all nine asks fail for one
+/// beacon in 600. The next copy of the beacon (a sync round) asks again.
+pub(super) const CARD_REWANTS: u8 = 8;
+/// Doublings of the wait before a beacon whose card did not come asks
+/// again: `HOLD_MS` times 64 is about five minutes.
+const MAX_BACKOFF: u8 = 6;
 /// Most ids remembered as asked for (a want sent), each for `HOLD_MS`.
 const MAX_ASKED: usize = 4096;
 
@@ -28,37 +44,49 @@ pub(super) struct Held {
     beacon: Envelope,
     card_id: EnvelopeId,
     link: NodeId,
-    until: u64,
+    /// When it was held and its card asked for.
+    since: u64,
+    /// Holds of this beacon that ended without its card: a copy asks
+    /// again only `HOLD_MS` doubled this often after the last hold began.
+    fails: u8,
 }
 
 impl Node {
     /// Holds `beacon` and asks `link` for the card `card_id`.
     pub(super) fn hold_beacon(&mut self, now_ms: u64, link: NodeId, beacon: Envelope, card_id: EnvelopeId) {
         let origin = beacon.origin_id();
-        if self.held.get(&origin).is_some_and(|h| now_ms < h.until) {
-            // Already asking; this copy teaches nothing the held one will not.
-            self.metrics.announces_duplicate += 1;
-            return;
-        }
+        let fails = match self.held.get(&origin) {
+            Some(h) if h.card_id == card_id => {
+                if now_ms < h.since + (HOLD_MS << h.fails.min(MAX_BACKOFF)) {
+                    // Already asking, or asked in vain a moment ago; this
+                    // copy teaches nothing the held one will not.
+                    self.metrics.announces_duplicate += 1;
+                    return;
+                }
+                h.fails.saturating_add(1)
+            }
+            _ => 0,
+        };
         if self.cards.get(&origin).is_none() && !self.new_card_budget(link, now_ms) {
             return;
         }
         if self.held.len() >= MAX_HELD && !self.held.contains_key(&origin) {
-            self.held.retain(|_, h| now_ms < h.until);
+            self.held.retain(|_, h| now_ms < h.since + HOLD_MS);
             if self.held.len() >= MAX_HELD {
                 self.metrics.envelopes_rate_limited += 1;
                 return;
             }
         }
-        self.held.insert(origin, Held { beacon, card_id, link, until: now_ms + HOLD_MS });
-        if self.asked_recently(&card_id, now_ms) {
-            return; // wanted from a sync offer, on its way
+        self.held.insert(origin, Held { beacon, card_id, link, since: now_ms, fails });
+        if self.asked_recently(&card_id, now_ms) && self.links.values().any(|l| flow::awaits(l, &card_id)) {
+            return; // wanted a moment ago, and asked again if it does not come
         }
         self.metrics.cards_requested += 1;
         self.note_asked(card_id, now_ms);
         for f in id_frames(IdList::Want, &[card_id]) {
             self.send_frame(link, &f, now_ms);
         }
+        self.awaiting(link, &[card_id], now_ms);
     }
 
     /// Remembers for `HOLD_MS` that we sent a want of `id` (bounded).
@@ -71,6 +99,14 @@ impl Node {
 
     pub(super) fn asked_recently(&self, id: &EnvelopeId, now_ms: u64) -> bool {
         self.asked.get(id).is_some_and(|until| *until > now_ms)
+    }
+
+    /// Whether a held beacon still waits for the card `id`: its want is
+    /// asked again (flow.rs), up to `CARD_REWANTS` times, while the
+    /// beacon is held (past `HOLD_MS` too, until a newer copy or another
+    /// beacon takes its place).
+    pub(super) fn card_awaited(&self, id: &EnvelopeId) -> bool {
+        self.held.iter().any(|(_, h)| h.card_id == *id)
     }
 
     /// A card of `origin` was learned: takes the beacon that waited for it.

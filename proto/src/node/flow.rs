@@ -42,7 +42,8 @@ pub(super) const PUSH_BURST: u32 = 250;
 const HELD_BACK_MS: u64 = 20;
 /// An envelope asked for that has not come after this long (a fragment of
 /// it was lost) is asked for again, up to `REWANTS` times; after that it
-/// waits for the next round's offer.
+/// waits for the next round's offer. A card that a held beacon waits for
+/// is asked for again for as long as the beacon is held (cardfetch.rs).
 const REWANT_MS: u64 = 1_000;
 const REWANTS: u8 = 3;
 /// Envelopes asked for and awaited per link (the link budget bounds how
@@ -325,6 +326,7 @@ impl Node {
         let mut again = Vec::new();
         let due = self.links.get_mut(&node).map(|l| take_due(&mut l.awaited, now_ms)).unwrap_or_default();
         for (id, tries) in due {
+            let more = tries + 1 < REWANTS || (tries + 1 < cardfetch::CARD_REWANTS && self.card_awaited(&id));
             let here = self.seen.contains(&id)
                 || self.store.contains(&id)
                 || self.delivered.get(&id).is_some()
@@ -336,8 +338,8 @@ impl Node {
                 || self.links.get(&node).is_some_and(|l| is_paced(l, &id));
             if !here {
                 again.push(id);
-                if let Some(l) = self.links.get_mut(&node).filter(|_| tries + 1 < REWANTS) {
-                    l.awaited.push_back((id, now_ms + REWANT_MS, tries + 1));
+                if let Some(l) = self.links.get_mut(&node).filter(|_| more) {
+                    l.awaited.push_back((id, now_ms + REWANT_MS, tries.saturating_add(1)));
                 }
             }
         }
@@ -358,6 +360,11 @@ impl Node {
     pub(super) fn prepaid(&self, id: &EnvelopeId, now_ms: u64) -> bool {
         self.asked_recently(id, now_ms)
     }
+}
+
+/// Whether `id` was asked of `l` and is to be asked again if it does not come.
+pub(super) fn awaits(l: &Link, id: &EnvelopeId) -> bool {
+    l.awaited.iter().any(|(a, _, _)| a == id)
 }
 
 /// Whether `id` waits on `l` for its channel budget: it came, and is

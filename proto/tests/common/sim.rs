@@ -1,6 +1,7 @@
 //! The in-memory network the mesh tests run on: nodes on virtual time,
 //! wired by links that can be cut, driven only through the public poll
-//! API. It does not model loss, delay or capacity (tools/sim does).
+//! API, optionally losing a seeded share of datagrams. It does not model
+//! delay or capacity (tools/sim does).
 #![allow(dead_code)] // each test binary uses part of it
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,6 +41,10 @@ pub struct Sim {
     pub persisted: Vec<BTreeMap<String, Vec<u8>>>,
     /// Card files each node keeps (SaveCard minus ForgetCard).
     pub card_files: Vec<BTreeSet<NodeId>>,
+    /// Share of datagrams each link drops (0 by default), drawn from
+    /// `loss_rng`, so a seed gives the same losses every run.
+    pub loss: f64,
+    pub loss_rng: u64,
 }
 
 impl Sim {
@@ -92,6 +97,8 @@ impl Sim {
             refusals_logged: vec![0; n],
             persisted: vec![BTreeMap::new(); n],
             card_files: vec![BTreeSet::new(); n],
+            loss: 0.0,
+            loss_rng: 0x9e37_79b9_7f4a_7c15 ^ u64::from(seed),
         };
         for &(a, b) in edges {
             sim.connect(a, b);
@@ -148,6 +155,7 @@ impl Sim {
                         Action::Transmit { to, data } => {
                             if let Some(j) = (0..n).find(|&j| addr(j) == to)
                                 && self.reachable(i, j)
+                                && !self.lost()
                             {
                                 self.nodes[j].handle_datagram(ts, addr(i), &data);
                                 self.wire.push((i, j, data));
@@ -197,6 +205,19 @@ impl Sim {
         for _ in 0..steps {
             self.step(250);
         }
+    }
+
+    /// Whether the next datagram is dropped (xorshift64 against `loss`).
+    fn lost(&mut self) -> bool {
+        if self.loss <= 0.0 {
+            return false;
+        }
+        let mut x = self.loss_rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.loss_rng = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64 <= self.loss
     }
 
     pub fn forwarded(&self) -> u64 {

@@ -237,3 +237,54 @@ fn a_link_change_is_beaconed_within_a_second_and_the_backoff_goes_on_where_it_wa
     assert_eq!(beacons.len(), 2, "beacons at {beacons:?}, changes at {changes:?}");
     assert!(p.a.announce_ivl >= settled, "{} ms", p.a.announce_ivl);
 }
+
+#[test]
+fn a_card_fetch_lost_on_the_way_is_asked_for_again_each_second_for_a_while() {
+    let mut p = Pair::new(None);
+    p.run(2_000, 100);
+    let aid = p.a.node_id();
+    // A renames itself: its beacon names a new card, and every copy of the
+    // card A sends for B's wants is lost for 6 s, past the 5 s a beacon is
+    // held.
+    p.lose_big_a = true;
+    let cfg = Config { name: "a-renamed".into(), ..p.a.config().clone() };
+    p.a.set_config(cfg, Timestamp::from(p.now));
+    let served = p.a.metrics().cards_served;
+    p.run(6_000, 100);
+    assert_eq!(p.b.card(&aid).map(|c| c.name.clone()).as_deref(), Some("a"));
+    let asked = p.a.metrics().cards_served - served;
+    assert!((5..=7).contains(&asked), "asked {asked} times in 6 s");
+    // The link carries cards again: the next ask gets it, within a second.
+    p.lose_big_a = false;
+    p.run(1_000, 100);
+    assert_eq!(p.b.card(&aid).map(|c| c.name.clone()).as_deref(), Some("a-renamed"));
+    assert_eq!(p.b.metrics().cards_requested, 1, "one fetch, asked again");
+    // Nothing is asked for once it came.
+    let served = p.a.metrics().cards_served;
+    p.run(20_000, 1_000);
+    assert_eq!(p.a.metrics().cards_served, served);
+}
+
+#[test]
+fn a_card_that_never_comes_is_asked_for_less_and_less_often() {
+    let mut p = Pair::new(None);
+    p.run(2_000, 100);
+    p.lose_big_a = true;
+    let cfg = Config { name: "a-renamed".into(), ..p.a.config().clone() };
+    p.a.set_config(cfg, Timestamp::from(p.now));
+    let served = p.a.metrics().cards_served;
+    // A fetch of nine asks a second apart; a sync round (15 s) brings the
+    // beacon again, which asks again 5 s, 10 s, 20 s, 40 s, ... after the
+    // last fetch began, up to about five minutes.
+    p.run(60_000, 100);
+    let first_minute = p.a.metrics().cards_served - served;
+    assert!(first_minute <= 4 * (u64::from(cardfetch::CARD_REWANTS) + 1), "asked {first_minute} times in a minute");
+    let served = p.a.metrics().cards_served;
+    p.run(30 * 60_000, 1_000);
+    let later = p.a.metrics().cards_served - served;
+    assert!(later <= 8 * (u64::from(cardfetch::CARD_REWANTS) + 1), "asked {later} times in the next half hour");
+    // The link carries cards again: the next fetch gets it.
+    p.lose_big_a = false;
+    p.run(6 * 60_000, 1_000);
+    assert_eq!(p.b.card(&p.a.node_id()).map(|c| c.name.clone()).as_deref(), Some("a-renamed"));
+}

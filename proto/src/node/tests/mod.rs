@@ -31,6 +31,9 @@ struct Pair {
     /// The same from B to A.
     lose_b_every: u64,
     b_to_a: u64,
+    /// Datagrams from A to B of more than 1,000 bytes (a card's
+    /// fragments) are lost.
+    lose_big_a: bool,
     /// The latest sessions B handed out to save (written before its inbox
     /// entry, so even when that write then fails).
     b_sessions: Option<Vec<u8>>,
@@ -66,6 +69,7 @@ impl Pair {
             a_to_b: 0,
             lose_b_every: 0,
             b_to_a: 0,
+            lose_big_a: false,
             b_sessions: None,
             kept_a: vec![],
             a_writes_wait: false,
@@ -90,7 +94,8 @@ impl Pair {
                         Action::Transmit { to, data } if to == addr(2) => {
                             self.captured.push((to, data.clone()));
                             self.a_to_b += 1;
-                            let lost = self.lose_every > 0 && self.a_to_b.is_multiple_of(self.lose_every);
+                            let lost = self.lose_every > 0 && self.a_to_b.is_multiple_of(self.lose_every)
+                                || self.lose_big_a && data.len() > 1_000;
                             if self.b_up && !lost {
                                 self.b.handle_datagram(Timestamp::from(self.now), addr(1), &data);
                             }
