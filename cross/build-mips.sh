@@ -77,7 +77,7 @@ export "CARGO_TARGET_${env_triple}_LINKER=$sysroot/bin/musl-gcc"
 # panics on a MIPS router ends the process without a message, and procd
 # restarts it (nothing acknowledged is lost, docs/storage.md). Set
 # MIPS_PANIC_MESSAGES=1 to keep the messages, for a debugging build.
-size_flags="-C relocation-model=static -C link-arg=-Wl,-z,norelro -C force-unwind-tables=no"
+size_flags="-C relocation-model=static -C link-arg=-Wl,-z,norelro -C link-arg=-Wl,-z,common-page-size=16 -C force-unwind-tables=no"
 if [ "${MIPS_PANIC_MESSAGES:-0}" != 1 ]; then
   size_flags="$size_flags -Zunstable-options -C panic=immediate-abort"
 fi
