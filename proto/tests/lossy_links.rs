@@ -55,13 +55,17 @@ fn a_lossy_line_of_five_learns_every_route_within_seconds() {
     assert!(converged_after(0, 0.0, 60_000).is_some_and(|t| t <= 2_000));
     // A full card is two fragments: with a fifth of datagrams lost, a
     // fetch (a want, then the card) gets through about half the time. A
-    // lost fetch used to wait for the beacon's next copy after its 5 s
-    // hold, so one node in ten still lacked a route after 45 s; it is
-    // asked again each second while the beacon is held (cardfetch.rs).
-    let mut times: Vec<u64> = (0..40).map(|seed| converged_after(seed, 0.2, 120_000).unwrap_or(u64::MAX)).collect();
+    // lost fetch used to wait for a later copy of the beacon: over these
+    // 256 loss patterns the median was 44.25 s and the worst 154.25 s,
+    // and 4 took longer than the two minutes the namespace test allows
+    // (which failed once in CI). It is asked again each second now
+    // (cardfetch.rs), a copy sent again completes the fragments of the
+    // first (links.rs), and a lost handshake message goes again within a
+    // second (resend.rs): median 7.75 s, worst 19.0 s (2026-12-07).
+    let mut times: Vec<u64> = (0..=255).map(|seed| converged_after(seed, 0.2, 300_000).unwrap_or(u64::MAX)).collect();
     times.sort_unstable();
     let (median, worst) = (times[times.len() / 2], times[times.len() - 1]);
-    eprintln!("FIGURE lossy-line routes: 40 seeds, 20% loss: median {median} ms, worst {worst} ms");
-    assert!(median <= 12_000, "median {median} ms: {times:?}");
-    assert!(worst <= 30_000, "worst {worst} ms: {times:?}");
+    eprintln!("FIGURE lossy-line routes: 256 seeds, 20% loss: median {median} ms, worst {worst} ms");
+    assert!(median <= 12_000, "median {median} ms");
+    assert!(worst <= 30_000, "worst {worst} ms");
 }

@@ -17,6 +17,7 @@ pub struct Metrics {
     pub handshakes_failed: u64,
     pub handshakes_rate_limited: u64,
     pub handshake_cookies_sent: u64,
+    pub handshake_messages_resent: u64,
     pub handshake_cookies_received: u64,
     pub handshake_proofs_invalid: u64,
     pub envelopes_blocked: u64,
@@ -98,7 +99,7 @@ impl Metrics {
             ("envelopes_blocked", "messages to this node from blocked senders, dropped", self.envelopes_blocked),
             (
                 "handshakes_rate_limited",
-                "handshake first messages dropped by the per-address or total handshake rate",
+                "handshake first messages dropped by the handshake rate limits",
                 self.handshakes_rate_limited,
             ),
             (
@@ -106,6 +107,7 @@ impl Metrics {
                 "cookie replies sent instead of answering a handshake under load",
                 self.handshake_cookies_sent,
             ),
+            ("handshake_messages_resent", "handshake first messages sent again", self.handshake_messages_resent),
             (
                 "handshake_cookies_received",
                 "cookie replies taken from a loaded peer for our own handshake",
@@ -126,11 +128,7 @@ impl Metrics {
                 "stored envelopes read back from the state log to be sent",
                 self.envelopes_read_back,
             ),
-            (
-                "envelopes_unreadable",
-                "stored envelopes that could not be read back from the state log (lost)",
-                self.envelopes_unreadable,
-            ),
+            ("envelopes_unreadable", "stored envelopes lost: unreadable in the state log", self.envelopes_unreadable),
             ("envelopes_rewanted", "envelopes asked for again after a lost answer", self.envelopes_rewanted),
             (
                 "pushes_offered_again",
@@ -139,7 +137,7 @@ impl Metrics {
             ),
             (
                 "offer_windows_unanswered",
-                "offer windows followed by the next before the peer answered every id",
+                "offer windows sent on before every id was answered",
                 self.offer_windows_unanswered,
             ),
             ("envelopes_bad_signature", "envelopes with a bad origin signature", self.envelopes_bad_signature),
@@ -202,7 +200,7 @@ impl Metrics {
             ("fragments_dropped", "fragments dropped by reassembly limits", self.fragments_dropped),
             (
                 "deliveries_deferred",
-                "messages for us not taken yet (inbox or delivered-id table full); the sender keeps them",
+                "messages for us not taken yet (inbox or delivered-id table full)",
                 self.deliveries_deferred,
             ),
             ("writes_failed", "store or inbox writes the caller reported as failed", self.writes_failed),

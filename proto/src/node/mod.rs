@@ -68,6 +68,7 @@ mod peers;
 mod pushcheck;
 mod receive;
 mod refusals;
+mod resend;
 mod restate;
 mod sessions;
 mod status;
@@ -417,14 +418,21 @@ impl Node {
 
     /// When the caller should call [`handle_timeout`](Self::handle_timeout) next.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let handshakes = self.initiators.values().map(|p| p.started).chain(self.responders.values().map(|p| p.started));
+        // A first message that goes again (resend.rs) wakes us before its
+        // handshake times out.
+        let timeout = self.cfg.handshake_timeout_ms;
+        let handshakes = self
+            .initiators
+            .values()
+            .map(|p| p.resend_at().map_or(p.started + timeout, |r| r.min(p.started + timeout)))
+            .chain(self.responders.values().map(|p| p.started + timeout));
         let links = self.links.values().flat_map(|l| l.timers(&self.cfg).map(|(_, t)| t));
         // Expiry is unix time; wake on the monotonic clock when the wall
         // clock will read it (a later step is caught at the next wake-up).
         let now = Timestamp::new(self.clock, self.unix_ms);
         let expiry = self.store.next_expiry().map(|e| now.mono_at(e.saturating_mul(1000)).max(self.clock + 1));
         links
-            .chain(handshakes.map(|s| s + self.cfg.handshake_timeout_ms))
+            .chain(handshakes)
             .chain(self.next_dial())
             .chain(expiry)
             .chain([self.next_announce, self.bridge_check_at])

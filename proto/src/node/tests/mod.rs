@@ -11,6 +11,8 @@ fn addr(port: u16) -> SocketAddr {
 }
 
 /// Two nodes wired together on virtual time; `up` says whether B exists.
+type LossRule = Box<dyn FnMut(bool, u64, usize) -> bool>;
+
 struct Pair {
     a: Node,
     b: Node,
@@ -34,6 +36,9 @@ struct Pair {
     /// Datagrams from A to B of more than 1,000 bytes (a card's
     /// fragments) are lost.
     lose_big_a: bool,
+    /// Which datagrams are lost, by direction (true: A to B), ordinal in
+    /// that direction (from 1) and length.
+    lose_if: Option<LossRule>,
     /// The latest sessions B handed out to save (written before its inbox
     /// entry, so even when that write then fails).
     b_sessions: Option<Vec<u8>>,
@@ -70,6 +75,7 @@ impl Pair {
             lose_b_every: 0,
             b_to_a: 0,
             lose_big_a: false,
+            lose_if: None,
             b_sessions: None,
             kept_a: vec![],
             a_writes_wait: false,
@@ -95,7 +101,8 @@ impl Pair {
                             self.captured.push((to, data.clone()));
                             self.a_to_b += 1;
                             let lost = self.lose_every > 0 && self.a_to_b.is_multiple_of(self.lose_every)
-                                || self.lose_big_a && data.len() > 1_000;
+                                || self.lose_big_a && data.len() > 1_000
+                                || self.lose_if.as_mut().is_some_and(|f| f(true, self.a_to_b, data.len()));
                             if self.b_up && !lost {
                                 self.b.handle_datagram(Timestamp::from(self.now), addr(1), &data);
                             }
@@ -129,7 +136,8 @@ impl Pair {
                     match act {
                         Action::Transmit { data, .. } if self.b_up => {
                             self.b_to_a += 1;
-                            if !(self.lose_b_every > 0 && self.b_to_a.is_multiple_of(self.lose_b_every)) {
+                            let ruled = self.lose_if.as_mut().is_some_and(|f| f(false, self.b_to_a, data.len()));
+                            if !(self.lose_b_every > 0 && self.b_to_a.is_multiple_of(self.lose_b_every) || ruled) {
                                 self.a.handle_datagram(Timestamp::from(self.now), addr(2), &data)
                             }
                         }
@@ -795,6 +803,7 @@ mod cold;
 mod flow;
 mod graph;
 mod hops;
+mod lossy;
 mod relay;
 mod sessions;
 mod timers;
