@@ -85,6 +85,10 @@ pub struct Dial {
     pub pin: Option<[u8; 32]>,
     /// The node id and key fingerprint it announced over discovery.
     pub announced: Option<(NodeId, [u8; 8])>,
+    /// One of the first dials (backoff at most twice `retry_min_ms`): an
+    /// unanswered first message goes again (node/resend.rs). Later dials
+    /// are to a peer that did not answer several: one message each.
+    pub eager: bool,
 }
 
 /// Static and discovered peers.
@@ -348,17 +352,19 @@ impl PeerBook {
                 d.next_attempt = now + 1_000;
                 continue;
             }
+            let eager = d.backoff <= 2 * self.limits.retry_min_ms;
             d.next_attempt = now + d.backoff + jitter(d.backoff);
             d.backoff = (d.backoff * 2).min(max);
-            out.push(Dial { addr: d.addr, pin: None, announced: Some((*node, d.fp)) });
+            out.push(Dial { addr: d.addr, pin: None, announced: Some((*node, d.fp)), eager });
         }
         for p in &mut self.statics {
             if p.linked.is_some() || now < p.next_attempt {
                 continue;
             }
+            let eager = p.backoff <= 2 * self.limits.retry_min_ms;
             p.next_attempt = now + p.backoff + jitter(p.backoff);
             p.backoff = (p.backoff * 2).min(max);
-            out.push(Dial { addr: p.spec.addr, pin: p.spec.pin, announced: None });
+            out.push(Dial { addr: p.spec.addr, pin: p.spec.pin, announced: None, eager });
         }
         out
     }
@@ -432,7 +438,7 @@ mod tests {
         // The lower id dials at once; a linked one is not due nor pending.
         let linked = |n: &NodeId| *n == NodeId([2; 16]);
         let due = b.due(20, linked, |_| 0);
-        assert_eq!(due, vec![Dial { addr: v4(3), pin: None, announced: Some((NodeId([3; 16]), [3; 8])) }]);
+        assert_eq!(due, vec![Dial { addr: v4(3), pin: None, announced: Some((NodeId([3; 16]), [3; 8])), eager: true }]);
         assert!(b.next_dial(|_| true).is_none());
         b.due(100_000, |_| false, |_| 0);
         assert_eq!(b.found().count(), 0, "silent past the discovery timeout");

@@ -247,7 +247,7 @@ impl Node {
                 if let Some(l) = self.links.get_mut(&id) {
                     l.rekey_at = retry;
                 }
-                self.initiate(addr, Some(remote_ed), None, now_ms);
+                self.initiate(addr, Some(remote_ed), None, true, now_ms);
             }
             // Anything sent above counts as a keepalive.
             if let Some(l) = self.links.get(&id)
@@ -263,6 +263,7 @@ impl Node {
         addr: SocketAddr,
         expect: Option<[u8; 32]>,
         expect_node: Option<(NodeId, [u8; 8])>,
+        eager: bool,
         now_ms: u64,
     ) {
         if self.initiators.len() >= self.cfg.max_pending_handshakes {
@@ -272,8 +273,10 @@ impl Node {
         match Initiator::start(&self.identity, &mut self.rng, idx) {
             Ok((hs, msg1)) => {
                 let data = self.proved_msg1(addr, idx, &msg1, now_ms);
+                // Not eager: no copies of msg1 (resend.rs).
+                let resent = if eager { 0 } else { super::resend::HS_RESENDS };
                 let p =
-                    PendingInit { hs, addr, started: now_ms, expect, expect_node, msg1, cookie_used: false, resent: 0 };
+                    PendingInit { hs, addr, started: now_ms, expect, expect_node, msg1, cookie_used: false, resent };
                 self.initiators.insert(idx, p);
                 self.transmit(addr, data);
             }

@@ -48,7 +48,7 @@ impl Node {
         for d in self.peers.due(now_ms, |n| links.contains_key(n), jitter) {
             // A retry replaces an unanswered attempt to the same address.
             self.initiators.retain(|_, x| x.addr != d.addr || (d.announced.is_none() && x.expect != d.pin));
-            self.initiate(d.addr, d.pin, d.announced, now_ms);
+            self.initiate(d.addr, d.pin, d.announced, d.eager, now_ms);
         }
     }
 

@@ -3,7 +3,10 @@
 //! second cost the whole attempt: 5 s (`handshake_timeout`) and then a
 //! redial with backoff. Now:
 //! - the initiator sends its first message again after 1, 2 and 3 s while
-//!   no answer came (with a cookie's proof when the peer gave us one);
+//!   no answer came (with a cookie's proof when the peer gave us one), for
+//!   a rekey, a "session unknown" hint and the first two dials of a peer;
+//!   later dials of a peer that answered none (gone, most likely) send one
+//!   message each, as before;
 //! - the responder takes a copy as a new first message (on_init): it
 //!   answers with a new second message and forgets the one before for that
 //!   address. Whichever answer reaches the initiator first completes the

@@ -45,6 +45,6 @@ impl Node {
         l.hinted_at = Some(now_ms);
         let remote = l.current.remote_ed;
         self.metrics.session_unknown_received += 1;
-        self.initiate(from, Some(remote), None, now_ms);
+        self.initiate(from, Some(remote), None, true, now_ms);
     }
 }

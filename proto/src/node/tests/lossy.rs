@@ -27,9 +27,10 @@ fn a_lost_second_handshake_message_costs_a_second_not_the_timeout() {
 fn a_first_handshake_message_goes_at_most_three_more_times() {
     let mut p = Pair::new(None);
     p.b_up = false;
-    // B never answers: each handshake A starts sends its first message
-    // again after 1, 2 and 3 s, then times out (5 s) and A dials again
-    // later (with backoff).
+    // B never answers: a handshake sends its first message again after 1,
+    // 2 and 3 s, then times out (5 s) and A dials again later (with
+    // backoff); only the first two dials send copies, later ones go to a
+    // peer that is most likely gone.
     let mut started = std::collections::BTreeSet::new();
     for _ in 0..300 {
         p.run(100, 100);
@@ -37,7 +38,12 @@ fn a_first_handshake_message_goes_at_most_three_more_times() {
         assert!(p.a.initiators.values().all(|i| i.resent <= resend::HS_RESENDS));
     }
     let resent = p.a.metrics().handshake_messages_resent;
-    assert!(resent >= 3 && resent <= 3 * started.len() as u64, "{resent} copies for {} handshakes", started.len());
+    assert!(
+        resent >= 3 && resent <= 2 * u64::from(resend::HS_RESENDS),
+        "{resent} copies for {} handshakes",
+        started.len()
+    );
+    assert!(started.len() >= 4, "{} handshakes in 30 s", started.len());
 }
 
 #[test]
