@@ -8,13 +8,15 @@
 //! or one of the card's two fragments is lost half the time) is sent
 //! again each second, `CARD_REWANTS` times (flow.rs, `rewant`). A copy of
 //! the beacon that comes after the hold asks again; each hold that ended
-//! without the card doubles the wait for the next, so a card that cannot
-//! cross costs a few asks an hour, not one a second.
+//! without the card doubles the wait for the next (up to 320 s), so a card
+//! that cannot cross costs nine asks every five minutes or so, not one a
+//! second.
 //!
 //! Bounded: at most `MAX_HELD` beacons wait; one held longer than
-//! `HOLD_MS` gives way to a new one when the set is full, and a beacon that
-//! does not fit is dropped and the next interval's one asks again. Unknown origins are charged to the link's new-card budget,
-//! and cards served to a link's budget of the same size (300, then 20 a
+//! `HOLD_MS` gives way to a new one when the set is full, and a beacon
+//! that does not fit is dropped and the next interval's one asks again.
+//! Unknown origins are charged to the link's new-card budget, and cards
+//! served to a link's budget of the same size (300, then 20 a
 //! second), so a want frame of 70 ids cannot buy 100 KB at will.
 //! It does not verify anything (the envelope was verified on receipt) and
 //! does not decide what a card means (announce.rs does).

@@ -43,7 +43,7 @@ const HELD_BACK_MS: u64 = 20;
 /// An envelope asked for that has not come after this long (a fragment of
 /// it was lost) is asked for again, up to `REWANTS` times; after that it
 /// waits for the next round's offer. A card that a held beacon waits for
-/// is asked for again for as long as the beacon is held (cardfetch.rs).
+/// is asked for again up to `CARD_REWANTS` times (cardfetch.rs).
 const REWANT_MS: u64 = 1_000;
 const REWANTS: u8 = 3;
 /// Envelopes asked for and awaited per link (the link budget bounds how

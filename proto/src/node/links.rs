@@ -136,7 +136,8 @@ pub(super) struct PendingInit {
     /// Node id and key fingerprint the peer announced over mDNS.
     pub(super) expect_node: Option<(NodeId, [u8; 8])>,
     /// The msg1 datagram as first sent (type 1), for a resend with a
-    /// cookie's proof; and whether that resend happened.
+    /// cookie's proof or when no answer came (resend.rs); and whether the
+    /// cookie's resend happened.
     pub(super) msg1: Vec<u8>,
     pub(super) cookie_used: bool,
     /// Copies of msg1 sent since (resend.rs).

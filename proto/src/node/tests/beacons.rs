@@ -238,6 +238,12 @@ fn a_link_change_is_beaconed_within_a_second_and_the_backoff_goes_on_where_it_wa
     assert!(p.a.announce_ivl >= settled, "{} ms", p.a.announce_ivl);
 }
 
+/// Every datagram from A to B of more than 1,000 bytes (the first
+/// fragment of a card) is lost.
+fn lose_cards() -> LossRule {
+    Box::new(|a_to_b, _, len| a_to_b && len > 1_000)
+}
+
 #[test]
 fn a_card_fetch_lost_on_the_way_is_asked_for_again_each_second_for_a_while() {
     let mut p = Pair::new(None);
@@ -246,7 +252,7 @@ fn a_card_fetch_lost_on_the_way_is_asked_for_again_each_second_for_a_while() {
     // A renames itself: its beacon names a new card, and every copy of the
     // card A sends for B's wants is lost for 6 s, past the 5 s a beacon is
     // held.
-    p.lose_big_a = true;
+    p.lose_if = Some(lose_cards());
     let cfg = Config { name: "a-renamed".into(), ..p.a.config().clone() };
     p.a.set_config(cfg, Timestamp::from(p.now));
     let served = p.a.metrics().cards_served;
@@ -255,7 +261,7 @@ fn a_card_fetch_lost_on_the_way_is_asked_for_again_each_second_for_a_while() {
     let asked = p.a.metrics().cards_served - served;
     assert!((5..=7).contains(&asked), "asked {asked} times in 6 s");
     // The link carries cards again: the next ask gets it, within a second.
-    p.lose_big_a = false;
+    p.lose_if = None;
     p.run(1_000, 100);
     assert_eq!(p.b.card(&aid).map(|c| c.name.clone()).as_deref(), Some("a-renamed"));
     assert_eq!(p.b.metrics().cards_requested, 1, "one fetch, asked again");
@@ -269,7 +275,7 @@ fn a_card_fetch_lost_on_the_way_is_asked_for_again_each_second_for_a_while() {
 fn a_card_that_never_comes_is_asked_for_less_and_less_often() {
     let mut p = Pair::new(None);
     p.run(2_000, 100);
-    p.lose_big_a = true;
+    p.lose_if = Some(lose_cards());
     let cfg = Config { name: "a-renamed".into(), ..p.a.config().clone() };
     p.a.set_config(cfg, Timestamp::from(p.now));
     let served = p.a.metrics().cards_served;
@@ -284,7 +290,7 @@ fn a_card_that_never_comes_is_asked_for_less_and_less_often() {
     let later = p.a.metrics().cards_served - served;
     assert!(later <= 8 * (u64::from(cardfetch::CARD_REWANTS) + 1), "asked {later} times in the next half hour");
     // The link carries cards again: the next fetch gets it.
-    p.lose_big_a = false;
+    p.lose_if = None;
     p.run(6 * 60_000, 1_000);
     assert_eq!(p.b.card(&p.a.node_id()).map(|c| c.name.clone()).as_deref(), Some("a-renamed"));
 }

@@ -33,9 +33,6 @@ struct Pair {
     /// The same from B to A.
     lose_b_every: u64,
     b_to_a: u64,
-    /// Datagrams from A to B of more than 1,000 bytes (a card's
-    /// fragments) are lost.
-    lose_big_a: bool,
     /// Which datagrams are lost, by direction (true: A to B), ordinal in
     /// that direction (from 1) and length.
     lose_if: Option<LossRule>,
@@ -74,7 +71,6 @@ impl Pair {
             a_to_b: 0,
             lose_b_every: 0,
             b_to_a: 0,
-            lose_big_a: false,
             lose_if: None,
             b_sessions: None,
             kept_a: vec![],
@@ -101,7 +97,6 @@ impl Pair {
                             self.captured.push((to, data.clone()));
                             self.a_to_b += 1;
                             let lost = self.lose_every > 0 && self.a_to_b.is_multiple_of(self.lose_every)
-                                || self.lose_big_a && data.len() > 1_000
                                 || self.lose_if.as_mut().is_some_and(|f| f(true, self.a_to_b, data.len()));
                             if self.b_up && !lost {
                                 self.b.handle_datagram(Timestamp::from(self.now), addr(1), &data);
