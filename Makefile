@@ -11,7 +11,7 @@ FUZZ_SECONDS ?= 20
 # OpenWrt package architecture for `make ipk`.
 ARCH         ?= x86_64
 CROSS_TARGETS := x86_64-unknown-linux-musl aarch64-unknown-linux-musl
-FUZZ_TARGETS := envelope card beacon packet frame e2e_open session_file state_log identity_file uci node_datagrams node_session reassembly mdns ack file_part uci_libuci
+FUZZ_TARGETS := envelope card beacon packet frame e2e_open session_file state_log identity_file uci node_datagrams node_session reassembly mdns ack file_part control_request uci_libuci
 
 .PHONY: bench bridge-idle sim sim-build sim-hostile fuzz-seeds run test check lint unit pytools webtools release size cross cross-mips size-cross qemu-test mips-test packaging-test ipk fuzz fuzz-build tools clean
 
