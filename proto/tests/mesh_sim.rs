@@ -571,6 +571,41 @@ fn a_federation_backlog_kept_on_disk_only_crosses_in_order_at_the_paced_rate() {
 }
 
 #[test]
+fn a_returning_gateway_link_sends_a_backlog_half_on_disk_in_the_order_sent() {
+    // GA holds ten messages for ffb while its link to GB is down, all in
+    // memory; then its memory limit drops and the oldest go to disk only
+    // (cold.rs, oldest first). The returning link's first paced pass has a
+    // burst of five, used by the cards handed over; the ten then wait in
+    // its paced queue, and each later pass (20 a second, a step of 250 ms)
+    // takes five: some read back, then some still in memory. One in
+    // memory behind one being read must wait for it (forward.rs,
+    // `after_cold`), or it overtakes it.
+    let mut s = two_domains(true, |p| (p.out_rate, p.out_burst) = (20, 5));
+    s.run(30_000);
+    s.wan.clear();
+    s.run(10_000);
+    let ids: Vec<_> = (0..10).map(|i| s.send(0, 5, &format!("m{i}"), None)).collect();
+    s.run(10_000);
+    let held = |s: &Sim| ids.iter().filter(|id| s.nodes[2].store().contains(id)).count();
+    assert_eq!(held(&s), 10, "GA holds them while the gateway link is down");
+    let size = |i: usize| s.nodes[2].store().get(&ids[i]).map_or(0, |e| e.head.len());
+    let mut c = s.nodes[2].config().clone();
+    c.store.max_hot_bytes = size(7) + size(8) + size(9);
+    let now = s.ts();
+    s.nodes[2].set_config(c, now);
+    let cold: Vec<bool> = ids.iter().map(|id| s.nodes[2].store().get(id).is_some_and(|e| e.is_cold())).collect();
+    assert!(cold[..3].iter().all(|c| *c) && !cold[9], "the oldest on disk only, the newest in memory: {cold:?}");
+    s.wan.insert((2, 3));
+    let t0 = s.now;
+    while s.delivered[5].len() < 10 && s.now < t0 + 60_000 {
+        s.step(250);
+    }
+    let got: Vec<_> = s.delivered[5].iter().map(|d| d.id).collect();
+    assert_eq!(got, ids, "all arrive, once, in the order sent");
+    assert!(s.nodes[2].metrics().envelopes_read_back >= 3, "GA read the oldest back");
+}
+
+#[test]
 fn the_other_domains_nodes_are_known_within_seconds_of_the_federation_link_coming_up() {
     let mut s = two_domains(true, |_| {});
     for n in &mut s.nodes {
