@@ -79,6 +79,11 @@ pub struct Params {
     /// Print the simulated minute and events so far to stderr every five
     /// simulated minutes (long runs).
     pub progress: bool,
+    /// Bytes of stored envelopes each node keeps in memory (the daemon's
+    /// `store_memory`). `None`: all of them, and no disk is simulated.
+    /// `Some(n)`: each node's writes are kept on a simulated disk, and an
+    /// envelope beyond `n` is read back from it (at once) to be sent.
+    pub store_memory: Option<usize>,
 }
 
 impl Default for Params {
@@ -103,6 +108,7 @@ impl Default for Params {
             partition: None,
             channel_per_minute: 0.0,
             progress: false,
+            store_memory: None,
         }
     }
 }
@@ -246,6 +252,8 @@ pub struct Sim {
     /// Component labels of the radio graph over the settling window
     /// (`reach.rs`).
     late_components: Vec<Vec<u32>>,
+    /// Each node's written envelopes, when `store_memory` is set.
+    disks: Vec<HashMap<EnvelopeId, Vec<u8>>>,
 }
 
 impl Sim {
@@ -268,9 +276,9 @@ impl Sim {
             fps.push(fingerprint(&identity.public_key()));
             keys.push(identity.public_key());
             let mut cfg = Config { name: format!("n{i}"), ..p.config.clone() };
-            // Its disks hold nothing: every stored envelope keeps its bytes
-            // in memory, so no node ever asks to read one back (Load).
-            cfg.store.max_hot_bytes = usize::MAX;
+            // Without a simulated disk every stored envelope keeps its
+            // bytes in memory, so no node ever asks to read one back (Load).
+            cfg.store.max_hot_bytes = p.store_memory.unwrap_or(usize::MAX);
             if federated {
                 cfg.domain = domain(comm[i as usize]);
             }
@@ -298,6 +306,7 @@ impl Sim {
                 node.join_channel(key.clone());
             }
         }
+        let disks = if p.store_memory.is_some() { vec![HashMap::new(); n] } else { Vec::new() };
         let mut sim = Sim {
             p,
             nodes,
@@ -320,6 +329,7 @@ impl Sim {
             split: Vec::new(),
             healed_at: 0,
             late_components: Vec::new(),
+            disks,
         };
         for i in 0..n as u32 {
             // Routers boot within the first 10 s.
@@ -542,12 +552,27 @@ impl Sim {
                     let jitter = (unit(&mut self.rng) * self.p.delay_ms as f64 * 0.2) as u64;
                     self.push(self.now + self.p.delay_ms + jitter, Ev::Datagram { from: i, to: j, data });
                 }
-                Action::Persist { id, .. } if self.p.write_ms > 0 => {
-                    self.push(self.now + self.p.write_ms, Ev::Written(i, id))
+                Action::Persist { id, bytes } => {
+                    if let Some(disk) = self.disks.get_mut(i as usize) {
+                        disk.insert(id, bytes);
+                    }
+                    if self.p.write_ms > 0 {
+                        self.push(self.now + self.p.write_ms, Ev::Written(i, id))
+                    } else {
+                        self.nodes[i as usize].persisted(id)
+                    }
                 }
-                Action::Persist { id, .. } => self.nodes[i as usize].persisted(id),
-                // Never asked for: no envelope goes cold here (above).
-                Action::Load { id } => self.nodes[i as usize].load_later(id),
+                Action::Unpersist { id } => {
+                    if let Some(disk) = self.disks.get_mut(i as usize) {
+                        disk.remove(&id);
+                    }
+                }
+                // Asked for only with a simulated disk (`store_memory`).
+                Action::Load { id } => match self.disks.get(i as usize).map(|d| d.get(&id).cloned()) {
+                    Some(Some(b)) => self.nodes[i as usize].loaded(id, &b),
+                    Some(None) => self.nodes[i as usize].load_failed(id, "not on the simulated disk"),
+                    None => self.nodes[i as usize].load_later(id),
+                },
                 Action::Deliver(d) => {
                     if self.p.write_ms > 0 {
                         self.push(self.now + self.p.write_ms, Ev::Written(i, d.id));

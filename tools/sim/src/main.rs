@@ -24,7 +24,7 @@ use meshpost_sim::engine::{Params, Report, Sim};
 use meshpost_sim::{plot, topo};
 
 const USAGE: &str = "usage: meshpost-sim [--topology segment|mesh|federated] [--nodes N | --sweep N,N,...] [--minutes M]
-       [--warmup M] [--seed S] [--load MSGS_PER_MIN] [--channel MSGS_PER_MIN] [--loss P] [--delay MS] [--write-ms MS] [--churn SHARE_PER_HOUR]
+       [--warmup M] [--seed S] [--load MSGS_PER_MIN] [--channel MSGS_PER_MIN] [--loss P] [--delay MS] [--write-ms MS] [--store-memory BYTES] [--churn SHARE_PER_HOUR]
        [--degree D] [--announce SECONDS] [--announce-max SECONDS] [--cut MINUTE]
        [--partition MINUTE:MINUTES] [--link-target K] [--counters] [--progress] [--out PREFIX]
        meshpost-sim --replot PREFIX
@@ -57,6 +57,7 @@ fn parse() -> Result<Args, String> {
             "--loss" => p.loss = num(v()?)?,
             "--delay" => p.delay_ms = num(v()?)? as u64,
             "--write-ms" => p.write_ms = num(v()?)? as u64,
+            "--store-memory" => p.store_memory = Some(num(v()?)? as usize),
             "--churn" => p.churn_per_hour = num(v()?)?,
             "--degree" => p.degree = num(v()?)?,
             "--announce" => p.config.announce_interval_ms = (num(v()?)? * 1000.0) as u64,
