@@ -90,7 +90,7 @@ fn an_envelope_whose_fragment_was_lost_is_asked_for_again_within_a_second_or_two
     }
     p.run(40_000, 1_000);
     p.b_up = true;
-    p.lose_every = 50;
+    p.lose_if = Some(Box::new(|a_to_b, n, _| a_to_b && n.is_multiple_of(50)));
     while !p.a.is_linked(&bid) {
         p.run(0, 10);
     }
@@ -131,7 +131,7 @@ fn lossy_backlog(every: u64) {
     }
     p.run(40_000, 1_000);
     p.b_up = true;
-    p.lose_b_every = every;
+    p.lose_if = Some(Box::new(move |a_to_b, n, _| !a_to_b && n.is_multiple_of(every)));
     while !p.a.is_linked(&bid) {
         p.run(0, 10);
     }

@@ -10,9 +10,11 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
 }
 
-/// Two nodes wired together on virtual time; `up` says whether B exists.
+/// Which datagrams the pair loses: by direction (true: A to B), ordinal
+/// in that direction (from 1) and length.
 type LossRule = Box<dyn FnMut(bool, u64, usize) -> bool>;
 
+/// Two nodes wired together on virtual time; `up` says whether B exists.
 struct Pair {
     a: Node,
     b: Node,
@@ -26,15 +28,10 @@ struct Pair {
     b_inbox_fails: bool,
     /// What A reported about the messages it sent.
     sent_a: Vec<(EnvelopeId, crate::outbox::SentState)>,
-    /// Every n-th datagram from A to B is lost (0: none), and how many A
-    /// has sent to B.
-    lose_every: u64,
+    /// How many datagrams A has sent to B, and B to A.
     a_to_b: u64,
-    /// The same from B to A.
-    lose_b_every: u64,
     b_to_a: u64,
-    /// Which datagrams are lost, by direction (true: A to B), ordinal in
-    /// that direction (from 1) and length.
+    /// Which datagrams are lost (none if `None`).
     lose_if: Option<LossRule>,
     /// The latest sessions B handed out to save (written before its inbox
     /// entry, so even when that write then fails).
@@ -67,9 +64,7 @@ impl Pair {
             captured: vec![],
             b_inbox_fails: false,
             sent_a: vec![],
-            lose_every: 0,
             a_to_b: 0,
-            lose_b_every: 0,
             b_to_a: 0,
             lose_if: None,
             b_sessions: None,
@@ -96,8 +91,7 @@ impl Pair {
                         Action::Transmit { to, data } if to == addr(2) => {
                             self.captured.push((to, data.clone()));
                             self.a_to_b += 1;
-                            let lost = self.lose_every > 0 && self.a_to_b.is_multiple_of(self.lose_every)
-                                || self.lose_if.as_mut().is_some_and(|f| f(true, self.a_to_b, data.len()));
+                            let lost = self.lose_if.as_mut().is_some_and(|f| f(true, self.a_to_b, data.len()));
                             if self.b_up && !lost {
                                 self.b.handle_datagram(Timestamp::from(self.now), addr(1), &data);
                             }
@@ -131,8 +125,8 @@ impl Pair {
                     match act {
                         Action::Transmit { data, .. } if self.b_up => {
                             self.b_to_a += 1;
-                            let ruled = self.lose_if.as_mut().is_some_and(|f| f(false, self.b_to_a, data.len()));
-                            if !(self.lose_b_every > 0 && self.b_to_a.is_multiple_of(self.lose_b_every) || ruled) {
+                            let lost = self.lose_if.as_mut().is_some_and(|f| f(false, self.b_to_a, data.len()));
+                            if !lost {
                                 self.a.handle_datagram(Timestamp::from(self.now), addr(2), &data)
                             }
                         }
