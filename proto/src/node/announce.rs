@@ -218,7 +218,7 @@ impl Node {
         {
             let addr = self.links.get(&link).map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |l| l.addr);
             let reason = format!(
-                "announces domain '{}', not ours ('{}'): other communities link only as federation peers",
+                "announces domain '{}', not ours ('{}'): other communities link only as configured federation peers",
                 card.domain, self.cfg.domain
             );
             // Its next handshakes are refused at once, for a penalty that
