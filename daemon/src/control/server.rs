@@ -33,6 +33,10 @@ pub const MAX_REQUEST: usize = 6 * crate::runtime::MAX_TEXT + 4096;
 /// one turn of the daemon's loop and committed together.
 pub const MAX_PIPELINED: usize = 16;
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Event lines a subscriber gets in one write once it is behind: one
+/// write per line kept a subscriber behind a loaded daemon, which then
+/// dropped events for it (docs/performance.md, "Offer windows by bytes").
+const STREAM_BATCH_BYTES: usize = 64 * 1024;
 /// Connections root may open beyond `max_clients`.
 pub const ROOT_RESERVE: usize = 2;
 
@@ -382,7 +386,8 @@ fn buffered_send(rd: &mut BufReader<tokio::net::unix::OwnedReadHalf>) -> Option<
 
 /// Forwards events until the client closes, is too slow, or the daemon stops.
 /// A subscriber that falls behind by more than the channel holds gets a
-/// `{"event":"dropped","count":N}` line instead of the lost events.
+/// `{"event":"dropped","count":N}` line instead of the lost events. The
+/// lines waiting when one is due go in one write.
 async fn stream(
     mut rd: BufReader<tokio::net::unix::OwnedReadHalf>,
     mut wr: OwnedWriteHalf,
@@ -393,9 +398,29 @@ async fn stream(
         tokio::select! {
             ev = events.recv() => match ev {
                 Ok(line) => {
-                    let mut s = line.to_string();
+                    let mut s = String::with_capacity(line.len() + 1);
+                    let mut lagged = None;
+                    s.push_str(&line);
                     s.push('\n');
+                    while s.len() < STREAM_BATCH_BYTES {
+                        match events.try_recv() {
+                            Ok(line) => {
+                                s.push_str(&line);
+                                s.push('\n');
+                            }
+                            Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                                lagged = Some(n);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
                     if send_raw(&mut wr, s.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    if let Some(n) = lagged
+                        && send_line(&mut wr, &json!({"event": "dropped", "count": n})).await.is_err()
+                    {
                         return;
                     }
                 }
