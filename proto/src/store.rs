@@ -442,10 +442,11 @@ impl Bucket {
         self.take_n(1, rate, burst, now_ms)
     }
 
-    /// Takes as many of `n` tokens as are available, and says how many.
-    pub fn take_up_to(&mut self, n: u32, rate: u32, burst: u32, now_ms: u64) -> u32 {
+    /// Takes as many of `n` tokens as are available beyond `keep`, and
+    /// says how many.
+    pub fn take_up_to(&mut self, n: u32, keep: u32, rate: u32, burst: u32, now_ms: u64) -> u32 {
         let _ = self.take_n(0, rate, burst, now_ms);
-        let k = n.min(self.tokens.max(0.0) as u32);
+        let k = n.min((self.tokens - keep as f32).max(0.0) as u32);
         self.tokens -= k as f32;
         k
     }

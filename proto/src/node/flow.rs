@@ -1,5 +1,6 @@
 //! Flow control of the inventory sync on one link. The sender offers its
-//! store in windows of `OFFER_WINDOW` ids and sends the next window as soon
+//! store in windows of at most `OFFER_WINDOW` ids and `WINDOW_BYTES` of
+//! envelopes, and sends the next window as soon
 //! as the peer has answered every id of the last one, so a backlog drains
 //! at the pace the peer takes it instead of one window per `sync_interval`.
 //! The receiver asks only for as many envelopes as the link's envelope
@@ -13,10 +14,24 @@
 
 use super::*;
 
-/// Stored ids offered in one window: about 100 KB of envelopes, a tenth of
-/// the socket receive buffer the daemon asks for, so a window cannot
-/// overrun the peer.
-pub(super) const OFFER_WINDOW: usize = 64;
+/// Stored ids offered in one window, and the envelope bytes they may add
+/// up to: about 100 KB, a tenth of the socket receive buffer the daemon
+/// asks for and a quarter of what a kernel with the default `rmem_max`
+/// grants, so a window cannot overrun the peer. Short messages (about
+/// 400 bytes) fill the id bound; the byte bound stops a window at about
+/// 64 envelopes of one full datagram, or after the first one or two of
+/// the largest fragmented envelopes (64 of those, 4 MB, went in one
+/// window before). With 64 ids whatever their size, two nodes on
+/// loopback made 7,100 messages a second and the receiver waited for
+/// the next window a third of its time (docs/performance.md, "Offer
+/// windows by bytes").
+pub(super) const OFFER_WINDOW: usize = 256;
+pub(super) const WINDOW_BYTES: usize = 96 * 1024;
+/// What we ask for leaves this share (one in so many) of the link's
+/// envelope burst to what comes unasked: beacons, cards and pushes. A
+/// backlog asked for as fast as the budget refilled emptied it, and the
+/// peer's next beacon was dropped (and asked for later).
+const WANT_RESERVE: u32 = 10;
 /// How long a window waits for the peer's answers before the next goes
 /// anyway; doubled while windows go unanswered, up to `sync_interval`.
 /// The peer leaves some ids unanswered on purpose (asked of another link,
@@ -94,10 +109,10 @@ impl Node {
         let first = l.offer_cursor.is_none();
         let mut left = if first { self.store.count_from(l.store_floor) } else { l.pass_left };
         let batch = self.store.ids_after(l.store_floor, l.offer_cursor, self.cfg.offer_batch.min(left));
-        let (mut ids, mut last) = (Vec::new(), None);
+        let (mut ids, mut last, mut bytes) = (Vec::new(), None, 0);
         let (mut floor, mut all_held) = (l.store_floor, first);
         for (seq, id) in batch {
-            if ids.len() >= OFFER_WINDOW {
+            if ids.len() >= OFFER_WINDOW || bytes >= WINDOW_BYTES {
                 break;
             }
             last = Some(seq);
@@ -109,11 +124,12 @@ impl Node {
             }
             // Not one still being written: it goes out once it is durable
             // (its write's forward, or the next pass), and only then.
-            if !held
-                && !self.writes.contains(&id)
-                && self.store.get(&id).is_some_and(|e| self.should_sync(&e.head, node))
-            {
+            if held || self.writes.contains(&id) {
+                continue;
+            }
+            if let Some(e) = self.store.get(&id).filter(|e| self.should_sync(&e.head, node)) {
                 ids.push(id);
+                bytes += e.head.len();
             }
         }
         let cursor = if left > 0 { last } else { None };
@@ -122,8 +138,10 @@ impl Node {
 
     /// Starts the window just offered: with more of the store to come, the
     /// next one goes when `offered` are all answered (at once when nothing
-    /// was offered); otherwise the next round is about a `sync_interval` away.
-    pub(super) fn window_sent(&mut self, node: NodeId, offered: &[EnvelopeId], more: bool, now_ms: u64) {
+    /// was offered), and so does the pass after the last window of a pass
+    /// of several; otherwise the next round is about a `sync_interval`
+    /// away.
+    pub(super) fn window_sent(&mut self, node: NodeId, offered: &[EnvelopeId], first: bool, more: bool, now_ms: u64) {
         // The next round comes within a quarter of the interval either
         // side, at random: the two ends of a link come up together, and in
         // step each offered the other what it had just got before hearing
@@ -136,7 +154,18 @@ impl Node {
         // its cursor: another pass starts at once.
         let more = more || core::mem::take(&mut l.held_back);
         l.round.clear();
-        l.chained = more && !offered.is_empty();
+        l.round_answered = false;
+        // The last window of a pass of several (a backlog) waits for its
+        // answers too: a lost want of it waited for the next round, a
+        // `sync_interval` later (a backlog of 2,000 over a link losing
+        // every 15th datagram took 15.8 s). Once it is answered another
+        // pass follows (answered()); if it is not, the next pass offers
+        // again what went unanswered, after a wait that doubles while
+        // nothing is answered. A round of one window does not: on a
+        // simulated segment of 100 that cost 7 to 11% more sync bytes and
+        // a third more events, for ids the peer leaves unanswered on
+        // purpose.
+        l.chained = !offered.is_empty() && (more || (!first && l.fed.is_none()));
         if l.chained {
             l.round.extend(offered.iter().copied());
         }
@@ -147,7 +176,7 @@ impl Node {
                 (true, true) => 1,
                 // A federation peer answers from a metered queue: its
                 // windows wait for the round, as before.
-                (true, false) if l.fed.is_none() => l.window_wait.min(self.cfg.sync_interval_ms),
+                (_, false) if l.chained && l.fed.is_none() => l.window_wait.min(self.cfg.sync_interval_ms),
                 _ => jittered,
             };
     }
@@ -169,14 +198,16 @@ impl Node {
     }
 
     /// The peer answered `ids` (want or have): once it answered the whole
-    /// window, the next one is due now.
+    /// window, the next one is due now. After the last window of a pass
+    /// that is another pass, which most often finds nothing to offer and
+    /// sets the next round; it offers again what the peer wanted of the
+    /// last pass and still lacks (a message waiting for its session's
+    /// start, whose want was lost: 31 of a lossy backlog of 2,000 waited
+    /// 14 s for the next round when the pass ended there).
     pub(super) fn answered(&mut self, node: NodeId, ids: &[EnvelopeId], now_ms: u64) {
-        let Some(l) = self.links.get_mut(&node) else { return };
-        if !l.chained {
-            return;
-        }
+        let Some(l) = self.links.get_mut(&node).filter(|l| l.chained) else { return };
         for id in ids {
-            l.round.remove(id);
+            l.round_answered |= l.round.remove(id);
         }
         if l.round.is_empty() {
             l.chained = false;
@@ -193,7 +224,7 @@ impl Node {
         if l.fed.is_some() {
             return want; // metered when they arrive (crossing.rs)
         }
-        let n = l.bucket.take_up_to(want.len() as u32, rate, burst, now_ms) as usize;
+        let n = l.bucket.take_up_to(want.len() as u32, burst / WANT_RESERVE, rate, burst, now_ms) as usize;
         let later = want.split_off(n.min(want.len()));
         self.defer(node, later, now_ms);
         want
@@ -219,6 +250,11 @@ impl Node {
         let Some(l) = self.links.get_mut(&node) else { return };
         if l.paced.len() < MAX_PACED && !is_paced(l, &id) {
             l.paced.push((id, key));
+        } else if !is_paced(l, &id) {
+            // No room to wait here: it came and is refused, and the peer
+            // offers it again; asking again for it as lost fetched it only
+            // to refuse it once more.
+            l.awaited.retain(|(a, _, _)| *a != id);
         }
         if l.deferred_at == u64::MAX {
             l.deferred_at = now_ms + DEFER_MS;
@@ -304,15 +340,42 @@ impl Node {
     pub(super) fn awaiting(&mut self, node: NodeId, ids: &[EnvelopeId], now_ms: u64) {
         // A federation peer sends from a metered queue: its answers may
         // take longer than a lost fragment would.
+        let full = self.links.get(&node).is_some_and(|l| l.fed.is_none() && l.awaited.len() + ids.len() > MAX_AWAITED);
+        if full {
+            // Those that came go first: a fast backlog asks for more than
+            // `MAX_AWAITED` within `REWANT_MS`, most of which have come,
+            // and making room by age alone dropped the re-ask of a lost
+            // want (its ids went unanswered when offered again until our
+            // ask was 5 s old: windows stalled 5 s).
+            let left: VecDeque<_> = self.links.get(&node).map_or_else(VecDeque::new, |l| {
+                l.awaited.iter().filter(|(id, _, _)| !self.came(node, id)).copied().collect()
+            });
+            if let Some(l) = self.links.get_mut(&node) {
+                l.awaited = left;
+            }
+        }
         let Some(l) = self.links.get_mut(&node).filter(|l| l.fed.is_none()) else { return };
-        // Full: the oldest go. They were asked longest ago, so most have
-        // come; leaving out the newest instead left a lost want of a fast
-        // backlog without its re-ask, waiting for the peer's next pass and
-        // the 5 s hold (windows waiting up to 8 s).
+        // Still full: the oldest go. They were asked longest ago, so most
+        // have come; leaving out the newest instead left a lost want of a
+        // fast backlog without its re-ask, waiting for the peer's next pass
+        // and the 5 s hold (windows waiting up to 8 s).
         let ids = &ids[ids.len().saturating_sub(MAX_AWAITED)..];
         let drop = (l.awaited.len() + ids.len()).saturating_sub(MAX_AWAITED);
         l.awaited.drain(..drop);
         l.awaited.extend(ids.iter().map(|id| (*id, now_ms + REWANT_MS, 0)));
+    }
+
+    /// Whether `id`, asked of `node`, has come (from it or anyone else).
+    fn came(&self, node: NodeId, id: &EnvelopeId) -> bool {
+        self.seen.contains(id)
+            || self.store.contains(id)
+            || self.delivered.get(id).is_some()
+            || self.writes.contains(id)
+            || self.holds_card(id)
+            // It came, and waits for its session's start.
+            || self.waits_for_start(id)
+            // It came, and waits for its channel budget (redo_deferred).
+            || self.links.get(&node).is_some_and(|l| is_paced(l, id))
     }
 
     /// When the first awaited envelope of a link is due to be asked again.
@@ -327,16 +390,7 @@ impl Node {
         let due = self.links.get_mut(&node).map(|l| take_due(&mut l.awaited, now_ms)).unwrap_or_default();
         for (id, tries) in due {
             let more = tries + 1 < REWANTS || (tries + 1 < cardfetch::CARD_REWANTS && self.card_awaited(&id));
-            let here = self.seen.contains(&id)
-                || self.store.contains(&id)
-                || self.delivered.get(&id).is_some()
-                || self.writes.contains(&id)
-                || self.holds_card(&id)
-                // It came, and waits for its session's start.
-                || self.waits_for_start(&id)
-                // It came, and waits for its channel budget (redo_deferred).
-                || self.links.get(&node).is_some_and(|l| is_paced(l, &id));
-            if !here {
+            if !self.came(node, &id) {
                 again.push(id);
                 if let Some(l) = self.links.get_mut(&node).filter(|_| more) {
                     l.awaited.push_back((id, now_ms + REWANT_MS, tries.saturating_add(1)));

@@ -61,8 +61,9 @@ pub(super) struct Link {
     pub(super) round: std::collections::BTreeSet<EnvelopeId>,
     pub(super) chained: bool,
     /// How long a chained window waits for its answers before the next
-    /// goes anyway (flow.rs).
+    /// goes anyway, and whether any of the window was answered (flow.rs).
     pub(super) window_wait: u64,
+    pub(super) round_answered: bool,
     /// Budget of envelopes sent unasked, and whether one was held back
     /// since the pass over the store began (flow.rs).
     pub(super) push: Bucket,
@@ -521,6 +522,7 @@ impl Node {
                         round: std::collections::BTreeSet::new(),
                         chained: false,
                         window_wait: flow::WINDOW_WAIT_MS,
+                        round_answered: false,
                         push: Bucket::full(flow::PUSH_BURST, now_ms),
                         held_back: false,
                         deferred: Vec::new(),

@@ -60,10 +60,16 @@ impl Node {
         }
         if let Some(l) = self.links.get_mut(&node).filter(|l| l.chained && l.fed.is_none()) {
             // The last window's wait ran out before every id was answered
-            // (flow.rs): the next goes now, and the one after waits longer.
-            // Its unanswered ids lie behind the cursor now: another pass
-            // follows this one at once, as for envelopes held back.
-            l.window_wait = l.window_wait.saturating_mul(2).min(most);
+            // (flow.rs): the next goes now. The one after waits longer if
+            // the peer answered none of it; a peer that answered some is
+            // there and keeping up, and what it left was lost on the way
+            // or is on its way from elsewhere (a backlog over a link that
+            // lost one datagram of most windows' answers waited 0.5, 1, 2
+            // and 4 s in turn). Its unanswered ids lie behind the cursor
+            // now: another pass follows this one at once, as for
+            // envelopes held back.
+            l.window_wait =
+                if l.round_answered { flow::WINDOW_WAIT_MS } else { l.window_wait.saturating_mul(2).min(most) };
             l.held_back = true;
             self.metrics.offer_windows_unanswered += 1;
         }
@@ -107,7 +113,7 @@ impl Node {
             l.store_floor = window.floor;
             l.pass_left = window.left;
         }
-        self.window_sent(node, &ids, window.left > 0, now_ms);
+        self.window_sent(node, &ids, first, window.left > 0, now_ms);
         for f in id_frames(IdList::Offer, &ids) {
             self.send_frame(node, &f, now_ms);
         }
@@ -143,7 +149,14 @@ impl Node {
         match list {
             IdList::Offer => {
                 let (mut want, mut have, mut later, mut better) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                // An id twice in one list (a peer's offer, or our deferred
+                // ids: a refused push and a later offer of it) is looked at
+                // once: asked for twice, it came twice.
+                let mut once = std::collections::BTreeSet::new();
                 for id in ids {
+                    if !once.insert(id) {
+                        continue;
+                    }
                     // The peer holds what it offers: not offered back.
                     self.peer_holds(node, id);
                     if let Some(d) = self.delivered.get(&id).copied() {
