@@ -100,6 +100,54 @@ pub(crate) fn normalize(a: SocketAddr) -> SocketAddr {
     }
 }
 
+/// What the link socket asks the kernel to buffer each way. A receiver
+/// holds an offer window's envelopes while it checks their signatures
+/// (proto's flow.rs: up to 256 datagrams and 96 KiB of envelopes), and the
+/// kernel counts each datagram at 1.3 KB (loopback, 450 bytes) to about
+/// 2.8 KB (drivers with 2 KB receive buffers): up to 700 KB a window.
+const SOCKET_BUFFER: usize = 1 << 20;
+/// Below this a window of short messages can overrun the receive buffer
+/// (and its datagrams are asked for again a second later).
+const LOW_RECV_BUFFER: usize = 768 * 1024;
+
+/// Sizes the link socket's buffers. `SO_RCVBUFFORCE` and `SO_SNDBUFFORCE`
+/// pass the `rmem_max`/`wmem_max` limits (212,992 bytes unless raised) for
+/// a process that may (CAP_NET_ADMIN: the daemon under procd runs as
+/// root); otherwise the kernel grants at most twice those limits. A
+/// receive buffer that stays small is logged once, with the sysctl to
+/// raise.
+fn size_buffers(s: &Socket) {
+    use std::os::fd::AsRawFd;
+    let force = |opt: libc::c_int| {
+        let v = SOCKET_BUFFER as libc::c_int;
+        // SAFETY: `v` outlives the call, and its size is what is passed.
+        let r = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&raw const v).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        r == 0
+    };
+    if !force(libc::SO_RCVBUFFORCE) {
+        let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    }
+    if !force(libc::SO_SNDBUFFORCE) {
+        let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    }
+    if let Ok(got) = s.recv_buffer_size()
+        && got < LOW_RECV_BUFFER
+    {
+        warn!(
+            "link socket: the kernel grants a receive buffer of {got} bytes, not {}; a backlog from a fast peer may overrun it (raise net.core.rmem_max to {SOCKET_BUFFER})",
+            2 * SOCKET_BUFFER
+        );
+    }
+}
+
 /// Binds the link socket: dual-stack IPv6 if possible, else IPv4. Returns
 /// the tokio socket for receiving, a plain clone for non-blocking sends
 /// (tokio's `try_send_to` refuses until the reactor has seen the socket
@@ -119,8 +167,7 @@ pub(crate) fn bind_udp(port: u16) -> std::io::Result<(UdpSocket, std::net::UdpSo
             (s, false)
         }
     };
-    let _ = s.set_recv_buffer_size(1 << 20);
-    let _ = s.set_send_buffer_size(1 << 20);
+    size_buffers(&s);
     s.set_nonblocking(true)?;
     let sender: std::net::UdpSocket = s.try_clone()?.into();
     Ok((UdpSocket::from_std(s.into())?, sender, v6))
@@ -132,6 +179,21 @@ mod tests {
 
     fn resolve(a: &str) -> Result<SocketAddr, String> {
         resolve_literal(a).unwrap_or_else(|| Err("a host name".into()))
+    }
+
+    #[tokio::test]
+    async fn the_link_socket_buffers_a_whole_offer_window() {
+        // Root (the daemon under procd) gets its buffer whatever
+        // `rmem_max` says; anyone else gets at most twice `rmem_max`. This
+        // host's limit is not per network namespace, so a test cannot
+        // lower it for itself: the forced path shows only where the limit
+        // is below 1 MiB.
+        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap().trim().parse().unwrap();
+        let root = unsafe { libc::geteuid() } == 0;
+        let (_, s, _) = bind_udp(0).unwrap();
+        let got = socket2::SockRef::from(&s).recv_buffer_size().unwrap();
+        let want = if root { 2 * SOCKET_BUFFER } else { 2 * SOCKET_BUFFER.min(rmem_max) };
+        assert_eq!(got, want, "receive buffer (root: {root}, rmem_max {rmem_max})");
     }
 
     #[test]

@@ -15,13 +15,14 @@
 use super::*;
 
 /// Stored ids offered in one window, and the envelope bytes they may add
-/// up to: about 100 KB, a tenth of the socket receive buffer the daemon
-/// asks for and a quarter of what a kernel with the default `rmem_max`
-/// grants, so a window cannot overrun the peer. Short messages (about
-/// 400 bytes) fill the id bound; the byte bound stops a window at about
-/// 64 envelopes of one full datagram, or after the first one or two of
-/// the largest fragmented envelopes (64 of those, 4 MB, went in one
-/// window before). With 64 ids whatever their size, two nodes on
+/// up to. The peer holds a window in its socket's receive buffer while it
+/// checks signatures: the kernel counts 1.3 to 2.8 KB per datagram, up to
+/// 700 KB for 256, a third of the 2 MiB the daemon gets (forced when it
+/// runs as root; without, a default `rmem_max` grants 416 KiB, and the
+/// daemon warns at start). Short messages (about 400 bytes) fill the id
+/// bound; the byte bound stops a window at about 64 envelopes of one full
+/// datagram, or after the first one or two of the largest fragmented
+/// envelopes (64 of those, 4 MB, went in one window before). With 64 ids whatever their size, two nodes on
 /// loopback made 7,100 messages a second and the receiver waited for
 /// the next window a third of its time (docs/performance.md, "Offer
 /// windows by bytes").
