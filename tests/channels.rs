@@ -112,8 +112,8 @@ fn a_slow_subscriber_gets_a_dropped_marker_and_memory_stays_bounded() {
     let v = a.request(json!({"cmd": "channel", "action": "create", "name": "flood"}));
     assert_eq!(v["ok"], true);
     let pid = a.child.as_ref().unwrap().id();
-    // More than the daemon holds for a subscriber (1024 events) and the
-    // socket's buffer together.
+    // More than the daemon holds for a channel's subscriber (256 events)
+    // and the socket's buffer together.
     let total = 2000usize;
 
     // A fast subscriber reads everything on its own thread.

@@ -79,7 +79,7 @@ impl Daemon {
         if self.channels.len() >= MAX_CHANNELS {
             return Err(format!("at most {MAX_CHANNELS} channels"));
         }
-        let (tx, _) = broadcast::channel(SUBSCRIBER_BUFFER);
+        let (tx, _) = broadcast::channel(CHANNEL_SUBSCRIBER_BUFFER);
         self.channels.push(Channel {
             name: name.to_string(),
             id,
