@@ -65,7 +65,7 @@ const SUMMARY_MS: u64 = 3_600_000;
 /// loaded daemon delivers the envelopes of several offer windows in a few
 /// turns of its loop without the subscriber's task running between them
 /// (with 256, a bench subscriber of a receiver taking windows of 256 ids
-/// lost 16 to 21 of 10,000 events). The slots are allocated up front, 48
+/// lost 16 to 21 of 10,000 events). The slots are allocated up front, 40
 /// bytes each, and hold shared lines.
 pub const SUBSCRIBER_BUFFER: usize = 1024;
 /// The same for a channel's subscribers: a channel's messages come at
