@@ -65,6 +65,9 @@ const REWANTS: u8 = 3;
 /// Envelopes asked for and awaited per link (the link budget bounds how
 /// many are asked for; this bounds the list).
 const MAX_AWAITED: usize = 1024;
+/// Asks between two sweeps, at most, of a full list of awaited envelopes
+/// for those that came.
+const SWEEP_AFTER: usize = MAX_AWAITED / 4;
 
 /// The next window of the store to offer over one link.
 pub(super) struct Window {
@@ -341,18 +344,26 @@ impl Node {
     pub(super) fn awaiting(&mut self, node: NodeId, ids: &[EnvelopeId], now_ms: u64) {
         // A federation peer sends from a metered queue: its answers may
         // take longer than a lost fragment would.
-        let full = self.links.get(&node).is_some_and(|l| l.fed.is_none() && l.awaited.len() + ids.len() > MAX_AWAITED);
+        let full = self.links.get_mut(&node).is_some_and(|l| {
+            l.asked_since_sweep += ids.len();
+            l.fed.is_none() && l.awaited.len() + ids.len() > MAX_AWAITED && l.asked_since_sweep >= SWEEP_AFTER
+        });
         if full {
             // Those that came go first: a fast backlog asks for more than
             // `MAX_AWAITED` within `REWANT_MS`, most of which have come,
             // and making room by age alone dropped the re-ask of a lost
             // want (its ids went unanswered when offered again until our
-            // ask was 5 s old: windows stalled 5 s).
+            // ask was 5 s old: windows stalled 5 s). At most once per
+            // `SWEEP_AFTER` asks: a peer that never sends what it offers
+            // keeps the list full of asks that did not come, and a sweep
+            // at every ask cost a look-up of each; so an ask costs at most
+            // four look-ups more.
             let left: VecDeque<_> = self.links.get(&node).map_or_else(VecDeque::new, |l| {
                 l.awaited.iter().filter(|(id, _, _)| !self.came(node, id)).copied().collect()
             });
             if let Some(l) = self.links.get_mut(&node) {
                 l.awaited = left;
+                l.asked_since_sweep = 0;
             }
         }
         let Some(l) = self.links.get_mut(&node).filter(|l| l.fed.is_none()) else { return };

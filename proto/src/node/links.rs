@@ -74,8 +74,11 @@ pub(super) struct Link {
     /// again when it has a token for each (flow.rs).
     pub(super) paced: Vec<(EnvelopeId, PaceKey)>,
     pub(super) deferred_at: u64,
-    /// Envelopes asked of the peer and when to ask once more (flow.rs).
+    /// Envelopes asked of the peer and when to ask once more, and how
+    /// many were asked since the list last dropped those that came
+    /// (flow.rs).
     pub(super) awaited: std::collections::VecDeque<(EnvelopeId, u64, u8)>,
+    pub(super) asked_since_sweep: usize,
     /// Envelopes pushed to the peer unasked and when to see whether it
     /// said it has them (pushcheck.rs).
     pub(super) pushed: std::collections::VecDeque<(EnvelopeId, u64, u8)>,
@@ -529,6 +532,7 @@ impl Node {
                         paced: Vec::new(),
                         deferred_at: u64::MAX,
                         awaited: std::collections::VecDeque::new(),
+                        asked_since_sweep: 0,
                         pushed: std::collections::VecDeque::new(),
                         reasm: Reassembler::new(
                             self.cfg.reassembly_transfers_per_link,
