@@ -1,8 +1,8 @@
 //! Flow control of the inventory sync on one link. The sender offers its
 //! store in windows of at most `OFFER_WINDOW` ids and `WINDOW_BYTES` of
-//! envelopes, and sends the next window as soon
-//! as the peer has answered every id of the last one, so a backlog drains
-//! at the pace the peer takes it instead of one window per `sync_interval`.
+//! envelopes, and sends the next window as soon as the peer has answered
+//! every id of the last one, so a backlog drains at the pace the peer
+//! takes it instead of one window per `sync_interval`.
 //! The receiver asks only for as many envelopes as the link's envelope
 //! budget (`link_rate`, `link_burst`) admits, pays for them when it asks
 //! (so they are not dropped when they arrive), and answers the rest of an
@@ -22,10 +22,10 @@ use super::*;
 /// daemon warns at start). Short messages (about 400 bytes) fill the id
 /// bound; the byte bound stops a window at about 64 envelopes of one full
 /// datagram, or after the first one or two of the largest fragmented
-/// envelopes (64 of those, 4 MB, went in one window before). With 64 ids whatever their size, two nodes on
-/// loopback made 7,100 messages a second and the receiver waited for
-/// the next window a third of its time (docs/performance.md, "Offer
-/// windows by bytes").
+/// envelopes (64 of those, 4 MB, went in one window before). With 64 ids
+/// whatever their size, two nodes on loopback made 7,100 messages a
+/// second and the receiver waited for the next window a third of its
+/// time (docs/performance.md, "Offer windows by bytes").
 pub(super) const OFFER_WINDOW: usize = 256;
 pub(super) const WINDOW_BYTES: usize = 96 * 1024;
 /// What we ask for leaves this share (one in so many) of the link's
@@ -34,7 +34,8 @@ pub(super) const WINDOW_BYTES: usize = 96 * 1024;
 /// peer's next beacon was dropped (and asked for later).
 const WANT_RESERVE: u32 = 10;
 /// How long a window waits for the peer's answers before the next goes
-/// anyway; doubled while windows go unanswered, up to `sync_interval`.
+/// anyway; doubled while windows go wholly unanswered, up to
+/// `sync_interval`.
 /// The peer leaves some ids unanswered on purpose (asked of another link,
 /// a message waiting for its session's start), and an answer can be
 /// lost: waiting the whole `sync_interval` stalled a burst through a
