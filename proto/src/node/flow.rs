@@ -346,7 +346,7 @@ impl Node {
         // A federation peer sends from a metered queue: its answers may
         // take longer than a lost fragment would.
         let full = self.links.get_mut(&node).is_some_and(|l| {
-            l.asked_since_sweep += ids.len();
+            l.asked_since_sweep = l.asked_since_sweep.saturating_add(ids.len());
             l.fed.is_none() && l.awaited.len() + ids.len() > MAX_AWAITED && l.asked_since_sweep >= SWEEP_AFTER
         });
         if full {
