@@ -364,3 +364,28 @@ fn sync_rounds_are_spread_around_the_interval_so_the_ends_of_a_link_fall_out_of_
     }
     assert!(gaps.len() > 32, "and not the same every round: {} distinct of 64", gaps.len());
 }
+
+#[test]
+fn a_window_of_large_envelopes_stops_at_its_byte_bound() {
+    // Twenty messages of 20 KB each for B: a window of ids alone (64
+    // before, 256 now) would put 400 KB in flight at once, more than a
+    // receive buffer granted under a default `rmem_max`. The window stops
+    // with the envelope that reaches `WINDOW_BYTES` (96 KiB).
+    let mut p = Pair::new(None);
+    p.run(2_000, 100);
+    let bid = p.b.node_id();
+    p.b_up = false;
+    for i in 0..20 {
+        let text = format!("m{i} {}", "x".repeat(20_000));
+        p.a.send_direct(Timestamp::from(p.now), bid, text.as_bytes(), None, None).unwrap();
+    }
+    p.run(0, 10);
+    let l = p.a.links.get_mut(&bid).unwrap();
+    (l.offer_cursor, l.peer_has) = (None, Default::default());
+    let w = p.a.next_window(bid);
+    let bytes: usize = w.ids.iter().map(|id| p.a.store().get(id).unwrap().head.len()).sum();
+    assert_eq!(w.ids.len(), 5, "ids in the window ({bytes} bytes)");
+    let bound = super::super::flow::WINDOW_BYTES;
+    assert!((bound..bound + 21_000).contains(&bytes), "{bytes} bytes: the one that reaches the bound ends it");
+    assert!(w.left > 0, "the rest waits for the next window");
+}
