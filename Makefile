@@ -202,8 +202,9 @@ SIM_IDLE_SIZES ?= 10,30,100,300
 # The simulator is built for this machine's CPU, in its own target
 # directory so that its flags rebuild nothing else: the cipher and curve
 # crates' AVX2 code is then inlined (about 15% less time, docs/scale.md,
-# "Simulator speed"). SIM_RUSTFLAGS= builds it for any x86_64.
-SIM_RUSTFLAGS ?= -C target-cpu=native
+# "Simulator speed"). SIM_RUSTFLAGS= builds it for any x86_64. Setting
+# RUSTFLAGS drops .cargo/config.toml's, so its Poly1305 choice is repeated.
+SIM_RUSTFLAGS ?= -C target-cpu=native --cfg poly1305_force_soft
 SIM_DIR ?= target/sim-native
 SIM := $(SIM_DIR)/sim/meshpost-sim
 SIM_MESH_SIZES ?= 10,30,100

@@ -10,8 +10,10 @@ use meshpost_proto::card::Card;
 use meshpost_proto::e2e;
 use meshpost_proto::envelope::{Destination, Draft, Envelope, Kind};
 use meshpost_proto::identity::Identity;
+use meshpost_proto::link::handshake::SessionKeys;
 use meshpost_proto::link::handshake::{Initiator, Responder};
 use meshpost_proto::link::packet::Packet;
+use meshpost_proto::link::session::Session;
 use meshpost_proto::node::{Action, Config, Node, PeerSpec};
 use meshpost_proto::rng::NodeRng;
 use meshpost_proto::store::{Store, StoreLimits};
@@ -89,6 +91,30 @@ fn envelopes(c: &mut Criterion) {
             |p| e2e::open_any(&bob, &mut book, alice, &[1; 32], &[2; 16], black_box(&p), NOW).unwrap(),
             BatchSize::SmallInput,
         )
+    });
+}
+
+/// One transport datagram of a 400-byte frame (about what a stored 200-byte
+/// message takes) sealed by one side and opened by the other: the link's
+/// ChaCha20-Poly1305 both ways, which a relay pays for each envelope.
+fn link_datagram(c: &mut Criterion) {
+    let keys = |send: u8, recv: u8, initiator| SessionKeys {
+        send: [send; 32].into(),
+        recv: [recv; 32].into(),
+        remote_ed: [0; 32],
+        local_idx: u32::from(send),
+        remote_idx: u32::from(recv),
+        initiator,
+    };
+    let mut a = Session::new(keys(1, 2, true), 0);
+    let mut b = Session::new(keys(2, 1, false), 0);
+    let frame = [7u8; 400];
+    c.bench_function("link datagram seal + open (400 B frame)", |bch| {
+        bch.iter(|| {
+            let d = a.seal(black_box(&frame)).unwrap();
+            let Ok(Packet::Data { counter, header, ciphertext, .. }) = Packet::parse(&d) else { panic!() };
+            b.open(counter, header, ciphertext).unwrap()
+        })
     });
 }
 
@@ -248,5 +274,5 @@ fn relay(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, envelopes, handshake, store, relay);
+criterion_group!(benches, envelopes, link_datagram, handshake, store, relay);
 criterion_main!(benches);

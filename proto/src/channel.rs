@@ -16,8 +16,6 @@
 
 use core::fmt;
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use rand_core::CryptoRngCore;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -106,14 +104,11 @@ impl ChannelKey {
         rng.fill_bytes(&mut nonce);
         let plain = pad(content_type, body);
         let key = self.message_key();
-        let cipher = ChaCha20Poly1305::new(Key::from_slice(&key[..]));
         let aad = aad(origin, &self.id());
         let mut out = Vec::with_capacity(12 + plain.len() + 16);
         out.extend_from_slice(&nonce);
         // Encryption fails only beyond 256 GiB; bodies here are < 64 KiB.
-        if let Ok(ct) = cipher.encrypt(Nonce::from_slice(&nonce), Payload { msg: &plain, aad: &aad }) {
-            out.extend_from_slice(&ct);
-        }
+        let _ = meshpost_aead::seal_into(&key, &nonce, &aad, &plain, &mut out);
         out
     }
 
@@ -122,15 +117,11 @@ impl ChannelKey {
         if payload.len() < 12 + 16 {
             return Err(ChannelError::Truncated);
         }
-        let (nonce, ct) = payload.split_at(12);
+        let (nonce, ct) = payload.split_first_chunk::<12>().ok_or(ChannelError::Truncated)?;
         let key = self.message_key();
-        let cipher = ChaCha20Poly1305::new(Key::from_slice(&key[..]));
         let aad = aad(origin, &self.id());
-        let plain = Zeroizing::new(
-            cipher
-                .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
-                .map_err(|_| ChannelError::Decrypt)?,
-        );
+        let plain =
+            Zeroizing::new(meshpost_aead::open_to_vec(&key, nonce, &aad, ct).map_err(|_| ChannelError::Decrypt)?);
         unpad(&plain).map_err(|_| ChannelError::BadPadding)
     }
 }

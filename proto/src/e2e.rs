@@ -26,8 +26,6 @@
 
 use core::fmt;
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use ml_kem::kem::{Decapsulate, Encapsulate, EncapsulationKey};
 use ml_kem::{EncodedSizeUser, MlKem768Params};
 use rand_core::CryptoRngCore;
@@ -147,20 +145,14 @@ pub struct Opened {
 
 /// ChaCha20-Poly1305 under a key used once (so the nonce is zero), the
 /// ciphertext and tag appended to `out`. Every suite seals through here.
-fn aead_seal_into(key: &[u8], plain: &[u8], aad: &[u8], out: &mut Vec<u8>) {
-    let cipher = ChaCha20Poly1305::new(Key::from_slice(key));
+fn aead_seal_into(key: &[u8; 32], plain: &[u8], aad: &[u8], out: &mut Vec<u8>) {
     // Encryption only fails for inputs beyond 256 GiB; ours are < 64 KiB.
-    if let Ok(ct) = cipher.encrypt(Nonce::from_slice(&[0u8; 12]), Payload { msg: plain, aad }) {
-        out.extend_from_slice(&ct);
-    }
+    let _ = meshpost_aead::seal_into(key, &[0u8; 12], aad, plain, out);
 }
 
 /// The reverse of [`aead_seal_into`]; the plaintext is zeroized when dropped.
-fn aead_open(key: &[u8], sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, OpenError> {
-    ChaCha20Poly1305::new(Key::from_slice(key))
-        .decrypt(Nonce::from_slice(&[0u8; 12]), Payload { msg: sealed, aad })
-        .map(Zeroizing::new)
-        .map_err(|_| OpenError::Decrypt)
+fn aead_open(key: &[u8; 32], sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    meshpost_aead::open_to_vec(key, &[0u8; 12], aad, sealed).map(Zeroizing::new).map_err(|_| OpenError::Decrypt)
 }
 
 fn aad(origin: &[u8; 32], dest: &[u8; 16]) -> [u8; 48] {
@@ -208,7 +200,7 @@ pub fn seal(
     out.extend_from_slice(&eph_pub);
     out.extend_from_slice(&kem_ct);
     let key = message_key(dh.as_bytes(), &kem_ss, &eph_pub, &recipient.x25519, &kem_ct);
-    aead_seal_into(&key[..], &pad(content_type, body), &aad(origin, dest), &mut out);
+    aead_seal_into(&key, &pad(content_type, body), &aad(origin, dest), &mut out);
     out
 }
 
@@ -234,7 +226,7 @@ pub fn open(me: &Identity, origin: &[u8; 32], dest: &[u8; 16], payload: &[u8]) -
     let sealed = r.rest();
     let dh = me.e2e_secret().diffie_hellman(&x25519_dalek::PublicKey::from(eph_pub));
     let key = message_key(dh.as_bytes(), &kem_ss, &eph_pub, &me.e2e_public(), kem_ct);
-    unpad_direct(&aead_open(&key[..], sealed, &aad(origin, dest))?)
+    unpad_direct(&aead_open(&key, sealed, &aad(origin, dest))?)
 }
 
 /// Starts a session to `recipient`: a fresh hybrid exchange with its card.
@@ -300,7 +292,7 @@ pub fn seal_in(
         out.extend_from_slice(&s.header);
     }
     let a = session_aad(origin, dest, &out);
-    aead_seal_into(&mk[..], &plain, &a, &mut out);
+    aead_seal_into(&mk, &plain, &a, &mut out);
     (out, n)
 }
 

@@ -6,8 +6,6 @@
 //! [`ReplayWindow`]. Rekeying is a fresh handshake (see `node`), so a session
 //! refuses to send after [`REJECT_AFTER_MESSAGES`].
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
 use zeroize::Zeroizing;
 
 use super::handshake::SessionKeys;
@@ -75,10 +73,8 @@ impl Session {
         let mut out = Vec::with_capacity(DATA_HEADER_LEN + frame.len() + TAG_LEN);
         out.extend_from_slice(&header);
         out.extend_from_slice(frame);
-        let cipher = ChaCha20Poly1305::new(Key::from_slice(&self.send_key[..]));
-        let tag = cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce(counter)), &header, &mut out[DATA_HEADER_LEN..])
-            .ok()?;
+        let tag =
+            meshpost_aead::seal_in_place(&self.send_key, &nonce(counter), &header, &mut out[DATA_HEADER_LEN..]).ok()?;
         out.extend_from_slice(&tag);
         Some(out)
     }
@@ -88,14 +84,11 @@ impl Session {
         if !self.replay.check(counter) {
             return Err(OpenError::Replayed);
         }
-        if ciphertext.len() < TAG_LEN {
+        let Some((body, tag)) = ciphertext.split_last_chunk::<TAG_LEN>() else {
             return Err(OpenError::Decrypt);
-        }
-        let (body, tag) = ciphertext.split_at(ciphertext.len() - TAG_LEN);
+        };
         let mut plain = body.to_vec();
-        let cipher = ChaCha20Poly1305::new(Key::from_slice(&self.recv_key[..]));
-        cipher
-            .decrypt_in_place_detached(Nonce::from_slice(&nonce(counter)), header, &mut plain, Tag::from_slice(tag))
+        meshpost_aead::open_in_place(&self.recv_key, &nonce(counter), header, &mut plain, tag)
             .map_err(|_| OpenError::Decrypt)?;
         self.replay.update(counter);
         Ok(plain)
