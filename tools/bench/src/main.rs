@@ -173,8 +173,13 @@ fn send_all(from: &Daemon, to: &str, n: usize, size: usize, conns: usize) -> Res
             let mut at = Vec::new();
             for i in idx {
                 at.push((i, Instant::now()));
-                let req = json!({"cmd": "send", "to": to, "text": text(i, size)});
-                if writeln!(w, "{req}").is_err() {
+                // One write per request, as a client that sends one
+                // request at a time does: `writeln!` on the bare socket
+                // wrote the line and its newline in two, and the daemon
+                // paid for two socket buffers a request.
+                let mut req = json!({"cmd": "send", "to": to, "text": text(i, size)}).to_string();
+                req.push('\n');
+                if w.write_all(req.as_bytes()).is_err() {
                     break;
                 }
             }
