@@ -198,9 +198,14 @@ pub fn error(msg: impl Into<String>) -> Value {
 }
 
 async fn send_line(wr: &mut OwnedWriteHalf, v: &Value) -> Result<(), ()> {
-    let mut s = v.to_string();
-    s.push('\n');
+    let mut s = String::new();
+    push_line(&mut s, v);
     send_raw(wr, s.as_bytes()).await
+}
+
+fn push_line(out: &mut String, v: &Value) {
+    out.push_str(&v.to_string());
+    out.push('\n');
 }
 
 async fn send_raw(wr: &mut OwnedWriteHalf, b: &[u8]) -> Result<(), ()> {
@@ -347,11 +352,25 @@ async fn client(
                 }
                 waiting.push_back(rrx);
             }
+            // The answers there already go in one write with the one
+            // awaited: a write per answer cost the daemon and the client a
+            // socket buffer each.
+            let mut out = String::new();
             while let Some(rrx) = waiting.pop_front() {
-                match rrx.await {
-                    Ok(Reply::Json(v)) if send_line(&mut wr, &v).await.is_ok() => {}
-                    _ => return,
+                let Ok(Reply::Json(v)) = rrx.await else { return };
+                push_line(&mut out, &v);
+                while let Some(next) = waiting.front_mut() {
+                    match next.try_recv() {
+                        Ok(Reply::Json(v)) => push_line(&mut out, &v),
+                        Err(oneshot::error::TryRecvError::Empty) => break,
+                        _ => return,
+                    }
+                    waiting.pop_front();
                 }
+                if send_raw(&mut wr, out.as_bytes()).await.is_err() {
+                    return;
+                }
+                out.clear();
             }
             continue;
         }
