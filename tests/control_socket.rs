@@ -201,6 +201,119 @@ fn subscribers_stream_new_messages() {
     assert_eq!(e["id"], v["id"]);
 }
 
+/// What a subscriber read: the number in each message's text, in order,
+/// with `None` for each `dropped` marker, and the count the markers gave.
+struct Events {
+    seen: Vec<Option<usize>>,
+    dropped: usize,
+}
+
+/// Reads a subscription until `total` messages are accounted for
+/// (received, or counted in `dropped` markers) or it goes quiet for 20 s.
+fn drain_events(r: &mut BufReader<UnixStream>, total: usize) -> Events {
+    let mut ev = Events { seen: Vec::new(), dropped: 0 };
+    let mut line = String::new();
+    while ev.seen.iter().flatten().count() + ev.dropped < total {
+        line.clear();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let e: Value = serde_json::from_str(&line).unwrap();
+        if e["event"] == "dropped" {
+            ev.seen.push(None);
+            ev.dropped += e["count"].as_u64().unwrap() as usize;
+        } else {
+            assert_eq!(e["event"], "message", "{line}");
+            ev.seen.push(e["text"].as_str().and_then(|t| t[..5].parse().ok()));
+        }
+    }
+    ev
+}
+
+#[test]
+fn a_slow_subscriber_to_messages_gets_a_marker_then_the_newest_1024_and_the_inbox_keeps_all() {
+    let t = TempDir::new("slowmsgsub");
+    let mut a = Node::new(&t.0, "a");
+    let mut b = Node::new(&t.0, "b");
+    let roomy = "\toption link_rate '100000'\n\toption origin_rate '100000'\n\toption store_max_count '100000'\n\toption store_max_bytes '67108864'\n\toption store_origin_quota '67108864'\n\toption store_recipient_quota '67108864'\n\toption inbox_max '100000'\n\toption inbox_max_bytes '67108864'\n";
+    a.extra = roomy.into();
+    b.extra = roomy.into();
+    a.peer(&b, true);
+    b.peer(&a, true);
+    a.start();
+    b.start();
+    let (aid, bid) = (a.node_id(), b.node_id());
+    assert!(wait_until(15, || a.linked_to(&bid) && b.linked_to(&aid)), "no link");
+    let pid = b.child.as_ref().unwrap().id();
+    let subscribe = || {
+        let mut s = UnixStream::connect(&b.sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(b"{\"cmd\":\"subscribe\"}\n").unwrap();
+        let mut r = BufReader::new(s);
+        let mut first = String::new();
+        r.read_line(&mut first).unwrap();
+        assert!(first.contains("\"subscribed\""), "{first}");
+        r
+    };
+    // More than B holds for a subscriber to its messages (1024 events,
+    // runtime/mod.rs SUBSCRIBER_BUFFER) and the socket's buffer together:
+    // events of 600-character texts are about 900 bytes.
+    let total = 2000usize;
+    let mut fast = subscribe();
+    let fast_thread = std::thread::spawn(move || drain_events(&mut fast, total));
+    let mut slow = subscribe();
+    let rss_before = rss_kib(pid);
+    let mut batch = String::new();
+    for i in 0..total {
+        let text = format!("{i:05} {}", "m".repeat(594));
+        batch.push_str(&format!("{}\n", json!({"cmd": "send", "to": bid, "text": text})));
+    }
+    let mut s = UnixStream::connect(&a.sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let writer = std::thread::spawn(move || s.write_all(batch.as_bytes()).unwrap());
+    let mut line = String::new();
+    for i in 0..total {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        assert!(line.contains("\"ok\":true"), "send {i}: {line}");
+    }
+    writer.join().unwrap();
+    // The fast subscriber saw every message arrive, so B has them all
+    // before the slow one reads a line.
+    let fast = fast_thread.join().unwrap();
+    let mut order: Vec<usize> = fast.seen.iter().flatten().copied().collect();
+    assert_eq!((order.len(), fast.dropped), (total, 0), "the fast subscriber was not held up");
+    order.sort_unstable();
+    order.dedup();
+    assert_eq!(order.len(), total, "each message once");
+    let slow = drain_events(&mut slow, total);
+    let rss_after = rss_kib(pid);
+    let markers = slow.seen.iter().filter(|e| e.is_none()).count();
+    let got = slow.seen.len() - markers;
+    eprintln!(
+        "slow subscriber: {got} received, {} dropped in {markers} markers; B's RSS {rss_before} -> {rss_after} KiB",
+        slow.dropped
+    );
+    assert_eq!(markers, 1, "one marker where the events were lost");
+    assert_eq!(got + slow.dropped, total, "every message is either received or counted as dropped");
+    // What the socket held came first; after the marker, the 1024 events
+    // the daemon keeps for a subscriber (runtime/mod.rs, SUBSCRIBER_BUFFER),
+    // the newest, in order.
+    let after: Vec<usize> = slow.seen.iter().skip_while(|e| e.is_some()).skip(1).flatten().copied().collect();
+    assert_eq!(after.len(), 1024, "events held after the marker");
+    let last: Vec<usize> = fast.seen.iter().flatten().copied().skip(total - 1024).collect();
+    assert_eq!(after, last, "the newest 1024, in the order they arrived");
+    let grew = rss_after.saturating_sub(rss_before);
+    assert!(grew < 16 * 1024, "B's memory grew by {grew} KiB");
+    assert_eq!(b.inbox().len(), total, "the inbox has every message, whatever the subscriber lost");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB").trim().parse().unwrap()
+}
+
 #[test]
 fn cli_errors_are_one_line_with_nonzero_exit() {
     let out =
