@@ -1,4 +1,5 @@
-//! ChaCha20-Poly1305 (RFC 8439) as two functions over byte slices.
+//! ChaCha20-Poly1305 (RFC 8439) as plain functions over byte slices: seal
+//! and open in place, seal onto the end of a vector, open into a new one.
 //!
 //! The cipher crates are generic: their code is compiled in the crate that
 //! names the concrete cipher, at that crate's optimisation level. Named in
@@ -9,7 +10,8 @@
 //! callers stay small.
 //!
 //! It deliberately does nothing else: it chooses no nonces, keeps no keys,
-//! allocates nothing and knows no framing. Callers own all of that.
+//! zeroizes no plaintext (the callers wrap what they keep) and knows no
+//! framing. Callers own all of that.
 
 #![forbid(unsafe_code)]
 
