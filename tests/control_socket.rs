@@ -245,16 +245,7 @@ fn a_slow_subscriber_to_messages_gets_a_marker_then_the_newest_1024_and_the_inbo
     let (aid, bid) = (a.node_id(), b.node_id());
     assert!(wait_until(15, || a.linked_to(&bid) && b.linked_to(&aid)), "no link");
     let pid = b.child.as_ref().unwrap().id();
-    let subscribe = || {
-        let mut s = UnixStream::connect(&b.sock).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        s.write_all(b"{\"cmd\":\"subscribe\"}\n").unwrap();
-        let mut r = BufReader::new(s);
-        let mut first = String::new();
-        r.read_line(&mut first).unwrap();
-        assert!(first.contains("\"subscribed\""), "{first}");
-        r
-    };
+    let subscribe = || subscribe_messages(&b.sock, 20);
     // More than B holds for a subscriber to its messages (1024 events,
     // runtime/mod.rs SUBSCRIBER_BUFFER) and the socket's buffer together:
     // events of 600-character texts are about 900 bytes.

@@ -8,9 +8,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::io::BufRead;
 
 use common::*;
 use serde_json::{Value, json};
@@ -30,12 +28,7 @@ fn the_sender_sees_delivered_only_after_the_signed_ack_and_across_restarts() {
     let bid = b.node_id();
 
     // A subscriber on A sees the delivered event.
-    let mut sub = UnixStream::connect(&a.sock).unwrap();
-    sub.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    sub.write_all(b"{\"cmd\":\"subscribe\"}\n").unwrap();
-    let mut events = BufReader::new(sub);
-    let mut first = String::new();
-    events.read_line(&mut first).unwrap();
+    let mut events = subscribe_messages(&a.sock, 30);
 
     let out = a.cli(&["send", "--wait=30", &bid, "are you there?"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();

@@ -297,3 +297,16 @@ pub fn venv_python(modules: &str) -> Option<PathBuf> {
     eprintln!("SKIP: {modules} not installed at {} (run `make pytools`)", py.display());
     None
 }
+
+/// Subscribes to a node's messages on its control socket; returns the
+/// stream after the `subscribed` answer (reads time out after `secs`).
+pub fn subscribe_messages(sock: &Path, secs: u64) -> BufReader<UnixStream> {
+    let mut s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
+    s.write_all(b"{\"cmd\":\"subscribe\"}\n").unwrap();
+    let mut r = BufReader::new(s);
+    let mut first = String::new();
+    r.read_line(&mut first).unwrap();
+    assert!(first.contains("\"subscribed\""), "{first}");
+    r
+}
