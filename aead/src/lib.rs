@@ -83,14 +83,9 @@ pub fn seal_into(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], plain: &[u8], out
 
 /// Splits `sealed` (ciphertext then tag) and returns the plaintext.
 pub fn open_to_vec(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Error> {
-    let Some(body_len) = sealed.len().checked_sub(TAG_LEN) else {
-        return Err(Error::Forged);
-    };
-    let (body, tag) = sealed.split_at(body_len);
-    let mut tag_bytes = [0u8; TAG_LEN];
-    tag_bytes.copy_from_slice(tag);
+    let (body, tag) = sealed.split_last_chunk::<TAG_LEN>().ok_or(Error::Forged)?;
     let mut plain = body.to_vec();
-    open_in_place(key, nonce, aad, &mut plain, &tag_bytes)?;
+    open_in_place(key, nonce, aad, &mut plain, tag)?;
     Ok(plain)
 }
 

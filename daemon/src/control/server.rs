@@ -203,9 +203,11 @@ async fn send_line(wr: &mut OwnedWriteHalf, v: &Value) -> Result<(), ()> {
     send_raw(wr, s.as_bytes()).await
 }
 
+/// Appends `v` and a newline to `out`, without a string of its own.
 fn push_line(out: &mut String, v: &Value) {
-    out.push_str(&v.to_string());
-    out.push('\n');
+    use std::fmt::Write;
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "{v}");
 }
 
 async fn send_raw(wr: &mut OwnedWriteHalf, b: &[u8]) -> Result<(), ()> {
